@@ -1,0 +1,166 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// Strict settings from the first commit (see ../shared/STYLE.md): every target
+// builds in Swift 6 mode with explicit existentials, member import visibility
+// and internal imports by default.
+let strictSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "tokenkeeper",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tokenkeeper", targets: ["tokenkeeper"]),
+        .library(name: "TokenKeeperCore", targets: ["TokenKeeperCore"]),
+        .library(name: "IOPSimulator", targets: ["IOPSimulator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML"]),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", "5.4.0"..<"7.0.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        .target(
+            name: "TokenKeeperCore",
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "IOPGateway",
+            dependencies: [
+                "TokenKeeperCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "SQLiteStore",
+            dependencies: [
+                "TokenKeeperCore",
+                "CSQLite",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "RefreshScheduler",
+            dependencies: [
+                "TokenKeeperCore",
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "IOPSimulator",
+            dependencies: [
+                "TokenKeeperCore",
+                "IOPGateway",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "TokenKeeperService",
+            dependencies: [
+                "TokenKeeperCore",
+                "IOPGateway",
+                "SQLiteStore",
+                "RefreshScheduler",
+                "IOPSimulator",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "tokenkeeper",
+            dependencies: [
+                "TokenKeeperService",
+                "TokenKeeperCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "Benchmarks",
+            dependencies: [
+                "TokenKeeperCore",
+                "TokenKeeperService",
+                "SQLiteStore",
+                "IOPSimulator",
+            ],
+            path: "Benchmarks",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "TokenKeeperCoreTests",
+            dependencies: ["TokenKeeperCore"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "IOPGatewayTests",
+            dependencies: [
+                "IOPGateway", "TokenKeeperCore", "IOPSimulator",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "SQLiteStoreTests",
+            dependencies: ["SQLiteStore", "TokenKeeperCore", "CSQLite"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "RefreshSchedulerTests",
+            dependencies: [
+                "RefreshScheduler", "TokenKeeperCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "IOPSimulatorTests",
+            dependencies: ["IOPSimulator", "IOPGateway", "TokenKeeperCore"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "TokenKeeperServiceTests",
+            dependencies: [
+                "TokenKeeperService", "TokenKeeperCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["IOPSimulator", "TokenKeeperCore", "SQLiteStore"],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

@@ -1,0 +1,220 @@
+import AsyncHTTPClient
+public import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+public import TokenKeeperCore
+
+/// The ``TokenKeeperCore/TokenGateway`` over HTTP: signs with
+/// ``IOPSignature``, sends with AsyncHTTPClient, decodes with
+/// ``IOPResponseDecoder``, and throws only classified
+/// ``TokenKeeperCore/GatewayFailure``s.
+///
+/// One client serves the whole process (its connection pool is shared by all
+/// calls); call ``shutdown()`` before dropping it. Works over TLS to the real
+/// gateway and over plain HTTP to a local simulator.
+public final class IOPGatewayClient: TokenGateway {
+    private let httpClient: HTTPClient
+    private let settings: Mutex<GatewayConfiguration>
+    private let clock: any WallClock
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - configuration: Gateway, credentials and limits. Its connect timeout is
+    ///     fixed for the client's life; everything else can change with
+    ///     ``update(configuration:)``.
+    ///   - clock: Supplies the signed `timestamp` and the grants' `receivedAt`.
+    ///   - logger: Receives one line per call: API, seller, outcome, request id;
+    ///     never a token (a refresh token appears as its fingerprint).
+    public init(
+        configuration: GatewayConfiguration, clock: any WallClock = SystemWallClock(),
+        logger: Logger = Logger(label: "tokenkeeper.gateway")
+    ) {
+        var httpConfiguration = HTTPClient.Configuration(
+            // A redirect would re-send a token somewhere else; it is reported, not followed.
+            redirectConfiguration: .disallow,
+            timeout: HTTPClient.Configuration.Timeout(connect: TimeAmount(configuration.connectTimeout)))
+        // A refused connection fails the call at once instead of being retried
+        // until the deadline: the scheduler owns retries and their backoff.
+        httpConfiguration.connectionPool.retryConnectionEstablishment = false
+        self.httpClient = HTTPClient(
+            eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration,
+            backgroundActivityLogger: logger)
+        self.settings = Mutex(configuration)
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// The configuration the next call will use.
+    public var configuration: GatewayConfiguration {
+        settings.withLock { $0 }
+    }
+
+    /// Replaces the configuration for calls that start from now on (the daemon
+    /// re-reads the app secret on `SIGHUP`). Calls in flight finish with the old
+    /// one. The connect timeout keeps the value given at ``init(configuration:clock:logger:)``.
+    public func update(configuration: GatewayConfiguration) {
+        settings.withLock { $0 = configuration }
+    }
+
+    /// Closes the connection pool. Call once, before the client is dropped;
+    /// calls made afterwards fail as ``IOPFailureCode/cancelled``.
+    public func shutdown() async {
+        do {
+            try await httpClient.shutdown()
+        } catch {
+            logger.debug("gateway client shutdown", metadata: ["error": "\(error)"])
+        }
+    }
+
+    public func refresh(refreshToken: Secret) async throws(GatewayFailure) -> TokenGrant {
+        guard !refreshToken.isEmpty else {
+            // Sending nothing would earn `MissingParameter`, a configuration
+            // error that blames every seller for one account's empty token.
+            throw GatewayFailure(
+                .accountRejected, code: IOPFailureCode.missingRefreshToken,
+                message: "the stored refresh token is empty; the seller must authorize again")
+        }
+        return try await call(
+            api: "refresh", redacting: [refreshToken],
+            metadata: ["refresh_token": "\(refreshToken.fingerprint)"]
+        ) { configuration, timestamp throws(GatewayFailure) in
+            try IOPRequest.refresh(refreshToken: refreshToken, configuration: configuration, timestamp: timestamp)
+        }
+    }
+
+    public func createToken(code: String) async throws(GatewayFailure) -> TokenGrant {
+        guard !code.isEmpty else {
+            throw GatewayFailure(
+                .accountRejected, code: IOPFailureCode.missingAuthorizationCode,
+                message: "the authorization code is empty")
+        }
+        return try await call(api: "create", redacting: [Secret(code)], metadata: [:]) {
+            configuration, timestamp throws(GatewayFailure) in
+            try IOPRequest.createToken(code: code, configuration: configuration, timestamp: timestamp)
+        }
+    }
+
+    /// What came back over HTTP, before any interpretation.
+    private struct RawResponse: Sendable {
+        var status: Int
+        var headers: [(name: String, value: String)]
+        var body: ByteBuffer
+    }
+
+    private func call(
+        api: String, redacting secrets: [Secret], metadata: Logger.Metadata,
+        build: (GatewayConfiguration, Timestamp) throws(GatewayFailure) -> IOPRequest
+    ) async throws(GatewayFailure) -> TokenGrant {
+        var logger = self.logger
+        logger[metadataKey: "iop.api"] = "\(api)"
+        for (key, value) in metadata { logger[metadataKey: key] = value }
+
+        let configuration = self.configuration
+        let outcome: Result<TokenGrant, GatewayFailure>
+        do throws(GatewayFailure) {
+            try configuration.validate()
+            let request = try build(configuration, clock.now())
+            let raw = try await send(request, configuration: configuration)
+            outcome = IOPResponseDecoder(maxResponseBytes: configuration.maxResponseBytes).decode(
+                status: raw.status, headers: raw.headers, body: raw.body.readableBytesView,
+                receivedAt: clock.now(), redacting: secrets)
+        } catch {
+            outcome = .failure(error)
+        }
+        log(outcome, logger: logger)
+        return try outcome.get()
+    }
+
+    private func send(_ request: IOPRequest, configuration: GatewayConfiguration) async throws(GatewayFailure)
+        -> RawResponse
+    {
+        let httpRequest = Self.httpRequest(for: request)
+        let timeout = configuration.requestTimeout
+        let limit = configuration.maxResponseBytes
+        let client = httpClient
+        do {
+            // AsyncHTTPClient's deadline ends when the head arrives; the race with
+            // a timer bounds the body too, so a trickling answer cannot hold a
+            // refresh (and its lease) forever.
+            return try await withThrowingTaskGroup(of: RawResponse.self) { group in
+                group.addTask {
+                    let response = try await client.execute(
+                        httpRequest, deadline: .now() + TimeAmount(timeout))
+                    let status = Int(response.status.code)
+                    let body: ByteBuffer
+                    do {
+                        body = try await response.body.collect(upTo: limit)
+                    } catch is NIOTooManyBytesError {
+                        throw IOPResponseDecoder.responseTooLarge(status: status, limit: limit)
+                    }
+                    return RawResponse(
+                        status: status, headers: response.headers.map { (name: $0.name, value: $0.value) },
+                        body: body)
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    throw HTTPClientError.deadlineExceeded
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next() else { throw HTTPClientError.cancelled }
+                return first
+            }
+        } catch {
+            throw Self.failure(for: error)
+        }
+    }
+
+    private static func httpRequest(for request: IOPRequest) -> HTTPClientRequest {
+        var httpRequest = HTTPClientRequest(url: request.url)
+        httpRequest.method = .POST
+        for header in request.headers { httpRequest.headers.add(name: header.name, value: header.value) }
+        httpRequest.body = .bytes(ByteBuffer(string: request.body))
+        return httpRequest
+    }
+
+    private func log(_ outcome: Result<TokenGrant, GatewayFailure>, logger: Logger) {
+        switch outcome {
+        case .success(let grant):
+            logger.debug(
+                "gateway call succeeded",
+                metadata: [
+                    "seller_id": "\(grant.sellerID)", "iop.outcome": "granted",
+                    "iop.request_id": "\(grant.requestID ?? "-")",
+                    "iop.final_grant": "\(grant.isFinalGrant)",
+                ])
+        case .failure(let failure):
+            var metadata: Logger.Metadata = [
+                "iop.outcome": "\(Self.outcomeName(failure.failureClass))", "iop.code": "\(failure.code)",
+                "iop.request_id": "\(failure.requestID ?? "-")",
+            ]
+            if let status = failure.httpStatus { metadata["http.status"] = "\(status)" }
+            let level: Logger.Level =
+                switch failure.failureClass {
+                case .configuration: .error
+                case _ where failure.isUnknownCode: .error
+                case .accountRejected, .transient, .throttled: .warning
+                }
+            let text = failure.isUnknownCode ? "gateway answered an unknown error code" : "gateway call failed"
+            logger.log(level: level, "\(text): \(failure.description)", metadata: metadata)
+        }
+    }
+
+    private static func outcomeName(_ failureClass: FailureClass) -> String {
+        switch failureClass {
+        case .accountRejected: "account_rejected"
+        case .configuration: "configuration"
+        case .transient: "transient"
+        case .throttled: "throttled"
+        }
+    }
+}
+
+extension TimeAmount {
+    /// A Swift `Duration` as NIO's nanosecond count, saturating instead of trapping.
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        let (wholeNanos, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        self = .nanoseconds(overflow ? (seconds < 0 ? .min : .max) : wholeNanos &+ attoseconds / 1_000_000_000)
+    }
+}

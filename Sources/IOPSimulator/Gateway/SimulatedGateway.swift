@@ -1,0 +1,500 @@
+import IOPGateway
+import Logging
+import TokenKeeperCore
+
+/// The simulated gateway's whole state and rules, free of I/O: the HTTP layer
+/// hands it a ``GatewayRequest`` and gets back what to answer. It lives inside
+/// one lock (``SimulatorCore``), so every request sees and changes it atomically.
+struct SimulatedGateway {
+    static let createPath = "/auth/token/create"
+    static let refreshPath = "/auth/token/refresh"
+    static let signMethod = "sha256"
+
+    private enum RefreshTokenState {
+        case current
+        /// Rotated; `answerLost` when a ``FaultKind/resetAfterRotation`` swallowed the answer.
+        case rotated(answerLost: Bool)
+        case revoked
+        /// Replaced by a new authorization (`/auth/token/create` or a seed).
+        case superseded
+    }
+
+    private struct RefreshTokenRecord {
+        var sellerKey: String
+        var state: RefreshTokenState
+    }
+
+    private struct AccessTokenRecord {
+        var sellerKey: String
+        var expireTime: Timestamp
+    }
+
+    private struct CodeRecord {
+        var sellerKey: String
+        var expiresAt: Timestamp
+        var used: Bool
+    }
+
+    struct SellerRecord {
+        var seller: SimulatedSeller
+        var currentRefreshToken: String?
+        var refreshTokenValidTime: Timestamp?
+        var inFlightRefreshes = 0
+        var stats = SellerStats()
+        var issued: [IssuedTokenPair] = []
+    }
+
+    var behavior: GatewayBehavior
+    var counters = SimulatorCounters()
+    private(set) var sellers: [String: SellerRecord] = [:]
+    private let clock: any WallClock
+    private let basePath: String
+    private let logger: Logger
+    private var refreshTokens: [String: RefreshTokenRecord] = [:]
+    private var accessTokens: [String: AccessTokenRecord] = [:]
+    private var codes: [String: CodeRecord] = [:]
+    private var scriptedFaults: [FaultKind] = []
+    private var banUntil: Timestamp?
+    private var random: SeededRandom
+    private var serial: UInt64 = 0
+
+    init(configuration: SimulatorConfiguration) {
+        behavior = configuration.behavior
+        clock = configuration.clock
+        basePath = configuration.basePath
+        logger = configuration.logger
+        random = SeededRandom(seed: configuration.randomSeed)
+    }
+
+    var now: Timestamp { clock.now() }
+
+    // MARK: - Requests
+
+    /// Decides the answer to one request and applies its effect.
+    mutating func answer(_ request: GatewayRequest) -> GatewayAnswer {
+        let now = clock.now()
+        serial += 1
+        var ticket = RequestTicket(number: serial)
+        counters.requests += 1
+
+        guard request.path.hasPrefix(basePath + "/") else {
+            counters.requestsByAPI[request.path, default: 0] += 1
+            return plainStatus(404, "Not Found", now: now, ticket: ticket)
+        }
+        let api = String(request.path.dropFirst(basePath.count))
+        counters.requestsByAPI[api, default: 0] += 1
+        guard request.method == "GET" || request.method == "POST" else {
+            return plainStatus(405, "Not Allowed", now: now, ticket: ticket)
+        }
+        guard !request.bodyTooLarge else {
+            return plainStatus(413, "Request Entity Too Large", now: now, ticket: ticket)
+        }
+
+        // A refresh is "in flight" for its seller from arrival until its answer
+        // is written or abandoned; a second one arriving meanwhile is an overlap.
+        if api == Self.refreshPath, let token = request.parameters["refresh_token"],
+            let sellerKey = refreshTokens[token]?.sellerKey, sellers[sellerKey] != nil
+        {
+            sellers[sellerKey]!.stats.refreshRequests += 1
+            if sellers[sellerKey]!.inFlightRefreshes > 0 {
+                counters.overlappingRefreshes += 1
+                sellers[sellerKey]!.stats.overlappingRefreshes += 1
+                logger.warning("overlapping refresh", metadata: ["seller": "\(sellerKey)"])
+            }
+            sellers[sellerKey]!.inFlightRefreshes += 1
+            ticket.inFlightSeller = sellerKey
+        }
+
+        if behavior.enforcesThrottleBan, let banUntil, now < banUntil {
+            counters.callsDuringBan += 1
+            let seconds = Int((banUntil - now).wholeMilliseconds + 999) / 1000
+            return refusal(.apiCallLimit(banSeconds: max(seconds, 1)), now: now, ticket: ticket)
+        }
+
+        let fault = nextFault()
+        if let fault, !fault.consumesRequest {
+            return faultAnswer(fault, now: now, ticket: ticket)
+        }
+
+        let outcome: Result<IssuedReference, GatewayError>
+        switch api {
+        case Self.createPath, Self.refreshPath:
+            if let error = checkSystemParameters(request.parameters, api: api, now: now) {
+                outcome = .failure(error)
+            } else if api == Self.createPath {
+                outcome = exchangeCode(request.parameters["code"], now: now)
+            } else {
+                outcome = rotate(request.parameters["refresh_token"], now: now)
+            }
+        default:
+            outcome = .failure(.invalidApiPath)
+        }
+
+        switch outcome {
+        case .failure(let error):
+            if error.code == GatewayError.illegalRefreshToken.code, let seller = ticket.inFlightSeller {
+                sellers[seller]?.stats.rejectedRefreshes += 1
+            }
+            logger.debug("refused", metadata: ["api": "\(api)", "code": "\(error.code)"])
+            return refusal(error, now: now, ticket: ticket)
+        case .success(let reference):
+            counters.successes[api, default: 0] += 1
+            let pair = sellers[reference.sellerKey]!.issued[reference.index]
+            defer { if !behavior.recordsIssuedTokens { sellers[reference.sellerKey]!.issued.removeAll() } }
+            if fault == .resetAfterRotation {
+                counters.faults[.resetAfterRotation, default: 0] += 1
+                sellers[reference.sellerKey]!.issued[reference.index].delivery = .lostByFault
+                if api == Self.refreshPath, let sent = request.parameters["refresh_token"] {
+                    refreshTokens[sent]?.state = .rotated(answerLost: true)
+                }
+                logger.debug("answer lost after rotation", metadata: ["seller": "\(reference.sellerKey)"])
+                return GatewayAnswer(action: .reset, date: IMFDate.format(now), delay: .zero, ticket: ticket)
+            }
+            if behavior.recordsIssuedTokens { ticket.issued = reference }
+            logger.debug(
+                "issued",
+                metadata: [
+                    "api": "\(api)", "seller": "\(reference.sellerKey)", "refresh_token": "\(pair.refreshToken)",
+                ])
+            return GatewayAnswer(
+                action: .respond(
+                    status: 200, contentType: "application/json;charset=UTF-8", body: successBody(pair)),
+                date: IMFDate.format(now), delay: behavior.responseLatency, ticket: ticket)
+        }
+    }
+
+    /// Closes the bookkeeping of a request once its answer is written (or not).
+    mutating func finish(_ ticket: RequestTicket, delivered: Bool) {
+        if let seller = ticket.inFlightSeller, sellers[seller] != nil {
+            sellers[seller]!.inFlightRefreshes = max(0, sellers[seller]!.inFlightRefreshes - 1)
+        }
+        if !delivered, let issued = ticket.issued, let record = sellers[issued.sellerKey],
+            issued.index < record.issued.count, record.issued[issued.index].delivery == .sent
+        {
+            sellers[issued.sellerKey]!.issued[issued.index].delivery = .notDelivered
+            counters.answersNotDelivered += 1
+        }
+    }
+
+    private mutating func nextFault() -> FaultKind? {
+        if !scriptedFaults.isEmpty { return scriptedFaults.removeFirst() }
+        guard !behavior.faults.probabilities.isEmpty else { return nil }
+        return behavior.faults.pick(random.unit())
+    }
+
+    /// The protocol checks, in the order the gateway makes them: who is calling,
+    /// how it signed, when, and whether the signature holds.
+    private func checkSystemParameters(_ parameters: [String: String], api: String, now: Timestamp)
+        -> GatewayError?
+    {
+        guard let appKey = parameters["app_key"], !appKey.isEmpty else { return .missingAppKey }
+        guard let secret = behavior.apps[appKey] else { return .invalidAppKey }
+        guard let signMethod = parameters["sign_method"], !signMethod.isEmpty else {
+            return .isv("IncompleteSignature", "The request has no sign_method")
+        }
+        guard signMethod.lowercased() == Self.signMethod else {
+            return .isv("IncompleteSignature", "The sign_method \"\(signMethod)\" is not supported; use sha256")
+        }
+        guard let signature = parameters[IOPSignature.parameterName], !signature.isEmpty else {
+            return .isv("IncompleteSignature", "The request has no signature")
+        }
+        guard let text = parameters["timestamp"], let millis = Int64(text) else {
+            return .illegalTimestamp("the timestamp must be milliseconds since 1970")
+        }
+        let skew = Timestamp(millisecondsSince1970: millis) - now
+        let tolerance = behavior.timestampTolerance
+        guard skew <= tolerance, skew >= .zero - tolerance else {
+            return .illegalTimestamp(
+                "it differs from the gateway's time by more than \(tolerance.wholeMilliseconds / 1000) seconds")
+        }
+        guard
+            IOPSignature.verify(
+                signature: signature, apiPath: api, parameters: parameters, secret: secret.exposedValue)
+        else { return .incompleteSignature }
+        return nil
+    }
+
+    // MARK: - The two APIs
+
+    private mutating func exchangeCode(_ code: String?, now: Timestamp) -> Result<IssuedReference, GatewayError> {
+        guard let code, !code.isEmpty else { return .failure(.missingParameter("code")) }
+        guard let record = codes[code], sellers[record.sellerKey] != nil else { return .failure(.invalidCode) }
+        guard !record.used else {
+            counters.codeReuses += 1
+            return .failure(.invalidCode)
+        }
+        guard now < record.expiresAt else { return .failure(.invalidCode) }
+        codes[code]!.used = true
+        counters.codeExchanges += 1
+        sellers[record.sellerKey]!.stats.codeExchanges += 1
+        return .success(authorize(record.sellerKey, origin: .authorizationCode, now: now, requestID: requestID()))
+    }
+
+    private mutating func rotate(_ token: String?, now: Timestamp) -> Result<IssuedReference, GatewayError> {
+        guard let token, !token.isEmpty else { return .failure(.missingParameter("refresh_token")) }
+        guard let record = refreshTokens[token], let seller = sellers[record.sellerKey] else {
+            return .failure(.illegalRefreshToken)
+        }
+        switch record.state {
+        case .rotated(let answerLost):
+            if answerLost {
+                counters.reusesAfterLostAnswer += 1
+            } else {
+                counters.refreshTokenReuses += 1
+                sellers[record.sellerKey]!.stats.refreshTokenReuses += 1
+                logger.warning(
+                    "rotated refresh token used again",
+                    metadata: ["seller": "\(record.sellerKey)", "refresh_token": "\(Secret(token))"])
+            }
+            return .failure(.illegalRefreshToken)
+        case .revoked, .superseded:
+            return .failure(.illegalRefreshToken)
+        case .current:
+            break
+        }
+        // The validity was fixed at authorization; a rotation hands it on unchanged.
+        guard let validTime = seller.refreshTokenValidTime, now < validTime else {
+            return .failure(.illegalRefreshToken)
+        }
+        refreshTokens[token]!.state = .rotated(answerLost: false)
+        counters.rotations += 1
+        sellers[record.sellerKey]!.stats.rotations += 1
+        return .success(
+            issuePair(
+                for: record.sellerKey, origin: .rotation, now: now, refreshTokenValidTime: validTime,
+                requestID: requestID()))
+    }
+
+    // MARK: - Issuing
+
+    /// Starts a new authorization for a seller: its previous refresh token is
+    /// superseded and a new validity period begins.
+    mutating func authorize(
+        _ sellerKey: String, origin: IssuedTokenPair.Origin, now: Timestamp, requestID: String?
+    ) -> IssuedReference {
+        let seller = sellers[sellerKey]!
+        if let old = seller.currentRefreshToken { refreshTokens[old]?.state = .superseded }
+        let validity = seller.seller.refreshTokenValidity ?? behavior.refreshTokenValidity
+        let validTime = now + validity
+        sellers[sellerKey]!.refreshTokenValidTime = validTime
+        return issuePair(for: sellerKey, origin: origin, now: now, refreshTokenValidTime: validTime, requestID: requestID)
+    }
+
+    private mutating func issuePair(
+        for sellerKey: String, origin: IssuedTokenPair.Origin, now: Timestamp, refreshTokenValidTime: Timestamp,
+        requestID: String?
+    ) -> IssuedReference {
+        let lifetime = sellers[sellerKey]!.seller.accessTokenLifetime ?? behavior.accessTokenLifetime
+        let accessToken = newToken(prefix: "50000")
+        let refreshToken = newToken(prefix: "50001")
+        let remainingMilliseconds = max(0, (refreshTokenValidTime - now).wholeMilliseconds)
+        let pair = IssuedTokenPair(
+            sellerID: sellerKey, origin: origin, accessToken: Secret(accessToken),
+            refreshToken: Secret(refreshToken), issuedAt: now, accessTokenLifetime: lifetime,
+            expireTime: now + lifetime, refreshTokenValidTime: refreshTokenValidTime,
+            refreshExpiresIn: .seconds(remainingMilliseconds / 1000), requestID: requestID, delivery: .sent)
+        refreshTokens[refreshToken] = RefreshTokenRecord(sellerKey: sellerKey, state: .current)
+        accessTokens[accessToken] = AccessTokenRecord(sellerKey: sellerKey, expireTime: pair.expireTime)
+        sellers[sellerKey]!.currentRefreshToken = refreshToken
+        sellers[sellerKey]!.issued.append(pair)
+        return IssuedReference(sellerKey: sellerKey, index: sellers[sellerKey]!.issued.count - 1)
+    }
+
+    // MARK: - The Swift API's operations
+
+    mutating func addSeller(_ seller: SimulatedSeller) {
+        if sellers[seller.key] != nil {
+            sellers[seller.key]!.seller = seller
+        } else {
+            sellers[seller.key] = SellerRecord(seller: seller)
+        }
+    }
+
+    mutating func issueAuthorizationCode(for sellerKey: String, validity: Duration?) throws(IOPSimulatorError)
+        -> String
+    {
+        guard sellers[sellerKey] != nil else { throw .unknownSeller(sellerKey) }
+        serial += 1
+        let code = "3_\(serial)_" + random.text(count: 25, from: Self.tokenAlphabet)
+        codes[code] = CodeRecord(
+            sellerKey: sellerKey, expiresAt: clock.now() + (validity ?? behavior.authorizationCodeValidity),
+            used: false)
+        return code
+    }
+
+    mutating func seedTokens(for sellerKey: String, issuedAt: Timestamp?) throws(IOPSimulatorError)
+        -> IssuedTokenPair
+    {
+        guard sellers[sellerKey] != nil else { throw .unknownSeller(sellerKey) }
+        let reference = authorize(sellerKey, origin: .seed, now: issuedAt ?? clock.now(), requestID: nil)
+        let pair = sellers[sellerKey]!.issued[reference.index]
+        if !behavior.recordsIssuedTokens { sellers[sellerKey]!.issued.removeAll() }
+        return pair
+    }
+
+    mutating func revoke(_ sellerKey: String) throws(IOPSimulatorError) {
+        guard let seller = sellers[sellerKey] else { throw .unknownSeller(sellerKey) }
+        if let token = seller.currentRefreshToken { refreshTokens[token]?.state = .revoked }
+        sellers[sellerKey]!.currentRefreshToken = nil
+    }
+
+    mutating func setLifetimes(for sellerKey: String, accessToken: Duration?, refreshTokenValidity: Duration?)
+        throws(IOPSimulatorError)
+    {
+        guard sellers[sellerKey] != nil else { throw .unknownSeller(sellerKey) }
+        sellers[sellerKey]!.seller.accessTokenLifetime = accessToken
+        sellers[sellerKey]!.seller.refreshTokenValidity = refreshTokenValidity
+    }
+
+    mutating func injectFaults(_ kind: FaultKind, count: Int) {
+        scriptedFaults.append(contentsOf: repeatElement(kind, count: max(0, count)))
+    }
+
+    mutating func clearFaults() {
+        scriptedFaults.removeAll()
+        behavior.faults = .none
+        banUntil = nil
+    }
+
+    func accessTokenStatus(_ token: String) -> AccessTokenStatus {
+        guard let record = accessTokens[token] else { return .unknown }
+        return clock.now() < record.expireTime
+            ? .valid(sellerID: record.sellerKey, expireTime: record.expireTime)
+            : .expired(sellerID: record.sellerKey, expireTime: record.expireTime)
+    }
+
+    // MARK: - Bodies
+
+    private static let tokenAlphabet = Array("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+    private static let hexAlphabet = Array("0123456789abcdef".utf8)
+
+    /// 60 characters like the vendor's sample; the serial at the end keeps every
+    /// token unique whatever the generator draws.
+    private mutating func newToken(prefix: String) -> String {
+        serial += 1
+        let serialText = String(serial, radix: 36)
+        let fill = 60 - prefix.count - serialText.count
+        return prefix + random.text(count: max(fill, 8), from: Self.tokenAlphabet) + serialText
+    }
+
+    private mutating func requestID() -> String {
+        "21" + random.text(count: 23, from: Self.hexAlphabet)
+    }
+
+    private mutating func numberAsString() -> Bool {
+        switch behavior.numberEncoding {
+        case .numbers: false
+        case .strings: true
+        case .mixed: random.coinFlip()
+        }
+    }
+
+    private mutating func successBody(_ pair: IssuedTokenPair) -> [UInt8] {
+        successBody(pair, seller: sellers[pair.sellerID]!.seller)
+    }
+
+    /// A success in the field order of the vendor's sample answer.
+    private mutating func successBody(_ pair: IssuedTokenPair, seller: SimulatedSeller) -> [UInt8] {
+        var json = JSONObjectWriter()
+        json.number(
+            "refresh_token_valid_time", pair.refreshTokenValidTime.millisecondsSince1970, asString: numberAsString())
+        json.string("havana_id", seller.havanaID)
+        if behavior.numberEncoding == .mixed, random.coinFlip() { json.number("code", 0) } else { json.string("code", "0") }
+        json.number("expire_time", pair.expireTime.millisecondsSince1970, asString: numberAsString())
+        json.string("locale", seller.locale)
+        json.string("user_nick", seller.userNick)
+        json.string("access_token", pair.accessToken.exposedValue)
+        json.string("refresh_token", pair.refreshToken.exposedValue)
+        if let accountID = seller.accountID { json.string("account_id", accountID) } else { json.null("account_id") }
+        json.string("user_id", seller.userID)
+        json.string("account_platform", seller.accountPlatform)
+        json.number("refresh_expires_in", pair.refreshExpiresIn.wholeMilliseconds / 1000, asString: numberAsString())
+        json.number("expires_in", pair.accessTokenLifetime.wholeMilliseconds / 1000, asString: numberAsString())
+        json.string("sp", seller.sp)
+        json.string("request_id", pair.requestID ?? requestID())
+        json.string("seller_id", seller.sellerID)
+        json.string("account", seller.account)
+        return json.finished()
+    }
+
+    private mutating func refusal(_ error: GatewayError, now: Timestamp, ticket: RequestTicket) -> GatewayAnswer {
+        counters.rejections[error.code, default: 0] += 1
+        return GatewayAnswer(
+            action: .respond(status: 200, contentType: "application/json;charset=UTF-8", body: errorBody(error)),
+            date: IMFDate.format(now), delay: behavior.responseLatency, ticket: ticket)
+    }
+
+    private mutating func errorBody(_ error: GatewayError) -> [UInt8] {
+        let useErrorResponse =
+            switch behavior.errorEnvelope {
+            case .topLevel: false
+            case .errorResponse: true
+            case .mixed: random.coinFlip()
+            }
+        var inner = JSONObjectWriter()
+        inner.string("type", error.type)
+        inner.string("code", error.code)
+        inner.string(useErrorResponse ? "msg" : "message", error.message)
+        inner.string("request_id", requestID())
+        inner.string("_trace_id_", "21" + random.text(count: 30, from: Self.hexAlphabet))
+        guard useErrorResponse else { return inner.finished() }
+        var outer = JSONObjectWriter()
+        outer.object("error_response", inner)
+        return outer.finished()
+    }
+
+    private mutating func plainStatus(_ status: Int, _ reason: String, now: Timestamp, ticket: RequestTicket)
+        -> GatewayAnswer
+    {
+        counters.rejections["HTTP\(status)", default: 0] += 1
+        return GatewayAnswer(
+            action: .respond(status: status, contentType: "text/html", body: HTMLPages.status(status, reason)),
+            date: IMFDate.format(now), delay: .zero, ticket: ticket)
+    }
+
+    private mutating func faultAnswer(_ kind: FaultKind, now: Timestamp, ticket: RequestTicket) -> GatewayAnswer {
+        counters.faults[kind, default: 0] += 1
+        logger.debug("fault", metadata: ["kind": "\(kind)"])
+        let date = IMFDate.format(now)
+        let latency = behavior.responseLatency
+        func html(_ status: Int, _ body: [UInt8], delay: Duration) -> GatewayAnswer {
+            GatewayAnswer(
+                action: .respond(status: status, contentType: "text/html", body: body), date: date, delay: delay,
+                ticket: ticket)
+        }
+        func json(_ body: [UInt8]) -> GatewayAnswer {
+            GatewayAnswer(
+                action: .respond(status: 200, contentType: "application/json;charset=UTF-8", body: body),
+                date: date, delay: latency, ticket: ticket)
+        }
+        switch kind {
+        case .http500: return html(500, HTMLPages.status(500, "Internal Server Error"), delay: latency)
+        case .http502: return html(502, HTMLPages.status(502, "Bad Gateway"), delay: latency)
+        case .http503: return html(503, HTMLPages.status(503, "Service Temporarily Unavailable"), delay: latency)
+        case .htmlPage: return html(200, HTMLPages.denied, delay: latency)
+        case .slowResponse:
+            return html(504, HTMLPages.status(504, "Gateway Time-out"), delay: behavior.slowResponseDelay)
+        case .connectionReset:
+            return GatewayAnswer(action: .reset, date: date, delay: .zero, ticket: ticket)
+        case .throttled:
+            let seconds = max(behavior.throttleBanSeconds, 1)
+            banUntil = now + .seconds(seconds)
+            return json(errorBody(.apiCallLimit(banSeconds: seconds)))
+        case .serviceTimeout: return json(errorBody(.serviceTimeout))
+        case .ispError: return json(errorBody(.internalError))
+        case .malformedJSON:
+            // A success-shaped body with tokens that were never issued, cut before
+            // its closing brace so it can never parse.
+            let dummy = IssuedTokenPair(
+                sellerID: "0", origin: .rotation, accessToken: Secret(newToken(prefix: "50000")),
+                refreshToken: Secret(newToken(prefix: "50001")), issuedAt: now, accessTokenLifetime: .seconds(60),
+                expireTime: now + .seconds(60), refreshTokenValidTime: now + .seconds(120),
+                refreshExpiresIn: .seconds(120), requestID: requestID(), delivery: .sent)
+            let body = successBody(dummy, seller: SimulatedSeller(sellerID: "0"))
+            let cut = 1 + Int(random.next() % UInt64(body.count - 2))
+            return json(Array(body[..<cut]))
+        case .resetAfterRotation:
+            preconditionFailure("resetAfterRotation takes effect after the request succeeds")
+        }
+    }
+}

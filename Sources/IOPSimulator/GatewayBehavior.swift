@@ -1,0 +1,91 @@
+public import TokenKeeperCore
+
+/// What the simulated gateway does, changeable while it runs
+/// (``IOPSimulator/updateBehavior(_:)``); a change applies to the next request.
+public struct GatewayBehavior: Sendable, Equatable {
+    /// App keys the gateway knows, with their secrets.
+    public var apps: [String: Secret]
+    /// `expires_in` of access tokens, unless a seller has its own.
+    public var accessTokenLifetime: Duration
+    /// How long a refresh token chain stays usable after authorization
+    /// (`refresh_token_valid_time` − authorization time), unless a seller has its
+    /// own. A refresh does not extend it, as the vendor documents.
+    public var refreshTokenValidity: Duration
+    /// How long an issued authorization code may be exchanged.
+    public var authorizationCodeValidity: Duration
+    /// How far a request's `timestamp` may be from the gateway's clock before
+    /// `IllegalTimestamp`.
+    public var timestampTolerance: Duration
+    /// Whether numbers go out as JSON numbers or numeric strings.
+    public var numberEncoding: NumberEncoding
+    /// The shape of error bodies.
+    public var errorEnvelope: ErrorEnvelope
+    /// Random faults.
+    public var faults: FaultInjection
+    /// How long a ``FaultKind/slowResponse`` holds its answer.
+    public var slowResponseDelay: Duration
+    /// The N of "ban will last N seconds" in a ``FaultKind/throttled`` answer.
+    public var throttleBanSeconds: Int
+    /// When true, after a ``FaultKind/throttled`` answer every call is refused
+    /// with `ApiCallLimit` until the ban is over, and counted in
+    /// ``SimulatorCounters/callsDuringBan``: a client that ignores the ban shows.
+    public var enforcesThrottleBan: Bool
+    /// A delay added to every answer (not to resets). The request takes effect
+    /// on arrival and the answer travels for this long, so a client whose
+    /// timeout is shorter loses a rotation, as it would against the real gateway.
+    public var responseLatency: Duration
+    /// Whether every issued token pair is kept for ``IOPSimulator/issuedTokens(for:)``.
+    /// Turn it off for long benchmarks to keep memory flat.
+    public var recordsIssuedTokens: Bool
+
+    /// - Parameters:
+    ///   - apps: App keys with their secrets.
+    ///   - accessTokenLifetime: Default `expires_in`; 7 days, like Lazada's documented value.
+    ///   - refreshTokenValidity: Default refresh validity; 30 days.
+    public init(
+        apps: [String: Secret], accessTokenLifetime: Duration = .seconds(7 * 86_400),
+        refreshTokenValidity: Duration = .seconds(30 * 86_400),
+        authorizationCodeValidity: Duration = .seconds(1800), timestampTolerance: Duration = .seconds(600),
+        numberEncoding: NumberEncoding = .mixed, errorEnvelope: ErrorEnvelope = .topLevel,
+        faults: FaultInjection = .none, slowResponseDelay: Duration = .seconds(5), throttleBanSeconds: Int = 1,
+        enforcesThrottleBan: Bool = true, responseLatency: Duration = .zero, recordsIssuedTokens: Bool = true
+    ) {
+        self.apps = apps
+        self.accessTokenLifetime = accessTokenLifetime
+        self.refreshTokenValidity = refreshTokenValidity
+        self.authorizationCodeValidity = authorizationCodeValidity
+        self.timestampTolerance = timestampTolerance
+        self.numberEncoding = numberEncoding
+        self.errorEnvelope = errorEnvelope
+        self.faults = faults
+        self.slowResponseDelay = slowResponseDelay
+        self.throttleBanSeconds = throttleBanSeconds
+        self.enforcesThrottleBan = enforcesThrottleBan
+        self.responseLatency = responseLatency
+        self.recordsIssuedTokens = recordsIssuedTokens
+    }
+}
+
+/// How the numeric fields of a success (`expires_in`, `refresh_expires_in`,
+/// `expire_time`, `refresh_token_valid_time`) and `code` are encoded: the real
+/// gateway has sent both forms.
+public enum NumberEncoding: String, Sendable, Equatable, CaseIterable {
+    /// JSON numbers; `code` stays the string `"0"`, as the gateway sends it.
+    case numbers
+    /// Numeric strings, as in the vendor's sample answer (`"expires_in": "10"`).
+    case strings
+    /// A coin flip from the seeded generator for every field of every answer,
+    /// `code` included.
+    case mixed
+}
+
+/// The shape of an error body.
+public enum ErrorEnvelope: String, Sendable, Equatable, CaseIterable {
+    /// `{"type":…,"code":…,"message":…,"request_id":…,"_trace_id_":…}`, as the
+    /// gateway answers `/rest` calls.
+    case topLevel
+    /// `{"error_response":{"type":…,"code":…,"msg":…,"request_id":…}}`, the older form.
+    case errorResponse
+    /// A coin flip per answer.
+    case mixed
+}

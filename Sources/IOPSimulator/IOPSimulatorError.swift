@@ -1,0 +1,17 @@
+/// Misuse of the simulator's Swift API (not gateway errors, which go over HTTP).
+public enum IOPSimulatorError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No seller with this key was added.
+    case unknownSeller(String)
+    /// ``IOPSimulator/start()`` was called twice, or after shutdown.
+    case alreadyStarted
+    /// The listening socket could not be opened.
+    case bindFailed(host: String, port: Int, reason: String)
+
+    public var description: String {
+        switch self {
+        case .unknownSeller(let id): "the simulator has no seller \"\(id)\"; add it with addSeller first"
+        case .alreadyStarted: "the simulator was already started; create a new one"
+        case .bindFailed(let host, let port, let reason): "the simulator cannot listen on \(host):\(port): \(reason)"
+        }
+    }
+}

@@ -1,0 +1,74 @@
+/// What the simulator has seen, for tests to assert on. A snapshot: read
+/// ``IOPSimulator/counters`` again for fresh figures.
+///
+/// Every request has exactly one outcome: a success (``successes``), a
+/// rejection by the gateway's own rules (``rejections``, by error code, or
+/// `HTTP404`/`HTTP405`/`HTTP413` for requests outside the protocol), or an
+/// injected fault (``faults``).
+public struct SimulatorCounters: Sendable, Equatable {
+    /// Every HTTP request received.
+    public var requests = 0
+    /// Requests by API path (`/auth/token/refresh`); requests outside the base
+    /// path are counted under their full path.
+    public var requestsByAPI: [String: Int] = [:]
+    /// Successful answers by API path.
+    public var successes: [String: Int] = [:]
+    /// Refusals by error code (`IllegalRefreshToken`, `IncompleteSignature`, …).
+    public var rejections: [String: Int] = [:]
+    /// Injected faults by kind (a ``FaultKind/resetAfterRotation`` counts only
+    /// when it actually hit a success).
+    public var faults: [FaultKind: Int] = [:]
+    /// Authorization codes exchanged for tokens.
+    public var codeExchanges = 0
+    /// An authorization code presented again after its exchange.
+    public var codeReuses = 0
+    /// Refresh tokens rotated (successful `/auth/token/refresh` calls).
+    public var rotations = 0
+    /// A refresh token presented again after it had been rotated and its answer
+    /// delivered: the client sent one refresh token twice. Must stay 0 for a
+    /// correct client.
+    public var refreshTokenReuses = 0
+    /// A refresh token presented again after a ``FaultKind/resetAfterRotation``
+    /// swallowed the answer of its rotation: not the client's fault.
+    public var reusesAfterLostAnswer = 0
+    /// A refresh for a seller arrived while another refresh for the same seller
+    /// was still being answered. Must stay 0 for a correct client.
+    public var overlappingRefreshes = 0
+    /// Calls refused because a throttling ban was still running.
+    public var callsDuringBan = 0
+    /// Successful answers that could not be written (the client had gone):
+    /// their tokens were issued but not handed out.
+    public var answersNotDelivered = 0
+
+    public init() {}
+
+    /// The number of faults of `kind`.
+    public func faults(_ kind: FaultKind) -> Int { faults[kind, default: 0] }
+
+    /// The number of rejections with `code`.
+    public func rejections(_ code: String) -> Int { rejections[code, default: 0] }
+
+    /// The number of requests to `apiPath`.
+    public func requests(to apiPath: String) -> Int { requestsByAPI[apiPath, default: 0] }
+
+    /// All injected faults together.
+    public var totalFaults: Int { faults.values.reduce(0, +) }
+}
+
+/// What one seller has seen.
+public struct SellerStats: Sendable, Equatable {
+    /// `/auth/token/refresh` calls that carried one of this seller's refresh tokens.
+    public var refreshRequests = 0
+    /// Successful rotations.
+    public var rotations = 0
+    /// Refresh calls answered `IllegalRefreshToken`.
+    public var rejectedRefreshes = 0
+    /// Rotated refresh tokens presented again (client bugs only).
+    public var refreshTokenReuses = 0
+    /// Refreshes that arrived while another one for this seller was in flight.
+    public var overlappingRefreshes = 0
+    /// Authorization codes exchanged.
+    public var codeExchanges = 0
+
+    public init() {}
+}

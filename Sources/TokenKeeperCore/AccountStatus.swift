@@ -1,0 +1,20 @@
+/// The status of a seller account, as stored and as readers see it in
+/// `tokens.status`.
+public enum AccountStatus: String, Sendable, Codable, CaseIterable {
+    /// Refreshed by the daemon; its access token is usable while unexpired.
+    case active
+    /// The refresh token was rejected or has run out: the seller must authorize
+    /// again (`tokenkeeper add --code`).
+    case reauthRequired = "reauth_required"
+    /// Switched off by an operator (`tokenkeeper disable`); not refreshed.
+    case disabled
+}
+
+/// Reasons of our own for `status_reason`, beside the gateway's error codes.
+public enum StatusReason {
+    /// The refresh token's validity (`refresh_token_valid_time`) has passed, or
+    /// the gateway said `refresh_expires_in` 0, and the last access token expired.
+    public static let refreshTokenExpired = "RefreshTokenExpired"
+    /// An operator disabled the account.
+    public static let disabledByOperator = "DisabledByOperator"
+}

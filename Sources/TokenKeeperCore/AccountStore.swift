@@ -1,0 +1,77 @@
+/// What the refresh scheduler needs from storage. `SQLiteStore` implements it
+/// over `keeper.db` and `tokens.db`; tests use an in-memory fake.
+///
+/// Every method that changes an account writes `keeper.db` first (durably), then
+/// the readers' row in `tokens.db`.
+public protocol AccountStore: Sendable {
+    /// The next deadline of every account the scheduler must act on: active
+    /// accounts (refreshable or waiting for their last access token to expire).
+    func loadSchedule() async throws -> [ScheduledAccount]
+
+    /// Accounts changed by any process since `cursor` (a CLI `add`, `import`,
+    /// `enable`, `disable`, `remove` while the daemon runs), and the new cursor.
+    /// Cheap when nothing changed. Pass `nil` to get the current cursor only.
+    func changes(since cursor: ChangeCursor?) async throws -> (changed: [ScheduledAccount], cursor: ChangeCursor)
+
+    /// Takes the lease on an account in one write transaction and returns the
+    /// account as stored after taking it. Fails over to ``LeaseResult/busy`` when
+    /// another owner holds an unexpired lease.
+    func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) async throws -> LeaseResult
+
+    /// Gives the lease back without changing anything else.
+    func releaseLease(sellerID: String, owner: String) async throws
+
+    /// Commits a rotated pair, durably, if the stored refresh token is still
+    /// `sent`; clears the failure count and the lease, stores `nextRefreshAt`.
+    /// Returns false (and writes nothing) when the stored token changed.
+    func commitRotation(
+        sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
+    ) async throws -> Bool
+
+    /// Records a failed attempt that leaves the account active: the failure
+    /// count, the last error and request id, the next try; releases the lease.
+    func recordFailure(
+        sellerID: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
+        now: Timestamp
+    ) async throws
+
+    /// Marks the account `reauth_required` with `reason` if its stored refresh
+    /// token is still `sent`; records an event; releases the lease. Returns false
+    /// (and writes nothing) when the token changed meanwhile: a lost race.
+    func markReauthRequired(
+        sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
+    ) async throws -> Bool
+}
+
+/// One account's next deadline, as the scheduler keeps it.
+public struct ScheduledAccount: Sendable, Equatable {
+    public var sellerID: String
+    /// Nil when the account needs no action (disabled, reauth_required, removed).
+    public var due: Timestamp?
+
+    public init(sellerID: String, due: Timestamp?) {
+        self.sellerID = sellerID
+        self.due = due
+    }
+}
+
+/// An opaque position in the store's change feed.
+public struct ChangeCursor: Sendable, Equatable {
+    public var dataVersion: Int64
+    public var sequence: Int64
+
+    public init(dataVersion: Int64, sequence: Int64) {
+        self.dataVersion = dataVersion
+        self.sequence = sequence
+    }
+}
+
+/// The outcome of ``AccountStore/acquireLease(sellerID:owner:until:now:)``.
+public enum LeaseResult: Sendable, Equatable {
+    /// The lease is ours; the account as stored now.
+    case acquired(Account)
+    /// Someone else holds an unexpired lease.
+    case busy(Lease)
+    /// No such seller (removed).
+    case notFound
+}

@@ -1,0 +1,135 @@
+/// When to refresh and how long to wait after a failure: pure functions of the
+/// stored state, the clock and an injected random source.
+public struct RefreshPolicy: Sendable, Equatable {
+    /// Refresh when this fraction of the access token's lifetime is left.
+    public var remainingFraction: Double
+    /// Refresh up to this fraction of the lifetime earlier, at random, so that
+    /// sellers enrolled together do not refresh together.
+    public var jitterFraction: Double
+    /// The last refresh happens this long before `refresh_token_valid_time`.
+    public var finalRefreshMargin: Duration
+    /// First retry delay after a transient failure.
+    public var retryInitial: Duration
+    /// Retry delays never exceed this.
+    public var retryMax: Duration
+    /// While the access token is still valid, a retry delay is at most this
+    /// fraction of the time it has left, so several tries fit before it expires.
+    public var retryFractionOfRemaining: Double
+
+    public init(
+        remainingFraction: Double = 0.2, jitterFraction: Double = 0.05,
+        finalRefreshMargin: Duration = .seconds(300), retryInitial: Duration = .seconds(5),
+        retryMax: Duration = .seconds(300), retryFractionOfRemaining: Double = 0.25
+    ) {
+        self.remainingFraction = remainingFraction
+        self.jitterFraction = jitterFraction
+        self.finalRefreshMargin = finalRefreshMargin
+        self.retryInitial = retryInitial
+        self.retryMax = retryMax
+        self.retryFractionOfRemaining = retryFractionOfRemaining
+    }
+
+    /// The next refresh after a grant: the earlier of the moment when
+    /// ``remainingFraction`` of the lifetime is left and shortly before the
+    /// refresh token runs out, less a random jitter. Computed from the moment
+    /// the answer arrived (our clock) and the stated lifetimes, never from the
+    /// gateway's absolute times, so a skewed local clock cannot make it late.
+    public func nextRefresh(
+        after grant: TokenGrant, using random: inout some RandomNumberGenerator
+    ) -> Timestamp {
+        var lifetime = grant.accessTokenLifetime
+        if lifetime <= .zero {
+            // No `expires_in`: fall back to the absolute expiry.
+            lifetime = max(grant.expireTime - grant.receivedAt, .zero)
+        }
+        return nextRefresh(
+            lifetime: lifetime, from: grant.receivedAt,
+            refreshTokenLeft: grant.refreshTokenLifetime > .zero ? grant.refreshTokenLifetime : nil,
+            using: &random)
+    }
+
+    /// The next refresh of a stored account that has no fresh grant in hand (an
+    /// import, or a daemon start): due now when it has no usable access token.
+    public func nextRefresh(
+        for account: Account, now: Timestamp, using random: inout some RandomNumberGenerator
+    ) -> Timestamp {
+        guard account.accessToken != nil, let expireTime = account.expireTime, expireTime > now else {
+            return now
+        }
+        let left = expireTime - now
+        let lifetime = account.accessTokenLifetime.map { max($0, left) } ?? left
+        // Where the token was granted, as far as we can tell from what is stored.
+        let grantedAt = expireTime - lifetime
+        let refreshLeft = account.refreshTokenValidTime.map { $0 - grantedAt }
+        return max(
+            now,
+            nextRefresh(lifetime: lifetime, from: grantedAt, refreshTokenLeft: refreshLeft, using: &random))
+    }
+
+    func nextRefresh(
+        lifetime: Duration, from start: Timestamp, refreshTokenLeft: Duration?,
+        using random: inout some RandomNumberGenerator
+    ) -> Timestamp {
+        let lifetimeMs = Double(lifetime.wholeMilliseconds)
+        var due = start + .milliseconds(Int64(lifetimeMs * (1 - remainingFraction)))
+        if let refreshTokenLeft {
+            // A last refresh while the refresh token still works; never before
+            // the grant itself.
+            let margin = min(finalRefreshMargin, refreshTokenLeft / 2)
+            due = min(due, start + (refreshTokenLeft - margin))
+        }
+        let jitterMs = Int64(lifetimeMs * jitterFraction)
+        if jitterMs > 0 {
+            due = due - .milliseconds(Int64.random(in: 0...jitterMs, using: &random))
+        }
+        return max(due, start)
+    }
+
+    /// What the scheduler does with an account at `now`.
+    public func action(for account: Account, now: Timestamp) -> ScheduledAction {
+        guard account.status == .active else { return .none }
+        let refreshTokenDead =
+            !account.isRefreshable || (account.refreshTokenValidTime.map { $0 <= now } ?? false)
+        if refreshTokenDead {
+            // Never send a dead refresh token; readers keep the access token
+            // until it expires, then the seller must authorize again.
+            if let expireTime = account.expireTime, account.accessToken != nil, expireTime > now {
+                return .expireAt(expireTime)
+            }
+            return .markReauthRequired(reason: StatusReason.refreshTokenExpired)
+        }
+        return .refresh
+    }
+
+    /// The delay before retry number `failedAttempts` (1 for the first retry):
+    /// capped exponential backoff with full jitter, capped again by a fraction
+    /// of the access token's remaining life while it is still valid.
+    public func retryDelay(
+        failedAttempts: Int, now: Timestamp, expireTime: Timestamp?,
+        using random: inout some RandomNumberGenerator
+    ) -> Duration {
+        let exponent = min(max(failedAttempts - 1, 0), 30)
+        let initialMs = Double(retryInitial.wholeMilliseconds)
+        var ceilingMs = min(initialMs * Double(1 << exponent), Double(retryMax.wholeMilliseconds))
+        if let expireTime, expireTime > now {
+            let leftMs = Double((expireTime - now).wholeMilliseconds)
+            ceilingMs = min(ceilingMs, max(leftMs * retryFractionOfRemaining, 1000))
+        }
+        // Full jitter, but never a busy loop: at least a tenth of the ceiling.
+        let floorMs = ceilingMs / 10
+        return .milliseconds(Int64(Double.random(in: floorMs...max(ceilingMs, floorMs), using: &random)))
+    }
+}
+
+/// What an account needs from the scheduler.
+public enum ScheduledAction: Sendable, Equatable {
+    /// Nothing (not active).
+    case none
+    /// Send its refresh token to the gateway.
+    case refresh
+    /// Its refresh token is spent; at this moment the last access token
+    /// expires and the account becomes `reauth_required`.
+    case expireAt(Timestamp)
+    /// Mark it `reauth_required` now with this reason.
+    case markReauthRequired(reason: String)
+}

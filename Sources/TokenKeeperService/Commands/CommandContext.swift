@@ -1,0 +1,151 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import IOPGateway
+import Logging
+import TokenKeeperCore
+
+/// What every command starts from: the validated configuration, and on demand
+/// the app secret and the gateway settings.
+struct CommandContext {
+    let configuration: TokenKeeperConfiguration
+    let environment: [String: String]
+
+    /// Loads the configuration, or prints why not and says how to exit.
+    static func load(configPath: String?, environment: [String: String] = ProcessInfo.processInfo.environment)
+        -> Result<CommandContext, CommandFailure>
+    {
+        do {
+            let configuration = try ConfigurationLoader(environment: environment).load(explicitPath: configPath)
+            return .success(CommandContext(configuration: configuration, environment: environment))
+        } catch {
+            return .failure(CommandFailure(.configuration, error.description))
+        }
+    }
+
+    func appSecret() throws(CommandFailure) -> Secret {
+        do {
+            return try AppSecretLoader(environment: environment).load(for: configuration).secret
+        } catch {
+            throw CommandFailure(.configuration, error.description)
+        }
+    }
+
+    /// The gateway settings, including the app key and secret.
+    func gatewayConfiguration() throws(CommandFailure) -> GatewayConfiguration {
+        guard !configuration.app.key.isEmpty else {
+            throw CommandFailure(
+                .configuration,
+                ConfigurationError(
+                    key: "app.key", problem: "is not set",
+                    remedy: "set it in \(configuration.sourcePath ?? ConfigurationLoader.defaultPath) or TOKENKEEPER_APP_KEY"
+                ).description)
+        }
+        return GatewayConfiguration(configuration, appSecret: try appSecret())
+    }
+}
+
+extension GatewayConfiguration {
+    init(_ configuration: TokenKeeperConfiguration, appSecret: Secret) {
+        self.init(
+            baseURL: configuration.gateway.url, appKey: configuration.app.key, appSecret: appSecret,
+            refreshPath: configuration.gateway.refreshPath, createPath: configuration.gateway.createPath,
+            connectTimeout: .milliseconds(Int64(configuration.gateway.connectTimeoutSeconds * 1000)),
+            requestTimeout: .milliseconds(Int64(configuration.gateway.timeoutSeconds * 1000)))
+    }
+}
+
+/// A command that could not do its work: what to print on stderr and the exit code.
+struct CommandFailure: Error, CustomStringConvertible {
+    var outcome: CommandOutcome
+    var message: String
+
+    init(_ outcome: CommandOutcome, _ message: String) {
+        self.outcome = outcome
+        self.message = message
+    }
+
+    var description: String { message }
+
+    /// The exit code a gateway failure deserves: 78 when our configuration is
+    /// wrong, 69 when the gateway could not be reached, 1 otherwise.
+    static func gateway(_ failure: GatewayFailure, doing action: String) -> CommandFailure {
+        switch failure.failureClass {
+        case .configuration:
+            return CommandFailure(
+                .configuration,
+                "\(action) failed: the gateway rejected our configuration: \(failure)"
+                    + ConfigurationHint.forCode(failure.code))
+        case .transient, .throttled:
+            let unreachable = failure.httpStatus == nil
+            return CommandFailure(
+                unreachable ? .unavailable : .failure,
+                "\(action) failed: \(unreachable ? "the gateway could not be reached" : "the gateway failed"): \(failure); try again later")
+        case .accountRejected:
+            return CommandFailure(.failure, "\(action) was refused by the gateway: \(failure)")
+        }
+    }
+}
+
+/// What to do about each configuration-class gateway error.
+enum ConfigurationHint {
+    static func forCode(_ code: String) -> String {
+        switch code {
+        case IOPFailureCode.incompleteSignature:
+            "; the signature did not match: check the app secret (app.secret_file) belongs to app.key"
+        case IOPFailureCode.invalidAppKey, IOPFailureCode.missingAppKey:
+            "; check app.key"
+        case IOPFailureCode.illegalTimestamp:
+            "; the local clock is off: synchronise it (timedatectl, chrony)"
+        case IOPFailureCode.invalidApiPath:
+            "; check gateway.url and gateway.refresh_path/create_path"
+        default:
+            ""
+        }
+    }
+}
+
+/// Standard output and error for commands: results on stdout, diagnostics on stderr.
+enum Console {
+    static func out(_ text: String) {
+        writeAll(STDOUT_FILENO, text + "\n")
+    }
+
+    static func error(_ text: String) {
+        writeAll(STDERR_FILENO, "tokenkeeper: " + text + "\n")
+    }
+
+    private static func writeAll(_ descriptor: Int32, _ text: String) {
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { return }
+            offset += written
+        }
+    }
+}
+
+extension Commands {
+    /// Runs a command body: a thrown ``CommandFailure`` is printed and becomes the exit code.
+    static func execute(
+        configPath: String?, _ body: (CommandContext) async throws(CommandFailure) -> CommandOutcome
+    ) async -> CommandOutcome {
+        switch CommandContext.load(configPath: configPath) {
+        case .failure(let failure):
+            Console.error(failure.message)
+            return failure.outcome
+        case .success(let context):
+            do {
+                return try await body(context)
+            } catch {
+                Console.error(error.message)
+                return error.outcome
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+/// How a command ended: the process exit code (sysexits-style) after the
+/// command has printed what it had to say.
+public struct CommandOutcome: Sendable, Equatable {
+    public var exitCode: Int32
+
+    public init(exitCode: Int32) { self.exitCode = exitCode }
+
+    public static let success = CommandOutcome(exitCode: 0)
+    /// Refused or failed (unknown seller, a refused import line, no valid token).
+    public static let failure = CommandOutcome(exitCode: 1)
+    /// EX_USAGE: the arguments are wrong.
+    public static let usage = CommandOutcome(exitCode: 64)
+    /// EX_UNAVAILABLE: the gateway could not be reached.
+    public static let unavailable = CommandOutcome(exitCode: 69)
+    /// EX_CONFIG: the configuration is wrong.
+    public static let configuration = CommandOutcome(exitCode: 78)
+}
+
+/// The version printed by `tokenkeeper --version`.
+public enum TokenKeeperVersion {
+    public static let current = "0.1.0"
+}
+
+/// One seller given on the command line to `tokenkeeper import`.
+public struct ImportRequest: Sendable {
+    public var sellerID: String
+    public var refreshToken: String
+    public var accessToken: String?
+    public var expireTime: Int64?
+    public var refreshTokenValidTime: Int64?
+
+    public init(sellerID: String, refreshToken: String, accessToken: String?, expireTime: Int64?, refreshTokenValidTime: Int64?) {
+        self.sellerID = sellerID
+        self.refreshToken = refreshToken
+        self.accessToken = accessToken
+        self.expireTime = expireTime
+        self.refreshTokenValidTime = refreshTokenValidTime
+    }
+}

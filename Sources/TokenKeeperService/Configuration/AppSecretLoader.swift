@@ -1,0 +1,77 @@
+import Foundation
+public import TokenKeeperCore
+
+/// Finds the app secret, in order: systemd's credential `app_secret`
+/// (`$CREDENTIALS_DIRECTORY/app_secret`), the file named by `app.secret_file`,
+/// the `TOKENKEEPER_APP_SECRET` variable. The secret is never printed.
+public struct AppSecretLoader: Sendable {
+    public var environment: [String: String]
+
+    public init(environment: [String: String]) {
+        self.environment = environment
+    }
+
+    /// Where the secret came from, for messages (never the secret itself).
+    public enum Source: Sendable, Equatable, CustomStringConvertible {
+        case credential(path: String)
+        case file(path: String)
+        case environment
+
+        public var description: String {
+            switch self {
+            case .credential(let path): "systemd credential \(path)"
+            case .file(let path): "app.secret_file \(path)"
+            case .environment: "TOKENKEEPER_APP_SECRET"
+            }
+        }
+    }
+
+    public func load(for configuration: TokenKeeperConfiguration) throws(ConfigurationError) -> (secret: Secret, source: Source) {
+        if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
+            let path = directory + "/app_secret"
+            if FileManager.default.fileExists(atPath: path) {
+                // systemd lays credentials down with safe modes; no mode check.
+                return (try readSecretFile(path, key: "app_secret credential", checkMode: false), .credential(path: path))
+            }
+        }
+        if let path = configuration.app.secretFile {
+            return (try readSecretFile(path, key: "app.secret_file", checkMode: true), .file(path: path))
+        }
+        if let value = environment["TOKENKEEPER_APP_SECRET"] {
+            let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !trimmed.isEmpty else {
+                throw ConfigurationError(key: "TOKENKEEPER_APP_SECRET", problem: "is empty", remedy: "set it to the app secret")
+            }
+            return (Secret(trimmed), .environment)
+        }
+        throw ConfigurationError(
+            key: "app.secret_file", problem: "no app secret is configured",
+            remedy: "set app.secret_file to a file holding the app secret (mode 0600), "
+                + "use systemd LoadCredential=app_secret:PATH, or set TOKENKEEPER_APP_SECRET")
+    }
+
+    private func readSecretFile(_ path: String, key: String, checkMode: Bool) throws(ConfigurationError) -> Secret {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw ConfigurationError(
+                key: key, problem: "\(path) does not exist or cannot be reached",
+                remedy: "create it with the app secret and chmod 600 it")
+        }
+        if checkMode && info.st_mode & 0o007 != 0 {
+            throw ConfigurationError(
+                key: key, problem: "\(path) is readable or writable by other users",
+                remedy: "chmod 600 \(path) (or 640 with the daemon's group)")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError(key: key, problem: "\(path) cannot be read by this user", remedy: "check its owner and mode")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationError(key: key, problem: "\(path) is not UTF-8 text")
+        }
+        let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !secret.isEmpty else {
+            throw ConfigurationError(key: key, problem: "\(path) is empty", remedy: "write the app secret into it")
+        }
+        return Secret(secret)
+    }
+}

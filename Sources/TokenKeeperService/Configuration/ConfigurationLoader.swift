@@ -1,0 +1,255 @@
+import Configuration
+import Foundation
+import Yams
+
+/// Reads the configuration: the YAML file, overridden key by key by
+/// `TOKENKEEPER_*` environment variables (`gateway.url` →
+/// `TOKENKEEPER_GATEWAY_URL`), then validates every value.
+///
+/// swift-configuration does the layering and the environment-variable naming;
+/// the file is parsed here with Yams so that a syntax error can name its line
+/// and an unknown key (a typo that would otherwise silently fall back to a
+/// default) is refused by name.
+public struct ConfigurationLoader: Sendable {
+    /// Where the file is looked for when neither `--config` nor `TOKENKEEPER_CONFIG` says.
+    public static let defaultPath = "/etc/tokenkeeper/config.yaml"
+
+    /// Every key the file may hold; each is documented in `config/config.example.yaml`.
+    public static let knownKeys: Set<String> = [
+        "gateway.url", "gateway.timeout_seconds", "gateway.connect_timeout_seconds",
+        "gateway.refresh_path", "gateway.create_path", "gateway.authorize_url",
+        "app.key", "app.secret_file", "app.redirect_uri",
+        "storage.directory",
+        "refresh.remaining_fraction", "refresh.jitter_fraction", "refresh.final_refresh_margin_seconds",
+        "refresh.concurrency", "refresh.max_calls_per_second", "refresh.retry_initial_seconds",
+        "refresh.retry_max_seconds", "refresh.configuration_probe_seconds",
+        "refresh.change_poll_seconds", "refresh.shutdown_grace_seconds",
+        "log.level",
+    ]
+
+    public var environment: [String: String]
+
+    public init(environment: [String: String]) {
+        self.environment = environment
+    }
+
+    /// The file to read: `--config`, else `TOKENKEEPER_CONFIG`, else the default
+    /// path. A path that was named explicitly must exist; the default may be
+    /// absent (everything then comes from the environment).
+    public func resolvePath(explicit: String?) -> (path: String, mustExist: Bool) {
+        if let explicit, !explicit.isEmpty { return (explicit, true) }
+        if let fromEnvironment = environment["TOKENKEEPER_CONFIG"], !fromEnvironment.isEmpty {
+            return (fromEnvironment, true)
+        }
+        return (Self.defaultPath, false)
+    }
+
+    /// Loads and validates the configuration.
+    /// - Parameter explicitPath: The `--config` option, if given.
+    /// - Throws: ``ConfigurationError`` naming the key or file at fault.
+    public func load(explicitPath: String? = nil) throws(ConfigurationError) -> TokenKeeperConfiguration {
+        let (path, mustExist) = resolvePath(explicit: explicitPath)
+        var fileValues: [String: String] = [:]
+        var sourcePath: String?
+        if FileManager.default.fileExists(atPath: path) {
+            fileValues = try Self.readFile(at: path)
+            sourcePath = path
+        } else if mustExist {
+            throw ConfigurationError(
+                key: path, problem: "the configuration file does not exist",
+                remedy: "create it from config/config.example.yaml or point --config at the right file")
+        }
+        let reader = ConfigReader(providers: [
+            EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "tokenkeeper"),
+            InMemoryProvider(
+                name: path,
+                values: Dictionary(
+                    uniqueKeysWithValues: fileValues.map { key, value in
+                        (AbsoluteConfigKey(key.split(separator: ".").map(String.init)), ConfigValue(.string(value), isSecret: false))
+                    })),
+        ])
+        var values = ValueReader(reader: reader, environment: environment)
+        var configuration = TokenKeeperConfiguration()
+        configuration.sourcePath = sourcePath
+        try values.read(into: &configuration)
+        try Self.validate(configuration)
+        return configuration
+    }
+
+    /// Parses the YAML file into `section.key → scalar text`, refusing unknown
+    /// keys, nesting deeper than two levels and non-scalar values.
+    static func readFile(at path: String) throws(ConfigurationError) -> [String: String] {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(
+                key: path, problem: "cannot read the configuration file (\(error.localizedDescription))",
+                remedy: "check that it exists and that this user may read it")
+        }
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigurationError(
+                key: path, problem: "not valid YAML: \(error)", remedy: "fix the syntax at the position named")
+        }
+        guard let root else { return [:] }  // An empty file sets nothing.
+        guard let mapping = root.mapping else {
+            throw ConfigurationError(
+                key: path, problem: "the top level must be a mapping of sections (gateway:, app:, storage:, refresh:, log:)")
+        }
+        var values: [String: String] = [:]
+        for (sectionNode, sectionValue) in mapping {
+            let section = sectionNode.string ?? "?"
+            guard let entries = sectionValue.mapping else {
+                if sectionValue.null != nil { continue }
+                throw ConfigurationError(
+                    key: section, problem: "must be a section of keys, not a single value",
+                    remedy: "see config/config.example.yaml")
+            }
+            for (keyNode, valueNode) in entries {
+                let key = "\(section).\(keyNode.string ?? "?")"
+                guard knownKeys.contains(key) else {
+                    throw ConfigurationError(
+                        key: key, problem: "unknown key in \(path)",
+                        remedy: suggestion(for: key).map { "did you mean \($0)?" }
+                            ?? "see config/config.example.yaml for the keys")
+                }
+                if valueNode.null != nil { continue }
+                guard let scalar = valueNode.scalar else {
+                    throw ConfigurationError(key: key, problem: "must be a single value, not a list or mapping")
+                }
+                values[key] = scalar.string
+            }
+        }
+        return values
+    }
+
+    /// The known key closest to a misspelt one, if any is close.
+    static func suggestion(for key: String) -> String? {
+        var best: (key: String, distance: Int)?
+        for candidate in knownKeys.sorted() {
+            let distance = editDistance(key, candidate)
+            if distance < (best?.distance ?? 4) { best = (candidate, distance) }
+        }
+        return best?.key
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.utf8)
+        let b = Array(b.utf8)
+        guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...b.count {
+                let substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, substitution)
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+
+    static func validate(_ configuration: TokenKeeperConfiguration) throws(ConfigurationError) {
+        let url = configuration.gateway.url
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+            scheme == "https" || scheme == "http", components.host?.isEmpty == false
+        else {
+            throw ConfigurationError(
+                key: "gateway.url", problem: "'\(url)' is not an http(s) URL",
+                remedy: "use e.g. https://api-sg.aliexpress.com/rest")
+        }
+        for (key, path) in [("gateway.refresh_path", configuration.gateway.refreshPath), ("gateway.create_path", configuration.gateway.createPath)]
+        where !path.hasPrefix("/") {
+            throw ConfigurationError(key: key, problem: "'\(path)' must start with /")
+        }
+        let refresh = configuration.refresh
+        try require(refresh.remainingFraction > 0 && refresh.remainingFraction < 1, "refresh.remaining_fraction", "must be between 0 and 1 (exclusive)")
+        try require(
+            refresh.jitterFraction >= 0 && refresh.jitterFraction < refresh.remainingFraction, "refresh.jitter_fraction",
+            "must be at least 0 and below refresh.remaining_fraction, or a refresh could come after expiry")
+        try require(refresh.concurrency >= 1 && refresh.concurrency <= 256, "refresh.concurrency", "must be from 1 to 256")
+        try require(refresh.maxCallsPerSecond >= 0, "refresh.max_calls_per_second", "must be 0 (no limit) or more")
+        try require(refresh.retryInitialSeconds > 0, "refresh.retry_initial_seconds", "must be more than 0")
+        try require(refresh.retryMaxSeconds >= refresh.retryInitialSeconds, "refresh.retry_max_seconds", "must be at least refresh.retry_initial_seconds")
+        try require(refresh.configurationProbeSeconds >= 1, "refresh.configuration_probe_seconds", "must be at least 1")
+        try require(refresh.changePollSeconds > 0 && refresh.changePollSeconds <= 5, "refresh.change_poll_seconds", "must be more than 0 and at most 5")
+        try require(refresh.shutdownGraceSeconds >= 0, "refresh.shutdown_grace_seconds", "must be 0 or more")
+        try require(refresh.finalRefreshMarginSeconds >= 0, "refresh.final_refresh_margin_seconds", "must be 0 or more")
+        try require(configuration.gateway.timeoutSeconds > 0, "gateway.timeout_seconds", "must be more than 0")
+        try require(configuration.gateway.connectTimeoutSeconds > 0, "gateway.connect_timeout_seconds", "must be more than 0")
+        try require(!configuration.storage.directory.isEmpty, "storage.directory", "must not be empty")
+        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        try require(levels.contains(configuration.log.level), "log.level", "must be one of \(levels.joined(separator: ", "))")
+    }
+
+    private static func require(_ condition: Bool, _ key: String, _ problem: String) throws(ConfigurationError) {
+        if !condition { throw ConfigurationError(key: key, problem: problem) }
+    }
+}
+
+/// Reads each key as text through swift-configuration and converts it here, so
+/// that a value of the wrong type is an error naming the key rather than a
+/// silent fall-back to the default.
+private struct ValueReader {
+    let reader: ConfigReader
+    let environment: [String: String]
+
+    func text(_ key: String) -> String? {
+        reader.string(forKey: ConfigKey(key.split(separator: ".").map(String.init)))
+    }
+
+    func source(_ key: String) -> String {
+        let variable = "TOKENKEEPER_" + key.uppercased().replacingOccurrences(of: ".", with: "_")
+        return environment[variable] != nil ? "\(key) (from \(variable))" : key
+    }
+
+    mutating func read(into configuration: inout TokenKeeperConfiguration) throws(ConfigurationError) {
+        configuration.gateway.url = string("gateway.url") ?? configuration.gateway.url
+        configuration.gateway.timeoutSeconds = try double("gateway.timeout_seconds") ?? configuration.gateway.timeoutSeconds
+        configuration.gateway.connectTimeoutSeconds = try double("gateway.connect_timeout_seconds") ?? configuration.gateway.connectTimeoutSeconds
+        configuration.gateway.refreshPath = string("gateway.refresh_path") ?? configuration.gateway.refreshPath
+        configuration.gateway.createPath = string("gateway.create_path") ?? configuration.gateway.createPath
+        configuration.gateway.authorizeURL = string("gateway.authorize_url")
+        configuration.app.key = string("app.key") ?? ""
+        configuration.app.secretFile = string("app.secret_file")
+        configuration.app.redirectURI = string("app.redirect_uri")
+        configuration.storage.directory = string("storage.directory") ?? configuration.storage.directory
+        var refresh = configuration.refresh
+        refresh.remainingFraction = try double("refresh.remaining_fraction") ?? refresh.remainingFraction
+        refresh.jitterFraction = try double("refresh.jitter_fraction") ?? refresh.jitterFraction
+        refresh.finalRefreshMarginSeconds = try double("refresh.final_refresh_margin_seconds") ?? refresh.finalRefreshMarginSeconds
+        refresh.concurrency = try int("refresh.concurrency") ?? refresh.concurrency
+        refresh.maxCallsPerSecond = try double("refresh.max_calls_per_second") ?? refresh.maxCallsPerSecond
+        refresh.retryInitialSeconds = try double("refresh.retry_initial_seconds") ?? refresh.retryInitialSeconds
+        refresh.retryMaxSeconds = try double("refresh.retry_max_seconds") ?? refresh.retryMaxSeconds
+        refresh.configurationProbeSeconds = try double("refresh.configuration_probe_seconds") ?? refresh.configurationProbeSeconds
+        refresh.changePollSeconds = try double("refresh.change_poll_seconds") ?? refresh.changePollSeconds
+        refresh.shutdownGraceSeconds = try double("refresh.shutdown_grace_seconds") ?? refresh.shutdownGraceSeconds
+        configuration.refresh = refresh
+        configuration.log.level = string("log.level")?.lowercased() ?? configuration.log.level
+    }
+
+    func string(_ key: String) -> String? {
+        guard let value = text(key)?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        return value
+    }
+
+    func double(_ key: String) throws(ConfigurationError) -> Double? {
+        guard let value = string(key) else { return nil }
+        guard let number = Double(value), number.isFinite else {
+            throw ConfigurationError(key: source(key), problem: "'\(value)' is not a number")
+        }
+        return number
+    }
+
+    func int(_ key: String) throws(ConfigurationError) -> Int? {
+        guard let value = string(key) else { return nil }
+        guard let number = Int(value) else {
+            throw ConfigurationError(key: source(key), problem: "'\(value)' is not a whole number")
+        }
+        return number
+    }
+}

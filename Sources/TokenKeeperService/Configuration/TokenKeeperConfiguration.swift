@@ -1,0 +1,86 @@
+public import TokenKeeperCore
+
+/// Everything tokenkeeper reads from `config.yaml` and `TOKENKEEPER_*`
+/// environment variables, validated. Every key is documented in
+/// `config/config.example.yaml`.
+public struct TokenKeeperConfiguration: Sendable, Equatable {
+    public struct Gateway: Sendable, Equatable {
+        /// `gateway.url`: the IOP REST endpoint; API paths are appended to it.
+        public var url: String = "https://api-sg.aliexpress.com/rest"
+        /// `gateway.timeout_seconds`: the whole request, connect included.
+        public var timeoutSeconds: Double = 30
+        /// `gateway.connect_timeout_seconds`.
+        public var connectTimeoutSeconds: Double = 10
+        /// `gateway.refresh_path` and `gateway.create_path`: kept in
+        /// configuration so other IOP marketplaces (Lazada) can be served.
+        public var refreshPath: String = "/auth/token/refresh"
+        public var createPath: String = "/auth/token/create"
+        /// `gateway.authorize_url`: where sellers authorize; by default the
+        /// gateway's host with `/oauth/authorize`.
+        public var authorizeURL: String?
+    }
+
+    public struct App: Sendable, Equatable {
+        /// `app.key`: the app key of the AliExpress Open Platform app.
+        public var key: String = ""
+        /// `app.secret_file`: a file holding the app secret (mode 0600 or 0640).
+        public var secretFile: String?
+        /// `app.redirect_uri`: the OAuth callback registered with the app.
+        public var redirectURI: String?
+    }
+
+    public struct Storage: Sendable, Equatable {
+        /// `storage.directory`: holds keeper.db, tokens.db and the lock file.
+        public var directory: String = "/var/lib/tokenkeeper"
+    }
+
+    public struct Refresh: Sendable, Equatable {
+        /// `refresh.remaining_fraction`: refresh when this much of the access
+        /// token's lifetime is left.
+        public var remainingFraction: Double = 0.2
+        /// `refresh.jitter_fraction`: spread refreshes by up to this much of the lifetime.
+        public var jitterFraction: Double = 0.05
+        /// `refresh.final_refresh_margin_seconds`: the last refresh this long
+        /// before the refresh token's validity ends.
+        public var finalRefreshMarginSeconds: Double = 300
+        /// `refresh.concurrency`: refreshes in flight at once.
+        public var concurrency: Int = 4
+        /// `refresh.max_calls_per_second`: gateway calls per second; 0 = no limit.
+        public var maxCallsPerSecond: Double = 10
+        /// `refresh.retry_initial_seconds` and `refresh.retry_max_seconds`:
+        /// capped exponential backoff with full jitter after transient failures.
+        public var retryInitialSeconds: Double = 5
+        public var retryMaxSeconds: Double = 300
+        /// `refresh.configuration_probe_seconds`: while the gateway rejects our
+        /// configuration, one account is tried this often.
+        public var configurationProbeSeconds: Double = 60
+        /// `refresh.change_poll_seconds`: how often changes made by the CLI are picked up.
+        public var changePollSeconds: Double = 2
+        /// `refresh.shutdown_grace_seconds`: how long a stop waits for refreshes in flight.
+        public var shutdownGraceSeconds: Double = 8
+    }
+
+    public struct Log: Sendable, Equatable {
+        /// `log.level`: trace, debug, info, notice, warning, error, critical.
+        public var level: String = "info"
+    }
+
+    public var gateway = Gateway()
+    public var app = App()
+    public var storage = Storage()
+    public var refresh = Refresh()
+    public var log = Log()
+    /// Where the configuration was read from (nil: environment only).
+    public var sourcePath: String?
+
+    public init() {}
+
+    /// The refresh policy these settings describe.
+    public var refreshPolicy: RefreshPolicy {
+        RefreshPolicy(
+            remainingFraction: refresh.remainingFraction, jitterFraction: refresh.jitterFraction,
+            finalRefreshMargin: .milliseconds(Int64(refresh.finalRefreshMarginSeconds * 1000)),
+            retryInitial: .milliseconds(Int64(refresh.retryInitialSeconds * 1000)),
+            retryMax: .milliseconds(Int64(refresh.retryMaxSeconds * 1000)))
+    }
+}

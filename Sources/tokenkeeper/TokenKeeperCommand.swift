@@ -1,0 +1,225 @@
+import ArgumentParser
+import TokenKeeperService
+
+/// The command line. It only parses arguments; every command's work is done by
+/// `TokenKeeperService.Commands`, which also decides the exit code.
+@main
+struct TokenKeeperCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenkeeper",
+        abstract: "Keeps AliExpress Open Platform seller tokens alive.",
+        discussion: """
+            Exit codes: 0 ok, 1 refused or failed, 64 usage, 69 gateway unreachable, 78 configuration.
+            """,
+        version: TokenKeeperVersion.current,
+        subcommands: [
+            Run.self, Demo.self, Add.self, Import.self, List.self, Token.self, Refresh.self,
+            AuthorizeURL.self, Disable.self, Enable.self, Remove.self, CheckConfig.self,
+        ]
+    )
+}
+
+/// `--config` for every command.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Configuration file (default: $TOKENKEEPER_CONFIG, else /etc/tokenkeeper/config.yaml).")
+    var config: String?
+}
+
+/// Runs a command's work and turns its outcome into the process exit code.
+func perform(_ work: () async -> CommandOutcome) async throws {
+    let outcome = await work()
+    if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the daemon in the foreground: refresh every seller before expiry (systemd Type=notify).")
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        try await perform { await Commands.run(configPath: options.config) }
+    }
+}
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show tokenkeeper at work: a local gateway simulator, a few sellers with short-lived tokens, the real daemon.")
+    @Option(help: "Stop after this many seconds (default: run until Ctrl-C).")
+    var duration: Double?
+    @Option(help: "How many sellers to enroll.")
+    var sellers: Int = 6
+    @Option(help: "Storage directory (default: a new scratch directory).")
+    var directory: String?
+
+    func validate() throws {
+        if let duration, duration <= 0 { throw ValidationError("--duration must be more than 0 seconds") }
+        if sellers < 2 || sellers > 1000 { throw ValidationError("--sellers must be from 2 to 1000") }
+    }
+
+    func run() async throws {
+        try await perform { await Commands.demo(duration: duration, sellers: sellers, directory: directory) }
+    }
+}
+
+struct Add: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Exchange a seller's authorization code and store the account; prints the seller id.")
+    @OptionGroup var options: GlobalOptions
+    @Option(help: "The authorization code from the redirect after the seller authorized the app.")
+    var code: String
+
+    func validate() throws {
+        if code.allSatisfy(\.isWhitespace) { throw ValidationError("--code must not be empty") }
+    }
+
+    func run() async throws {
+        try await perform { await Commands.add(code: code, configPath: options.config) }
+    }
+}
+
+struct Import: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Import sellers from another tool: one from options, or many from a JSON Lines file.",
+        discussion: """
+            With --file, each line is one JSON object with the gateway's field names \
+            (seller_id or user_id, refresh_token, and optionally access_token, expire_time, \
+            refresh_token_valid_time, user_nick, account, ...). Bad lines are reported on stderr by \
+            line number and not stored; the good ones are. Exit code 1 if any line was refused.
+            """)
+    @OptionGroup var options: GlobalOptions
+    @Option(name: .customLong("seller-id"), help: "The seller id.")
+    var sellerID: String?
+    @Option(name: .customLong("refresh-token"), help: "The seller's refresh token.")
+    var refreshToken: String?
+    @Option(name: .customLong("access-token"), help: "The seller's current access token, if any.")
+    var accessToken: String?
+    @Option(name: .customLong("expire-time"), help: "When the access token expires, in epoch milliseconds.")
+    var expireTime: Int64?
+    @Option(name: .customLong("refresh-token-valid-time"), help: "When the refresh token expires, in epoch milliseconds.")
+    var refreshTokenValidTime: Int64?
+    @Option(help: "A JSON Lines file of sellers ('-' for standard input).")
+    var file: String?
+
+    func validate() throws {
+        if file != nil {
+            if sellerID != nil || refreshToken != nil || accessToken != nil || expireTime != nil
+                || refreshTokenValidTime != nil
+            {
+                throw ValidationError("--file cannot be combined with the single-seller options")
+            }
+            return
+        }
+        guard let sellerID, !sellerID.isEmpty else { throw ValidationError("give --seller-id and --refresh-token, or --file") }
+        _ = sellerID
+        guard let refreshToken, !refreshToken.isEmpty else { throw ValidationError("--refresh-token is required with --seller-id") }
+        _ = refreshToken
+        if (accessToken == nil) != (expireTime == nil) {
+            throw ValidationError("--access-token and --expire-time go together")
+        }
+    }
+
+    func run() async throws {
+        if let file {
+            try await perform { await Commands.importFile(path: file, configPath: options.config) }
+        } else {
+            let record = ImportRequest(
+                sellerID: sellerID!, refreshToken: refreshToken!, accessToken: accessToken,
+                expireTime: expireTime, refreshTokenValidTime: refreshTokenValidTime)
+            try await perform { await Commands.importOne(record, configPath: options.config) }
+        }
+    }
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List every account: status, reason, access expiry, re-authorization deadline, next refresh, last error.")
+    @OptionGroup var options: GlobalOptions
+    @Flag(help: "Print one JSON array of objects.")
+    var json = false
+
+    func run() async throws {
+        try await perform { await Commands.list(json: json, configPath: options.config) }
+    }
+}
+
+struct Token: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a seller's access token if the account is active and the token unexpired; else exit 1.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The seller id.")
+    var seller: String
+
+    func run() async throws {
+        try await perform { await Commands.token(sellerID: seller, configPath: options.config) }
+    }
+}
+
+struct Refresh: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Refresh sellers now, safely beside a running daemon.")
+    @OptionGroup var options: GlobalOptions
+    @Flag(name: .customLong("all-due"), help: "Refresh every active seller whose refresh is due.")
+    var allDue = false
+    @Argument(help: "Seller ids.")
+    var sellers: [String] = []
+
+    func validate() throws {
+        if allDue == !sellers.isEmpty { throw ValidationError("give seller ids or --all-due (not both)") }
+    }
+
+    func run() async throws {
+        try await perform { await Commands.refresh(sellerIDs: sellers, allDue: allDue, configPath: options.config) }
+    }
+}
+
+struct AuthorizeURL: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "authorize-url", abstract: "Print the URL a seller opens to authorize the app.")
+    @OptionGroup var options: GlobalOptions
+    @Option(help: "An opaque value the redirect carries back.")
+    var state: String?
+
+    func run() async throws {
+        try await perform { await Commands.authorizeURL(state: state, configPath: options.config) }
+    }
+}
+
+struct Disable: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop refreshing a seller (kept, marked disabled).")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The seller id.") var seller: String
+
+    func run() async throws {
+        try await perform { await Commands.setEnabled(false, sellerID: seller, configPath: options.config) }
+    }
+}
+
+struct Enable: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Resume refreshing a disabled seller.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The seller id.") var seller: String
+
+    func run() async throws {
+        try await perform { await Commands.setEnabled(true, sellerID: seller, configPath: options.config) }
+    }
+}
+
+struct Remove: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Delete a seller and its tokens from both databases.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The seller id.") var seller: String
+
+    func run() async throws {
+        try await perform { await Commands.remove(sellerID: seller, configPath: options.config) }
+    }
+}
+
+struct CheckConfig: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Validate the configuration and the app secret; exit 78 if wrong.")
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        try await perform { await Commands.checkConfig(configPath: options.config) }
+    }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the release binary and installs tokenkeeper:
+#   $DESTDIR$PREFIX/bin/tokenkeeper
+#   $DESTDIR/etc/systemd/system/tokenkeeper.service  (ExecStart pointed at $PREFIX/bin)
+#   $DESTDIR/usr/lib/sysusers.d/tokenkeeper.conf
+#   $DESTDIR/usr/lib/tmpfiles.d/tokenkeeper.conf
+#   $DESTDIR/etc/tokenkeeper/config.yaml            (only if none exists)
+#   $DESTDIR$PREFIX/share/doc/tokenkeeper/           (README, DATABASE, OPERATIONS)
+# Environment: DESTDIR (default empty), PREFIX (default /usr/local),
+# TOKENKEEPER_BINARY (an already built binary: skips the build).
+# With an empty DESTDIR it also creates the user (systemd-sysusers) and the
+# directories (systemd-tmpfiles) and reloads systemd; it never starts the service.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DESTDIR="${DESTDIR:-}"
+PREFIX="${PREFIX:-/usr/local}"
+
+if [ -n "${TOKENKEEPER_BINARY:-}" ]; then
+    binary="$TOKENKEEPER_BINARY"
+else
+    swift build -c release --product tokenkeeper
+    binary="$(swift build -c release --show-bin-path)/tokenkeeper"
+fi
+[ -x "$binary" ] || { echo "install.sh: $binary is not an executable" >&2; exit 1; }
+
+install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR/etc/systemd/system" \
+    "$DESTDIR/usr/lib/sysusers.d" "$DESTDIR/usr/lib/tmpfiles.d" "$DESTDIR$PREFIX/share/doc/tokenkeeper"
+install -m 0755 "$binary" "$DESTDIR$PREFIX/bin/tokenkeeper"
+sed "s|/usr/local/bin/tokenkeeper|$PREFIX/bin/tokenkeeper|g; s|/usr/local/share/doc|$PREFIX/share/doc|g" \
+    systemd/tokenkeeper.service > "$DESTDIR/etc/systemd/system/tokenkeeper.service"
+chmod 0644 "$DESTDIR/etc/systemd/system/tokenkeeper.service"
+install -m 0644 systemd/tokenkeeper.sysusers "$DESTDIR/usr/lib/sysusers.d/tokenkeeper.conf"
+install -m 0644 systemd/tokenkeeper.tmpfiles "$DESTDIR/usr/lib/tmpfiles.d/tokenkeeper.conf"
+for doc in README.md docs/DATABASE.md docs/OPERATIONS.md; do
+    [ -f "$doc" ] && install -m 0644 "$doc" "$DESTDIR$PREFIX/share/doc/tokenkeeper/"
+done
+
+install -d -m 0750 "$DESTDIR/etc/tokenkeeper"
+if [ -e "$DESTDIR/etc/tokenkeeper/config.yaml" ]; then
+    echo "install.sh: keeping the existing $DESTDIR/etc/tokenkeeper/config.yaml"
+    install -m 0640 config/config.example.yaml "$DESTDIR/etc/tokenkeeper/config.example.yaml"
+else
+    install -m 0640 config/config.example.yaml "$DESTDIR/etc/tokenkeeper/config.yaml"
+fi
+
+if [ -z "$DESTDIR" ] && command -v systemd-sysusers >/dev/null; then
+    systemd-sysusers /usr/lib/sysusers.d/tokenkeeper.conf
+    systemd-tmpfiles --create /usr/lib/tmpfiles.d/tokenkeeper.conf
+    chgrp tokenkeeper /etc/tokenkeeper /etc/tokenkeeper/config.yaml
+    systemctl daemon-reload 2>/dev/null || true
+    echo "installed. Next: put the app secret in /etc/tokenkeeper/app_secret (chmod 600),"
+    echo "set app.key in /etc/tokenkeeper/config.yaml, then: systemctl enable --now tokenkeeper"
+fi
