@@ -146,7 +146,13 @@ let package = Package(
         ),
         .testTarget(
             name: "IOPSimulatorTests",
-            dependencies: ["IOPSimulator", "IOPGateway", "TokenKeeperCore"],
+            dependencies: [
+                "IOPSimulator", "IOPGateway", "TokenKeeperCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -159,7 +165,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["IOPSimulator", "TokenKeeperCore", "SQLiteStore"],
+            dependencies: ["IOPSimulator", "TokenKeeperCore", "CSQLite"],
             swiftSettings: strictSettings
         ),
     ]

@@ -20,10 +20,30 @@ public enum AuthorizationURL {
         gatewayBaseURL: String, appKey: String, redirectURI: String, state: String? = nil
     ) throws(GatewayFailure) -> String {
         let endpoint = try GatewayEndpoint(baseURL: gatewayBaseURL)
+        return endpoint.origin + "/oauth/authorize?" + query(appKey: appKey, redirectURI: redirectURI, state: state)
+    }
+
+    /// Builds the same query on an authorization page configured explicitly,
+    /// for marketplaces whose page is not on the API host (Lazada's is
+    /// `https://auth.lazada.com/oauth/authorize`).
+    /// - Parameters:
+    ///   - authorizePage: The page's full URL, `http` or `https`, without a query.
+    ///   - appKey: The app key, sent as `client_id`.
+    ///   - redirectURI: Where the gateway sends the seller back.
+    ///   - state: An opaque value returned with the code; omitted when nil or empty.
+    /// - Throws: A ``FailureClass/configuration`` failure when the page URL is unusable.
+    public static func make(
+        authorizePage: String, appKey: String, redirectURI: String, state: String? = nil
+    ) throws(GatewayFailure) -> String {
+        let endpoint = try GatewayEndpoint(baseURL: authorizePage, name: "authorization page URL")
+        return endpoint.origin + endpoint.basePath + "?" + query(appKey: appKey, redirectURI: redirectURI, state: state)
+    }
+
+    private static func query(appKey: String, redirectURI: String, state: String?) -> String {
         var query: [(key: String, value: String)] = [
             ("response_type", "code"), ("force_auth", "true"), ("redirect_uri", redirectURI), ("client_id", appKey),
         ]
         if let state, !state.isEmpty { query.append(("state", state)) }
-        return endpoint.origin + "/oauth/authorize?" + PercentEncoding.formEncode(query)
+        return PercentEncoding.formEncode(query)
     }
 }

@@ -17,11 +17,14 @@ struct GatewayEndpoint: Sendable, Equatable {
         "\(scheme)://\(host)" + (port.map { ":\($0)" } ?? "")
     }
 
-    init(baseURL: String) throws(GatewayFailure) {
+    /// - Parameters:
+    ///   - baseURL: The URL to check.
+    ///   - name: What the URL is, for the error message.
+    init(baseURL: String, name: String = "gateway URL") throws(GatewayFailure) {
         func invalid(_ why: String) -> GatewayFailure {
             GatewayFailure(
                 .configuration, code: IOPFailureCode.invalidConfiguration,
-                message: "gateway URL \"\(baseURL)\" \(why)")
+                message: "\(name) \"\(baseURL)\" \(why)")
         }
         guard let components = URLComponents(string: baseURL) else { throw invalid("is not a URL") }
         guard let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https" else {

@@ -209,12 +209,3 @@ public final class IOPGatewayClient: TokenGateway {
         }
     }
 }
-
-extension TimeAmount {
-    /// A Swift `Duration` as NIO's nanosecond count, saturating instead of trapping.
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        let (wholeNanos, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        self = .nanoseconds(overflow ? (seconds < 0 ? .min : .max) : wholeNanos &+ attoseconds / 1_000_000_000)
-    }
-}

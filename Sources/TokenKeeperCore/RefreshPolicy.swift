@@ -50,16 +50,24 @@ public struct RefreshPolicy: Sendable, Equatable {
 
     /// The next refresh of a stored account that has no fresh grant in hand (an
     /// import, or a daemon start): due now when it has no usable access token.
+    ///
+    /// Where the account records when its token was granted (`refreshedAt`, our
+    /// clock) and the stated lifetime, the token is taken to expire at the
+    /// earlier of that and the gateway's `expire_time`, so a local clock that is
+    /// behind the gateway's cannot make the refresh late.
     public func nextRefresh(
         for account: Account, now: Timestamp, using random: inout some RandomNumberGenerator
     ) -> Timestamp {
-        guard account.accessToken != nil, let expireTime = account.expireTime, expireTime > now else {
-            return now
+        guard account.accessToken != nil, var expiry = account.expireTime else { return now }
+        if let lifetime = account.accessTokenLifetime, lifetime > .zero, let refreshedAt = account.refreshedAt {
+            expiry = min(expiry, refreshedAt + lifetime)
         }
-        let left = expireTime - now
-        let lifetime = account.accessTokenLifetime.map { max($0, left) } ?? left
+        guard expiry > now else { return now }
+        let left = expiry - now
+        let stated = account.accessTokenLifetime ?? account.refreshedAt.map { expiry - $0 }
+        let lifetime = stated.map { max($0, left) } ?? left
         // Where the token was granted, as far as we can tell from what is stored.
-        let grantedAt = expireTime - lifetime
+        let grantedAt = expiry - lifetime
         let refreshLeft = account.refreshTokenValidTime.map { $0 - grantedAt }
         return max(
             now,
@@ -72,15 +80,25 @@ public struct RefreshPolicy: Sendable, Equatable {
     ) -> Timestamp {
         let lifetimeMs = Double(lifetime.wholeMilliseconds)
         var due = start + .milliseconds(Int64(lifetimeMs * (1 - remainingFraction)))
-        if let refreshTokenLeft {
-            // A last refresh while the refresh token still works; never before
-            // the grant itself.
-            let margin = min(finalRefreshMargin, refreshTokenLeft / 2)
-            due = min(due, start + (refreshTokenLeft - margin))
-        }
         let jitterMs = Int64(lifetimeMs * jitterFraction)
         if jitterMs > 0 {
             due = due - .milliseconds(Int64.random(in: 0...jitterMs, using: &random))
+        }
+        let marginMs = finalRefreshMargin.wholeMilliseconds
+        if let refreshTokenLeft, marginMs > 0, refreshTokenLeft.wholeMilliseconds > 2 * marginMs {
+            // One last refresh while the refresh token still works, within
+            // [valid time - margin * 1.5, valid time - margin]. A refresh does not
+            // extend the refresh token, so the grant it brings has at most
+            // 1.5 × margin left, which is under 2 × margin: no further final
+            // refresh follows. (Capping by a fraction of what is left instead
+            // would halve the interval again and again: a burst of rotations
+            // just before the refresh token dies.)
+            let finalJitterMs = min(jitterMs, marginMs / 2)
+            var finalDue = start + (refreshTokenLeft - finalRefreshMargin)
+            if finalJitterMs > 0 {
+                finalDue = finalDue - .milliseconds(Int64.random(in: 0...finalJitterMs, using: &random))
+            }
+            due = min(due, finalDue)
         }
         return max(due, start)
     }

@@ -34,3 +34,20 @@ import TokenKeeperCore
         }
     }
 }
+
+@Suite struct ExplicitAuthorizationPageTests {
+    @Test func usesAConfiguredAuthorizationPageAsIs() throws {
+        let url = try AuthorizationURL.make(
+            authorizePage: "https://auth.lazada.com/oauth/authorize", appKey: "k", redirectURI: "https://a.b/cb",
+            state: "x")
+        #expect(
+            url == "https://auth.lazada.com/oauth/authorize?response_type=code&force_auth=true"
+                + "&redirect_uri=https%3A%2F%2Fa.b%2Fcb&client_id=k&state=x")
+    }
+
+    @Test func refusesAConfiguredPageWithAQuery() {
+        #expect(throws: GatewayFailure.self) {
+            try AuthorizationURL.make(authorizePage: "https://auth.example.com/authorize?x=1", appKey: "k", redirectURI: "r")
+        }
+    }
+}

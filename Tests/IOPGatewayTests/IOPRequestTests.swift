@@ -35,7 +35,8 @@ import TokenKeeperCore
             code: "3_500102_JxZ05Ux3cnnSSUm6dCxYg6Q26", configuration: Fixture.configuration,
             timestamp: Self.timestamp)
         var all = parts(request).query
-        let sent = try #require(all.removeValue(forKey: "sign"))
+        let removed = all.removeValue(forKey: "sign")
+        let sent = try #require(removed)
         all.merge(formDecode(request.body)) { old, _ in old }
         #expect(IOPSignature.verify(signature: sent, apiPath: "/auth/token/create", parameters: all, secret: "helloworld"))
         #expect(sent.count == 64 && sent == sent.uppercased())

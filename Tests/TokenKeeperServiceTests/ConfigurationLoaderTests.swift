@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TokenKeeperCore
 @testable import TokenKeeperService
 
 /// A scratch directory removed when the test ends.
@@ -16,7 +17,7 @@ final class ScratchDirectory {
     @discardableResult
     func write(_ name: String, _ text: String, mode: Int = 0o600) -> String {
         let file = path + "/" + name
-        FileManager.default.createFile(atPath: file, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
+        _ = FileManager.default.createFile(atPath: file, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
         return file
     }
 }

@@ -21,7 +21,9 @@ struct RequestTicket: Sendable {
     var number: UInt64
     /// The seller whose in-flight refresh count this request raised.
     var inFlightSeller: String?
-    /// The token pair this answer carries, to mark it if it is never delivered.
+    /// True when the answer hands out a token pair (a success).
+    var carriesGrant = false
+    /// Where that pair sits in the seller's log, to mark it if it is never delivered.
     var issued: IssuedReference?
 }
 
@@ -31,7 +33,7 @@ struct IssuedReference: Sendable {
 }
 
 /// A refusal in the gateway's own words.
-struct GatewayError: Sendable {
+struct GatewayError: Error, Sendable {
     var type: String
     var code: String
     var message: String

@@ -150,6 +150,7 @@ struct SimulatedGateway {
                 logger.debug("answer lost after rotation", metadata: ["seller": "\(reference.sellerKey)"])
                 return GatewayAnswer(action: .reset, date: IMFDate.format(now), delay: .zero, ticket: ticket)
             }
+            ticket.carriesGrant = true
             if behavior.recordsIssuedTokens { ticket.issued = reference }
             logger.debug(
                 "issued",
@@ -168,11 +169,10 @@ struct SimulatedGateway {
         if let seller = ticket.inFlightSeller, sellers[seller] != nil {
             sellers[seller]!.inFlightRefreshes = max(0, sellers[seller]!.inFlightRefreshes - 1)
         }
-        if !delivered, let issued = ticket.issued, let record = sellers[issued.sellerKey],
-            issued.index < record.issued.count, record.issued[issued.index].delivery == .sent
-        {
+        guard !delivered, ticket.carriesGrant else { return }
+        counters.answersNotDelivered += 1
+        if let issued = ticket.issued, let record = sellers[issued.sellerKey], issued.index < record.issued.count {
             sellers[issued.sellerKey]!.issued[issued.index].delivery = .notDelivered
-            counters.answersNotDelivered += 1
         }
     }
 

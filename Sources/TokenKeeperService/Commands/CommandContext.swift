@@ -80,10 +80,11 @@ struct CommandFailure: Error, CustomStringConvertible {
                 "\(action) failed: the gateway rejected our configuration: \(failure)"
                     + ConfigurationHint.forCode(failure.code))
         case .transient, .throttled:
-            let unreachable = failure.httpStatus == nil
+            if failure.isUnknownCode {
+                return CommandFailure(.failure, "\(action) was refused by the gateway: \(failure)")
+            }
             return CommandFailure(
-                unreachable ? .unavailable : .failure,
-                "\(action) failed: \(unreachable ? "the gateway could not be reached" : "the gateway failed"): \(failure); try again later")
+                .unavailable, "\(action) failed: the gateway is unreachable or failing: \(failure); try again later")
         case .accountRejected:
             return CommandFailure(.failure, "\(action) was refused by the gateway: \(failure)")
         }

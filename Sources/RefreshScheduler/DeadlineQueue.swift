@@ -1,0 +1,100 @@
+import HeapModule
+import TokenKeeperCore
+
+/// Every account's next deadline: a min-heap ordered by due time, with lazy
+/// invalidation. Rescheduling an account pushes a new entry and bumps the
+/// account's generation in `current`; the old heap entry stays behind and is
+/// discarded when it reaches the top. So rescheduling is O(log n) with no
+/// search in the heap, and a compaction rebuilds the heap when stale entries
+/// outnumber live ones.
+struct DeadlineQueue {
+    private struct Entry: Comparable {
+        var due: Timestamp
+        var generation: UInt64
+        var sellerID: String
+
+        static func < (lhs: Entry, rhs: Entry) -> Bool {
+            (lhs.due, lhs.generation) < (rhs.due, rhs.generation)
+        }
+
+        static func == (lhs: Entry, rhs: Entry) -> Bool {
+            lhs.due == rhs.due && lhs.generation == rhs.generation
+        }
+    }
+
+    private struct Slot {
+        var due: Timestamp
+        var generation: UInt64
+    }
+
+    private var heap = Heap<Entry>()
+    private var current: [String: Slot] = [:]
+    private var nextGeneration: UInt64 = 0
+
+    /// Accounts with a deadline.
+    var count: Int { current.count }
+
+    /// Heap entries, live and stale (for tests of compaction).
+    var storedEntries: Int { heap.count }
+
+    func due(of sellerID: String) -> Timestamp? {
+        current[sellerID]?.due
+    }
+
+    func contains(_ sellerID: String) -> Bool {
+        current[sellerID] != nil
+    }
+
+    /// Replaces the whole schedule in O(n).
+    mutating func load(_ accounts: some Sequence<ScheduledAccount>) {
+        current.removeAll(keepingCapacity: true)
+        var entries: [Entry] = []
+        entries.reserveCapacity(accounts.underestimatedCount)
+        for account in accounts {
+            guard let due = account.due else { continue }
+            nextGeneration += 1
+            if let existing = current[account.sellerID], existing.due <= due { continue }
+            current[account.sellerID] = Slot(due: due, generation: nextGeneration)
+            entries.append(Entry(due: due, generation: nextGeneration, sellerID: account.sellerID))
+        }
+        heap = Heap(entries)
+    }
+
+    /// Sets the account's deadline, replacing the one it had.
+    mutating func schedule(_ sellerID: String, at due: Timestamp) {
+        if let existing = current[sellerID], existing.due == due { return }
+        nextGeneration += 1
+        current[sellerID] = Slot(due: due, generation: nextGeneration)
+        heap.insert(Entry(due: due, generation: nextGeneration, sellerID: sellerID))
+        compactIfNeeded()
+    }
+
+    /// Removes the account's deadline; its heap entry is discarded later.
+    mutating func remove(_ sellerID: String) {
+        current.removeValue(forKey: sellerID)
+    }
+
+    /// The earliest live deadline.
+    mutating func peek() -> (sellerID: String, due: Timestamp)? {
+        while let top = heap.min {
+            if current[top.sellerID]?.generation == top.generation {
+                return (top.sellerID, top.due)
+            }
+            _ = heap.popMin()
+        }
+        return nil
+    }
+
+    /// Removes and returns the earliest deadline if it is at or before `now`.
+    mutating func popDue(notAfter now: Timestamp) -> (sellerID: String, due: Timestamp)? {
+        guard let top = peek(), top.due <= now else { return nil }
+        _ = heap.popMin()
+        current.removeValue(forKey: top.sellerID)
+        return top
+    }
+
+    private mutating func compactIfNeeded() {
+        guard heap.count > 1024, heap.count > 2 * current.count else { return }
+        heap = Heap(current.map { Entry(due: $0.value.due, generation: $0.value.generation, sellerID: $0.key) })
+    }
+}

@@ -1,0 +1,222 @@
+import Logging
+import TokenKeeperCore
+
+extension RefreshScheduler {
+    struct AttemptResult {
+        var outcome: RefreshOutcome
+        /// True when the refresh token went to the gateway.
+        var calledGateway = false
+    }
+
+    func attempt(_ job: Job) async {
+        let result = await perform(job)
+        finish(job, result)
+    }
+
+    /// One attempt: lease, re-read, decide, call, make the outcome durable.
+    private func perform(_ job: Job) async -> AttemptResult {
+        let sellerID = job.sellerID
+        let leaseTakenAt = clock.now()
+        let lease: LeaseResult
+        do {
+            lease = try await store.acquireLease(
+                sellerID: sellerID, owner: configuration.leaseOwner,
+                until: leaseTakenAt + configuration.leaseDuration, now: leaseTakenAt)
+            storeWorked()
+        } catch {
+            let retryAt = storeFailed("take the lease", error, sellerID: sellerID)
+            return AttemptResult(outcome: .storeFailed(message: "\(error)", retryAt: retryAt))
+        }
+        let account: Account
+        switch lease {
+        case .notFound: return AttemptResult(outcome: .notFound)
+        case .busy(let other): return AttemptResult(outcome: .busy(until: other.expiresAt))
+        case .acquired(let stored): account = stored
+        }
+
+        // Decide from the account as stored now, under the lease: another
+        // process may have refreshed, disabled or re-authorized it.
+        let now = clock.now()
+        switch configuration.policy.action(for: account, now: now) {
+        case .none:
+            await releaseLease(sellerID)
+            return AttemptResult(outcome: .skipped(.inactive, nextDue: nil))
+        case .expireAt(let expiry):
+            await releaseLease(sellerID)
+            return AttemptResult(outcome: .skipped(.awaitingExpiry, nextDue: expiry))
+        case .markReauthRequired(let reason):
+            return AttemptResult(outcome: await markReauthRequired(account, reason: reason, requestID: nil))
+        case .refresh:
+            if !job.forced, let stored = account.nextRefreshAt, stored > now {
+                await releaseLease(sellerID)
+                return AttemptResult(outcome: .skipped(.notDue, nextDue: stored))
+            }
+        }
+        if phase == .stopping || phase == .stopped {
+            await releaseLease(sellerID)
+            return AttemptResult(outcome: .notAttempted)
+        }
+        // Trouble that began while the lease was being taken holds this call too.
+        if let resumeAt = holdBack(job, now: now) {
+            await releaseLease(sellerID)
+            return AttemptResult(outcome: .skipped(.heldBack, nextDue: resumeAt))
+        }
+
+        let answer: Result<TokenGrant, GatewayFailure>
+        do {
+            answer = .success(try await gateway.refresh(refreshToken: account.refreshToken))
+        } catch {
+            answer = .failure(error)
+        }
+        switch answer {
+        case .success(let grant):
+            return AttemptResult(outcome: await commit(grant, for: account), calledGateway: true)
+        case .failure(let failure):
+            return AttemptResult(outcome: await handle(failure, for: account), calledGateway: true)
+        }
+    }
+
+    private func holdBack(_ job: Job, now: Timestamp) -> Timestamp? {
+        if let pausedUntil, pausedUntil > now { return pausedUntil }
+        if configurationFailure != nil, !job.isProbe { return now }
+        if !undurable.isEmpty { return now }
+        return nil
+    }
+
+    // MARK: - Outcomes that write
+
+    /// Makes the rotated pair durable before anything else happens with it.
+    /// Until the write succeeds the pair lives only here: its refresh token is
+    /// never sent (the account stays in flight), no other call starts, and the
+    /// write is retried with backoff — dropping it would leave the seller with
+    /// a refresh token the gateway has already rotated away.
+    private func commit(_ grant: TokenGrant, for account: Account) async -> RefreshOutcome {
+        let sellerID = account.sellerID
+        noteGatewayClock(grant)
+        let nextDue =
+            grant.isFinalGrant
+            ? grant.expireTime
+            : configuration.policy.nextRefresh(after: grant, using: &random)
+        var delay = configuration.storeRetryInitial
+        var failures = 0
+        while true {
+            do {
+                let stored = try await store.commitRotation(
+                    sellerID: sellerID, sent: account.refreshToken, grant: grant, nextRefreshAt: nextDue,
+                    now: clock.now())
+                storeWorked()
+                if failures > 0 { pairBecameDurable(sellerID, afterFailures: failures) }
+                if stored {
+                    return .refreshed(requestID: grant.requestID, nextDue: nextDue, isFinalGrant: grant.isFinalGrant)
+                }
+                // Someone replaced the refresh token while we were calling (a
+                // re-authorization, or a lease that lapsed): theirs stands.
+                await releaseLease(sellerID)
+                return .skipped(.tokenChanged, nextDue: clock.now())
+            } catch {
+                failures += 1
+                if failures == 1 {
+                    pairNotDurable(sellerID, requestID: grant.requestID, error: error)
+                } else {
+                    logger.debug(
+                        "rotated pair still not durable; retrying",
+                        metadata: ["seller": "\(sellerID)", "attempt": "\(failures)", "error": "\(error)"])
+                }
+                guard await sleep(until: clock.now() + delay) else {
+                    logger.critical(
+                        "stopped before the rotated pair could be stored; this seller will need to authorize again",
+                        metadata: [
+                            "seller": "\(sellerID)", "outcome": "commit_lost",
+                            "request_id": "\(grant.requestID ?? "")", "error": "\(error)",
+                        ])
+                    pairBecameDurable(sellerID, afterFailures: 0)
+                    return .storeFailed(message: "\(error)", retryAt: clock.now())
+                }
+                delay = min(delay * 2, configuration.storeRetryMax)
+                // Keep the lease while the pair is only in memory: if it
+                // lapsed, another process could send the refresh token the
+                // gateway already rotated, be told IllegalRefreshToken and
+                // mark the seller dead.
+                let now = clock.now()
+                _ = try? await store.acquireLease(
+                    sellerID: sellerID, owner: configuration.leaseOwner, until: now + configuration.leaseDuration,
+                    now: now)
+            }
+        }
+    }
+
+    private func handle(_ failure: GatewayFailure, for account: Account) async -> RefreshOutcome {
+        let now = clock.now()
+        switch failure.failureClass {
+        case .accountRejected:
+            return await markReauthRequired(account, reason: failure.code, requestID: failure.requestID)
+        case .configuration:
+            configurationRejected(failure, sellerID: account.sellerID, now: now)
+            // Neither the attempt count nor the deadline moves: the account is
+            // not to blame, and it is held back in memory until a probe
+            // succeeds (at a restart it is due at once).
+            await recordFailure(account, failure, failedAttempts: account.failedAttempts, nextRefreshAt: now)
+            return .configurationRejected(failure)
+        case .transient, .throttled:
+            let attempts = account.failedAttempts + 1
+            var delay = configuration.policy.retryDelay(
+                failedAttempts: attempts, now: now, expireTime: account.expireTime, using: &random)
+            if case .throttled(let retryAfter) = failure.failureClass {
+                pause(until: now + retryAfter, failure: failure)
+                delay = max(delay, retryAfter)
+            }
+            let retryAt = now + delay
+            await recordFailure(account, failure, failedAttempts: attempts, nextRefreshAt: retryAt)
+            return .failed(failure, retryAt: retryAt)
+        }
+    }
+
+    /// Marks the account `reauth_required` if its stored refresh token is still
+    /// the one we hold; otherwise it was a lost race and the stored state stands.
+    private func markReauthRequired(_ account: Account, reason: String, requestID: String?) async -> RefreshOutcome {
+        var delay = configuration.storeRetryInitial
+        while true {
+            do {
+                let marked = try await store.markReauthRequired(
+                    sellerID: account.sellerID, sent: account.refreshToken, reason: reason, requestID: requestID,
+                    now: clock.now())
+                storeWorked()
+                if marked { return .reauthRequired(reason: reason, requestID: requestID) }
+                await releaseLease(account.sellerID)
+                return .skipped(.tokenChanged, nextDue: clock.now())
+            } catch {
+                _ = storeFailed("mark the account reauth_required", error, sellerID: account.sellerID)
+                // Retried rather than rescheduled: rescheduling would send the
+                // dead refresh token to the gateway again.
+                guard await sleep(until: clock.now() + delay) else {
+                    return .storeFailed(message: "\(error)", retryAt: clock.now())
+                }
+                delay = min(delay * 2, configuration.storeRetryMax)
+            }
+        }
+    }
+
+    private func recordFailure(
+        _ account: Account, _ failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp
+    ) async {
+        do {
+            try await store.recordFailure(
+                sellerID: account.sellerID, failure: failure, failedAttempts: failedAttempts,
+                nextRefreshAt: nextRefreshAt, now: clock.now())
+            storeWorked()
+        } catch {
+            // The retry is scheduled in memory anyway; the lease expires on its own.
+            _ = storeFailed("record a failed attempt", error, sellerID: account.sellerID)
+            await releaseLease(account.sellerID)
+        }
+    }
+
+    private func releaseLease(_ sellerID: String) async {
+        do {
+            try await store.releaseLease(sellerID: sellerID, owner: configuration.leaseOwner)
+            storeWorked()
+        } catch {
+            _ = storeFailed("release the lease", error, sellerID: sellerID)
+        }
+    }
+}

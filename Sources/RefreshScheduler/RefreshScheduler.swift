@@ -1,0 +1,256 @@
+public import Logging
+public import TokenKeeperCore
+
+/// The daemon's heart: keeps every active seller's access token fresh.
+///
+/// All deadlines live in one min-heap; one ``WakeupTimer`` is armed to the
+/// earliest thing to do (a deadline, the next call the rate limit allows, the
+/// end of a throttling pause, the next tick). With nothing due the scheduler
+/// uses no CPU beyond one tick per ``RefreshSchedulerConfiguration/tickInterval``,
+/// which picks up changes made by other processes and feeds the watchdog.
+///
+/// A due account is refreshed under a lease in the store (so one refresh token
+/// is sent at most once, across processes), with bounded concurrency and call
+/// rate. The outcome decides what happens next: a rotated pair is made durable
+/// before anything else; a rejected refresh token marks only that seller
+/// `reauth_required`; transient failures retry forever with backoff; a
+/// configuration failure holds everyone back and probes with one account at a
+/// time. ``RefreshPolicy`` decides the times.
+///
+/// The scheduler knows only the protocols of `TokenKeeperCore`
+/// (``AccountStore``, ``TokenGateway``, ``WallClock``), so it is tested with
+/// fakes and a manual clock.
+public actor RefreshScheduler {
+    let store: any AccountStore
+    let gateway: any TokenGateway
+    let clock: any WallClock
+    let configuration: RefreshSchedulerConfiguration
+    let timer: any WakeupTimer
+    let logger: Logger
+    let onEvent: @Sendable (SchedulerEvent) -> Void
+    var random: any RandomNumberGenerator
+
+    // What to do and when.
+    var queue = DeadlineQueue()
+    /// Accounts asked for by ``refreshNow(_:)``: refreshed even if the store
+    /// says they are not due yet.
+    var forced: Set<String> = []
+    /// Accounts with an attempt under way; never two at once for one account.
+    var inFlight: Set<String> = []
+    var bucket: TokenBucket?
+
+    // What holds calls back.
+    var pausedUntil: Timestamp?
+    var configurationFailure: GatewayFailure?
+    var probeInFlight = false
+    var nextProbeAt = Timestamp(millisecondsSince1970: 0)
+    /// Sellers whose rotated pair is only in memory, with the store's error.
+    /// While any exists no new call starts: each would rotate another token
+    /// that cannot be stored.
+    var undurable: [String: String] = [:]
+    var storeFailureStreak = 0
+    var clockSkewReported = false
+
+    // Lifecycle.
+    enum Phase {
+        /// Not started: ``refreshNow(_:)`` works one-shot (the CLI); nothing is rescheduled.
+        case idle
+        case running
+        /// Stop requested: no new work; waiting for attempts in flight.
+        case stopping
+        case stopped
+    }
+    var phase = Phase.idle
+    var nextTickAt: Timestamp?
+    var tickInProgress = false
+    var cursor: ChangeCursor?
+    var shutdownDeadline: Timestamp?
+    var stopRequested = false
+    var stopWaiter: CheckedContinuation<Void, Never>?
+    var drainWaiter: CheckedContinuation<Void, Never>?
+    var armedDeadline: Timestamp?
+
+    // Waiting.
+    struct Sleeper {
+        var until: Timestamp
+        var continuation: CheckedContinuation<Bool, Never>
+    }
+    /// Attempts waiting to retry a store write, woken by the one timer.
+    var sleepers: [Sleeper] = []
+    /// Attempts running (not parked in ``sleepers``).
+    var runningTasks = 0
+    var idleWaiters: [CheckedContinuation<Void, Never>] = []
+
+    struct Batch {
+        var remaining: Set<String>
+        var results: [String: RefreshOutcome] = [:]
+        var continuation: CheckedContinuation<[String: RefreshOutcome], Never>
+    }
+    var batches: [Int: Batch] = [:]
+    var batchesBySeller: [String: [Int]] = [:]
+    var nextBatchID = 0
+
+    var refreshedCount = 0
+    var failedCount = 0
+    var reauthRequiredCount = 0
+
+    /// One attempt on one account.
+    struct Job: Sendable {
+        var sellerID: String
+        /// From ``refreshNow(_:)``: skip the "not due yet" check.
+        var forced: Bool
+        /// Started while the configuration was rejected: its answer decides
+        /// whether the trouble is over.
+        var isProbe: Bool
+    }
+
+    /// Creates a scheduler; nothing happens until ``run()`` or ``refreshNow(_:)``.
+    ///
+    /// - Parameters:
+    ///   - store: Where accounts, leases and outcomes are kept (`keeper.db`).
+    ///   - gateway: The IOP gateway client.
+    ///   - clock: The wall clock all deadlines are read against.
+    ///   - configuration: Limits, intervals and the refresh policy.
+    ///   - timer: The one wake-up timer; by default a ``DispatchWakeupTimer``.
+    ///   - random: The source of jitter.
+    ///   - logger: One line per event; never a token.
+    ///   - onEvent: Called on the scheduler's executor for every ``SchedulerEvent``;
+    ///     must return quickly.
+    public init(
+        store: any AccountStore,
+        gateway: any TokenGateway,
+        clock: any WallClock = SystemWallClock(),
+        configuration: RefreshSchedulerConfiguration = RefreshSchedulerConfiguration(),
+        timer: any WakeupTimer = DispatchWakeupTimer(),
+        random: some RandomNumberGenerator & Sendable = SystemRandomNumberGenerator(),
+        logger: Logger = Logger(label: "tokenkeeper.scheduler"),
+        onEvent: @escaping @Sendable (SchedulerEvent) -> Void = { _ in }
+    ) {
+        self.store = store
+        self.gateway = gateway
+        self.clock = clock
+        self.configuration = configuration
+        self.timer = timer
+        self.random = random
+        self.logger = logger
+        self.onEvent = onEvent
+        bucket = configuration.maxCallsPerSecond.map { TokenBucket(ratePerSecond: $0) }
+        timer.setHandler(Self.wakeHandler(for: self))
+    }
+
+    /// The timer's handler, made outside the actor's isolation: a closure
+    /// formed inside an actor method would be isolated to it, and Dispatch
+    /// calling it from its own queue crashes at run time.
+    nonisolated private static func wakeHandler(for scheduler: RefreshScheduler) -> @Sendable () async -> Void {
+        { [weak scheduler] in await scheduler?.wake() }
+    }
+
+    // MARK: - Public API
+
+    /// Refreshes these sellers as soon as the limits allow, whether due or
+    /// not, and returns each one's outcome when its attempt ends.
+    ///
+    /// Works in a running daemon (the accounts jump the queue; throttling,
+    /// configuration trouble and the rate limit still apply) and without
+    /// ``run()`` as a one-shot for the command line (nothing is rescheduled;
+    /// every outcome is returned). A seller whose attempt is already in flight
+    /// gets that attempt's outcome.
+    public func refreshNow(_ sellerIDs: [String]) async -> [String: RefreshOutcome] {
+        var seen = Set<String>()
+        let ids = sellerIDs.filter { seen.insert($0).inserted }
+        guard !ids.isEmpty else { return [:] }
+        guard phase == .idle || phase == .running else {
+            return Dictionary(uniqueKeysWithValues: ids.map { ($0, RefreshOutcome.notAttempted) })
+        }
+        return await withCheckedContinuation { continuation in
+            let batchID = nextBatchID
+            nextBatchID += 1
+            batches[batchID] = Batch(remaining: Set(ids), continuation: continuation)
+            let now = clock.now()
+            for sellerID in ids {
+                batchesBySeller[sellerID, default: []].append(batchID)
+                guard !inFlight.contains(sellerID) else { continue }
+                forced.insert(sellerID)
+                queue.schedule(sellerID, at: min(queue.due(of: sellerID) ?? now, now))
+            }
+            pump()
+        }
+    }
+
+    /// Retries what is held back at once: the next configuration probe (after
+    /// SIGHUP re-read the configuration and the secret) and pending store
+    /// writes. Refreshing resumes fully as soon as a call succeeds.
+    public func retryHeldBack() {
+        let now = clock.now()
+        if configurationFailure != nil, !probeInFlight {
+            nextProbeAt = now
+            logger.notice("retrying the accounts held back by the configuration failure now")
+        }
+        for index in sleepers.indices {
+            sleepers[index].until = min(sleepers[index].until, now)
+        }
+        resumeSleepers(dueBy: now)
+        pump()
+    }
+
+    /// Requests a graceful stop, as cancelling ``run()`` does: no new work;
+    /// attempts in flight finish and commit (bounded by
+    /// ``RefreshSchedulerConfiguration/shutdownGracePeriod``), then ``run()`` returns.
+    public func stop() {
+        stopRequested = true
+        stopWaiter?.resume()
+        stopWaiter = nil
+    }
+
+    /// Counts and state for status lines.
+    public func snapshot() -> SchedulerSnapshot {
+        var degraded: [DegradedReason] = []
+        if let configurationFailure { degraded.append(.configuration(configurationFailure)) }
+        if let message = undurable.values.first { degraded.append(.storage(message: message)) }
+        let now = clock.now()
+        return SchedulerSnapshot(
+            scheduled: queue.count, inFlight: inFlight.count, nextDue: queue.peek()?.due, degraded: degraded,
+            pausedUntil: pausedUntil.flatMap { $0 > now ? $0 : nil }, refreshed: refreshedCount,
+            failed: failedCount, reauthRequired: reauthRequiredCount,
+            isStopping: phase == .stopping || phase == .stopped)
+    }
+
+    /// The deadline of one seller, if it is scheduled (for tests and `status`).
+    public func deadline(of sellerID: String) -> Timestamp? {
+        queue.due(of: sellerID)
+    }
+
+    /// Returns once no attempt is running (attempts parked until a store retry
+    /// do not count), or when the calling task is cancelled. For tests and
+    /// benchmarks driven by a manual clock.
+    func waitUntilIdle() async {
+        guard runningTasks > 0, !Task.isCancelled else { return }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { idleWaiters.append($0) }
+        } onCancel: {
+            Task { await self.releaseIdleWaiters() }
+        }
+    }
+
+    private func releaseIdleWaiters() {
+        let waiters = idleWaiters
+        idleWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func emit(_ event: SchedulerEvent) {
+        onEvent(event)
+    }
+}
+
+/// Misuse of a ``RefreshScheduler``.
+public enum RefreshSchedulerError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// ``RefreshScheduler/run()`` was called a second time.
+    case alreadyStarted
+
+    public var description: String {
+        switch self {
+        case .alreadyStarted: "the refresh scheduler runs once; create a new one to run again"
+        }
+    }
+}

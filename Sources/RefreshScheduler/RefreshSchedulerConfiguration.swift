@@ -1,0 +1,74 @@
+public import TokenKeeperCore
+
+/// How the ``RefreshScheduler`` paces and protects refreshes.
+public struct RefreshSchedulerConfiguration: Sendable, Equatable {
+    /// When to refresh and how long to back off.
+    public var policy: RefreshPolicy
+    /// Refreshes in flight at once (`refresh.concurrency`); at least 1.
+    public var concurrency: Int
+    /// Gateway calls started per second (`refresh.max_calls_per_second`); nil
+    /// or 0 means no limit (benchmarks).
+    public var maxCallsPerSecond: Double?
+    /// Names this process in the leases it takes; unique per process.
+    public var leaseOwner: String
+    /// How long a lease on an account lasts. It must outlive the gateway
+    /// request timeout: a lease that ends mid-call lets a second refresher send
+    /// the same refresh token. See ``leaseDuration(requestTimeout:)``.
+    public var leaseDuration: Duration
+    /// When another process holds an account's lease, try again this long
+    /// after it expires.
+    public var busyLeaseMargin: Duration
+    /// How often the scheduler looks for changes made by other processes and
+    /// emits ``SchedulerEvent/tick(_:)`` (the watchdog's heartbeat). Keep it
+    /// at most half the systemd watchdog interval.
+    public var tickInterval: Duration
+    /// While the gateway rejects our configuration, one account is tried at
+    /// most this often.
+    public var configurationProbeInterval: Duration
+    /// Backoff for failed writes to the store (a rotated pair that is not yet
+    /// durable is retried from `storeRetryInitial`, doubling up to `storeRetryMax`).
+    public var storeRetryInitial: Duration
+    public var storeRetryMax: Duration
+    /// How long a stop waits for refreshes in flight to finish and commit.
+    public var shutdownGracePeriod: Duration
+
+    public init(
+        policy: RefreshPolicy = RefreshPolicy(),
+        concurrency: Int = 4,
+        maxCallsPerSecond: Double? = 10,
+        leaseOwner: String = RefreshSchedulerConfiguration.uniqueLeaseOwner(),
+        leaseDuration: Duration = RefreshSchedulerConfiguration.leaseDuration(requestTimeout: .seconds(30)),
+        busyLeaseMargin: Duration = .seconds(1),
+        tickInterval: Duration = .seconds(2),
+        configurationProbeInterval: Duration = .seconds(60),
+        storeRetryInitial: Duration = .seconds(1),
+        storeRetryMax: Duration = .seconds(30),
+        shutdownGracePeriod: Duration = .seconds(8)
+    ) {
+        self.policy = policy
+        self.concurrency = max(1, concurrency)
+        self.maxCallsPerSecond = maxCallsPerSecond.flatMap { $0 > 0 ? $0 : nil }
+        self.leaseOwner = leaseOwner
+        self.leaseDuration = leaseDuration
+        self.busyLeaseMargin = busyLeaseMargin
+        self.tickInterval = max(tickInterval, .milliseconds(10))
+        self.configurationProbeInterval = configurationProbeInterval
+        self.storeRetryInitial = max(storeRetryInitial, .milliseconds(1))
+        self.storeRetryMax = max(storeRetryMax, self.storeRetryInitial)
+        self.shutdownGracePeriod = shutdownGracePeriod
+    }
+
+    /// A lease that outlives a request that takes the whole timeout, twice
+    /// (a retry inside the client), plus room for the commit.
+    public static func leaseDuration(requestTimeout: Duration) -> Duration {
+        requestTimeout * 2 + .seconds(30)
+    }
+
+    /// `refresher-` and 16 random hex digits; the service passes something
+    /// with the pid and host instead.
+    public static func uniqueLeaseOwner() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let hex = String(generator.next() as UInt64, radix: 16)
+        return "refresher-" + String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}

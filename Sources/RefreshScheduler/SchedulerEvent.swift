@@ -1,0 +1,70 @@
+public import TokenKeeperCore
+
+/// What the scheduler reports to the service (sd_notify, notifications,
+/// `STATUS=` lines). Delivered synchronously, in order, from the scheduler's
+/// executor: an observer must return quickly.
+public enum SchedulerEvent: Sendable, Equatable {
+    /// The schedule is loaded and the timer armed (systemd `READY=1`).
+    case ready(SchedulerSnapshot)
+    /// A rotated pair is durable; see ``RefreshOutcome/refreshed(requestID:nextDue:isFinalGrant:)``.
+    case refreshed(sellerID: String, requestID: String?, nextDue: Timestamp, isFinalGrant: Bool)
+    /// A transient or throttling failure; the account is tried again at `nextDue`.
+    case failed(sellerID: String, failure: GatewayFailure, nextDue: Timestamp)
+    /// The account is now `reauth_required`; the gateway gets no more calls for it.
+    case reauthRequired(sellerID: String, reason: String, requestID: String?)
+    /// Refreshing is held back (configuration rejected, or the store cannot
+    /// make a rotated pair durable). Reported once per episode.
+    case degraded(DegradedReason)
+    /// The trouble reported by ``degraded(_:)`` is over.
+    case recovered(DegradedReason)
+    /// The scheduler's own loop is alive (the watchdog's heartbeat), every
+    /// ``RefreshSchedulerConfiguration/tickInterval``.
+    case tick(SchedulerSnapshot)
+    /// `run()` is returning.
+    case stopped(SchedulerSnapshot)
+}
+
+/// Why refreshing is held back.
+public enum DegradedReason: Sendable, Equatable {
+    /// The gateway rejects our configuration (bad signature, app key, clock).
+    case configuration(GatewayFailure)
+    /// A rotated pair could not be written; no new calls until it is.
+    case storage(message: String)
+}
+
+/// The scheduler's state at a glance, for `STATUS=` lines and `status`.
+public struct SchedulerSnapshot: Sendable, Equatable {
+    /// Accounts with a deadline in the heap.
+    public var scheduled: Int
+    /// Refreshes in flight.
+    public var inFlight: Int
+    /// The earliest deadline.
+    public var nextDue: Timestamp?
+    /// What holds refreshing back, if anything.
+    public var degraded: [DegradedReason]
+    /// Throttled by the gateway: no calls before this.
+    public var pausedUntil: Timestamp?
+    /// Since start: rotations committed, failed attempts, accounts marked
+    /// `reauth_required`.
+    public var refreshed: Int
+    public var failed: Int
+    public var reauthRequired: Int
+    /// True once a stop was requested.
+    public var isStopping: Bool
+
+    public init(
+        scheduled: Int = 0, inFlight: Int = 0, nextDue: Timestamp? = nil, degraded: [DegradedReason] = [],
+        pausedUntil: Timestamp? = nil, refreshed: Int = 0, failed: Int = 0, reauthRequired: Int = 0,
+        isStopping: Bool = false
+    ) {
+        self.scheduled = scheduled
+        self.inFlight = inFlight
+        self.nextDue = nextDue
+        self.degraded = degraded
+        self.pausedUntil = pausedUntil
+        self.refreshed = refreshed
+        self.failed = failed
+        self.reauthRequired = reauthRequired
+        self.isStopping = isStopping
+    }
+}

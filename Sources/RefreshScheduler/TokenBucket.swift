@@ -1,0 +1,42 @@
+import TokenKeeperCore
+
+/// Spaces gateway calls to at most `ratePerSecond`, driven by the injected wall
+/// clock. The bucket holds one call, so calls are evenly spaced rather than
+/// bursty: over any span of `t` seconds at most `1 + rate × t` calls start.
+struct TokenBucket {
+    let ratePerSecond: Double
+    private var tokens: Double
+    private var updatedAt: Timestamp?
+
+    init(ratePerSecond: Double) {
+        precondition(ratePerSecond > 0)
+        self.ratePerSecond = ratePerSecond
+        tokens = 1
+    }
+
+    private mutating func refill(_ now: Timestamp) {
+        defer { updatedAt = now }
+        // A clock set backwards only moves the baseline: it must not stall
+        // calls for as long as the jump.
+        guard let updatedAt, now > updatedAt else { return }
+        let elapsedMs = Double((now - updatedAt).wholeMilliseconds)
+        tokens = min(1, tokens + elapsedMs * ratePerSecond / 1000)
+    }
+
+    /// Takes one call's worth if available.
+    mutating func tryTake(_ now: Timestamp) -> Bool {
+        refill(now)
+        // Tolerate floating-point dust so that 100 ms at 10/s yields a call.
+        guard tokens >= 1 - 1e-9 else { return false }
+        tokens = max(0, tokens - 1)
+        return true
+    }
+
+    /// When the next call may start.
+    mutating func nextAvailable(_ now: Timestamp) -> Timestamp {
+        refill(now)
+        guard tokens < 1 - 1e-9 else { return now }
+        let waitMs = ((1 - tokens) * 1000 / ratePerSecond).rounded(.up)
+        return now + .milliseconds(Int64(waitMs))
+    }
+}

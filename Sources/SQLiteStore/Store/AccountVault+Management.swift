@@ -1,0 +1,209 @@
+import TokenKeeperCore
+
+/// What the command line does to accounts: enroll, import, enable, disable,
+/// remove, list; and the events.
+extension AccountVault {
+    /// Inserts an account or replaces the tokens of an existing one and makes
+    /// it active: the statement behind both `add --code` and `import`.
+    /// The profile keeps stored fields the new values leave out; the lease,
+    /// if any, is left to its holder.
+    static let upsertAccountSQL = """
+        INSERT INTO accounts (
+            seller_id, refresh_token, access_token, expire_time, access_lifetime_ms, refresh_token_valid_time,
+            refreshable, status, status_reason, next_refresh_at, failed_attempts, last_error, last_request_id,
+            refreshed_at, user_id, user_nick, account, account_platform, sp, locale, created_at, updated_at,
+            change_seq)
+        VALUES (?, ?, ?, ?, ?, ?, ?, 'active', NULL, ?, 0, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (seller_id) DO UPDATE SET
+            refresh_token = excluded.refresh_token, access_token = excluded.access_token,
+            expire_time = excluded.expire_time, access_lifetime_ms = excluded.access_lifetime_ms,
+            refresh_token_valid_time = excluded.refresh_token_valid_time, refreshable = excluded.refreshable,
+            status = 'active', status_reason = NULL, next_refresh_at = excluded.next_refresh_at,
+            failed_attempts = 0, last_error = NULL,
+            last_request_id = coalesce(excluded.last_request_id, last_request_id),
+            refreshed_at = excluded.refreshed_at,
+            user_id = coalesce(excluded.user_id, user_id), user_nick = coalesce(excluded.user_nick, user_nick),
+            account = coalesce(excluded.account, account),
+            account_platform = coalesce(excluded.account_platform, account_platform),
+            sp = coalesce(excluded.sp, sp), locale = coalesce(excluded.locale, locale),
+            updated_at = excluded.updated_at, change_seq = excluded.change_seq
+        """
+
+    static func profileValues(_ profile: SellerProfile) -> [(any SQLiteBindable)?] {
+        [profile.userID, profile.userNick, profile.account, profile.accountPlatform, profile.sp, profile.locale]
+    }
+
+    func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) throws -> Account {
+        let record = ImportRecord(
+            sellerID: grant.sellerID, refreshToken: grant.refreshToken, accessToken: grant.accessToken,
+            expireTime: grant.expireTime, refreshTokenValidTime: grant.refreshTokenValidTime)
+        if let problem = record.problem {
+            throw SQLiteStoreError.invalidAccount(sellerID: grant.sellerID, problem: problem)
+        }
+        return try write { write in
+            let existed = try fetchExists(grant.sellerID)
+            try keeper.execute(
+                Self.upsertAccountSQL,
+                [
+                    grant.sellerID, grant.refreshToken.exposedValue, grant.accessToken.exposedValue,
+                    grant.expireTime.stored, grant.accessTokenLifetime.wholeMilliseconds,
+                    grant.refreshTokenValidTime?.stored, !grant.isFinalGrant, nextRefreshAt.stored, grant.requestID,
+                    grant.receivedAt.stored,
+                ] + Self.profileValues(grant.profile) + [now.stored, now.stored, try write.changeSequence()])
+            try keeper.execute("DELETE FROM removed_accounts WHERE seller_id = ?", [grant.sellerID])
+            try insertEvent(
+                .enrolled, sellerID: grant.sellerID,
+                detail: (existed ? "re-authorized" : "new account") + "; access token expires \(grant.expireTime)",
+                requestID: grant.requestID, at: now)
+            write.touch(grant.sellerID)
+            guard let account = try fetchAccount(grant.sellerID) else {
+                throw SQLiteStoreError.unknownSeller(grant.sellerID)
+            }
+            return account
+        }
+    }
+
+    /// Stores valid records one transaction per `batchSize`, with prepared
+    /// statements reused across the batch; refuses invalid ones by index.
+    func importAccounts(_ records: [ImportRecord], batchSize: Int, now: Timestamp) throws -> ImportSummary {
+        try ensureOpen()
+        var summary = ImportSummary()
+        var valid: [(index: Int, record: ImportRecord)] = []
+        valid.reserveCapacity(records.count)
+        for (index, record) in records.enumerated() {
+            if let problem = record.problem {
+                summary.refused.append(RefusedRecord(index: index, sellerID: record.sellerID, problem: problem))
+            } else {
+                valid.append((index, record))
+            }
+        }
+        var start = 0
+        let size = max(1, batchSize)
+        while start < valid.count {
+            let batch = valid[start..<min(start + size, valid.count)]
+            do {
+                try write { write in
+                    let sequence = try write.changeSequence()
+                    let upsert = try keeper.cachedStatement(Self.upsertAccountSQL)
+                    let clearTombstone = try keeper.cachedStatement("DELETE FROM removed_accounts WHERE seller_id = ?")
+                    let event = try keeper.cachedStatement(Self.insertEventSQL)
+                    for (_, record) in batch {
+                        try upsert.run(
+                            [
+                                record.sellerID, record.refreshToken.exposedValue, record.accessToken?.exposedValue,
+                                record.accessToken == nil ? nil : record.expireTime?.stored, nil,
+                                record.refreshTokenValidTime?.stored, true, (record.nextRefreshAt ?? now).stored, nil,
+                                record.accessToken == nil ? nil : now.stored,
+                            ] + Self.profileValues(record.profile) + [now.stored, now.stored, sequence])
+                        try clearTombstone.run([record.sellerID])
+                        try event.run([now.stored, record.sellerID, EventKind.imported.rawValue, nil, nil])
+                        write.touch(record.sellerID)
+                    }
+                }
+            } catch let error as SQLiteError {
+                throw SQLiteStoreError.importInterrupted(imported: summary.imported, error: error)
+            }
+            summary.imported += batch.count
+            start += size
+        }
+        return summary
+    }
+
+    func setStatus(sellerID: String, to status: AccountStatus, nextRefreshAt: Timestamp?, now: Timestamp) throws
+        -> Account
+    {
+        try write { write in
+            guard let account = try fetchAccount(sellerID) else { throw SQLiteStoreError.unknownSeller(sellerID) }
+            if account.status == .reauthRequired || status == .reauthRequired {
+                throw SQLiteStoreError.needsReauthorization(sellerID: sellerID)
+            }
+            guard account.status != status else { return account }
+            switch status {
+            case .disabled:
+                try keeper.execute(
+                    """
+                    UPDATE accounts SET status = 'disabled', status_reason = ?, updated_at = ?, change_seq = ?
+                    WHERE seller_id = ?
+                    """,
+                    [StatusReason.disabledByOperator, now.stored, try write.changeSequence(), sellerID])
+                try insertEvent(.disabled, sellerID: sellerID, at: now)
+            case .active, .reauthRequired:
+                try keeper.execute(
+                    """
+                    UPDATE accounts SET status = 'active', status_reason = NULL, failed_attempts = 0, last_error = NULL,
+                        next_refresh_at = ?, updated_at = ?, change_seq = ?
+                    WHERE seller_id = ?
+                    """,
+                    [(nextRefreshAt ?? now).stored, now.stored, try write.changeSequence(), sellerID])
+                try insertEvent(.enabled, sellerID: sellerID, at: now)
+            }
+            write.touch(sellerID)
+            return try fetchAccount(sellerID) ?? account
+        }
+    }
+
+    func remove(sellerID: String, now: Timestamp) throws {
+        try write { write in
+            guard try fetchExists(sellerID) else { throw SQLiteStoreError.unknownSeller(sellerID) }
+            let sequence = try write.changeSequence()
+            try keeper.execute("DELETE FROM accounts WHERE seller_id = ?", [sellerID])
+            try keeper.execute(
+                """
+                INSERT INTO removed_accounts (seller_id, removed_at, change_seq) VALUES (?, ?, ?)
+                ON CONFLICT (seller_id) DO UPDATE SET removed_at = excluded.removed_at, change_seq = excluded.change_seq
+                """,
+                [sellerID, now.stored, sequence])
+            try insertEvent(.removed, sellerID: sellerID, at: now)
+            write.touch(sellerID)
+        }
+    }
+
+    func account(sellerID: String) throws -> Account? {
+        try ensureOpen()
+        return try fetchAccount(sellerID)
+    }
+
+    func allAccounts() throws -> [Account] {
+        try ensureOpen()
+        let statement = try keeper.prepare("SELECT \(AccountRow.columns) FROM accounts ORDER BY seller_id")
+        defer { statement.finalize() }
+        return try statement.rows([], AccountRow.decode)
+    }
+
+    func countByStatus() throws -> [AccountStatus: Int] {
+        try ensureOpen()
+        let rows = try keeper.cachedStatement("SELECT status, COUNT(*) FROM accounts GROUP BY status")
+            .rows([]) { row in (row.string(0), Int(row.int64(1))) }
+        var counts: [AccountStatus: Int] = [:]
+        for (status, count) in rows {
+            if let status = AccountStatus(rawValue: status) { counts[status, default: 0] += count }
+        }
+        return counts
+    }
+
+    func recentEvents(limit: Int, sellerID: String?) throws -> [StoredEvent] {
+        try ensureOpen()
+        let decode: (SQLiteRow) -> StoredEvent = { row in
+            StoredEvent(
+                id: row.int64(0), at: Timestamp(millisecondsSince1970: row.int64(1)), sellerID: row.optionalString(2),
+                kind: EventKind(rawValue: row.string(3)), detail: row.optionalString(4),
+                requestID: row.optionalString(5))
+        }
+        let columns = "id, at, seller_id, kind, detail, request_id"
+        if let sellerID {
+            return try keeper.cachedStatement(
+                "SELECT \(columns) FROM events WHERE seller_id = ? ORDER BY id DESC LIMIT ?"
+            ).rows([sellerID, max(0, limit)], decode)
+        }
+        return try keeper.cachedStatement("SELECT \(columns) FROM events ORDER BY id DESC LIMIT ?")
+            .rows([max(0, limit)], decode)
+    }
+
+    func appendEvent(
+        kind: EventKind, sellerID: String?, detail: String?, requestID: String?, at: Timestamp
+    ) throws {
+        try write { _ in
+            try insertEvent(kind, sellerID: sellerID, detail: detail, requestID: requestID, at: at)
+        }
+    }
+}

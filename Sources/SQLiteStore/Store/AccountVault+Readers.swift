@@ -1,0 +1,175 @@
+import Logging
+import TokenKeeperCore
+
+/// tokens.db, the readers' copy: each row is a pure function of the seller's
+/// keeper.db row (``readerRowSQL(from:)``), so it can always be rebuilt.
+///
+/// Ordering: keeper.db commits first. Then, inside a `BEGIN IMMEDIATE`
+/// transaction on tokens.db, the row is read again from keeper.db and written.
+/// Reading under tokens.db's write lock makes concurrent writers (the daemon
+/// and a CLI process) safe: whoever writes tokens.db last read keeper.db last.
+///
+/// If the tokens.db write fails after keeper.db committed, keeper.db stands
+/// (the caller is not told the write failed: it did not), the failure is
+/// logged as critical, and the whole of tokens.db is compared and repaired on
+/// the following writes (at most every ``AccountVault/repairRetryInterval``)
+/// and at the next open.
+extension AccountVault {
+    /// The readers' columns, in `tokens` column order.
+    static let readerColumns = """
+        seller_id, user_id, user_nick, account, account_platform, sp, locale, access_token, expire_time, \
+        reauth_by, status, status_reason, refreshed_at, updated_at
+        """
+
+    /// The tokens.db rows that keeper.db's `accounts` (in schema `schema`)
+    /// calls for: sellers with an access token. `reauth_by` is the refresh
+    /// token's validity, or the access token's expiry once the gateway has
+    /// said it will not refresh again. Never selects the refresh token.
+    static func readerRowSQL(from schema: String) -> String {
+        """
+        SELECT seller_id, user_id, user_nick, account, account_platform, sp, locale, access_token, expire_time,
+            CASE WHEN refreshable = 0
+                THEN min(coalesce(refresh_token_valid_time, expire_time), expire_time)
+                ELSE refresh_token_valid_time END,
+            status, status_reason, coalesce(refreshed_at, updated_at), updated_at
+        FROM \(schema).accounts
+        WHERE access_token IS NOT NULL AND expire_time IS NOT NULL
+        """
+    }
+
+    static let upsertReaderRowSQL = """
+        INSERT INTO tokens (\(readerColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (seller_id) DO UPDATE SET
+            user_id = excluded.user_id, user_nick = excluded.user_nick, account = excluded.account,
+            account_platform = excluded.account_platform, sp = excluded.sp, locale = excluded.locale,
+            access_token = excluded.access_token, expire_time = excluded.expire_time,
+            reauth_by = excluded.reauth_by, status = excluded.status, status_reason = excluded.status_reason,
+            refreshed_at = excluded.refreshed_at, updated_at = excluded.updated_at
+        """
+
+    /// After a keeper.db commit: rewrites the sellers' readers' rows; never
+    /// throws (keeper.db is already committed and is the truth). After an
+    /// earlier failure, the next write that succeeds also repairs the whole
+    /// file; a repair that fails is retried no sooner than
+    /// ``AccountVault/repairRetryInterval``.
+    func updateReaders(_ sellerIDs: [String]) {
+        let repairPending = readersNeedRepair
+        do {
+            try copyToReaders(sellerIDs)
+        } catch {
+            readersNeedRepair = true
+            logger.critical(
+                "tokens.db could not be updated after keeper.db committed; readers see old rows until it is repaired",
+                metadata: ["sellers": "\(sellerIDs.count)", "path": "\(tokensPath)", "error": "\(error)"])
+            return
+        }
+        guard repairPending else { return }
+        if let next = nextRepairAttempt, ContinuousClock.now < next { return }
+        do {
+            let repaired = try repairReaders()
+            logger.notice("tokens.db repaired from keeper.db", metadata: ["rows": "\(repaired)"])
+        } catch {
+            nextRepairAttempt = ContinuousClock.now + Self.repairRetryInterval
+            logger.critical(
+                "tokens.db repair failed; retrying on later writes",
+                metadata: ["path": "\(tokensPath)", "error": "\(error)"])
+        }
+    }
+
+    /// Copies the sellers' rows from keeper.db as it is now (deleting those
+    /// that have no access token or no account) in one tokens.db transaction.
+    func copyToReaders(_ sellerIDs: [String]) throws {
+        try tokens.transaction(.immediate) {
+            let read = try keeper.cachedStatement(Self.readerRowSQL(from: "main") + " AND seller_id = ?")
+            let upsert = try tokens.cachedStatement(Self.upsertReaderRowSQL)
+            let delete = try tokens.cachedStatement("DELETE FROM tokens WHERE seller_id = ?")
+            var seen = Set<String>()
+            for sellerID in sellerIDs where seen.insert(sellerID).inserted {
+                let values = try read.firstRow([sellerID]) { row in
+                    (0..<row.count).map { row.value($0) as (any SQLiteBindable)? }
+                }
+                if let values {
+                    try upsert.run(values)
+                } else {
+                    try delete.run([sellerID])
+                }
+            }
+        }
+    }
+
+    /// Compares every tokens.db row with keeper.db and rewrites those that
+    /// differ (missing, extra, other values). Returns how many.
+    ///
+    /// The comparison runs in SQL with keeper.db attached read-only to the
+    /// tokens.db connection: one pass with a primary-key lookup per row, no
+    /// write and no write lock when nothing differs.
+    @discardableResult
+    func repairReaders() throws -> Int {
+        let differing = try sellersDifferingInReaders()
+        if !differing.isEmpty {
+            try copyToReaders(differing)
+            try keeper.transaction(.immediate) {
+                try insertEvent(
+                    .readersRepaired, sellerID: nil, detail: "rewrote \(differing.count) tokens.db rows from keeper.db",
+                    at: clock.now())
+            }
+        }
+        readersNeedRepair = false
+        nextRepairAttempt = nil
+        return differing.count
+    }
+
+    func sellersDifferingInReaders() throws -> [String] {
+        let matches = Self.readerColumnNames.map { "t.\($0) IS w.\($0)" }.joined(separator: " AND ")
+        let sql = """
+            WITH wanted (\(Self.readerColumns)) AS (\(Self.readerRowSQL(from: "keeper")))
+            SELECT w.seller_id FROM wanted AS w
+            WHERE NOT EXISTS (SELECT 1 FROM main.tokens AS t WHERE t.seller_id = w.seller_id AND \(matches))
+            UNION ALL
+            SELECT t.seller_id FROM main.tokens AS t
+            WHERE NOT EXISTS (
+                SELECT 1 FROM keeper.accounts AS a
+                WHERE a.seller_id = t.seller_id AND a.access_token IS NOT NULL AND a.expire_time IS NOT NULL)
+            """
+        try tokens.execute("ATTACH DATABASE ? AS keeper", [Self.readOnlyURI(keeperPath)])
+        defer {
+            do {
+                try tokens.execute("DETACH DATABASE keeper")
+            } catch {
+                logger.error("cannot detach keeper.db from the tokens.db connection", metadata: ["error": "\(error)"])
+            }
+        }
+        let statement = try tokens.prepare(sql)
+        defer { statement.finalize() }
+        return try statement.rows { $0.string(0) }
+    }
+
+    static var readerColumnNames: [String] {
+        readerColumns.split(separator: ",").map { $0.trimmingCharacters() }
+    }
+
+    /// `file:` URI for `path` with `mode=ro`: reserved characters in the
+    /// path are percent-encoded so that `?` or `#` in a directory name cannot
+    /// change the URI's meaning.
+    static func readOnlyURI(_ path: String) -> String {
+        var encoded = ""
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"), UInt8(ascii: "/"):
+                encoded.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = String(byte, radix: 16, uppercase: true)
+                encoded += "%" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return "file:" + encoded + "?mode=ro"
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters() -> String {
+        String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
+}

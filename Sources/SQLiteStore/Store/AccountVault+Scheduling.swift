@@ -1,0 +1,166 @@
+import TokenKeeperCore
+
+/// What the refresh scheduler needs (``TokenKeeperCore/AccountStore``).
+extension AccountVault {
+    func loadSchedule() throws -> [ScheduledAccount] {
+        try ensureOpen()
+        return try keeper.cachedStatement(
+            "SELECT seller_id, coalesce(next_refresh_at, updated_at) FROM accounts WHERE status = 'active'"
+        ).rows { row in
+            ScheduledAccount(sellerID: row.string(0), due: Timestamp(millisecondsSince1970: row.int64(1)))
+        }
+    }
+
+    /// Accounts written since `cursor`: by another process (`PRAGMA
+    /// data_version` moved) or through this store. Removed sellers come from
+    /// the tombstones, with no deadline.
+    func changes(since cursor: ChangeCursor?) throws -> (changed: [ScheduledAccount], cursor: ChangeCursor) {
+        try ensureOpen()
+        // Read before the query: a commit in between is then seen again next
+        // time rather than missed.
+        let dataVersion = try keeper.dataVersion()
+        if let cursor, cursor.dataVersion == dataVersion, lastOwnSequence <= cursor.sequence {
+            return ([], cursor)
+        }
+        return try keeper.transaction(.deferred) {
+            let sequence =
+                try keeper.cachedStatement("SELECT seq FROM change_counter WHERE id = 1").firstRow { $0.int64(0) } ?? 0
+            let next = ChangeCursor(dataVersion: dataVersion, sequence: sequence)
+            guard let cursor else { return ([], next) }
+            // A cursor ahead of the counter comes from a keeper.db that has
+            // since been replaced (a restore): report everything again.
+            let since = cursor.sequence > sequence ? 0 : cursor.sequence
+            let changed = try keeper.cachedStatement(
+                """
+                SELECT seller_id, CASE WHEN status = 'active' THEN coalesce(next_refresh_at, updated_at) END
+                FROM accounts WHERE change_seq > ?1
+                UNION ALL
+                SELECT seller_id, NULL FROM removed_accounts WHERE change_seq > ?1
+                """
+            ).rows([since]) { row in
+                ScheduledAccount(sellerID: row.string(0), due: AccountRow.timestamp(row, 1))
+            }
+            return (changed, next)
+        }
+    }
+
+    func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) throws -> LeaseResult {
+        try write { _ in
+            // Read inside the write transaction: what is returned is what the
+            // lease protects until it is released.
+            guard var account = try fetchAccount(sellerID) else { return .notFound }
+            if let lease = account.lease, lease.owner != owner, lease.expiresAt > now {
+                return .busy(lease)
+            }
+            try keeper.execute(
+                "UPDATE accounts SET lease_owner = ?, lease_expires_at = ? WHERE seller_id = ?",
+                [owner, until.stored, sellerID])
+            account.lease = Lease(owner: owner, expiresAt: until)
+            return .acquired(account)
+        }
+    }
+
+    func releaseLease(sellerID: String, owner: String) throws {
+        try write { _ in
+            try keeper.execute(
+                """
+                UPDATE accounts SET lease_owner = NULL, lease_expires_at = NULL
+                WHERE seller_id = ? AND lease_owner = ?
+                """,
+                [sellerID, owner])
+        }
+    }
+
+    /// The stored refresh token, compared inside the write transaction.
+    private func storedRefreshTokenIs(_ sent: Secret, sellerID: String) throws -> Bool {
+        let stored = try keeper.cachedStatement("SELECT refresh_token FROM accounts WHERE seller_id = ?")
+            .firstRow([sellerID]) { $0.string(0) }
+        return stored == sent.exposedValue
+    }
+
+    func commitRotation(
+        sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
+    ) throws -> Bool {
+        try write { write in
+            guard try storedRefreshTokenIs(sent, sellerID: sellerID) else { return false }
+            let sequence = try write.changeSequence()
+            let profile = grant.profile
+            try keeper.execute(
+                """
+                UPDATE accounts SET
+                    refresh_token = ?, access_token = ?, expire_time = ?, access_lifetime_ms = ?,
+                    refresh_token_valid_time = coalesce(?, refresh_token_valid_time), refreshable = ?,
+                    status_reason = CASE WHEN status = 'active' THEN NULL ELSE status_reason END,
+                    next_refresh_at = ?, failed_attempts = 0, last_error = NULL,
+                    last_request_id = coalesce(?, last_request_id), refreshed_at = ?,
+                    lease_owner = NULL, lease_expires_at = NULL,
+                    user_id = coalesce(?, user_id), user_nick = coalesce(?, user_nick),
+                    account = coalesce(?, account), account_platform = coalesce(?, account_platform),
+                    sp = coalesce(?, sp), locale = coalesce(?, locale),
+                    updated_at = ?, change_seq = ?
+                WHERE seller_id = ?
+                """,
+                [
+                    grant.refreshToken.exposedValue, grant.accessToken.exposedValue, grant.expireTime.stored,
+                    grant.accessTokenLifetime.wholeMilliseconds, grant.refreshTokenValidTime?.stored,
+                    !grant.isFinalGrant, nextRefreshAt.stored, grant.requestID, grant.receivedAt.stored,
+                    profile.userID, profile.userNick, profile.account, profile.accountPlatform, profile.sp,
+                    profile.locale, now.stored, sequence, sellerID,
+                ])
+            try insertEvent(
+                .refreshed, sellerID: sellerID,
+                detail: "rotated \(sent) to \(grant.refreshToken); access token expires \(grant.expireTime)"
+                    + (grant.isFinalGrant ? "; final grant (refresh_expires_in 0)" : ""),
+                requestID: grant.requestID, at: now)
+            write.touch(sellerID)
+            return true
+        }
+    }
+
+    func recordFailure(
+        sellerID: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp, now: Timestamp
+    ) throws {
+        try write { write in
+            guard try fetchExists(sellerID) else { return }
+            // Neither tokens nor status change: updated_at and tokens.db stay as they are.
+            try keeper.execute(
+                """
+                UPDATE accounts SET failed_attempts = ?, last_error = ?, last_request_id = ?, next_refresh_at = ?,
+                    lease_owner = NULL, lease_expires_at = NULL, change_seq = ?
+                WHERE seller_id = ?
+                """,
+                [
+                    failedAttempts, "\(failure.code): \(failure.message)", failure.requestID, nextRefreshAt.stored,
+                    try write.changeSequence(), sellerID,
+                ])
+            try insertEvent(
+                .refreshFailed, sellerID: sellerID,
+                detail: "\(failure.code): \(failure.message); attempt \(failedAttempts), next try \(nextRefreshAt)",
+                requestID: failure.requestID, at: now)
+        }
+    }
+
+    func markReauthRequired(
+        sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
+    ) throws -> Bool {
+        try write { write in
+            guard try storedRefreshTokenIs(sent, sellerID: sellerID) else { return false }
+            try keeper.execute(
+                """
+                UPDATE accounts SET status = 'reauth_required', status_reason = ?,
+                    last_request_id = coalesce(?, last_request_id), next_refresh_at = NULL,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, change_seq = ?
+                WHERE seller_id = ?
+                """,
+                [reason, requestID, now.stored, try write.changeSequence(), sellerID])
+            try insertEvent(.reauthRequired, sellerID: sellerID, detail: reason, requestID: requestID, at: now)
+            write.touch(sellerID)
+            return true
+        }
+    }
+
+    func fetchExists(_ sellerID: String) throws -> Bool {
+        try keeper.cachedStatement("SELECT 1 FROM accounts WHERE seller_id = ?").firstRow([sellerID]) { _ in true }
+            ?? false
+    }
+}

@@ -1,0 +1,199 @@
+import Logging
+import TokenKeeperCore
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The synchronous core of ``SQLiteAccountStore``: both connections and every
+/// query. It blocks (fsync, busy waits), so it only ever runs on the store's
+/// dispatch queue; the actor is its asynchronous face.
+///
+/// Every account write commits to `keeper.db` first (durably,
+/// `synchronous=FULL`), then rewrites the sellers' rows in `tokens.db` from
+/// what `keeper.db` holds at that moment (see ``updateReaders(_:)``).
+final class AccountVault {
+    static let keeperFileName = "keeper.db"
+    static let tokensFileName = "tokens.db"
+    static let keeperMode: mode_t = 0o600
+    static let tokensMode: mode_t = 0o640
+    /// After a failed repair of tokens.db, the next is tried no sooner than this.
+    static let repairRetryInterval: Duration = .seconds(5)
+
+    let keeperPath: String
+    let tokensPath: String
+    let keeper: SQLiteConnection
+    let tokens: SQLiteConnection
+    let logger: Logger
+    /// Dates the events the vault records on its own (a repair at open).
+    let clock: any WallClock
+    private(set) var isClosed = false
+    /// The change sequence of this connection's last account write.
+    /// `PRAGMA data_version` only moves for other connections' commits, so
+    /// the change feed needs this to see writes made through this store.
+    var lastOwnSequence: Int64 = 0
+    /// Set when a tokens.db write failed after keeper.db committed.
+    var readersNeedRepair = false
+    /// After a failed repair, the next is not tried before this.
+    var nextRepairAttempt: ContinuousClock.Instant?
+
+    /// Opens (creating if needed) `keeper.db` and `tokens.db` in `directory`,
+    /// migrates them, and rebuilds tokens.db rows that disagree with keeper.db.
+    init(directory: String, busyTimeout: Duration, clock: any WallClock, logger: Logger) throws {
+        self.logger = logger
+        self.clock = clock
+        let base = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
+        keeperPath = base + "/" + Self.keeperFileName
+        tokensPath = base + "/" + Self.tokensFileName
+        let readersGroup = try FilePermissions.prepareDirectory(base, logger: logger)
+        let keeper = try Self.openDatabase(
+            path: keeperPath, schema: .keeper, mode: Self.keeperMode, group: nil, synchronous: .full,
+            persistentWAL: false, busyTimeout: busyTimeout, logger: logger)
+        // URI filenames: the repair attaches keeper.db read-only (`?mode=ro`).
+        let tokens = try Self.openDatabase(
+            path: tokensPath, schema: .tokens, mode: Self.tokensMode, group: readersGroup, synchronous: .normal,
+            persistentWAL: true, busyTimeout: busyTimeout, logger: logger, extraFlags: .uri)
+        self.keeper = keeper
+        self.tokens = tokens
+        do {
+            let repaired = try repairReaders()
+            if repaired > 0 {
+                logger.warning(
+                    "tokens.db disagreed with keeper.db and was rebuilt from it",
+                    metadata: ["rows": "\(repaired)", "path": "\(tokensPath)"])
+            }
+        } catch {
+            // keeper.db is sound and is the truth: refreshing goes on, and the
+            // repair is tried again on later writes.
+            readersNeedRepair = true
+            logger.critical(
+                "tokens.db could not be compared with keeper.db at open; readers may see old rows until it is repaired",
+                metadata: ["path": "\(tokensPath)", "error": "\(error)"])
+        }
+    }
+
+    /// Opens one database file: creates it with its mode, refuses a file that
+    /// is not ours or is newer (untouched), then sets WAL and migrates.
+    private static func openDatabase(
+        path: String, schema: DatabaseSchema, mode: mode_t, group: gid_t?,
+        synchronous: SQLiteConnection.SynchronousMode, persistentWAL: Bool, busyTimeout: Duration,
+        logger: Logger, extraFlags: SQLiteConnection.OpenFlags = []
+    ) throws -> SQLiteConnection {
+        try FilePermissions.createIfMissing(path, mode: mode, group: group, logger: logger)
+        let connection = try SQLiteConnection(
+            path: path, flags: [.readWrite, .noMutex, .noFollow, extraFlags])
+        do {
+            try connection.setBusyTimeout(busyTimeout)
+            // Before anything that may write: a refused file stays as it was.
+            _ = try schema.checkCompatibility(of: connection)
+            try FilePermissions.enforce(path, mode: mode, group: group, required: true, logger: logger)
+            try connection.setDefensive(true)
+            try connection.setPragma("trusted_schema", to: .keyword("OFF"))
+            if persistentWAL {
+                // Before the first WAL transaction, so no close ever removes -wal/-shm.
+                try connection.setPersistentWAL(true)
+            }
+            let journalMode = try connection.setJournalMode("WAL")
+            guard journalMode == "wal" else {
+                throw SQLiteStoreError.fileProblem(
+                    path: path, problem: "cannot switch to WAL journal mode (SQLite kept '\(journalMode)')")
+            }
+            try connection.setSynchronous(synchronous)
+            // With a persistent WAL the file would otherwise keep its largest size.
+            try connection.setPragma("journal_size_limit", to: .integer(32 << 20))
+            try schema.migrate(connection)
+            // A read opens the WAL: -wal and -shm exist from here on.
+            _ = try connection.cachedStatement("SELECT count(*) FROM sqlite_master").firstRow { $0.int64(0) }
+            for suffix in ["-wal", "-shm"] {
+                try FilePermissions.enforce(
+                    path + suffix, mode: mode, group: group, required: persistentWAL, logger: logger)
+            }
+        } catch {
+            try? connection.close()
+            throw error
+        }
+        return connection
+    }
+
+    /// Closes both files. With its persistent WAL, tokens.db keeps its
+    /// `-wal`/`-shm` files for read-only readers.
+    func close() throws {
+        guard !isClosed else { return }
+        isClosed = true
+        var firstError: (any Error)?
+        do { try tokens.close() } catch { firstError = error }
+        do { try keeper.close() } catch { firstError = firstError ?? error }
+        if let firstError { throw firstError }
+    }
+
+    func ensureOpen() throws {
+        if isClosed { throw SQLiteStoreError.closed }
+    }
+
+    // MARK: - Writing keeper.db
+
+    /// A write transaction on keeper.db in progress: hands out its change
+    /// sequence and collects the sellers whose readers' rows must follow.
+    final class KeeperWrite {
+        private let connection: SQLiteConnection
+        private(set) var sequence: Int64?
+        private(set) var touched: [String] = []
+
+        init(connection: SQLiteConnection) {
+            self.connection = connection
+        }
+
+        /// The number stamped on every account row this transaction writes,
+        /// taken from the one-row counter on first use. Writes are serialized
+        /// by `BEGIN IMMEDIATE`, so numbers are committed in order.
+        func changeSequence() throws -> Int64 {
+            if let sequence { return sequence }
+            // No RETURNING (SQLite 3.35+): the same transaction reads it back.
+            try connection.execute("UPDATE change_counter SET seq = seq + 1 WHERE id = 1", [])
+            let next = try connection.cachedStatement("SELECT seq FROM change_counter WHERE id = 1")
+                .firstRow { $0.int64(0) }
+            guard let next else {
+                throw SQLiteStoreError.fileProblem(path: connection.path, problem: "change_counter row is missing")
+            }
+            sequence = next
+            return next
+        }
+
+        /// The seller's row in tokens.db must be rewritten after the commit.
+        func touch(_ sellerID: String) {
+            touched.append(sellerID)
+        }
+    }
+
+    /// Runs `body` in a `BEGIN IMMEDIATE` transaction on keeper.db, commits
+    /// (durably), then brings the touched sellers' tokens.db rows in line.
+    func write<T>(_ body: (KeeperWrite) throws -> T) throws -> T {
+        try ensureOpen()
+        let write = KeeperWrite(connection: keeper)
+        let result = try keeper.transaction(.immediate) { try body(write) }
+        if let sequence = write.sequence {
+            lastOwnSequence = max(lastOwnSequence, sequence)
+        }
+        if !write.touched.isEmpty {
+            updateReaders(write.touched)
+        }
+        return result
+    }
+
+    static let insertEventSQL =
+        "INSERT INTO events (at, seller_id, kind, detail, request_id) VALUES (?, ?, ?, ?, ?)"
+
+    /// Appends an event inside the current keeper.db transaction (or alone).
+    func insertEvent(
+        _ kind: EventKind, sellerID: String?, detail: String? = nil, requestID: String? = nil, at: Timestamp
+    ) throws {
+        try keeper.execute(Self.insertEventSQL, [at.stored, sellerID, kind.rawValue, detail, requestID])
+    }
+
+    func fetchAccount(_ sellerID: String) throws -> Account? {
+        try keeper.cachedStatement("SELECT \(AccountRow.columns) FROM accounts WHERE seller_id = ?")
+            .firstRow([sellerID], AccountRow.decode)
+    }
+}

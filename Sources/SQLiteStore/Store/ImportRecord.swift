@@ -1,0 +1,73 @@
+public import TokenKeeperCore
+
+/// One seller to import (`tokenkeeper import`): a refresh token, and where the
+/// previous tool had them, the access token and its times.
+public struct ImportRecord: Sendable, Equatable {
+    public var sellerID: String
+    public var refreshToken: Secret
+    /// Without one the seller has no row in `tokens.db` until its first refresh.
+    public var accessToken: Secret?
+    /// Required with an access token.
+    public var expireTime: Timestamp?
+    public var refreshTokenValidTime: Timestamp?
+    public var profile: SellerProfile
+    /// When the scheduler should first refresh it; nil means at once.
+    public var nextRefreshAt: Timestamp?
+
+    public init(
+        sellerID: String, refreshToken: Secret, accessToken: Secret? = nil, expireTime: Timestamp? = nil,
+        refreshTokenValidTime: Timestamp? = nil, profile: SellerProfile = SellerProfile(),
+        nextRefreshAt: Timestamp? = nil
+    ) {
+        self.sellerID = sellerID
+        self.refreshToken = refreshToken
+        self.accessToken = accessToken
+        self.expireTime = expireTime
+        self.refreshTokenValidTime = refreshTokenValidTime
+        self.profile = profile
+        self.nextRefreshAt = nextRefreshAt
+    }
+
+    /// Why the record cannot be stored, or nil. Never quotes a token.
+    var problem: String? {
+        if sellerID.isEmpty { return "seller id is empty" }
+        if sellerID.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
+            return "seller id contains control characters"
+        }
+        if refreshToken.isEmpty { return "refresh token is empty" }
+        if let accessToken {
+            if accessToken.isEmpty { return "access token is empty" }
+            if expireTime == nil { return "access token given without expire time" }
+        }
+        return nil
+    }
+}
+
+/// What ``SQLiteAccountStore/importAccounts(_:batchSize:now:)`` did.
+public struct ImportSummary: Sendable, Equatable {
+    /// Records stored (new sellers and re-imports).
+    public var imported: Int
+    /// Records refused, with their position in the input; nothing of them was stored.
+    public var refused: [RefusedRecord]
+
+    public init(imported: Int = 0, refused: [RefusedRecord] = []) {
+        self.imported = imported
+        self.refused = refused
+    }
+}
+
+/// A record the import refused.
+public struct RefusedRecord: Sendable, Equatable, CustomStringConvertible {
+    /// Its position in the array given to the import (0-based).
+    public var index: Int
+    public var sellerID: String
+    public var problem: String
+
+    public init(index: Int, sellerID: String, problem: String) {
+        self.index = index
+        self.sellerID = sellerID
+        self.problem = problem
+    }
+
+    public var description: String { "record \(index) (seller \(sellerID)): \(problem)" }
+}

@@ -1,0 +1,218 @@
+public import Logging
+public import TokenKeeperCore
+
+/// The account store over two SQLite files in one storage directory:
+/// `keeper.db` (mode 0600, the truth: refresh tokens, schedule, leases,
+/// events) and `tokens.db` (mode 0640, the readers' contract in
+/// docs/DATABASE.md: access tokens only).
+///
+/// An actor on its own dispatch queue: SQLite blocks (fsync with
+/// `synchronous=FULL`, waits for another process's lock up to the busy
+/// timeout), and blocking belongs off Swift's cooperative thread pool.
+///
+/// Every write commits keeper.db first, then updates tokens.db. A tokens.db
+/// failure after the keeper.db commit is not thrown (keeper.db is the truth
+/// and did commit): it is logged as critical and tokens.db is repaired from
+/// keeper.db on later writes and at the next open.
+///
+/// Several processes may open the same directory at once (the daemon and CLI
+/// commands): writes take SQLite's write lock with `BEGIN IMMEDIATE`, leases
+/// keep refreshes of one seller apart, and ``changes(since:)`` reports what
+/// the others wrote.
+public actor SQLiteAccountStore: AccountStore {
+    /// Options for ``open(directory:options:clock:logger:)``.
+    public struct Options: Sendable {
+        /// How long a write waits for another process's write lock.
+        public var busyTimeout: Duration
+        /// Accounts per transaction in ``importAccounts(_:batchSize:now:)`` when not given.
+        public var importBatchSize: Int
+
+        public init(busyTimeout: Duration = .seconds(5), importBatchSize: Int = 2000) {
+            self.busyTimeout = busyTimeout
+            self.importBatchSize = importBatchSize
+        }
+    }
+
+    private let executor: DispatchQueueExecutor
+    private let vault: AccountVault
+    private let options: Options
+    /// `keeper.db`'s path.
+    public nonisolated let keeperPath: String
+    /// `tokens.db`'s path.
+    public nonisolated let tokensPath: String
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        executor.asUnownedSerialExecutor()
+    }
+
+    private init(executor: DispatchQueueExecutor, vault: AccountVault, options: Options) {
+        self.executor = executor
+        self.vault = vault
+        self.options = options
+        self.keeperPath = vault.keeperPath
+        self.tokensPath = vault.tokensPath
+    }
+
+    /// Opens the store in `directory`, creating the directory (mode 0750) and
+    /// both files if needed, applying schema migrations, and rebuilding
+    /// tokens.db rows that disagree with keeper.db.
+    ///
+    /// - Parameters:
+    ///   - directory: The storage directory; its group is the readers' group,
+    ///     given to tokens.db and its `-wal`/`-shm` files.
+    ///   - clock: Dates the events the store records on its own.
+    ///   - logger: Receives warnings (modes narrowed, rows repaired) and
+    ///     critical errors (tokens.db writes that failed); never a token.
+    /// - Throws: ``SQLiteStoreError`` for a file that is not a database, not
+    ///   ours, or newer than this binary (each left untouched), or a file
+    ///   problem; ``SQLiteError`` for a database error.
+    public static func open(
+        directory: String, options: Options = Options(), clock: any WallClock = SystemWallClock(),
+        logger: Logger = Logger(label: "tokenkeeper.store")
+    ) async throws -> SQLiteAccountStore {
+        let executor = DispatchQueueExecutor(label: "tokenkeeper.store")
+        let vault = try await executor.run {
+            try AccountVault(directory: directory, busyTimeout: options.busyTimeout, clock: clock, logger: logger)
+        }
+        return SQLiteAccountStore(executor: executor, vault: vault, options: options)
+    }
+
+    /// Closes both files; later calls throw ``SQLiteStoreError/closed``.
+    public func close() throws {
+        try vault.close()
+    }
+
+    // MARK: - AccountStore
+
+    public func loadSchedule() throws -> [ScheduledAccount] {
+        try vault.loadSchedule()
+    }
+
+    /// Cheap when nothing changed: one `PRAGMA data_version`. Otherwise one
+    /// indexed query for the accounts (and tombstones) whose change sequence
+    /// is past the cursor's.
+    public func changes(since cursor: ChangeCursor?) throws -> (changed: [ScheduledAccount], cursor: ChangeCursor) {
+        try vault.changes(since: cursor)
+    }
+
+    public func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) throws -> LeaseResult {
+        try vault.acquireLease(sellerID: sellerID, owner: owner, until: until, now: now)
+    }
+
+    public func releaseLease(sellerID: String, owner: String) throws {
+        try vault.releaseLease(sellerID: sellerID, owner: owner)
+    }
+
+    public func commitRotation(
+        sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
+    ) throws -> Bool {
+        try vault.commitRotation(sellerID: sellerID, sent: sent, grant: grant, nextRefreshAt: nextRefreshAt, now: now)
+    }
+
+    public func recordFailure(
+        sellerID: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp, now: Timestamp
+    ) throws {
+        try vault.recordFailure(
+            sellerID: sellerID, failure: failure, failedAttempts: failedAttempts, nextRefreshAt: nextRefreshAt,
+            now: now)
+    }
+
+    public func markReauthRequired(
+        sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
+    ) throws -> Bool {
+        try vault.markReauthRequired(sellerID: sellerID, sent: sent, reason: reason, requestID: requestID, now: now)
+    }
+
+    // MARK: - Commands
+
+    /// Stores the seller of an authorization-code grant (`add --code`): a new
+    /// account, or new tokens for an existing one, which becomes active with
+    /// its failures and status reason cleared.
+    ///
+    /// - Parameters:
+    ///   - grant: The answer of `/auth/token/create`; `grant.sellerID` is the key.
+    ///   - nextRefreshAt: When the scheduler should refresh it first.
+    ///   - now: Dates the change.
+    /// - Returns: The account as stored.
+    public func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) throws -> Account {
+        try vault.enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now)
+    }
+
+    /// Imports sellers from another tool, one transaction per `batchSize`
+    /// records. A seller already stored gets the new tokens and becomes
+    /// active. Invalid records (empty seller id or refresh token, an access
+    /// token without expiry) are refused by index and the rest stored.
+    ///
+    /// - Throws: ``SQLiteStoreError/importInterrupted(imported:error:)`` when a
+    ///   batch fails: the batches before it stay stored.
+    public func importAccounts(_ records: [ImportRecord], batchSize: Int? = nil, now: Timestamp) throws
+        -> ImportSummary
+    {
+        try vault.importAccounts(records, batchSize: batchSize ?? options.importBatchSize, now: now)
+    }
+
+    /// Disables (`.disabled`) or enables (`.active`) an account.
+    ///
+    /// - Parameters:
+    ///   - nextRefreshAt: For `.active`: the first refresh (nil: at once).
+    /// - Returns: The account as stored (unchanged if it already had `status`).
+    /// - Throws: ``SQLiteStoreError/unknownSeller(_:)``;
+    ///   ``SQLiteStoreError/needsReauthorization(sellerID:)`` for an account
+    ///   that is `reauth_required`, or when asked to set that status (only
+    ///   ``markReauthRequired(sellerID:sent:reason:requestID:now:)`` does).
+    public func setStatus(
+        sellerID: String, to status: AccountStatus, nextRefreshAt: Timestamp? = nil, now: Timestamp
+    ) throws -> Account {
+        try vault.setStatus(sellerID: sellerID, to: status, nextRefreshAt: nextRefreshAt, now: now)
+    }
+
+    /// Removes an account and its readers' row; the change feed reports it
+    /// with no deadline. Its events stay.
+    ///
+    /// - Throws: ``SQLiteStoreError/unknownSeller(_:)``.
+    public func remove(sellerID: String, now: Timestamp) throws {
+        try vault.remove(sellerID: sellerID, now: now)
+    }
+
+    /// One account as stored, or nil.
+    public func account(sellerID: String) throws -> Account? {
+        try vault.account(sellerID: sellerID)
+    }
+
+    /// Every account, by seller id (for `list`).
+    public func allAccounts() throws -> [Account] {
+        try vault.allAccounts()
+    }
+
+    /// How many accounts have each status (for the daemon's status line).
+    public func countByStatus() throws -> [AccountStatus: Int] {
+        try vault.countByStatus()
+    }
+
+    /// The latest events, newest first, of one seller or of all.
+    public func recentEvents(limit: Int, sellerID: String? = nil) throws -> [StoredEvent] {
+        try vault.recentEvents(limit: limit, sellerID: sellerID)
+    }
+
+    /// Appends an event. `detail` must not contain a token (a ``Secret``
+    /// interpolates as its fingerprint, which is fine).
+    public func appendEvent(
+        _ kind: EventKind, sellerID: String? = nil, detail: String? = nil, requestID: String? = nil, at: Timestamp
+    ) throws {
+        try vault.appendEvent(kind: kind, sellerID: sellerID, detail: detail, requestID: requestID, at: at)
+    }
+
+    /// True when called on the store's own dispatch queue, where every
+    /// isolated method runs (for tests).
+    func isRunningOnOwnQueue() -> Bool {
+        executor.isCurrent
+    }
+
+    /// Compares tokens.db with keeper.db and rewrites the rows that differ;
+    /// returns how many. Runs at open; exposed for tests and operators.
+    @discardableResult
+    public func repairReadersDatabase() throws -> Int {
+        try vault.ensureOpen()
+        return try vault.repairReaders()
+    }
+}

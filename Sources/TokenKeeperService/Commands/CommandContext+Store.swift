@@ -1,0 +1,105 @@
+import Foundation
+import IOPGateway
+import Logging
+import RefreshScheduler
+import SQLiteStore
+import Synchronization
+import TokenKeeperCore
+
+extension CommandContext {
+    /// Opens the account store in `storage.directory` (creating it if needed),
+    /// runs `body` and closes the store whatever happens.
+    func withStore<T>(
+        logger: Logger = Logger(label: "tokenkeeper.store"),
+        _ body: (SQLiteAccountStore) async throws(CommandFailure) -> T
+    ) async throws(CommandFailure) -> T {
+        let store = try await openStore(logger: logger)
+        do {
+            let result = try await body(store)
+            try? await store.close()
+            return result
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+
+    func openStore(logger: Logger) async throws(CommandFailure) -> SQLiteAccountStore {
+        let directory = configuration.storage.directory
+        do {
+            return try await SQLiteAccountStore.open(directory: directory, logger: logger)
+        } catch let error as SQLiteStoreError {
+            if case .fileProblem = error {
+                throw CommandFailure(
+                    .configuration,
+                    ConfigurationError(
+                        key: "storage.directory", problem: "cannot be used: \(error)",
+                        remedy: "check that \(directory) exists and that this user may write to it "
+                            + "(run tokenkeeper as the tokenkeeper user, e.g. with 'sudo -u tokenkeeper')"
+                    ).description)
+            }
+            throw CommandFailure(.failure, "cannot open the account store: \(error)")
+        } catch {
+            throw CommandFailure(.failure, "cannot open the account store in \(directory): \(error)")
+        }
+    }
+
+    /// The gateway client for commands that call the gateway; the settings
+    /// are validated first so that a bad URL is a configuration error.
+    func gatewayClient(logger: Logger) throws(CommandFailure) -> IOPGatewayClient {
+        let settings = try gatewayConfiguration()
+        do throws(GatewayFailure) {
+            try settings.validate()
+        } catch {
+            throw CommandFailure(.configuration, "configuration error: gateway: \(error.message)")
+        }
+        return IOPGatewayClient(configuration: settings, logger: logger)
+    }
+}
+
+/// Runs a store call; a thrown store error becomes a failure naming `action`.
+func storeCall<T>(_ action: String, _ body: () async throws -> T) async throws(CommandFailure) -> T {
+    do {
+        return try await body()
+    } catch let error as SQLiteStoreError {
+        throw CommandFailure(.failure, "\(action): \(error)")
+    } catch {
+        throw CommandFailure(.failure, "\(action) failed: \(error)")
+    }
+}
+
+extension TokenKeeperConfiguration {
+    /// The scheduler's settings from the `refresh.*` keys.
+    func schedulerConfiguration(leaseOwner: String = RefreshSchedulerConfiguration.uniqueLeaseOwner())
+        -> RefreshSchedulerConfiguration
+    {
+        RefreshSchedulerConfiguration(
+            policy: refreshPolicy,
+            concurrency: refresh.concurrency,
+            maxCallsPerSecond: refresh.maxCallsPerSecond,
+            leaseOwner: leaseOwner,
+            leaseDuration: RefreshSchedulerConfiguration.leaseDuration(
+                requestTimeout: .milliseconds(Int64(gateway.timeoutSeconds * 1000))),
+            tickInterval: .milliseconds(Int64(refresh.changePollSeconds * 1000)),
+            configurationProbeInterval: .milliseconds(Int64(refresh.configurationProbeSeconds * 1000)),
+            shutdownGracePeriod: .milliseconds(Int64(refresh.shutdownGraceSeconds * 1000)))
+    }
+
+    var logLevel: Logger.Level {
+        Logger.Level(rawValue: log.level) ?? .info
+    }
+}
+
+/// Installs the process's log handler once (`LoggingSystem.bootstrap` may run
+/// only once; tests run several commands in one process).
+enum LogSetup {
+    private static let done = Mutex(false)
+
+    static func bootstrapOnce(level: Logger.Level, environment: [String: String]) {
+        let first = done.withLock { done in
+            defer { done = true }
+            return !done
+        }
+        if first { JournalLogHandler.bootstrap(level: level, environment: environment) }
+    }
+}

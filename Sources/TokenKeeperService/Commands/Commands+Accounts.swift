@@ -1,0 +1,208 @@
+import Foundation
+import IOPGateway
+import Logging
+import SQLiteStore
+import TokenKeeperCore
+
+extension Commands {
+    /// `tokenkeeper add --code CODE`: exchanges an authorization code and
+    /// stores the seller (a re-authorized seller gets new tokens and becomes
+    /// active); prints the seller id.
+    public static func add(code: String, configPath: String?) async -> CommandOutcome {
+        await execute(configPath: configPath) { context throws(CommandFailure) in
+            let account = try await enroll(code: code, context: context)
+            Console.out(account.sellerID)
+            return .success
+        }
+    }
+
+    /// Exchanges an authorization code at the gateway and stores the seller.
+    static func enroll(code: String, context: CommandContext) async throws(CommandFailure) -> Account {
+        let client = try context.gatewayClient(logger: Logger(label: "tokenkeeper.add"))
+        let result: Result<TokenGrant, GatewayFailure>
+        do throws(GatewayFailure) {
+            result = .success(try await client.createToken(code: code.trimmingCharacters(in: .whitespaces)))
+        } catch {
+            result = .failure(error)
+        }
+        await client.shutdown()
+        let grant: TokenGrant
+        switch result {
+        case .success(let value): grant = value
+        case .failure(let failure):
+            if failure.isUnknownCode || failure.failureClass == .accountRejected {
+                throw CommandFailure(
+                    .failure,
+                    "the authorization code was refused: \(failure); codes are single-use and expire "
+                        + "within minutes: ask the seller to authorize again ('tokenkeeper authorize-url')")
+            }
+            throw CommandFailure.gateway(failure, doing: "exchanging the authorization code")
+        }
+        var random = SystemRandomNumberGenerator()
+        let nextRefresh = context.configuration.refreshPolicy.nextRefresh(after: grant, using: &random)
+        return try await context.withStore { store throws(CommandFailure) in
+            try await storeCall("storing seller \(grant.sellerID)") {
+                try await store.enroll(grant: grant, nextRefreshAt: nextRefresh, now: SystemWallClock().now())
+            }
+        }
+    }
+
+    /// `tokenkeeper import --seller-id … --refresh-token …`: one seller from options.
+    public static func importOne(_ request: ImportRequest, configPath: String?) async -> CommandOutcome {
+        await execute(configPath: configPath) { context throws(CommandFailure) in
+            let seller = ImportedSeller(
+                sellerID: request.sellerID, refreshToken: Secret(request.refreshToken),
+                accessToken: request.accessToken.map(Secret.init),
+                expireTime: request.expireTime.map(Timestamp.init(millisecondsSince1970:)),
+                refreshTokenValidTime: request.refreshTokenValidTime.map(Timestamp.init(millisecondsSince1970:)),
+                profile: SellerProfile())
+            return try await importSellers([(0, seller)], lineErrors: [], context: context, describe: { _ in "" })
+        }
+    }
+
+    /// `tokenkeeper import --file F.jsonl` ('-' for stdin): bad lines are
+    /// reported by number and not stored, the good ones are; exit 1 if any
+    /// line was refused.
+    public static func importFile(path: String, configPath: String?) async -> CommandOutcome {
+        await execute(configPath: configPath) { context throws(CommandFailure) in
+            let data: Data
+            do {
+                data = path == "-" ? FileHandle.standardInput.readDataToEndOfFile()
+                    : try Data(contentsOf: URL(fileURLWithPath: path))
+            } catch {
+                throw CommandFailure(.usage, "cannot read import file \(path): \(error.localizedDescription)")
+            }
+            var sellers: [(line: Int, seller: ImportedSeller)] = []
+            var lineErrors: [ImportLineError] = []
+            var number = 0
+            for line in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
+                number += 1
+                do throws(ImportLineError) {
+                    if let seller = try ImportLineParser.parse(line, number: number) {
+                        sellers.append((number, seller))
+                    }
+                } catch {
+                    lineErrors.append(error)
+                }
+            }
+            return try await importSellers(sellers, lineErrors: lineErrors, context: context) { "line \($0): " }
+        }
+    }
+
+    /// Stores parsed sellers and reports what was refused, by line.
+    private static func importSellers(
+        _ sellers: [(line: Int, seller: ImportedSeller)], lineErrors: [ImportLineError], context: CommandContext,
+        describe: (Int) -> String
+    ) async throws(CommandFailure) -> CommandOutcome {
+        for error in lineErrors { Console.error("refused \(error)") }
+        let now = SystemWallClock().now()
+        let policy = context.configuration.refreshPolicy
+        var random = SystemRandomNumberGenerator()
+        let records = sellers.map { entry in
+            ImportRecord(entry.seller, nextRefreshAt: firstRefresh(of: entry.seller, policy: policy, now: now, random: &random))
+        }
+        let summary = try await context.withStore { store throws(CommandFailure) in
+            try await storeCall("importing") { try await store.importAccounts(records, now: now) }
+        }
+        for refused in summary.refused {
+            let line = sellers[refused.index].line
+            Console.error("refused \(describe(line))seller \(refused.sellerID): \(refused.problem)")
+        }
+        let refusedCount = lineErrors.count + summary.refused.count
+        Console.out("imported \(summary.imported) seller\(summary.imported == 1 ? "" : "s")"
+            + (refusedCount > 0 ? ", refused \(refusedCount)" : ""))
+        return refusedCount > 0 ? .failure : .success
+    }
+
+    /// When an imported seller is first refreshed: at once without a usable
+    /// access token, else as the policy says for the token in hand.
+    static func firstRefresh(
+        of seller: ImportedSeller, policy: RefreshPolicy, now: Timestamp, random: inout some RandomNumberGenerator
+    ) -> Timestamp? {
+        guard seller.accessToken != nil, let expireTime = seller.expireTime, expireTime > now else { return nil }
+        let account = Account(
+            sellerID: seller.sellerID, refreshToken: seller.refreshToken, accessToken: seller.accessToken,
+            expireTime: expireTime, refreshTokenValidTime: seller.refreshTokenValidTime, updatedAt: now)
+        return policy.nextRefresh(for: account, now: now, using: &random)
+    }
+
+    /// `tokenkeeper token SELLER`: the access token on stdout if the account
+    /// is active and the token unexpired; else the reason on stderr and exit 1.
+    public static func token(sellerID: String, configPath: String?) async -> CommandOutcome {
+        await execute(configPath: configPath) { context throws(CommandFailure) in
+            let account = try await context.withStore { store throws(CommandFailure) in
+                try await storeCall("reading seller \(sellerID)") { try await store.account(sellerID: sellerID) }
+            }
+            guard let account else {
+                throw CommandFailure(.failure, "no account for seller \(sellerID) ('tokenkeeper list' shows them)")
+            }
+            let now = SystemWallClock().now()
+            switch account.status {
+            case .reauthRequired:
+                throw CommandFailure(
+                    .failure,
+                    "seller \(sellerID) needs re-authorization (\(account.statusReason ?? "refresh refused")): "
+                        + "run 'tokenkeeper add --code CODE' with a new authorization code")
+            case .disabled:
+                throw CommandFailure(.failure, "seller \(sellerID) is disabled ('tokenkeeper enable \(sellerID)')")
+            case .active:
+                break
+            }
+            guard let accessToken = account.accessToken, let expireTime = account.expireTime else {
+                throw CommandFailure(
+                    .failure, "seller \(sellerID) has no access token yet; it gets one at its first refresh "
+                        + "(is the daemon running? 'tokenkeeper refresh \(sellerID)' refreshes now)")
+            }
+            guard expireTime > now else {
+                throw CommandFailure(
+                    .failure, "the access token of seller \(sellerID) expired at \(expireTime)"
+                        + (account.lastError.map { "; last refresh error: \($0)" } ?? ""))
+            }
+            Console.out(accessToken.exposedValue)
+            return .success
+        }
+    }
+
+    /// `tokenkeeper enable|disable SELLER`.
+    public static func setEnabled(_ enabled: Bool, sellerID: String, configPath: String?) async -> CommandOutcome {
+        await execute(configPath: configPath) { context throws(CommandFailure) in
+            let policy = context.configuration.refreshPolicy
+            let account = try await context.withStore { store throws(CommandFailure) in
+                try await storeCall(enabled ? "enabling seller \(sellerID)" : "disabling seller \(sellerID)") {
+                    let now = SystemWallClock().now()
+                    var nextRefresh: Timestamp?
+                    if enabled, let stored = try await store.account(sellerID: sellerID) {
+                        var random = SystemRandomNumberGenerator()
+                        nextRefresh = policy.nextRefresh(for: stored, now: now, using: &random)
+                    }
+                    return try await store.setStatus(
+                        sellerID: sellerID, to: enabled ? .active : .disabled, nextRefreshAt: nextRefresh, now: now)
+                }
+            }
+            Console.out("\(account.sellerID) \(account.status.rawValue)")
+            return .success
+        }
+    }
+
+    /// `tokenkeeper remove SELLER`: the account and its readers' row go; its events stay.
+    public static func remove(sellerID: String, configPath: String?) async -> CommandOutcome {
+        await execute(configPath: configPath) { context throws(CommandFailure) in
+            try await context.withStore { store throws(CommandFailure) in
+                try await storeCall("removing seller \(sellerID)") {
+                    try await store.remove(sellerID: sellerID, now: SystemWallClock().now())
+                }
+            }
+            Console.out("\(sellerID) removed")
+            return .success
+        }
+    }
+}
+
+extension ImportRecord {
+    init(_ seller: ImportedSeller, nextRefreshAt: Timestamp?) {
+        self.init(
+            sellerID: seller.sellerID, refreshToken: seller.refreshToken, accessToken: seller.accessToken,
+            expireTime: seller.expireTime, refreshTokenValidTime: seller.refreshTokenValidTime,
+            profile: seller.profile, nextRefreshAt: nextRefreshAt)
+    }
+}

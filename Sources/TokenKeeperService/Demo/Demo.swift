@@ -1,0 +1,241 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import IOPSimulator
+import Logging
+import RefreshScheduler
+import SQLiteStore
+import ServiceLifecycle
+import TokenKeeperCore
+
+extension Commands {
+    /// `tokenkeeper demo`: the real daemon against IOPSimulator on loopback,
+    /// with a few sellers whose tokens live for tens of seconds. One seller's
+    /// refresh token is revoked along the way and turns `reauth_required`.
+    public static func demo(duration: Double?, sellers: Int, directory: String?) async -> CommandOutcome {
+        let environment = ProcessInfo.processInfo.environment
+        LogSetup.bootstrapOnce(level: .warning, environment: environment)
+        do throws(CommandFailure) {
+            return try await DemoRun(sellerCount: sellers, duration: duration, directory: directory).run(environment)
+        } catch {
+            Console.error(error.message)
+            return error.outcome
+        }
+    }
+}
+
+struct DemoRun {
+    let sellerCount: Int
+    let duration: Double?
+    let directory: String?
+
+    static let appKey = "500500"
+    static let accessTokenLifetime: Duration = .seconds(20)
+    static let revokeAfter: Duration = .seconds(25)
+
+    func run(_ environment: [String: String]) async throws(CommandFailure) -> CommandOutcome {
+        var random = SystemRandomNumberGenerator()
+        let secret = Secret((0..<4).map { _ in String(random.next() as UInt64, radix: 16) }.joined())
+        let simulator = IOPSimulator(appKey: Self.appKey, appSecret: secret, randomSeed: random.next())
+        let address: SimulatorAddress
+        do throws(IOPSimulatorError) {
+            address = try await simulator.start()
+        } catch {
+            throw CommandFailure(.failure, "cannot start the gateway simulator: \(error)")
+        }
+        let outcome: CommandOutcome
+        do throws(CommandFailure) {
+            outcome = try await run(simulator: simulator, baseURL: address.baseURL, secret: secret, environment)
+        } catch {
+            await simulator.shutdown()
+            throw error
+        }
+        await simulator.shutdown()
+        return outcome
+    }
+
+    private func run(
+        simulator: IOPSimulator, baseURL: String, secret: Secret, _ environment: [String: String]
+    ) async throws(CommandFailure) -> CommandOutcome {
+        let storage: String
+        if let directory { storage = directory } else { storage = try Self.scratchDirectory() }
+        var configuration = TokenKeeperConfiguration()
+        configuration.gateway.url = baseURL
+        configuration.gateway.timeoutSeconds = 5
+        configuration.app.key = Self.appKey
+        configuration.storage.directory = storage
+        configuration.refresh.retryInitialSeconds = 1
+        configuration.refresh.retryMaxSeconds = 5
+        configuration.refresh.changePollSeconds = 1
+        configuration.refresh.shutdownGraceSeconds = 5
+        var demoEnvironment = environment
+        demoEnvironment["TOKENKEEPER_APP_SECRET"] = secret.exposedValue
+        demoEnvironment.removeValue(forKey: "CREDENTIALS_DIRECTORY")
+        demoEnvironment.removeValue(forKey: "NOTIFY_SOCKET")
+        let context = CommandContext(configuration: configuration, environment: demoEnvironment)
+
+        let narrator = DemoNarrator()
+        narrator.say("tokenkeeper demo: a gateway simulator on \(baseURL), storage in \(storage)")
+        let sellerIDs = (1...sellerCount).map { "2100\(String(format: "%05d", $0))" }
+        for (index, sellerID) in sellerIDs.enumerated() {
+            simulator.addSeller(
+                sellerID: sellerID, nick: "demo-shop-\(index + 1)",
+                accessTokenLifetime: Self.accessTokenLifetime + .seconds(index), refreshTokenValidity: .seconds(3600))
+            let code: String
+            do throws(IOPSimulatorError) {
+                code = try simulator.issueAuthorizationCode(for: sellerID)
+            } catch {
+                throw CommandFailure(.failure, "the simulator refused a code for \(sellerID): \(error)")
+            }
+            let account = try await Commands.enroll(code: code, context: context)
+            narrator.say(
+                "enrolled seller \(account.sellerID) with 'add --code': access token for \(20 + index) s, "
+                    + "first refresh \(narrator.relative(account.nextRefreshAt))")
+        }
+        let victim = sellerIDs[1]
+        narrator.say("")
+        narrator.say("Readers use tokens.db; try this in another terminal while the demo runs:")
+        narrator.say(
+            "  sqlite3 -readonly -box \(storage)/tokens.db \"SELECT seller_id, status, status_reason, "
+                + "datetime(expire_time/1000,'unixepoch') AS expires FROM tokens\"")
+        narrator.say(
+            "In \(Self.revokeAfter.seconds) s the simulator revokes seller \(victim)'s refresh token, as when a "
+                + "seller withdraws the authorization; watch it turn reauth_required.")
+        narrator.say(duration.map { "The demo stops after \(Int($0)) s (Ctrl-C stops it sooner)." } ?? "Ctrl-C stops it.")
+        narrator.say("")
+
+        var daemon = Daemon(context: context, configPath: nil)
+        daemon.observer = { event in narrator.report(event) }
+        let script = DemoScript(
+            simulator: simulator, victim: victim, duration: duration.map { .milliseconds(Int64($0 * 1000)) },
+            narrator: narrator)
+        daemon.extraServices = { store in
+            [
+                .init(
+                    service: script.withStore(store), successTerminationBehavior: .gracefullyShutdownGroup,
+                    serviceName: "demo")
+            ]
+        }
+        let outcome = try await daemon.run()
+        narrator.say("")
+        let accounts = try await context.withStore { store throws(CommandFailure) in
+            try await storeCall("listing accounts") { try await store.allAccounts() }
+        }
+        narrator.say(AccountListing.table(accounts, now: SystemWallClock().now()))
+        let counters = simulator.counters
+        narrator.say(
+            "simulator: \(counters.rotations) rotations handed out, \(counters.refreshTokenReuses) reuses of a "
+                + "rotated refresh token, \(counters.overlappingRefreshes) overlapping refreshes of one seller")
+        narrator.say("The databases stay in \(storage) (delete it when done).")
+        return outcome
+    }
+
+    static func scratchDirectory() throws(CommandFailure) -> String {
+        let base = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/tokenkeeper-demo-XXXXXX"
+        var template = Array(base.utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw CommandFailure(.failure, "cannot create a scratch directory: \(String(cString: strerror(errno)))")
+        }
+        return String(cString: made)
+    }
+}
+
+/// Revokes one seller's refresh token after a while, prints the next
+/// deadlines every ten seconds, and ends the demo after its duration.
+struct DemoScript: Service {
+    let simulator: IOPSimulator
+    let victim: String
+    let duration: Duration?
+    let narrator: DemoNarrator
+    var store: SQLiteAccountStore?
+
+    func withStore(_ store: SQLiteAccountStore) -> DemoScript {
+        var copy = self
+        copy.store = store
+        return copy
+    }
+
+    func run() async throws {
+        let start = ContinuousClock.now
+        var revoked = false
+        var nextListing = start + .seconds(10)
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let elapsed = ContinuousClock.now - start
+            if let duration, elapsed >= duration { return }
+            if !revoked, elapsed >= DemoRun.revokeAfter {
+                revoked = true
+                do {
+                    try simulator.revoke(sellerID: victim)
+                    narrator.say("simulator: revoked the refresh token of seller \(victim)")
+                } catch {
+                    narrator.say("simulator: could not revoke \(victim): \(error)")
+                }
+            }
+            if ContinuousClock.now >= nextListing, let store {
+                nextListing = nextListing + .seconds(10)
+                let accounts = (try? await store.allAccounts()) ?? []
+                narrator.deadlines(accounts)
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+    }
+}
+
+/// Prints the demo's narrative on stdout, one line per happening.
+final class DemoNarrator: Sendable {
+    func say(_ text: String) {
+        Console.out(text)
+    }
+
+    func relative(_ timestamp: Timestamp?) -> String {
+        guard let timestamp else { return "now" }
+        let seconds = Double((timestamp - SystemWallClock().now()).wholeMilliseconds) / 1000
+        return seconds <= 0 ? "now" : "in \(String(format: "%.0f", seconds)) s"
+    }
+
+    func report(_ event: SchedulerEvent) {
+        let time = Self.clockTime()
+        switch event {
+        case .ready(let snapshot):
+            say("\(time)  daemon ready: \(snapshot.scheduled) sellers scheduled, next refresh \(relative(snapshot.nextDue))")
+        case .refreshed(let sellerID, let requestID, let nextDue, _):
+            say("\(time)  refreshed        \(sellerID)  next refresh \(relative(nextDue))  request_id \(requestID ?? "-")")
+        case .failed(let sellerID, let failure, let nextDue):
+            say("\(time)  refresh failed   \(sellerID)  \(failure.code); keeps its token, retry \(relative(nextDue))")
+        case .reauthRequired(let sellerID, let reason, let requestID):
+            say(
+                "\(time)  REAUTH REQUIRED  \(sellerID)  \(reason) (request_id \(requestID ?? "-")): no more calls "
+                    + "for it until the seller authorizes again")
+        case .degraded(let reason):
+            say("\(time)  DEGRADED: \(DaemonStatus.describe(reason))")
+        case .recovered:
+            say("\(time)  recovered")
+        case .stopped(let snapshot):
+            say("\(time)  daemon stopped after \(snapshot.refreshed) refreshes")
+        case .tick:
+            break
+        }
+    }
+
+    func deadlines(_ accounts: [Account]) {
+        let now = SystemWallClock().now()
+        let parts = accounts.sorted { ($0.nextRefreshAt ?? now) < ($1.nextRefreshAt ?? now) }.map { account in
+            switch account.status {
+            case .active: "\(account.sellerID) \(relative(account.nextRefreshAt))"
+            case .reauthRequired: "\(account.sellerID) reauth_required"
+            case .disabled: "\(account.sellerID) disabled"
+            }
+        }
+        say("\(Self.clockTime())  next refreshes: " + parts.joined(separator: ", "))
+    }
+
+    static func clockTime() -> String {
+        var now = time(nil)
+        var parts = tm()
+        localtime_r(&now, &parts)
+        return String(format: "%02d:%02d:%02d", parts.tm_hour, parts.tm_min, parts.tm_sec)
+    }
+}

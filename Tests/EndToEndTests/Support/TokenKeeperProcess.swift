@@ -1,0 +1,127 @@
+import Foundation
+import Synchronization
+import Testing
+
+/// Runs the real `tokenkeeper` binary built next to the test bundle.
+enum TokenKeeperBinary {
+    static var path: String {
+        if let override = ProcessInfo.processInfo.environment["TOKENKEEPER_BINARY"] { return override }
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var directory = testBinary.deletingLastPathComponent()
+        // .build/debug/tokenkeeperPackageTests.xctest is a file on Linux; walk up until the binary is found.
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("tokenkeeper").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return directory.appendingPathComponent("tokenkeeper").path
+    }
+}
+
+/// What a finished command printed and how it exited.
+struct CommandResult: CustomStringConvertible {
+    var exitCode: Int32
+    var stdout: String
+    var stderr: String
+
+    var description: String { "exit \(exitCode)\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
+}
+
+/// Collects a pipe's output on a background thread so the child never blocks on a full pipe.
+final class OutputCollector: Sendable {
+    private let buffer = Mutex(Data())
+    private let finished = Mutex(false)
+
+    init(_ pipe: Pipe) {
+        let handle = pipe.fileHandleForReading
+        Thread.detachNewThread { [self] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                buffer.withLock { $0.append(chunk) }
+            }
+            finished.withLock { $0 = true }
+        }
+    }
+
+    var text: String { buffer.withLock { String(decoding: $0, as: UTF8.self) } }
+    var isFinished: Bool { finished.withLock { $0 } }
+}
+
+/// A running `tokenkeeper` process.
+final class TokenKeeperProcess: @unchecked Sendable {
+    let process = Process()
+    let stdout: OutputCollector
+    let stderr: OutputCollector
+
+    init(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws {
+        process.executableURL = URL(fileURLWithPath: TokenKeeperBinary.path)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for key in env.keys where key.hasPrefix("TOKENKEEPER_") || key == "NOTIFY_SOCKET" || key == "CREDENTIALS_DIRECTORY" {
+            env[key] = nil
+        }
+        env.merge(environment) { _, new in new }
+        process.environment = env
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        if let stdin {
+            let input = Pipe()
+            process.standardInput = input
+            try process.run()
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try input.fileHandleForWriting.close()
+        } else {
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+        }
+        stdout = OutputCollector(out)
+        stderr = OutputCollector(err)
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    /// Waits for the process to exit, at most `timeout`; kills it after that.
+    func wait(timeout: Duration = .seconds(60)) async -> CommandResult {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline {
+                process.terminate()
+                Issue.record("tokenkeeper \(process.arguments ?? []) did not exit within \(timeout)")
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        process.waitUntilExit()
+        let outputDeadline = ContinuousClock.now + .seconds(5)
+        while !(stdout.isFinished && stderr.isFinished) && ContinuousClock.now < outputDeadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return CommandResult(exitCode: process.terminationStatus, stdout: stdout.text, stderr: stderr.text)
+    }
+
+    /// Runs a command to completion.
+    static func run(
+        _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
+        timeout: Duration = .seconds(60)
+    ) async throws -> CommandResult {
+        try await TokenKeeperProcess(arguments, environment: environment, stdin: stdin).wait(timeout: timeout)
+    }
+}
+
+/// Polls a condition (the thing itself, not a fixed sleep) until it holds or the time is up.
+func eventually(
+    timeout: Duration = .seconds(30), every interval: Duration = .milliseconds(50),
+    _ condition: () async throws -> Bool
+) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: interval)
+    }
+    return try await condition()
+}

@@ -1,0 +1,159 @@
+import Logging
+@testable import RefreshScheduler
+import Testing
+import TokenKeeperCore
+
+@Suite(.timeLimit(.minutes(1)))
+struct DegradedTests {
+    @Test func configurationFailureDegradesOnceAndProbesOneAccountPerMinute() async throws {
+        let harness = SchedulerHarness(concurrency: 4)
+        for index in 0..<10 { await harness.addAccount("s\(index)") }
+        await harness.gateway.setDefault(.fail(.badSignature))
+        let run = try await harness.start()
+        let start = harness.now
+        await harness.settle()
+
+        // The first batch was already under way; then everything holds.
+        #expect(await harness.gateway.calls.count == 4)
+        #expect(harness.events.degraded == [.configuration(.badSignature)])
+        let errors = harness.logs.lines(atLeast: .error)
+        #expect(errors.count == 1, "one clear error, not one per seller: \(errors.map(\.message))")
+        #expect(await harness.scheduler.snapshot().degraded == [.configuration(.badSignature)])
+
+        await harness.advance(by: .seconds(600))
+
+        let calls = await harness.gateway.calls
+        #expect(calls.count == 14)
+        let probeTimes = calls.dropFirst(4).map { ($0.at - start).wholeMilliseconds }
+        #expect(probeTimes == (1...10).map { Int64($0) * 60_000 })
+        #expect(await harness.gateway.maxInFlight <= 4)
+        #expect(harness.events.degraded.count == 1)
+        #expect(harness.logs.lines(atLeast: .error).count == 1)
+        for index in 0..<10 {
+            let account = try #require(await harness.store.account("s\(index)"))
+            #expect(account.status == .active)
+            #expect(account.failedAttempts == 0)
+        }
+
+        // Fixed: the next probe succeeds and everyone is refreshed at once.
+        await harness.gateway.setDefault(.succeed)
+        await harness.advance(by: .seconds(60))
+        #expect(harness.events.recovered == [.configuration(.badSignature)])
+        #expect(await harness.scheduler.snapshot().refreshed == 10)
+        #expect(await harness.scheduler.snapshot().degraded.isEmpty)
+        #expect(await harness.gateway.violations.isEmpty)
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func retryHeldBackProbesAtOnceAfterTheConfigurationIsFixed() async throws {
+        let harness = SchedulerHarness(concurrency: 1)
+        for index in 0..<5 { await harness.addAccount("s\(index)") }
+        await harness.gateway.setDefault(.fail(.badSignature))
+        let run = try await harness.start()
+        await harness.settle()
+        #expect(await harness.gateway.calls.count == 1)
+
+        // SIGHUP after the secret file was corrected.
+        await harness.gateway.setDefault(.succeed)
+        await harness.scheduler.retryHeldBack()
+        await harness.settle()
+
+        #expect(harness.events.recovered.count == 1)
+        #expect(await harness.scheduler.snapshot().refreshed == 5)
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func transientFailureOfAProbeKeepsTheSchedulerDegraded() async throws {
+        let harness = SchedulerHarness(concurrency: 1)
+        for index in 0..<3 { await harness.addAccount("s\(index)") }
+        await harness.gateway.setDefault(.fail(.badSignature))
+        let run = try await harness.start()
+        await harness.settle()
+
+        await harness.gateway.setDefault(.fail(.serviceUnavailable))
+        await harness.advance(by: .seconds(60))
+        #expect(harness.events.recovered.isEmpty)
+        #expect(await harness.gateway.calls.count == 2)
+
+        await harness.gateway.setDefault(.succeed)
+        await harness.advance(by: .seconds(60))
+        #expect(harness.events.recovered.count == 1)
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func failedCommitKeepsThePairAndSendsNoTokenBeforeItIsDurable() async throws {
+        let harness = SchedulerHarness()
+        let start = harness.now
+        await harness.addAccount("first", due: .zero)
+        await harness.addAccount("second", due: .seconds(1))
+        await harness.store.fail(.commitRotation, times: 3)
+        let run = try await harness.start()
+        await harness.settle()
+
+        #expect(harness.events.degraded.count == 1)
+        if case .storage = harness.events.degraded.first {} else { Issue.record("expected a storage degradation") }
+        let critical = harness.logs.lines(atLeast: .critical)
+        #expect(critical.count == 1)
+        #expect(critical.first?.metadata["seller"] == "first")
+
+        // Retries after 1, 2 and 4 seconds; nothing else is called meanwhile.
+        await harness.advance(to: start + .milliseconds(6_999))
+        #expect(await harness.gateway.calls.map(\.sellerID) == ["first"])
+        #expect(await harness.store.account("first")?.refreshToken == Secret("rt-first-initial"))
+
+        await harness.advance(to: start + .seconds(7))
+        let first = try #require(await harness.store.account("first"))
+        #expect(first.refreshToken != Secret("rt-first-initial"))
+        #expect(harness.events.recovered.count == 1)
+        #expect(await harness.gateway.calls.map(\.sellerID) == ["first", "second"])
+
+        // Its next refresh sends the stored (new) token; the gateway checks.
+        await harness.advance(by: .seconds(3600))
+        #expect(await harness.gateway.calls(for: "first") >= 2)
+        #expect(await harness.gateway.violations.isEmpty)
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func noSecretAppearsInAnyLogLine() async throws {
+        let harness = SchedulerHarness()
+        for seller in ["ok", "dead", "flaky", "limited", "bad"] { await harness.addAccount(seller) }
+        await harness.gateway.script("dead", .fail(.illegalRefreshToken))
+        await harness.gateway.script("flaky", .fail(.serviceUnavailable))
+        await harness.gateway.script("limited", .fail(.throttled(seconds: 5)))
+        await harness.gateway.script("bad", .fail(.badSignature))
+        await harness.store.fail(.commitRotation, times: 1)
+        let run = try await harness.start()
+        await harness.advance(by: .seconds(7200))
+        run.cancel()
+        try await run.value
+
+        let lines = harness.logs.all
+        #expect(lines.count > 5)
+        let sellers = ["ok", "dead", "flaky", "limited", "bad"]
+        for line in lines {
+            for seller in sellers {
+                // Tokens are `rt-<seller>-…` and `at-<seller>-…`.
+                #expect(!line.rendered.contains("rt-\(seller)-"), "\(line.rendered)")
+                #expect(!line.rendered.contains("at-\(seller)-"), "\(line.rendered)")
+            }
+        }
+    }
+
+    @Test func largeClockDifferenceWithTheGatewayIsReportedOnce() async throws {
+        let harness = SchedulerHarness()
+        for index in 0..<3 { await harness.addAccount("s\(index)") }
+        await harness.gateway.setGatewayClockOffset(.seconds(-300))
+        let run = try await harness.start()
+        await harness.settle()
+
+        let warnings = harness.logs.all.filter { $0.message.contains("clock") && $0.level == .warning }
+        #expect(warnings.count == 1)
+        #expect(await harness.scheduler.snapshot().refreshed == 3)
+        run.cancel()
+        try await run.value
+    }
+}

@@ -1,0 +1,135 @@
+import TokenKeeperCore
+
+/// A scriptable ``TokenGateway`` that rotates refresh tokens as the real one
+/// does (a used refresh token dies) and checks the invariants the scheduler
+/// must keep: every token it is sent is the one stored, and none is sent twice.
+actor FakeTokenGateway: TokenGateway {
+    /// What one call does.
+    enum Step: Sendable {
+        /// Rotates the pair.
+        case succeed
+        /// Rotates the pair and says `refresh_expires_in` 0: the last grant.
+        case succeedFinal
+        case fail(GatewayFailure)
+        /// Waits until the test releases the call with another step.
+        case hold
+    }
+
+    struct Call: Sendable {
+        var sellerID: String
+        var at: Timestamp
+    }
+
+    private let clock: any WallClock
+    private let store: FakeAccountStore
+    var accessTokenLifetime: Duration = .seconds(3600)
+    var refreshTokenLifetime: Duration = .seconds(30 * 86_400)
+    /// A `Date` header this far from our clock (nil: none).
+    var gatewayClockOffset: Duration?
+    private var defaultStep: Step = .succeed
+    private var scripts: [String: [Step]] = [:]
+    private var live: [String: String] = [:]  // refresh token → seller
+    private var generation = 0
+    private var held: [(sellerID: String, continuation: CheckedContinuation<Step, Never>)] = []
+    private(set) var calls: [Call] = []
+    private(set) var inFlight = 0
+    private(set) var maxInFlight = 0
+    /// Broken invariants, described; a test expects none.
+    private(set) var violations: [String] = []
+
+    init(clock: any WallClock, store: FakeAccountStore) {
+        self.clock = clock
+        self.store = store
+    }
+
+    /// Makes `token` a live refresh token of `sellerID`.
+    func register(_ sellerID: String, refreshToken token: Secret) {
+        live[token.exposedValue] = sellerID
+    }
+
+    func setDefault(_ step: Step) {
+        defaultStep = step
+    }
+
+    func script(_ sellerID: String, _ steps: Step...) {
+        scripts[sellerID, default: []].append(contentsOf: steps)
+    }
+
+    func setGatewayClockOffset(_ offset: Duration?) {
+        gatewayClockOffset = offset
+    }
+
+    func calls(for sellerID: String) -> Int {
+        calls.filter { $0.sellerID == sellerID }.count
+    }
+
+    var heldCount: Int { held.count }
+    var heldSellers: [String] { held.map(\.sellerID) }
+
+    /// Lets the oldest held call (or the one of `sellerID`) go on with `step`.
+    func release(_ sellerID: String? = nil, with step: Step = .succeed) {
+        guard let index = held.firstIndex(where: { sellerID == nil || $0.sellerID == sellerID }) else { return }
+        held.remove(at: index).continuation.resume(returning: step)
+    }
+
+    func refresh(refreshToken: Secret) async throws(GatewayFailure) -> TokenGrant {
+        guard let sellerID = live[refreshToken.exposedValue] else {
+            violations.append("a refresh token that is not live was sent (reused or never issued): \(refreshToken)")
+            throw GatewayFailure(.accountRejected, code: "IllegalRefreshToken", message: "Illegal Refresh Token")
+        }
+        calls.append(Call(sellerID: sellerID, at: clock.now()))
+        inFlight += 1
+        maxInFlight = max(maxInFlight, inFlight)
+        defer { inFlight -= 1 }
+        if await !store.isCurrentRefreshToken(refreshToken) {
+            violations.append("seller \(sellerID): sent a refresh token that is not the stored one")
+        }
+
+        var step = scripts[sellerID]?.isEmpty == false ? scripts[sellerID]!.removeFirst() : defaultStep
+        while case .hold = step {
+            step = await withCheckedContinuation { held.append((sellerID, $0)) }
+        }
+        switch step {
+        case .succeed, .succeedFinal:
+            let final = if case .succeedFinal = step { true } else { false }
+            // The gateway rotates: the token just used is dead.
+            live[refreshToken.exposedValue] = nil
+            generation += 1
+            let now = clock.now()
+            let refreshToken = Secret("rt-\(sellerID)-g\(generation)")
+            live[refreshToken.exposedValue] = sellerID
+            return TokenGrant(
+                sellerID: sellerID, profile: SellerProfile(userNick: "nick-\(sellerID)"),
+                accessToken: Secret("at-\(sellerID)-g\(generation)"), refreshToken: refreshToken,
+                accessTokenLifetime: accessTokenLifetime,
+                refreshTokenLifetime: final ? .zero : refreshTokenLifetime,
+                expireTime: now + accessTokenLifetime,
+                refreshTokenValidTime: final ? now : now + refreshTokenLifetime, receivedAt: now,
+                requestID: "req-\(generation)", gatewayDate: gatewayClockOffset.map { now + $0 })
+        case .fail(let failure):
+            if failure.failureClass == .accountRejected { live[refreshToken.exposedValue] = nil }
+            throw failure
+        case .hold:
+            fatalError("unreachable")
+        }
+    }
+
+    func createToken(code: String) async throws(GatewayFailure) -> TokenGrant {
+        throw GatewayFailure(.configuration, code: "Unsupported", message: "not used by the scheduler")
+    }
+}
+
+extension GatewayFailure {
+    static let illegalRefreshToken = GatewayFailure(
+        .accountRejected, code: "IllegalRefreshToken", message: "Illegal Refresh Token", requestID: "req-dead")
+    static let badSignature = GatewayFailure(
+        .configuration, code: "IncompleteSignature", message: "The request signature does not conform",
+        requestID: "req-sig")
+    static let serviceUnavailable = GatewayFailure(
+        .transient, code: "HTTP503", message: "Service Unavailable", httpStatus: 503)
+    static func throttled(seconds: Int64) -> GatewayFailure {
+        GatewayFailure(
+            .throttled(retryAfter: .seconds(seconds)), code: "ApiCallLimit",
+            message: "ban will last \(seconds) seconds", requestID: "req-limit")
+    }
+}

@@ -1,0 +1,141 @@
+import Dispatch
+@testable import RefreshScheduler
+import Synchronization
+import Testing
+import TokenKeeperCore
+
+@Suite(.timeLimit(.minutes(1)))
+struct DeadlineQueueTests {
+    @Test func rescheduledAccountKeepsOnlyItsLatestDeadline() {
+        var queue = DeadlineQueue()
+        queue.schedule("a", at: Timestamp(millisecondsSince1970: 100))
+        queue.schedule("b", at: Timestamp(millisecondsSince1970: 200))
+        queue.schedule("a", at: Timestamp(millisecondsSince1970: 300))
+
+        #expect(queue.count == 2)
+        #expect(queue.popDue(notAfter: Timestamp(millisecondsSince1970: 250))?.sellerID == "b")
+        #expect(queue.popDue(notAfter: Timestamp(millisecondsSince1970: 250)) == nil)
+        #expect(queue.popDue(notAfter: Timestamp(millisecondsSince1970: 300))?.sellerID == "a")
+        #expect(queue.count == 0)
+    }
+
+    @Test func removedAccountIsNeverPopped() {
+        var queue = DeadlineQueue()
+        queue.load([
+            ScheduledAccount(sellerID: "a", due: Timestamp(millisecondsSince1970: 1)),
+            ScheduledAccount(sellerID: "b", due: nil),
+            ScheduledAccount(sellerID: "c", due: Timestamp(millisecondsSince1970: 2)),
+        ])
+        queue.remove("a")
+        #expect(queue.count == 1)
+        #expect(queue.peek()?.sellerID == "c")
+    }
+
+    @Test func staleEntriesAreCompactedAway() {
+        var queue = DeadlineQueue()
+        for round in 0..<50 {
+            for index in 0..<100 {
+                queue.schedule("s\(index)", at: Timestamp(millisecondsSince1970: Int64(round * 1000 + index)))
+            }
+        }
+        #expect(queue.count == 100)
+        #expect(queue.storedEntries <= 2 * 100 + 1024 + 1)
+    }
+}
+
+@Suite(.timeLimit(.minutes(1)))
+struct TokenBucketTests {
+    @Test func callsAreSpacedByTheRate() {
+        var bucket = TokenBucket(ratePerSecond: 4)
+        let start = ManualClock.start
+        let first = bucket.tryTake(start)
+        let second = bucket.tryTake(start)
+        let next = bucket.nextAvailable(start)
+        let early = bucket.tryTake(start + .milliseconds(249))
+        let onTime = bucket.tryTake(start + .milliseconds(250))
+        #expect(first && !second && !early && onTime)
+        #expect(next == start + .milliseconds(250))
+    }
+
+    @Test func clockSetBackwardsDoesNotStallCalls() {
+        var bucket = TokenBucket(ratePerSecond: 10)
+        let start = ManualClock.start
+        let first = bucket.tryTake(start)
+        let earlier = start - .seconds(3600)
+        let atJump = bucket.tryTake(earlier)
+        let afterJump = bucket.tryTake(earlier + .milliseconds(100))
+        #expect(first && !atJump && afterJump)
+    }
+}
+
+@Suite(.timeLimit(.minutes(1)))
+struct DispatchWakeupTimerTests {
+    private final class Fired: Sendable {
+        let count = Atomic<Int>(0)
+    }
+
+    @Test func firesAtAWallClockDeadline() async throws {
+        let timer = DispatchWakeupTimer()
+        let fired = Fired()
+        timer.setHandler { fired.count.add(1, ordering: .sequentiallyConsistent) }
+        timer.arm(at: SystemWallClock().now() + .milliseconds(20))
+        try await waitUntil("the timer fired") { fired.count.load(ordering: .sequentiallyConsistent) == 1 }
+        timer.cancel()
+    }
+
+    @Test func rearmingReplacesTheEarlierDeadline() async throws {
+        let timer = DispatchWakeupTimer()
+        let fired = Fired()
+        timer.setHandler { fired.count.add(1, ordering: .sequentiallyConsistent) }
+        let now = SystemWallClock().now()
+        timer.arm(at: now + .seconds(3600))
+        timer.arm(at: now + .milliseconds(10))
+        try await waitUntil("the timer fired") { fired.count.load(ordering: .sequentiallyConsistent) == 1 }
+        timer.cancel()
+    }
+
+    @Test func cancellingTwiceAndReleasingUnarmedTimersIsSafe() {
+        let timer = DispatchWakeupTimer()
+        timer.cancel()
+        timer.cancel()
+        timer.arm(at: SystemWallClock().now())
+        _ = DispatchWakeupTimer()
+    }
+
+    @Test func sleepsForTheWallClockDistanceButNeverLongerThanTheCap() {
+        let clock = ManualClock()
+        let timer = DispatchWakeupTimer(clock: clock, maximumSleep: .seconds(5))
+        #expect(timer.sleep(until: clock.now() + .milliseconds(2_500)) == .milliseconds(2_500))
+        #expect(timer.sleep(until: clock.now() + .seconds(3600)) == .milliseconds(5_000))
+        #expect(timer.sleep(until: clock.now() - .seconds(10)) == .milliseconds(0))
+        timer.cancel()
+    }
+
+    @Test func drivesARealSchedulerWithoutExecutorTrouble() async throws {
+        // The real timer, the real clock and a scheduler actor: the handler
+        // hops from Dispatch's queue into the actor with a task.
+        let clock = SystemWallClock()
+        let store = FakeAccountStore()
+        let gateway = FakeTokenGateway(clock: clock, store: store)
+        let events = EventRecorder(clock: clock)
+        let now = clock.now()
+        let account = Account(
+            sellerID: "real", refreshToken: Secret("rt-real-initial"), accessToken: Secret("at-real-initial"),
+            expireTime: now + .seconds(3600), accessTokenLifetime: .seconds(3600),
+            nextRefreshAt: now + .milliseconds(100), updatedAt: now)
+        await store.put(account)
+        await gateway.register("real", refreshToken: account.refreshToken)
+        let scheduler = RefreshScheduler(
+            store: store, gateway: gateway, clock: clock,
+            configuration: RefreshSchedulerConfiguration(tickInterval: .milliseconds(50)),
+            timer: DispatchWakeupTimer(clock: clock), onEvent: { events.record($0) })
+        let run = Task { try await scheduler.run() }
+
+        try await waitUntil("the account is refreshed") { !events.refreshed("real").isEmpty }
+        try await waitUntil("the loop ticks") { events.ticks >= 3 }
+        run.cancel()
+        try await run.value
+        #expect(events.isStopped)
+        #expect(await gateway.violations.isEmpty)
+    }
+}
