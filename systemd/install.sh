@@ -33,7 +33,7 @@ chmod 0644 "$DESTDIR/etc/systemd/system/tokenkeeper.service"
 install -m 0644 systemd/tokenkeeper.sysusers "$DESTDIR/usr/lib/sysusers.d/tokenkeeper.conf"
 install -m 0644 systemd/tokenkeeper.tmpfiles "$DESTDIR/usr/lib/tmpfiles.d/tokenkeeper.conf"
 for doc in README.md docs/DATABASE.md docs/OPERATIONS.md; do
-    [ -f "$doc" ] && install -m 0644 "$doc" "$DESTDIR$PREFIX/share/doc/tokenkeeper/"
+    if [ -f "$doc" ]; then install -m 0644 "$doc" "$DESTDIR$PREFIX/share/doc/tokenkeeper/"; fi
 done
 
 install -d -m 0750 "$DESTDIR/etc/tokenkeeper"

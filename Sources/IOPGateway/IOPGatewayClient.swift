@@ -189,12 +189,10 @@ public final class IOPGatewayClient: TokenGateway {
                 "iop.request_id": "\(failure.requestID ?? "-")",
             ]
             if let status = failure.httpStatus { metadata["http.status"] = "\(status)" }
-            let level: Logger.Level =
-                switch failure.failureClass {
-                case .configuration: .error
-                case _ where failure.isUnknownCode: .error
-                case .accountRejected, .transient, .throttled: .warning
-                }
+            // Callers log each outcome once, with the seller and at the level
+            // its class deserves; only an unknown code is loud here, because
+            // it may need a new rule in IOPFailureClassifier.
+            let level: Logger.Level = failure.isUnknownCode ? .error : .debug
             let text = failure.isUnknownCode ? "gateway answered an unknown error code" : "gateway call failed"
             logger.log(level: level, "\(text): \(failure.description)", metadata: metadata)
         }

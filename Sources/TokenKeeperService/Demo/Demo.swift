@@ -102,7 +102,7 @@ struct DemoRun {
             "  sqlite3 -readonly -box \(storage)/tokens.db \"SELECT seller_id, status, status_reason, "
                 + "datetime(expire_time/1000,'unixepoch') AS expires FROM tokens\"")
         narrator.say(
-            "In \(Self.revokeAfter.seconds) s the simulator revokes seller \(victim)'s refresh token, as when a "
+            "In \(Int(Self.revokeAfter.seconds)) s the simulator revokes seller \(victim)'s refresh token, as when a "
                 + "seller withdraws the authorization; watch it turn reauth_required.")
         narrator.say(duration.map { "The demo stops after \(Int($0)) s (Ctrl-C stops it sooner)." } ?? "Ctrl-C stops it.")
         narrator.say("")
@@ -139,7 +139,10 @@ struct DemoRun {
         guard let made = mkdtemp(&template) else {
             throw CommandFailure(.failure, "cannot create a scratch directory: \(String(cString: strerror(errno)))")
         }
-        return String(cString: made)
+        let path = String(cString: made)
+        // Readers in the group may look into the demo's storage, as in production.
+        chmod(path, 0o750)
+        return path
     }
 }
 
