@@ -12,6 +12,9 @@ extension RefreshScheduler {
         noticeClockSetBack(now)
         resumeSleepers(dueBy: now)
         if phase == .stopping, let shutdownDeadline, now >= shutdownDeadline {
+            // Once: the timer must not keep firing for a passed deadline
+            // while the drain wait resumes.
+            self.shutdownDeadline = nil
             endDrain()
         }
         await tickIfDue(now)
