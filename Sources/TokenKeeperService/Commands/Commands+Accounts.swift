@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Foundation
 import IOPGateway
 import Logging
@@ -128,27 +133,55 @@ extension Commands {
 
     /// `tokenkeeper token SELLER`: the access token on stdout if the account
     /// is active and the token unexpired; else the reason on stderr and exit 1.
+    /// A user that may only read tokens.db (the readers' group) gets the
+    /// answer from tokens.db; the service user gets it from keeper.db, with
+    /// the precise reason.
     public static func token(sellerID: String, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
-            let account = try await context.withStore { store throws(CommandFailure) in
-                try await storeCall("reading seller \(sellerID)") { try await store.account(sellerID: sellerID) }
-            }
-            guard let account else {
-                throw CommandFailure(.failure, "no account for seller \(sellerID) ('tokenkeeper list' shows them)")
-            }
+            let directory = context.configuration.storage.directory
             let now = SystemWallClock().now()
-            switch account.status {
+            let status: AccountStatus
+            let reason: String?
+            let accessToken: Secret?
+            let expireTime: Timestamp?
+            var lastError: String?
+            if access(directory, W_OK) == 0 || access(directory, F_OK) != 0 {
+                let account = try await context.withStore { store throws(CommandFailure) in
+                    try await storeCall("reading seller \(sellerID)") { try await store.account(sellerID: sellerID) }
+                }
+                guard let account else {
+                    throw CommandFailure(.failure, "no account for seller \(sellerID) ('tokenkeeper list' shows them)")
+                }
+                (status, reason, accessToken, expireTime) =
+                    (account.status, account.statusReason, account.accessToken, account.expireTime)
+                lastError = account.lastError
+            } else {
+                let row: ReadersView.Row?
+                do {
+                    row = try ReadersView.row(sellerID: sellerID, directory: directory)
+                } catch {
+                    throw CommandFailure(.failure, "cannot read \(directory)/tokens.db: \(error)")
+                }
+                guard let row else {
+                    throw CommandFailure(
+                        .failure, "no access token for seller \(sellerID) in tokens.db (unknown seller, or not "
+                            + "refreshed yet)")
+                }
+                (status, reason, accessToken, expireTime) =
+                    (row.status ?? .disabled, row.statusReason, row.accessToken, row.expireTime)
+            }
+            switch status {
             case .reauthRequired:
                 throw CommandFailure(
                     .failure,
-                    "seller \(sellerID) needs re-authorization (\(account.statusReason ?? "refresh refused")): "
+                    "seller \(sellerID) needs re-authorization (\(reason ?? "refresh refused")): "
                         + "run 'tokenkeeper add --code CODE' with a new authorization code")
             case .disabled:
                 throw CommandFailure(.failure, "seller \(sellerID) is disabled ('tokenkeeper enable \(sellerID)')")
             case .active:
                 break
             }
-            guard let accessToken = account.accessToken, let expireTime = account.expireTime else {
+            guard let accessToken, let expireTime else {
                 throw CommandFailure(
                     .failure, "seller \(sellerID) has no access token yet; it gets one at its first refresh "
                         + "(is the daemon running? 'tokenkeeper refresh \(sellerID)' refreshes now)")
@@ -156,7 +189,7 @@ extension Commands {
             guard expireTime > now else {
                 throw CommandFailure(
                     .failure, "the access token of seller \(sellerID) expired at \(expireTime)"
-                        + (account.lastError.map { "; last refresh error: \($0)" } ?? ""))
+                        + (lastError.map { "; last refresh error: \($0)" } ?? ""))
             }
             Console.out(accessToken.exposedValue)
             return .success

@@ -1,0 +1,32 @@
+public import TokenKeeperCore
+
+/// tokens.db as a reader sees it, read-only: for commands run by a user that
+/// may read tokens.db but not write the storage directory.
+public enum ReadersView {
+    /// One seller's row in `tokens`.
+    public struct Row: Sendable, Equatable {
+        public var sellerID: String
+        public var accessToken: Secret
+        public var expireTime: Timestamp
+        public var status: AccountStatus?
+        public var statusReason: String?
+    }
+
+    /// The seller's row, or nil when tokens.db has none.
+    ///
+    /// - Throws: ``SQLiteError`` when tokens.db cannot be opened or read.
+    public static func row(sellerID: String, directory: String) throws -> Row? {
+        let connection = try SQLiteConnection(path: directory + "/tokens.db", flags: .readOnly)
+        defer { try? connection.close() }
+        try connection.setBusyTimeout(.seconds(5))
+        let statement = try connection.prepare(
+            "SELECT seller_id, access_token, expire_time, status, status_reason FROM tokens WHERE seller_id = ?")
+        defer { statement.finalize() }
+        return try statement.rows([sellerID]) { row in
+            Row(
+                sellerID: row.string(0), accessToken: Secret(row.string(1)),
+                expireTime: Timestamp(millisecondsSince1970: row.int64(2)),
+                status: AccountStatus(rawValue: row.string(3)), statusReason: row.optionalString(4))
+        }.first
+    }
+}
