@@ -33,45 +33,6 @@ struct Options {
     }
 }
 
-/// Receives sd_notify datagrams the way systemd does.
-final class NotifyListener: @unchecked Sendable {
-    let path: String
-    private let descriptor: Int32
-    private let lock = NSLock()
-    private var messages: [(Date, String)] = []
-
-    init(path: String) {
-        self.path = path
-        unlink(path)
-        descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (index, byte) in path.utf8.enumerated() { buffer[index] = byte }
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        precondition(bound == 0, "cannot bind \(path)")
-        let thread = Thread { [self] in
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let count = recv(descriptor, &buffer, buffer.count, 0)
-                if count <= 0 { return }
-                let text = String(decoding: buffer[0..<count], as: UTF8.self)
-                lock.withLock { messages.append((Date(), text)) }
-            }
-        }
-        thread.start()
-    }
-
-    func firstTime(containing needle: String) -> Date? {
-        lock.withLock { messages.first { $0.1.split(separator: "\n").contains(Substring(needle)) }?.0 }
-    }
-}
-
 struct ProcessStats {
     static func rssKiB(_ pid: Int32) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return -1 }
@@ -179,17 +140,20 @@ struct Benchmark {
         report("import \(options.accounts) JSONL lines", String(format: "%.2f s (%.0f lines/s)", importSeconds, Double(options.accounts) / importSeconds))
 
         // 2. Start to READY=1, memory, idle CPU.
-        let listener = NotifyListener(path: root + "/notify.sock")
-        let started = Date()
+        let listener = try NotifySocket(path: root + "/notify.sock")
+        let started = ContinuousClock.now
         let (daemon, _) = try runTokenKeeper(
             ["run", "--config", config], environment: environment.merging(["NOTIFY_SOCKET": listener.path]) { _, b in b })
-        var ready: Date?
+        var ready: ContinuousClock.Instant?
         while ready == nil && daemon.isRunning {
-            ready = listener.firstTime(containing: "READY=1")
+            ready = listener.firstArrival(of: "READY=1")
             if ready == nil { try await Task.sleep(for: .milliseconds(5)) }
         }
         guard let ready else { fatalError("the daemon exited before READY=1") }
-        report("start to READY=1 (\(options.accounts) accounts)", String(format: "%.3f s", ready.timeIntervalSince(started)))
+        let startup = ready - started
+        report(
+            "start to READY=1 (\(options.accounts) accounts)",
+            String(format: "%.3f s", Double(startup.components.attoseconds) / 1e18 + Double(startup.components.seconds)))
         report("resident memory at READY", "\(ProcessStats.rssKiB(daemon.processIdentifier) / 1024) MiB")
         try await Task.sleep(for: .seconds(3))
         let cpuBefore = ProcessStats.cpuSeconds(daemon.processIdentifier)
