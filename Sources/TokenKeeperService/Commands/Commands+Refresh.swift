@@ -1,0 +1,53 @@
+import Foundation
+import IOPGateway
+import Logging
+import RefreshScheduler
+import SQLiteStore
+import TokenKeeperCore
+
+extension Commands {
+    /// `tokenkeeper refresh SELLER… | --all-due`: refreshes now, beside a
+    /// running daemon (the same lease keeps one refresh per seller at a time).
+    public static func refresh(sellerIDs: [String], allDue: Bool, configPath: String?) async -> CommandOutcome {
+        await execute(configPath: configPath) { context throws(CommandFailure) in
+            let logger = Logger(label: "tokenkeeper.refresh")
+            let client = try context.gatewayClient(logger: logger)
+            let outcomes: [String: RefreshOutcome]
+            do throws(CommandFailure) {
+                outcomes = try await context.withStore { store throws(CommandFailure) in
+                    var targets = sellerIDs
+                    if allDue {
+                        let now = SystemWallClock().now()
+                        let accounts = try await storeCall("listing accounts") { try await store.allAccounts() }
+                        targets += accounts.filter { account in
+                            account.status == .active
+                                && (account.nextRefreshAt.map { $0 <= now } ?? true || account.accessToken == nil)
+                        }.map(\.sellerID)
+                    }
+                    guard !targets.isEmpty else { return [:] }
+                    let scheduler = RefreshScheduler(
+                        store: store, gateway: client,
+                        configuration: context.configuration.schedulerConfiguration(
+                            leaseOwner: "cli-\(ProcessInfo.processInfo.processIdentifier)"),
+                        logger: logger)
+                    return await scheduler.refreshNow(targets)
+                }
+            } catch {
+                await client.shutdown()
+                throw error
+            }
+            await client.shutdown()
+            if outcomes.isEmpty {
+                Console.out(allDue ? "no account is due" : "nothing to refresh")
+                return .success
+            }
+            var worst = CommandOutcome.success
+            for sellerID in outcomes.keys.sorted() {
+                let (line, outcome) = RefreshReport.describe(outcomes[sellerID]!, of: sellerID)
+                if outcome == .success { Console.out(line) } else { Console.error(line) }
+                worst = RefreshReport.worse(worst, outcome)
+            }
+            return worst
+        }
+    }
+}

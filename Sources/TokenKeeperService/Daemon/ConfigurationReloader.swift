@@ -1,0 +1,58 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import IOPGateway
+import Logging
+import RefreshScheduler
+import SQLiteStore
+import ServiceLifecycle
+import Synchronization
+import TokenKeeperCore
+import UnixSignals
+
+/// SIGHUP: reads the configuration and the app secret again, hands the
+/// gateway its new settings and retries the accounts held back at once.
+struct ConfigurationReloader: Service {
+    let configPath: String?
+    let environment: [String: String]
+    let client: IOPGatewayClient
+    let scheduler: RefreshScheduler
+    let notifier: SystemdNotifier
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in signals.cancelOnGracefulShutdown() {
+            await reload()
+        }
+    }
+
+    func reload() async {
+        notifier.reloading()
+        defer { notifier.send(["READY=1"]) }
+        logger.notice("SIGHUP: reloading the configuration and the app secret")
+        switch CommandContext.load(configPath: configPath, environment: environment) {
+        case .failure(let failure):
+            logger.error("reload refused; keeping the running configuration", metadata: ["error": "\(failure.message)"])
+        case .success(let context):
+            do throws(CommandFailure) {
+                let settings = try context.gatewayConfiguration()
+                do throws(GatewayFailure) {
+                    try settings.validate()
+                } catch {
+                    throw CommandFailure(.configuration, "gateway: \(error.message)")
+                }
+                client.update(configuration: settings)
+                logger.notice(
+                    "reloaded gateway settings and app secret",
+                    metadata: ["app_secret": "\(settings.appSecret.fingerprint)", "app_key": "\(settings.appKey)"])
+                await scheduler.retryHeldBack()
+            } catch {
+                logger.error("reload refused; keeping the running configuration", metadata: ["error": "\(error.message)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import IOPGateway
+import Logging
+import RefreshScheduler
+import SQLiteStore
+import ServiceLifecycle
+import Synchronization
+import TokenKeeperCore
+import UnixSignals
+
+/// Turns scheduler events into systemd notifications: READY=1, WATCHDOG=1
+/// from the scheduler's own tick, and a STATUS= line.
+final class DaemonStatus: Sendable {
+    private struct State {
+        var reauthRequired = 0
+        var degraded: String?
+    }
+    private let state = Mutex(State())
+    let notifier: SystemdNotifier
+    let logger: Logger
+
+    init(notifier: SystemdNotifier, logger: Logger) {
+        self.notifier = notifier
+        self.logger = logger
+    }
+
+    var reauthRequired: Int {
+        get { state.withLock { $0.reauthRequired } }
+        set { state.withLock { $0.reauthRequired = newValue } }
+    }
+
+    func handle(_ event: SchedulerEvent) {
+        switch event {
+        case .ready(let snapshot):
+            notifier.ready(status: line(snapshot))
+        case .tick(let snapshot):
+            notifier.watchdog()
+            notifier.status(line(snapshot))
+        case .reauthRequired:
+            state.withLock { $0.reauthRequired += 1 }
+        case .degraded(let reason):
+            state.withLock { $0.degraded = Self.describe(reason) }
+        case .recovered:
+            state.withLock { $0.degraded = nil }
+        case .stopped(let snapshot):
+            notifier.status("stopped; " + line(snapshot))
+        case .refreshed, .failed:
+            break
+        }
+    }
+
+    func line(_ snapshot: SchedulerSnapshot) -> String {
+        let (reauth, degraded) = state.withLock { ($0.reauthRequired, $0.degraded) }
+        var text = "\(snapshot.scheduled) sellers scheduled, \(reauth) need re-authorization, "
+            + "next refresh \(snapshot.nextDue.map { "\($0)" } ?? "none"), \(snapshot.refreshed) refreshed"
+        if let paused = snapshot.pausedUntil { text += ", throttled until \(paused)" }
+        if let degraded { text = "DEGRADED: \(degraded); " + text }
+        return text
+    }
+
+    static func describe(_ reason: DegradedReason) -> String {
+        switch reason {
+        case .configuration(let failure):
+            "the gateway rejects our configuration (\(failure.code)): fix it, then send SIGHUP (systemctl reload tokenkeeper)"
+        case .storage(let message):
+            "storage failing: \(message)"
+        }
+    }
+}
