@@ -1,8 +1,4 @@
 import Foundation
-import IOPGateway
-import Logging
-import RefreshScheduler
-import SQLiteStore
 import TokenKeeperCore
 
 /// How `list` shows accounts.

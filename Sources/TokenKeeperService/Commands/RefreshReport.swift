@@ -1,8 +1,5 @@
-import Foundation
 import IOPGateway
-import Logging
 import RefreshScheduler
-import SQLiteStore
 import TokenKeeperCore
 
 /// What `refresh` prints per seller, and the exit code it earns.

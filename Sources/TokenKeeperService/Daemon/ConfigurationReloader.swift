@@ -1,15 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-import Foundation
 import IOPGateway
 import Logging
 import RefreshScheduler
-import SQLiteStore
 import ServiceLifecycle
-import Synchronization
 import TokenKeeperCore
 import UnixSignals
 

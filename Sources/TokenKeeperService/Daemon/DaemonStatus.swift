@@ -1,17 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-import Foundation
-import IOPGateway
 import Logging
 import RefreshScheduler
-import SQLiteStore
-import ServiceLifecycle
 import Synchronization
 import TokenKeeperCore
-import UnixSignals
 
 /// Turns scheduler events into systemd notifications: READY=1, WATCHDOG=1
 /// from the scheduler's own tick, and a STATUS= line.

@@ -1,17 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-import Foundation
-import IOPGateway
-import Logging
 import RefreshScheduler
-import SQLiteStore
 import ServiceLifecycle
-import Synchronization
-import TokenKeeperCore
-import UnixSignals
 
 /// Runs the scheduler; graceful shutdown asks it to finish what is in flight.
 struct SchedulerService: Service {

@@ -4,11 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
-import IOPSimulator
-import Logging
 import RefreshScheduler
-import SQLiteStore
-import ServiceLifecycle
 import TokenKeeperCore
 
 /// Prints the demo's narrative on stdout, one line per happening.

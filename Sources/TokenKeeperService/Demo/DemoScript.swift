@@ -1,15 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-import Foundation
 import IOPSimulator
-import Logging
-import RefreshScheduler
 import SQLiteStore
 import ServiceLifecycle
-import TokenKeeperCore
 
 /// Revokes one seller's refresh token after a while, prints the next
 /// deadlines every ten seconds, and ends the demo after its duration.
