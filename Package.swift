@@ -158,7 +158,7 @@ let package = Package(
         .testTarget(
             name: "TokenKeeperServiceTests",
             dependencies: [
-                "TokenKeeperService", "TokenKeeperCore",
+                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

@@ -32,7 +32,9 @@ public struct SystemdNotifier: Sendable {
     public func stopping() { send(["STOPPING=1"]) }
 
     /// Sends `KEY=value` lines in one datagram. Failures are ignored: a lost
-    /// notification must never stop the daemon.
+    /// notification must never stop the daemon. Non-blocking: the scheduler
+    /// sends from its own loop, and a receiver that stopped reading (a hung
+    /// manager, a full queue) must not freeze refreshing; that datagram is lost.
     @discardableResult
     public func send(_ lines: [String]) -> Bool {
         guard let socketPath else { return false }
@@ -55,7 +57,7 @@ public struct SystemdNotifier: Sendable {
         let bytes = Array(message.utf8)
         let sent = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                sendto(descriptor, bytes, bytes.count, Int32(MSG_NOSIGNAL), socketAddress, socklen_t(length))
+                sendto(descriptor, bytes, bytes.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT), socketAddress, socklen_t(length))
             }
         }
         return sent == bytes.count
