@@ -217,7 +217,7 @@ struct DaemonTests {
         world.expectNoSecretsLeaked()
     }
 
-    @Test("SIGTERM during heavy refreshing: exit 0 within 10 s, every rotation handed out is in keeper.db")
+    @Test("SIGTERM during heavy refreshing: exit 0 within 10 s, every rotation handed out is in keeper.db; a restart carries on")
     func sigtermDuringHeavyRefreshing() async throws {
         let world = try await EndToEndWorld(settings: [
             "refresh.max_calls_per_second": "0", "refresh.concurrency": "8",
@@ -248,6 +248,25 @@ struct DaemonTests {
             #expect(keeper[sellerID]?.refreshToken == expected, "seller \(sellerID) lost a rotation")
         }
         #expect(world.simulator.counters.refreshTokenReuses == 0)
+
+        // A new daemon carries on from keeper.db: the rest are refreshed, with
+        // no refresh token sent twice and none lost.
+        let restarted = try world.startDaemon()
+        #expect(
+            await eventually(timeout: .seconds(30)) {
+                ids.allSatisfy { !world.simulator.rotationsHandedOut(for: $0).isEmpty }
+            }, "\(restarted.stderr.text.suffix(2000))")
+        restarted.signal(SIGTERM)
+        let second = await restarted.wait(timeout: .seconds(15))
+        #expect(second.exitCode == 0)
+        world.record(second.stdout + second.stderr)
+        #expect(world.simulator.counters.refreshTokenReuses == 0)
+        #expect(world.simulator.counters.overlappingRefreshes == 0)
+        #expect(try ReaderRow.all(in: world.storage).count == ids.count)
+        let final = try KeeperRow.all(in: world.storage)
+        for sellerID in ids {
+            #expect(final[sellerID]?.refreshToken == world.simulator.currentRefreshToken(for: sellerID)?.exposedValue)
+        }
         world.expectNoSecretsLeaked()
     }
 }
