@@ -24,7 +24,7 @@ public actor RefreshScheduler {
     let store: any AccountStore
     let gateway: any TokenGateway
     let clock: any WallClock
-    let configuration: RefreshSchedulerConfiguration
+    var configuration: RefreshSchedulerConfiguration
     let timer: any WakeupTimer
     let logger: Logger
     let onEvent: @Sendable (SchedulerEvent) -> Void
@@ -180,6 +180,30 @@ public actor RefreshScheduler {
     /// Retries what is held back at once: the next configuration probe (after
     /// SIGHUP re-read the configuration and the secret) and pending store
     /// writes. Refreshing resumes fully as soon as a call succeeds.
+    /// Applies new settings (SIGHUP): policy, concurrency, call rate, tick,
+    /// probe and retry intervals take effect from the next decision. The
+    /// lease owner and the lease duration stay: leases already taken keep
+    /// their meaning. Deadlines already scheduled stay until their next refresh.
+    public func update(configuration newConfiguration: RefreshSchedulerConfiguration) {
+        var applied = newConfiguration
+        applied.leaseOwner = configuration.leaseOwner
+        applied.leaseDuration = configuration.leaseDuration
+        if applied.maxCallsPerSecond != configuration.maxCallsPerSecond {
+            bucket = applied.maxCallsPerSecond.map { TokenBucket(ratePerSecond: $0) }
+        }
+        if applied.tickInterval < configuration.tickInterval, let nextTickAt {
+            self.nextTickAt = min(nextTickAt, clock.now() + applied.tickInterval)
+        }
+        configuration = applied
+        logger.notice(
+            "refresh settings applied",
+            metadata: [
+                "concurrency": "\(applied.concurrency)",
+                "max_calls_per_second": "\(applied.maxCallsPerSecond.map { "\($0)" } ?? "unlimited")",
+            ])
+        pump()
+    }
+
     public func retryHeldBack() {
         let now = clock.now()
         if configurationFailure != nil, !probeInFlight {

@@ -203,11 +203,16 @@ struct DaemonTests {
         #expect(world.simulator.counters.requests <= 2)
 
         try world.writeSecret(world.appSecret.exposedValue)
+        try world.writeConfig(["refresh.concurrency": "2", "refresh.max_calls_per_second": "7"])
         daemon.signal(SIGHUP)
         #expect(
             await eventually(timeout: .seconds(20)) {
                 (try? ReaderRow.all(in: world.storage).count) == ids.count
             }, "\(daemon.stderr.text.suffix(2000))")
+        // The refresh settings were reloaded too.
+        let applied = daemon.stderr.text.split(separator: "\n").filter { $0.contains("refresh settings applied") }
+        #expect(applied.count == 1 && applied.first?.contains("concurrency=2") == true, "\(applied)")
+        #expect(applied.first?.contains("max_calls_per_second=7.0") == true, "\(applied)")
         daemon.signal(SIGTERM)
         let result = await daemon.wait(timeout: .seconds(15))
         #expect(result.exitCode == 0, "\(result.stderr.suffix(2000))")

@@ -97,6 +97,31 @@ struct SchedulingTests {
         try await run.value
     }
 
+    @Test func raisingConcurrencyAtRunTimeStartsMoreCallsAtOnce() async throws {
+        let harness = SchedulerHarness(concurrency: 1)
+        for index in 0..<6 { await harness.addAccount("s\(index)") }
+        await harness.gateway.setDefault(.hold)
+        let run = try await harness.start()
+        await harness.fireIfDue()
+        try await waitUntil("one call is held") { await harness.gateway.heldCount == 1 }
+
+        var raised = harness.configuration
+        raised.concurrency = 3
+        raised.leaseOwner = "someone-else"
+        await harness.scheduler.update(configuration: raised)
+        try await waitUntil("three calls are held") { await harness.gateway.heldCount == 3 }
+        #expect(await harness.scheduler.snapshot().inFlight == 3)
+
+        await harness.gateway.setDefault(.succeed)
+        while await harness.gateway.heldCount > 0 { await harness.gateway.release() }
+        try await waitUntil("all are refreshed") { await harness.scheduler.snapshot().refreshed == 6 }
+        #expect(await harness.gateway.maxInFlight == 3)
+        // The lease owner does not change under a running scheduler.
+        #expect(await harness.store.leaseOwners.allSatisfy { $0 == SchedulerHarness.owner })
+        run.cancel()
+        try await run.value
+    }
+
     @Test func callRateStaysWithinTheLimit() async throws {
         let harness = SchedulerHarness(concurrency: 50, maxCallsPerSecond: 10)
         for index in 0..<40 { await harness.addAccount("s\(index)") }

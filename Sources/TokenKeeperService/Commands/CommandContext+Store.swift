@@ -85,6 +85,17 @@ extension TokenKeeperConfiguration {
             shutdownGracePeriod: .milliseconds(Int64(refresh.shutdownGraceSeconds * 1000)))
     }
 
+    /// The daemon's scheduler settings: those of ``schedulerConfiguration(leaseOwner:)``
+    /// with a tick at least twice per systemd watchdog interval, because
+    /// WATCHDOG=1 goes out from the scheduler's own tick.
+    func schedulerConfiguration(leaseOwner: String, environment: [String: String]) -> RefreshSchedulerConfiguration {
+        var settings = schedulerConfiguration(leaseOwner: leaseOwner)
+        if let watchdog = SystemdNotifier.watchdogInterval(environment: environment) {
+            settings.tickInterval = min(settings.tickInterval, watchdog / 2)
+        }
+        return settings
+    }
+
     var logLevel: Logger.Level {
         Logger.Level(rawValue: log.level) ?? .info
     }

@@ -6,8 +6,11 @@ import TokenKeeperCore
 import UnixSignals
 
 /// SIGHUP: reads the configuration and the app secret again, hands the
-/// gateway its new settings and retries the accounts held back at once.
+/// gateway and the scheduler their new settings and retries the accounts held
+/// back at once. `storage.*` and `log.*` need a restart.
 struct ConfigurationReloader: Service {
+    /// The configuration the daemon started with.
+    let running: TokenKeeperConfiguration
     let configPath: String?
     let environment: [String: String]
     let client: IOPGatewayClient
@@ -41,6 +44,14 @@ struct ConfigurationReloader: Service {
                 logger.notice(
                     "reloaded gateway settings and app secret",
                     metadata: ["app_secret": "\(settings.appSecret.fingerprint)", "app_key": "\(settings.appKey)"])
+                let reloaded = context.configuration
+                await scheduler.update(
+                    configuration: reloaded.schedulerConfiguration(leaseOwner: "unchanged", environment: environment))
+                if reloaded.storage != running.storage || reloaded.log != running.log {
+                    logger.warning(
+                        "storage.* and log.* changes take effect at the next restart",
+                        metadata: ["storage": "\(reloaded.storage.directory)", "log_level": "\(reloaded.log.level)"])
+                }
                 await scheduler.retryHeldBack()
             } catch {
                 logger.error("reload refused; keeping the running configuration", metadata: ["error": "\(error.message)"])

@@ -72,11 +72,8 @@ struct Daemon {
     private func run(store: SQLiteAccountStore, client: IOPGatewayClient) async -> CommandOutcome {
         let configuration = context.configuration
         let notifier = SystemdNotifier(environment: context.environment)
-        var schedulerSettings = configuration.schedulerConfiguration(leaseOwner: leaseOwner)
-        if let watchdog = SystemdNotifier.watchdogInterval(environment: context.environment) {
-            // WATCHDOG=1 goes out from the scheduler's own tick: at least twice per interval.
-            schedulerSettings.tickInterval = min(schedulerSettings.tickInterval, watchdog / 2)
-        }
+        let schedulerSettings = configuration.schedulerConfiguration(
+            leaseOwner: leaseOwner, environment: context.environment)
         let status = DaemonStatus(notifier: notifier, logger: logger)
         status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0
         let observer = self.observer
@@ -88,7 +85,7 @@ struct Daemon {
                 observer(event)
             })
         let reloader = ConfigurationReloader(
-            configPath: configPath, environment: context.environment, client: client, scheduler: scheduler,
+            running: configuration, configPath: configPath, environment: context.environment, client: client, scheduler: scheduler,
             notifier: notifier, logger: logger)
         let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(

@@ -39,7 +39,17 @@ final class EndToEndWorld: @unchecked Sendable {
             "refresh.change_poll_seconds": "1", "log.level": "info",
         ]
         values.merge(settings) { _, new in new }
-        try Self.yaml(values).write(toFile: configPath, atomically: true, encoding: .utf8)
+        configValues = values
+        try writeConfig()
+    }
+
+    /// The configuration file's keys and values.
+    private(set) var configValues: [String: String] = [:]
+
+    /// Rewrites the configuration file with `changes` on top of what it holds.
+    func writeConfig(_ changes: [String: String] = [:]) throws {
+        configValues.merge(changes) { _, new in new }
+        try Self.yaml(configValues).write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
     func writeSecret(_ value: String) throws {

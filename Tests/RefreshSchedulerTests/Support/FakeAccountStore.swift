@@ -13,6 +13,8 @@ actor FakeAccountStore: AccountStore {
     }
 
     private(set) var accounts: [String: Account] = [:]
+    /// Every owner a lease was taken for, in order.
+    private(set) var leaseOwners: [String] = []
     private var sequence: Int64 = 0
     private var changedAt: [String: Int64] = [:]
     /// Operations that throw, and how many more times.
@@ -93,6 +95,7 @@ actor FakeAccountStore: AccountStore {
             return .busy(lease)
         }
         account.lease = Lease(owner: owner, expiresAt: until)
+        leaseOwners.append(owner)
         accounts[sellerID] = account
         touch(sellerID)
         return .acquired(account)
