@@ -128,6 +128,15 @@ struct CommandTests {
     func badInput() async throws {
         let world = try await EndToEndWorld()
         defer { Task { await world.tearDown() } }
+        // Before anything is enrolled: nothing to list, no store conjured up.
+        let emptyList = try await world.run(["list", "--json"])
+        #expect(emptyList.exitCode == 0 && emptyList.stdout == "[]\n", "\(emptyList)")
+        let noStore = try await world.run(["token", "1001"])
+        #expect(noStore.exitCode == 1)
+        #expect(noStore.stderr.contains("no tokenkeeper store"), "\(noStore.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: world.storage))
+        let (_, jsonl) = try world.seedSellers(1, accessTokenLifetime: .seconds(3600))
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
         for command in [["token", "nobody"], ["disable", "nobody"], ["remove", "nobody"], ["refresh", "nobody"]] {
             let result = try await world.run(command)
             #expect(result.exitCode == 1, "\(command): \(result)")

@@ -7,12 +7,25 @@ import Synchronization
 import TokenKeeperCore
 
 extension CommandContext {
-    /// Opens the account store in `storage.directory` (creating it if needed),
-    /// runs `body` and closes the store whatever happens.
+    /// Whether `storage.directory` holds a store (keeper.db) yet.
+    var storeExists: Bool {
+        FileManager.default.fileExists(atPath: configuration.storage.directory + "/keeper.db")
+    }
+
+    /// Opens the account store in `storage.directory`, runs `body` and closes
+    /// the store whatever happens. Commands that enroll create the store;
+    /// the others (`creating: false`) refuse to conjure an empty one out of a
+    /// mistyped `storage.directory`.
     func withStore<T>(
-        logger: Logger = Logger(label: "tokenkeeper.store"),
+        creating: Bool = false, logger: Logger = Logger(label: "tokenkeeper.store"),
         _ body: (SQLiteAccountStore) async throws(CommandFailure) -> T
     ) async throws(CommandFailure) -> T {
+        guard creating || storeExists else {
+            throw CommandFailure(
+                .failure,
+                "there is no tokenkeeper store in \(configuration.storage.directory) (storage.directory): enroll a "
+                    + "seller with 'tokenkeeper add' or 'tokenkeeper import', or check storage.directory")
+        }
         let store = try await openStore(logger: logger)
         do {
             let result = try await body(store)

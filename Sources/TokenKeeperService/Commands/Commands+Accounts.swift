@@ -45,7 +45,7 @@ extension Commands {
         }
         var random = SystemRandomNumberGenerator()
         let nextRefresh = context.configuration.refreshPolicy.nextRefresh(after: grant, using: &random)
-        return try await context.withStore { store throws(CommandFailure) in
+        return try await context.withStore(creating: true) { store throws(CommandFailure) in
             try await storeCall("storing seller \(grant.sellerID)") {
                 try await store.enroll(grant: grant, nextRefreshAt: nextRefresh, now: SystemWallClock().now())
             }
@@ -106,7 +106,7 @@ extension Commands {
         let records = sellers.map { entry in
             ImportRecord(entry.seller, nextRefreshAt: firstRefresh(of: entry.seller, policy: policy, now: now, random: &random))
         }
-        let summary = try await context.withStore { store throws(CommandFailure) in
+        let summary = try await context.withStore(creating: true) { store throws(CommandFailure) in
             try await storeCall("importing") { try await store.importAccounts(records, now: now) }
         }
         for refused in summary.refused {
@@ -145,7 +145,7 @@ extension Commands {
             let accessToken: Secret?
             let expireTime: Timestamp?
             var lastError: String?
-            if access(directory, W_OK) == 0 || access(directory, F_OK) != 0 {
+            if access(directory, W_OK) == 0 || !FileManager.default.fileExists(atPath: directory + "/tokens.db") {
                 let account = try await context.withStore { store throws(CommandFailure) in
                     try await storeCall("reading seller \(sellerID)") { try await store.account(sellerID: sellerID) }
                 }
