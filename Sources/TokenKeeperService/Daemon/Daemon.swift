@@ -82,11 +82,15 @@ struct Daemon {
             logger: Logger(label: "tokenkeeper.scheduler"),
             onEvent: { event in
                 status.handle(event)
+                if case .tick = event, status.recountIsDue() {
+                    // Re-authorizations by the CLI (`add --code`) lower the count too.
+                    Task { status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0 }
+                }
                 observer(event)
             })
         let reloader = ConfigurationReloader(
-            running: configuration, configPath: configPath, environment: context.environment, client: client, scheduler: scheduler,
-            notifier: notifier, logger: logger)
+            running: configuration, configPath: configPath, environment: context.environment, client: client,
+            scheduler: scheduler, notifier: notifier, logger: logger)
         let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(
                 service: SchedulerService(scheduler: scheduler, notifier: notifier),

@@ -9,7 +9,11 @@ final class DaemonStatus: Sendable {
     private struct State {
         var reauthRequired = 0
         var degraded: String?
+        var lastRecount = ContinuousClock.now
     }
+    /// How often the count of sellers needing re-authorization is read again
+    /// from the store (one indexed GROUP BY; the events keep it current between).
+    static let recountInterval: Duration = .seconds(60)
     private let state = Mutex(State())
     let notifier: SystemdNotifier
     let logger: Logger
@@ -22,6 +26,16 @@ final class DaemonStatus: Sendable {
     var reauthRequired: Int {
         get { state.withLock { $0.reauthRequired } }
         set { state.withLock { $0.reauthRequired = newValue } }
+    }
+
+    /// True once per ``recountInterval``.
+    func recountIsDue() -> Bool {
+        state.withLock { state in
+            let now = ContinuousClock.now
+            guard now - state.lastRecount >= Self.recountInterval else { return false }
+            state.lastRecount = now
+            return true
+        }
     }
 
     func handle(_ event: SchedulerEvent) {
