@@ -238,7 +238,7 @@ struct DaemonTests {
         }
         defer { Task { await world.tearDown() } }
         let (ids, jsonl) = try world.seedSellers(400, accessTokenLifetime: .seconds(600), withAccessToken: false)
-        let seeded = try KeeperRowsBeforeStart(world: world, jsonl: jsonl)
+        let seeded = try KeeperRowsBeforeStart(jsonl: jsonl)
         #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
 
         let daemon = try world.startDaemon()
@@ -287,7 +287,7 @@ struct DaemonTests {
 struct KeeperRowsBeforeStart {
     var refreshTokens: [String: String] = [:]
 
-    init(world: EndToEndWorld, jsonl: String) throws {
+    init(jsonl: String) throws {
         for line in jsonl.split(separator: "\n") {
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
             if let seller = object["seller_id"] as? String, let token = object["refresh_token"] as? String {
