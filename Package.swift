@@ -98,6 +98,15 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Test doubles shared by the test targets: a manual wall clock, a log recorder.
+        .target(
+            name: "TokenKeeperTesting",
+            dependencies: [
+                "TokenKeeperCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "tokenkeeper",
             dependencies: [
@@ -126,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "IOPGatewayTests",
             dependencies: [
-                "IOPGateway", "TokenKeeperCore", "IOPSimulator",
+                "IOPGateway", "TokenKeeperCore", "IOPSimulator", "TokenKeeperTesting",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -139,7 +148,7 @@ let package = Package(
         .testTarget(
             name: "RefreshSchedulerTests",
             dependencies: [
-                "RefreshScheduler", "TokenKeeperCore",
+                "RefreshScheduler", "TokenKeeperCore", "TokenKeeperTesting",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -147,7 +156,7 @@ let package = Package(
         .testTarget(
             name: "IOPSimulatorTests",
             dependencies: [
-                "IOPSimulator", "IOPGateway", "TokenKeeperCore",
+                "IOPSimulator", "IOPGateway", "TokenKeeperCore", "TokenKeeperTesting",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -158,7 +167,7 @@ let package = Package(
         .testTarget(
             name: "TokenKeeperServiceTests",
             dependencies: [
-                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator",
+                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "SQLiteStore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import Testing
 import TokenKeeperCore
+import TokenKeeperTesting
 
 @testable import IOPGateway
 
@@ -28,7 +29,7 @@ import TokenKeeperCore
     @Test(.timeLimit(.minutes(1)))
     func classifiesARefusedConnectionAsTransient() async throws {
         let closed = try LoopbackSocket(listening: false)
-        let log = CapturedLog()
+        let log = LogRecorder()
         let client = IOPGatewayClient(
             configuration: configuration(port: closed.port), clock: ManualWallClock(Fixture.receivedAt),
             logger: log.logger())
@@ -39,7 +40,7 @@ import TokenKeeperCore
         #expect(failure?.code == IOPFailureCode.connectionFailed)
         #expect(failure?.failureClass == .transient)
         #expect(failure?.httpStatus == nil)
-        let lines = log.all
+        let lines = log.rendered
         #expect(lines.contains { $0.contains("ConnectionFailed") && $0.contains("iop.api=refresh") })
         #expect(lines.contains { $0.contains(Secret(Fixture.refreshToken).fingerprint) })
         let leaking = lines.filter { $0.contains(Fixture.refreshToken) || $0.contains("helloworld-secret") }
@@ -53,7 +54,7 @@ import TokenKeeperCore
         defer { silent.close() }
         let client = IOPGatewayClient(
             configuration: configuration(port: silent.port, requestTimeout: .milliseconds(300)),
-            logger: CapturedLog().logger())
+            logger: LogRecorder().logger())
         let started = ContinuousClock.now
         let failure = await expectFailure { () async throws(GatewayFailure) in
             try await client.createToken(code: "3_500102_abc")
@@ -66,7 +67,7 @@ import TokenKeeperCore
     }
 
     @Test func refusesAnEmptyRefreshTokenWithoutCallingTheGateway() async throws {
-        let client = IOPGatewayClient(configuration: configuration(port: 9), logger: CapturedLog().logger())
+        let client = IOPGatewayClient(configuration: configuration(port: 9), logger: LogRecorder().logger())
         let failure = await expectFailure { () async throws(GatewayFailure) in
             try await client.refresh(refreshToken: Secret(""))
         }
@@ -78,7 +79,7 @@ import TokenKeeperCore
     @Test func reportsAnUnusableConfigurationWithoutCallingTheGateway() async throws {
         var broken = configuration(port: 9)
         broken.baseURL = "gopher://example.com/rest"
-        let client = IOPGatewayClient(configuration: broken, logger: CapturedLog().logger())
+        let client = IOPGatewayClient(configuration: broken, logger: LogRecorder().logger())
         let failure = await expectFailure { () async throws(GatewayFailure) in
             try await client.createToken(code: "c")
         }
@@ -88,7 +89,7 @@ import TokenKeeperCore
     }
 
     @Test func usesAnUpdatedConfigurationForLaterCalls() async throws {
-        let client = IOPGatewayClient(configuration: configuration(port: 9), logger: CapturedLog().logger())
+        let client = IOPGatewayClient(configuration: configuration(port: 9), logger: LogRecorder().logger())
         var rotated = client.configuration
         rotated.appSecret = Secret("new-secret")
         rotated.baseURL = "ftp://nowhere"
@@ -102,7 +103,7 @@ import TokenKeeperCore
     }
 
     @Test func failsCallsAfterShutdownAsCancelled() async throws {
-        let client = IOPGatewayClient(configuration: configuration(port: 9), logger: CapturedLog().logger())
+        let client = IOPGatewayClient(configuration: configuration(port: 9), logger: LogRecorder().logger())
         await client.shutdown()
         let failure = await expectFailure { () async throws(GatewayFailure) in
             try await client.createToken(code: "c")

@@ -1,51 +1,9 @@
 import Logging
 import Synchronization
 import TokenKeeperCore
+import TokenKeeperTesting
 
 @testable import IOPGateway
-
-/// A clock that says what the test tells it.
-final class ManualWallClock: WallClock {
-    private let current: Mutex<Timestamp>
-
-    init(_ start: Timestamp) { current = Mutex(start) }
-
-    func now() -> Timestamp { current.withLock { $0 } }
-
-    func advance(by duration: Duration) { current.withLock { $0 = $0 + duration } }
-}
-
-/// Keeps every log line, rendered with its metadata, for assertions.
-final class CapturedLog: Sendable {
-    private let lines = Mutex<[String]>([])
-
-    var all: [String] { lines.withLock { $0 } }
-
-    func append(_ line: String) { lines.withLock { $0.append(line) } }
-
-    func logger(label: String = "test") -> Logger {
-        var logger = Logger(label: label) { _ in CapturingLogHandler(log: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-}
-
-struct CapturingLogHandler: LogHandler {
-    let log: CapturedLog
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
-        let rendered = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        log.append("\(event.level) \(event.message) \(rendered)")
-    }
-}
 
 /// Test fixtures. The tokens are fake but shaped like the gateway's.
 enum Fixture {

@@ -1,6 +1,7 @@
 import IOPSimulator
 import Testing
 import TokenKeeperCore
+import TokenKeeperTesting
 
 @Suite("/auth/token/create")
 struct AuthorizationCodeTests {

@@ -3,6 +3,7 @@ import Logging
 import IOPSimulator
 import Testing
 import TokenKeeperCore
+import TokenKeeperTesting
 
 /// The real client against the simulator: the two were written apart from
 /// each other and must agree on the wire.

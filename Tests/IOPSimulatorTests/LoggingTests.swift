@@ -1,43 +1,17 @@
 import IOPSimulator
 import Logging
-import Synchronization
 import Testing
 import TokenKeeperCore
-
-/// Collects every log line with its metadata, for asserting on what was logged.
-struct CapturingLogHandler: LogHandler {
-    final class Store: Sendable {
-        let lines = Mutex<[String]>([])
-    }
-
-    let store: Store
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    init(store: Store) {
-        self.store = store
-    }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
-        let line = "\(event.level) \(event.message) \(merged)"
-        store.lines.withLock { $0.append(line) }
-    }
-}
+import TokenKeeperTesting
 
 @Suite("Logging")
 struct LoggingTests {
     @Test func tokensNeverAppearInTheSimulatorsLogs() async throws {
-        let store = CapturingLogHandler.Store()
+        let recorder = LogRecorder()
         let clock = ManualWallClock()
         var configuration = SimulatorConfiguration(
             behavior: GatewayBehavior(apps: [SimulatorHarness.appKey: Secret(SimulatorHarness.secret)]),
-            clock: clock, logger: Logger(label: "test", factory: { _ in CapturingLogHandler(store: store) }))
+            clock: clock, logger: recorder.logger())
         configuration.logger.logLevel = .trace
         let simulator = IOPSimulator(configuration: configuration)
         let address = try await simulator.start()
@@ -53,7 +27,7 @@ struct LoggingTests {
         _ = try await gateway.refresh(try #require(refreshed.refreshToken))
         await simulator.shutdown()
 
-        let lines = store.lines.withLock { $0 }
+        let lines = recorder.rendered
         #expect(lines.count >= 4)
         #expect(lines.contains { $0.contains("rotated refresh token used again") })
         let secrets = [created.accessToken, created.refreshToken, refreshed.accessToken, refreshed.refreshToken]

@@ -1,7 +1,9 @@
 import Logging
-@testable import RefreshScheduler
 import Testing
 import TokenKeeperCore
+import TokenKeeperTesting
+
+@testable import RefreshScheduler
 
 @Suite(.timeLimit(.minutes(1)))
 struct DegradedTests {

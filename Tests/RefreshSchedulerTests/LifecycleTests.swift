@@ -1,8 +1,10 @@
 import Logging
-@testable import RefreshScheduler
 import Synchronization
 import Testing
 import TokenKeeperCore
+import TokenKeeperTesting
+
+@testable import RefreshScheduler
 
 @Suite(.timeLimit(.minutes(1)))
 struct LifecycleTests {

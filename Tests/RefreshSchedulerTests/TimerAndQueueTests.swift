@@ -2,6 +2,7 @@ import Dispatch
 @testable import RefreshScheduler
 import Synchronization
 import Testing
+import TokenKeeperTesting
 import TokenKeeperCore
 
 @Suite(.timeLimit(.minutes(1)))
@@ -47,7 +48,7 @@ struct DeadlineQueueTests {
 struct TokenBucketTests {
     @Test func callsAreSpacedByTheRate() {
         var bucket = TokenBucket(ratePerSecond: 4)
-        let start = ManualClock.start
+        let start = ManualWallClock.start
         let first = bucket.tryTake(start)
         let second = bucket.tryTake(start)
         let next = bucket.nextAvailable(start)
@@ -59,7 +60,7 @@ struct TokenBucketTests {
 
     @Test func clockSetBackwardsDoesNotStallCalls() {
         var bucket = TokenBucket(ratePerSecond: 10)
-        let start = ManualClock.start
+        let start = ManualWallClock.start
         let first = bucket.tryTake(start)
         let earlier = start - .seconds(3600)
         let atJump = bucket.tryTake(earlier)
@@ -103,7 +104,7 @@ struct DispatchWakeupTimerTests {
     }
 
     @Test func sleepsForTheWallClockDistanceButNeverLongerThanTheCap() {
-        let clock = ManualClock()
+        let clock = ManualWallClock()
         let timer = DispatchWakeupTimer(clock: clock, maximumSleep: .seconds(5))
         #expect(timer.sleep(until: clock.now() + .milliseconds(2_500)) == .milliseconds(2_500))
         #expect(timer.sleep(until: clock.now() + .seconds(3600)) == .milliseconds(5_000))

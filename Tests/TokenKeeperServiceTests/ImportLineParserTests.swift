@@ -1,3 +1,4 @@
+import SQLiteStore
 import Testing
 import TokenKeeperCore
 @testable import TokenKeeperService

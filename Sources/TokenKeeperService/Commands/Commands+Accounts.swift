@@ -55,7 +55,7 @@ extension Commands {
     /// `tokenkeeper import --seller-id … --refresh-token …`: one seller from options.
     public static func importOne(_ request: ImportRequest, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
-            let seller = ImportedSeller(
+            let seller = ImportRecord(
                 sellerID: request.sellerID, refreshToken: Secret(request.refreshToken),
                 accessToken: request.accessToken.map(Secret.init),
                 expireTime: request.expireTime.map(Timestamp.init(millisecondsSince1970:)),
@@ -77,7 +77,7 @@ extension Commands {
             } catch {
                 throw CommandFailure(.usage, "cannot read import file \(path): \(error.localizedDescription)")
             }
-            var sellers: [(line: Int, seller: ImportedSeller)] = []
+            var sellers: [(line: Int, seller: ImportRecord)] = []
             var lineErrors: [ImportLineError] = []
             var number = 0
             for line in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
@@ -96,7 +96,7 @@ extension Commands {
 
     /// Stores parsed sellers and reports what was refused, by line.
     private static func importSellers(
-        _ sellers: [(line: Int, seller: ImportedSeller)], lineErrors: [ImportLineError], context: CommandContext,
+        _ sellers: [(line: Int, seller: ImportRecord)], lineErrors: [ImportLineError], context: CommandContext,
         describe: (Int) -> String
     ) async throws(CommandFailure) -> CommandOutcome {
         for error in lineErrors { Console.error("refused \(error)") }
@@ -104,7 +104,9 @@ extension Commands {
         let policy = context.configuration.refreshPolicy
         var random = SystemRandomNumberGenerator()
         let records = sellers.map { entry in
-            ImportRecord(entry.seller, nextRefreshAt: firstRefresh(of: entry.seller, policy: policy, now: now, random: &random))
+            var record = entry.seller
+            record.nextRefreshAt = firstRefresh(of: record, policy: policy, now: now, random: &random)
+            return record
         }
         let summary = try await context.withStore(creating: true) { store throws(CommandFailure) in
             try await storeCall("importing") { try await store.importAccounts(records, now: now) }
@@ -122,7 +124,7 @@ extension Commands {
     /// When an imported seller is first refreshed: at once without a usable
     /// access token, else as the policy says for the token in hand.
     static func firstRefresh(
-        of seller: ImportedSeller, policy: RefreshPolicy, now: Timestamp, random: inout some RandomNumberGenerator
+        of seller: ImportRecord, policy: RefreshPolicy, now: Timestamp, random: inout some RandomNumberGenerator
     ) -> Timestamp? {
         guard seller.accessToken != nil, let expireTime = seller.expireTime, expireTime > now else { return nil }
         let account = Account(
@@ -228,14 +230,5 @@ extension Commands {
             Console.out("\(sellerID) removed")
             return .success
         }
-    }
-}
-
-extension ImportRecord {
-    init(_ seller: ImportedSeller, nextRefreshAt: Timestamp?) {
-        self.init(
-            sellerID: seller.sellerID, refreshToken: seller.refreshToken, accessToken: seller.accessToken,
-            expireTime: seller.expireTime, refreshTokenValidTime: seller.refreshTokenValidTime,
-            profile: seller.profile, nextRefreshAt: nextRefreshAt)
     }
 }

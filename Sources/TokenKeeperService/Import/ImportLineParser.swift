@@ -1,27 +1,6 @@
 import Foundation
-public import TokenKeeperCore
-
-/// One seller to import, as read from a JSON Lines file or the command line.
-public struct ImportedSeller: Sendable, Equatable {
-    public var sellerID: String
-    public var refreshToken: Secret
-    public var accessToken: Secret?
-    public var expireTime: Timestamp?
-    public var refreshTokenValidTime: Timestamp?
-    public var profile: SellerProfile
-
-    public init(
-        sellerID: String, refreshToken: Secret, accessToken: Secret? = nil, expireTime: Timestamp? = nil,
-        refreshTokenValidTime: Timestamp? = nil, profile: SellerProfile = SellerProfile()
-    ) {
-        self.sellerID = sellerID
-        self.refreshToken = refreshToken
-        self.accessToken = accessToken
-        self.expireTime = expireTime
-        self.refreshTokenValidTime = refreshTokenValidTime
-        self.profile = profile
-    }
-}
+public import SQLiteStore
+import TokenKeeperCore
 
 /// Why an import line was refused. Never quotes a token.
 public struct ImportLineError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -40,7 +19,7 @@ public enum ImportLineParser {
     static let earliestPlausibleMilliseconds: Int64 = 1_000_000_000_000
 
     /// Parses one line. Blank lines and lines starting with `#` give nil.
-    public static func parse(_ line: Substring, number: Int) throws(ImportLineError) -> ImportedSeller? {
+    public static func parse(_ line: Substring, number: Int) throws(ImportLineError) -> ImportRecord? {
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty || trimmed.hasPrefix("#") { return nil }
         func refuse(_ problem: String) -> ImportLineError { ImportLineError(line: number, problem: problem) }
@@ -90,7 +69,7 @@ public enum ImportLineParser {
         if accessToken != nil && expireTime == nil {
             throw refuse("access_token is given without expire_time")
         }
-        return ImportedSeller(
+        return ImportRecord(
             sellerID: sellerID, refreshToken: Secret(refreshToken), accessToken: accessToken.map(Secret.init),
             expireTime: accessToken == nil ? nil : expireTime,
             refreshTokenValidTime: try milliseconds("refresh_token_valid_time"),

@@ -5,6 +5,7 @@ import IOPSimulator
 import NIOCore
 import NIOHTTP1
 import TokenKeeperCore
+import TokenKeeperTesting
 
 /// An answer as it came over the wire.
 ///

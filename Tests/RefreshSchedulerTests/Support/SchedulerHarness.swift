@@ -1,12 +1,13 @@
 import Logging
 @testable import RefreshScheduler
 import Testing
+import TokenKeeperTesting
 import TokenKeeperCore
 
 /// A scheduler wired to fakes, a manual clock and a manual timer, with the
 /// moves a test needs: start it, let time pass, wait for conditions.
 struct SchedulerHarness {
-    let clock: ManualClock
+    let clock: ManualWallClock
     let timer: ManualWakeupTimer
     let store: FakeAccountStore
     let gateway: FakeTokenGateway
@@ -22,7 +23,7 @@ struct SchedulerHarness {
         policy: RefreshPolicy = RefreshPolicy(), probeInterval: Duration = .seconds(60),
         shutdownGracePeriod: Duration = .seconds(8), seed: UInt64 = 42
     ) {
-        clock = ManualClock()
+        clock = ManualWallClock()
         timer = ManualWakeupTimer()
         store = FakeAccountStore()
         gateway = FakeTokenGateway(clock: clock, store: store)
