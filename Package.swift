@@ -129,7 +129,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TokenKeeperCoreTests",
-            dependencies: ["TokenKeeperCore"],
+            dependencies: ["TokenKeeperCore", "TokenKeeperTesting"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,18 +1,6 @@
 import Testing
 import TokenKeeperCore
-
-/// SplitMix64: reproducible jitter.
-private struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import TokenKeeperTesting
 
 /// Always the smallest value: no jitter at all.
 private struct ZeroRandom: RandomNumberGenerator {
@@ -36,14 +24,14 @@ private func grant(
 struct RefreshPolicyNextRefreshTests {
     @Test func refreshesWhenTheRemainingFractionIsLeft() {
         let policy = RefreshPolicy(remainingFraction: 0.2, jitterFraction: 0)
-        var random = SeededRandom(state: 1)
+        var random = SeededRandom(seed: 1)
         let due = policy.nextRefresh(after: grant(lifetime: .seconds(1000)), using: &random)
         #expect(due == start + .seconds(800))
     }
 
     @Test func jitterMakesItEarlierByAtMostTheJitterFraction() {
         let policy = RefreshPolicy(remainingFraction: 0.2, jitterFraction: 0.05)
-        var random = SeededRandom(state: 7)
+        var random = SeededRandom(seed: 7)
         let dues = (0..<1000).map { _ in policy.nextRefresh(after: grant(lifetime: .seconds(1000)), using: &random) }
         #expect(dues.allSatisfy { $0 >= start + .seconds(750) && $0 <= start + .seconds(800) })
         // Spread, not all at one end.
@@ -53,7 +41,7 @@ struct RefreshPolicyNextRefreshTests {
 
     @Test func lastRefreshHappensShortlyBeforeTheRefreshTokenRunsOut() {
         let policy = RefreshPolicy(jitterFraction: 0.05, finalRefreshMargin: .seconds(300))
-        var random = SeededRandom(state: 3)
+        var random = SeededRandom(seed: 3)
         for _ in 0..<200 {
             // A day-long access token, but the refresh token has ten hours left.
             let due = policy.nextRefresh(
@@ -67,7 +55,7 @@ struct RefreshPolicyNextRefreshTests {
         // A refresh does not extend the refresh token: follow the grants the
         // gateway would hand out and count the calls in the last hour.
         let policy = RefreshPolicy(finalRefreshMargin: .seconds(300))
-        var random = SeededRandom(state: 11)
+        var random = SeededRandom(seed: 11)
         let validUntil = start + .seconds(36_000)
         var now = start
         var refreshes: [Timestamp] = []
@@ -187,7 +175,7 @@ struct RefreshPolicyActionTests {
 struct RefreshPolicyRetryTests {
     @Test func firstRetryWaitsUpToTheInitialDelay() {
         let policy = RefreshPolicy(retryInitial: .seconds(5), retryMax: .seconds(300))
-        var random = SeededRandom(state: 5)
+        var random = SeededRandom(seed: 5)
         for _ in 0..<500 {
             let delay = policy.retryDelay(failedAttempts: 1, now: start, expireTime: nil, using: &random)
             #expect(delay >= .milliseconds(500) && delay <= .seconds(5))
@@ -196,7 +184,7 @@ struct RefreshPolicyRetryTests {
 
     @Test func delaysGrowAndStopAtTheMaximum() {
         let policy = RefreshPolicy(retryInitial: .seconds(5), retryMax: .seconds(300))
-        var random = SeededRandom(state: 9)
+        var random = SeededRandom(seed: 9)
         for attempts in [4, 7, 10, 60, 1000, Int.max] {
             let delay = policy.retryDelay(failedAttempts: attempts, now: start, expireTime: nil, using: &random)
             #expect(delay <= .seconds(300))
@@ -209,7 +197,7 @@ struct RefreshPolicyRetryTests {
 
     @Test func delayIsAtMostAQuarterOfTheAccessTokensRemainingLife() {
         let policy = RefreshPolicy(retryInitial: .seconds(5), retryMax: .seconds(300))
-        var random = SeededRandom(state: 13)
+        var random = SeededRandom(seed: 13)
         for _ in 0..<200 {
             let delay = policy.retryDelay(
                 failedAttempts: 20, now: start, expireTime: start + .seconds(100), using: &random)
@@ -222,7 +210,7 @@ struct RefreshPolicyRetryTests {
 
     @Test func expiredTokenDoesNotShortenTheDelay() {
         let policy = RefreshPolicy(retryInitial: .seconds(5), retryMax: .seconds(300))
-        var random = SeededRandom(state: 17)
+        var random = SeededRandom(seed: 17)
         let delays = (0..<200).map { _ in
             policy.retryDelay(failedAttempts: 20, now: start, expireTime: start - .seconds(10), using: &random)
         }
