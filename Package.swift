@@ -142,7 +142,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SQLiteStoreTests",
-            dependencies: ["SQLiteStore", "TokenKeeperCore", "CSQLite"],
+            dependencies: ["SQLiteStore", "TokenKeeperCore", "CSQLite", "TokenKeeperTesting"],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -167,7 +167,7 @@ let package = Package(
         .testTarget(
             name: "TokenKeeperServiceTests",
             dependencies: [
-                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "SQLiteStore",
+                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "SQLiteStore", "TokenKeeperTesting",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

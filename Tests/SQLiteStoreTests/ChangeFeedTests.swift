@@ -1,5 +1,6 @@
 import Testing
 import TokenKeeperCore
+import TokenKeeperTesting
 
 @testable import SQLiteStore
 

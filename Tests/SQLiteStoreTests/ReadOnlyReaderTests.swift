@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TokenKeeperCore
+import TokenKeeperTesting
 
 @testable import SQLiteStore
 

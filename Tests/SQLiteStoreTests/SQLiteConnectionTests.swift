@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import Testing
+import TokenKeeperTesting
 
 @testable import SQLiteStore
 

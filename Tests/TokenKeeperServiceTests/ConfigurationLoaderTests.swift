@@ -1,30 +1,12 @@
 import Foundation
 import Testing
 import TokenKeeperCore
+import TokenKeeperTesting
 @testable import TokenKeeperService
-
-/// A scratch directory removed when the test ends.
-final class ScratchDirectory {
-    let path: String
-
-    init() {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("tk-config-\(UUID().uuidString)").path
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    @discardableResult
-    func write(_ name: String, _ text: String, mode: Int = 0o600) -> String {
-        let file = path + "/" + name
-        _ = FileManager.default.createFile(atPath: file, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
-        return file
-    }
-}
 
 @Suite struct ConfigurationLoaderTests {
     @Test func readsEveryKeyFromTheYAMLFile() throws {
-        let scratch = ScratchDirectory()
+        let scratch = try ScratchDirectory()
         let file = scratch.write(
             "config.yaml",
             """
@@ -58,7 +40,7 @@ final class ScratchDirectory {
     }
 
     @Test func environmentVariablesOverrideTheFileKeyByKey() throws {
-        let scratch = ScratchDirectory()
+        let scratch = try ScratchDirectory()
         let file = scratch.write("config.yaml", "gateway:\n  url: http://a.example/rest\napp:\n  key: fromfile\n")
         let configuration = try ConfigurationLoader(environment: [
             "TOKENKEEPER_GATEWAY_URL": "http://b.example/rest",
@@ -70,14 +52,14 @@ final class ScratchDirectory {
     }
 
     @Test func configFileComesFromTheEnvironmentWhenNoOptionIsGiven() throws {
-        let scratch = ScratchDirectory()
+        let scratch = try ScratchDirectory()
         let file = scratch.write("c.yaml", "app:\n  key: viaenv\n")
         let configuration = try ConfigurationLoader(environment: ["TOKENKEEPER_CONFIG": file]).load()
         #expect(configuration.app.key == "viaenv")
     }
 
-    @Test func unknownKeyIsRefusedWithASuggestion() {
-        let scratch = ScratchDirectory()
+    @Test func unknownKeyIsRefusedWithASuggestion() throws {
+        let scratch = try ScratchDirectory()
         let file = scratch.write("config.yaml", "refresh:\n  concurency: 3\n")
         let error = #expect(throws: ConfigurationError.self) {
             try ConfigurationLoader(environment: [:]).load(explicitPath: file)
@@ -86,8 +68,8 @@ final class ScratchDirectory {
         #expect(error?.description.contains("did you mean refresh.concurrency?") == true)
     }
 
-    @Test func valueOfTheWrongTypeNamesTheKeyAndItsSource() {
-        let scratch = ScratchDirectory()
+    @Test func valueOfTheWrongTypeNamesTheKeyAndItsSource() throws {
+        let scratch = try ScratchDirectory()
         let file = scratch.write("config.yaml", "refresh:\n  concurrency: many\n")
         let fromFile = #expect(throws: ConfigurationError.self) {
             try ConfigurationLoader(environment: [:]).load(explicitPath: file)
@@ -100,7 +82,7 @@ final class ScratchDirectory {
         }
         #expect(fromEnvironment?.key.hasSuffix(".yaml") == true, "an explicit missing file is reported first")
 
-        let scratch2 = ScratchDirectory()
+        let scratch2 = try ScratchDirectory()
         let empty = scratch2.write("empty.yaml", "")
         let viaEnvironment = #expect(throws: ConfigurationError.self) {
             try ConfigurationLoader(environment: ["TOKENKEEPER_GATEWAY_TIMEOUT_SECONDS": "soon"]).load(explicitPath: empty)
@@ -108,7 +90,7 @@ final class ScratchDirectory {
         #expect(viaEnvironment?.key == "gateway.timeout_seconds (from TOKENKEEPER_GATEWAY_TIMEOUT_SECONDS)")
     }
 
-    @Test func outOfRangeValuesAreRefusedByKey() {
+    @Test func outOfRangeValuesAreRefusedByKey() throws {
         let cases: [(String, String)] = [
             ("refresh:\n  remaining_fraction: 1.5\n", "refresh.remaining_fraction"),
             ("refresh:\n  jitter_fraction: 0.3\n", "refresh.jitter_fraction"),
@@ -120,7 +102,7 @@ final class ScratchDirectory {
             ("log:\n  level: loud\n", "log.level"),
         ]
         for (yaml, key) in cases {
-            let scratch = ScratchDirectory()
+            let scratch = try ScratchDirectory()
             let file = scratch.write("config.yaml", yaml)
             let error = #expect(throws: ConfigurationError.self) {
                 try ConfigurationLoader(environment: [:]).load(explicitPath: file)
@@ -129,8 +111,8 @@ final class ScratchDirectory {
         }
     }
 
-    @Test func missingExplicitFileAndBrokenYAMLAreNamed() {
-        let scratch = ScratchDirectory()
+    @Test func missingExplicitFileAndBrokenYAMLAreNamed() throws {
+        let scratch = try ScratchDirectory()
         let missing = #expect(throws: ConfigurationError.self) {
             try ConfigurationLoader(environment: [:]).load(explicitPath: scratch.path + "/nope.yaml")
         }
@@ -159,7 +141,7 @@ final class ScratchDirectory {
 
 @Suite struct AppSecretLoaderTests {
     @Test func secretFileMustNotBeReadableByOthers() throws {
-        let scratch = ScratchDirectory()
+        let scratch = try ScratchDirectory()
         let path = scratch.write("app_secret", "s3cr3t-value\n", mode: 0o644)
         var configuration = TokenKeeperConfiguration()
         configuration.app.secretFile = path
@@ -177,7 +159,7 @@ final class ScratchDirectory {
     }
 
     @Test func systemdCredentialComesFirstThenFileThenEnvironment() throws {
-        let scratch = ScratchDirectory()
+        let scratch = try ScratchDirectory()
         scratch.write("app_secret", "from-credential")
         let file = scratch.write("file_secret", "from-file")
         var configuration = TokenKeeperConfiguration()
@@ -196,8 +178,8 @@ final class ScratchDirectory {
         #expect(error?.description.contains("LoadCredential") == true)
     }
 
-    @Test func emptySecretFileIsRefused() {
-        let scratch = ScratchDirectory()
+    @Test func emptySecretFileIsRefused() throws {
+        let scratch = try ScratchDirectory()
         var configuration = TokenKeeperConfiguration()
         configuration.app.secretFile = scratch.write("app_secret", "\n")
         #expect(throws: ConfigurationError.self) { try AppSecretLoader(environment: [:]).load(for: configuration) }

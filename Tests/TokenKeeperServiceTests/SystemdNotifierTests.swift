@@ -1,12 +1,13 @@
 import Foundation
 import IOPSimulator
 import Testing
+import TokenKeeperTesting
 
 @testable import TokenKeeperService
 
 @Suite struct SystemdNotifierTests {
     @Test func sendsEachMessageAsOneDatagramWithNewlinesFlattened() throws {
-        let scratch = ScratchDirectory()
+        let scratch = try ScratchDirectory()
         let socket = try NotifySocket(path: scratch.path + "/notify.sock")
         let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.path])
         #expect(notifier.isEnabled)
@@ -26,7 +27,7 @@ import Testing
     /// must cost a lost datagram, never a blocked daemon.
     @Test(.timeLimit(.minutes(1)))
     func aReceiverThatStoppedReadingNeverBlocksTheSender() throws {
-        let scratch = ScratchDirectory()
+        let scratch = try ScratchDirectory()
         let socket = try NotifySocket(path: scratch.path + "/notify.sock")
         let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.path])
         var delivered = 0

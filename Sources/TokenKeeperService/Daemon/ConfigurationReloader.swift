@@ -11,6 +11,8 @@ import UnixSignals
 struct ConfigurationReloader: Service {
     /// The configuration the daemon started with.
     let running: TokenKeeperConfiguration
+    /// The scheduler's lease owner, which a reload keeps.
+    let leaseOwner: String
     let configPath: String?
     let environment: [String: String]
     let client: IOPGatewayClient
@@ -46,7 +48,7 @@ struct ConfigurationReloader: Service {
                     metadata: ["app_secret": "\(settings.appSecret.fingerprint)", "app_key": "\(settings.appKey)"])
                 let reloaded = context.configuration
                 await scheduler.update(
-                    configuration: reloaded.schedulerConfiguration(leaseOwner: "unchanged", environment: environment))
+                    configuration: reloaded.schedulerConfiguration(leaseOwner: leaseOwner, environment: environment))
                 if reloaded.storage != running.storage || reloaded.log != running.log {
                     logger.warning(
                         "storage.* and log.* changes take effect at the next restart",

@@ -74,7 +74,7 @@ struct Daemon {
         let notifier = SystemdNotifier(environment: context.environment)
         let schedulerSettings = configuration.schedulerConfiguration(
             leaseOwner: leaseOwner, environment: context.environment)
-        let status = DaemonStatus(notifier: notifier, logger: logger)
+        let status = DaemonStatus(notifier: notifier)
         status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0
         let observer = self.observer
         let scheduler = RefreshScheduler(
@@ -89,8 +89,8 @@ struct Daemon {
                 observer(event)
             })
         let reloader = ConfigurationReloader(
-            running: configuration, configPath: configPath, environment: context.environment, client: client,
-            scheduler: scheduler, notifier: notifier, logger: logger)
+            running: configuration, leaseOwner: leaseOwner, configPath: configPath,
+            environment: context.environment, client: client, scheduler: scheduler, notifier: notifier, logger: logger)
         let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(
                 service: SchedulerService(scheduler: scheduler, notifier: notifier),

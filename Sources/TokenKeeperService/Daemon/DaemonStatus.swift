@@ -1,4 +1,3 @@
-import Logging
 import RefreshScheduler
 import Synchronization
 import TokenKeeperCore
@@ -16,11 +15,8 @@ final class DaemonStatus: Sendable {
     static let recountInterval: Duration = .seconds(60)
     private let state = Mutex(State())
     let notifier: SystemdNotifier
-    let logger: Logger
-
-    init(notifier: SystemdNotifier, logger: Logger) {
+    init(notifier: SystemdNotifier) {
         self.notifier = notifier
-        self.logger = logger
     }
 
     var reauthRequired: Int {

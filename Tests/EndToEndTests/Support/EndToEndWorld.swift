@@ -53,8 +53,9 @@ final class EndToEndWorld: @unchecked Sendable {
     }
 
     func writeSecret(_ value: String) throws {
-        _ = FileManager.default.createFile(atPath: secretPath, contents: Data(value.utf8), attributes: [.posixPermissions: 0o600])
-        try Data(value.utf8).write(to: URL(fileURLWithPath: secretPath))
+        guard FileManager.default.createFile(
+            atPath: secretPath, contents: Data(value.utf8), attributes: [.posixPermissions: 0o600])
+        else { throw CocoaError(.fileWriteUnknown) }
     }
 
     /// Nested YAML from dotted keys.

@@ -1,3 +1,4 @@
+import TokenKeeperTesting
 import Foundation
 import SQLiteStore
 

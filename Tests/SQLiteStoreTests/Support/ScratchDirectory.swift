@@ -1,59 +1,11 @@
 import Foundation
 import SQLiteStore
 import TokenKeeperCore
+import TokenKeeperTesting
 
-/// A fresh directory under the system temporary directory, removed when the
-/// value is released.
-final class ScratchDirectory: Sendable {
-    let path: String
-
-    init(mode: mode_t = 0o750) throws {
-        var template = Array((NSTemporaryDirectory() + "/sqlitestore-XXXXXX").utf8CString)
-        guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw POSIXError(.EIO)
-        }
-        path = String(cString: created)
-        chmod(path, mode)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
+extension ScratchDirectory {
     var keeperPath: String { file("keeper.db") }
     var tokensPath: String { file("tokens.db") }
-
-    func bytes(_ name: String) -> Data {
-        FileManager.default.contents(atPath: file(name)) ?? Data()
-    }
-
-    func exists(_ name: String) -> Bool {
-        FileManager.default.fileExists(atPath: file(name))
-    }
-
-    /// Permission bits of a file, e.g. 0o640.
-    func mode(_ name: String) -> mode_t? {
-        var info = stat()
-        guard stat(file(name), &info) == 0 else { return nil }
-        return info.st_mode & 0o7777
-    }
-
-    func group(_ name: String) -> gid_t? {
-        var info = stat()
-        guard stat(file(name), &info) == 0 else { return nil }
-        return info.st_gid
-    }
-
-    func write(_ name: String, _ data: Data) throws {
-        try data.write(to: URL(fileURLWithPath: file(name)))
-    }
-
-    /// Every file in the directory, sorted.
-    func listing() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
-    }
 
     func open(options: SQLiteAccountStore.Options = .init()) async throws -> SQLiteAccountStore {
         try await SQLiteAccountStore.open(directory: path, options: options, clock: FixedClock())
