@@ -80,6 +80,12 @@ public enum IOPFailureClassifier {
                 isUnknownCode: unknown)
         }
         switch status {
+        case 502, 504:
+            // A proxy that gave up waiting: the gateway behind it may have
+            // acted on the request.
+            var lost = failure(.transient, "the gateway answered HTTP \(status)")
+            lost.answerMayBeLost = true
+            return lost
         case 500...599:
             return failure(.transient, "the gateway answered HTTP \(status)")
         case 408, 425:

@@ -12,16 +12,21 @@ extension IOPGatewayClient {
     /// ``IOPFailureCode/tlsFailed`` to ``IOPFailureCode/connectionFailed``.
     static func failure(for error: any Error) -> GatewayFailure {
         if let failure = error as? GatewayFailure { return failure }
-        func transient(_ code: String, _ message: String) -> GatewayFailure {
-            GatewayFailure(.transient, code: code, message: message)
+        func transient(_ code: String, _ message: String, answerMayBeLost: Bool = false) -> GatewayFailure {
+            GatewayFailure(.transient, code: code, message: message, answerMayBeLost: answerMayBeLost)
         }
         if error is CancellationError {
             return transient(IOPFailureCode.cancelled, "the call was cancelled")
         }
         if let error = error as? HTTPClientError {
             switch error {
-            case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout:
-                return transient(IOPFailureCode.timeout, "the gateway did not answer in time (\(error.shortDescription))")
+            case .getConnectionFromPoolTimeout:
+                return transient(IOPFailureCode.timeout, "could not connect to the gateway in time (\(error.shortDescription))")
+            case .deadlineExceeded, .readTimeout, .writeTimeout:
+                // The request may have been sent and acted on.
+                return transient(
+                    IOPFailureCode.timeout, "the gateway did not answer in time (\(error.shortDescription))",
+                    answerMayBeLost: true)
             case .connectTimeout, .tlsHandshakeTimeout:
                 return transient(IOPFailureCode.timeout, "could not connect to the gateway in time (\(error.shortDescription))")
             case .cancelled, .alreadyShutdown:
@@ -31,7 +36,9 @@ extension IOPGatewayClient {
                     .configuration, code: IOPFailureCode.invalidConfiguration,
                     message: "the gateway URL cannot be used (\(error.shortDescription))")
             case .remoteConnectionClosed:
-                return transient(IOPFailureCode.connectionFailed, "the gateway closed the connection before answering")
+                return transient(
+                    IOPFailureCode.connectionFailed, "the gateway closed the connection before answering",
+                    answerMayBeLost: true)
             default:
                 return transient(IOPFailureCode.connectionFailed, "HTTP failure: \(error.shortDescription)")
             }

@@ -14,7 +14,7 @@ public import TokenKeeperCore
 ///    like JSON (an HTML page), else ``IOPFailureCode/malformedResponse``.
 /// 3. An `error_response` object, or a `code` other than `"0"`: the gateway's
 ///    error, classified by ``IOPFailureClassifier``.
-/// 4. A `code` of `"0"` (string or number), or no `code` but an `access_token`:
+/// 4. A `code` of `"0"` (string or number), or no `code` but a token:
 ///    a grant, whatever the HTTP status. A grant means the gateway has already
 ///    rotated the refresh token, so dropping one would lose the seller; the
 ///    absent-`code` case is accepted for gateways on the same protocol that
@@ -22,13 +22,14 @@ public import TokenKeeperCore
 /// 5. Anything else: the status decides if it is not 2xx, else
 ///    ``IOPFailureCode/malformedResponse``.
 ///
-/// A grant needs a non-empty `access_token`; a `refresh_token` (unless
-/// `refresh_expires_in` is 0, the final grant, where the gateway may omit it);
-/// `expires_in` or `expire_time`; `refresh_expires_in` or
-/// `refresh_token_valid_time`; and `seller_id`, or `user_id` where `seller_id`
-/// is empty. Lifetimes are seconds, absolute times epoch milliseconds, each a
-/// JSON number or a numeric string; null and `""` mean absent; any other value
-/// in a numeric field makes the answer malformed.
+/// A grant needs an `access_token` or a `refresh_token`; everything else is
+/// salvaged: a missing `refresh_token` means it was not rotated (or, with
+/// `refresh_expires_in` 0, that this is the final grant); a missing or odd
+/// lifetime is sanitized and noted in the grant's anomalies; a missing
+/// `seller_id` (the `/auth/token/security/refresh` shape) leaves the seller to
+/// the caller, who knows whose token it sent. Lifetimes are seconds, absolute
+/// times epoch milliseconds, each a JSON number or a numeric string; null and
+/// `""` mean absent.
 public struct IOPResponseDecoder: Sendable {
     /// Bodies longer than this are refused unread.
     public var maxResponseBytes: Int
@@ -94,7 +95,9 @@ public struct IOPResponseDecoder: Sendable {
                     code: code, type: fields.type?.text, message: Self.sanitize(message, redacting: secrets),
                     requestID: requestID, httpStatus: status))
         }
-        if fields.code?.text == "0" || !(fields.accessToken?.isAbsent ?? true) {
+        if fields.code?.text == "0" || !(fields.accessToken?.isAbsent ?? true)
+            || !(fields.refreshToken?.isAbsent ?? true)
+        {
             return grant(from: fields, requestID: requestID, status: status, receivedAt: receivedAt, gatewayDate: gatewayDate)
         }
         if !(200...299).contains(status) {
@@ -115,86 +118,101 @@ public struct IOPResponseDecoder: Sendable {
             message: "the answer exceeded \(limit) bytes and was not read", httpStatus: status)
     }
 
+    /// The longest lifetime taken at its word; anything longer is absurd
+    /// (and would overflow the arithmetic), and is cut to this.
+    static let maximumLifetime: Duration = .seconds(10 * 366 * 86_400)
+
+    /// A success answer, salvaged whatever else is odd about it: a new refresh
+    /// token the gateway handed out must reach the store, because the one we
+    /// sent is already dead. Odd values (a lifetime that is missing, negative,
+    /// absurd or not a number; a missing seller id) are sanitized and listed
+    /// in ``TokenKeeperCore/TokenGrant/anomalies``. Only an answer carrying no
+    /// token at all is malformed.
     private func grant(
         from fields: IOPResponseFields, requestID: String?, status: Int, receivedAt: Timestamp,
         gatewayDate: Timestamp?
     ) -> Result<TokenGrant, GatewayFailure> {
-        func malformed(_ why: String) -> Result<TokenGrant, GatewayFailure> {
-            .failure(
+        var anomalies: [String] = []
+        func token(_ value: JSONScalar?, _ name: String) -> Secret? {
+            // Tokens must be JSON strings: a number there is not a token the gateway issued.
+            if case .string(let text)? = value, !text.trimmingASCIISpaces.isEmpty { return Secret(text) }
+            if let value, !value.isAbsent { anomalies.append("\(name) is not a string") }
+            return nil
+        }
+        /// A whole, non-negative number, or nil (absent, or odd: noted).
+        func number(_ value: JSONScalar?, _ name: String) -> Int64? {
+            guard let value, !value.isAbsent else { return nil }
+            guard let number = value.integer, number >= 0 else {
+                anomalies.append("\(name) is not a non-negative whole number")
+                return nil
+            }
+            return number
+        }
+        func lifetime(_ seconds: Int64?, _ name: String) -> Duration? {
+            guard let seconds else { return nil }
+            guard seconds <= Self.maximumLifetime.components.seconds else {
+                anomalies.append("\(name) \(seconds) is absurd; cut to ten years")
+                return Self.maximumLifetime
+            }
+            return .seconds(seconds)
+        }
+        /// Epoch milliseconds; zero stands for absent (the epoch is never a deadline).
+        func moment(_ value: JSONScalar?, _ name: String) -> Timestamp? {
+            guard let milliseconds = number(value, name), milliseconds > 0 else { return nil }
+            guard milliseconds < 253_402_300_800_000 else {  // year 10000
+                anomalies.append("\(name) is beyond the year 9999")
+                return nil
+            }
+            return Timestamp(millisecondsSince1970: milliseconds)
+        }
+
+        let accessToken = token(fields.accessToken, "access_token")
+        let refreshToken = token(fields.refreshToken, "refresh_token")
+        guard accessToken != nil || refreshToken != nil else {
+            return .failure(
                 GatewayFailure(
                     .transient, code: IOPFailureCode.malformedResponse,
-                    message: "a success answer \(why)", requestID: requestID, httpStatus: status))
+                    message: "a success answer has neither an access_token nor a refresh_token",
+                    requestID: requestID, httpStatus: status))
         }
-        // A numeric field may be absent; if present it must be a whole number.
-        enum Numeric { case absent, value(Int64), invalid }
-        func numeric(_ value: JSONScalar?) -> Numeric {
-            guard let value, !value.isAbsent else { return .absent }
-            return value.integer.map(Numeric.value) ?? .invalid
-        }
-        var values: [String: Int64] = [:]
-        let numericFields: [(String, JSONScalar?)] = [
-            ("expires_in", fields.expiresIn), ("refresh_expires_in", fields.refreshExpiresIn),
-            ("expire_time", fields.expireTime), ("refresh_token_valid_time", fields.refreshTokenValidTime),
-        ]
-        for (name, field) in numericFields {
-            switch numeric(field) {
-            case .absent: break
-            case .value(let number) where number >= 0: values[name] = number
-            case .value, .invalid: return malformed("has a field \(name) that is not a non-negative whole number")
-            }
-        }
+        if accessToken == nil { anomalies.append("no access_token") }
 
-        // Tokens must be JSON strings: a number there is not a token the gateway issued.
-        guard case .string(let accessToken)? = fields.accessToken, !accessToken.isEmpty else {
-            return malformed("has no access_token")
-        }
-        let refreshExpiresIn = values["refresh_expires_in"]
-        let refreshToken: String
-        if case .string(let text)? = fields.refreshToken, !text.isEmpty {
-            refreshToken = text
-        } else if refreshExpiresIn == 0 {
-            // The final grant: the gateway will not refresh again, and may say so
-            // by leaving the refresh token out.
-            refreshToken = ""
-        } else {
-            return malformed("has no refresh_token")
-        }
+        let expiresIn = lifetime(number(fields.expiresIn, "expires_in"), "expires_in")
+        let refreshExpiresIn = lifetime(number(fields.refreshExpiresIn, "refresh_expires_in"), "refresh_expires_in")
+        let expireTime = moment(fields.expireTime, "expire_time")
+        let validTime = moment(fields.refreshTokenValidTime, "refresh_token_valid_time")
 
+        // Absolute times are the gateway's; their distance is measured from
+        // the gateway's own clock where it told us (its Date header).
         let now = gatewayDate ?? receivedAt
-        // Zero stands for absent in the absolute times: the epoch is never a deadline.
-        let expireTime = values["expire_time"].flatMap { $0 > 0 ? Timestamp(millisecondsSince1970: $0) : nil }
-        let validTime = values["refresh_token_valid_time"].flatMap {
-            $0 > 0 ? Timestamp(millisecondsSince1970: $0) : nil
-        }
         let accessLifetime: Duration
         let accessExpiry: Timestamp
-        switch (values["expires_in"], expireTime) {
-        case (let seconds?, let time?): (accessLifetime, accessExpiry) = (.seconds(seconds), time)
-        case (let seconds?, nil): (accessLifetime, accessExpiry) = (.seconds(seconds), receivedAt + .seconds(seconds))
+        switch (expiresIn, expireTime) {
+        case (let stated?, let time?): (accessLifetime, accessExpiry) = (stated, time)
+        case (let stated?, nil): (accessLifetime, accessExpiry) = (stated, receivedAt + stated)
         case (nil, let time?): (accessLifetime, accessExpiry) = (max(time - now, .zero), time)
-        case (nil, nil): return malformed("has neither expires_in nor expire_time")
+        case (nil, nil):
+            // Unknown: taken as already expired, so readers are not handed a
+            // token of unknown life and the seller is refreshed again after
+            // the minimum interval.
+            if accessToken != nil { anomalies.append("neither expires_in nor expire_time") }
+            (accessLifetime, accessExpiry) = (.zero, receivedAt)
         }
-        let refreshLifetime: Duration
-        if let seconds = refreshExpiresIn {
-            refreshLifetime = .seconds(seconds)
-        } else if let validTime {
-            refreshLifetime = max(validTime - now, .zero)
-        } else {
-            return malformed("has neither refresh_expires_in nor refresh_token_valid_time")
-        }
+        let refreshLifetime = refreshExpiresIn ?? validTime.map { max($0 - now, .zero) }
+        // Only the gateway's explicit word makes a grant final: a valid time
+        // that looks passed may be our clock's doing.
+        let isFinal = refreshExpiresIn == .zero
 
-        guard let sellerID = fields.sellerID?.text ?? fields.userID?.text else {
-            return malformed("has neither seller_id nor user_id")
-        }
+        let sellerID = fields.sellerID?.text ?? fields.userID?.text ?? ""
         let profile = SellerProfile(
             userID: fields.userID?.text, userNick: fields.userNick?.text, account: fields.account?.text,
             accountPlatform: fields.accountPlatform?.text, sp: fields.sp?.text, locale: fields.locale?.text)
         return .success(
             TokenGrant(
-                sellerID: sellerID, profile: profile, accessToken: Secret(accessToken),
-                refreshToken: Secret(refreshToken), accessTokenLifetime: accessLifetime,
-                refreshTokenLifetime: refreshLifetime, expireTime: accessExpiry, refreshTokenValidTime: validTime,
-                receivedAt: receivedAt, requestID: requestID, gatewayDate: gatewayDate))
+                sellerID: sellerID, profile: profile, accessToken: accessToken, refreshToken: refreshToken,
+                accessTokenLifetime: accessLifetime, refreshTokenLifetime: refreshLifetime, expireTime: accessExpiry,
+                refreshTokenValidTime: validTime, receivedAt: receivedAt, requestID: requestID,
+                gatewayDate: gatewayDate, isFinalGrant: isFinal, anomalies: anomalies))
     }
 
     private static func statusFailure(

@@ -69,7 +69,7 @@ enum JSONScalar: Decodable, Equatable {
 }
 
 extension String {
-    fileprivate var trimmingASCIISpaces: String {
+    var trimmingASCIISpaces: String {
         var text = Substring(self)
         while let first = text.first, first == " " || first == "\t" { text.removeFirst() }
         while let last = text.last, last == " " || last == "\t" { text.removeLast() }

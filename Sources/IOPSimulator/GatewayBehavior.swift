@@ -37,6 +37,12 @@ public struct GatewayBehavior: Sendable, Equatable {
     /// Whether every issued token pair is kept for ``IOPSimulator/issuedTokens(for:)``.
     /// Turn it off for long benchmarks to keep memory flat.
     public var recordsIssuedTokens: Bool
+    /// Odd-but-legal answers, per seller id, for the seller's next rotations.
+    public var quirks: [String: AnswerQuirk] = [:]
+    /// While true, every refresh token is refused with `IllegalRefreshToken`
+    /// and none is consumed: a platform incident (or a wrong regional
+    /// endpoint) that a client must not take for every seller revoking the app.
+    public var rejectsAllRefreshTokens = false
 
     /// - Parameters:
     ///   - apps: App keys with their secrets.
@@ -64,6 +70,20 @@ public struct GatewayBehavior: Sendable, Equatable {
         self.responseLatency = responseLatency
         self.recordsIssuedTokens = recordsIssuedTokens
     }
+}
+
+/// An odd answer the real gateway (or another marketplace on the same
+/// protocol) may give to `/auth/token/refresh`, set per seller.
+public enum AnswerQuirk: String, Sendable, Equatable, CaseIterable {
+    /// The last refresh: `refresh_expires_in` 0 and no `refresh_token` field.
+    /// The token sent is consumed; the seller has no refresh token after it.
+    case finalGrant
+    /// `expires_in` 0 and `expire_time` at the answer's time: a token that is
+    /// already expired, rotated as usual.
+    case zeroLifetime
+    /// The shape of `/auth/token/security/refresh` answers: tokens and
+    /// lifetimes only, no seller fields (`seller_id`, `user_id`, `account`, …).
+    case securityShape
 }
 
 /// How the numeric fields of a success (`expires_in`, `refresh_expires_in`,

@@ -39,6 +39,9 @@ public struct IssuedTokenPair: Sendable, Equatable {
     /// The `request_id` of the answer, if it came from a request.
     public var requestID: String?
     public var delivery: Delivery
+    /// A final grant (``AnswerQuirk/finalGrant``): `refresh_expires_in` 0 and
+    /// the refresh token left out of the answer; nobody ever received it.
+    public var isFinal = false
 
     /// True when the client was handed the pair: it must be stored somewhere.
     public var wasHandedOut: Bool { delivery == .sent }

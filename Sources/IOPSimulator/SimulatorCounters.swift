@@ -39,6 +39,8 @@ public struct SimulatorCounters: Sendable, Equatable {
     /// Successful answers that could not be written (the client had gone):
     /// their tokens were issued but not handed out.
     public var answersNotDelivered = 0
+    /// Refreshes refused while ``GatewayBehavior/rejectsAllRefreshTokens`` was on.
+    public var massRejections = 0
 
     public init() {}
 

@@ -93,6 +93,12 @@ struct DeadlineQueue {
         return top
     }
 
+    /// Moves every deadline by `offset` in O(n): the wall clock was stepped.
+    mutating func shiftAll(by offset: Duration) {
+        for key in Array(current.keys) { current[key]!.due = current[key]!.due + offset }
+        heap = Heap(current.map { Entry(due: $0.value.due, generation: $0.value.generation, sellerID: $0.key) })
+    }
+
     private mutating func compactIfNeeded() {
         guard heap.count > 1024, heap.count > 2 * current.count else { return }
         heap = Heap(current.map { Entry(due: $0.value.due, generation: $0.value.generation, sellerID: $0.key) })

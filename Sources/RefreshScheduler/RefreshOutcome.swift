@@ -15,6 +15,9 @@ public enum RefreshOutcome: Sendable, Equatable {
     /// The account is now `reauth_required` with `reason` (the gateway's code,
     /// or ``StatusReason/refreshTokenExpired``).
     case reauthRequired(reason: String, requestID: String?)
+    /// The gateway rejected the refresh token while it was rejecting many
+    /// sellers' at once: the seller is held, still active, not marked.
+    case heldByBreaker(GatewayFailure)
     /// No call was made (or its answer was not used); see the reason.
     case skipped(SkipReason, nextDue: Timestamp?)
     /// Another process holds the account's lease until `until`.
@@ -48,7 +51,7 @@ public enum RefreshOutcome: Sendable, Equatable {
     /// configuration works. A transient failure proves nothing either way.
     var provesConfigurationWorks: Bool {
         switch self {
-        case .refreshed, .reauthRequired: true
+        case .refreshed, .reauthRequired, .heldByBreaker: true
         default: false
         }
     }

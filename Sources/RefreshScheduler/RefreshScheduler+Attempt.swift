@@ -87,18 +87,23 @@ extension RefreshScheduler {
 
     /// Makes the rotated pair durable before anything else happens with it.
     /// Until the write succeeds the pair lives only here: its refresh token is
-    /// never sent (the account stays in flight), no other call starts, and the
-    /// write is retried with backoff — dropping it would leave the seller with
-    /// a refresh token the gateway has already rotated away.
+    /// never sent (the account stays in flight) and the write is retried with
+    /// backoff — dropping it would leave the seller with a refresh token the
+    /// gateway has already rotated away. A store that cannot write at all
+    /// holds every other call back too (each would rotate another token that
+    /// cannot be stored); a write refused for this account's own values holds
+    /// only this account.
     private func commit(_ grant: TokenGrant, for account: Account) async -> RefreshOutcome {
         let sellerID = account.sellerID
         noteGatewayClock(grant)
+        noteAnomalies(grant, sellerID: sellerID)
         let nextDue =
             grant.isFinalGrant
             ? grant.expireTime
             : configuration.policy.nextRefresh(after: grant, using: &random)
         var delay = configuration.storeRetryInitial
         var failures = 0
+        var stopping = false
         while true {
             do {
                 let stored = try await store.commitRotation(
@@ -115,22 +120,34 @@ extension RefreshScheduler {
                 return .skipped(.tokenChanged, nextDue: clock.now())
             } catch {
                 failures += 1
-                if failures == 1 {
-                    pairNotDurable(sellerID, requestID: grant.requestID, error: error)
+                let scope = StoreFailureScope.of(error)
+                if failures == 1 || (scope == .store && undurable[sellerID] == nil) {
+                    pairNotDurable(sellerID, requestID: grant.requestID, error: error, scope: scope)
                 } else {
                     logger.debug(
                         "rotated pair still not durable; retrying",
                         metadata: ["seller": "\(sellerID)", "attempt": "\(failures)", "error": "\(error)"])
                 }
-                guard await sleep(until: clock.now() + delay) else {
+                if stopping {
+                    // The final attempt failed too: hand the grant over to be
+                    // kept outside the store rather than lose it.
                     logger.critical(
-                        "stopped before the rotated pair could be stored; this seller will need to authorize again",
+                        """
+                        stopped before the rotated pair could be stored; it is handed over to be saved in a \
+                        file beside the store (see the next line)
+                        """,
                         metadata: [
                             "seller": "\(sellerID)", "outcome": "commit_lost",
                             "request_id": "\(grant.requestID ?? "")", "error": "\(error)",
                         ])
+                    emit(.rotationUnstored(sellerID: sellerID, grant: grant))
                     pairBecameDurable(sellerID, afterFailures: 0)
                     return .storeFailed(message: "\(error)", retryAt: clock.now())
+                }
+                if await !sleep(until: clock.now() + delay) {
+                    // Stopping: one last attempt, at once.
+                    stopping = true
+                    continue
                 }
                 delay = min(delay * 2, configuration.storeRetryMax)
                 // Keep the lease while the pair is only in memory: if it
@@ -145,10 +162,41 @@ extension RefreshScheduler {
         }
     }
 
+    /// Logs once per seller what was odd about its answers: a lifetime so
+    /// short that the minimum interval decides, or values that were sanitized.
+    private func noteAnomalies(_ grant: TokenGrant, sellerID: String) {
+        var anomalies = grant.anomalies
+        if configuration.policy.lifetimeIsAnomalous(grant) {
+            anomalies.append(
+                "access token lifetime \(configuration.policy.effectiveLifetime(of: grant).seconds) s is at most "
+                    + "refresh.min_interval_seconds (\(configuration.policy.minimumInterval.seconds) s)")
+        }
+        guard !anomalies.isEmpty else { return }
+        let details: Logger.Metadata = [
+            "seller": "\(sellerID)", "request_id": "\(grant.requestID ?? "")",
+            "anomalies": "\(anomalies.joined(separator: "; "))",
+        ]
+        if anomaliesReported.insert(sellerID).inserted {
+            logger.warning("gateway anomaly: the answer was odd and was sanitized; the rotation is stored", metadata: details)
+        } else {
+            logger.debug("gateway anomaly again", metadata: details)
+        }
+    }
+
     private func handle(_ failure: GatewayFailure, for account: Account) async -> RefreshOutcome {
         let now = clock.now()
         switch failure.failureClass {
         case .accountRejected:
+            breaker.record(rejected: true, at: now)
+            if breaker.holds(at: now) {
+                return await holdRejection(failure, for: account, now: now)
+            }
+            // A call whose answer was lost may have rotated the token: its
+            // rejection now is not the seller's doing.
+            if account.lastAnswerLost {
+                return await markReauthRequired(
+                    account, reason: StatusReason.rotationLost, requestID: account.lastRequestID ?? failure.requestID)
+            }
             return await markReauthRequired(account, reason: failure.code, requestID: failure.requestID)
         case .configuration:
             configurationRejected(failure, sellerID: account.sellerID, now: now)
@@ -169,6 +217,15 @@ extension RefreshScheduler {
             await recordFailure(account, failure, failedAttempts: attempts, nextRefreshAt: retryAt)
             return .failed(failure, retryAt: retryAt)
         }
+    }
+
+    /// The breaker holds this rejection: the seller stays active (its access
+    /// token still works) and waits, off the heap, for the gateway to accept a
+    /// refresh token again; one held seller is retried per probe interval.
+    private func holdRejection(_ failure: GatewayFailure, for account: Account, now: Timestamp) async -> RefreshOutcome {
+        let retryAt = now + configuration.configurationProbeInterval
+        await recordFailure(account, failure, failedAttempts: account.failedAttempts + 1, nextRefreshAt: retryAt)
+        return .heldByBreaker(failure)
     }
 
     /// Marks the account `reauth_required` if its stored refresh token is still

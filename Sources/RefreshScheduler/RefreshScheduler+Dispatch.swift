@@ -8,8 +8,9 @@ extension RefreshScheduler {
         // Re-arm from scratch after every wake-up, so that a platform timer
         // that drifted from the wall clock is corrected at least every tick.
         armedDeadline = nil
+        noticeClockStep()
+        if pendingClockShift != nil { shiftStoredSchedules() }
         let now = clock.now()
-        noticeClockSetBack(now)
         resumeSleepers(dueBy: now)
         if phase == .stopping, let shutdownDeadline, now >= shutdownDeadline {
             // Once: the timer must not keep firing for a passed deadline
@@ -21,23 +22,65 @@ extension RefreshScheduler {
         pump()
     }
 
-    /// A wall clock stepped back would push waits measured from the old time
-    /// out by the size of the step: ticks (the watchdog's heartbeat), probes,
-    /// store retries and the shutdown wait are brought back within their
-    /// interval. Refresh deadlines stay: they are wall-clock moments by nature.
-    private func noticeClockSetBack(_ now: Timestamp) {
-        if let nextTickAt, nextTickAt - now > configuration.tickInterval {
-            let step = nextTickAt - now - configuration.tickInterval
-            logger.warning("the wall clock was set back", metadata: ["by_at_least_seconds": "\(step.seconds)"])
-            self.nextTickAt = now
+    /// Steps of the wall clock bigger than this are taken for a step (a
+    /// person or a VM resume setting it), not for time synchronization's
+    /// slewing, which moves it by well under a millisecond per second.
+    static let clockStepThreshold: Duration = .seconds(2)
+
+    /// Notices a step of the wall clock, either way, by how far the wall clock
+    /// moved from the monotonic clock since the last look. Everything the
+    /// scheduler waits for is moved by the step, in memory and in the store,
+    /// so that every wait keeps its length: a seller due in ten minutes is
+    /// still due in ten minutes, whatever the clock now reads.
+    func noticeClockStep() {
+        let offset = clock.now() - Timestamp(millisecondsSince1970: 0) - monotonic.uptime()
+        defer { wallOffset = offset }
+        guard let previous = wallOffset else { return }
+        let step = offset - previous
+        guard step > Self.clockStepThreshold || step < .zero - Self.clockStepThreshold else { return }
+        logger.warning(
+            "the wall clock was stepped; every deadline is moved with it, so no wait changes length",
+            metadata: ["step_seconds": "\(step.seconds)"])
+        queue.shiftAll(by: step)
+        pausedUntil = pausedUntil.map { $0 + step }
+        nextProbeAt = nextProbeAt + step
+        nextTickAt = nextTickAt.map { $0 + step }
+        shutdownDeadline = shutdownDeadline.map { $0 + step }
+        for index in sleepers.indices { sleepers[index].until = sleepers[index].until + step }
+        breaker.shift(by: step)
+        armedDeadline = nil
+        guard phase == .running || phase == .stopping else { return }
+        pendingClockShift = (pendingClockShift ?? .zero) + step
+        shiftStoredSchedules()
+    }
+
+    /// Moves the stored deadlines by the pending step; until that is done no
+    /// call starts, because an attempt compares the stored deadline with the
+    /// wall clock. Retried at every wake-up while the store fails.
+    func shiftStoredSchedules() {
+        guard let step = pendingClockShift, !clockShiftInProgress else { return }
+        clockShiftInProgress = true
+        Task {
+            var shifted = false
+            do {
+                try await store.shiftSchedules(by: step)
+                shifted = true
+            } catch {
+                _ = storeFailed("move the stored deadlines after a clock step", error, sellerID: nil)
+            }
+            clockShiftDone(step, shifted: shifted)
         }
-        nextProbeAt = min(nextProbeAt, now + configuration.configurationProbeInterval)
-        if let shutdownDeadline {
-            self.shutdownDeadline = min(shutdownDeadline, now + configuration.shutdownGracePeriod)
+    }
+
+    private func clockShiftDone(_ step: Duration, shifted: Bool) {
+        clockShiftInProgress = false
+        if shifted {
+            storeWorked()
+            let rest = (pendingClockShift ?? .zero) - step
+            pendingClockShift = rest == .zero ? nil : rest
         }
-        for index in sleepers.indices {
-            sleepers[index].until = min(sleepers[index].until, now + configuration.storeRetryMax)
-        }
+        if pendingClockShift != nil, shifted { shiftStoredSchedules() }
+        pump()
     }
 
     private func tickIfDue(_ now: Timestamp) async {
@@ -72,7 +115,13 @@ extension RefreshScheduler {
         for change in changes {
             // An attempt in flight reschedules its account when it ends (and
             // re-reads it under the lease first); a forced one is answered then.
-            if inFlight.contains(change.sellerID) || forced.contains(change.sellerID) { continue }
+            // A seller held by the breaker waits for the probe, whatever its
+            // stored deadline says.
+            if inFlight.contains(change.sellerID) || forced.contains(change.sellerID)
+                || heldByBreaker[change.sellerID] != nil
+            {
+                continue
+            }
             if let due = change.due {
                 queue.schedule(change.sellerID, at: due)
             } else {
@@ -86,6 +135,7 @@ extension RefreshScheduler {
 
     /// Starts every due account the limits allow, overdue first, then re-arms.
     func pump() {
+        noticeClockStep()
         let now = clock.now()
         while mayStartAttempt(now), let next = queue.peek(), next.due <= now {
             if bucket?.tryTake(now) == false { break }
@@ -98,7 +148,9 @@ extension RefreshScheduler {
 
     private func mayStartAttempt(_ now: Timestamp) -> Bool {
         guard phase == .idle || phase == .running else { return false }
-        guard inFlight.count < configuration.concurrency, undurable.isEmpty else { return false }
+        guard inFlight.count < configuration.concurrency, undurable.isEmpty, pendingClockShift == nil else {
+            return false
+        }
         if let pausedUntil {
             guard pausedUntil <= now else { return false }
             self.pausedUntil = nil
@@ -134,7 +186,7 @@ extension RefreshScheduler {
         for sleeper in sleepers { consider(sleeper.until) }
         if phase == .stopping, let shutdownDeadline { consider(shutdownDeadline) }
         if phase == .idle || phase == .running, inFlight.count < configuration.concurrency, undurable.isEmpty,
-            let next = queue.peek()
+            pendingClockShift == nil, let next = queue.peek()
         {
             var moment: Timestamp? = next.due
             if let pausedUntil { moment = max(next.due, pausedUntil) }
@@ -179,6 +231,10 @@ extension RefreshScheduler {
     }
 
     func checkIdle() {
+        if let waiter = finalAttemptsWaiter, runningTasks <= waiter.threshold {
+            finalAttemptsWaiter = nil
+            waiter.continuation.resume()
+        }
         guard runningTasks == 0, !idleWaiters.isEmpty else { return }
         let waiters = idleWaiters
         idleWaiters.removeAll()

@@ -16,6 +16,8 @@ extension RefreshScheduler {
         switch outcome {
         case .refreshed(let requestID, let nextDue, let isFinalGrant):
             refreshedCount += 1
+            breaker.record(rejected: false, at: now)
+            if breakerProbe == sellerID { massRejectionEnded(sellerID) }
             reschedule(sellerID, at: nextDue)
             emit(.refreshed(sellerID: sellerID, requestID: requestID, nextDue: nextDue, isFinalGrant: isFinalGrant))
         case .failed(let failure, let retryAt):
@@ -25,8 +27,11 @@ extension RefreshScheduler {
         case .configurationRejected:
             failedCount += 1
             reschedule(sellerID, at: now)
+        case .heldByBreaker(let failure):
+            holdByBreaker(sellerID, failure, now: now)
         case .reauthRequired(let reason, let requestID):
             reauthRequiredCount += 1
+            if breakerProbe == sellerID { massRejectionOutlastedHold() }
             // Never again to the gateway: only a re-authorization or re-import
             // (seen as a change) brings it back.
             queue.remove(sellerID)
@@ -62,6 +67,61 @@ extension RefreshScheduler {
     private func reschedule(_ sellerID: String, at due: Timestamp) {
         guard phase == .running else { return }
         queue.schedule(sellerID, at: due)
+    }
+
+    // MARK: - Mass rejections
+
+    private func holdByBreaker(_ sellerID: String, _ failure: GatewayFailure, now: Timestamp) {
+        let first = heldByBreaker.isEmpty
+        heldByBreaker[sellerID] = failure
+        if first {
+            logger.error(
+                """
+                the gateway rejects the refresh tokens of many sellers at once (\(failure.code)): a platform \
+                incident, a wrong regional gateway.url or an app-level change; sellers rejected now are held \
+                active, not marked, and one is retried every \(configuration.configurationProbeInterval.seconds) s; \
+                they are marked after \(configuration.massRejection.hold.seconds) s of rejections
+                """,
+                metadata: ["code": "\(failure.code)", "seller": "\(sellerID)"])
+            emit(.degraded(.massRejection(code: failure.code, held: 1)))
+        }
+        if breakerProbe == sellerID || breakerProbe == nil {
+            // This seller probes again after the interval; the rest wait.
+            breakerProbe = sellerID
+            heldByBreaker[sellerID] = nil
+            reschedule(sellerID, at: now + configuration.configurationProbeInterval)
+        } else {
+            queue.remove(sellerID)
+        }
+    }
+
+    /// A held seller's refresh token was accepted: the rejections were a
+    /// glitch. Every held seller is tried again at once.
+    private func massRejectionEnded(_ probe: String) {
+        breaker.reset()
+        breakerProbe = nil
+        let held = heldByBreaker
+        heldByBreaker.removeAll()
+        logger.notice(
+            "the gateway accepts refresh tokens again; the held sellers are tried again now",
+            metadata: ["held": "\(held.count)", "seller": "\(probe)"])
+        let now = clock.now()
+        for sellerID in held.keys { reschedule(sellerID, at: now) }
+        if let failure = held.values.first { emit(.recovered(.massRejection(code: failure.code, held: held.count))) }
+    }
+
+    /// The rejections went on past the hold: the held sellers are tried
+    /// again and marked as usual.
+    private func massRejectionOutlastedHold() {
+        breakerProbe = nil
+        let held = heldByBreaker
+        heldByBreaker.removeAll()
+        logger.error(
+            "rejections went on past refresh.mass_rejection.hold_hours: the held sellers are tried once more and marked as usual",
+            metadata: ["held": "\(held.count)"])
+        let now = clock.now()
+        for sellerID in held.keys { reschedule(sellerID, at: now) }
+        if let failure = held.values.first { emit(.recovered(.massRejection(code: failure.code, held: held.count))) }
     }
 
     // MARK: - Trouble that holds everyone back
@@ -110,8 +170,21 @@ extension RefreshScheduler {
         }
     }
 
-    func pairNotDurable(_ sellerID: String, requestID: String?, error: any Error) {
+    func pairNotDurable(_ sellerID: String, requestID: String?, error: any Error, scope: StoreFailureScope) {
         let message = "\(error)"
+        guard scope == .store else {
+            // This account's own values: it alone waits (still in flight, its
+            // refresh token never sent), everyone else goes on.
+            accountStoreProblems.insert(sellerID)
+            logger.error(
+                """
+                the store refused this seller's rotated pair; it is kept in memory and the write is retried; \
+                other sellers are not held back
+                """,
+                metadata: ["seller": "\(sellerID)", "outcome": "commit_refused", "request_id": "\(requestID ?? "")",
+                           "error": "\(message)"])
+            return
+        }
         let first = undurable.isEmpty
         undurable[sellerID] = message
         logger.critical(
@@ -125,6 +198,7 @@ extension RefreshScheduler {
     }
 
     func pairBecameDurable(_ sellerID: String, afterFailures failures: Int) {
+        accountStoreProblems.remove(sellerID)
         guard let message = undurable.removeValue(forKey: sellerID) else { return }
         if failures > 0 {
             logger.notice(
@@ -221,6 +295,10 @@ extension RefreshScheduler {
             var details = metadata(for: failure, sellerID: sellerID)
             details["outcome"] = "configuration_rejected"
             logger.debug("refresh held back: configuration rejected", metadata: details)
+        case .heldByBreaker(let failure):
+            var details = metadata(for: failure, sellerID: sellerID)
+            details["outcome"] = "held"
+            logger.warning("refresh token rejected during a mass rejection: held, not marked", metadata: details)
         case .reauthRequired(let reason, let requestID):
             logger.warning(
                 "seller must authorize again",

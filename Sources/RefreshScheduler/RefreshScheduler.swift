@@ -24,6 +24,9 @@ public actor RefreshScheduler {
     let store: any AccountStore
     let gateway: any TokenGateway
     let clock: any WallClock
+    /// Measures how the wall clock moves: a step shows as a change of the
+    /// wall clock's distance from this one.
+    let monotonic: any MonotonicClock
     var configuration: RefreshSchedulerConfiguration
     let timer: any WakeupTimer
     let logger: Logger
@@ -50,6 +53,28 @@ public actor RefreshScheduler {
     var undurable: [String: String] = [:]
     var storeFailureStreak = 0
     var clockSkewReported = false
+    /// Sellers whose store write was refused for their own values (not the
+    /// store's trouble), reported once each.
+    var accountStoreProblems: Set<String> = []
+    /// Sellers whose odd lifetimes were reported (once each).
+    var anomaliesReported: Set<String> = []
+
+    // Mass rejections.
+    var breaker: MassRejectionBreaker
+    /// Sellers whose rejection the breaker holds: active, not on the heap,
+    /// released at once when the gateway accepts a refresh token again.
+    var heldByBreaker: [String: GatewayFailure] = [:]
+    /// The held seller now scheduled to try again: its answer tells whether
+    /// the rejections are over.
+    var breakerProbe: String?
+
+    // Wall-clock steps.
+    /// The wall clock's distance from the monotonic clock when last looked at.
+    var wallOffset: Duration?
+    /// A step whose shift of the stored deadlines is not yet done; no call
+    /// starts until it is, since stored deadlines decide what is due.
+    var pendingClockShift: Duration?
+    var clockShiftInProgress = false
 
     // Lifecycle.
     enum Phase {
@@ -80,6 +105,8 @@ public actor RefreshScheduler {
     /// Attempts running (not parked in ``sleepers``).
     var runningTasks = 0
     var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    /// At a stop: resumed once no more than `threshold` attempts run.
+    var finalAttemptsWaiter: (threshold: Int, continuation: CheckedContinuation<Void, Never>)?
 
     struct Batch {
         var remaining: Set<String>
@@ -110,6 +137,9 @@ public actor RefreshScheduler {
     ///   - store: Where accounts, leases and outcomes are kept (`keeper.db`).
     ///   - gateway: The IOP gateway client.
     ///   - clock: The wall clock all deadlines are read against.
+    ///   - monotonic: Tells a step of the wall clock from time passing; by
+    ///     default the system's (or `clock` itself, where it is also a
+    ///     ``TokenKeeperCore/MonotonicClock``, as test clocks are).
     ///   - configuration: Limits, intervals and the refresh policy.
     ///   - timer: The one wake-up timer; by default a ``DispatchWakeupTimer``.
     ///   - random: The source of jitter.
@@ -120,6 +150,7 @@ public actor RefreshScheduler {
         store: any AccountStore,
         gateway: any TokenGateway,
         clock: any WallClock = SystemWallClock(),
+        monotonic: (any MonotonicClock)? = nil,
         configuration: RefreshSchedulerConfiguration = RefreshSchedulerConfiguration(),
         timer: any WakeupTimer = DispatchWakeupTimer(),
         random: some RandomNumberGenerator & Sendable = SystemRandomNumberGenerator(),
@@ -129,7 +160,9 @@ public actor RefreshScheduler {
         self.store = store
         self.gateway = gateway
         self.clock = clock
+        self.monotonic = monotonic ?? (clock as? any MonotonicClock) ?? SystemMonotonicClock()
         self.configuration = configuration
+        self.breaker = MassRejectionBreaker(policy: configuration.massRejection)
         self.timer = timer
         self.random = random
         self.logger = logger
@@ -187,7 +220,12 @@ public actor RefreshScheduler {
     public func update(configuration newConfiguration: RefreshSchedulerConfiguration) {
         var applied = newConfiguration
         applied.leaseOwner = configuration.leaseOwner
-        applied.leaseDuration = configuration.leaseDuration
+        // A longer request timeout needs a longer lease at once; a shorter one
+        // keeps the longer lease, since calls under way may still take it all.
+        applied.leaseDuration = max(configuration.leaseDuration, newConfiguration.leaseDuration)
+        if applied.massRejection != configuration.massRejection {
+            breaker = MassRejectionBreaker(policy: applied.massRejection)
+        }
         if applied.maxCallsPerSecond != configuration.maxCallsPerSecond {
             bucket = applied.maxCallsPerSecond.map { TokenBucket(ratePerSecond: $0) }
         }
@@ -220,10 +258,19 @@ public actor RefreshScheduler {
     /// Requests a graceful stop, as cancelling ``run()`` does: no new work;
     /// attempts in flight finish and commit (bounded by
     /// ``RefreshSchedulerConfiguration/shutdownGracePeriod``), then ``run()`` returns.
+    ///
+    /// Without ``run()`` (the CLI's one-shot ``refreshNow(_:)``), it stops
+    /// starting calls: sellers not yet started are answered
+    /// ``RefreshOutcome/notAttempted`` and calls in flight finish and commit.
     public func stop() {
         stopRequested = true
         stopWaiter?.resume()
         stopWaiter = nil
+        if phase == .idle {
+            phase = .stopping
+            queue = DeadlineQueue()
+            answerBatches(for: batchesBySeller.keys.filter { !inFlight.contains($0) }, with: .notAttempted)
+        }
     }
 
     /// Counts and state for status lines.
@@ -231,6 +278,9 @@ public actor RefreshScheduler {
         var degraded: [DegradedReason] = []
         if let configurationFailure { degraded.append(.configuration(configurationFailure)) }
         if let message = undurable.values.first { degraded.append(.storage(message: message)) }
+        if breaker.isTripped, let failure = heldByBreaker.values.first {
+            degraded.append(.massRejection(code: failure.code, held: heldByBreaker.count))
+        }
         let now = clock.now()
         return SchedulerSnapshot(
             scheduled: queue.count, inFlight: inFlight.count, nextDue: queue.peek()?.due, degraded: degraded,

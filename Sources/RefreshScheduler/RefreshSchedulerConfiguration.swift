@@ -30,7 +30,11 @@ public struct RefreshSchedulerConfiguration: Sendable, Equatable {
     public var storeRetryInitial: Duration
     public var storeRetryMax: Duration
     /// How long a stop waits for refreshes in flight to finish and commit.
+    /// Keep it above the gateway request timeout: a call that is walked away
+    /// from may have rotated a token nobody will store.
     public var shutdownGracePeriod: Duration
+    /// When rejections of many sellers at once are held rather than marked.
+    public var massRejection: MassRejectionPolicy
 
     public init(
         policy: RefreshPolicy = RefreshPolicy(),
@@ -43,7 +47,8 @@ public struct RefreshSchedulerConfiguration: Sendable, Equatable {
         configurationProbeInterval: Duration = .seconds(60),
         storeRetryInitial: Duration = .seconds(1),
         storeRetryMax: Duration = .seconds(30),
-        shutdownGracePeriod: Duration = .seconds(8)
+        shutdownGracePeriod: Duration = .seconds(40),
+        massRejection: MassRejectionPolicy = MassRejectionPolicy()
     ) {
         self.policy = policy
         self.concurrency = max(1, concurrency)
@@ -56,6 +61,7 @@ public struct RefreshSchedulerConfiguration: Sendable, Equatable {
         self.storeRetryInitial = max(storeRetryInitial, .milliseconds(1))
         self.storeRetryMax = max(storeRetryMax, self.storeRetryInitial)
         self.shutdownGracePeriod = shutdownGracePeriod
+        self.massRejection = massRejection
     }
 
     /// A lease that outlives a request that takes the whole timeout, twice
@@ -65,10 +71,20 @@ public struct RefreshSchedulerConfiguration: Sendable, Equatable {
     }
 
     /// `refresher-` and 16 random hex digits; the service passes something
-    /// with the pid and host instead.
+    /// with the pid and host too (``uniqueLeaseOwner(role:pid:host:)``).
     public static func uniqueLeaseOwner() -> String {
+        "refresher-" + randomHex()
+    }
+
+    /// `ROLE-PID@HOST/RANDOM`: unique across hosts (sharing a database),
+    /// restarts (a reused pid) and processes, and readable in `list`.
+    public static func uniqueLeaseOwner(role: String, pid: Int32, host: String) -> String {
+        "\(role)-\(pid)@\(host)/\(randomHex())"
+    }
+
+    private static func randomHex() -> String {
         var generator = SystemRandomNumberGenerator()
         let hex = String(generator.next() as UInt64, radix: 16)
-        return "refresher-" + String(repeating: "0", count: 16 - hex.count) + hex
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }

@@ -22,6 +22,10 @@ public enum SchedulerEvent: Sendable, Equatable {
     case tick(SchedulerSnapshot)
     /// `run()` is returning.
     case stopped(SchedulerSnapshot)
+    /// The scheduler stopped while a rotated pair could still not be stored:
+    /// the grant is handed over so that it can be kept elsewhere (a file
+    /// `import` reads), because the refresh token it replaces is dead.
+    case rotationUnstored(sellerID: String, grant: TokenGrant)
 }
 
 /// Why refreshing is held back.
@@ -30,6 +34,10 @@ public enum DegradedReason: Sendable, Equatable {
     case configuration(GatewayFailure)
     /// A rotated pair could not be written; no new calls until it is.
     case storage(message: String)
+    /// The gateway rejected the refresh tokens of many sellers at once: no
+    /// seller is marked while the hold lasts; one probe per interval tells
+    /// whether it was a glitch.
+    case massRejection(code: String, held: Int)
 }
 
 /// The scheduler's state at a glance, for `STATUS=` lines and `status`.

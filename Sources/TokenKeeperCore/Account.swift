@@ -30,6 +30,9 @@ public struct Account: Sendable, Equatable {
     public var refreshedAt: Timestamp?
     public var lease: Lease?
     public var updatedAt: Timestamp
+    /// True when the last call with this refresh token may have reached the
+    /// gateway and its answer was lost (see ``GatewayFailure/answerMayBeLost``).
+    public var lastAnswerLost: Bool
 
     public init(
         sellerID: String, profile: SellerProfile = SellerProfile(), refreshToken: Secret,
@@ -37,7 +40,7 @@ public struct Account: Sendable, Equatable {
         refreshTokenValidTime: Timestamp? = nil, isRefreshable: Bool = true,
         status: AccountStatus = .active, statusReason: String? = nil, nextRefreshAt: Timestamp? = nil,
         failedAttempts: Int = 0, lastError: String? = nil, lastRequestID: String? = nil,
-        refreshedAt: Timestamp? = nil, lease: Lease? = nil, updatedAt: Timestamp
+        refreshedAt: Timestamp? = nil, lease: Lease? = nil, updatedAt: Timestamp, lastAnswerLost: Bool = false
     ) {
         self.sellerID = sellerID
         self.profile = profile
@@ -56,6 +59,7 @@ public struct Account: Sendable, Equatable {
         self.refreshedAt = refreshedAt
         self.lease = lease
         self.updatedAt = updatedAt
+        self.lastAnswerLost = lastAnswerLost
     }
 
     /// The access token readers may use at `now`: present, unexpired, active.

@@ -15,6 +15,11 @@ public enum StatusReason {
     /// The refresh token's validity (`refresh_token_valid_time`) has passed, or
     /// the gateway said `refresh_expires_in` 0, and the last access token expired.
     public static let refreshTokenExpired = "RefreshTokenExpired"
+    /// The gateway rejected a refresh token right after a call with it whose
+    /// answer was lost (a timeout or a broken connection after the request
+    /// was sent): the gateway most likely rotated it and the new one never
+    /// arrived. The seller did nothing wrong.
+    public static let rotationLost = "RotationLost"
     /// An operator disabled the account.
     public static let disabledByOperator = "DisabledByOperator"
 }

@@ -35,6 +35,11 @@ public protocol AccountStore: Sendable {
         now: Timestamp
     ) async throws
 
+    /// Moves every stored deadline (and lease) by `offset`, because the wall
+    /// clock was stepped by that much: a deadline written before the step is
+    /// to keep its distance from now, not its old wall-clock reading.
+    func shiftSchedules(by offset: Duration) async throws
+
     /// Marks the account `reauth_required` with `reason` if its stored refresh
     /// token is still `sent`; records an event; releases the lease. Returns false
     /// (and writes nothing) when the token changed meanwhile: a lost race.

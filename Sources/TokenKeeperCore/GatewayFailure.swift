@@ -16,10 +16,15 @@ public struct GatewayFailure: Error, Sendable, Equatable, CustomStringConvertibl
     /// True when the gateway answered with a code we do not know; it is treated
     /// as transient but logged loudly.
     public var isUnknownCode: Bool
+    /// True when the request may have reached the gateway and its answer was
+    /// lost (a timeout after sending, a connection closed before the answer):
+    /// the gateway may have rotated the refresh token without our seeing the
+    /// new one. A rejection of that token next time is then ``StatusReason/rotationLost``.
+    public var answerMayBeLost: Bool
 
     public init(
         _ failureClass: FailureClass, code: String, message: String, requestID: String? = nil,
-        httpStatus: Int? = nil, isUnknownCode: Bool = false
+        httpStatus: Int? = nil, isUnknownCode: Bool = false, answerMayBeLost: Bool = false
     ) {
         self.failureClass = failureClass
         self.code = code
@@ -27,6 +32,7 @@ public struct GatewayFailure: Error, Sendable, Equatable, CustomStringConvertibl
         self.requestID = requestID
         self.httpStatus = httpStatus
         self.isUnknownCode = isUnknownCode
+        self.answerMayBeLost = answerMayBeLost
     }
 
     public var description: String {

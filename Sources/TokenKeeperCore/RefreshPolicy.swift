@@ -15,11 +15,16 @@ public struct RefreshPolicy: Sendable, Equatable {
     /// While the access token is still valid, a retry delay is at most this
     /// fraction of the time it has left, so several tries fit before it expires.
     public var retryFractionOfRemaining: Double
+    /// The shortest time between two refreshes of one seller
+    /// (`refresh.min_interval_seconds`): a zero, negative or tiny lifetime in
+    /// an answer is refreshed again after this, never at once.
+    public var minimumInterval: Duration
 
     public init(
         remainingFraction: Double = 0.2, jitterFraction: Double = 0.05,
         finalRefreshMargin: Duration = .seconds(300), retryInitial: Duration = .seconds(5),
-        retryMax: Duration = .seconds(300), retryFractionOfRemaining: Double = 0.25
+        retryMax: Duration = .seconds(300), retryFractionOfRemaining: Double = 0.25,
+        minimumInterval: Duration = .seconds(60)
     ) {
         self.remainingFraction = remainingFraction
         self.jitterFraction = jitterFraction
@@ -27,6 +32,7 @@ public struct RefreshPolicy: Sendable, Equatable {
         self.retryInitial = retryInitial
         self.retryMax = retryMax
         self.retryFractionOfRemaining = retryFractionOfRemaining
+        self.minimumInterval = minimumInterval
     }
 
     /// The next refresh after a grant: the earlier of the moment when
@@ -34,18 +40,29 @@ public struct RefreshPolicy: Sendable, Equatable {
     /// refresh token runs out, less a random jitter. Computed from the moment
     /// the answer arrived (our clock) and the stated lifetimes, never from the
     /// gateway's absolute times, so a skewed local clock cannot make it late.
+    /// Never sooner than ``minimumInterval`` after the answer.
     public func nextRefresh(
         after grant: TokenGrant, using random: inout some RandomNumberGenerator
     ) -> Timestamp {
-        var lifetime = grant.accessTokenLifetime
-        if lifetime <= .zero {
-            // No `expires_in`: fall back to the absolute expiry.
-            lifetime = max(grant.expireTime - grant.receivedAt, .zero)
-        }
-        return nextRefresh(
+        let lifetime = effectiveLifetime(of: grant)
+        let due = nextRefresh(
             lifetime: lifetime, from: grant.receivedAt,
-            refreshTokenLeft: grant.refreshTokenLifetime > .zero ? grant.refreshTokenLifetime : nil,
+            refreshTokenLeft: grant.refreshTokenLifetime.flatMap { $0 > .zero ? $0 : nil },
             using: &random)
+        return max(due, grant.receivedAt + minimumInterval)
+    }
+
+    /// The access token's lifetime as far as the answer tells: `expires_in`,
+    /// else the distance to `expire_time`; zero when neither says anything.
+    public func effectiveLifetime(of grant: TokenGrant) -> Duration {
+        if grant.accessTokenLifetime > .zero { return grant.accessTokenLifetime }
+        return max(grant.expireTime - grant.receivedAt, .zero)
+    }
+
+    /// True when the answer's lifetime is so short that ``minimumInterval``,
+    /// not the lifetime, decides the next refresh: a gateway anomaly worth a log line.
+    public func lifetimeIsAnomalous(_ grant: TokenGrant) -> Bool {
+        !grant.isFinalGrant && effectiveLifetime(of: grant) <= minimumInterval
     }
 
     /// The next refresh of a stored account that has no fresh grant in hand (an
@@ -104,13 +121,17 @@ public struct RefreshPolicy: Sendable, Equatable {
     }
 
     /// What the scheduler does with an account at `now`.
+    ///
+    /// Only the gateway ends an account. A refresh token whose
+    /// `refresh_token_valid_time` has passed by our clock is still sent once:
+    /// our clock may be wrong (stepped ahead), and the gateway's answer
+    /// decides. Only after the gateway itself said it will not refresh again
+    /// (a final grant) is the refresh token never sent again.
     public func action(for account: Account, now: Timestamp) -> ScheduledAction {
         guard account.status == .active else { return .none }
-        let refreshTokenDead =
-            !account.isRefreshable || (account.refreshTokenValidTime.map { $0 <= now } ?? false)
-        if refreshTokenDead {
-            // Never send a dead refresh token; readers keep the access token
-            // until it expires, then the seller must authorize again.
+        if !account.isRefreshable {
+            // Readers keep the last access token until it expires; then the
+            // seller must authorize again.
             if let expireTime = account.expireTime, account.accessToken != nil, expireTime > now {
                 return .expireAt(expireTime)
             }

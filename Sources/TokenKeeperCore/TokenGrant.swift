@@ -1,16 +1,26 @@
 /// What the gateway hands out for a seller: by `/auth/token/create` (from an
 /// authorization code) or `/auth/token/refresh` (a rotated pair).
 public struct TokenGrant: Sendable, Equatable {
-    /// The seller key: `seller_id`, or `user_id` where the gateway left it empty.
+    /// The seller key: `seller_id`, or `user_id` where the gateway left it
+    /// empty; empty when the answer named neither (as `/auth/token/security/refresh`
+    /// answers may: the refresher knows whose token it sent).
     public var sellerID: String
     public var profile: SellerProfile
-    public var accessToken: Secret
-    public var refreshToken: Secret
-    /// Lifetime of the access token as the gateway stated it (`expires_in`).
+    /// Nil when a success answer carried no access token: the stored one stands.
+    public var accessToken: Secret?
+    /// The rotated refresh token. Nil when the answer carried none: the stored
+    /// one was not rotated (OAuth allows that) and stays, or, after a final
+    /// grant, is never sent again.
+    public var refreshToken: Secret?
+    /// Lifetime of the access token as the gateway stated it (`expires_in`),
+    /// sanitized: zero when the answer stated none or a negative one.
     public var accessTokenLifetime: Duration
-    /// `refresh_expires_in`: how long the refresh token remains usable. Zero
-    /// means the gateway will not refresh this seller again.
-    public var refreshTokenLifetime: Duration
+    /// `refresh_expires_in` (or the distance to `refresh_token_valid_time`):
+    /// how long the refresh token remains usable; nil when the answer said nothing.
+    public var refreshTokenLifetime: Duration?
+    /// True when the gateway said `refresh_expires_in` 0: it will not refresh
+    /// this seller again, and the access token in hand is the last one.
+    public var isFinalGrant: Bool
     /// `expire_time`: when the access token expires, in the gateway's clock.
     public var expireTime: Timestamp
     /// `refresh_token_valid_time`: after this no refresh is possible and the
@@ -23,12 +33,16 @@ public struct TokenGrant: Sendable, Equatable {
     public var requestID: String?
     /// The gateway's HTTP `Date` header, to notice a skewed local clock.
     public var gatewayDate: Timestamp?
+    /// What was odd about the answer and was sanitized rather than refused (a
+    /// missing or absurd lifetime, a field that is not a number), for one log
+    /// line. Never contains a token.
+    public var anomalies: [String]
 
     public init(
-        sellerID: String, profile: SellerProfile, accessToken: Secret, refreshToken: Secret,
-        accessTokenLifetime: Duration, refreshTokenLifetime: Duration, expireTime: Timestamp,
+        sellerID: String, profile: SellerProfile, accessToken: Secret?, refreshToken: Secret?,
+        accessTokenLifetime: Duration, refreshTokenLifetime: Duration?, expireTime: Timestamp,
         refreshTokenValidTime: Timestamp?, receivedAt: Timestamp, requestID: String?,
-        gatewayDate: Timestamp? = nil
+        gatewayDate: Timestamp? = nil, isFinalGrant: Bool? = nil, anomalies: [String] = []
     ) {
         self.sellerID = sellerID
         self.profile = profile
@@ -41,11 +55,12 @@ public struct TokenGrant: Sendable, Equatable {
         self.receivedAt = receivedAt
         self.requestID = requestID
         self.gatewayDate = gatewayDate
+        self.isFinalGrant = isFinalGrant ?? (refreshTokenLifetime == .zero)
+        self.anomalies = anomalies
     }
 
-    /// True when the gateway said it will not refresh this seller again
-    /// (`refresh_expires_in` 0): the access token in hand is the last one.
-    public var isFinalGrant: Bool { refreshTokenLifetime <= .zero }
+    /// True when the answer rotated the refresh token (carried a new one).
+    public var rotatesRefreshToken: Bool { refreshToken != nil }
 }
 
 /// Descriptive fields of a seller, copied to the readers' database.

@@ -85,12 +85,25 @@ struct Import: AsyncParsableCommand {
             (seller_id or user_id, refresh_token, and optionally access_token, expire_time, \
             refresh_token_valid_time, user_nick, account, ...). Bad lines are reported on stderr by \
             line number and not stored; the good ones are. Exit code 1 if any line was refused.
+
+            A seller tokenkeeper already manages (active or disabled) is skipped and counted: its \
+            stored refresh token has most likely been rotated since the input was written, and the \
+            input's is dead. --replace overwrites such sellers. A seller that needs re-authorization \
+            always takes the imported token.
             """)
     @OptionGroup var options: GlobalOptions
     @Option(name: .customLong("seller-id"), help: "The seller id.")
     var sellerID: String?
-    @Option(name: .customLong("refresh-token"), help: "The seller's refresh token.")
+    @Option(
+        name: .customLong("refresh-token"),
+        help: "The seller's refresh token (visible to every local user in ps: prefer --refresh-token-file).")
     var refreshToken: String?
+    @Option(
+        name: .customLong("refresh-token-file"),
+        help: "A file holding the seller's refresh token alone ('-' for standard input).")
+    var refreshTokenFile: String?
+    @Flag(help: "Overwrite sellers tokenkeeper already manages (their stored refresh tokens are replaced).")
+    var replace = false
     @Option(name: .customLong("access-token"), help: "The seller's current access token, if any.")
     var accessToken: String?
     @Option(name: .customLong("expire-time"), help: "When the access token expires, in epoch milliseconds.")
@@ -102,17 +115,23 @@ struct Import: AsyncParsableCommand {
 
     func validate() throws {
         if file != nil {
-            if sellerID != nil || refreshToken != nil || accessToken != nil || expireTime != nil
-                || refreshTokenValidTime != nil
+            if sellerID != nil || refreshToken != nil || refreshTokenFile != nil || accessToken != nil
+                || expireTime != nil || refreshTokenValidTime != nil
             {
                 throw ValidationError("--file cannot be combined with the single-seller options")
             }
             return
         }
-        guard let sellerID, !sellerID.isEmpty else { throw ValidationError("give --seller-id and --refresh-token, or --file") }
+        guard let sellerID, !sellerID.isEmpty else {
+            throw ValidationError("give --seller-id and --refresh-token-file, or --file")
+        }
         _ = sellerID
-        guard let refreshToken, !refreshToken.isEmpty else { throw ValidationError("--refresh-token is required with --seller-id") }
-        _ = refreshToken
+        switch (refreshToken, refreshTokenFile) {
+        case (nil, nil): throw ValidationError("--refresh-token-file (or --refresh-token) is required with --seller-id")
+        case (.some, .some): throw ValidationError("give --refresh-token-file or --refresh-token, not both")
+        case (let token?, nil) where token.isEmpty: throw ValidationError("--refresh-token must not be empty")
+        default: break
+        }
         if (accessToken == nil) != (expireTime == nil) {
             throw ValidationError("--access-token and --expire-time go together")
         }
@@ -120,11 +139,12 @@ struct Import: AsyncParsableCommand {
 
     func run() async throws {
         if let file {
-            try await perform { await Commands.importFile(path: file, configPath: options.config) }
+            try await perform { await Commands.importFile(path: file, replace: replace, configPath: options.config) }
         } else {
+            let source: RefreshTokenSource = refreshTokenFile.map { .file($0) } ?? .argument(refreshToken!)
             let record = ImportRequest(
-                sellerID: sellerID!, refreshToken: refreshToken!, accessToken: accessToken,
-                expireTime: expireTime, refreshTokenValidTime: refreshTokenValidTime)
+                sellerID: sellerID!, refreshToken: source, accessToken: accessToken,
+                expireTime: expireTime, refreshTokenValidTime: refreshTokenValidTime, replace: replace)
             try await perform { await Commands.importOne(record, configPath: options.config) }
         }
     }

@@ -95,11 +95,24 @@ import TokenKeeperCore
         #expect(Fixture.grant(body)?.sellerID == "20101")
     }
 
-    @Test func refusesAGrantWithNeitherSellerIDNorUserID() throws {
-        let failure = try #require(Fixture.failure(Self.numericGrant(sellerID: "\"\"", userID: "null")))
-        #expect(failure.code == IOPFailureCode.malformedResponse)
-        #expect(failure.failureClass == .transient)
-        #expect(failure.requestID == "2101e6f317000000000000001")
+    @Test func keepsAGrantWithNeitherSellerIDNorUserIDForTheCallerToKey() throws {
+        // `/auth/token/security/refresh` answers carry no seller fields; the
+        // refresher knows whose token it sent, and the new one must be stored.
+        let grant = try #require(Fixture.grant(Self.numericGrant(sellerID: "\"\"", userID: "null")))
+        #expect(grant.sellerID == "")
+        #expect(grant.refreshToken == Secret(Fixture.refreshToken))
+        #expect(grant.requestID == "2101e6f317000000000000001")
+    }
+
+    @Test func keepsTheSecurityRefreshShapeWithTokensAndLifetimesOnly() throws {
+        let body = """
+            {"code":"0","access_token":"\(Fixture.accessToken)","refresh_token":"\(Fixture.refreshToken)",
+             "expires_in":"86400","refresh_expires_in":"2592000","request_id":"req-sec"}
+            """
+        let grant = try #require(Fixture.grant(body))
+        #expect(grant.refreshToken == Secret(Fixture.refreshToken))
+        #expect(grant.accessTokenLifetime == .seconds(86400))
+        #expect(grant.anomalies.isEmpty)
     }
 
     @Test func treatsRefreshExpiresInZeroAsAFinalGrantNotAnError() throws {
@@ -109,6 +122,7 @@ import TokenKeeperCore
         let withoutRefreshToken = try #require(
             Fixture.grant(Self.numericGrant(refreshExpiresIn: "0", refreshToken: "\"\"")))
         #expect(withoutRefreshToken.isFinalGrant)
+        #expect(withoutRefreshToken.refreshToken == nil, "never an empty token to store")
         #expect(withoutRefreshToken.accessToken == Secret(Fixture.accessToken))
     }
 
@@ -123,32 +137,46 @@ import TokenKeeperCore
     }
 
     @Test(arguments: ["\"\"", "null", "12345", "[]"])
-    func refusesASuccessWithoutAStringAccessToken(value: String) throws {
+    func keepsTheRotatedRefreshTokenOfASuccessWithoutAStringAccessToken(value: String) throws {
         let body = Self.numericGrant().replacingOccurrences(
             of: "\"access_token\":\"\(Fixture.accessToken)\"", with: "\"access_token\":\(value)")
+        let grant = try #require(Fixture.grant(body))
+        #expect(grant.accessToken == nil)
+        #expect(grant.refreshToken == Secret(Fixture.refreshToken))
+        #expect(!grant.anomalies.isEmpty)
+    }
+
+    @Test func refusesASuccessThatCarriesNoTokenAtAll() throws {
+        let body = #"{"code":"0","expires_in":86400,"request_id":"r"}"#
         let failure = try #require(Fixture.failure(body))
         #expect(failure.code == IOPFailureCode.malformedResponse)
         #expect(failure.failureClass == .transient)
-        #expect(failure.message.contains("access_token"))
-        #expect(failure.requestID == "2101e6f317000000000000001")
     }
 
     @Test(arguments: ["\"\"", "null", "12345"])
-    func refusesASuccessWithoutARefreshTokenUnlessItIsFinal(value: String) throws {
-        let failure = try #require(Fixture.failure(Self.numericGrant(refreshToken: value)))
-        #expect(failure.code == IOPFailureCode.malformedResponse)
-        #expect(failure.message.contains("refresh_token"))
-        let missing = Self.numericGrant().replacingOccurrences(
-            of: "\"refresh_token\":\"\(Fixture.refreshToken)\",", with: "")
-        #expect(Fixture.failure(missing)?.code == IOPFailureCode.malformedResponse)
+    func treatsASuccessWithoutARefreshTokenAsNotRotated(value: String) throws {
+        let grant = try #require(Fixture.grant(Self.numericGrant(refreshToken: value)))
+        #expect(grant.refreshToken == nil)
+        #expect(!grant.isFinalGrant)
+        #expect(grant.accessToken == Secret(Fixture.accessToken))
     }
 
     @Test(arguments: ["\"abc\"", "-5", "true", "{}", "\"1e400\""])
-    func refusesANumericFieldThatIsNotAWholeNumber(value: String) throws {
+    func sanitizesANumericFieldThatIsNotAWholeNumber(value: String) throws {
         let body = Self.numericGrant().replacingOccurrences(of: "\"expires_in\":86400", with: "\"expires_in\":\(value)")
-        let failure = try #require(Fixture.failure(body))
-        #expect(failure.code == IOPFailureCode.malformedResponse)
-        #expect(failure.message.contains("expires_in"))
+        let grant = try #require(Fixture.grant(body))
+        #expect(grant.refreshToken == Secret(Fixture.refreshToken))
+        #expect(grant.anomalies.contains { $0.contains("expires_in") })
+        // expire_time is still there to say when the token expires.
+        #expect(grant.expireTime == Timestamp(millisecondsSince1970: 1_700_086_400_000))
+    }
+
+    @Test func cutsAnAbsurdLifetimeInsteadOfOverflowing() throws {
+        let body = Self.numericGrant().replacingOccurrences(
+            of: "\"expires_in\":86400", with: "\"expires_in\":9000000000000000000")
+        let grant = try #require(Fixture.grant(body))
+        #expect(grant.accessTokenLifetime == IOPResponseDecoder.maximumLifetime)
+        #expect(!grant.anomalies.isEmpty)
     }
 
     @Test func derivesTheExpiryFromExpiresInWhenExpireTimeIsMissing() throws {
@@ -172,15 +200,20 @@ import TokenKeeperCore
         #expect(grant.refreshTokenLifetime == .milliseconds(2_592_000_000))
     }
 
-    @Test func refusesAGrantWithoutAnyExpiry() throws {
+    @Test func keepsAGrantWithoutAnyExpiryAsAlreadyExpired() throws {
         let body = Self.numericGrant()
             .replacingOccurrences(of: "\"expires_in\":86400,", with: "")
             .replacingOccurrences(of: "\"expire_time\":1700086400000,", with: "")
-        #expect(Fixture.failure(body)?.code == IOPFailureCode.malformedResponse)
+        let grant = try #require(Fixture.grant(body))
+        #expect(grant.refreshToken == Secret(Fixture.refreshToken))
+        #expect(grant.expireTime == Fixture.receivedAt)
+        #expect(grant.anomalies.contains { $0.contains("expires_in") })
         let noRefreshExpiry = Self.numericGrant()
             .replacingOccurrences(of: "\"refresh_expires_in\":2592000,", with: "")
             .replacingOccurrences(of: "\"refresh_token_valid_time\":1702592000000,", with: "")
-        #expect(Fixture.failure(noRefreshExpiry)?.message.contains("refresh_expires_in") == true)
+        let unknown = try #require(Fixture.grant(noRefreshExpiry))
+        #expect(unknown.refreshTokenLifetime == nil)
+        #expect(!unknown.isFinalGrant)
     }
 
     @Test func readsTheDateHeader() throws {
@@ -353,11 +386,9 @@ import TokenKeeperCore
             #"{"error_response":{"code":"X","msg":"bad \#(Fixture.refreshToken)"}}"#,
             // Error bodies that carry tokens anyway.
             #"{"code":"X","message":"\#(Fixture.accessToken)","access_token":"\#(Fixture.accessToken)"}"#,
-            // A grant cut short, and grants missing a field.
+            // A grant cut short, and a success that carries no token but echoes one in its message.
             String(Self.vendorSample.prefix(400)),
-            Self.numericGrant(sellerID: "\"\"", userID: "\"\""),
-            Self.numericGrant(refreshToken: "null"),
-            Self.vendorSample.replacingOccurrences(of: "\"1500\"", with: "\"later\""),
+            #"{"code":"0","expires_in":60,"message":"\#(Fixture.refreshToken)"}"#,
         ]
         for body in bodies {
             let failure = try #require(Fixture.failure(body, redacting: [refreshToken]))

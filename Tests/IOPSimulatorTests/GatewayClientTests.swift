@@ -39,16 +39,17 @@ struct GatewayClientTests {
             #expect(created.gatewayDate == ManualWallClock.start)
 
             h.clock.advance(by: .seconds(60))
-            let rotated = try await client.refresh(refreshToken: created.refreshToken)
+            let rotated = try await client.refresh(refreshToken: try #require(created.refreshToken))
             #expect(rotated.refreshToken == h.simulator.currentRefreshToken(for: "1001"))
             #expect(rotated.expireTime == h.clock.now() + .seconds(600))
             #expect(rotated.refreshTokenLifetime == .seconds(3540))
             #expect(!rotated.isFinalGrant)
 
             try h.simulator.revoke(sellerID: "1001")
+            let rotatedToken = try #require(rotated.refreshToken)
             await #expect(throws: GatewayFailure.self) {
                 do throws(GatewayFailure) {
-                    _ = try await client.refresh(refreshToken: rotated.refreshToken)
+                    _ = try await client.refresh(refreshToken: rotatedToken)
                 } catch {
                     #expect(error.failureClass == .accountRejected)
                     #expect(error.code == "IllegalRefreshToken")

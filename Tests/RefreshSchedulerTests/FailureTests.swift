@@ -141,23 +141,6 @@ struct FailureTests {
         try await run.value
     }
 
-    @Test func accountPastItsRefreshTokenValidityIsNeverSent() async throws {
-        let harness = SchedulerHarness()
-        await harness.addAccount("spent")
-        await harness.store.modify("spent") { $0.refreshTokenValidTime = harness.now - .seconds(1) }
-        let run = try await harness.start()
-        await harness.settle()
-
-        // Its access token is still good for an hour: it waits for that.
-        #expect(await harness.gateway.calls.isEmpty)
-        #expect(await harness.scheduler.deadline(of: "spent") == harness.now + .seconds(3600))
-        await harness.advance(by: .seconds(3600))
-        #expect(await harness.store.account("spent")?.status == .reauthRequired)
-        #expect(await harness.gateway.calls.isEmpty)
-        run.cancel()
-        try await run.value
-    }
-
     @Test func unknownGatewayCodeIsTransientButLoggedLoudly() async throws {
         let harness = SchedulerHarness()
         await harness.addAccount("s1")

@@ -58,12 +58,14 @@ import TokenKeeperTesting
         #expect(
             error.description
                 == "\(fileName) at \(scratch.file(fileName)) has schema version 99 "
-                + "but this tokenkeeper knows up to 1; upgrade tokenkeeper"
+                + "but this tokenkeeper knows up to \(fileName == "keeper.db" ? 2 : 1); upgrade tokenkeeper"
         )
         #expect(snapshot(scratch, fileName) == before)
     }
 
-    @Test(arguments: ["keeper.db", "tokens.db"])
+    // tokens.db is derived: a damaged one is moved aside and rebuilt
+    // (HardeningStoreTests), never refused.
+    @Test(arguments: ["keeper.db"])
     func fileThatIsNotADatabaseIsRefusedAndLeftUntouched(fileName: String) async throws {
         let scratch = try ScratchDirectory()
         let garbage = Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) })

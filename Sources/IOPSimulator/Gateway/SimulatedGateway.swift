@@ -256,13 +256,33 @@ struct SimulatedGateway {
         guard let validTime = seller.refreshTokenValidTime, now < validTime else {
             return .failure(.illegalRefreshToken)
         }
+        if behavior.rejectsAllRefreshTokens {
+            counters.massRejections += 1
+            return .failure(.illegalRefreshToken)
+        }
         refreshTokens[token]!.state = .rotated(answerLost: false)
         counters.rotations += 1
         sellers[record.sellerKey]!.stats.rotations += 1
-        return .success(
-            issuePair(
-                for: record.sellerKey, origin: .rotation, now: now, refreshTokenValidTime: validTime,
-                requestID: requestID()))
+        let reference = issuePair(
+            for: record.sellerKey, origin: .rotation, now: now, refreshTokenValidTime: validTime,
+            requestID: requestID())
+        switch behavior.quirks[record.sellerKey] {
+        case .finalGrant:
+            // The pair's refresh token is never handed out: it is dead from birth.
+            let issued = sellers[record.sellerKey]!.issued[reference.index]
+            refreshTokens[issued.refreshToken.exposedValue]?.state = .revoked
+            sellers[record.sellerKey]!.currentRefreshToken = nil
+            sellers[record.sellerKey]!.issued[reference.index].refreshExpiresIn = .zero
+            sellers[record.sellerKey]!.issued[reference.index].isFinal = true
+        case .zeroLifetime:
+            sellers[record.sellerKey]!.issued[reference.index].accessTokenLifetime = .zero
+            sellers[record.sellerKey]!.issued[reference.index].expireTime = now
+            let accessToken = sellers[record.sellerKey]!.issued[reference.index].accessToken.exposedValue
+            accessTokens[accessToken]?.expireTime = now
+        case .securityShape, nil:
+            break
+        }
+        return .success(reference)
     }
 
     // MARK: - Issuing
@@ -390,7 +410,26 @@ struct SimulatedGateway {
     }
 
     private mutating func successBody(_ pair: IssuedTokenPair) -> [UInt8] {
-        successBody(pair, seller: sellers[pair.sellerID]!.seller)
+        let seller = sellers[pair.sellerID]!.seller
+        if pair.origin == .rotation, behavior.quirks[pair.sellerID] == .securityShape {
+            return securityShapeBody(pair)
+        }
+        return successBody(pair, seller: seller)
+    }
+
+    /// `/auth/token/security/refresh`'s shape: tokens and lifetimes, no seller fields.
+    private mutating func securityShapeBody(_ pair: IssuedTokenPair) -> [UInt8] {
+        var json = JSONObjectWriter()
+        json.string("code", "0")
+        json.string("access_token", pair.accessToken.exposedValue)
+        json.string("refresh_token", pair.refreshToken.exposedValue)
+        json.number("expires_in", pair.accessTokenLifetime.wholeMilliseconds / 1000, asString: numberAsString())
+        json.number("refresh_expires_in", pair.refreshExpiresIn.wholeMilliseconds / 1000, asString: numberAsString())
+        json.number("expire_time", pair.expireTime.millisecondsSince1970, asString: numberAsString())
+        json.number(
+            "refresh_token_valid_time", pair.refreshTokenValidTime.millisecondsSince1970, asString: numberAsString())
+        json.string("request_id", pair.requestID ?? requestID())
+        return json.finished()
     }
 
     /// A success in the field order of the vendor's sample answer.
@@ -404,7 +443,7 @@ struct SimulatedGateway {
         json.string("locale", seller.locale)
         json.string("user_nick", seller.userNick)
         json.string("access_token", pair.accessToken.exposedValue)
-        json.string("refresh_token", pair.refreshToken.exposedValue)
+        if !pair.isFinal { json.string("refresh_token", pair.refreshToken.exposedValue) }
         if let accountID = seller.accountID { json.string("account_id", accountID) } else { json.null("account_id") }
         json.string("user_id", seller.userID)
         json.string("account_platform", seller.accountPlatform)

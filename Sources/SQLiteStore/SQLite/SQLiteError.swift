@@ -1,4 +1,5 @@
 import CSQLite
+public import TokenKeeperCore
 
 /// A failure reported by SQLite: its extended result code, its message and
 /// the SQL that failed.
@@ -26,6 +27,12 @@ public struct SQLiteError: Error, Sendable, Equatable, CustomStringConvertible {
     /// lock for longer than the busy timeout; trying again later may work.
     public var isBusy: Bool { primaryCode == SQLITE_BUSY || primaryCode == SQLITE_LOCKED }
 
+    /// True for errors tied to the values of one write (a constraint, a value
+    /// too big or of the wrong type): other writes may well succeed.
+    public var isAboutTheValues: Bool {
+        [SQLITE_CONSTRAINT, SQLITE_TOOBIG, SQLITE_MISMATCH, SQLITE_RANGE].contains(primaryCode)
+    }
+
     /// True when the file is not an SQLite database (`SQLITE_NOTADB`).
     public var isNotADatabase: Bool { primaryCode == SQLITE_NOTADB }
 
@@ -49,4 +56,10 @@ public struct SQLiteError: Error, Sendable, Equatable, CustomStringConvertible {
     static func misuse(_ message: String, sql: String? = nil) -> SQLiteError {
         SQLiteError(code: SQLITE_MISUSE, message: message, sql: sql)
     }
+}
+
+extension SQLiteError: ScopedStoreError {
+    /// A constraint or a value SQLite cannot hold concerns one account; a
+    /// full disk, an I/O error, a read-only or locked file concern them all.
+    public var scope: StoreFailureScope { isAboutTheValues ? .account : .store }
 }

@@ -66,6 +66,15 @@ extension DatabaseSchema {
                     BEGIN
                         SELECT RAISE(ABORT, 'events are append-only');
                     END;
-                    """)
+                    """),
+            Migration(
+                version: 2,
+                sql: """
+                    -- Set when the last call may have reached the gateway and its
+                    -- answer was lost (timeout, connection closed): a rejection of
+                    -- the same refresh token next is then RotationLost.
+                    ALTER TABLE accounts ADD COLUMN answer_lost INTEGER NOT NULL DEFAULT 0;
+                    CREATE INDEX events_by_time ON events (at);
+                    """),
         ])
 }

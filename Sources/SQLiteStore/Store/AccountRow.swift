@@ -7,7 +7,7 @@ enum AccountRow {
         seller_id, refresh_token, access_token, expire_time, access_lifetime_ms, refresh_token_valid_time, \
         refreshable, status, status_reason, next_refresh_at, failed_attempts, last_error, last_request_id, \
         refreshed_at, lease_owner, lease_expires_at, user_id, user_nick, account, account_platform, sp, locale, \
-        updated_at
+        updated_at, answer_lost
         """
 
     static func decode(_ row: SQLiteRow) throws -> Account {
@@ -39,7 +39,8 @@ enum AccountRow {
             lastRequestID: row.optionalString(12),
             refreshedAt: timestamp(row, 13),
             lease: lease,
-            updatedAt: Timestamp(millisecondsSince1970: row.int64(22)))
+            updatedAt: Timestamp(millisecondsSince1970: row.int64(22)),
+            lastAnswerLost: row.bool(23))
     }
 
     static func timestamp(_ row: SQLiteRow, _ index: Int) -> Timestamp? {

@@ -6,7 +6,9 @@ extension AccountVault {
     /// Inserts an account or replaces the tokens of an existing one and makes
     /// it active: the statement behind both `add --code` and `import`.
     /// The profile keeps stored fields the new values leave out; the lease,
-    /// if any, is left to its holder.
+    /// if any, is left to its holder. The last parameter says whether an
+    /// account that tokenkeeper manages (active or disabled) is replaced; a
+    /// `reauth_required` one always is, since a new token is its only way back.
     static let upsertAccountSQL = """
         INSERT INTO accounts (
             seller_id, refresh_token, access_token, expire_time, access_lifetime_ms, refresh_token_valid_time,
@@ -26,7 +28,9 @@ extension AccountVault {
             account = coalesce(excluded.account, account),
             account_platform = coalesce(excluded.account_platform, account_platform),
             sp = coalesce(excluded.sp, sp), locale = coalesce(excluded.locale, locale),
-            updated_at = excluded.updated_at, change_seq = excluded.change_seq
+            updated_at = excluded.updated_at, change_seq = excluded.change_seq,
+            answer_lost = 0
+        WHERE ? OR accounts.status = 'reauth_required'
         """
 
     static func profileValues(_ profile: SellerProfile) -> [(any SQLiteBindable)?] {
@@ -34,8 +38,12 @@ extension AccountVault {
     }
 
     func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) throws -> Account {
+        guard let refreshToken = grant.refreshToken else {
+            throw SQLiteStoreError.invalidAccount(
+                sellerID: grant.sellerID, problem: "the grant carries no refresh token")
+        }
         let record = ImportRecord(
-            sellerID: grant.sellerID, refreshToken: grant.refreshToken, accessToken: grant.accessToken,
+            sellerID: grant.sellerID, refreshToken: refreshToken, accessToken: grant.accessToken,
             expireTime: grant.expireTime, refreshTokenValidTime: grant.refreshTokenValidTime)
         if let problem = record.problem {
             throw SQLiteStoreError.invalidAccount(sellerID: grant.sellerID, problem: problem)
@@ -45,11 +53,11 @@ extension AccountVault {
             try keeper.execute(
                 Self.upsertAccountSQL,
                 [
-                    grant.sellerID, grant.refreshToken.exposedValue, grant.accessToken.exposedValue,
+                    grant.sellerID, refreshToken.exposedValue, grant.accessToken?.exposedValue,
                     grant.expireTime.stored, grant.accessTokenLifetime.wholeMilliseconds,
                     grant.refreshTokenValidTime?.stored, !grant.isFinalGrant, nextRefreshAt.stored, grant.requestID,
                     grant.receivedAt.stored,
-                ] + Self.profileValues(grant.profile) + [now.stored, now.stored, try write.changeSequence()])
+                ] + Self.profileValues(grant.profile) + [now.stored, now.stored, try write.changeSequence(), true])
             try keeper.execute("DELETE FROM removed_accounts WHERE seller_id = ?", [grant.sellerID])
             try insertEvent(
                 .enrolled, sellerID: grant.sellerID,
@@ -65,7 +73,12 @@ extension AccountVault {
 
     /// Stores valid records one transaction per `batchSize`, with prepared
     /// statements reused across the batch; refuses invalid ones by index.
-    func importAccounts(_ records: [ImportRecord], batchSize: Int, now: Timestamp) throws -> ImportSummary {
+    /// Sellers tokenkeeper already manages are skipped unless `replace`:
+    /// their stored refresh token has most likely been rotated since the
+    /// input was written, and the input's is dead.
+    func importAccounts(_ records: [ImportRecord], replace: Bool, batchSize: Int, now: Timestamp) throws
+        -> ImportSummary
+    {
         try ensureOpen()
         var summary = ImportSummary()
         var valid: [(index: Int, record: ImportRecord)] = []
@@ -81,6 +94,7 @@ extension AccountVault {
         let size = max(1, batchSize)
         while start < valid.count {
             let batch = valid[start..<min(start + size, valid.count)]
+            var skipped: [String] = []
             do {
                 try write { write in
                     let sequence = try write.changeSequence()
@@ -94,7 +108,11 @@ extension AccountVault {
                                 record.accessToken == nil ? nil : record.expireTime?.stored, nil,
                                 record.refreshTokenValidTime?.stored, true, (record.nextRefreshAt ?? now).stored, nil,
                                 record.accessToken == nil ? nil : now.stored,
-                            ] + Self.profileValues(record.profile) + [now.stored, now.stored, sequence])
+                            ] + Self.profileValues(record.profile) + [now.stored, now.stored, sequence, replace])
+                        guard keeper.changes > 0 else {
+                            skipped.append(record.sellerID)
+                            continue
+                        }
                         try clearTombstone.run([record.sellerID])
                         try event.run([now.stored, record.sellerID, EventKind.imported.rawValue, nil, nil])
                         write.touch(record.sellerID)
@@ -103,7 +121,8 @@ extension AccountVault {
             } catch let error as SQLiteError {
                 throw SQLiteStoreError.importInterrupted(imported: summary.imported, error: error)
             }
-            summary.imported += batch.count
+            summary.imported += batch.count - skipped.count
+            summary.alreadyManaged += skipped
             start += size
         }
         return summary

@@ -78,6 +78,9 @@ extension AccountVault {
         return stored == sent.exposedValue
     }
 
+    /// Stores what the answer carried and keeps what it left out: a missing
+    /// refresh token was not rotated (or, after a final grant, is never sent
+    /// again); a missing access token leaves the stored one and its expiry.
     func commitRotation(
         sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
     ) throws -> Bool {
@@ -85,13 +88,16 @@ extension AccountVault {
             guard try storedRefreshTokenIs(sent, sellerID: sellerID) else { return false }
             let sequence = try write.changeSequence()
             let profile = grant.profile
+            let hasAccessToken = grant.accessToken != nil
             try keeper.execute(
                 """
                 UPDATE accounts SET
-                    refresh_token = ?, access_token = ?, expire_time = ?, access_lifetime_ms = ?,
+                    refresh_token = coalesce(?, refresh_token), access_token = coalesce(?, access_token),
+                    expire_time = CASE WHEN ? THEN ? ELSE expire_time END,
+                    access_lifetime_ms = CASE WHEN ? THEN ? ELSE access_lifetime_ms END,
                     refresh_token_valid_time = coalesce(?, refresh_token_valid_time), refreshable = ?,
                     status_reason = CASE WHEN status = 'active' THEN NULL ELSE status_reason END,
-                    next_refresh_at = ?, failed_attempts = 0, last_error = NULL,
+                    next_refresh_at = ?, failed_attempts = 0, last_error = NULL, answer_lost = 0,
                     last_request_id = coalesce(?, last_request_id), refreshed_at = ?,
                     lease_owner = NULL, lease_expires_at = NULL,
                     user_id = coalesce(?, user_id), user_nick = coalesce(?, user_nick),
@@ -101,17 +107,18 @@ extension AccountVault {
                 WHERE seller_id = ?
                 """,
                 [
-                    grant.refreshToken.exposedValue, grant.accessToken.exposedValue, grant.expireTime.stored,
-                    grant.accessTokenLifetime.wholeMilliseconds, grant.refreshTokenValidTime?.stored,
-                    !grant.isFinalGrant, nextRefreshAt.stored, grant.requestID, grant.receivedAt.stored,
-                    profile.userID, profile.userNick, profile.account, profile.accountPlatform, profile.sp,
-                    profile.locale, now.stored, sequence, sellerID,
+                    grant.refreshToken?.exposedValue, grant.accessToken?.exposedValue,
+                    hasAccessToken, grant.expireTime.stored, hasAccessToken, grant.accessTokenLifetime.wholeMilliseconds,
+                    grant.refreshTokenValidTime?.stored, !grant.isFinalGrant, nextRefreshAt.stored, grant.requestID,
+                    grant.receivedAt.stored, profile.userID, profile.userNick, profile.account,
+                    profile.accountPlatform, profile.sp, profile.locale, now.stored, sequence, sellerID,
                 ])
-            try insertEvent(
-                .refreshed, sellerID: sellerID,
-                detail: "rotated \(sent) to \(grant.refreshToken); access token expires \(grant.expireTime)"
-                    + (grant.isFinalGrant ? "; final grant (refresh_expires_in 0)" : ""),
-                requestID: grant.requestID, at: now)
+            var detail =
+                grant.refreshToken.map { "rotated \(sent) to \($0)" } ?? "refresh token \(sent) kept (not rotated)"
+            detail += grant.accessToken == nil ? "; no access token in the answer" : "; access token expires \(grant.expireTime)"
+            if grant.isFinalGrant { detail += "; final grant (refresh_expires_in 0)" }
+            if !grant.anomalies.isEmpty { detail += "; sanitized: " + grant.anomalies.joined(separator: ", ") }
+            try insertEvent(.refreshed, sellerID: sellerID, detail: detail, requestID: grant.requestID, at: now)
             write.touch(sellerID)
             return true
         }
@@ -126,12 +133,12 @@ extension AccountVault {
             try keeper.execute(
                 """
                 UPDATE accounts SET failed_attempts = ?, last_error = ?, last_request_id = ?, next_refresh_at = ?,
-                    lease_owner = NULL, lease_expires_at = NULL, change_seq = ?
+                    answer_lost = (answer_lost OR ?), lease_owner = NULL, lease_expires_at = NULL, change_seq = ?
                 WHERE seller_id = ?
                 """,
                 [
                     failedAttempts, "\(failure.code): \(failure.message)", failure.requestID, nextRefreshAt.stored,
-                    try write.changeSequence(), sellerID,
+                    failure.answerMayBeLost, try write.changeSequence(), sellerID,
                 ])
             try insertEvent(
                 .refreshFailed, sellerID: sellerID,
@@ -156,6 +163,35 @@ extension AccountVault {
             try insertEvent(.reauthRequired, sellerID: sellerID, detail: reason, requestID: requestID, at: now)
             write.touch(sellerID)
             return true
+        }
+    }
+
+    /// Moves every stored deadline and lease by `offset`: the wall clock was
+    /// stepped, and what was written before the step is to keep its distance
+    /// from now (see ``SQLiteAccountStore/shiftSchedules(by:)``).
+    func shiftSchedules(by offset: Duration) throws {
+        let milliseconds = offset.wholeMilliseconds
+        guard milliseconds != 0 else { return }
+        try write { write in
+            try keeper.execute(
+                """
+                UPDATE accounts SET next_refresh_at = next_refresh_at + ?1,
+                    lease_expires_at = lease_expires_at + ?1, change_seq = ?2
+                WHERE next_refresh_at IS NOT NULL OR lease_expires_at IS NOT NULL
+                """,
+                [milliseconds, try write.changeSequence()])
+        }
+    }
+
+    /// Deletes events older than `cutoff`, at most `limit` of them, and says
+    /// how many went. Small batches keep each write transaction short, so
+    /// pruning never holds a refresh's commit back for long.
+    func pruneEvents(before cutoff: Timestamp, limit: Int) throws -> Int {
+        try write { _ in
+            try keeper.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY id LIMIT ?)",
+                [cutoff.stored, max(1, limit)])
+            return keeper.changes
         }
     }
 

@@ -1,5 +1,6 @@
 import Logging
 import TokenKeeperCore
+import CSQLite
 
 #if canImport(Glibc)
     import Glibc
@@ -52,9 +53,31 @@ final class AccountVault {
             path: keeperPath, schema: .keeper, mode: Self.keeperMode, group: nil, synchronous: .full,
             persistentWAL: false, busyTimeout: busyTimeout, logger: logger)
         // URI filenames: the repair attaches keeper.db read-only (`?mode=ro`).
-        let tokens = try Self.openDatabase(
-            path: tokensPath, schema: .tokens, mode: Self.tokensMode, group: readersGroup, synchronous: .normal,
-            persistentWAL: true, busyTimeout: busyTimeout, logger: logger, extraFlags: .uri)
+        let openTokens = { [tokensPath] in
+            try Self.openDatabase(
+                path: tokensPath, schema: .tokens, mode: Self.tokensMode, group: readersGroup, synchronous: .normal,
+                persistentWAL: true, busyTimeout: busyTimeout, logger: logger, extraFlags: .uri)
+        }
+        let tokens: SQLiteConnection
+        do {
+            tokens = try openTokens()
+        } catch where Self.isDamage(error) {
+            // tokens.db is derived from keeper.db: a damaged one is moved
+            // aside (kept for a post-mortem) and rebuilt, never patched.
+            let aside = try Self.moveAside(tokensPath, at: clock.now())
+            logger.error(
+                "tokens.db was damaged; it was moved aside and is rebuilt from keeper.db",
+                metadata: ["path": "\(tokensPath)", "moved_to": "\(aside)", "error": "\(error)"])
+            do {
+                tokens = try openTokens()
+            } catch {
+                try? keeper.close()
+                throw error
+            }
+        } catch {
+            try? keeper.close()
+            throw error
+        }
         self.keeper = keeper
         self.tokens = tokens
         do {
@@ -72,6 +95,29 @@ final class AccountVault {
                 "tokens.db could not be compared with keeper.db at open; readers may see old rows until it is repaired",
                 metadata: ["path": "\(tokensPath)", "error": "\(error)"])
         }
+    }
+
+    /// True for an error that says the file's content is damaged (not a
+    /// database, or corrupt), as opposed to a problem with its permissions.
+    static func isDamage(_ error: any Error) -> Bool {
+        if case SQLiteStoreError.notADatabase = error { return true }
+        if let error = error as? SQLiteError {
+            return error.isNotADatabase || error.primaryCode == SQLITE_CORRUPT
+        }
+        return false
+    }
+
+    /// Renames `path` and its `-wal`/`-shm` files to `path.damaged-MILLIS`;
+    /// returns the new name of the main file.
+    static func moveAside(_ path: String, at now: Timestamp) throws -> String {
+        let aside = "\(path).damaged-\(now.millisecondsSince1970)"
+        for suffix in ["", "-wal", "-shm"] where access(path + suffix, F_OK) == 0 {
+            guard rename(path + suffix, aside + suffix) == 0 else {
+                throw SQLiteStoreError.fileProblem(
+                    path: path + suffix, problem: "is damaged and cannot be moved aside: \(String(cString: strerror(errno)))")
+            }
+        }
+        return aside
     }
 
     /// Opens one database file: creates it with its mode, refuses a file that

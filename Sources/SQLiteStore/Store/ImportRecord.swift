@@ -49,10 +49,14 @@ public struct ImportSummary: Sendable, Equatable {
     public var imported: Int
     /// Records refused, with their position in the input; nothing of them was stored.
     public var refused: [RefusedRecord]
+    /// Sellers skipped because tokenkeeper already manages them (without
+    /// `replace`); their stored tokens were left as they were.
+    public var alreadyManaged: [String]
 
-    public init(imported: Int = 0, refused: [RefusedRecord] = []) {
+    public init(imported: Int = 0, refused: [RefusedRecord] = [], alreadyManaged: [String] = []) {
         self.imported = imported
         self.refused = refused
+        self.alreadyManaged = alreadyManaged
     }
 }
 

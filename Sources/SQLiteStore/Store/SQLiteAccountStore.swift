@@ -139,16 +139,48 @@ public actor SQLiteAccountStore: AccountStore {
     }
 
     /// Imports sellers from another tool, one transaction per `batchSize`
-    /// records. A seller already stored gets the new tokens and becomes
-    /// active. Invalid records (empty seller id or refresh token, an access
-    /// token without expiry) are refused by index and the rest stored.
+    /// records. A seller tokenkeeper already manages (active or disabled) is
+    /// skipped and listed in ``ImportSummary/alreadyManaged`` unless
+    /// `replace`; then, like a seller that is `reauth_required`, it gets the
+    /// new tokens and becomes active. Invalid records (empty seller id or
+    /// refresh token, an access token without expiry) are refused by index and
+    /// the rest stored.
     ///
     /// - Throws: ``SQLiteStoreError/importInterrupted(imported:error:)`` when a
     ///   batch fails: the batches before it stay stored.
-    public func importAccounts(_ records: [ImportRecord], batchSize: Int? = nil, now: Timestamp) throws
-        -> ImportSummary
-    {
-        try vault.importAccounts(records, batchSize: batchSize ?? options.importBatchSize, now: now)
+    public func importAccounts(
+        _ records: [ImportRecord], replace: Bool = false, batchSize: Int? = nil, now: Timestamp
+    ) throws -> ImportSummary {
+        try vault.importAccounts(records, replace: replace, batchSize: batchSize ?? options.importBatchSize, now: now)
+    }
+
+    /// Takes the write lock and writes (nothing that changes an account), so
+    /// that a command about to spend something single-use (an authorization
+    /// code) knows first that the store can be written: not read-only, not
+    /// locked for good, not on a full disk where that shows at once.
+    public func checkWritable() throws {
+        try vault.write { _ in
+            try vault.keeper.execute("UPDATE change_counter SET seq = seq WHERE id = 1", [])
+        }
+    }
+
+    /// Moves every stored deadline and lease by `offset` (the wall clock was stepped).
+    public func shiftSchedules(by offset: Duration) throws {
+        try vault.shiftSchedules(by: offset)
+    }
+
+    /// Deletes events older than `cutoff` in batches of `batchSize`, yielding
+    /// the store between batches so refreshes are never held back for long.
+    /// Returns how many were deleted.
+    @discardableResult
+    public func pruneEvents(before cutoff: Timestamp, batchSize: Int = 5000) async throws -> Int {
+        var total = 0
+        while true {
+            let deleted = try vault.pruneEvents(before: cutoff, limit: batchSize)
+            total += deleted
+            if deleted < batchSize { return total }
+            await Task.yield()
+        }
     }
 
     /// Disables (`.disabled`) or enables (`.active`) an account.

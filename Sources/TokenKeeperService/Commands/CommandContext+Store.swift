@@ -57,6 +57,13 @@ extension CommandContext {
         }
     }
 
+    /// A lease owner unique across hosts, restarts and processes:
+    /// `ROLE-PID@HOST/RANDOM`.
+    static func leaseOwner(role: String) -> String {
+        RefreshSchedulerConfiguration.uniqueLeaseOwner(
+            role: role, pid: ProcessInfo.processInfo.processIdentifier, host: ProcessInfo.processInfo.hostName)
+    }
+
     /// The gateway client for commands that call the gateway; the settings
     /// are validated first so that a bad URL is a configuration error.
     func gatewayClient(logger: Logger) throws(CommandFailure) -> IOPGatewayClient {
@@ -83,7 +90,7 @@ func storeCall<T>(_ action: String, _ body: () async throws -> T) async throws(C
 
 extension TokenKeeperConfiguration {
     /// The scheduler's settings from the `refresh.*` keys.
-    func schedulerConfiguration(leaseOwner: String = RefreshSchedulerConfiguration.uniqueLeaseOwner())
+    func schedulerConfiguration(leaseOwner: String)
         -> RefreshSchedulerConfiguration
     {
         RefreshSchedulerConfiguration(
@@ -95,7 +102,11 @@ extension TokenKeeperConfiguration {
                 requestTimeout: .milliseconds(Int64(gateway.timeoutSeconds * 1000))),
             tickInterval: .milliseconds(Int64(refresh.changePollSeconds * 1000)),
             configurationProbeInterval: .milliseconds(Int64(refresh.configurationProbeSeconds * 1000)),
-            shutdownGracePeriod: .milliseconds(Int64(refresh.shutdownGraceSeconds * 1000)))
+            shutdownGracePeriod: .milliseconds(
+                Int64(refresh.effectiveShutdownGraceSeconds(timeout: gateway.timeoutSeconds) * 1000)),
+            massRejection: MassRejectionPolicy(
+                sellers: refresh.massRejectionSellers, fraction: refresh.massRejectionFraction,
+                hold: .milliseconds(Int64(refresh.massRejectionHoldHours * 3_600_000))))
     }
 
     /// The daemon's scheduler settings: those of ``schedulerConfiguration(leaseOwner:)``

@@ -24,16 +24,30 @@ public enum TokenKeeperVersion {
 /// One seller given on the command line to `tokenkeeper import`.
 public struct ImportRequest: Sendable {
     public var sellerID: String
-    public var refreshToken: String
+    public var refreshToken: RefreshTokenSource
     public var accessToken: String?
     public var expireTime: Int64?
     public var refreshTokenValidTime: Int64?
+    /// `--replace`: overwrite a seller tokenkeeper already manages.
+    public var replace: Bool
 
-    public init(sellerID: String, refreshToken: String, accessToken: String?, expireTime: Int64?, refreshTokenValidTime: Int64?) {
+    public init(
+        sellerID: String, refreshToken: RefreshTokenSource, accessToken: String?, expireTime: Int64?,
+        refreshTokenValidTime: Int64?, replace: Bool = false
+    ) {
         self.sellerID = sellerID
         self.refreshToken = refreshToken
         self.accessToken = accessToken
         self.expireTime = expireTime
         self.refreshTokenValidTime = refreshTokenValidTime
+        self.replace = replace
     }
+}
+
+/// Where `import` reads a single seller's refresh token.
+public enum RefreshTokenSource: Sendable {
+    /// `--refresh-token TOKEN`: works, but every local user can read it.
+    case argument(String)
+    /// `--refresh-token-file F` (`-` for stdin).
+    case file(String)
 }

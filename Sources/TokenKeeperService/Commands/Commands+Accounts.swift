@@ -22,53 +22,114 @@ extension Commands {
     }
 
     /// Exchanges an authorization code at the gateway and stores the seller.
+    ///
+    /// A code is single-use: the store is opened and a write is tried
+    /// *before* the code is exchanged, so an unusable store costs the seller
+    /// nothing. If storing still fails afterwards, the grant is written to a
+    /// 0600 file beside the store and the command says how to import it.
     static func enroll(code: String, context: CommandContext) async throws(CommandFailure) -> Account {
-        let client = try context.gatewayClient(logger: Logger(label: "tokenkeeper.add"))
-        let result: Result<TokenGrant, GatewayFailure>
-        do throws(GatewayFailure) {
-            result = .success(try await client.createToken(code: code.trimmingCharacters(in: .whitespaces)))
-        } catch {
-            result = .failure(error)
-        }
-        await client.shutdown()
-        let grant: TokenGrant
-        switch result {
-        case .success(let value): grant = value
-        case .failure(let failure):
-            if failure.isUnknownCode || failure.failureClass == .accountRejected {
-                throw CommandFailure(
-                    .failure,
-                    "the authorization code was refused: \(failure); codes are single-use and expire "
-                        + "within minutes: ask the seller to authorize again ('tokenkeeper authorize-url')")
+        try await context.withStore(creating: true) { store throws(CommandFailure) in
+            try await storeCall("checking that the store can be written before the code is spent") {
+                try await store.checkWritable()
             }
-            throw CommandFailure.gateway(failure, doing: "exchanging the authorization code")
-        }
-        var random = SystemRandomNumberGenerator()
-        let nextRefresh = context.configuration.refreshPolicy.nextRefresh(after: grant, using: &random)
-        return try await context.withStore(creating: true) { store throws(CommandFailure) in
-            try await storeCall("storing seller \(grant.sellerID)") {
-                try await store.enroll(grant: grant, nextRefreshAt: nextRefresh, now: SystemWallClock().now())
+            let client = try context.gatewayClient(logger: Logger(label: "tokenkeeper.add"))
+            let result: Result<TokenGrant, GatewayFailure>
+            do throws(GatewayFailure) {
+                result = .success(try await client.createToken(code: code.trimmingCharacters(in: .whitespaces)))
+            } catch {
+                result = .failure(error)
+            }
+            await client.shutdown()
+            let grant: TokenGrant
+            switch result {
+            case .success(let value): grant = value
+            case .failure(let failure):
+                if failure.isUnknownCode || failure.failureClass == .accountRejected {
+                    throw CommandFailure(
+                        .failure,
+                        "the authorization code was refused: \(failure); codes are single-use and expire "
+                            + "within minutes: ask the seller to authorize again ('tokenkeeper authorize-url')")
+                }
+                throw CommandFailure.gateway(failure, doing: "exchanging the authorization code")
+            }
+            var random = SystemRandomNumberGenerator()
+            let nextRefresh = context.configuration.refreshPolicy.nextRefresh(after: grant, using: &random)
+            let now = SystemWallClock().now()
+            do {
+                return try await store.enroll(grant: grant, nextRefreshAt: nextRefresh, now: now)
+            } catch {
+                throw salvageFailure(grant, error: error, directory: context.configuration.storage.directory, now: now)
             }
         }
     }
 
-    /// `tokenkeeper import --seller-id … --refresh-token …`: one seller from options.
+    /// The failure for a grant that was issued and could not be stored: it is
+    /// saved to a file first, and the message says where and what to do.
+    private static func salvageFailure(
+        _ grant: TokenGrant, error: any Error, directory: String, now: Timestamp
+    ) -> CommandFailure {
+        let seller = grant.sellerID.isEmpty ? "(the answer named no seller)" : grant.sellerID
+        let spent = "the authorization code was spent at the gateway for seller \(seller), but storing failed: \(error)"
+        do {
+            let path = try GrantSalvage.save(grant, sellerID: grant.sellerID, directory: directory, now: now)
+            return CommandFailure(
+                .failure,
+                "\(spent). The tokens were saved to \(path) (mode 0600): fix the store, run "
+                    + "'tokenkeeper import --replace --file \(path)', then delete the file")
+        } catch let saveError {
+            return CommandFailure(
+                .failure,
+                "\(spent). Saving the tokens to a file failed too (\(saveError)): the seller must authorize again")
+        }
+    }
+
+    /// `tokenkeeper import --seller-id … --refresh-token-file F`: one seller
+    /// from options; the refresh token from a file or stdin (`-`), or, with a
+    /// warning, from the command line.
     public static func importOne(_ request: ImportRequest, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
+            let refreshToken = try readRefreshToken(request.refreshToken)
             let seller = ImportRecord(
-                sellerID: request.sellerID, refreshToken: Secret(request.refreshToken),
+                sellerID: request.sellerID, refreshToken: refreshToken,
                 accessToken: request.accessToken.map(Secret.init),
                 expireTime: request.expireTime.map(Timestamp.init(millisecondsSince1970:)),
                 refreshTokenValidTime: request.refreshTokenValidTime.map(Timestamp.init(millisecondsSince1970:)),
                 profile: SellerProfile())
-            return try await importSellers([(0, seller)], lineErrors: [], context: context, describe: { _ in "" })
+            return try await importSellers(
+                [(0, seller)], lineErrors: [], replace: request.replace, context: context, describe: { _ in "" })
         }
+    }
+
+    /// The refresh token from where the command line said it is.
+    private static func readRefreshToken(_ source: RefreshTokenSource) throws(CommandFailure) -> Secret {
+        let text: String
+        switch source {
+        case .argument(let value):
+            Console.error(
+                "warning: a refresh token on the command line is visible to every local user (ps, /proc) "
+                    + "and stays in shell history; use --refresh-token-file FILE or --refresh-token-file - (stdin)")
+            text = value
+        case .file(let path):
+            let data: Data
+            do {
+                data = path == "-" ? FileHandle.standardInput.readDataToEndOfFile()
+                    : try Data(contentsOf: URL(fileURLWithPath: path))
+            } catch {
+                throw CommandFailure(.usage, "cannot read --refresh-token-file \(path): \(error.localizedDescription)")
+            }
+            text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard !text.isEmpty, !text.contains(where: \.isWhitespace) else {
+            throw CommandFailure(
+                .usage, "the refresh token is empty or has spaces inside; the file must hold the token alone")
+        }
+        return Secret(text)
     }
 
     /// `tokenkeeper import --file F.jsonl` ('-' for stdin): bad lines are
     /// reported by number and not stored, the good ones are; exit 1 if any
     /// line was refused.
-    public static func importFile(path: String, configPath: String?) async -> CommandOutcome {
+    public static func importFile(path: String, replace: Bool, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
             let data: Data
             do {
@@ -90,14 +151,16 @@ extension Commands {
                     lineErrors.append(error)
                 }
             }
-            return try await importSellers(sellers, lineErrors: lineErrors, context: context) { "line \($0): " }
+            return try await importSellers(sellers, lineErrors: lineErrors, replace: replace, context: context) {
+                "line \($0): "
+            }
         }
     }
 
     /// Stores parsed sellers and reports what was refused, by line.
     private static func importSellers(
-        _ sellers: [(line: Int, seller: ImportRecord)], lineErrors: [ImportLineError], context: CommandContext,
-        describe: (Int) -> String
+        _ sellers: [(line: Int, seller: ImportRecord)], lineErrors: [ImportLineError], replace: Bool,
+        context: CommandContext, describe: (Int) -> String
     ) async throws(CommandFailure) -> CommandOutcome {
         for error in lineErrors { Console.error("refused \(error)") }
         let now = SystemWallClock().now()
@@ -109,14 +172,16 @@ extension Commands {
             return record
         }
         let summary = try await context.withStore(creating: true) { store throws(CommandFailure) in
-            try await storeCall("importing") { try await store.importAccounts(records, now: now) }
+            try await storeCall("importing") { try await store.importAccounts(records, replace: replace, now: now) }
         }
         for refused in summary.refused {
             let line = sellers[refused.index].line
             Console.error("refused \(describe(line))seller \(refused.sellerID): \(refused.problem)")
         }
         let refusedCount = lineErrors.count + summary.refused.count
+        let skipped = summary.alreadyManaged.count
         Console.out("imported \(summary.imported) seller\(summary.imported == 1 ? "" : "s")"
+            + (skipped > 0 ? ", \(skipped) already managed, skipped; use --replace to overwrite them" : "")
             + (refusedCount > 0 ? ", refused \(refusedCount)" : ""))
         return refusedCount > 0 ? .failure : .success
     }

@@ -4,6 +4,7 @@ import Logging
 import RefreshScheduler
 import SQLiteStore
 import TokenKeeperCore
+import UnixSignals
 
 extension Commands {
     /// `tokenkeeper refresh SELLER… | --all-due`: refreshes now, beside a
@@ -28,8 +29,19 @@ extension Commands {
                     let scheduler = RefreshScheduler(
                         store: store, gateway: client,
                         configuration: context.configuration.schedulerConfiguration(
-                            leaseOwner: "cli-\(ProcessInfo.processInfo.processIdentifier)"),
+                            leaseOwner: CommandContext.leaseOwner(role: "cli")),
                         logger: logger)
+                    // SIGINT/SIGTERM (Ctrl-C, a timeout wrapper) stop starting
+                    // calls; the calls already sent finish and their rotated
+                    // pairs are stored, then the command exits.
+                    let signals = Task {
+                        for await signal in await UnixSignalsSequence(trapping: .sigint, .sigterm) {
+                            Console.error(
+                                "\(signal): finishing the calls already sent (their tokens rotate), starting no more")
+                            await scheduler.stop()
+                        }
+                    }
+                    defer { signals.cancel() }
                     return await scheduler.refreshNow(targets)
                 }
             } catch {

@@ -39,6 +39,11 @@ enum RefreshReport {
                 "\(sellerID) needs re-authorization (\(reason)\(requestID.map { ", request_id \($0)" } ?? "")): "
                     + "run 'tokenkeeper add --code CODE'", .failure
             )
+        case .heldByBreaker(let failure):
+            return (
+                "\(sellerID): refresh token rejected (\(failure.code)) while the gateway rejects many sellers at once; "
+                    + "not marked, the account keeps its token", .failure
+            )
         case .busy(let until):
             return ("\(sellerID) is being refreshed by another process (lease until \(until))", .failure)
         case .storeFailed(let message, _):

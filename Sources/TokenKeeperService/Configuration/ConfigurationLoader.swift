@@ -23,7 +23,9 @@ public struct ConfigurationLoader: Sendable {
         "refresh.remaining_fraction", "refresh.jitter_fraction", "refresh.final_refresh_margin_seconds",
         "refresh.concurrency", "refresh.max_calls_per_second", "refresh.retry_initial_seconds",
         "refresh.retry_max_seconds", "refresh.configuration_probe_seconds",
-        "refresh.change_poll_seconds", "refresh.shutdown_grace_seconds",
+        "refresh.change_poll_seconds", "refresh.shutdown_grace_seconds", "refresh.min_interval_seconds",
+        "refresh.mass_rejection.sellers", "refresh.mass_rejection.fraction", "refresh.mass_rejection.hold_hours",
+        "storage.event_retention_days",
         "log.level",
     ]
 
@@ -102,28 +104,41 @@ public struct ConfigurationLoader: Sendable {
         var values: [String: String] = [:]
         for (sectionNode, sectionValue) in mapping {
             let section = sectionNode.string ?? "?"
-            guard let entries = sectionValue.mapping else {
+            guard sectionValue.mapping != nil else {
                 if sectionValue.null != nil { continue }
                 throw ConfigurationError(
                     key: section, problem: "must be a section of keys, not a single value",
                     remedy: "see config/config.example.yaml")
             }
-            for (keyNode, valueNode) in entries {
-                let key = "\(section).\(keyNode.string ?? "?")"
-                guard knownKeys.contains(key) else {
-                    throw ConfigurationError(
-                        key: key, problem: "unknown key in \(path)",
-                        remedy: suggestion(for: key).map { "did you mean \($0)?" }
-                            ?? "see config/config.example.yaml for the keys")
-                }
-                if valueNode.null != nil { continue }
-                guard let scalar = valueNode.scalar else {
-                    throw ConfigurationError(key: key, problem: "must be a single value, not a list or mapping")
-                }
-                values[key] = scalar.string
-            }
+            try collect(sectionValue, prefix: section, into: &values, path: path)
         }
         return values
+    }
+
+    /// Walks one section (and its subsections, as `refresh.mass_rejection`)
+    /// into dotted keys, refusing any key that is not known.
+    private static func collect(
+        _ node: Node, prefix: String, into values: inout [String: String], path: String
+    ) throws(ConfigurationError) {
+        guard let entries = node.mapping else { return }
+        for (keyNode, valueNode) in entries {
+            let key = "\(prefix).\(keyNode.string ?? "?")"
+            if valueNode.mapping != nil, knownKeys.contains(where: { $0.hasPrefix(key + ".") }) {
+                try collect(valueNode, prefix: key, into: &values, path: path)
+                continue
+            }
+            guard knownKeys.contains(key) else {
+                throw ConfigurationError(
+                    key: key, problem: "unknown key in \(path)",
+                    remedy: suggestion(for: key).map { "did you mean \($0)?" }
+                        ?? "see config/config.example.yaml for the keys")
+            }
+            if valueNode.null != nil { continue }
+            guard let scalar = valueNode.scalar else {
+                throw ConfigurationError(key: key, problem: "must be a single value, not a list or mapping")
+            }
+            values[key] = scalar.string
+        }
     }
 
     /// The known key closest to a misspelt one, if any is close.
@@ -165,24 +180,54 @@ public struct ConfigurationLoader: Sendable {
         where !path.hasPrefix("/") {
             throw ConfigurationError(key: key, problem: "'\(path)' must start with /")
         }
+        // Every number has a range: nothing in the file may crash the daemon,
+        // spin it, or make it wait for ever.
         let refresh = configuration.refresh
-        try require(refresh.remainingFraction > 0 && refresh.remainingFraction < 1, "refresh.remaining_fraction", "must be between 0 and 1 (exclusive)")
+        let gateway = configuration.gateway
+        try range(gateway.timeoutSeconds, 1...300, "gateway.timeout_seconds")
+        try range(gateway.connectTimeoutSeconds, 1...gateway.timeoutSeconds, "gateway.connect_timeout_seconds",
+                  "(and at most gateway.timeout_seconds)")
+        try range(refresh.remainingFraction, 0.01...0.9, "refresh.remaining_fraction")
         try require(
             refresh.jitterFraction >= 0 && refresh.jitterFraction < refresh.remainingFraction, "refresh.jitter_fraction",
             "must be at least 0 and below refresh.remaining_fraction, or a refresh could come after expiry")
-        try require(refresh.concurrency >= 1 && refresh.concurrency <= 256, "refresh.concurrency", "must be from 1 to 256")
-        try require(refresh.maxCallsPerSecond >= 0, "refresh.max_calls_per_second", "must be 0 (no limit) or more")
-        try require(refresh.retryInitialSeconds > 0, "refresh.retry_initial_seconds", "must be more than 0")
-        try require(refresh.retryMaxSeconds >= refresh.retryInitialSeconds, "refresh.retry_max_seconds", "must be at least refresh.retry_initial_seconds")
-        try require(refresh.configurationProbeSeconds >= 1, "refresh.configuration_probe_seconds", "must be at least 1")
-        try require(refresh.changePollSeconds > 0 && refresh.changePollSeconds <= 5, "refresh.change_poll_seconds", "must be more than 0 and at most 5")
-        try require(refresh.shutdownGraceSeconds >= 0, "refresh.shutdown_grace_seconds", "must be 0 or more")
-        try require(refresh.finalRefreshMarginSeconds >= 0, "refresh.final_refresh_margin_seconds", "must be 0 or more")
-        try require(configuration.gateway.timeoutSeconds > 0, "gateway.timeout_seconds", "must be more than 0")
-        try require(configuration.gateway.connectTimeoutSeconds > 0, "gateway.connect_timeout_seconds", "must be more than 0")
+        try range(refresh.finalRefreshMarginSeconds, 0...86_400, "refresh.final_refresh_margin_seconds")
+        try range(Double(refresh.concurrency), 1...256, "refresh.concurrency")
+        try require(
+            refresh.maxCallsPerSecond == 0 || (0.1...10_000).contains(refresh.maxCallsPerSecond),
+            "refresh.max_calls_per_second", "must be 0 (no limit) or from 0.1 to 10000")
+        try range(refresh.retryInitialSeconds, 0.1...3600, "refresh.retry_initial_seconds")
+        try range(refresh.retryMaxSeconds, refresh.retryInitialSeconds...86_400, "refresh.retry_max_seconds",
+                  "(and at least refresh.retry_initial_seconds)")
+        try range(refresh.configurationProbeSeconds, 1...3600, "refresh.configuration_probe_seconds")
+        try range(refresh.changePollSeconds, 0.05...5, "refresh.change_poll_seconds")
+        try range(refresh.minIntervalSeconds, 1...86_400, "refresh.min_interval_seconds")
+        let minimumGrace = gateway.timeoutSeconds + 1
+        try range(
+            refresh.effectiveShutdownGraceSeconds(timeout: gateway.timeoutSeconds), minimumGrace...3600,
+            "refresh.shutdown_grace_seconds",
+            "(a stop must outlast a call that takes the whole gateway.timeout_seconds, "
+                + "or a rotated token could be lost; leave it out to get the timeout plus 10 s)")
+        try range(Double(refresh.massRejectionSellers), 1...1_000_000, "refresh.mass_rejection.sellers")
+        try range(refresh.massRejectionFraction, 0.01...1, "refresh.mass_rejection.fraction")
+        try range(refresh.massRejectionHoldHours, 0...720, "refresh.mass_rejection.hold_hours")
+        try range(configuration.storage.eventRetentionDays, 1...36_500, "storage.event_retention_days")
         try require(!configuration.storage.directory.isEmpty, "storage.directory", "must not be empty")
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
         try require(levels.contains(configuration.log.level), "log.level", "must be one of \(levels.joined(separator: ", "))")
+    }
+
+    private static func range(
+        _ value: Double, _ allowed: ClosedRange<Double>, _ key: String, _ note: String = ""
+    ) throws(ConfigurationError) {
+        guard !allowed.contains(value) else { return }
+        func text(_ number: Double) -> String {
+            number == number.rounded() && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+        }
+        throw ConfigurationError(
+            key: key,
+            problem: "\(text(value)) is out of range: it must be from \(text(allowed.lowerBound)) to "
+                + "\(text(allowed.upperBound))" + (note.isEmpty ? "" : " " + note))
     }
 
     private static func require(_ condition: Bool, _ key: String, _ problem: String) throws(ConfigurationError) {
@@ -228,6 +273,12 @@ private struct ValueReader {
         refresh.configurationProbeSeconds = try double("refresh.configuration_probe_seconds") ?? refresh.configurationProbeSeconds
         refresh.changePollSeconds = try double("refresh.change_poll_seconds") ?? refresh.changePollSeconds
         refresh.shutdownGraceSeconds = try double("refresh.shutdown_grace_seconds") ?? refresh.shutdownGraceSeconds
+        refresh.minIntervalSeconds = try double("refresh.min_interval_seconds") ?? refresh.minIntervalSeconds
+        refresh.massRejectionSellers = try int("refresh.mass_rejection.sellers") ?? refresh.massRejectionSellers
+        refresh.massRejectionFraction = try double("refresh.mass_rejection.fraction") ?? refresh.massRejectionFraction
+        refresh.massRejectionHoldHours = try double("refresh.mass_rejection.hold_hours") ?? refresh.massRejectionHoldHours
+        configuration.storage.eventRetentionDays =
+            try double("storage.event_retention_days") ?? configuration.storage.eventRetentionDays
         configuration.refresh = refresh
         configuration.log.level = string("log.level")?.lowercased() ?? configuration.log.level
     }

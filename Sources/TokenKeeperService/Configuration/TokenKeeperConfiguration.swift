@@ -32,6 +32,8 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
     public struct Storage: Sendable, Equatable {
         /// `storage.directory`: holds keeper.db, tokens.db and the lock file.
         public var directory: String = "/var/lib/tokenkeeper"
+        /// `storage.event_retention_days`: events older than this are pruned.
+        public var eventRetentionDays: Double = 90
     }
 
     public struct Refresh: Sendable, Equatable {
@@ -56,8 +58,22 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
         public var configurationProbeSeconds: Double = 60
         /// `refresh.change_poll_seconds`: how often changes made by the CLI are picked up.
         public var changePollSeconds: Double = 2
-        /// `refresh.shutdown_grace_seconds`: how long a stop waits for refreshes in flight.
-        public var shutdownGraceSeconds: Double = 8
+        /// `refresh.shutdown_grace_seconds`: how long a stop waits for refreshes
+        /// in flight; nil (unset) means the gateway timeout plus 10 s.
+        public var shutdownGraceSeconds: Double?
+        /// `refresh.min_interval_seconds`: the shortest time between two
+        /// refreshes of one seller, whatever lifetime an answer states.
+        public var minIntervalSeconds: Double = 60
+        /// `refresh.mass_rejection.sellers`, `.fraction`, `.hold_hours`: when
+        /// rejections of many sellers at once are held rather than marked.
+        public var massRejectionSellers: Int = 10
+        public var massRejectionFraction: Double = 0.2
+        public var massRejectionHoldHours: Double = 6
+
+        /// The grace a stop gets: as configured, else the request timeout plus 10 s.
+        public func effectiveShutdownGraceSeconds(timeout: Double) -> Double {
+            shutdownGraceSeconds ?? timeout + 10
+        }
     }
 
     public struct Log: Sendable, Equatable {
@@ -81,6 +97,7 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
             remainingFraction: refresh.remainingFraction, jitterFraction: refresh.jitterFraction,
             finalRefreshMargin: .milliseconds(Int64(refresh.finalRefreshMarginSeconds * 1000)),
             retryInitial: .milliseconds(Int64(refresh.retryInitialSeconds * 1000)),
-            retryMax: .milliseconds(Int64(refresh.retryMaxSeconds * 1000)))
+            retryMax: .milliseconds(Int64(refresh.retryMaxSeconds * 1000)),
+            minimumInterval: .milliseconds(Int64(refresh.minIntervalSeconds * 1000)))
     }
 }

@@ -35,7 +35,7 @@ struct Daemon {
     var observer: @Sendable (SchedulerEvent) -> Void = { _ in }
     /// More services to run beside the scheduler (demo), given the open store.
     var extraServices: @Sendable (SQLiteAccountStore) -> [ServiceGroupConfiguration.ServiceConfiguration] = { _ in [] }
-    var leaseOwner = "daemon-\(ProcessInfo.processInfo.processIdentifier)"
+    var leaseOwner = CommandContext.leaseOwner(role: "daemon")
 
     func run() async throws(CommandFailure) -> CommandOutcome {
         let configuration = context.configuration
@@ -80,8 +80,11 @@ struct Daemon {
         let scheduler = RefreshScheduler(
             store: store, gateway: client, configuration: schedulerSettings,
             logger: Logger(label: "tokenkeeper.scheduler"),
-            onEvent: { event in
+            onEvent: { [logger = self.logger] event in
                 status.handle(event)
+                if case .rotationUnstored(let sellerID, let grant) = event {
+                    Self.saveUnstored(grant, sellerID: sellerID, directory: configuration.storage.directory, logger: logger)
+                }
                 if case .tick = event, status.recountIsDue() {
                     // Re-authorizations by the CLI (`add --code`) lower the count too.
                     Task { status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0 }
@@ -97,10 +100,17 @@ struct Daemon {
                 successTerminationBehavior: .gracefullyShutdownGroup,
                 failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "scheduler"),
             .init(service: reloader, successTerminationBehavior: .ignore, serviceName: "reloader"),
+            .init(
+                service: EventPruner(
+                    store: store, retention: .milliseconds(Int64(configuration.storage.eventRetentionDays * 86_400_000)),
+                    logger: Logger(label: "tokenkeeper.pruner")),
+                successTerminationBehavior: .ignore, serviceName: "event-pruner"),
         ] + extraServices(store)
         var groupConfiguration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        groupConfiguration.maximumGracefulShutdownDuration = schedulerSettings.shutdownGracePeriod + .seconds(5)
+        // Past the scheduler's grace, attempts still waiting on the gateway end
+        // on their own request timeout; this only bounds a stop that hangs.
+        groupConfiguration.maximumGracefulShutdownDuration = schedulerSettings.shutdownGracePeriod + .seconds(15)
         logger.notice(
             "tokenkeeper \(TokenKeeperVersion.current) starting",
             metadata: [
@@ -114,5 +124,21 @@ struct Daemon {
             return .failure
         }
         return .success
+    }
+
+    /// A rotated pair the store never took, at a stop: kept in a 0600 file
+    /// for `import --replace`, since the refresh token it replaced is dead.
+    private static func saveUnstored(_ grant: TokenGrant, sellerID: String, directory: String, logger: Logger) {
+        do {
+            let path = try GrantSalvage.save(grant, sellerID: sellerID, directory: directory, now: SystemWallClock().now())
+            logger.critical(
+                "a rotated pair the store could not take was saved to a file: import it once the store works again",
+                metadata: ["seller": "\(sellerID)", "file": "\(path)",
+                           "command": "tokenkeeper import --replace --file \(path)"])
+        } catch {
+            logger.critical(
+                "a rotated pair could be neither stored nor saved to a file: this seller must authorize again",
+                metadata: ["seller": "\(sellerID)", "error": "\(error)"])
+        }
     }
 }

@@ -49,13 +49,15 @@ final class DaemonStatus: Sendable {
             state.withLock { $0.degraded = nil }
         case .stopped(let snapshot):
             notifier.status("stopped; " + line(snapshot))
-        case .refreshed, .failed:
+        case .refreshed, .failed, .rotationUnstored:
             break
         }
     }
 
     func line(_ snapshot: SchedulerSnapshot) -> String {
-        let (reauth, degraded) = state.withLock { ($0.reauthRequired, $0.degraded) }
+        let (reauth, lastDegraded) = state.withLock { ($0.reauthRequired, $0.degraded) }
+        // The snapshot knows every reason in force; the last event only the latest.
+        let degraded = snapshot.degraded.isEmpty ? lastDegraded : snapshot.degraded.map(Self.describe).joined(separator: "; ")
         var text = "\(snapshot.scheduled) sellers scheduled, \(reauth) need re-authorization, "
             + "next refresh \(snapshot.nextDue.map { "\($0)" } ?? "none"), \(snapshot.refreshed) refreshed"
         if let paused = snapshot.pausedUntil { text += ", throttled until \(paused)" }
@@ -69,6 +71,9 @@ final class DaemonStatus: Sendable {
             "the gateway rejects our configuration (\(failure.code)): fix it, then send SIGHUP (systemctl reload tokenkeeper)"
         case .storage(let message):
             "storage failing: \(message)"
+        case .massRejection(let code, let held):
+            "the gateway rejects many sellers' refresh tokens at once (\(code)); \(held) held, not marked, while "
+                + "one is retried per probe interval"
         }
     }
 }

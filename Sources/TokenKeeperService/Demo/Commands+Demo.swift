@@ -70,7 +70,9 @@ struct DemoRun {
         configuration.refresh.retryInitialSeconds = 1
         configuration.refresh.retryMaxSeconds = 5
         configuration.refresh.changePollSeconds = 1
-        configuration.refresh.shutdownGraceSeconds = 5
+        configuration.refresh.shutdownGraceSeconds = 6
+        // The demo's tokens live tens of seconds; a real gateway's, hours.
+        configuration.refresh.minIntervalSeconds = 1
         var demoEnvironment = environment
         demoEnvironment["TOKENKEEPER_APP_SECRET"] = secret.exposedValue
         demoEnvironment.removeValue(forKey: "CREDENTIALS_DIRECTORY")

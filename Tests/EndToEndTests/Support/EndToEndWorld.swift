@@ -37,6 +37,8 @@ final class EndToEndWorld: @unchecked Sendable {
             "app.secret_file": secretPath, "app.redirect_uri": "https://example.com/callback",
             "storage.directory": storage, "refresh.retry_initial_seconds": "1", "refresh.retry_max_seconds": "4",
             "refresh.change_poll_seconds": "1", "log.level": "info",
+            // The tests' tokens live seconds; a real gateway's, hours.
+            "refresh.min_interval_seconds": "1",
         ]
         values.merge(settings) { _, new in new }
         configValues = values

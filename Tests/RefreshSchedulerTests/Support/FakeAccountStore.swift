@@ -8,9 +8,22 @@ actor FakeAccountStore: AccountStore {
         var description: String { "disk I/O error (SQLITE_FULL)" }
     }
 
-    enum Operation: Hashable, Sendable {
-        case loadSchedule, changes, acquireLease, releaseLease, commitRotation, recordFailure, markReauthRequired
+    /// What SQLite's `CHECK (refresh_token <> '')` says: this account's values
+    /// cannot be stored; other accounts' can.
+    struct ValueRejected: ScopedStoreError, CustomStringConvertible {
+        var scope: StoreFailureScope { .account }
+        var description: String { "CHECK constraint failed: refresh_token <> ''" }
     }
+
+    enum Operation: Hashable, Sendable {
+        case loadSchedule, changes, acquireLease, releaseLease, commitRotation, recordFailure, markReauthRequired,
+            shiftSchedules
+    }
+
+    /// Sellers whose rotated pairs the store refuses for their own values, and how many more times.
+    private var refusedSellers: [String: Int] = [:]
+    /// Every clock-step shift applied.
+    private(set) var shifts: [Duration] = []
 
     private(set) var accounts: [String: Account] = [:]
     /// Every owner a lease was taken for, in order.
@@ -55,6 +68,11 @@ actor FakeAccountStore: AccountStore {
 
     func fail(_ operation: Operation, times: Int = Int.max) {
         failures[operation] = times
+    }
+
+    /// Refuses this seller's rotated pairs as a constraint would, `times` times.
+    func refuseValues(of sellerID: String, times: Int = Int.max) {
+        refusedSellers[sellerID] = times
     }
 
     func account(_ sellerID: String) -> Account? {
@@ -114,23 +132,43 @@ actor FakeAccountStore: AccountStore {
     ) async throws -> Bool {
         try check(.commitRotation)
         guard var account = accounts[sellerID], account.refreshToken == sent else { return false }
-        account.refreshToken = grant.refreshToken
-        account.accessToken = grant.accessToken
-        account.expireTime = grant.expireTime
-        account.accessTokenLifetime = grant.accessTokenLifetime
-        account.refreshTokenValidTime = grant.refreshTokenValidTime
+        if grant.refreshToken?.isEmpty == true { throw ValueRejected() }
+        if let remaining = refusedSellers[sellerID], remaining > 0 {
+            refusedSellers[sellerID] = remaining - 1
+            throw ValueRejected()
+        }
+        // What the answer left out is kept, as keeper.db does.
+        account.refreshToken = grant.refreshToken ?? account.refreshToken
+        if let accessToken = grant.accessToken {
+            account.accessToken = accessToken
+            account.expireTime = grant.expireTime
+            account.accessTokenLifetime = grant.accessTokenLifetime
+        }
+        account.refreshTokenValidTime = grant.refreshTokenValidTime ?? account.refreshTokenValidTime
         account.isRefreshable = !grant.isFinalGrant
         account.refreshedAt = grant.receivedAt
         account.nextRefreshAt = nextRefreshAt
         account.failedAttempts = 0
         account.lastError = nil
+        account.lastAnswerLost = false
         account.lastRequestID = grant.requestID
         account.lease = nil
         account.updatedAt = now
         accounts[sellerID] = account
-        storedRefreshTokens.insert(grant.refreshToken.exposedValue)
+        storedRefreshTokens.insert(account.refreshToken.exposedValue)
         touch(sellerID)
         return true
+    }
+
+    func shiftSchedules(by offset: Duration) async throws {
+        try check(.shiftSchedules)
+        shifts.append(offset)
+        for sellerID in accounts.keys {
+            accounts[sellerID]!.nextRefreshAt = accounts[sellerID]!.nextRefreshAt.map { $0 + offset }
+            if let lease = accounts[sellerID]!.lease {
+                accounts[sellerID]!.lease = Lease(owner: lease.owner, expiresAt: lease.expiresAt + offset)
+            }
+        }
     }
 
     func recordFailure(
@@ -141,6 +179,7 @@ actor FakeAccountStore: AccountStore {
         account.failedAttempts = failedAttempts
         account.lastError = "\(failure.code): \(failure.message)"
         account.lastRequestID = failure.requestID
+        account.lastAnswerLost = account.lastAnswerLost || failure.answerMayBeLost
         account.nextRefreshAt = nextRefreshAt
         account.lease = nil
         account.updatedAt = now

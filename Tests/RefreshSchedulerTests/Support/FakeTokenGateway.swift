@@ -8,9 +8,15 @@ actor FakeTokenGateway: TokenGateway {
     enum Step: Sendable {
         /// Rotates the pair.
         case succeed
-        /// Rotates the pair and says `refresh_expires_in` 0: the last grant.
+        /// Says `refresh_expires_in` 0 and leaves the refresh token out: the
+        /// last grant. The token sent is dead afterwards.
         case succeedFinal
+        /// Rotates the pair, then lets the test make the answer odd.
+        case succeedOddly(@Sendable (inout TokenGrant) -> Void)
         case fail(GatewayFailure)
+        /// Fails without the gateway's state changing (a rejection that was a
+        /// glitch: the refresh token still works afterwards).
+        case glitch(GatewayFailure)
         /// Waits until the test releases the call with another step.
         case hold
     }
@@ -90,24 +96,37 @@ actor FakeTokenGateway: TokenGateway {
             step = await withCheckedContinuation { held.append((sellerID, $0)) }
         }
         switch step {
-        case .succeed, .succeedFinal:
+        case .succeed, .succeedFinal, .succeedOddly:
+            let sent = refreshToken
             let final = if case .succeedFinal = step { true } else { false }
             // The gateway rotates: the token just used is dead.
             live[refreshToken.exposedValue] = nil
             generation += 1
             let now = clock.now()
             let refreshToken = Secret("rt-\(sellerID)-g\(generation)")
-            live[refreshToken.exposedValue] = sellerID
-            return TokenGrant(
+            if !final { live[refreshToken.exposedValue] = sellerID }
+            var grant = TokenGrant(
                 sellerID: sellerID, profile: SellerProfile(userNick: "nick-\(sellerID)"),
-                accessToken: Secret("at-\(sellerID)-g\(generation)"), refreshToken: refreshToken,
+                accessToken: Secret("at-\(sellerID)-g\(generation)"), refreshToken: final ? nil : refreshToken,
                 accessTokenLifetime: accessTokenLifetime,
                 refreshTokenLifetime: final ? .zero : refreshTokenLifetime,
                 expireTime: now + accessTokenLifetime,
                 refreshTokenValidTime: final ? now : now + refreshTokenLifetime, receivedAt: now,
                 requestID: "req-\(generation)", gatewayDate: gatewayClockOffset.map { now + $0 })
+            if case .succeedOddly(let change) = step {
+                change(&grant)
+                // An answer without a refresh token did not rotate: the one
+                // sent stays live (unless the answer is final).
+                if grant.refreshToken == nil {
+                    live[refreshToken.exposedValue] = nil
+                    if !grant.isFinalGrant { live[sent.exposedValue] = sellerID }
+                }
+            }
+            return grant
         case .fail(let failure):
             if failure.failureClass == .accountRejected { live[refreshToken.exposedValue] = nil }
+            throw failure
+        case .glitch(let failure):
             throw failure
         case .hold:
             fatalError("unreachable")

@@ -21,7 +21,8 @@ struct SchedulerHarness {
     init(
         concurrency: Int = 4, maxCallsPerSecond: Double? = nil, tickInterval: Duration = .seconds(5),
         policy: RefreshPolicy = RefreshPolicy(), probeInterval: Duration = .seconds(60),
-        shutdownGracePeriod: Duration = .seconds(8), seed: UInt64 = 42
+        shutdownGracePeriod: Duration = .seconds(8), massRejection: MassRejectionPolicy = MassRejectionPolicy(),
+        seed: UInt64 = 42
     ) {
         clock = ManualWallClock()
         timer = ManualWakeupTimer()
@@ -32,7 +33,7 @@ struct SchedulerHarness {
         configuration = RefreshSchedulerConfiguration(
             policy: policy, concurrency: concurrency, maxCallsPerSecond: maxCallsPerSecond, leaseOwner: Self.owner,
             leaseDuration: .seconds(90), tickInterval: tickInterval, configurationProbeInterval: probeInterval,
-            shutdownGracePeriod: shutdownGracePeriod)
+            shutdownGracePeriod: shutdownGracePeriod, massRejection: massRejection)
         let events = events
         scheduler = RefreshScheduler(
             store: store, gateway: gateway, clock: clock, configuration: configuration, timer: timer,

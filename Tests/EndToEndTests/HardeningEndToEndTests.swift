@@ -1,0 +1,153 @@
+import Foundation
+import IOPSimulator
+import Testing
+import TokenKeeperCore
+
+/// The issue-6 scenes, with the real binary against IOPSimulator over HTTP and
+/// the real SQLite files: odd answers, a slow gateway at a stop, an import run
+/// again, and `add` against a store it cannot use.
+@Suite("Hardening end to end")
+struct HardeningEndToEndTests {
+    @Test("8 sellers, one final grant, one zero lifetime: the other 6 keep their schedule")
+    func finalGrantAndZeroLifetimeHoldNobodyBack() async throws {
+        let world = try await EndToEndWorld(settings: ["refresh.min_interval_seconds": "5"])
+        defer { Task { await world.tearDown() } }
+        let (ids, jsonl) = try world.seedSellers(8, accessTokenLifetime: .seconds(10))
+        let (final, zero) = (ids[0], ids[1])
+        let others = Array(ids.dropFirst(2))
+        world.simulator.updateBehavior { behavior in
+            behavior.quirks[final] = .finalGrant
+            behavior.quirks[zero] = .zeroLifetime
+            behavior.quirks[ids[2]] = .securityShape
+        }
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+        let daemon = try world.startDaemon()
+        let start = ContinuousClock.now
+
+        #expect(
+            await eventually(timeout: .seconds(45)) {
+                (try? KeeperRow.all(in: world.storage)[final]?.status) == "reauth_required"
+            }, "\(daemon.stderr.text.suffix(3000))")
+        let markedAt = SystemWallClock().now()
+        let finalPair = try #require(world.simulator.issuedTokens(for: final).last)
+        #expect(finalPair.isFinal)
+        #expect(markedAt >= finalPair.expireTime, "marked only after its last access token expired")
+        let reader = try ReaderRow.all(in: world.storage).first { $0.sellerID == final }
+        #expect(reader?.statusReason == StatusReason.refreshTokenExpired)
+
+        let remaining = Duration.seconds(35) - (ContinuousClock.now - start)
+        if remaining > .zero { try await Task.sleep(for: remaining) }
+        daemon.signal(SIGTERM)
+        let result = await daemon.wait(timeout: .seconds(30))
+        #expect(result.exitCode == 0, "\(result.stderr.suffix(2000))")
+        world.record(result.stdout + result.stderr)
+
+        #expect(world.simulator.sellerStats(for: final)?.refreshRequests == 1, "refreshed exactly once")
+        let zeroCalls = world.simulator.sellerStats(for: zero)?.refreshRequests ?? 0
+        #expect(zeroCalls >= 2 && zeroCalls <= 9, "zero lifetime: every 5 s at most, got \(zeroCalls)")
+        for sellerID in others {
+            #expect((world.simulator.sellerStats(for: sellerID)?.rotations ?? 0) >= 3, "\(sellerID) kept its schedule")
+        }
+        let keeper = try KeeperRow.all(in: world.storage)
+        for sellerID in others + [zero] {
+            #expect(keeper[sellerID]?.status == "active")
+            #expect(keeper[sellerID]?.refreshToken == world.simulator.currentRefreshToken(for: sellerID)?.exposedValue)
+        }
+        #expect(world.simulator.counters.refreshTokenReuses == 0)
+        #expect(result.stderr.contains("gateway anomaly"))
+        world.expectNoSecretsLeaked()
+    }
+
+    @Test("SIGTERM while every call takes 15 s (timeout 30 s): exit 0, every rotation handed out is in keeper.db")
+    func sigtermWaitsForSlowCalls() async throws {
+        let world = try await EndToEndWorld(settings: [
+            "gateway.timeout_seconds": "30", "refresh.max_calls_per_second": "0", "refresh.concurrency": "4",
+        ]) { behavior in
+            behavior.responseLatency = .seconds(15)
+        }
+        defer { Task { await world.tearDown() } }
+        let (ids, jsonl) = try world.seedSellers(4, accessTokenLifetime: .seconds(600), withAccessToken: false)
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+        let daemon = try world.startDaemon()
+        #expect(await eventually { world.simulator.counters.rotations == 4 }, "\(daemon.stderr.text)")
+        try await Task.sleep(for: .seconds(2))
+        daemon.signal(SIGTERM)
+        let result = await daemon.wait(timeout: .seconds(60))
+        #expect(result.exitCode == 0, "\(result.stderr.suffix(2000))")
+        world.record(result.stdout + result.stderr)
+        let keeper = try KeeperRow.all(in: world.storage)
+        for sellerID in ids {
+            let handedOut = try #require(world.simulator.rotationsHandedOut(for: sellerID).last)
+            #expect(keeper[sellerID]?.refreshToken == handedOut.refreshToken.exposedValue, "\(sellerID) lost its rotation")
+        }
+        world.expectNoSecretsLeaked()
+    }
+
+    @Test("import run again after rotations skips the managed sellers; --replace overwrites")
+    func importRunAgainKeepsRotatedTokens() async throws {
+        let world = try await EndToEndWorld()
+        defer { Task { await world.tearDown() } }
+        let (ids, jsonl) = try world.seedSellers(5, accessTokenLifetime: .seconds(600), withAccessToken: false)
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+        let refresh = try await world.run(["refresh"] + ids)
+        #expect(refresh.exitCode == 0, "\(refresh)")
+
+        let again = try await world.run(["import", "--file", "-"], stdin: jsonl)
+        #expect(again.exitCode == 0, "\(again)")
+        #expect(again.stdout.contains("imported 0 sellers, 5 already managed, skipped; use --replace to overwrite them"))
+        let keeper = try KeeperRow.all(in: world.storage)
+        for sellerID in ids {
+            #expect(keeper[sellerID]?.refreshToken == world.simulator.currentRefreshToken(for: sellerID)?.exposedValue)
+        }
+        let second = try await world.run(["refresh"] + ids)
+        #expect(second.exitCode == 0, "the rotated tokens still work: \(second)")
+
+        let replaced = try await world.run(["import", "--replace", "--file", "-"], stdin: jsonl)
+        #expect(replaced.stdout.contains("imported 5 sellers"), "\(replaced)")
+        world.record(again.stdout + again.stderr + second.stdout + second.stderr + replaced.stdout + replaced.stderr)
+        world.expectNoSecretsLeaked()
+    }
+
+    @Test("import of one seller reads the refresh token from a file or stdin; on the command line it warns")
+    func importOneReadsTheTokenFromAFile() async throws {
+        let world = try await EndToEndWorld()
+        defer { Task { await world.tearDown() } }
+        world.simulator.addSeller(sellerID: "7001", nick: "shop", accessTokenLifetime: .seconds(600), refreshTokenValidity: .seconds(3600))
+        let pair = try world.simulator.seedTokens(for: "7001")
+        let fromStdin = try await world.run(
+            ["import", "--seller-id", "7001", "--refresh-token-file", "-"], stdin: pair.refreshToken.exposedValue + "\n")
+        #expect(fromStdin.exitCode == 0, "\(fromStdin)")
+        #expect(!fromStdin.stderr.contains("warning"))
+        #expect(try KeeperRow.all(in: world.storage)["7001"]?.refreshToken == pair.refreshToken.exposedValue)
+
+        let onCommandLine = try await world.run(
+            ["import", "--replace", "--seller-id", "7001", "--refresh-token", pair.refreshToken.exposedValue])
+        #expect(onCommandLine.exitCode == 0)
+        #expect(onCommandLine.stderr.contains("visible to every local user"))
+        world.record(fromStdin.stdout + fromStdin.stderr + onCommandLine.stdout + onCommandLine.stderr)
+        world.expectNoSecretsLeaked()
+    }
+
+    @Test("add --code with an unusable storage directory fails before the code is spent")
+    func addChecksTheStoreBeforeSpendingTheCode() async throws {
+        let world = try await EndToEndWorld()
+        defer { Task { await world.tearDown() } }
+        // A storage directory below a regular file can never be created.
+        let blocker = world.root.appendingPathComponent("not-a-directory").path
+        #expect(FileManager.default.createFile(atPath: blocker, contents: Data("x".utf8)))
+        try world.writeConfig(["storage.directory": blocker + "/storage"])
+        world.simulator.addSeller(sellerID: "8001", nick: "shop", accessTokenLifetime: .seconds(600), refreshTokenValidity: .seconds(3600))
+        let code = try world.simulator.issueAuthorizationCode(for: "8001")
+
+        let failed = try await world.run(["add", "--code", code])
+        #expect(failed.exitCode == 78, "\(failed)")
+        #expect(world.simulator.counters.codeExchanges == 0, "the code was not spent")
+
+        try world.writeConfig(["storage.directory": world.storage])
+        let added = try await world.run(["add", "--code", code])
+        #expect(added.exitCode == 0, "the same code still works: \(added)")
+        #expect(added.stdout.contains("8001"))
+        world.record(failed.stdout + failed.stderr + added.stdout + added.stderr)
+        world.expectNoSecretsLeaked()
+    }
+}

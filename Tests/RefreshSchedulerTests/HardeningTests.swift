@@ -1,0 +1,261 @@
+import Logging
+@testable import RefreshScheduler
+import Testing
+import TokenKeeperCore
+import TokenKeeperTesting
+
+/// Odd answers, a store that refuses one seller, clock steps, mass
+/// rejections, lost answers and stops: none may lose a seller or hold the fleet.
+@Suite struct HardeningTests {
+    @Test func finalGrantWithoutARefreshTokenHoldsBackNoOtherSeller() async throws {
+        let harness = SchedulerHarness()
+        for id in ["a", "b", "c", "last"] { await harness.addAccount(id, due: .seconds(60)) }
+        await harness.gateway.script("last", .succeedFinal)
+        let run = try await harness.start()
+        await harness.advance(by: .seconds(60))
+
+        let last = try #require(await harness.store.account("last"))
+        #expect(last.isRefreshable == false)
+        #expect(last.status == .active)
+        // The old refresh token stays stored (never sent again); the new access token is kept.
+        #expect(last.refreshToken == Secret("rt-last-initial"))
+        #expect(last.accessToken != Secret("at-last-initial"))
+        for id in ["a", "b", "c"] { #expect(harness.events.refreshed(id).count == 1) }
+        #expect(harness.events.degraded.isEmpty)
+
+        // The others go on being refreshed on schedule; "last" never again.
+        await harness.advance(by: .seconds(3000))
+        for id in ["a", "b", "c"] { #expect(harness.events.refreshed(id).count == 2) }
+        #expect(await harness.gateway.calls(for: "last") == 1)
+        #expect(await harness.gateway.violations.isEmpty)
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func storeRefusingOneSellersPairHoldsBackOnlyThatSeller() async throws {
+        let harness = SchedulerHarness()
+        for id in ["a", "b", "odd"] { await harness.addAccount(id, due: .zero) }
+        await harness.store.refuseValues(of: "odd", times: 3)
+        let run = try await harness.start()
+        await harness.settle()
+        await harness.addAccount("later", due: .seconds(6))
+        await harness.advance(by: .seconds(6))
+
+        #expect(harness.events.refreshed("later").count == 1, "a new seller is refreshed while odd's write is retried")
+        #expect(harness.events.degraded.isEmpty)
+        #expect(harness.logs.all.contains { $0.metadata["outcome"] == "commit_refused" && $0.metadata["seller"] == "odd" })
+        await harness.advance(by: .seconds(30))
+        #expect(harness.events.refreshed("odd").count == 1, "the refused pair is stored once the store takes it")
+        #expect(await harness.gateway.calls(for: "odd") == 1, "its refresh token was never sent twice")
+        #expect(await harness.gateway.violations.isEmpty)
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func zeroLifetimeAnswersAreRefreshedAfterTheMinimumIntervalNotAtOnce() async throws {
+        let harness = SchedulerHarness(policy: RefreshPolicy(minimumInterval: .seconds(60)))
+        await harness.addAccount("zero", due: .zero)
+        await harness.gateway.setDefault(.succeedOddly { grant in
+            grant.accessTokenLifetime = .zero
+            grant.expireTime = grant.receivedAt
+        })
+        let run = try await harness.start()
+        await harness.advance(by: .seconds(15))
+        #expect(await harness.gateway.calls(for: "zero") == 1)
+        await harness.advance(by: .seconds(45))
+        #expect(await harness.gateway.calls(for: "zero") == 2)
+        await harness.advance(by: .seconds(600))
+        #expect(await harness.gateway.calls(for: "zero") == 12)
+        let warnings = harness.logs.all.filter { $0.level == .warning && $0.message.contains("gateway anomaly") }
+        #expect(warnings.count == 1, "the anomaly is logged once per seller, not once per answer")
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func oddAnswersAreStoredWithWhatTheyLeaveOutKept() async throws {
+        let harness = SchedulerHarness()
+        await harness.addAccount("kept", due: .zero)
+        await harness.addAccount("nameless", due: .zero)
+        // Not rotated: no refresh token in the answer.
+        await harness.gateway.script("kept", .succeedOddly { $0.refreshToken = nil })
+        // The security answer's shape: no seller fields.
+        await harness.gateway.script("nameless", .succeedOddly { grant in
+            grant.sellerID = ""
+            grant.profile = SellerProfile()
+        })
+        let run = try await harness.start()
+        await harness.settle()
+
+        let kept = try #require(await harness.store.account("kept"))
+        #expect(kept.refreshToken == Secret("rt-kept-initial"))
+        #expect(kept.isRefreshable)
+        let nameless = try #require(await harness.store.account("nameless"))
+        #expect(nameless.refreshToken != Secret("rt-nameless-initial"))
+        #expect(harness.events.refreshed("nameless").count == 1)
+        #expect(await harness.gateway.violations.isEmpty)
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func refreshTokenPastItsValidityByOurClockIsSentOnceAndTheGatewayDecides() async throws {
+        let harness = SchedulerHarness()
+        await harness.addAccount("clock", due: .seconds(10))
+        await harness.store.modify("clock") { $0.refreshTokenValidTime = harness.now - .seconds(1) }
+        let run = try await harness.start()
+        await harness.advance(by: .seconds(10))
+
+        #expect(await harness.gateway.calls(for: "clock") == 1)
+        #expect(await harness.store.account("clock")?.status == .active)
+        #expect(harness.events.reauthRequired.isEmpty)
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func clockSteppedADayAheadAndBackChangesNoSellersFate() async throws {
+        let harness = SchedulerHarness()
+        await harness.addAccount("soon", due: .seconds(600))
+        await harness.addAccount("valid", due: .seconds(1200))
+        await harness.store.modify("valid") { $0.refreshTokenValidTime = harness.now + .seconds(12 * 3600) }
+        let run = try await harness.start()
+        await harness.advance(by: .seconds(60))
+
+        harness.clock.step(by: .seconds(86_400))
+        await harness.timer.fire()
+        await harness.settle()
+        #expect(await harness.gateway.calls.isEmpty, "a step is not time passing: nothing fell due")
+        #expect(harness.events.reauthRequired.isEmpty)
+        #expect(await harness.store.shifts == [.seconds(86_400)])
+
+        harness.clock.step(by: .seconds(-86_400))
+        await harness.timer.fire()
+        await harness.settle()
+        // Still due 540 s after the start of the story, by the monotonic clock.
+        await harness.advance(by: .seconds(539))
+        #expect(await harness.gateway.calls(for: "soon") == 0)
+        await harness.advance(by: .seconds(1))
+        #expect(await harness.gateway.calls(for: "soon") == 1)
+        await harness.advance(by: .seconds(600))
+        #expect(await harness.gateway.calls(for: "valid") == 1)
+        #expect(harness.events.reauthRequired.isEmpty)
+        #expect(await harness.store.account("valid")?.status == .active)
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func clockSetBackThreeHoursDoesNotMakeARefreshLate() async throws {
+        let harness = SchedulerHarness()
+        await harness.addAccount("s", due: .seconds(600))
+        let run = try await harness.start()
+        harness.clock.step(by: .seconds(-3 * 3600))
+        await harness.timer.fire()
+        await harness.settle()
+        await harness.advance(by: .seconds(600))
+        #expect(await harness.gateway.calls(for: "s") == 1)
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func massRejectionMarksAtMostTheThresholdAndAGlitchReleasesTheRest() async throws {
+        let policy = MassRejectionPolicy(sellers: 3, fraction: 0.2, window: .seconds(600), hold: .seconds(6 * 3600))
+        let harness = SchedulerHarness(concurrency: 4, probeInterval: .seconds(60), massRejection: policy)
+        let ids = (1...12).map { "m\($0)" }
+        for id in ids { await harness.addAccount(id, due: .zero) }
+        await harness.gateway.setDefault(.glitch(.illegalRefreshToken))
+        let run = try await harness.start()
+        await harness.advance(by: .seconds(1))
+
+        #expect(harness.events.reauthRequired.count == 3)
+        #expect(harness.events.degraded.contains { if case .massRejection = $0 { true } else { false } })
+        await harness.advance(by: .seconds(180))
+        #expect(harness.events.reauthRequired.count == 3, "nobody else is marked while the rejections go on")
+        let callsDuringHold = await harness.gateway.calls.count
+        #expect(callsDuringHold <= 12 + 3, "one probe per interval, not every held seller")
+
+        await harness.gateway.setDefault(.succeed)
+        await harness.advance(by: .seconds(61))
+        let active = await ids.asyncFilter { await harness.store.account($0)?.status == .active }
+        #expect(active.count == 9)
+        for id in active { #expect(harness.events.refreshed(id).count == 1, "\(id) is refreshed once the glitch ends") }
+        #expect(harness.events.recovered.contains { if case .massRejection = $0 { true } else { false } })
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func aSingleRevokedSellerIsStillMarkedAtOnce() async throws {
+        let harness = SchedulerHarness()
+        for id in ["a", "b", "c"] { await harness.addAccount(id, due: .zero) }
+        await harness.gateway.script("b", .fail(.illegalRefreshToken))
+        let run = try await harness.start()
+        await harness.settle()
+        #expect(harness.events.reauthRequired.map(\.sellerID) == ["b"])
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func rejectionAfterALostAnswerIsMarkedRotationLost() async throws {
+        let harness = SchedulerHarness()
+        await harness.addAccount("lost", due: .zero)
+        let timeout = GatewayFailure(
+            .transient, code: "Timeout", message: "the gateway did not answer in time", answerMayBeLost: true)
+        await harness.gateway.script("lost", .glitch(timeout), .fail(.illegalRefreshToken))
+        let run = try await harness.start()
+        await harness.advance(by: .seconds(600))
+
+        let account = try #require(await harness.store.account("lost"))
+        #expect(account.status == .reauthRequired)
+        #expect(account.statusReason == StatusReason.rotationLost)
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func pairThatCannotBeStoredKeepsItsLeaseAndIsHandedOverAtAStop() async throws {
+        let harness = SchedulerHarness(shutdownGracePeriod: .seconds(40))
+        await harness.addAccount("stuck", due: .zero)
+        await harness.store.fail(.commitRotation)
+        let run = try await harness.start()
+        await harness.advance(by: .seconds(200))
+
+        // Past the lease's 90 s: renewed while the pair lives only in memory.
+        let lease = try #require(await harness.store.account("stuck")?.lease)
+        #expect(lease.owner == SchedulerHarness.owner)
+        #expect(lease.expiresAt > harness.now)
+        #expect(await harness.scheduler.snapshot().degraded.contains(.storage(message: "disk I/O error (SQLITE_FULL)")))
+
+        await harness.scheduler.stop()
+        try await waitUntil("the scheduler is stopping") { await harness.scheduler.snapshot().isStopping }
+        await harness.advanceWithoutWaiting(by: .seconds(40))
+        try await run.value
+        let handedOver = harness.events.events.compactMap { event -> TokenGrant? in
+            if case .rotationUnstored("stuck", let grant) = event { grant } else { nil }
+        }
+        #expect(handedOver.count == 1)
+        #expect(handedOver.first?.refreshToken != nil)
+        #expect(await harness.store.count(.commitRotation) >= 2, "a final attempt was made at the stop")
+    }
+
+    @Test func reloadWithALongerTimeoutLengthensTheLeaseAtOnce() async throws {
+        let harness = SchedulerHarness()
+        var longer = harness.configuration
+        longer.leaseDuration = .seconds(400)
+        await harness.scheduler.update(configuration: longer)
+        await harness.addAccount("s", due: .zero)
+        await harness.gateway.script("s", .hold)
+        let run = try await harness.start()
+        await harness.fireIfDue()
+        try await waitUntil("the call is in flight") { await harness.gateway.heldCount == 1 }
+        let lease = try #require(await harness.store.account("s")?.lease)
+        #expect(lease.expiresAt == harness.now + .seconds(400))
+        await harness.gateway.release("s")
+        await harness.settle()
+        run.cancel()
+        try await run.value
+    }
+}
+
+extension Sequence {
+    func asyncFilter(_ include: (Element) async -> Bool) async -> [Element] {
+        var kept: [Element] = []
+        for element in self where await include(element) { kept.append(element) }
+        return kept
+    }
+}

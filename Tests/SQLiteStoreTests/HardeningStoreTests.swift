@@ -1,0 +1,124 @@
+import CSQLite
+import Foundation
+@testable import SQLiteStore
+import Testing
+import TokenKeeperCore
+import TokenKeeperTesting
+
+/// What the store does with odd grants, re-run imports, clock steps, old
+/// events and a damaged tokens.db.
+@Suite struct HardeningStoreTests {
+    let scratch = try! ScratchDirectory()
+
+    @Test func grantWithoutRefreshTokenKeepsTheStoredOneAndAFinalOneStopsRefreshing() async throws {
+        let store = try await scratch.open()
+        let first = Tokens.refresh("first")
+        _ = try await store.enroll(grant: makeGrant(seller: "1", refresh: first), nextRefreshAt: Moments.now, now: Moments.now)
+
+        var notRotated = makeGrant(seller: "1")
+        notRotated.refreshToken = nil
+        let stored = try await store.commitRotation(
+            sellerID: "1", sent: first, grant: notRotated, nextRefreshAt: Moments.now, now: Moments.now)
+        #expect(stored)
+        var account = try #require(try await store.account(sellerID: "1"))
+        #expect(account.refreshToken == first)
+        #expect(account.accessToken == notRotated.accessToken)
+        #expect(account.isRefreshable)
+
+        var final = makeGrant(seller: "1", refreshLifetime: .zero)
+        final.refreshToken = nil
+        #expect(final.isFinalGrant)
+        let storedFinal = try await store.commitRotation(
+            sellerID: "1", sent: first, grant: final, nextRefreshAt: Moments.now, now: Moments.now)
+        #expect(storedFinal)
+        account = try #require(try await store.account(sellerID: "1"))
+        #expect(account.refreshToken == first)
+        #expect(!account.isRefreshable)
+        #expect(account.status == AccountStatus.active)
+        #expect(account.accessToken == final.accessToken)
+        try await store.close()
+    }
+
+    @Test func grantWithoutAccessTokenKeepsTheStoredAccessTokenAndExpiry() async throws {
+        let store = try await scratch.open()
+        let first = Tokens.refresh("first")
+        let enrolled = makeGrant(seller: "1", refresh: first)
+        _ = try await store.enroll(grant: enrolled, nextRefreshAt: Moments.now, now: Moments.now)
+        var odd = makeGrant(seller: "1", expireTime: Moments.now)
+        odd.accessToken = nil
+        let stored = try await store.commitRotation(
+            sellerID: "1", sent: first, grant: odd, nextRefreshAt: Moments.now, now: Moments.now)
+        #expect(stored)
+        let account = try #require(try await store.account(sellerID: "1"))
+        #expect(account.refreshToken == odd.refreshToken)
+        #expect(account.accessToken == enrolled.accessToken)
+        #expect(account.expireTime == enrolled.expireTime)
+        try await store.close()
+    }
+
+    @Test func reimportSkipsManagedSellersUnlessReplaceIsAsked() async throws {
+        let store = try await scratch.open()
+        let rotated = Tokens.refresh("rotated")
+        _ = try await store.enroll(grant: makeGrant(seller: "1", refresh: rotated), nextRefreshAt: Moments.now, now: Moments.now)
+        let stale = [
+            ImportRecord(sellerID: "1", refreshToken: Tokens.refresh("stale")),
+            ImportRecord(sellerID: "2", refreshToken: Tokens.refresh("new")),
+        ]
+        let summary = try await store.importAccounts(stale, now: Moments.now)
+        #expect(summary.imported == 1)
+        #expect(summary.alreadyManaged == ["1"])
+        #expect(try await store.account(sellerID: "1")?.refreshToken == rotated)
+
+        let replaced = try await store.importAccounts(Array(stale.prefix(1)), replace: true, now: Moments.now)
+        #expect(replaced.imported == 1 && replaced.alreadyManaged.isEmpty)
+        #expect(try await store.account(sellerID: "1")?.refreshToken == stale[0].refreshToken)
+        try await store.close()
+    }
+
+    @Test func clockStepShiftsEveryStoredDeadlineAndLease() async throws {
+        let store = try await scratch.open()
+        _ = try await store.enroll(grant: makeGrant(seller: "1"), nextRefreshAt: Moments.now, now: Moments.now)
+        _ = try await store.acquireLease(sellerID: "1", owner: "me", until: Moments.now + .seconds(60), now: Moments.now)
+        try await store.shiftSchedules(by: .seconds(-3600))
+        let account = try #require(try await store.account(sellerID: "1"))
+        #expect(account.nextRefreshAt == Moments.now - .seconds(3600))
+        #expect(account.lease?.expiresAt == Moments.now - Duration.seconds(3540))
+        try await store.close()
+    }
+
+    @Test func oldEventsArePrunedAndRecentOnesKept() async throws {
+        let store = try await scratch.open()
+        for day in 0..<5 {
+            try await store.appendEvent("note", detail: "day \(day)", at: Moments.now - .seconds(Int64(day) * 86_400))
+        }
+        let deleted = try await store.pruneEvents(before: Moments.now - .seconds(2 * 86_400 + 1), batchSize: 1)
+        #expect(deleted == 2)
+        let left = try await store.recentEvents(limit: 10).map { $0.detail }
+        #expect(left == ["day 2", "day 1", "day 0"])
+        try await store.close()
+    }
+
+    @Test func damagedTokensDatabaseIsMovedAsideAndRebuiltFromKeeper() async throws {
+        var store = try await scratch.open()
+        _ = try await store.enroll(grant: makeGrant(seller: "1"), nextRefreshAt: Moments.now, now: Moments.now)
+        try await store.close()
+        let tokensPath = store.tokensPath
+        try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: tokensPath))
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: tokensPath + suffix) }
+
+        store = try await scratch.open()
+        #expect(try ReaderView.validSellers(scratch) == ["1"])
+        let aside = try FileManager.default.contentsOfDirectory(atPath: scratch.path).filter { $0.contains(".damaged-") }
+        #expect(aside.count == 1)
+        try await store.close()
+    }
+
+    @Test func damagedKeeperDatabaseIsRefusedAndLeftUntouched() async throws {
+        let store = try await scratch.open()
+        try await store.close()
+        let garbage = Data(repeating: 0x42, count: 8192)
+        try garbage.write(to: URL(fileURLWithPath: store.keeperPath))
+        await #expect(throws: SQLiteStoreError.self) { try await scratch.open() }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: store.keeperPath)) == garbage)
+    }
+}
