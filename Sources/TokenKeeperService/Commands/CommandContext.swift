@@ -53,7 +53,9 @@ extension GatewayConfiguration {
         self.init(
             baseURL: configuration.gateway.url, appKey: configuration.app.key, appSecret: appSecret,
             refreshPath: configuration.gateway.refreshPath, createPath: configuration.gateway.createPath,
-            connectTimeout: .milliseconds(Int64(configuration.gateway.connectTimeoutSeconds * 1000)),
+            // Connecting is part of the request: never longer than the whole.
+            connectTimeout: .milliseconds(
+                Int64(min(configuration.gateway.connectTimeoutSeconds, configuration.gateway.timeoutSeconds) * 1000)),
             requestTimeout: .milliseconds(Int64(configuration.gateway.timeoutSeconds * 1000)))
     }
 }

@@ -185,8 +185,7 @@ public struct ConfigurationLoader: Sendable {
         let refresh = configuration.refresh
         let gateway = configuration.gateway
         try range(gateway.timeoutSeconds, 1...300, "gateway.timeout_seconds")
-        try range(gateway.connectTimeoutSeconds, 1...gateway.timeoutSeconds, "gateway.connect_timeout_seconds",
-                  "(and at most gateway.timeout_seconds)")
+        try range(gateway.connectTimeoutSeconds, 1...300, "gateway.connect_timeout_seconds")
         try range(refresh.remainingFraction, 0.01...0.9, "refresh.remaining_fraction")
         try require(
             refresh.jitterFraction >= 0 && refresh.jitterFraction < refresh.remainingFraction, "refresh.jitter_fraction",
