@@ -202,8 +202,9 @@ extension RefreshScheduler {
             configurationRejected(failure, sellerID: account.sellerID, now: now)
             // Neither the attempt count nor the deadline moves: the account is
             // not to blame, and it is held back in memory until a probe
-            // succeeds (at a restart it is due at once).
-            await recordFailure(account, failure, failedAttempts: account.failedAttempts, nextRefreshAt: now)
+            // succeeds (its stored deadline has passed: at a restart it is due at once).
+            await recordFailure(
+                account, failure, failedAttempts: account.failedAttempts, nextRefreshAt: account.nextRefreshAt ?? now)
             return .configurationRejected(failure)
         case .transient, .throttled:
             let attempts = account.failedAttempts + 1

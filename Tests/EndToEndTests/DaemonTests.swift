@@ -101,9 +101,9 @@ struct DaemonTests {
             let rotations = world.simulator.sellerStats(for: sellerID)?.rotations ?? 0
             #expect(rotations >= 4, "seller \(sellerID) rotated \(rotations) times")
             #expect(keeper[sellerID]?.status == "active")
-            #expect(
-                keeper[sellerID]?.refreshToken
-                    == world.simulator.rotationsHandedOut(for: sellerID).last?.refreshToken.exposedValue)
+            expectSameToken(
+                keeper[sellerID]?.refreshToken,
+                world.simulator.rotationsHandedOut(for: sellerID).last?.refreshToken.exposedValue, "stored refresh token")
         }
         // The victim: reauth_required after one refused attempt, no calls since.
         #expect(world.simulator.sellerStats(for: victim)?.rejectedRefreshes == 1)
@@ -257,7 +257,7 @@ struct DaemonTests {
         for sellerID in ids {
             let expected = world.simulator.rotationsHandedOut(for: sellerID).last?.refreshToken.exposedValue
                 ?? seeded.refreshTokens[sellerID]
-            #expect(keeper[sellerID]?.refreshToken == expected, "seller \(sellerID) lost a rotation")
+            expectSameToken(keeper[sellerID]?.refreshToken, expected, "seller \(sellerID) lost a rotation")
         }
         #expect(world.simulator.counters.refreshTokenReuses == 0)
 
@@ -277,7 +277,7 @@ struct DaemonTests {
         #expect(try ReaderRow.all(in: world.storage).count == ids.count)
         let final = try KeeperRow.all(in: world.storage)
         for sellerID in ids {
-            #expect(final[sellerID]?.refreshToken == world.simulator.currentRefreshToken(for: sellerID)?.exposedValue)
+            expectSameToken(final[sellerID]?.refreshToken, world.simulator.currentRefreshToken(for: sellerID)?.exposedValue, "stored refresh token")
         }
         world.expectNoSecretsLeaked()
     }

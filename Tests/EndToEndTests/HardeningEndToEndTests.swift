@@ -51,7 +51,7 @@ struct HardeningEndToEndTests {
         let keeper = try KeeperRow.all(in: world.storage)
         for sellerID in others + [zero] {
             #expect(keeper[sellerID]?.status == "active")
-            #expect(keeper[sellerID]?.refreshToken == world.simulator.currentRefreshToken(for: sellerID)?.exposedValue)
+            expectSameToken(keeper[sellerID]?.refreshToken, world.simulator.currentRefreshToken(for: sellerID)?.exposedValue, "stored refresh token")
         }
         #expect(world.simulator.counters.refreshTokenReuses == 0)
         #expect(result.stderr.contains("gateway anomaly"))
@@ -75,10 +75,13 @@ struct HardeningEndToEndTests {
         let result = await daemon.wait(timeout: .seconds(60))
         #expect(result.exitCode == 0, "\(result.stderr.suffix(2000))")
         world.record(result.stdout + result.stderr)
+        // Every rotation the gateway made, whether or not its answer reached
+        // the daemon: a stop that walks away leaves them undelivered.
         let keeper = try KeeperRow.all(in: world.storage)
         for sellerID in ids {
-            let handedOut = try #require(world.simulator.rotationsHandedOut(for: sellerID).last)
-            #expect(keeper[sellerID]?.refreshToken == handedOut.refreshToken.exposedValue, "\(sellerID) lost its rotation")
+            let rotated = world.simulator.issuedTokens(for: sellerID).filter { $0.origin == .rotation }
+            #expect(rotated.count == 1)
+            expectSameToken(keeper[sellerID]?.refreshToken, rotated.last?.refreshToken.exposedValue, "\(sellerID) lost its rotation")
         }
         world.expectNoSecretsLeaked()
     }
@@ -97,7 +100,7 @@ struct HardeningEndToEndTests {
         #expect(again.stdout.contains("imported 0 sellers, 5 already managed, skipped; use --replace to overwrite them"))
         let keeper = try KeeperRow.all(in: world.storage)
         for sellerID in ids {
-            #expect(keeper[sellerID]?.refreshToken == world.simulator.currentRefreshToken(for: sellerID)?.exposedValue)
+            expectSameToken(keeper[sellerID]?.refreshToken, world.simulator.currentRefreshToken(for: sellerID)?.exposedValue, "stored refresh token")
         }
         let second = try await world.run(["refresh"] + ids)
         #expect(second.exitCode == 0, "the rotated tokens still work: \(second)")
@@ -118,7 +121,7 @@ struct HardeningEndToEndTests {
             ["import", "--seller-id", "7001", "--refresh-token-file", "-"], stdin: pair.refreshToken.exposedValue + "\n")
         #expect(fromStdin.exitCode == 0, "\(fromStdin)")
         #expect(!fromStdin.stderr.contains("warning"))
-        #expect(try KeeperRow.all(in: world.storage)["7001"]?.refreshToken == pair.refreshToken.exposedValue)
+        expectSameToken(try KeeperRow.all(in: world.storage)["7001"]?.refreshToken, pair.refreshToken.exposedValue, "stored refresh token")
 
         let onCommandLine = try await world.run(
             ["import", "--replace", "--seller-id", "7001", "--refresh-token", pair.refreshToken.exposedValue])
@@ -148,6 +151,45 @@ struct HardeningEndToEndTests {
         #expect(added.exitCode == 0, "the same code still works: \(added)")
         #expect(added.stdout.contains("8001"))
         world.record(failed.stdout + failed.stderr + added.stdout + added.stderr)
+        world.expectNoSecretsLeaked()
+    }
+}
+
+/// A wall clock a day ahead: the daemon asks the gateway instead of marking
+/// anyone, and once the clock is right again every seller is refreshed as if
+/// nothing happened. The clock is moved with the daemon's test hook
+/// (`TOKENKEEPER_TEST_CLOCK_OFFSET_SECONDS`): libfaketime also moves
+/// CLOCK_BOOTTIME, which Swift's timers sleep on, and stalls every timer.
+@Suite("Clock a day ahead end to end")
+struct ClockStepEndToEndTests {
+    @Test("a daemon a day ahead marks nobody; after the clock is right every seller is refreshed")
+    func dayAheadMarksNobody() async throws {
+        let world = try await EndToEndWorld()
+        defer { Task { await world.tearDown() } }
+        // Refresh tokens valid for an hour: a day ahead, our clock says every one has expired.
+        let (ids, jsonl) = try world.seedSellers(5, accessTokenLifetime: .seconds(30))
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+
+        let ahead = try world.startDaemon(environment: ["TOKENKEEPER_TEST_CLOCK_OFFSET_SECONDS": "86400"])
+        #expect(
+            await eventually(timeout: .seconds(40)) { world.simulator.counters.requestsByAPI["/auth/token/refresh", default: 0] >= 1 },
+            "the gateway is asked: \(ahead.stderr.text.suffix(2000))")
+        ahead.signal(SIGTERM)
+        let first = await ahead.wait(timeout: .seconds(30))
+        #expect(first.exitCode == 0, "\(first.stderr.suffix(2000))")
+        world.record(first.stdout + first.stderr)
+        #expect(try KeeperRow.all(in: world.storage).values.allSatisfy { $0.status == "active" }, "nobody was marked")
+
+        let rightAgain = try world.startDaemon()
+        #expect(
+            await eventually(timeout: .seconds(60)) {
+                ids.allSatisfy { !world.simulator.rotationsHandedOut(for: $0).isEmpty }
+            }, "every seller is refreshed once the clock is right: \(rightAgain.stderr.text.suffix(2000))")
+        rightAgain.signal(SIGTERM)
+        let second = await rightAgain.wait(timeout: .seconds(30))
+        world.record(second.stdout + second.stderr)
+        #expect(try KeeperRow.all(in: world.storage).values.allSatisfy { $0.status == "active" })
+        #expect(world.simulator.counters.refreshTokenReuses == 0)
         world.expectNoSecretsLeaked()
     }
 }

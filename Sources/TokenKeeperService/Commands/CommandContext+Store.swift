@@ -40,7 +40,7 @@ extension CommandContext {
     func openStore(logger: Logger) async throws(CommandFailure) -> SQLiteAccountStore {
         let directory = configuration.storage.directory
         do {
-            return try await SQLiteAccountStore.open(directory: directory, logger: logger)
+            return try await SQLiteAccountStore.open(directory: directory, clock: wallClock, logger: logger)
         } catch let error as SQLiteStoreError {
             if case .fileProblem = error {
                 throw CommandFailure(
@@ -73,7 +73,7 @@ extension CommandContext {
         } catch {
             throw CommandFailure(.configuration, "configuration error: gateway: \(error.message)")
         }
-        return IOPGatewayClient(configuration: settings, logger: logger)
+        return IOPGatewayClient(configuration: settings, clock: wallClock, logger: logger)
     }
 }
 

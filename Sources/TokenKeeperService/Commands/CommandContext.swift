@@ -26,6 +26,16 @@ struct CommandContext {
         }
     }
 
+    /// The wall clock every part reads. `TOKENKEEPER_TEST_CLOCK_OFFSET_SECONDS`
+    /// moves it, for tests of a skewed or stepped clock (libfaketime also moves
+    /// the clocks Swift's timers sleep on, which stalls them).
+    var wallClock: any WallClock {
+        guard let text = environment["TOKENKEEPER_TEST_CLOCK_OFFSET_SECONDS"], let seconds = Int64(text) else {
+            return SystemWallClock()
+        }
+        return OffsetWallClock(offset: .seconds(seconds))
+    }
+
     func appSecret() throws(CommandFailure) -> Secret {
         do {
             return try AppSecretLoader(environment: environment).load(for: configuration).secret
@@ -151,4 +161,12 @@ extension Commands {
             }
         }
     }
+}
+
+/// The system's wall clock moved by a fixed offset (tests of clock skew).
+struct OffsetWallClock: WallClock {
+    let offset: Duration
+    private let system = SystemWallClock()
+
+    func now() -> Timestamp { system.now() + offset }
 }

@@ -78,7 +78,7 @@ struct Daemon {
         status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0
         let observer = self.observer
         let scheduler = RefreshScheduler(
-            store: store, gateway: client, configuration: schedulerSettings,
+            store: store, gateway: client, clock: context.wallClock, configuration: schedulerSettings,
             logger: Logger(label: "tokenkeeper.scheduler"),
             onEvent: { [logger = self.logger] event in
                 status.handle(event)

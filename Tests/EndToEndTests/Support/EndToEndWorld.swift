@@ -151,3 +151,14 @@ final class EndToEndWorld: @unchecked Sendable {
         try? FileManager.default.removeItem(at: root)
     }
 }
+
+/// Whether two stored or issued tokens are the same, checked so that a failing
+/// test prints fingerprints, never the tokens (test output is read by people
+/// and kept by CI).
+func expectSameToken(
+    _ actual: String?, _ expected: String?, _ what: String, sourceLocation: SourceLocation = #_sourceLocation
+) {
+    let same = actual != nil && actual == expected
+    let shown = "\(actual.map { Secret($0).description } ?? "none") vs \(expected.map { Secret($0).description } ?? "none")"
+    #expect(same, "\(what): \(shown)", sourceLocation: sourceLocation)
+}

@@ -71,8 +71,10 @@ final class TokenKeeperProcess: @unchecked Sendable {
             let input = Pipe()
             process.standardInput = input
             try process.run()
-            input.fileHandleForWriting.write(Data(stdin.utf8))
-            try input.fileHandleForWriting.close()
+            // A command that exits before reading its input (a refused
+            // configuration) must fail its test, not crash the whole run.
+            try? input.fileHandleForWriting.write(contentsOf: Data(stdin.utf8))
+            try? input.fileHandleForWriting.close()
         } else {
             process.standardInput = FileHandle.nullDevice
             try process.run()
