@@ -18,6 +18,9 @@ let package = Package(
         .executable(name: "tokenkeeper", targets: ["tokenkeeper"]),
         .library(name: "TokenKeeperCore", targets: ["TokenKeeperCore"]),
         .library(name: "IOPSimulator", targets: ["IOPSimulator"]),
+        // For the fuzz targets in Fuzz/ (a package of their own).
+        .library(name: "IOPGateway", targets: ["IOPGateway"]),
+        .library(name: "TokenKeeperService", targets: ["TokenKeeperService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -167,7 +170,8 @@ let package = Package(
         .testTarget(
             name: "TokenKeeperServiceTests",
             dependencies: [
-                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "SQLiteStore", "TokenKeeperTesting",
+                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "SQLiteStore", "RefreshScheduler",
+                "TokenKeeperTesting",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

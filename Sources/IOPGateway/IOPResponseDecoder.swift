@@ -70,9 +70,12 @@ public struct IOPResponseDecoder: Sendable {
             return .failure(Self.unreadableBody(bytes, status: status, error: error))
         }
 
-        let requestID = fields.requestID?.text ?? fields.errorResponse?.requestID?.text ?? fields.traceID?.text
         var secrets = redacting
         for token in [fields.accessToken, fields.refreshToken] { if let text = token?.text { secrets.append(Secret(text)) } }
+        // The gateway's own words (request id, code) are logged too: a gateway
+        // that echoes a token there gets it replaced as in a message.
+        let requestID = (fields.requestID?.text ?? fields.errorResponse?.requestID?.text ?? fields.traceID?.text)
+            .map { Self.sanitize($0, redacting: secrets) }
 
         if let envelope = fields.errorResponse {
             let message = envelope.msg?.text ?? envelope.message?.text ?? ""
@@ -85,14 +88,14 @@ public struct IOPResponseDecoder: Sendable {
             }
             return .failure(
                 IOPFailureClassifier.classify(
-                    code: code, type: envelope.type?.text, message: Self.sanitize(message, redacting: secrets),
+                    code: Self.sanitize(code, redacting: secrets), type: envelope.type?.text, message: Self.sanitize(message, redacting: secrets),
                     requestID: requestID, httpStatus: status))
         }
         if let code = fields.code?.text, code != "0" {
             let message = fields.message?.text ?? fields.msg?.text ?? ""
             return .failure(
                 IOPFailureClassifier.classify(
-                    code: code, type: fields.type?.text, message: Self.sanitize(message, redacting: secrets),
+                    code: Self.sanitize(code, redacting: secrets), type: fields.type?.text, message: Self.sanitize(message, redacting: secrets),
                     requestID: requestID, httpStatus: status))
         }
         if fields.code?.text == "0" || !(fields.accessToken?.isAbsent ?? true)
@@ -256,11 +259,16 @@ public struct IOPResponseDecoder: Sendable {
 
     /// One line, bounded, with every known secret replaced by its fingerprint.
     static func sanitize(_ message: String, redacting secrets: [Secret]) -> String {
-        var text = message
+        // Control characters become spaces first, so that a token written
+        // with a tab in the message is still found (as its spaced form).
+        func flattened(_ text: String) -> String {
+            String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+        }
+        var text = flattened(message)
         for secret in secrets where secret.exposedValue.count >= 4 {
             text = text.replacingOccurrences(of: secret.exposedValue, with: secret.description)
+            text = text.replacingOccurrences(of: flattened(secret.exposedValue), with: secret.description)
         }
-        text = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
         if text.count > maxMessageLength { text = String(text.prefix(maxMessageLength)) + "…" }
         return text
     }

@@ -27,6 +27,9 @@ public struct MassRejectionPolicy: Sendable, Equatable {
 struct MassRejectionBreaker {
     let policy: MassRejectionPolicy
     private var buckets: [(second: Int64, judged: Int, rejected: Int)] = []
+    /// Rejections since the gateway last accepted a refresh token: a sudden
+    /// outage shows here even when the window still holds many successes.
+    private var rejectionsInARow = 0
     private(set) var trippedAt: Timestamp?
 
     init(policy: MassRejectionPolicy) {
@@ -35,10 +38,21 @@ struct MassRejectionBreaker {
 
     var isTripped: Bool { trippedAt != nil }
 
-    /// Counts one judgement at `now`; returns the breaker's state after it.
+    /// Counts one judgement at `now`.
+    ///
+    /// Trips when more than ``MassRejectionPolicy/sellers`` sellers were
+    /// rejected in the window and either more than
+    /// ``MassRejectionPolicy/fraction`` of the window's judgements were
+    /// rejections, or every judgement since more than `sellers` rejections
+    /// ago was one (an outage that began after many successes).
     mutating func record(rejected: Bool, at now: Timestamp) {
         let second = now.millisecondsSince1970 / 1000
         trim(now)
+        rejectionsInARow = rejected ? rejectionsInARow + 1 : 0
+        if !rejected, trippedAt != nil, !holds(at: now) {
+            // The hold ran out and the gateway accepts tokens again: re-arm.
+            reset()
+        }
         if let last = buckets.last, last.second == second {
             buckets[buckets.count - 1].judged += 1
             if rejected { buckets[buckets.count - 1].rejected += 1 }
@@ -47,7 +61,9 @@ struct MassRejectionBreaker {
         }
         if rejected, trippedAt == nil {
             let (judged, rejections) = totals
-            if rejections > policy.sellers, Double(rejections) > policy.fraction * Double(judged) {
+            if rejections > policy.sellers,
+                Double(rejections) > policy.fraction * Double(judged) || rejectionsInARow > policy.sellers
+            {
                 trippedAt = now
             }
         }
@@ -63,6 +79,7 @@ struct MassRejectionBreaker {
     /// The gateway accepted a refresh token: whatever tripped was a glitch.
     mutating func reset() {
         trippedAt = nil
+        rejectionsInARow = 0
         buckets.removeAll()
     }
 

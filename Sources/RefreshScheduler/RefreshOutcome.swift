@@ -49,7 +49,10 @@ public enum RefreshOutcome: Sendable, Equatable {
     /// True when the gateway judged the refresh token itself, which it does
     /// only after accepting our signature and app key: proof that our
     /// configuration works. A transient failure proves nothing either way.
-    var provesConfigurationWorks: Bool {
+    var provesConfigurationWorks: Bool { judgesTheRefreshToken }
+
+    /// True when the gateway accepted or rejected the refresh token itself.
+    var judgesTheRefreshToken: Bool {
         switch self {
         case .refreshed, .reauthRequired, .heldByBreaker: true
         default: false

@@ -104,6 +104,12 @@ extension RefreshScheduler {
         var delay = configuration.storeRetryInitial
         var failures = 0
         var stopping = false
+        defer {
+            if failures > 0 {
+                unstoredPairs -= 1
+                checkIdle()
+            }
+        }
         while true {
             do {
                 let stored = try await store.commitRotation(
@@ -120,6 +126,7 @@ extension RefreshScheduler {
                 return .skipped(.tokenChanged, nextDue: clock.now())
             } catch {
                 failures += 1
+                if failures == 1 { unstoredPairs += 1 }
                 let scope = StoreFailureScope.of(error)
                 if failures == 1 || (scope == .store && undurable[sellerID] == nil) {
                     pairNotDurable(sellerID, requestID: grant.requestID, error: error, scope: scope)

@@ -126,6 +126,7 @@ extension RefreshScheduler {
                 queue.schedule(change.sellerID, at: due)
             } else {
                 queue.remove(change.sellerID)
+                if breakerProbe == change.sellerID { breakerProbeLeft(now: clock.now()) }
             }
         }
         if !changes.isEmpty {
@@ -231,9 +232,9 @@ extension RefreshScheduler {
     }
 
     func checkIdle() {
-        if let waiter = finalAttemptsWaiter, runningTasks <= waiter.threshold {
-            finalAttemptsWaiter = nil
-            waiter.continuation.resume()
+        if unstoredPairs == 0, let waiter = unstoredPairsWaiter {
+            unstoredPairsWaiter = nil
+            waiter.resume()
         }
         guard runningTasks == 0, !idleWaiters.isEmpty else { return }
         let waiters = idleWaiters

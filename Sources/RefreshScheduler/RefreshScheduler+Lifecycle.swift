@@ -78,18 +78,16 @@ extension RefreshScheduler {
         // Store retries still waiting make one last attempt now and hand over
         // what still cannot be stored (``SchedulerEvent/rotationUnstored``);
         // run() returns only after that, while the store is still open.
-        // Attempts still running past the grace (a store call that hangs) are
-        // not waited for; the parked ones resumed here are.
-        let stuck = runningTasks
         let parked = sleepers
         sleepers.removeAll()
         for sleeper in parked {
             runningTasks += 1
             sleeper.continuation.resume(returning: false)
         }
-        if runningTasks > stuck {
-            // Not cancellable: these attempts hold rotated pairs.
-            await withCheckedContinuation { finalAttemptsWaiter = (stuck, $0) }
+        if unstoredPairs > 0 {
+            // Not cancellable: these attempts hold rotated pairs. Each makes
+            // its last attempt now (waits return at once once stopped).
+            await withCheckedContinuation { unstoredPairsWaiter = $0 }
         }
         answerBatches(for: Array(batchesBySeller.keys), with: .notAttempted)
         timer.cancel()

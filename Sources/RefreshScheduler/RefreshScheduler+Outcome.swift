@@ -48,6 +48,9 @@ extension RefreshScheduler {
             reschedule(sellerID, at: now)
         }
 
+        if breakerProbe == sellerID, !outcome.judgesTheRefreshToken, !queue.contains(sellerID) {
+            breakerProbeLeft(now: now)
+        }
         if job.isProbe, configurationFailure != nil {
             if result.calledGateway && outcome.provesConfigurationWorks {
                 recoverFromConfigurationFailure()
@@ -64,7 +67,7 @@ extension RefreshScheduler {
 
     /// Puts the account back on the heap, unless this is a one-shot
     /// (``refreshNow(_:)`` without ``run()``) or the scheduler is stopping.
-    private func reschedule(_ sellerID: String, at due: Timestamp) {
+    func reschedule(_ sellerID: String, at due: Timestamp) {
         guard phase == .running else { return }
         queue.schedule(sellerID, at: due)
     }
@@ -93,6 +96,16 @@ extension RefreshScheduler {
         } else {
             queue.remove(sellerID)
         }
+    }
+
+    /// The probe left the story (removed, disabled, re-authorized): another
+    /// held seller probes instead, or the held ones would wait for ever.
+    func breakerProbeLeft(now: Timestamp) {
+        breakerProbe = nil
+        guard let next = heldByBreaker.keys.first else { return }
+        breakerProbe = next
+        heldByBreaker[next] = nil
+        reschedule(next, at: now + configuration.configurationProbeInterval)
     }
 
     /// A held seller's refresh token was accepted: the rejections were a

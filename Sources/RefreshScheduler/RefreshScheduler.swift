@@ -105,8 +105,10 @@ public actor RefreshScheduler {
     /// Attempts running (not parked in ``sleepers``).
     var runningTasks = 0
     var idleWaiters: [CheckedContinuation<Void, Never>] = []
-    /// At a stop: resumed once no more than `threshold` attempts run.
-    var finalAttemptsWaiter: (threshold: Int, continuation: CheckedContinuation<Void, Never>)?
+    /// Attempts holding a rotated pair the store has not taken yet.
+    var unstoredPairs = 0
+    /// At a stop: resumed once no attempt holds an unstored pair.
+    var unstoredPairsWaiter: CheckedContinuation<Void, Never>?
 
     struct Batch {
         var remaining: Set<String>
@@ -267,9 +269,19 @@ public actor RefreshScheduler {
         stopWaiter?.resume()
         stopWaiter = nil
         if phase == .idle {
-            phase = .stopping
+            // A one-shot run has no drain to wait through: it is stopped at once
+            // for everything not yet sent.
+            phase = .stopped
             queue = DeadlineQueue()
             answerBatches(for: batchesBySeller.keys.filter { !inFlight.contains($0) }, with: .notAttempted)
+            // Store retries waiting make one last attempt now, and hand over
+            // what still cannot be stored.
+            let parked = sleepers
+            sleepers.removeAll()
+            for sleeper in parked {
+                runningTasks += 1
+                sleeper.continuation.resume(returning: false)
+            }
         }
     }
 

@@ -57,7 +57,9 @@ extension Duration {
 /// `Sendable` and is slow to create); civil-from-days after Howard Hinnant.
 enum ISO8601 {
     static func format(_ timestamp: Timestamp) -> String {
-        let ms = timestamp.millisecondsSince1970
+        // Years 1 to 9999: an absurd value (a wrapped sum) formats at the edge
+        // instead of trapping on an overflow in the arithmetic below.
+        let ms = min(max(timestamp.millisecondsSince1970, -62_135_596_800_000), 253_402_300_799_999)
         let days = ms >= 0 ? ms / 86_400_000 : (ms - 86_399_999) / 86_400_000
         let msOfDay = ms - days * 86_400_000
         let z = days + 719_468

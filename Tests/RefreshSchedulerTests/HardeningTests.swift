@@ -259,3 +259,57 @@ extension Sequence {
         return kept
     }
 }
+
+@Suite struct MassRejectionAndOneShotTests {
+    @Test func outageAfterManySuccessesStillMarksAtMostTheThreshold() async throws {
+        let policy = MassRejectionPolicy(sellers: 3, fraction: 0.2, window: .seconds(600), hold: .seconds(6 * 3600))
+        let harness = SchedulerHarness(concurrency: 1, massRejection: policy)
+        let ids = (1...40).map { "o\($0)" }
+        for id in ids { await harness.addAccount(id, due: .zero) }
+        // 30 successes fill the window, then the gateway rejects everything.
+        for id in ids.prefix(30) { await harness.gateway.script(id, .succeed) }
+        for id in ids.suffix(10) { await harness.gateway.script(id, .glitch(.illegalRefreshToken)) }
+        let run = try await harness.start()
+        await harness.advance(by: .seconds(5))
+        #expect(harness.events.reauthRequired.count == 3, "\(harness.events.reauthRequired.map(\.sellerID))")
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func removedProbeHandsTheProbeToAnotherHeldSeller() async throws {
+        let policy = MassRejectionPolicy(sellers: 1, fraction: 0.2, window: .seconds(600), hold: .seconds(6 * 3600))
+        let harness = SchedulerHarness(concurrency: 1, probeInterval: .seconds(60), massRejection: policy)
+        for id in ["a", "b", "c", "d"] { await harness.addAccount(id, due: .zero) }
+        await harness.gateway.setDefault(.glitch(.illegalRefreshToken))
+        let run = try await harness.start()
+        await harness.advance(by: .seconds(1))
+        #expect(harness.events.reauthRequired.count == 1)
+        let probe = try #require(await harness.scheduler.breakerProbe)
+        await harness.store.delete(probe)
+        await harness.gateway.setDefault(.succeed)
+        await harness.advance(by: .seconds(130))
+        let stillActive = await ["a", "b", "c", "d"].asyncFilter { await harness.store.account($0)?.status == .active }
+        #expect(stillActive.count == 2)
+        for id in stillActive { #expect(harness.events.refreshed(id).count == 1, "\(id) released after another probe") }
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func oneShotStopGivesAParkedPairAFinalAttemptAndHandsItOver() async throws {
+        let harness = SchedulerHarness()
+        await harness.addAccount("cli", due: .zero)
+        await harness.store.fail(.commitRotation)
+        let scheduler = harness.scheduler
+        let outcomes = Task { await scheduler.refreshNow(["cli"]) }
+        try await waitUntil("the pair is parked") { await harness.store.count(.commitRotation) >= 1 }
+        try await waitUntil("the retry waits on the timer") { harness.timer.deadline != nil }
+        await scheduler.stop()
+        let result = await outcomes.value
+        guard case .storeFailed = result["cli"] else {
+            Issue.record("expected storeFailed, got \(String(describing: result["cli"]))")
+            return
+        }
+        #expect(await harness.store.count(.commitRotation) >= 2, "a final attempt was made")
+        #expect(harness.events.events.contains { if case .rotationUnstored("cli", _) = $0 { true } else { false } })
+    }
+}

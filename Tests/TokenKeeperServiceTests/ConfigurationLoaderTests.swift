@@ -1,4 +1,5 @@
 import Foundation
+import RefreshScheduler
 import Testing
 import TokenKeeperCore
 import TokenKeeperTesting
@@ -100,6 +101,17 @@ import TokenKeeperTesting
             ("gateway:\n  url: ftp://x\n", "gateway.url"),
             ("gateway:\n  refresh_path: auth/token/refresh\n", "gateway.refresh_path"),
             ("log:\n  level: loud\n", "log.level"),
+            // Edges that would spin, stall or crash the daemon.
+            ("gateway:\n  timeout_seconds: 100000\n", "gateway.timeout_seconds"),
+            ("gateway:\n  timeout_seconds: 0\n", "gateway.timeout_seconds"),
+            ("refresh:\n  max_calls_per_second: 0.0001\n", "refresh.max_calls_per_second"),
+            ("refresh:\n  retry_initial_seconds: 0\n", "refresh.retry_initial_seconds"),
+            ("refresh:\n  min_interval_seconds: 0\n", "refresh.min_interval_seconds"),
+            ("refresh:\n  shutdown_grace_seconds: 8\n", "refresh.shutdown_grace_seconds"),
+            ("refresh:\n  configuration_probe_seconds: 1e9\n", "refresh.configuration_probe_seconds"),
+            ("refresh:\n  mass_rejection:\n    fraction: 2\n", "refresh.mass_rejection.fraction"),
+            ("refresh:\n  mass_rejection:\n    sellers: 0\n", "refresh.mass_rejection.sellers"),
+            ("storage:\n  event_retention_days: 0\n", "storage.event_retention_days"),
         ]
         for (yaml, key) in cases {
             let scratch = try ScratchDirectory()
@@ -128,6 +140,33 @@ import TokenKeeperTesting
 
         let list = scratch.write("list.yaml", "- a\n- b\n")
         #expect(throws: ConfigurationError.self) { try ConfigurationLoader(environment: [:]).load(explicitPath: list) }
+    }
+
+    @Test func shutdownGraceDefaultsToTheTimeoutPlusAMarginAndNestedKeysAreRead() throws {
+        let scratch = try ScratchDirectory()
+        let file = scratch.write(
+            "config.yaml",
+            "gateway:\n  timeout_seconds: 20\nrefresh:\n  mass_rejection:\n    sellers: 25\n    hold_hours: 1\n")
+        let configuration = try ConfigurationLoader(environment: [:]).load(explicitPath: file)
+        #expect(configuration.refresh.effectiveShutdownGraceSeconds(timeout: 20) == 30)
+        #expect(configuration.refresh.massRejectionSellers == 25)
+        #expect(configuration.refresh.massRejectionHoldHours == 1)
+        let settings = configuration.schedulerConfiguration(leaseOwner: "x")
+        #expect(settings.shutdownGracePeriod == .seconds(30))
+        #expect(settings.massRejection.hold == .seconds(3600))
+        let typo = scratch.write("typo.yaml", "refresh:\n  mass_rejection:\n    seller: 3\n")
+        let error = #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader(environment: [:]).load(explicitPath: typo)
+        }
+        #expect(error?.key == "refresh.mass_rejection.seller")
+    }
+
+    @Test func theExampleConfigurationLoadsAsItIs() throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("config/config.example.yaml").path
+        let configuration = try ConfigurationLoader(environment: [:]).load(explicitPath: example)
+        #expect(configuration.refresh.minIntervalSeconds == 60)
+        #expect(configuration.refresh.massRejectionSellers == 10)
     }
 
     @Test func defaultPathMayBeAbsent() throws {

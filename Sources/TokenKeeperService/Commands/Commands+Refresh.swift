@@ -26,11 +26,17 @@ extension Commands {
                         }.map(\.sellerID)
                     }
                     guard !targets.isEmpty else { return [:] }
+                    let directory = context.configuration.storage.directory
                     let scheduler = RefreshScheduler(
-                        store: store, gateway: client,
+                        store: store, gateway: client, clock: context.wallClock,
                         configuration: context.configuration.schedulerConfiguration(
                             leaseOwner: CommandContext.leaseOwner(role: "cli")),
-                        logger: logger)
+                        logger: logger,
+                        onEvent: { event in
+                            if case .rotationUnstored(let sellerID, let grant) = event {
+                                GrantSalvage.saveReporting(grant, sellerID: sellerID, directory: directory, logger: logger)
+                            }
+                        })
                     // SIGINT/SIGTERM (Ctrl-C, a timeout wrapper) stop starting
                     // calls; the calls already sent finish and their rotated
                     // pairs are stored, then the command exits.

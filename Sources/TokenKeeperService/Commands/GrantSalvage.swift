@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import Logging
 import TokenKeeperCore
 
 /// Keeps a grant that the store could not take, so that nothing the gateway
@@ -36,6 +37,22 @@ enum GrantSalvage {
             }
         }
         throw lastError ?? CocoaError(.fileWriteUnknown)
+    }
+
+    /// Saves a rotated pair the store never took (at a stop) and logs where,
+    /// with the command that stores it, or that it is lost.
+    static func saveReporting(_ grant: TokenGrant, sellerID: String, directory: String, logger: Logger) {
+        do {
+            let path = try save(grant, sellerID: sellerID, directory: directory, now: SystemWallClock().now())
+            logger.critical(
+                "a rotated pair the store could not take was saved to a file: import it once the store works again",
+                metadata: ["seller": "\(sellerID)", "file": "\(path)",
+                           "command": "tokenkeeper import --replace --file \(path)"])
+        } catch {
+            logger.critical(
+                "a rotated pair could be neither stored nor saved to a file: this seller must authorize again",
+                metadata: ["seller": "\(sellerID)", "error": "\(error)"])
+        }
     }
 
     /// Creates the file exclusively with mode 0600 and fsyncs it: it holds a

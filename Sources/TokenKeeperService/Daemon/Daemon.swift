@@ -83,7 +83,8 @@ struct Daemon {
             onEvent: { [logger = self.logger] event in
                 status.handle(event)
                 if case .rotationUnstored(let sellerID, let grant) = event {
-                    Self.saveUnstored(grant, sellerID: sellerID, directory: configuration.storage.directory, logger: logger)
+                    GrantSalvage.saveReporting(
+                        grant, sellerID: sellerID, directory: configuration.storage.directory, logger: logger)
                 }
                 if case .tick = event, status.recountIsDue() {
                     // Re-authorizations by the CLI (`add --code`) lower the count too.
@@ -126,19 +127,4 @@ struct Daemon {
         return .success
     }
 
-    /// A rotated pair the store never took, at a stop: kept in a 0600 file
-    /// for `import --replace`, since the refresh token it replaced is dead.
-    private static func saveUnstored(_ grant: TokenGrant, sellerID: String, directory: String, logger: Logger) {
-        do {
-            let path = try GrantSalvage.save(grant, sellerID: sellerID, directory: directory, now: SystemWallClock().now())
-            logger.critical(
-                "a rotated pair the store could not take was saved to a file: import it once the store works again",
-                metadata: ["seller": "\(sellerID)", "file": "\(path)",
-                           "command": "tokenkeeper import --replace --file \(path)"])
-        } catch {
-            logger.critical(
-                "a rotated pair could be neither stored nor saved to a file: this seller must authorize again",
-                metadata: ["seller": "\(sellerID)", "error": "\(error)"])
-        }
-    }
 }
