@@ -193,3 +193,115 @@ struct ClockStepEndToEndTests {
         world.expectNoSecretsLeaked()
     }
 }
+
+@Suite("Mass rejection end to end")
+struct MassRejectionEndToEndTests {
+    @Test("the gateway rejects every refresh token for 2 minutes: at most 10 sellers are marked, the rest carry on after")
+    func twoMinutesOfRejections() async throws {
+        let world = try await EndToEndWorld(settings: [
+            "refresh.configuration_probe_seconds": "10", "refresh.max_calls_per_second": "50",
+            "refresh.concurrency": "4",
+        ])
+        defer { Task { await world.tearDown() } }
+        let (ids, jsonl) = try world.seedSellers(30, accessTokenLifetime: .seconds(20))
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+        let daemon = try world.startDaemon()
+        #expect(await eventually(timeout: .seconds(40)) { ids.allSatisfy { !world.simulator.rotationsHandedOut(for: $0).isEmpty } })
+
+        world.simulator.updateBehavior { $0.rejectsAllRefreshTokens = true }
+        try await Task.sleep(for: .seconds(120))
+        let rejected = world.simulator.counters.massRejections
+        world.simulator.updateBehavior { $0.rejectsAllRefreshTokens = false }
+        let rotationsBefore = Dictionary(uniqueKeysWithValues: ids.map { ($0, world.simulator.rotationsHandedOut(for: $0).count) })
+
+        let marked = { try KeeperRow.all(in: world.storage).values.filter { $0.status == "reauth_required" }.map(\.sellerID) }
+        #expect(rejected > 10, "the incident reached the daemon (\(rejected) rejections)")
+        let markedSellers = try marked()
+        #expect(markedSellers.count <= 10, "marked \(markedSellers.count)")
+        let survivors = ids.filter { !markedSellers.contains($0) }
+        #expect(
+            await eventually(timeout: .seconds(60)) {
+                survivors.allSatisfy { world.simulator.rotationsHandedOut(for: $0).count > rotationsBefore[$0, default: 0] }
+            }, "every seller not marked is refreshed again after the incident: \(daemon.stderr.text.suffix(2000))")
+        #expect(try marked().count == markedSellers.count, "nobody was marked after the incident")
+        daemon.signal(SIGTERM)
+        let result = await daemon.wait(timeout: .seconds(30))
+        #expect(result.exitCode == 0)
+        world.record(result.stdout + result.stderr)
+        #expect(result.stderr.contains("rejects the refresh tokens of many sellers at once"))
+        #expect(world.simulator.counters.refreshTokenReuses == 0)
+        world.expectNoSecretsLeaked()
+    }
+}
+
+@Suite("Disk full end to end")
+struct DiskFullEndToEndTests {
+    /// Mounts a small tmpfs (root only, as in CI); nil where that is not allowed.
+    static func mountTmpfs(at path: String, bytes: Int) -> Bool {
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let mount = Process()
+        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
+        mount.arguments = ["-t", "tmpfs", "-o", "size=\(bytes),mode=0750", "tmpfs", path]
+        guard (try? mount.run()) != nil else { return false }
+        mount.waitUntilExit()
+        return mount.terminationStatus == 0
+    }
+
+    static func unmount(_ path: String) {
+        let umount = Process()
+        umount.executableURL = URL(fileURLWithPath: "/bin/umount")
+        umount.arguments = ["-l", path]
+        try? umount.run()
+        umount.waitUntilExit()
+    }
+
+    static var canMount: Bool { getuid() == 0 }
+
+    @Test("the disk fills while refreshing: degraded, nothing lost, everything stored once space returns",
+          .enabled(if: canMount, "mounting a tmpfs needs root (CI runs as root)"))
+    func diskFills() async throws {
+        let world = try await EndToEndWorld(settings: ["refresh.max_calls_per_second": "20", "refresh.concurrency": "4"])
+        defer { Task { await world.tearDown() } }
+        #expect(Self.mountTmpfs(at: world.storage, bytes: 2 << 20), "mount a 2 MiB tmpfs")
+        defer { Self.unmount(world.storage) }
+        let (ids, jsonl) = try world.seedSellers(30, accessTokenLifetime: .seconds(10))
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+
+        // Leave about 300 KiB: the write-ahead log outgrows it within seconds.
+        var info = statvfs()
+        #expect(statvfs(world.storage, &info) == 0)
+        let free = Int(info.f_bavail) * Int(info.f_frsize)
+        let ballast = world.storage + "/ballast"
+        #expect(FileManager.default.createFile(atPath: ballast, contents: Data(count: max(0, free - 300 << 10))))
+
+        let daemon = try world.startDaemon()
+        #expect(
+            await eventually(timeout: .seconds(60)) { daemon.stderr.text.contains("could not be stored") },
+            "the disk filled: \(daemon.stderr.text.suffix(2000))")
+        // Held: no call starts while a rotated pair is only in memory.
+        let heldAt = world.simulator.counters.rotations
+        try await Task.sleep(for: .seconds(3))
+        #expect(world.simulator.counters.rotations <= heldAt + 4, "at most the calls already in flight complete")
+
+        try FileManager.default.removeItem(atPath: ballast)
+        #expect(
+            await eventually(timeout: .seconds(60)) { daemon.stderr.text.contains("stored after failed writes") },
+            "\(daemon.stderr.text.suffix(2000))")
+        #expect(await eventually(timeout: .seconds(30)) { world.simulator.counters.rotations > heldAt + 8 }, "refreshing resumed")
+        daemon.signal(SIGTERM)
+        let result = await daemon.wait(timeout: .seconds(30))
+        #expect(result.exitCode == 0, "\(result.stderr.suffix(2000))")
+        world.record(result.stdout + result.stderr)
+
+        let keeper = try KeeperRow.all(in: world.storage)
+        for sellerID in ids {
+            let issued = world.simulator.issuedTokens(for: sellerID).filter { $0.origin == .rotation }
+            expectSameToken(
+                keeper[sellerID]?.refreshToken, issued.last?.refreshToken.exposedValue ?? keeper[sellerID]?.refreshToken,
+                "\(sellerID): the last rotation the gateway made is stored")
+            #expect(keeper[sellerID]?.status == "active")
+        }
+        #expect(world.simulator.counters.refreshTokenReuses == 0)
+        world.expectNoSecretsLeaked()
+    }
+}
