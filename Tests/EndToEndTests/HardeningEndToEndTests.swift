@@ -305,3 +305,87 @@ struct DiskFullEndToEndTests {
         world.expectNoSecretsLeaked()
     }
 }
+
+@Suite("kill -9 end to end")
+struct KillNineEndToEndTests {
+    @Test("20 kill -9 at random moments while refreshing with latency: files intact, tokens.db follows keeper.db, lost rotations within the calls in flight")
+    func killNineTwentyTimes() async throws {
+        let world = try await EndToEndWorld(settings: ["refresh.max_calls_per_second": "0", "refresh.concurrency": "8"]) {
+            $0.responseLatency = .milliseconds(150)
+        }
+        defer { Task { await world.tearDown() } }
+        let (ids, jsonl) = try world.seedSellers(30, accessTokenLifetime: .seconds(4))
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+        var random = SystemRandomNumberGenerator()
+        var lost = Set<String>()
+        var figures: [String] = []
+        for kill in 1...20 {
+            let daemon = try world.startDaemon()
+            #expect(await eventually { daemon.stderr.text.contains("schedule loaded") }, "\(daemon.stderr.text.suffix(1000))")
+            let wait = Int.random(in: 300...1500, using: &random)
+            try await Task.sleep(for: .milliseconds(wait))
+            let inFlightBefore = ids.reduce(0) { $0 + world.simulator.inFlightRefreshes(for: $1) }
+            let undeliveredBefore = world.simulator.counters.answersNotDelivered
+            let killedAt = SystemWallClock().now()
+            daemon.signal(SIGKILL)
+            _ = await daemon.wait(timeout: .seconds(10))
+            world.record(daemon.stderr.text)
+            // Calls whose answers the kill cut off, as the simulator counts them.
+            #expect(await eventually(timeout: .seconds(5)) { ids.allSatisfy { world.simulator.inFlightRefreshes(for: $0) == 0 } })
+            let cutOff = world.simulator.counters.answersNotDelivered - undeliveredBefore
+            let inFlight = max(inFlightBefore, cutOff)
+
+            for file in ["keeper.db", "tokens.db"] {
+                let check = try SQLiteReader.query(world.storage + "/" + file, "PRAGMA integrity_check")
+                #expect(check == [["ok"]], "kill \(kill): \(file) \(check)")
+            }
+            let keeper = try KeeperRow.all(in: world.storage)
+            let lostNow = Set(ids.filter { sellerID in
+                keeper[sellerID]?.status == "active"
+                    && keeper[sellerID]?.refreshToken != world.simulator.currentRefreshToken(for: sellerID)?.exposedValue
+            })
+            let newlyLost = lostNow.subtracting(lost)
+            lost.formUnion(lostNow)
+            // A lost rotation is a call in flight when the kill came: its
+            // answer was cut off, or it had arrived and was not yet durable.
+            // Both began within the latency (plus commit time) before the kill.
+            let recent = newlyLost.filter { seller in
+                let last = world.simulator.issuedTokens(for: seller).last { $0.origin == .rotation }
+                return last.map { killedAt - $0.issuedAt < .milliseconds(150 + 500) } ?? false
+            }
+            figures.append(
+                "kill \(kill) after \(wait) ms: \(inFlight) answers cut off, \(newlyLost.count) lost "
+                    + "(\(newlyLost.count - min(newlyLost.count, cutOff)) received but not yet durable)")
+            #expect(recent.count == newlyLost.count, "kill \(kill): a rotation lost that was not in flight")
+            #expect(newlyLost.count <= 8, "kill \(kill): no more lost than refresh.concurrency calls in flight")
+
+            // A command opening the store brings tokens.db in line with keeper.db.
+            _ = try await world.run(["list"])
+            let keeperRows = try SQLiteReader.query(
+                world.storage + "/keeper.db", "SELECT seller_id, access_token, status FROM accounts ORDER BY seller_id")
+            let readerRows = try SQLiteReader.query(
+                world.storage + "/tokens.db", "SELECT seller_id, access_token, status FROM tokens ORDER BY seller_id")
+            let agree = keeperRows == readerRows
+            #expect(agree, "kill \(kill): tokens.db differs from keeper.db")
+        }
+        print("kill -9 figures: " + figures.joined(separator: "; ") + "; sellers lost in all: \(lost.count)")
+        #expect(world.simulator.counters.refreshTokenReuses <= lost.count, "only lost rotations reuse a token")
+
+        // Once the killed daemons' leases run out, a last daemon finds the
+        // lost sellers, and says why: the seller did nothing wrong.
+        let last = try world.startDaemon()
+        let lostSellers = lost
+        #expect(
+            await eventually(timeout: .seconds(90)) {
+                let rows = (try? ReaderRow.all(in: world.storage)) ?? []
+                return lostSellers.allSatisfy { seller in
+                    rows.contains { $0.sellerID == seller && $0.statusReason == StatusReason.rotationLost }
+                }
+            }, "every lost seller is marked RotationLost: \(last.stderr.text.suffix(1500))")
+        let others = try ReaderRow.all(in: world.storage).filter { !lostSellers.contains($0.sellerID) }
+        #expect(others.allSatisfy { $0.status == "active" })
+        last.signal(SIGTERM)
+        world.record((await last.wait(timeout: .seconds(30))).stderr)
+        world.expectNoSecretsLeaked()
+    }
+}

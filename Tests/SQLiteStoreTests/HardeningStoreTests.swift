@@ -122,3 +122,31 @@ import TokenKeeperTesting
         #expect(try Data(contentsOf: URL(fileURLWithPath: store.keeperPath)) == garbage)
     }
 }
+
+@Suite struct LeaseTakeoverTests {
+    let scratch = try! ScratchDirectory()
+
+    @Test func takingOverADeadRefreshersLeaseFlagsTheAnswerAsPossiblyLost() async throws {
+        let store = try await scratch.open()
+        _ = try await store.enroll(grant: makeGrant(seller: "1"), nextRefreshAt: Moments.now, now: Moments.now)
+        _ = try await store.acquireLease(sellerID: "1", owner: "dead", until: Moments.now + .seconds(60), now: Moments.now)
+        let later = Moments.now + .seconds(61)
+        guard case .acquired(let account) = try await store.acquireLease(
+            sellerID: "1", owner: "alive", until: later + .seconds(60), now: later)
+        else {
+            Issue.record("the expired lease was not taken over")
+            return
+        }
+        #expect(account.lastAnswerLost)
+        #expect(try await store.account(sellerID: "1")?.lastAnswerLost == true)
+        try await store.releaseLease(sellerID: "1", owner: "alive")
+        // Taking one's own released lease again flags nothing new; a commit clears it.
+        _ = try await store.acquireLease(sellerID: "1", owner: "alive", until: later + .seconds(60), now: later)
+        let stored = try #require(try await store.account(sellerID: "1"))
+        let committed = try await store.commitRotation(
+            sellerID: "1", sent: stored.refreshToken, grant: makeGrant(seller: "1"), nextRefreshAt: later, now: later)
+        #expect(committed)
+        #expect(try await store.account(sellerID: "1")?.lastAnswerLost == false)
+        try await store.close()
+    }
+}

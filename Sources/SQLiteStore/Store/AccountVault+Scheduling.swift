@@ -65,10 +65,18 @@ extension AccountVault {
             if let lease = account.lease, lease.owner != owner, lease.expiresAt > now {
                 return .busy(lease)
             }
+            // A lease left behind by another owner means that refresher died
+            // or hung mid-attempt: it may have sent the refresh token and lost
+            // the answer, so a rejection next is RotationLost.
+            let takeover = account.lease.map { $0.owner != owner } ?? false
             try keeper.execute(
-                "UPDATE accounts SET lease_owner = ?, lease_expires_at = ? WHERE seller_id = ?",
-                [owner, until.stored, sellerID])
+                """
+                UPDATE accounts SET lease_owner = ?, lease_expires_at = ?, answer_lost = (answer_lost OR ?)
+                WHERE seller_id = ?
+                """,
+                [owner, until.stored, takeover, sellerID])
             account.lease = Lease(owner: owner, expiresAt: until)
+            account.lastAnswerLost = account.lastAnswerLost || takeover
             return .acquired(account)
         }
     }

@@ -112,6 +112,7 @@ actor FakeAccountStore: AccountStore {
         if let lease = account.lease, lease.owner != owner, lease.expiresAt > now {
             return .busy(lease)
         }
+        account.lastAnswerLost = account.lastAnswerLost || (account.lease.map { $0.owner != owner } ?? false)
         account.lease = Lease(owner: owner, expiresAt: until)
         leaseOwners.append(owner)
         accounts[sellerID] = account
