@@ -310,7 +310,11 @@ struct DiskFullEndToEndTests {
 struct KillNineEndToEndTests {
     @Test("20 kill -9 at random moments while refreshing with latency: files intact, tokens.db follows keeper.db, lost rotations within the calls in flight")
     func killNineTwentyTimes() async throws {
-        let world = try await EndToEndWorld(settings: ["refresh.max_calls_per_second": "0", "refresh.concurrency": "8"]) {
+        // Every kill loses up to 8 rotations, which come back as a burst of
+        // rejections: the breaker would rightly hold them; here they are real.
+        let world = try await EndToEndWorld(settings: [
+            "refresh.max_calls_per_second": "0", "refresh.concurrency": "8", "refresh.mass_rejection.sellers": "1000",
+        ]) {
             $0.responseLatency = .milliseconds(150)
         }
         defer { Task { await world.tearDown() } }
