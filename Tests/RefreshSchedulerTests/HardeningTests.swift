@@ -313,3 +313,50 @@ extension Sequence {
         #expect(harness.events.events.contains { if case .rotationUnstored("cli", _) = $0 { true } else { false } })
     }
 }
+
+@Suite struct ContentionTests {
+    /// Two refreshers (a daemon and a CLI, say) on one store: while the first
+    /// holds a call for a seller, the second is told the lease is busy and
+    /// sends nothing.
+    @Test func secondRefresherWaitsForTheLeaseWhileTheFirstCallIsInFlight() async throws {
+        let harness = SchedulerHarness()
+        await harness.addAccount("s", due: .zero)
+        await harness.gateway.script("s", .hold)
+        let other = RefreshScheduler(
+            store: harness.store, gateway: harness.gateway, clock: harness.clock,
+            configuration: RefreshSchedulerConfiguration(leaseOwner: "cli-other"), timer: ManualWakeupTimer())
+        let first = Task { await harness.scheduler.refreshNow(["s"]) }
+        try await waitUntil("the first call is in flight") { await harness.gateway.heldCount == 1 }
+
+        let second = await other.refreshNow(["s"])
+        guard case .busy = second["s"] else {
+            Issue.record("expected busy, got \(String(describing: second["s"]))")
+            return
+        }
+        await harness.gateway.release("s")
+        let firstOutcome = await first.value
+        guard case .refreshed = firstOutcome["s"] else {
+            Issue.record("expected refreshed, got \(String(describing: firstOutcome["s"]))")
+            return
+        }
+        #expect(await harness.gateway.calls(for: "s") == 1)
+        #expect(await harness.gateway.violations.isEmpty)
+    }
+
+    @Test func theFakeGatewayCatchesTwoCallsOfOneSellerInFlight() async throws {
+        // The check above relies on this: without leases, both calls would go out.
+        let clock = ManualWallClock()
+        let store = FakeAccountStore()
+        let gateway = FakeTokenGateway(clock: clock, store: store)
+        await store.put(Account(sellerID: "s", refreshToken: Secret("rt"), updatedAt: clock.now()))
+        await gateway.register("s", refreshToken: Secret("rt"))
+        await gateway.script("s", .hold, .hold)
+        let one = Task { try? await gateway.refresh(refreshToken: Secret("rt")) }
+        let two = Task { try? await gateway.refresh(refreshToken: Secret("rt")) }
+        try await waitUntil("both calls are held") { await gateway.heldCount == 2 }
+        #expect(await gateway.violations.contains { $0.contains("two refreshes in flight") })
+        await gateway.release("s", with: .glitch(.serviceUnavailable))
+        await gateway.release("s", with: .glitch(.serviceUnavailable))
+        _ = await (one.value, two.value)
+    }
+}

@@ -39,6 +39,9 @@ actor FakeTokenGateway: TokenGateway {
     private var held: [(sellerID: String, continuation: CheckedContinuation<Step, Never>)] = []
     private(set) var calls: [Call] = []
     private(set) var inFlight = 0
+    /// Calls in flight per seller: two at once for one seller is a violation
+    /// (the second would send a refresh token the first is rotating).
+    private var inFlightBySeller: [String: Int] = [:]
     private(set) var maxInFlight = 0
     /// Broken invariants, described; a test expects none.
     private(set) var violations: [String] = []
@@ -85,8 +88,15 @@ actor FakeTokenGateway: TokenGateway {
         }
         calls.append(Call(sellerID: sellerID, at: clock.now()))
         inFlight += 1
+        inFlightBySeller[sellerID, default: 0] += 1
+        if inFlightBySeller[sellerID]! > 1 {
+            violations.append("seller \(sellerID): two refreshes in flight at once")
+        }
         maxInFlight = max(maxInFlight, inFlight)
-        defer { inFlight -= 1 }
+        defer {
+            inFlight -= 1
+            inFlightBySeller[sellerID]! -= 1
+        }
         if await !store.isCurrentRefreshToken(refreshToken) {
             violations.append("seller \(sellerID): sent a refresh token that is not the stored one")
         }
