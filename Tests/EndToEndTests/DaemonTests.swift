@@ -15,10 +15,19 @@ struct DaemonTests {
         private let reads = Mutex(0)
         private let stopped = Mutex(false)
         private let lateness = Mutex<Int64>(0)
+        private let failures = Mutex<[String]>([])
 
         func watch(_ storage: String) async {
             while !stopped.withLock({ $0 }) {
-                if let rows = try? ReaderRow.all(in: storage) {
+                let rows: [ReaderRow]?
+                do {
+                    rows = try ReaderRow.all(in: storage)
+                } catch {
+                    // A reader following the contract never fails: count it.
+                    failures.withLock { $0.append("\(error)") }
+                    rows = nil
+                }
+                if let rows {
                     let now = nowMilliseconds()
                     let late = rows.filter { $0.status == "active" && $0.expireTime <= now }
                     stale.withLock { $0 += late.map { "\($0.sellerID) expired \(now - $0.expireTime) ms ago" } }
@@ -34,6 +43,7 @@ struct DaemonTests {
         var worstLateness: Int64 { lateness.withLock { $0 } }
         var staleRows: [String] { stale.withLock { $0 } }
         var readCount: Int { reads.withLock { $0 } }
+        var readFailures: [String] { failures.withLock { $0 } }
     }
 
     static let runSeconds = 90
@@ -153,6 +163,8 @@ struct DaemonTests {
         }
         watch.stop()
         await watcher.value
+        #expect(watch.readCount > 100, "a reader polled tokens.db all along (\(watch.readCount) reads)")
+        #expect(watch.readFailures.isEmpty, "\(watch.readFailures.prefix(3))")
         daemon.signal(SIGTERM)
         let result = await daemon.wait(timeout: .seconds(15))
         #expect(result.exitCode == 0, "\(result.stderr.suffix(3000))")

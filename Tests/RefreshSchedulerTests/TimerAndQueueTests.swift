@@ -95,12 +95,23 @@ struct DispatchWakeupTimerTests {
         timer.cancel()
     }
 
-    @Test func cancellingTwiceAndReleasingUnarmedTimersIsSafe() {
-        let timer = DispatchWakeupTimer()
-        timer.cancel()
-        timer.cancel()
-        timer.arm(at: SystemWallClock().now())
-        _ = DispatchWakeupTimer()
+    @Test func cancellingTwiceAndReleasingUnarmedTimersIsSafe() async throws {
+        let cancelled = DispatchWakeupTimer()
+        let fired = Fired()
+        cancelled.setHandler { fired.count.add(1, ordering: .sequentiallyConsistent) }
+        cancelled.cancel()
+        cancelled.cancel()
+        cancelled.arm(at: SystemWallClock().now())
+        _ = DispatchWakeupTimer()  // released without ever being armed
+        // A live timer armed for the same moment on a later deadline: once it
+        // fired, the cancelled one would have fired too, had arm() worked.
+        let control = DispatchWakeupTimer()
+        let controlFired = Fired()
+        control.setHandler { controlFired.count.add(1, ordering: .sequentiallyConsistent) }
+        control.arm(at: SystemWallClock().now() + .milliseconds(50))
+        try await waitUntil("the control timer fired") { controlFired.count.load(ordering: .sequentiallyConsistent) == 1 }
+        #expect(fired.count.load(ordering: .sequentiallyConsistent) == 0)
+        control.cancel()
     }
 
     @Test func sleepsForTheWallClockDistanceButNeverLongerThanTheCap() {

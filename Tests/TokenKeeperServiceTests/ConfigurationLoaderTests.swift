@@ -169,12 +169,17 @@ import TokenKeeperTesting
         #expect(configuration.refresh.massRejectionSellers == 10)
     }
 
-    @Test func defaultPathMayBeAbsent() throws {
-        // /etc/tokenkeeper/config.yaml does not exist on a build machine.
-        guard !FileManager.default.fileExists(atPath: ConfigurationLoader.defaultPath) else { return }
-        let configuration = try ConfigurationLoader(environment: ["TOKENKEEPER_APP_KEY": "k"]).load()
+    @Test func defaultPathMayBeAbsentButIsReadWhenPresent() throws {
+        let scratch = try ScratchDirectory()
+        let absent = ConfigurationLoader(environment: ["TOKENKEEPER_APP_KEY": "k"], fallbackPath: scratch.path + "/none.yaml")
+        let configuration = try absent.load()
         #expect(configuration.app.key == "k")
         #expect(configuration.sourcePath == nil)
+
+        let present = scratch.write("config.yaml", "app:\n  key: from-file\n")
+        let fromFile = try ConfigurationLoader(environment: [:], fallbackPath: present).load()
+        #expect(fromFile.app.key == "from-file")
+        #expect(fromFile.sourcePath == present)
     }
 }
 

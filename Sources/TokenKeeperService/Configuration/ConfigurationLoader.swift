@@ -30,9 +30,16 @@ public struct ConfigurationLoader: Sendable {
     ]
 
     public var environment: [String: String]
+    /// Where the file is looked for by default: ``defaultPath``, or a test's.
+    var fallbackPath: String
 
     public init(environment: [String: String]) {
+        self.init(environment: environment, fallbackPath: Self.defaultPath)
+    }
+
+    init(environment: [String: String], fallbackPath: String) {
         self.environment = environment
+        self.fallbackPath = fallbackPath
     }
 
     /// The file to read: `--config`, else `TOKENKEEPER_CONFIG`, else the default
@@ -43,7 +50,7 @@ public struct ConfigurationLoader: Sendable {
         if let fromEnvironment = environment["TOKENKEEPER_CONFIG"], !fromEnvironment.isEmpty {
             return (fromEnvironment, true)
         }
-        return (Self.defaultPath, false)
+        return (fallbackPath, false)
     }
 
     /// Loads and validates the configuration.
