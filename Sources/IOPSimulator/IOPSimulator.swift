@@ -2,7 +2,6 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 public import TokenKeeperCore
 
 /// A local IOP gateway on loopback that behaves like the real one for
@@ -35,7 +34,7 @@ public final class IOPSimulator: Sendable {
 
     let core: SimulatorCore
     private let configuration: SimulatorConfiguration
-    private let server = Mutex(ServerState.idle)
+    private let server = Locked(ServerState.idle)
     private let connections = ChannelRegistry()
 
     /// - Parameter configuration: Apps, clock, seed, listening address and behaviour.

@@ -122,7 +122,9 @@ struct DaemonTests {
         #expect(victimRow?.status == "reauth_required")
         #expect(victimRow?.statusReason == "IllegalRefreshToken")
         // The CLI refreshes all worked or found the seller leased by the daemon.
-        #expect(cliResults.count >= 20)
+        // About 25 on a quiet machine; fewer when every process is slowed
+        // (ThreadSanitizer), but always a real stream beside the daemon.
+        #expect(cliResults.count >= 10)
         for cliResult in cliResults {
             #expect(
                 cliResult.exitCode == 0 || cliResult.stderr.contains("being refreshed by another process"),

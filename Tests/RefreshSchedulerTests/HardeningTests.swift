@@ -265,10 +265,12 @@ extension Sequence {
         let policy = MassRejectionPolicy(sellers: 3, fraction: 0.2, window: .seconds(600), hold: .seconds(6 * 3600))
         let harness = SchedulerHarness(concurrency: 1, massRejection: policy)
         let ids = (1...40).map { "o\($0)" }
-        for id in ids { await harness.addAccount(id, due: .zero) }
         // 30 successes fill the window, then the gateway rejects everything.
-        for id in ids.prefix(30) { await harness.gateway.script(id, .succeed) }
-        for id in ids.suffix(10) { await harness.gateway.script(id, .glitch(.illegalRefreshToken)) }
+        for id in ids.prefix(30) { await harness.addAccount(id, due: .zero) }
+        for id in ids.suffix(10) {
+            await harness.addAccount(id, due: .seconds(1))
+            await harness.gateway.script(id, .glitch(.illegalRefreshToken))
+        }
         let run = try await harness.start()
         await harness.advance(by: .seconds(5))
         #expect(harness.events.reauthRequired.count == 3, "\(harness.events.reauthRequired.map(\.sellerID))")

@@ -1,5 +1,4 @@
 import NIOCore
-import Synchronization
 
 /// The state the NIO handlers share: the gateway behind one lock, and the
 /// answers being held back (slow faults, latency) so a test can release them.
@@ -7,12 +6,12 @@ import Synchronization
 /// Handlers call in synchronously from their event loops; the lock is held only
 /// for in-memory bookkeeping, never across I/O.
 final class SimulatorCore: Sendable {
-    let gateway: Mutex<SimulatedGateway>
+    let gateway: Locked<SimulatedGateway>
     let maxRequestBodyBytes: Int
-    private let heldAnswers = Mutex<[UInt64: @Sendable () -> Void]>([:])
+    private let heldAnswers = Locked<[UInt64: @Sendable () -> Void]>([:])
 
     init(configuration: SimulatorConfiguration) {
-        gateway = Mutex(SimulatedGateway(configuration: configuration))
+        gateway = Locked(SimulatedGateway(configuration: configuration))
         maxRequestBodyBytes = configuration.maxRequestBodyBytes
     }
 
@@ -50,7 +49,7 @@ final class SimulatorCore: Sendable {
 /// The open connections, so that shutdown can close them (a held answer would
 /// otherwise keep a connection open for its whole delay).
 final class ChannelRegistry: Sendable {
-    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+    private let channels = Locked<[ObjectIdentifier: any Channel]>([:])
 
     /// Tracks `channel` until it closes.
     func track(_ channel: any Channel) {

@@ -4,7 +4,6 @@ import Glibc
 import Darwin
 #endif
 import Foundation
-import Synchronization
 
 /// The other peer tokenkeeper talks to besides the gateway: systemd's notify
 /// socket. A datagram socket to name in `NOTIFY_SOCKET`; it keeps every line
@@ -13,7 +12,7 @@ import Synchronization
 public final class NotifySocket: Sendable {
     public let path: String
     private let descriptor: Int32
-    private let received = Mutex<[(at: ContinuousClock.Instant, line: String)]>([])
+    private let received = Locked<[(at: ContinuousClock.Instant, line: String)]>([])
 
     /// Binds a new socket at `path` (an existing file there is replaced).
     public init(path: String) throws {
