@@ -140,6 +140,7 @@ let package = Package(
             name: "IOPGatewayTests",
             dependencies: [
                 "IOPGateway", "TokenKeeperCore", "IOPSimulator", "TokenKeeperTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

@@ -41,10 +41,10 @@ struct MassRejectionBreaker {
     /// Counts one judgement at `now`.
     ///
     /// Trips when more than ``MassRejectionPolicy/sellers`` sellers were
-    /// rejected in the window and either more than
-    /// ``MassRejectionPolicy/fraction`` of the window's judgements were
-    /// rejections, or every judgement since more than `sellers` rejections
-    /// ago was one (an outage that began after many successes).
+    /// rejected in the window and more than ``MassRejectionPolicy/fraction``
+    /// of the window's judgements were rejections, or when more than
+    /// `sellers` rejections came in a row (an outage that began after many
+    /// successes, or in a fleet too slow to fill the window).
     mutating func record(rejected: Bool, at now: Timestamp) {
         let second = now.millisecondsSince1970 / 1000
         trim(now)
@@ -61,9 +61,11 @@ struct MassRejectionBreaker {
         }
         if rejected, trippedAt == nil {
             let (judged, rejections) = totals
-            if rejections > policy.sellers,
-                Double(rejections) > policy.fraction * Double(judged) || rejectionsInARow > policy.sellers
-            {
+            let burst = rejections > policy.sellers && Double(rejections) > policy.fraction * Double(judged)
+            // In a row it trips however slowly the fleet refreshes (a few
+            // calls an hour never fill the window) or however many successes
+            // came before.
+            if burst || rejectionsInARow > policy.sellers {
                 trippedAt = now
             }
         }

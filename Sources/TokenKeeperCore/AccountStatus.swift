@@ -12,8 +12,9 @@ public enum AccountStatus: String, Sendable, Codable, CaseIterable {
 
 /// Reasons of our own for `status_reason`, beside the gateway's error codes.
 public enum StatusReason {
-    /// The refresh token's validity (`refresh_token_valid_time`) has passed, or
-    /// the gateway said `refresh_expires_in` 0, and the last access token expired.
+    /// The gateway said `refresh_expires_in` 0 (a final grant) and the last
+    /// access token has expired. (A refresh token past its validity by our
+    /// clock alone is still sent once: the gateway's answer decides.)
     public static let refreshTokenExpired = "RefreshTokenExpired"
     /// The gateway rejected a refresh token right after a call with it whose
     /// answer was lost (a timeout or a broken connection after the request

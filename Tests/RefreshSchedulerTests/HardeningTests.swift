@@ -362,3 +362,44 @@ extension Sequence {
         _ = await (one.value, two.value)
     }
 }
+
+@Suite struct BreakerArithmeticTests {
+    @Test func slowFleetTripsOnRejectionsInARow() {
+        var breaker = MassRejectionBreaker(policy: MassRejectionPolicy(sellers: 3, fraction: 0.2, window: .seconds(600)))
+        var now = ManualWallClock.start
+        // One rejection every 20 minutes: the window never holds more than one.
+        for _ in 0..<3 {
+            breaker.record(rejected: true, at: now)
+            now = now + .seconds(1200)
+        }
+        #expect(!breaker.isTripped)
+        breaker.record(rejected: true, at: now)
+        #expect(breaker.isTripped)
+    }
+
+    @Test func aSuccessBetweenRejectionsKeepsTheBreakerClosedUnlessTheFractionIsHigh() {
+        var breaker = MassRejectionBreaker(policy: MassRejectionPolicy(sellers: 3, fraction: 0.5, window: .seconds(600)))
+        let now = ManualWallClock.start
+        for _ in 0..<4 {
+            breaker.record(rejected: true, at: now)
+            breaker.record(rejected: false, at: now)
+            breaker.record(rejected: false, at: now)
+        }
+        #expect(!breaker.isTripped, "4 of 12 rejected, never more than one in a row")
+    }
+
+    @Test func theHoldEndsAndTheBreakerReArmsAfterASuccess() {
+        var breaker = MassRejectionBreaker(
+            policy: MassRejectionPolicy(sellers: 1, fraction: 0.2, window: .seconds(600), hold: .seconds(3600)))
+        let start = ManualWallClock.start
+        breaker.record(rejected: true, at: start)
+        breaker.record(rejected: true, at: start)
+        #expect(breaker.holds(at: start + .seconds(3599)))
+        #expect(!breaker.holds(at: start + .seconds(3600)))
+        breaker.record(rejected: false, at: start + .seconds(3700))
+        #expect(!breaker.isTripped)
+        breaker.record(rejected: true, at: start + .seconds(3701))
+        breaker.record(rejected: true, at: start + .seconds(3702))
+        #expect(breaker.holds(at: start + .seconds(3702)))
+    }
+}

@@ -150,3 +150,18 @@ import TokenKeeperTesting
         try await store.close()
     }
 }
+
+@Suite struct StartupScheduleCapTests {
+    let scratch = try! ScratchDirectory()
+
+    @Test func aDeadlineWrittenUnderAWrongClockIsCappedByTheGatewaysExpiry() async throws {
+        let store = try await scratch.open()
+        // Refreshed while the local clock was a day ahead: the stored deadline is a day late.
+        let grant = makeGrant(seller: "1", expireTime: Moments.now + .seconds(86_400))
+        _ = try await store.enroll(grant: grant, nextRefreshAt: Moments.now + .seconds(2 * 86_400), now: Moments.now)
+        let schedule = try await store.loadSchedule()
+        // A fifth of the stated life (one day) before the gateway's expire_time.
+        #expect(schedule == [ScheduledAccount(sellerID: "1", due: Moments.now + .seconds(86_400 - 17_280))])
+        try await store.close()
+    }
+}

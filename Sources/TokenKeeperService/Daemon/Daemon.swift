@@ -109,8 +109,9 @@ struct Daemon {
         ] + extraServices(store)
         var groupConfiguration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        // Past the scheduler's grace, attempts still waiting on the gateway end
-        // on their own request timeout; this only bounds a stop that hangs.
+        // The scheduler's own grace (above the request timeout) bounds the
+        // wait for calls in flight; this is the service group's outer limit,
+        // and systemd's TimeoutStopSec the last word.
         groupConfiguration.maximumGracefulShutdownDuration = schedulerSettings.shutdownGracePeriod + .seconds(15)
         logger.notice(
             "tokenkeeper \(TokenKeeperVersion.current) starting",
