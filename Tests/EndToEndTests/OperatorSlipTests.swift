@@ -98,6 +98,35 @@ struct OperatorSlipTests {
         world.expectNoSecretsLeaked()
     }
 
+    @Test("a damaged keeper.db is refused (exit 78, left untouched); a damaged tokens.db is moved aside and rebuilt")
+    func damagedFiles() async throws {
+        let world = try await EndToEndWorld()
+        defer { Task { await world.tearDown() } }
+        let (ids, jsonl) = try world.seedSellers(3, accessTokenLifetime: .seconds(600))
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+
+        let tokens = world.storage + "/tokens.db"
+        try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: tokens))
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: tokens + suffix) }
+        let daemon = try world.startDaemon()
+        #expect(await eventually { daemon.stderr.text.contains("schedule loaded") }, "\(daemon.stderr.text)")
+        #expect(daemon.stderr.text.contains("tokens.db was damaged"))
+        #expect(try ReaderRow.all(in: world.storage).map(\.sellerID).sorted() == ids.sorted())
+        daemon.signal(SIGTERM)
+        let stopped = await daemon.wait(timeout: .seconds(30))
+        world.record(stopped.stdout + stopped.stderr)
+
+        let keeper = world.storage + "/keeper.db"
+        let garbage = Data(repeating: 0x42, count: 8192)
+        try garbage.write(to: URL(fileURLWithPath: keeper))
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: keeper + suffix) }
+        let refused = try await world.run(["run"])
+        #expect(refused.exitCode == 78, "\(refused)")
+        #expect(refused.stderr.contains("not an SQLite database"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: keeper)) == garbage)
+        world.expectNoSecretsLeaked()
+    }
+
     @Test("demo, the README's first command, runs the daemon against the simulator and stops cleanly")
     func demoRuns() async throws {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tokenkeeper-demo-test-\(UUID().uuidString.prefix(8))").path

@@ -51,7 +51,14 @@ extension CommandContext {
                             + "(run tokenkeeper as the tokenkeeper user, e.g. with 'sudo -u tokenkeeper')"
                     ).description)
             }
-            throw CommandFailure(.failure, "cannot open the account store: \(error)")
+            switch error {
+            case .notADatabase, .foreignDatabase, .schemaTooNew:
+                // Restarting will not cure it (systemd's RestartPreventExitStatus=78);
+                // the message says what to do, and the file was left untouched.
+                throw CommandFailure(.configuration, "cannot open the account store: \(error)")
+            default:
+                throw CommandFailure(.failure, "cannot open the account store: \(error)")
+            }
         } catch {
             throw CommandFailure(.failure, "cannot open the account store in \(directory): \(error)")
         }
