@@ -33,7 +33,7 @@ final class EndToEndWorld: @unchecked Sendable {
         configPath = root.appendingPathComponent("config.yaml").path
         try writeSecret(appSecret.exposedValue)
         var values: [String: String] = [
-            "gateway.url": address.baseURL, "gateway.timeout_seconds": "5", "app.key": Self.appKey,
+            "gateway.url": address.baseURL, "gateway.timeout_seconds": "10", "app.key": Self.appKey,
             "app.secret_file": secretPath, "app.redirect_uri": "https://example.com/callback",
             "storage.directory": storage, "refresh.retry_initial_seconds": "1", "refresh.retry_max_seconds": "4",
             "refresh.change_poll_seconds": "1", "log.level": "info",

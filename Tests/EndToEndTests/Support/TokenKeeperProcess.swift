@@ -28,9 +28,13 @@ struct CommandResult: CustomStringConvertible {
 }
 
 /// Collects a pipe's output on a background thread so the child never blocks on a full pipe.
-final class OutputCollector: Sendable {
-    private let buffer = Mutex(Data())
-    private let finished = Mutex(false)
+///
+/// NSLock rather than Synchronization's Mutex: the suite also runs under
+/// ThreadSanitizer, which cannot see Mutex's lock on Linux.
+final class OutputCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    private var done = false
 
     init(_ pipe: Pipe) {
         let handle = pipe.fileHandleForReading
@@ -38,14 +42,14 @@ final class OutputCollector: Sendable {
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { break }
-                buffer.withLock { $0.append(chunk) }
+                lock.withLock { data.append(chunk) }
             }
-            finished.withLock { $0 = true }
+            lock.withLock { done = true }
         }
     }
 
-    var text: String { buffer.withLock { String(decoding: $0, as: UTF8.self) } }
-    var isFinished: Bool { finished.withLock { $0 } }
+    var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
+    var isFinished: Bool { lock.withLock { done } }
 }
 
 /// A running `tokenkeeper` process.
