@@ -37,10 +37,7 @@ struct HardeningEndToEndTests {
 
         let remaining = Duration.seconds(35) - (ContinuousClock.now - start)
         if remaining > .zero { try await Task.sleep(for: remaining) }
-        daemon.signal(SIGTERM)
-        let result = await daemon.wait(timeout: .seconds(30))
-        #expect(result.exitCode == 0, "\(result.stderr.suffix(2000))")
-        world.record(result.stdout + result.stderr)
+        let result = await world.stop(daemon, timeout: .seconds(30))
 
         #expect(world.simulator.sellerStats(for: final)?.refreshRequests == 1, "refreshed exactly once")
         let zeroCalls = world.simulator.sellerStats(for: zero)?.refreshRequests ?? 0
@@ -71,17 +68,13 @@ struct HardeningEndToEndTests {
         let daemon = try world.startDaemon()
         #expect(await eventually { world.simulator.counters.rotations == 4 }, "\(daemon.stderr.text)")
         try await Task.sleep(for: .seconds(2))
-        daemon.signal(SIGTERM)
-        let result = await daemon.wait(timeout: .seconds(60))
-        #expect(result.exitCode == 0, "\(result.stderr.suffix(2000))")
-        world.record(result.stdout + result.stderr)
+        await world.stop(daemon, timeout: .seconds(60))
         // Every rotation the gateway made, whether or not its answer reached
         // the daemon: a stop that walks away leaves them undelivered.
         let keeper = try KeeperRow.all(in: world.storage)
         for sellerID in ids {
-            let rotated = world.simulator.issuedTokens(for: sellerID).filter { $0.origin == .rotation }
-            #expect(rotated.count == 1)
-            expectSameToken(keeper[sellerID]?.refreshToken, rotated.last?.refreshToken.exposedValue, "\(sellerID) lost its rotation")
+            #expect(world.simulator.issuedTokens(for: sellerID).filter { $0.origin == .rotation }.count == 1)
+            expectSameToken(keeper[sellerID]?.refreshToken, world.lastRotation(of: sellerID), "\(sellerID) lost its rotation")
         }
         world.expectNoSecretsLeaked()
     }
@@ -288,16 +281,12 @@ struct DiskFullEndToEndTests {
             await eventually(timeout: .seconds(60)) { daemon.stderr.text.contains("stored after failed writes") },
             "\(daemon.stderr.text.suffix(2000))")
         #expect(await eventually(timeout: .seconds(30)) { world.simulator.counters.rotations > heldAt + 8 }, "refreshing resumed")
-        daemon.signal(SIGTERM)
-        let result = await daemon.wait(timeout: .seconds(30))
-        #expect(result.exitCode == 0, "\(result.stderr.suffix(2000))")
-        world.record(result.stdout + result.stderr)
+        await world.stop(daemon, timeout: .seconds(30))
 
         let keeper = try KeeperRow.all(in: world.storage)
         for sellerID in ids {
-            let issued = world.simulator.issuedTokens(for: sellerID).filter { $0.origin == .rotation }
             expectSameToken(
-                keeper[sellerID]?.refreshToken, issued.last?.refreshToken.exposedValue ?? keeper[sellerID]?.refreshToken,
+                keeper[sellerID]?.refreshToken, world.lastRotation(of: sellerID) ?? keeper[sellerID]?.refreshToken,
                 "\(sellerID): the last rotation the gateway made is stored")
             #expect(keeper[sellerID]?.status == "active")
         }

@@ -88,6 +88,25 @@ final class EndToEndWorld: @unchecked Sendable {
         try TokenKeeperProcess(["run", "--config", configPath], environment: environment)
     }
 
+    /// Stops a daemon with SIGTERM, expects it to exit 0, and keeps what it
+    /// printed for ``expectNoSecretsLeaked(in:sourceLocation:)``.
+    @discardableResult
+    func stop(
+        _ daemon: TokenKeeperProcess, timeout: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation
+    ) async -> CommandResult {
+        daemon.signal(SIGTERM)
+        let result = await daemon.wait(timeout: timeout)
+        #expect(result.exitCode == 0, "\(result.stderr.suffix(2000))", sourceLocation: sourceLocation)
+        record(result.stdout + result.stderr)
+        return result
+    }
+
+    /// The refresh token of the last rotation the gateway made for a seller,
+    /// whether or not its answer reached anyone.
+    func lastRotation(of sellerID: String) -> String? {
+        simulator.issuedTokens(for: sellerID).last { $0.origin == .rotation }?.refreshToken.exposedValue
+    }
+
     func record(_ text: String) {
         lock.withLock { transcripts.append(text) }
     }
