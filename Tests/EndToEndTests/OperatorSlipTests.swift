@@ -127,6 +127,30 @@ struct OperatorSlipTests {
         world.expectNoSecretsLeaked()
     }
 
+    @Test("Ctrl-C during tokenkeeper refresh waits for the calls sent and stores their rotations")
+    func cliRefreshFinishesWhatItSentOnSIGINT() async throws {
+        let world = try await EndToEndWorld(settings: ["refresh.concurrency": "2", "refresh.max_calls_per_second": "0"]) {
+            $0.responseLatency = .seconds(3)
+        }
+        defer { Task { await world.tearDown() } }
+        let (ids, jsonl) = try world.seedSellers(6, accessTokenLifetime: .seconds(600))
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+        let cli = try TokenKeeperProcess(["refresh"] + ids + ["--config", world.configPath])
+        #expect(await eventually { world.simulator.heldAnswerCount == 2 }, "two calls in flight")
+        cli.signal(SIGINT)
+        let result = await cli.wait(timeout: .seconds(30))
+        world.record(result.stdout + result.stderr)
+        #expect(result.stderr.contains("finishing the calls already sent"), "\(result)")
+        let keeper = try KeeperRow.all(in: world.storage)
+        let rotated = ids.filter { world.lastRotation(of: $0) != nil }
+        #expect(rotated.count == 2, "only the calls sent before Ctrl-C went out")
+        for sellerID in rotated {
+            expectSameToken(keeper[sellerID]?.refreshToken, world.lastRotation(of: sellerID), "\(sellerID) kept its rotation")
+        }
+        #expect(result.stderr.contains("not attempted"), "the others are reported as not attempted")
+        world.expectNoSecretsLeaked()
+    }
+
     @Test("demo, the README's first command, runs the daemon against the simulator and stops cleanly")
     func demoRuns() async throws {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tokenkeeper-demo-test-\(UUID().uuidString.prefix(8))").path
