@@ -325,7 +325,15 @@ struct KillNineEndToEndTests {
             _ = await daemon.wait(timeout: .seconds(10))
             world.record(daemon.stderr.text)
             // Calls whose answers the kill cut off, as the simulator counts them.
+            // Requests already written to a socket may still be read after the
+            // kill (slow under ThreadSanitizer): wait until none arrives.
             #expect(await eventually(timeout: .seconds(5)) { ids.allSatisfy { world.simulator.inFlightRefreshes(for: $0) == 0 } })
+            var seen = world.simulator.counters.requests
+            _ = await eventually(timeout: .seconds(10), every: .milliseconds(300)) {
+                let now = world.simulator.counters.requests
+                defer { seen = now }
+                return now == seen
+            }
             let cutOff = world.simulator.counters.answersNotDelivered - undeliveredBefore
             let inFlight = max(inFlightBefore, cutOff)
 
