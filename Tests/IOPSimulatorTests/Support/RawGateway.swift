@@ -80,7 +80,9 @@ struct RawGateway: Sendable {
     var appKey: String
     var secret: String
     var clock: any WallClock
-    var timeout: Duration = .seconds(10)
+    /// Generous: a passing call answers in milliseconds, and a sanitizer
+    /// build on a loaded machine must not fail for slowness alone.
+    var timeout: Duration = .seconds(30)
 
     /// One call.
     /// - Parameters:
@@ -196,7 +198,7 @@ struct SimulatorHarness: Sendable {
 
 /// Waits until `condition` holds, checking every few milliseconds, for at most `timeout`.
 func waitUntil(
-    timeout: Duration = .seconds(5), _ condition: @Sendable () -> Bool
+    timeout: Duration = .seconds(30), _ condition: @Sendable () -> Bool
 ) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while !condition() {
