@@ -329,10 +329,10 @@ struct KillNineEndToEndTests {
             // kill (slow under ThreadSanitizer): wait until none arrives.
             #expect(await eventually(timeout: .seconds(5)) { ids.allSatisfy { world.simulator.inFlightRefreshes(for: $0) == 0 } })
             var seen = world.simulator.counters.requests
-            _ = await eventually(timeout: .seconds(10), every: .milliseconds(300)) {
+            _ = await eventually(timeout: .seconds(20), every: .seconds(1)) {
                 let now = world.simulator.counters.requests
                 defer { seen = now }
-                return now == seen
+                return now == seen && world.simulator.heldAnswerCount == 0
             }
             let cutOff = world.simulator.counters.answersNotDelivered - undeliveredBefore
             let inFlight = max(inFlightBefore, cutOff)
