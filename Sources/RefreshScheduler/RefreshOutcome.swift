@@ -46,12 +46,9 @@ public enum RefreshOutcome: Sendable, Equatable {
         case heldBack
     }
 
-    /// True when the gateway judged the refresh token itself, which it does
-    /// only after accepting our signature and app key: proof that our
-    /// configuration works. A transient failure proves nothing either way.
-    var provesConfigurationWorks: Bool { judgesTheRefreshToken }
-
-    /// True when the gateway accepted or rejected the refresh token itself.
+    /// True when the gateway accepted or rejected the refresh token itself,
+    /// which it does only after accepting our signature and app key: proof
+    /// that our configuration works. A transient failure proves nothing.
     var judgesTheRefreshToken: Bool {
         switch self {
         case .refreshed, .reauthRequired, .heldByBreaker: true

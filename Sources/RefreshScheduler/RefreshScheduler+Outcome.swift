@@ -52,7 +52,7 @@ extension RefreshScheduler {
             breakerProbeLeft(now: now)
         }
         if job.isProbe, configurationFailure != nil {
-            if result.calledGateway && outcome.provesConfigurationWorks {
+            if result.calledGateway && outcome.judgesTheRefreshToken {
                 recoverFromConfigurationFailure()
             } else if !result.calledGateway {
                 // The probe never reached the gateway (not due, busy, …):
@@ -188,7 +188,6 @@ extension RefreshScheduler {
         guard scope == .store else {
             // This account's own values: it alone waits (still in flight, its
             // refresh token never sent), everyone else goes on.
-            accountStoreProblems.insert(sellerID)
             logger.error(
                 """
                 the store refused this seller's rotated pair; it is kept in memory and the write is retried; \
@@ -211,7 +210,6 @@ extension RefreshScheduler {
     }
 
     func pairBecameDurable(_ sellerID: String, afterFailures failures: Int) {
-        accountStoreProblems.remove(sellerID)
         guard let message = undurable.removeValue(forKey: sellerID) else { return }
         if failures > 0 {
             logger.notice(

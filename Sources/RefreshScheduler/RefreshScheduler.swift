@@ -53,9 +53,6 @@ public actor RefreshScheduler {
     var undurable: [String: String] = [:]
     var storeFailureStreak = 0
     var clockSkewReported = false
-    /// Sellers whose store write was refused for their own values (not the
-    /// store's trouble), reported once each.
-    var accountStoreProblems: Set<String> = []
     /// Sellers whose odd lifetimes were reported (once each).
     var anomaliesReported: Set<String> = []
 
