@@ -32,6 +32,11 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", "5.4.0"..<"7.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Default traits off: no swift-configuration glue and no full Foundation in the listeners.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(
@@ -94,11 +99,32 @@ let package = Package(
                 "SQLiteStore",
                 "RefreshScheduler",
                 "IOPSimulator",
+                "TokenKeeperHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The HTTP listeners (callback, metrics and health): one Hummingbird
+        // application per listen address, run as a swift-service-lifecycle
+        // Service. Knows routes and pages, not stores or gateways: the
+        // service layer hands it the handlers.
+        .target(
+            name: "TokenKeeperHTTP",
+            dependencies: [
+                "TokenKeeperCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -173,14 +199,33 @@ let package = Package(
             name: "TokenKeeperServiceTests",
             dependencies: [
                 "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "SQLiteStore", "RefreshScheduler",
-                "TokenKeeperTesting",
+                "TokenKeeperTesting", "TokenKeeperHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "TokenKeeperHTTPTests",
+            dependencies: [
+                "TokenKeeperHTTP", "TokenKeeperCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "EndToEndTests",
-            dependencies: ["IOPSimulator", "TokenKeeperCore", "CSQLite"],
+            dependencies: [
+                "IOPSimulator", "TokenKeeperCore", "CSQLite",
+                // A real webhook receiver (Hummingbird), checking signatures
+                // (swift-crypto), and a browser's hops (async-http-client).
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
     ]

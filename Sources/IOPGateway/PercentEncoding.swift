@@ -4,8 +4,8 @@
 /// becomes `%20` rather than `+`: every form decoder reads `%20` as a space,
 /// while a literal `+` would be ambiguous to a plain URL decoder. Values are
 /// signed raw and sent encoded, so the encoding never affects the signature.
-enum PercentEncoding {
-    static func encode(_ text: String) -> String {
+public enum PercentEncoding {
+    public static func encode(_ text: String) -> String {
         let hex = Array("0123456789ABCDEF".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(text.utf8.count)
@@ -25,7 +25,7 @@ enum PercentEncoding {
     }
 
     /// `key=value&…` in the order given, both sides encoded.
-    static func formEncode(_ pairs: [(key: String, value: String)]) -> String {
+    public static func formEncode(_ pairs: [(key: String, value: String)]) -> String {
         pairs.map { "\(encode($0.key))=\(encode($0.value))" }.joined(separator: "&")
     }
 }

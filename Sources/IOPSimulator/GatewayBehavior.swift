@@ -43,6 +43,9 @@ public struct GatewayBehavior: Sendable, Equatable {
     /// and none is consumed: a platform incident (or a wrong regional
     /// endpoint) that a client must not take for every seller revoking the app.
     public var rejectsAllRefreshTokens = false
+    /// The seller "logged in" on the authorization page when the request
+    /// names none (a test's stand-in for the seller's browser session).
+    public var loggedInSeller: String?
 
     /// - Parameters:
     ///   - apps: App keys with their secrets.

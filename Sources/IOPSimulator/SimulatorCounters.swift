@@ -41,6 +41,8 @@ public struct SimulatorCounters: Sendable, Equatable {
     public var answersNotDelivered = 0
     /// Refreshes refused while ``GatewayBehavior/rejectsAllRefreshTokens`` was on.
     public var massRejections = 0
+    /// Redirects from the authorization page with a fresh code.
+    public var authorizations = 0
 
     public init() {}
 

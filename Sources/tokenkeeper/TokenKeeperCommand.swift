@@ -13,8 +13,8 @@ struct TokenKeeperCommand: AsyncParsableCommand {
             """,
         version: TokenKeeperVersion.current,
         subcommands: [
-            Run.self, Demo.self, Add.self, Import.self, List.self, Token.self, Refresh.self,
-            AuthorizeURL.self, Disable.self, Enable.self, Remove.self, CheckConfig.self,
+            Run.self, Demo.self, Status.self, Add.self, Import.self, List.self, Token.self, Refresh.self,
+            AuthorizeURL.self, Disable.self, Enable.self, Remove.self, Events.self, Backup.self, CheckConfig.self,
         ]
     )
 }
@@ -196,11 +196,13 @@ struct AuthorizeURL: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "authorize-url", abstract: "Print the URL a seller opens to authorize the app.")
     @OptionGroup var options: GlobalOptions
-    @Option(help: "An opaque value the redirect carries back.")
+    @Option(help: "The seller the link is for: its state is signed, single-use, and expires after callback.state_ttl_hours.")
+    var seller: String?
+    @Option(help: "An opaque value of your own for the redirect to carry back (instead of --seller).")
     var state: String?
 
     func run() async throws {
-        try await perform { await Commands.authorizeURL(state: state, configPath: options.config) }
+        try await perform { await Commands.authorizeURL(sellerID: seller, state: state, configPath: options.config) }
     }
 }
 
@@ -241,5 +243,52 @@ struct CheckConfig: AsyncParsableCommand {
 
     func run() async throws {
         try await perform { await Commands.checkConfig(configPath: options.config) }
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "One screen: daemon and health, counts, next refreshes, who must authorize again (with links), failures, notifications.")
+    @OptionGroup var options: GlobalOptions
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() async throws {
+        try await perform { await Commands.status(json: json, configPath: options.config) }
+    }
+}
+
+struct Events: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read the audit trail (events in keeper.db), oldest first among the newest --limit.")
+    @OptionGroup var options: GlobalOptions
+    @Option(help: "Only this seller's events.")
+    var seller: String?
+    @Option(help: "Only events at or after this time: ISO 8601 (2026-12-01T08:00:00Z), a date, or an age (30m, 6h, 2d).")
+    var since: String?
+    @Option(help: "Only events of this kind (refreshed, refresh_failed, reauth_required, reauth_due, reactivated, degraded, recovered, enrolled, imported, ...).")
+    var kind: String?
+    @Option(help: "At most this many events.")
+    var limit = 100
+    @Flag(help: "One JSON object per line.")
+    var json = false
+
+    func run() async throws {
+        try await perform {
+            await Commands.events(
+                sellerID: seller, since: since, kind: kind, limit: limit, json: json, configPath: options.config)
+        }
+    }
+}
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy keeper.db to DEST (mode 0600) through SQLite's online backup, safe while the daemon refreshes.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The new file; an existing one is never overwritten.")
+    var destination: String
+
+    func run() async throws {
+        try await perform { await Commands.backup(destination: destination, configPath: options.config) }
     }
 }

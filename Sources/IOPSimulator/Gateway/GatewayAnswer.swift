@@ -4,6 +4,8 @@ struct GatewayAnswer: Sendable {
         case respond(status: Int, contentType: String, body: [UInt8])
         /// Reset the connection without answering.
         case reset
+        /// `302 Found` to `location` (the authorization page's redirect).
+        case redirect(location: String)
     }
 
     var action: Action

@@ -77,6 +77,10 @@ struct SimulatedGateway {
         var ticket = RequestTicket(number: serial)
         counters.requests += 1
 
+        if request.path == Self.authorizePagePath {
+            counters.requestsByAPI[request.path, default: 0] += 1
+            return authorizePage(request, now: now, ticket: ticket)
+        }
         guard request.path.hasPrefix(basePath + "/") else {
             counters.requestsByAPI[request.path, default: 0] += 1
             return plainStatus(404, "Not Found", now: now, ticket: ticket)
@@ -480,6 +484,40 @@ struct SimulatedGateway {
         var outer = JSONObjectWriter()
         outer.object("error_response", inner)
         return outer.finished()
+    }
+
+    /// The authorization page, at the root of the gateway's host as the real
+    /// one is: after "the seller logs in" (the `seller_id` parameter, else
+    /// ``GatewayBehavior/loggedInSeller``) it redirects (302) to
+    /// `redirect_uri` with a fresh one-use `code` and the `state` given.
+    static let authorizePagePath = "/oauth/authorize"
+
+    private mutating func authorizePage(_ request: GatewayRequest, now: Timestamp, ticket: RequestTicket)
+        -> GatewayAnswer
+    {
+        let parameters = request.parameters
+        guard request.method == "GET" else { return plainStatus(405, "Not Allowed", now: now, ticket: ticket) }
+        guard parameters["response_type"] == "code", let clientID = parameters["client_id"],
+            behavior.apps[clientID] != nil, let redirectURI = parameters["redirect_uri"],
+            redirectURI.hasPrefix("http://") || redirectURI.hasPrefix("https://")
+        else {
+            return plainStatus(400, "Bad authorization request", now: now, ticket: ticket)
+        }
+        guard let seller = parameters["seller_id"] ?? behavior.loggedInSeller else {
+            return plainStatus(400, "No seller is logged in", now: now, ticket: ticket)
+        }
+        let code: String
+        do {
+            code = try issueAuthorizationCode(for: seller, validity: nil)
+        } catch {
+            return plainStatus(400, "Unknown seller", now: now, ticket: ticket)
+        }
+        counters.authorizations += 1
+        var query: [(key: String, value: String)] = [("code", code)]
+        if let state = parameters["state"] { query.append(("state", state)) }
+        let location = redirectURI + (redirectURI.contains("?") ? "&" : "?") + PercentEncoding.formEncode(query)
+        return GatewayAnswer(
+            action: .redirect(location: location), date: IMFDate.format(now), delay: .zero, ticket: ticket)
     }
 
     private mutating func plainStatus(_ status: Int, _ reason: String, now: Timestamp, ticket: RequestTicket)

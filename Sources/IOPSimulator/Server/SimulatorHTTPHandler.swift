@@ -125,27 +125,43 @@ final class SimulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
             } else {
                 context.close(promise: nil)
             }
-        case .respond(let status, let contentType, let body):
+        case .redirect(let location):
             var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: contentType)
-            headers.add(name: "Content-Length", value: String(body.count))
-            headers.add(name: "Date", value: answer.date)
-            headers.add(name: "Server", value: "IOPSimulator")
-            if !keepAlive { headers.add(name: "Connection", value: "close") }
-            let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: headers)
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(channel.allocator.buffer(bytes: body)))), promise: nil)
-            let written = context.eventLoop.makePromise(of: Void.self)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-            let core = self.core
-            let ticket = answer.ticket
-            written.futureResult.whenComplete { result in
-                switch result {
-                case .success: core.finish(ticket, delivered: true)
-                case .failure: core.finish(ticket, delivered: false)
-                }
-                if !keepAlive { channel.close(promise: nil) }
+            headers.add(name: "Location", value: location)
+            respond(
+                status: 302, contentType: "text/plain", body: [], extraHeaders: headers, answer: answer,
+                version: version, keepAlive: keepAlive, context: context)
+        case .respond(let status, let contentType, let body):
+            respond(
+                status: status, contentType: contentType, body: body, extraHeaders: HTTPHeaders(), answer: answer,
+                version: version, keepAlive: keepAlive, context: context)
+        }
+    }
+
+    private func respond(
+        status: Int, contentType: String, body: [UInt8], extraHeaders: HTTPHeaders, answer: GatewayAnswer,
+        version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext
+    ) {
+        let channel = context.channel
+        var headers = extraHeaders
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.count))
+        headers.add(name: "Date", value: answer.date)
+        headers.add(name: "Server", value: "IOPSimulator")
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(channel.allocator.buffer(bytes: body)))), promise: nil)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        let core = self.core
+        let ticket = answer.ticket
+        written.futureResult.whenComplete { result in
+            switch result {
+            case .success: core.finish(ticket, delivered: true)
+            case .failure: core.finish(ticket, delivered: false)
             }
+            if !keepAlive { channel.close(promise: nil) }
         }
     }
 }

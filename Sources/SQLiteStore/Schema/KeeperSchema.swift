@@ -76,5 +76,74 @@ extension DatabaseSchema {
                     ALTER TABLE accounts ADD COLUMN answer_lost INTEGER NOT NULL DEFAULT 0;
                     CREATE INDEX events_by_time ON events (at);
                     """),
+            Migration(
+                version: 3,
+                sql: """
+                    -- Set once a reauth_due event was raised for the account's
+                    -- current window; cleared when it leaves the window.
+                    ALTER TABLE accounts ADD COLUMN reauth_warned INTEGER NOT NULL DEFAULT 0;
+                    CREATE INDEX accounts_by_reauth ON accounts (refresh_token_valid_time)
+                        WHERE status = 'active';
+                    CREATE INDEX accounts_reauth_warned ON accounts (refresh_token_valid_time)
+                        WHERE reauth_warned = 1;
+
+                    -- The outbox: the events that are delivered to the hook and
+                    -- the webhook, filled in the transaction that writes the event.
+                    -- `payload` is the JSON, rendered once at the first attempt so
+                    -- that every channel and every retry sends the same bytes.
+                    CREATE TABLE outbox (
+                        event_id INTEGER PRIMARY KEY,
+                        payload TEXT
+                    );
+                    CREATE TRIGGER events_to_outbox AFTER INSERT ON events
+                    WHEN NEW.kind IN ('reauth_due', 'reauth_required', 'reactivated', 'degraded', 'recovered')
+                    BEGIN
+                        INSERT INTO outbox (event_id) VALUES (NEW.id);
+                    END;
+
+                    -- One row per event and channel once the channel has taken it on.
+                    CREATE TABLE deliveries (
+                        event_id INTEGER NOT NULL,
+                        channel TEXT NOT NULL,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at INTEGER NOT NULL,
+                        delivered_at INTEGER,
+                        abandoned_at INTEGER,
+                        last_error TEXT,
+                        PRIMARY KEY (event_id, channel)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX deliveries_due ON deliveries (channel, next_attempt_at)
+                        WHERE delivered_at IS NULL AND abandoned_at IS NULL;
+
+                    CREATE TRIGGER events_pruned AFTER DELETE ON events
+                    BEGIN
+                        DELETE FROM outbox WHERE event_id = OLD.id;
+                        DELETE FROM deliveries WHERE event_id = OLD.id;
+                    END;
+
+                    -- A seller that authorizes again is told about once, whatever
+                    -- wrote the new token (add --code, the callback, import).
+                    CREATE TRIGGER accounts_reactivated AFTER UPDATE OF status ON accounts
+                    WHEN OLD.status = 'reauth_required' AND NEW.status = 'active'
+                    BEGIN
+                        INSERT INTO events (at, seller_id, kind, detail, request_id)
+                        VALUES (NEW.updated_at, NEW.seller_id, 'reactivated',
+                                'was ' || coalesce(OLD.status_reason, 'reauth_required'), NEW.last_request_id);
+                    END;
+
+                    -- Keys of tokenkeeper's own (the callback's state key).
+                    CREATE TABLE keys (
+                        name TEXT NOT NULL PRIMARY KEY,
+                        value TEXT NOT NULL,
+                        created_at INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+
+                    -- Authorization states already used once, kept until they expire.
+                    CREATE TABLE used_states (
+                        nonce TEXT NOT NULL PRIMARY KEY,
+                        used_at INTEGER NOT NULL,
+                        expires_at INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    """),
         ])
 }

@@ -201,21 +201,7 @@ extension AccountVault {
     }
 
     func recentEvents(limit: Int, sellerID: String?) throws -> [StoredEvent] {
-        try ensureOpen()
-        let decode: (SQLiteRow) -> StoredEvent = { row in
-            StoredEvent(
-                id: row.int64(0), at: Timestamp(millisecondsSince1970: row.int64(1)), sellerID: row.optionalString(2),
-                kind: EventKind(rawValue: row.string(3)), detail: row.optionalString(4),
-                requestID: row.optionalString(5))
-        }
-        let columns = "id, at, seller_id, kind, detail, request_id"
-        if let sellerID {
-            return try keeper.cachedStatement(
-                "SELECT \(columns) FROM events WHERE seller_id = ? ORDER BY id DESC LIMIT ?"
-            ).rows([sellerID, max(0, limit)], decode)
-        }
-        return try keeper.cachedStatement("SELECT \(columns) FROM events ORDER BY id DESC LIMIT ?")
-            .rows([max(0, limit)], decode)
+        try events(EventQuery(sellerID: sellerID, limit: limit))
     }
 
     func appendEvent(

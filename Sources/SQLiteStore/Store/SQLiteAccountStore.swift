@@ -34,7 +34,7 @@ public actor SQLiteAccountStore: AccountStore {
     }
 
     private let executor: DispatchQueueExecutor
-    private let vault: AccountVault
+    let vault: AccountVault
     private let options: Options
     /// `keeper.db`'s path.
     public nonisolated let keeperPath: String

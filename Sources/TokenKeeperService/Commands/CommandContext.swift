@@ -44,6 +44,15 @@ struct CommandContext {
         }
     }
 
+    /// The webhook's signing secret; nil when no webhook is configured.
+    func webhookSecret() throws(CommandFailure) -> Secret? {
+        do {
+            return try AppSecretLoader(environment: environment).webhookSecret(for: configuration)
+        } catch {
+            throw CommandFailure(.configuration, error.description)
+        }
+    }
+
     /// The gateway settings, including the app key and secret.
     func gatewayConfiguration() throws(CommandFailure) -> GatewayConfiguration {
         guard !configuration.app.key.isEmpty else {

@@ -18,44 +18,57 @@ extension Commands {
             } catch {
                 throw CommandFailure(.configuration, error.description)
             }
+            let webhookSecret = try context.webhookSecret()
             Console.out("configuration OK: \(context.configuration.sourcePath ?? "environment only")")
             Console.out("  gateway.url        \(gateway.baseURL)")
             Console.out("  app.key            \(gateway.appKey)")
             Console.out("  app secret         from \(secretSource) (fingerprint \(gateway.appSecret.fingerprint))")
             Console.out("  storage.directory  \(context.configuration.storage.directory)")
+            let configuration = context.configuration
+            if let command = configuration.notify.command {
+                Console.out("  notify.command     \(command.joined(separator: " "))")
+            }
+            if let url = configuration.notify.webhookURL, let webhookSecret {
+                Console.out("  notify.webhook_url \(url) (signing secret fingerprint \(webhookSecret.fingerprint))")
+            }
+            if let listen = configuration.callback.listen {
+                Console.out("  callback.listen    \(listen) (serves \(configuration.app.redirectURI ?? ""))")
+            }
+            if let listen = configuration.metrics.listen {
+                Console.out("  metrics.listen     \(listen) (/metrics, /healthz, /readyz)")
+            }
             return .success
         }
     }
 
-    /// `tokenkeeper authorize-url`: the URL a seller opens to authorize the app.
-    public static func authorizeURL(state: String?, configPath: String?) async -> CommandOutcome {
+    /// `tokenkeeper authorize-url [--seller S] [--state X]`: the URL a seller
+    /// opens to authorize the app. With `--seller`, the state is signed,
+    /// single-use and expires (the callback listener checks it); `--state`
+    /// passes an opaque value of the caller's own instead.
+    public static func authorizeURL(sellerID: String?, state: String?, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
             let configuration = context.configuration
-            guard !configuration.app.key.isEmpty else {
-                throw CommandFailure(.configuration, ConfigurationError(key: "app.key", problem: "is not set").description)
-            }
-            guard let redirectURI = configuration.app.redirectURI else {
-                throw CommandFailure(
-                    .configuration,
-                    ConfigurationError(
-                        key: "app.redirect_uri", problem: "is not set",
-                        remedy: "set it to the callback URL registered with your app").description)
-            }
-            do throws(GatewayFailure) {
-                let url: String
-                if let authorizeURL = configuration.gateway.authorizeURL {
-                    url = try AuthorizationURL.make(
-                        authorizePage: authorizeURL, appKey: configuration.app.key, redirectURI: redirectURI, state: state)
-                } else {
-                    url = try AuthorizationURL.make(
-                        gatewayBaseURL: configuration.gateway.url, appKey: configuration.app.key,
-                        redirectURI: redirectURI, state: state)
-                }
-                Console.out(url)
+            guard let sellerID else {
+                Console.out(try AuthorizationLinks.url(state: state, configuration: configuration))
                 return .success
-            } catch {
-                throw CommandFailure(.configuration, "configuration error: \(error.message)")
             }
+            if state != nil {
+                throw CommandFailure(.usage, "--seller and --state exclude each other: --seller makes a signed state")
+            }
+            if let missing = AuthorizationLinks.missingSettings(configuration) {
+                throw CommandFailure(.configuration, missing.description)
+            }
+            let now = context.wallClock.now()
+            let links = try await context.withStore(creating: true) { store throws(CommandFailure) in
+                try await storeCall("reading the state key") {
+                    try await AuthorizationLinks.load(store: store, configuration: configuration, now: now)
+                }
+            }
+            guard let url = links.url(for: sellerID, now: now) else {
+                throw CommandFailure(.configuration, "the authorization URL could not be made from the configuration")
+            }
+            Console.out(url)
+            return .success
         }
     }
 }

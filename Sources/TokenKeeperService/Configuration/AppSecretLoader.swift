@@ -31,11 +31,11 @@ public struct AppSecretLoader: Sendable {
             let path = directory + "/app_secret"
             if FileManager.default.fileExists(atPath: path) {
                 // systemd lays credentials down with safe modes; no mode check.
-                return (try readSecretFile(path, key: "app_secret credential", checkMode: false), .credential(path: path))
+                return (try Self.readSecretFile(path, key: "app_secret credential", checkMode: false), .credential(path: path))
             }
         }
         if let path = configuration.app.secretFile {
-            return (try readSecretFile(path, key: "app.secret_file", checkMode: true), .file(path: path))
+            return (try Self.readSecretFile(path, key: "app.secret_file", checkMode: true), .file(path: path))
         }
         if let value = environment["TOKENKEEPER_APP_SECRET"] {
             let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -50,12 +50,16 @@ public struct AppSecretLoader: Sendable {
                 + "use systemd LoadCredential=app_secret:PATH, or set TOKENKEEPER_APP_SECRET")
     }
 
-    private func readSecretFile(_ path: String, key: String, checkMode: Bool) throws(ConfigurationError) -> Secret {
+    /// Reads a secret file: it must exist, be UTF-8 and not empty, and (for a
+    /// file of the operator's, `checkMode`) not be open to other users.
+    static func readSecretFile(
+        _ path: String, key: String, checkMode: Bool, what: String = "the app secret"
+    ) throws(ConfigurationError) -> Secret {
         var info = stat()
         guard stat(path, &info) == 0 else {
             throw ConfigurationError(
                 key: key, problem: "\(path) does not exist or cannot be reached",
-                remedy: "create it with the app secret and chmod 600 it")
+                remedy: "create it with \(what) and chmod 600 it")
         }
         if checkMode && info.st_mode & 0o007 != 0 {
             throw ConfigurationError(
@@ -70,8 +74,31 @@ public struct AppSecretLoader: Sendable {
         }
         let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !secret.isEmpty else {
-            throw ConfigurationError(key: key, problem: "\(path) is empty", remedy: "write the app secret into it")
+            throw ConfigurationError(key: key, problem: "\(path) is empty", remedy: "write \(what) into it")
         }
         return Secret(secret)
+    }
+}
+
+extension AppSecretLoader {
+    /// The webhook's signing key: systemd's credential `webhook_secret`, else
+    /// the file named by `notify.webhook_secret_file`. Nil when no webhook is
+    /// configured; an error when one is and has no key.
+    public func webhookSecret(for configuration: TokenKeeperConfiguration) throws(ConfigurationError) -> Secret? {
+        guard configuration.notify.webhookURL != nil else { return nil }
+        let what = "the webhook signing secret"
+        if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
+            let path = directory + "/webhook_secret"
+            if FileManager.default.fileExists(atPath: path) {
+                return try Self.readSecretFile(path, key: "webhook_secret credential", checkMode: false, what: what)
+            }
+        }
+        if let path = configuration.notify.webhookSecretFile {
+            return try Self.readSecretFile(path, key: "notify.webhook_secret_file", checkMode: true, what: what)
+        }
+        throw ConfigurationError(
+            key: "notify.webhook_secret_file", problem: "notify.webhook_url is set but no signing secret is configured",
+            remedy: "put a random secret in a file (mode 0600) and name it in notify.webhook_secret_file, "
+                + "or use systemd LoadCredential=webhook_secret:PATH")
     }
 }

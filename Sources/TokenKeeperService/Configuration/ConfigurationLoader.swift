@@ -26,8 +26,17 @@ public struct ConfigurationLoader: Sendable {
         "refresh.change_poll_seconds", "refresh.shutdown_grace_seconds", "refresh.min_interval_seconds",
         "refresh.mass_rejection.sellers", "refresh.mass_rejection.fraction", "refresh.mass_rejection.hold_hours",
         "storage.event_retention_days",
+        "notify.command", "notify.command_timeout_seconds", "notify.webhook_url", "notify.webhook_secret_file",
+        "notify.webhook_timeout_seconds", "notify.retry_hours", "notify.retry_initial_seconds",
+        "notify.retry_max_seconds", "notify.reauth_warning_days", "notify.reauth_check_seconds",
+        "callback.listen", "callback.state_ttl_hours",
+        "metrics.listen",
         "log.level",
     ]
+
+    /// Keys whose value is a list; in the file a YAML sequence, in the
+    /// environment a JSON array.
+    static let listKeys: Set<String> = ["notify.command"]
 
     public var environment: [String: String]
     /// Where the file is looked for by default: ``defaultPath``, or a test's.
@@ -141,6 +150,17 @@ public struct ConfigurationLoader: Sendable {
                         ?? "see config/config.example.yaml for the keys")
             }
             if valueNode.null != nil { continue }
+            if listKeys.contains(key), let items = valueNode.sequence {
+                var list: [String] = []
+                for item in items {
+                    guard let scalar = item.scalar else {
+                        throw ConfigurationError(key: key, problem: "each item of the list must be a single value")
+                    }
+                    list.append(scalar.string)
+                }
+                values[key] = ListValue.encode(list)
+                continue
+            }
             guard let scalar = valueNode.scalar else {
                 throw ConfigurationError(key: key, problem: "must be a single value, not a list or mapping")
             }
@@ -218,12 +238,13 @@ public struct ConfigurationLoader: Sendable {
         try range(refresh.massRejectionFraction, 0.01...1, "refresh.mass_rejection.fraction")
         try range(refresh.massRejectionHoldHours, 0...720, "refresh.mass_rejection.hold_hours")
         try range(configuration.storage.eventRetentionDays, 1...36_500, "storage.event_retention_days")
+        try validateOperations(configuration)
         try require(!configuration.storage.directory.isEmpty, "storage.directory", "must not be empty")
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
         try require(levels.contains(configuration.log.level), "log.level", "must be one of \(levels.joined(separator: ", "))")
     }
 
-    private static func range(
+    static func range(
         _ value: Double, _ allowed: ClosedRange<Double>, _ key: String, _ note: String = ""
     ) throws(ConfigurationError) {
         guard !allowed.contains(value) else { return }
@@ -236,7 +257,7 @@ public struct ConfigurationLoader: Sendable {
                 + "\(text(allowed.upperBound))" + (note.isEmpty ? "" : " " + note))
     }
 
-    private static func require(_ condition: Bool, _ key: String, _ problem: String) throws(ConfigurationError) {
+    static func require(_ condition: Bool, _ key: String, _ problem: String) throws(ConfigurationError) {
         if !condition { throw ConfigurationError(key: key, problem: problem) }
     }
 }
@@ -286,6 +307,22 @@ private struct ValueReader {
         configuration.storage.eventRetentionDays =
             try double("storage.event_retention_days") ?? configuration.storage.eventRetentionDays
         configuration.refresh = refresh
+        var notify = configuration.notify
+        notify.command = try list("notify.command")
+        notify.commandTimeoutSeconds = try double("notify.command_timeout_seconds") ?? notify.commandTimeoutSeconds
+        notify.webhookURL = string("notify.webhook_url")
+        notify.webhookSecretFile = string("notify.webhook_secret_file")
+        notify.webhookTimeoutSeconds = try double("notify.webhook_timeout_seconds") ?? notify.webhookTimeoutSeconds
+        notify.retryHours = try double("notify.retry_hours") ?? notify.retryHours
+        notify.reauthWarningDays = try double("notify.reauth_warning_days") ?? notify.reauthWarningDays
+        notify.retryInitialSeconds = try double("notify.retry_initial_seconds") ?? notify.retryInitialSeconds
+        notify.retryMaxSeconds = try double("notify.retry_max_seconds") ?? notify.retryMaxSeconds
+        notify.reauthCheckSeconds = try double("notify.reauth_check_seconds") ?? notify.reauthCheckSeconds
+        configuration.notify = notify
+        configuration.callback.listen = string("callback.listen")
+        configuration.callback.stateTTLHours =
+            try double("callback.state_ttl_hours") ?? configuration.callback.stateTTLHours
+        configuration.metrics.listen = string("metrics.listen")
         configuration.log.level = string("log.level")?.lowercased() ?? configuration.log.level
     }
 
@@ -302,6 +339,24 @@ private struct ValueReader {
         return number
     }
 
+    /// A list: the file's YAML sequence (stored as a JSON array), a JSON
+    /// array from the environment, or one word alone (a program without arguments).
+    func list(_ key: String) throws(ConfigurationError) -> [String]? {
+        guard let value = string(key) else { return nil }
+        if let list = ListValue.decode(value) {
+            guard !list.isEmpty, !list[0].isEmpty else {
+                throw ConfigurationError(key: source(key), problem: "the list is empty", remedy: "name the program first")
+            }
+            return list
+        }
+        guard !value.contains(where: \.isWhitespace) else {
+            throw ConfigurationError(
+                key: source(key), problem: "'\(value)' is one string with spaces; it is not split (no shell runs it)",
+                remedy: "write it as a list: [\"/usr/local/bin/notify-team\", \"--channel\", \"ops\"]")
+        }
+        return [value]
+    }
+
     func int(_ key: String) throws(ConfigurationError) -> Int? {
         guard let value = string(key) else { return nil }
         guard let number = Int(value) else {
@@ -309,4 +364,111 @@ private struct ValueReader {
         }
         return number
     }
+}
+
+/// A list value carried through swift-configuration as JSON array text.
+enum ListValue {
+    static func encode(_ list: [String]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: list, options: [.withoutEscapingSlashes])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func decode(_ text: String) -> [String]? {
+        guard text.hasPrefix("["), let data = text.data(using: .utf8),
+            let list = try? JSONSerialization.jsonObject(with: data) as? [String]
+        else { return nil }
+        return list
+    }
+}
+
+extension ConfigurationLoader {
+    /// The operator's loop: notifications, the callback and metrics listeners.
+    static func validateOperations(_ configuration: TokenKeeperConfiguration) throws(ConfigurationError) {
+        let notify = configuration.notify
+        try range(notify.commandTimeoutSeconds, 1...600, "notify.command_timeout_seconds")
+        try range(notify.webhookTimeoutSeconds, 1...300, "notify.webhook_timeout_seconds")
+        try range(notify.retryHours, 1...720, "notify.retry_hours")
+        try range(notify.reauthWarningDays, 0...365, "notify.reauth_warning_days")
+        try range(notify.retryInitialSeconds, 0.1...3600, "notify.retry_initial_seconds")
+        try range(notify.retryMaxSeconds, notify.retryInitialSeconds...86_400, "notify.retry_max_seconds",
+                  "(and at least notify.retry_initial_seconds)")
+        try range(notify.reauthCheckSeconds, 1...3600, "notify.reauth_check_seconds")
+        try range(configuration.callback.stateTTLHours, 0.1...720, "callback.state_ttl_hours")
+        if let command = notify.command {
+            let program = command[0]
+            try require(
+                program.hasPrefix("/"), "notify.command",
+                "the program '\(program)' must be an absolute path (a service's PATH is short)")
+            try require(
+                FileManager.default.isExecutableFile(atPath: program), "notify.command",
+                "\(program) does not exist or is not executable by this user")
+        }
+        if let url = notify.webhookURL {
+            guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+                scheme == "https" || scheme == "http", components.host?.isEmpty == false
+            else {
+                throw ConfigurationError(
+                    key: "notify.webhook_url", problem: "'\(url)' is not an http(s) URL",
+                    remedy: "use e.g. https://hooks.example.com/tokenkeeper")
+            }
+        }
+        if let listen = configuration.callback.listen {
+            _ = try ListenAddress(listen, key: "callback.listen")
+            guard let redirect = configuration.app.redirectURI, URLComponents(string: redirect)?.path.isEmpty == false
+            else {
+                throw ConfigurationError(
+                    key: "app.redirect_uri", problem: "callback.listen is set but app.redirect_uri is not a URL with a path",
+                    remedy: "set app.redirect_uri to the callback URL registered with the app, "
+                        + "e.g. https://tokens.example.com/aliexpress/callback")
+            }
+        }
+        if let listen = configuration.metrics.listen {
+            _ = try ListenAddress(listen, key: "metrics.listen")
+        }
+        if let callback = configuration.callback.listen, let metrics = configuration.metrics.listen,
+            let a = try? ListenAddress(callback, key: ""), let b = try? ListenAddress(metrics, key: ""), a == b
+        {
+            throw ConfigurationError(
+                key: "metrics.listen", problem: "is the same address as callback.listen",
+                remedy: "give each listener its own port")
+        }
+    }
+}
+
+/// `HOST:PORT` of a listener (`[::1]:9464` for IPv6).
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init(_ text: String, key: String) throws(ConfigurationError) {
+        let remedy = "write HOST:PORT, e.g. 127.0.0.1:9464"
+        var host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                throw ConfigurationError(key: key, problem: "'\(text)' is not HOST:PORT", remedy: remedy)
+            }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else {
+                throw ConfigurationError(key: key, problem: "'\(text)' has no port", remedy: remedy)
+            }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard let port = Int(portText), (1...65_535).contains(port) else {
+            throw ConfigurationError(key: key, problem: "'\(portText)' is not a port from 1 to 65535", remedy: remedy)
+        }
+        if host.isEmpty { host = "127.0.0.1" }
+        self.host = String(host)
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

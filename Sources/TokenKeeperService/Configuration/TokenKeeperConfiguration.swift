@@ -76,6 +76,49 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
         }
     }
 
+    public struct Notify: Sendable, Equatable {
+        /// `notify.command`: a program and its arguments (no shell), run once
+        /// per event with the event's JSON on stdin.
+        public var command: [String]?
+        /// `notify.command_timeout_seconds`: a hook still running then is killed (and retried).
+        public var commandTimeoutSeconds: Double = 10
+        /// `notify.webhook_url`: where each event is POSTed, signed.
+        public var webhookURL: String?
+        /// `notify.webhook_secret_file`: the HMAC key for the signature (or
+        /// systemd credential `webhook_secret`).
+        public var webhookSecretFile: String?
+        /// `notify.webhook_timeout_seconds`: one POST, connect included.
+        public var webhookTimeoutSeconds: Double = 10
+        /// `notify.retry_hours`: a delivery that keeps failing is retried,
+        /// with exponential backoff, for this long after its event.
+        public var retryHours: Double = 24
+        /// `notify.retry_initial_seconds`, `notify.retry_max_seconds`: the
+        /// backoff between delivery attempts (doubling, with jitter).
+        public var retryInitialSeconds: Double = 10
+        public var retryMaxSeconds: Double = 900
+        /// `notify.reauth_warning_days`: `reauth_due` is raised when a
+        /// refresh token ends within this many days.
+        public var reauthWarningDays: Double = 7
+        /// `notify.reauth_check_seconds`: how often the warning window is checked.
+        public var reauthCheckSeconds: Double = 60
+
+        /// The warning window as a duration.
+        public var reauthWarning: Duration { .milliseconds(Int64(reauthWarningDays * 86_400_000)) }
+    }
+
+    public struct Callback: Sendable, Equatable {
+        /// `callback.listen`: `HOST:PORT` of the re-authorization callback
+        /// listener (serves the path of `app.redirect_uri`); off when unset.
+        public var listen: String?
+        /// `callback.state_ttl_hours`: how long a signed authorization URL works.
+        public var stateTTLHours: Double = 72
+    }
+
+    public struct Metrics: Sendable, Equatable {
+        /// `metrics.listen`: `HOST:PORT` for `/metrics`, `/healthz`, `/readyz`; off when unset.
+        public var listen: String?
+    }
+
     public struct Log: Sendable, Equatable {
         /// `log.level`: trace, debug, info, notice, warning, error, critical.
         public var level: String = "info"
@@ -85,6 +128,9 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
     public var app = App()
     public var storage = Storage()
     public var refresh = Refresh()
+    public var notify = Notify()
+    public var callback = Callback()
+    public var metrics = Metrics()
     public var log = Log()
     /// Where the configuration was read from (nil: environment only).
     public var sourcePath: String?

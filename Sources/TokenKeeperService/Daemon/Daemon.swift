@@ -62,26 +62,40 @@ struct Daemon {
             await client.shutdown()
             throw error
         }
-        let outcome = await run(store: store, client: client)
+        let outcome: CommandOutcome
+        do {
+            outcome = try await run(store: store, client: client)
+        } catch {
+            try? await store.close()
+            await client.shutdown()
+            throw error
+        }
         try? await store.close()
         await client.shutdown()
         withExtendedLifetime(lock) {}
         return outcome
     }
 
-    private func run(store: SQLiteAccountStore, client: IOPGatewayClient) async -> CommandOutcome {
+    private func run(store: SQLiteAccountStore, client: IOPGatewayClient) async throws(CommandFailure) -> CommandOutcome {
         let configuration = context.configuration
+        let clock = context.wallClock
         let notifier = SystemdNotifier(environment: context.environment)
         let schedulerSettings = configuration.schedulerConfiguration(
             leaseOwner: leaseOwner, environment: context.environment)
         let status = DaemonStatus(notifier: notifier)
         status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0
+        let metrics = DaemonMetrics()
+        let gateway = InstrumentedGateway(gateway: client, metrics: metrics)
+        let events = try await eventNotifier(store: store, clock: clock, metrics: metrics)
+        status.setChannels(events.channelNames)
         let observer = self.observer
         let scheduler = RefreshScheduler(
-            store: store, gateway: client, clock: context.wallClock, configuration: schedulerSettings,
+            store: store, gateway: gateway, clock: clock, configuration: schedulerSettings,
             logger: Logger(label: "tokenkeeper.scheduler"),
             onEvent: { [logger = self.logger] event in
                 status.handle(event)
+                metrics.record(event)
+                events.notifier.observe(event)
                 if case .rotationUnstored(let sellerID, let grant) = event {
                     GrantSalvage.saveReporting(
                         grant, sellerID: sellerID, directory: configuration.storage.directory, logger: logger)
@@ -95,7 +109,7 @@ struct Daemon {
         let reloader = ConfigurationReloader(
             running: configuration, leaseOwner: leaseOwner, configPath: configPath,
             environment: context.environment, client: client, scheduler: scheduler, notifier: notifier, logger: logger)
-        let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(
                 service: SchedulerService(scheduler: scheduler, notifier: notifier),
                 successTerminationBehavior: .gracefullyShutdownGroup,
@@ -106,7 +120,12 @@ struct Daemon {
                     store: store, retention: .milliseconds(Int64(configuration.storage.eventRetentionDays * 86_400_000)),
                     logger: Logger(label: "tokenkeeper.pruner")),
                 successTerminationBehavior: .ignore, serviceName: "event-pruner"),
-        ] + extraServices(store)
+            .init(service: events.notifier, successTerminationBehavior: .ignore, serviceName: "notifier"),
+        ]
+        services += try await listeners(
+            store: store, gateway: gateway, clock: clock, metrics: metrics, status: status,
+            onStored: { _ in events.notifier.nudge() })
+        services += extraServices(store)
         var groupConfiguration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // The scheduler's own grace (above the request timeout) bounds the

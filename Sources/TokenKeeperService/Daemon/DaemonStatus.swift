@@ -9,6 +9,7 @@ final class DaemonStatus: Sendable {
         var reauthRequired = 0
         var degraded: String?
         var lastRecount = ContinuousClock.now
+        var health = DaemonHealth()
     }
     /// How often the count of sellers needing re-authorization is read again
     /// from the store (one indexed GROUP BY; the events keep it current between).
@@ -34,20 +35,42 @@ final class DaemonStatus: Sendable {
         }
     }
 
+    /// What `/readyz` and the metrics report.
+    var health: DaemonHealth {
+        state.withLock { $0.health }
+    }
+
+    /// Names the notification channels, for the metrics.
+    func setChannels(_ channels: [String]) {
+        state.withLock { $0.health.channels = channels }
+    }
+
     func handle(_ event: SchedulerEvent) {
         switch event {
         case .ready(let snapshot):
+            state.withLock {
+                $0.health.isReady = true
+                $0.health.inFlight = snapshot.inFlight
+            }
             notifier.ready(status: line(snapshot))
         case .tick(let snapshot):
+            state.withLock { $0.health.inFlight = snapshot.inFlight }
             notifier.watchdog()
             notifier.status(line(snapshot))
         case .reauthRequired:
             state.withLock { $0.reauthRequired += 1 }
         case .degraded(let reason):
-            state.withLock { $0.degraded = Self.describe(reason) }
-        case .recovered:
-            state.withLock { $0.degraded = nil }
+            state.withLock {
+                $0.degraded = Self.describe(reason)
+                $0.health.degraded[DaemonHealth.name(of: reason)] = Self.describe(reason)
+            }
+        case .recovered(let reason):
+            state.withLock {
+                $0.degraded = nil
+                $0.health.degraded[DaemonHealth.name(of: reason)] = nil
+            }
         case .stopped(let snapshot):
+            state.withLock { $0.health.isReady = false }
             notifier.status("stopped; " + line(snapshot))
         case .refreshed, .failed, .rotationUnstored:
             break

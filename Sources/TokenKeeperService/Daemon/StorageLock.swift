@@ -64,3 +64,28 @@ extension String {
         String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
     }
 }
+
+extension StorageLock {
+    /// Whether a daemon holds the lock on `directory`, without taking it.
+    public enum Probe: Sendable, Equatable {
+        case running(pid: Int32?)
+        case notRunning
+        /// The lock file cannot be opened by this user.
+        case unknown(String)
+    }
+
+    public static func probe(directory: String) -> Probe {
+        let path = directory + "/" + fileName
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            return errno == ENOENT ? .notRunning : .unknown("\(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        // A shared lock is refused while the daemon holds its exclusive one.
+        if flock(descriptor, LOCK_SH | LOCK_NB) == 0 {
+            flock(descriptor, LOCK_UN)
+            return .notRunning
+        }
+        return .running(pid: readPID(descriptor))
+    }
+}

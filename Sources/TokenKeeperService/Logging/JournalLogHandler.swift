@@ -87,8 +87,6 @@ extension String {
 
 enum TimeText {
     static func now() -> String {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return "\(Timestamp(millisecondsSince1970: Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000))"
+        "\(SystemWallClock().now())"
     }
 }

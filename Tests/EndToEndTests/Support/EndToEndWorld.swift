@@ -68,7 +68,10 @@ final class EndToEndWorld: @unchecked Sendable {
             sections[parts[0], default: []].append((parts[1], value))
         }
         return sections.keys.sorted().map { section in
-            "\(section):\n" + sections[section]!.sorted { $0.0 < $1.0 }.map { "  \($0.0): \"\($0.1)\"" }
+            // A value in brackets is a YAML flow sequence (a list key); the rest are quoted scalars.
+            "\(section):\n" + sections[section]!.sorted { $0.0 < $1.0 }.map {
+                $0.1.hasPrefix("[") ? "  \($0.0): \($0.1)" : "  \($0.0): \"\($0.1)\""
+            }
                 .joined(separator: "\n")
         }.joined(separator: "\n") + "\n"
     }

@@ -45,3 +45,19 @@ enum ReaderView {
         try connection.close()
     }
 }
+
+enum SQLiteReaderForTests {
+    /// The first column of every row, as text, through a read-only connection of its own.
+    static func column(_ path: String, _ sql: String) throws -> [String] {
+        let connection = try SQLiteConnection(path: path, flags: [.readOnly])
+        defer { try? connection.close() }
+        return try connection.prepare(sql).rows { row in
+            switch row.value(0) {
+            case .text(let text): text
+            case .integer(let number): String(number)
+            case .real(let number): String(number)
+            case .null: "NULL"
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+public import TokenKeeperCore
+
+extension EventKind {
+    /// An active account's refresh token ends within the warning window.
+    public static let reauthDue: EventKind = "reauth_due"
+    /// A `reauth_required` account was authorized again and is active.
+    public static let reactivated: EventKind = "reactivated"
+    /// Refreshing is held back (configuration, store, mass rejection).
+    public static let degraded: EventKind = "degraded"
+    /// What `degraded` reported is over.
+    public static let recovered: EventKind = "recovered"
+
+    /// The kinds that go to the outbox (keeper.db's `events_to_outbox`
+    /// trigger names the same list).
+    public static let notified: [EventKind] = [.reauthDue, .reauthRequired, .reactivated, .degraded, .recovered]
+}
+
+/// One event waiting to be delivered on one channel.
+public struct PendingDelivery: Sendable, Equatable {
+    public var event: StoredEvent
+    /// The JSON rendered at the first attempt on any channel; nil before.
+    public var payload: String?
+    /// Attempts made on this channel so far.
+    public var attempts: Int
+    /// The seller's current re-authorization deadline
+    /// (`refresh_token_valid_time`), if the seller is still stored.
+    public var reauthBy: Timestamp?
+
+    public init(event: StoredEvent, payload: String?, attempts: Int, reauthBy: Timestamp?) {
+        self.event = event
+        self.payload = payload
+        self.attempts = attempts
+        self.reauthBy = reauthBy
+    }
+}
+
+/// How one delivery attempt ended.
+public enum DeliveryResult: Sendable, Equatable {
+    case delivered
+    /// Tried again at `retryAt`.
+    case failed(error: String, retryAt: Timestamp)
+    /// Given up (past the retry window); kept for `status` and the metrics.
+    case abandoned(error: String)
+}
+
+/// Deliveries of one channel by state.
+public struct DeliveryCounts: Sendable, Equatable {
+    public var pending: Int
+    public var abandoned: Int
+    public var delivered: Int
+
+    public init(pending: Int = 0, abandoned: Int = 0, delivered: Int = 0) {
+        self.pending = pending
+        self.abandoned = abandoned
+        self.delivered = delivered
+    }
+}
+
+/// What `events` asks for; nil fields do not filter.
+public struct EventQuery: Sendable, Equatable {
+    public var sellerID: String?
+    public var since: Timestamp?
+    public var kind: EventKind?
+    public var limit: Int
+
+    public init(sellerID: String? = nil, since: Timestamp? = nil, kind: EventKind? = nil, limit: Int = 100) {
+        self.sellerID = sellerID
+        self.since = since
+        self.kind = kind
+        self.limit = limit
+    }
+}
+
+/// Figures for health and metrics, from keeper.db.
+public struct FleetFigures: Sendable, Equatable {
+    public var byStatus: [AccountStatus: Int]
+    /// Active accounts whose refresh token ends before the warning horizon.
+    public var reauthDue: Int
+    /// The earliest deadline among active accounts.
+    public var nextRefreshAt: Timestamp?
+    /// The earliest access-token expiry among active accounts.
+    public var earliestAccessExpiry: Timestamp?
+
+    public init(
+        byStatus: [AccountStatus: Int] = [:], reauthDue: Int = 0, nextRefreshAt: Timestamp? = nil,
+        earliestAccessExpiry: Timestamp? = nil
+    ) {
+        self.byStatus = byStatus
+        self.reauthDue = reauthDue
+        self.nextRefreshAt = nextRefreshAt
+        self.earliestAccessExpiry = earliestAccessExpiry
+    }
+}

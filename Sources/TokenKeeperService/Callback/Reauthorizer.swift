@@ -1,0 +1,88 @@
+import Foundation
+import Logging
+import SQLiteStore
+import TokenKeeperCore
+import TokenKeeperHTTP
+
+/// The callback listener's one route: the gateway sends the seller's browser
+/// here with `code` and our `state` after the seller logs in. The state must
+/// be ours, unexpired and unused; the code is exchanged through
+/// `/auth/token/create` and the seller stored `active` (a `reactivated`
+/// event follows for a seller that needed it). Every refusal is a plain 400
+/// page and one log line, with nothing stored.
+struct Reauthorizer: Sendable {
+    let store: SQLiteAccountStore
+    let gateway: any TokenGateway
+    let signer: AuthorizationStateSigner
+    let stateTTL: Duration
+    let policy: RefreshPolicy
+    let storageDirectory: String
+    let clock: any WallClock
+    let logger: Logger
+    /// Called after a seller was stored (the daemon rings the notifier).
+    var onStored: @Sendable (String) -> Void = { _ in }
+
+    func handle(_ query: [String: String]) async -> HTTPReply {
+        var logger = self.logger
+        if let error = query["error"] {
+            // The seller declined, or the gateway refused the app: nothing to exchange.
+            logger.warning(
+                "callback: the gateway reported an authorization error",
+                metadata: ["error": "\(error.prefix(100))"])
+            return .page(400, "Not authorized: the marketplace answered '\(error.prefix(100))'. Nothing was changed.")
+        }
+        let now = clock.now()
+        let state: AuthorizationState
+        switch signer.decode(query["state"], now: now, ttl: stateTTL) {
+        case .success(let decoded): state = decoded
+        case .failure(let rejection):
+            logger.warning("callback refused", metadata: ["reason": "\(rejection)"])
+            return .page(400, "Refused: \(rejection). Nothing was changed.")
+        }
+        logger[metadataKey: "seller_id"] = "\(state.sellerID)"
+        guard let code = query["code"]?.trimmingCharacters(in: .whitespaces), !code.isEmpty else {
+            logger.warning("callback refused: no code")
+            return .page(400, "Refused: the link carries no authorization code. Nothing was changed.")
+        }
+        do {
+            guard try await store.consumeState(nonce: state.nonce, expiresAt: state.issuedAt + stateTTL, now: now) else {
+                let rejection = AuthorizationState.Rejection.replayed(sellerID: state.sellerID)
+                logger.warning("callback refused", metadata: ["reason": "\(rejection)"])
+                return .page(400, "Refused: \(rejection). Nothing was changed.")
+            }
+        } catch {
+            logger.error("callback: the store cannot be written", metadata: ["error": "\(error)"])
+            return .page(503, "tokenkeeper cannot store anything right now; open the same link again in a few minutes.")
+        }
+        let grant: TokenGrant
+        do throws(GatewayFailure) {
+            grant = try await gateway.createToken(code: code)
+        } catch {
+            // The code was not turned into tokens: the link may be used again.
+            try? await store.releaseState(nonce: state.nonce)
+            logger.warning("callback: the code could not be exchanged", metadata: ["error": "\(error)"])
+            if error.isUnknownCode || error.failureClass == .accountRejected {
+                return .page(400, "The authorization code was refused (\(error.code)); open the same link again to log in anew.")
+            }
+            return .page(502, "The marketplace could not be reached (\(error.code)); open the same link again in a few minutes.")
+        }
+        if grant.sellerID != state.sellerID {
+            logger.warning(
+                "callback: the code belongs to another seller than the link was made for; stored for the seller it belongs to",
+                metadata: ["code_seller_id": "\(grant.sellerID)"])
+        }
+        var random = SystemRandomNumberGenerator()
+        let nextRefresh = policy.nextRefresh(after: grant, using: &random)
+        do {
+            _ = try await store.enroll(grant: grant, nextRefreshAt: nextRefresh, now: clock.now())
+        } catch {
+            // The code is spent: the tokens must not be lost with it.
+            GrantSalvage.saveReporting(grant, sellerID: grant.sellerID, directory: storageDirectory, logger: logger)
+            logger.critical("callback: the new tokens could not be stored", metadata: ["error": "\(error)"])
+            return .page(500, "Authorized, but tokenkeeper could not store the tokens; the operator has been told (see the log).")
+        }
+        onStored(grant.sellerID)
+        logger.notice("callback: seller authorized and active", metadata: ["stored_seller_id": "\(grant.sellerID)"])
+        return .page(200, "Authorized: seller \(grant.sellerID) is active again. You can close this page.")
+    }
+}

@@ -1,0 +1,179 @@
+import Foundation
+import Logging
+import SQLiteStore
+import TokenKeeperCore
+
+extension Commands {
+    /// `tokenkeeper status [--json]`: one screen for a person: whether the
+    /// daemon runs and is healthy, counts by status, the next refreshes, who
+    /// must authorize again now and soon (with links), recent failures and
+    /// pending notifications.
+    public static func status(json: Bool, configPath: String?) async -> CommandOutcome {
+        await execute(configPath: configPath) { context throws(CommandFailure) in
+            let configuration = context.configuration
+            let now = context.wallClock.now()
+            let daemon = StorageLock.probe(directory: configuration.storage.directory)
+            guard context.storeExists else {
+                let report = StatusReport(directory: configuration.storage.directory, daemon: daemon, now: now)
+                Console.out(json ? report.json() : report.text())
+                return .success
+            }
+            let report = try await context.withStore { store throws(CommandFailure) in
+                try await storeCall("reading the status") {
+                    var report = StatusReport(directory: configuration.storage.directory, daemon: daemon, now: now)
+                    let horizon = now + configuration.notify.reauthWarning
+                    report.figures = try await store.fleetFigures(reauthHorizon: horizon)
+                    report.warningDays = configuration.notify.reauthWarningDays
+                    report.nextRefreshes = try await store.nextRefreshes(limit: 5)
+                    report.reauthNow = try await store.accountsNeedingReauthorization(limit: 50)
+                    report.reauthSoon = try await store.accountsDueForReauthorization(horizon: horizon, limit: 50)
+                    report.recentFailures = try await store.events(
+                        EventQuery(since: now - .seconds(86_400), kind: .refreshFailed, limit: 10))
+                    report.degraded = StatusReport.openDegradations(
+                        try await store.events(EventQuery(kind: .degraded, limit: 20))
+                            + (try await store.events(EventQuery(kind: .recovered, limit: 20))))
+                    report.deliveries = try await store.deliveryCounts()
+                    if AuthorizationLinks.missingSettings(configuration) == nil {
+                        let links = try await AuthorizationLinks.load(store: store, configuration: configuration, now: now)
+                        for account in report.reauthNow + report.reauthSoon {
+                            report.links[account.sellerID] = links.url(for: account.sellerID, now: now)
+                        }
+                    }
+                    return report
+                }
+            }
+            Console.out(json ? report.json() : report.text())
+            return .success
+        }
+    }
+}
+
+/// What `status` shows; never a token.
+struct StatusReport {
+    var directory: String
+    var daemon: StorageLock.Probe
+    var now: Timestamp
+    var figures = FleetFigures()
+    var warningDays: Double = 7
+    var nextRefreshes: [Account] = []
+    var reauthNow: [Account] = []
+    var reauthSoon: [Account] = []
+    var recentFailures: [StoredEvent] = []
+    /// Reason name → the latest `degraded` detail not followed by `recovered`.
+    var degraded: [String: String] = [:]
+    var deliveries: [String: DeliveryCounts] = [:]
+    var links: [String: String] = [:]
+
+    init(directory: String, daemon: StorageLock.Probe, now: Timestamp) {
+        self.directory = directory
+        self.daemon = daemon
+        self.now = now
+    }
+
+    /// From the latest degraded and recovered events: the reasons still open.
+    static func openDegradations(_ events: [StoredEvent]) -> [String: String] {
+        var open: [String: String] = [:]
+        for event in events.sorted(by: { $0.id < $1.id }) {
+            let detail = event.detail ?? ""
+            let reason = String(detail.prefix { $0 != ":" })
+            if event.kind == .degraded { open[reason] = detail } else { open[reason] = nil }
+        }
+        return open
+    }
+
+    var daemonText: String {
+        switch daemon {
+        case .running(let pid): "running" + (pid.map { " (pid \($0))" } ?? "")
+        case .notRunning: "not running"
+        case .unknown(let why): "unknown (\(why))"
+        }
+    }
+
+    func text() -> String {
+        var lines = ["tokenkeeper \(TokenKeeperVersion.current), storage \(directory)", "daemon:  \(daemonText)"]
+        lines.append("health:  " + (degraded.isEmpty ? "ok" : "DEGRADED: " + degraded.values.sorted().joined(separator: "; ")))
+        let counts = AccountStatus.allCases.map { "\(figures.byStatus[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", ")
+        lines.append("accounts: \(counts)")
+        if let expiry = figures.earliestAccessExpiry {
+            lines.append("earliest access-token expiry: \(expiry) (\(Self.relative(expiry - now)))")
+        }
+        if !nextRefreshes.isEmpty {
+            lines.append("next refreshes:")
+            for account in nextRefreshes {
+                let due = account.nextRefreshAt.map { "\($0) (\(Self.relative($0 - now)))" } ?? "now"
+                lines.append("  \(account.sellerID)  \(due)")
+            }
+        }
+        lines.append("must authorize again now: \(reauthNow.count)")
+        for account in reauthNow {
+            lines.append("  \(account.sellerID)  \(account.statusReason ?? "reauth_required")  since \(account.updatedAt)")
+            if let link = links[account.sellerID] { lines.append("    \(link)") }
+        }
+        lines.append("must authorize again within \(Self.number(warningDays)) days: \(reauthSoon.count)")
+        for account in reauthSoon {
+            let by = account.refreshTokenValidTime.map { "\($0) (\(Self.relative($0 - now)))" } ?? "-"
+            lines.append("  \(account.sellerID)  refresh token ends \(by)")
+            if let link = links[account.sellerID] { lines.append("    \(link)") }
+        }
+        lines.append("failures in the last 24 h: \(recentFailures.count)" + (recentFailures.count == 10 ? "+" : ""))
+        for event in recentFailures { lines.append("  " + EventListing.line(event)) }
+        if deliveries.isEmpty {
+            lines.append("notifications: none sent yet")
+        } else {
+            for (channel, counts) in deliveries.sorted(by: { $0.key < $1.key }) {
+                lines.append(
+                    "notifications (\(channel)): \(counts.pending) pending, \(counts.abandoned) given up, "
+                        + "\(counts.delivered) delivered")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    func json() -> String {
+        func account(_ account: Account) -> [String: Any] {
+            [
+                "seller_id": account.sellerID, "status": account.status.rawValue,
+                "status_reason": account.statusReason ?? NSNull(),
+                "reauth_by": account.refreshTokenValidTime?.millisecondsSince1970 ?? NSNull(),
+                "next_refresh_at": account.nextRefreshAt?.millisecondsSince1970 ?? NSNull(),
+                "expire_time": account.expireTime?.millisecondsSince1970 ?? NSNull(),
+                "authorize_url": links[account.sellerID] ?? NSNull(),
+            ]
+        }
+        var daemonObject: [String: Any] = ["running": false]
+        switch daemon {
+        case .running(let pid): daemonObject = ["running": true, "pid": pid.map { Int($0) } ?? NSNull()]
+        case .notRunning: break
+        case .unknown(let why): daemonObject = ["running": NSNull(), "error": why]
+        }
+        let object: [String: Any] = [
+            "version": TokenKeeperVersion.current,
+            "storage_directory": directory,
+            "at": now.millisecondsSince1970,
+            "daemon": daemonObject,
+            "healthy": degraded.isEmpty,
+            "degraded": degraded,
+            "accounts": Dictionary(uniqueKeysWithValues: AccountStatus.allCases.map { ($0.rawValue, figures.byStatus[$0] ?? 0) }),
+            "earliest_access_expiry": figures.earliestAccessExpiry?.millisecondsSince1970 ?? NSNull(),
+            "next_refreshes": nextRefreshes.map(account),
+            "reauth_required": reauthNow.map(account),
+            "reauth_due": reauthSoon.map(account),
+            "reauth_warning_days": warningDays,
+            "recent_failures": recentFailures.map(EventListing.object),
+            "notifications": deliveries.mapValues { ["pending": $0.pending, "abandoned": $0.abandoned, "delivered": $0.delivered] },
+        ]
+        return JSONText.encode(object, pretty: true)
+    }
+
+    static func relative(_ duration: Duration) -> String {
+        let seconds = duration.wholeMilliseconds / 1000
+        let magnitude = abs(seconds)
+        let text = magnitude < 120 ? "\(magnitude)s" : magnitude < 7200 ? "\(magnitude / 60)m"
+            : magnitude < 172_800 ? "\(magnitude / 3600)h" : "\(magnitude / 86_400)d"
+        return seconds >= 0 ? "in \(text)" : "\(text) ago"
+    }
+
+    static func number(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(value)
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import Logging
+import SQLiteStore
+import ServiceLifecycle
+import TokenKeeperCore
+import TokenKeeperHTTP
+
+/// The operator's loop around the scheduler: the notifier and the HTTP
+/// listeners (callback, metrics and health), built from the configuration.
+extension Daemon {
+    /// The notifier and the names of its channels.
+    func eventNotifier(store: SQLiteAccountStore, clock: any WallClock, metrics: DaemonMetrics) async throws(CommandFailure)
+        -> (notifier: EventNotifier, channelNames: [String])
+    {
+        let configuration = context.configuration
+        let notify = configuration.notify
+        var channels: [any NotificationChannel] = []
+        if let command = notify.command {
+            channels.append(
+                ExecHookChannel(
+                    command: command, timeout: .milliseconds(Int64(notify.commandTimeoutSeconds * 1000)),
+                    environment: context.environment))
+        }
+        if let url = notify.webhookURL, let secret = try context.webhookSecret() {
+            channels.append(
+                WebhookChannel(url: url, secret: secret, timeout: .milliseconds(Int64(notify.webhookTimeoutSeconds * 1000))))
+        }
+        let links = try await authorizationLinks(store: store, clock: clock)
+        var settings = EventNotifier.Settings()
+        settings.retryWindow = .milliseconds(Int64(notify.retryHours * 3_600_000))
+        settings.retryInitial = .milliseconds(Int64(notify.retryInitialSeconds * 1000))
+        settings.retryMax = .milliseconds(Int64(notify.retryMaxSeconds * 1000))
+        settings.reauthWarning = notify.reauthWarning
+        settings.reauthCheckInterval = .milliseconds(Int64(notify.reauthCheckSeconds * 1000))
+        let notifier = EventNotifier(
+            store: store, channels: channels, links: links, settings: settings, clock: clock, metrics: metrics,
+            logger: Logger(label: "tokenkeeper.notify"))
+        return (notifier, channels.map(\.name))
+    }
+
+    /// Links for events, when app.key and app.redirect_uri allow them.
+    func authorizationLinks(store: SQLiteAccountStore, clock: any WallClock) async throws(CommandFailure)
+        -> AuthorizationLinks?
+    {
+        guard AuthorizationLinks.missingSettings(context.configuration) == nil else { return nil }
+        do {
+            return try await AuthorizationLinks.load(store: store, configuration: context.configuration, now: clock.now())
+        } catch {
+            throw CommandFailure(.failure, "the callback's state key cannot be read or created in keeper.db: \(error)")
+        }
+    }
+
+    /// The listeners the configuration asks for.
+    func listeners(
+        store: SQLiteAccountStore, gateway: any TokenGateway, clock: any WallClock, metrics: DaemonMetrics,
+        status: DaemonStatus, onStored: @escaping @Sendable (String) -> Void
+    ) async throws(CommandFailure) -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        let configuration = context.configuration
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let listen = configuration.callback.listen {
+            let address = try Self.address(listen, key: "callback.listen")
+            guard let links = try await authorizationLinks(store: store, clock: clock),
+                let path = URLComponents(string: configuration.app.redirectURI ?? "")?.path, !path.isEmpty
+            else {
+                throw CommandFailure(
+                    .configuration, "callback.listen needs app.key and app.redirect_uri (a URL with a path)")
+            }
+            let reauthorizer = Reauthorizer(
+                store: store, gateway: gateway, signer: links.signer,
+                stateTTL: .milliseconds(Int64(configuration.callback.stateTTLHours * 3_600_000)),
+                policy: configuration.refreshPolicy, storageDirectory: configuration.storage.directory, clock: clock,
+                logger: Logger(label: "tokenkeeper.callback"), onStored: onStored)
+            let route = HTTPRoute(path: path) { query in await reauthorizer.handle(query) }
+            services.append(listener("callback", address, [route]))
+        }
+        if let listen = configuration.metrics.listen {
+            let address = try Self.address(listen, key: "metrics.listen")
+            let warning = configuration.notify.reauthWarning
+            let routes = [
+                HTTPRoute(path: "/metrics") { _ in
+                    let now = clock.now()
+                    do {
+                        let figures = try await store.fleetFigures(reauthHorizon: now + warning)
+                        let deliveries = try await store.deliveryCounts()
+                        return HTTPReply(
+                            status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                            body: metrics.render(figures: figures, deliveries: deliveries, health: status.health, now: now))
+                    } catch {
+                        return .page(503, "the store cannot be read: \(error)")
+                    }
+                },
+                HTTPRoute(path: "/healthz") { _ in .page(200, "ok") },
+                HTTPRoute(path: "/readyz") { _ in
+                    let health = status.health
+                    if !health.isReady { return .page(503, "not ready: the schedule is not loaded") }
+                    if !health.degraded.isEmpty {
+                        return .page(503, "degraded: " + health.degraded.values.sorted().joined(separator: "; "))
+                    }
+                    return .page(200, "ready")
+                },
+            ]
+            services.append(listener("metrics", address, routes))
+        }
+        return services
+    }
+
+    private static func address(_ text: String, key: String) throws(CommandFailure) -> ListenAddress {
+        do {
+            return try ListenAddress(text, key: key)
+        } catch {
+            throw CommandFailure(.configuration, error.description)
+        }
+    }
+
+    /// A listener whose failure (a port in use) is logged and leaves
+    /// refreshing running: tokens matter more than a page.
+    private func listener(_ name: String, _ address: ListenAddress, _ routes: [HTTPRoute])
+        -> ServiceGroupConfiguration.ServiceConfiguration
+    {
+        let logger = Logger(label: "tokenkeeper.\(name)")
+        let service = HTTPListener.make(name: name, host: address.host, port: address.port, routes: routes, logger: logger)
+        return .init(
+            service: GuardedService(name: "\(name) listener on \(address)", service: service, logger: logger),
+            successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore, serviceName: name)
+    }
+}
+
+/// Runs a service and logs its failure instead of passing it on.
+struct GuardedService<Inner: Service>: Service {
+    let name: String
+    let service: Inner
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await service.run()
+        } catch {
+            logger.error("\(name) stopped; refreshing goes on without it", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,224 @@
+import Logging
+import RefreshScheduler
+import SQLiteStore
+import ServiceLifecycle
+import TokenKeeperCore
+
+/// The outbox's courier, a `Service` of its own beside the scheduler: it
+/// raises `reauth_due` as accounts enter the warning window, records
+/// `degraded`/`recovered`, and delivers every outbox event to each channel
+/// (the hook, the webhook), at least once, retrying with exponential backoff
+/// for `notify.retry_hours`.
+///
+/// Delivery state lives in keeper.db (`deliveries`), so a restart neither
+/// loses an event nor sends again one that was delivered. Each channel has
+/// its own loop and its own HTTP client: a slow or dead receiver delays only
+/// its own channel, never a refresh (the store calls it makes are short).
+final class EventNotifier: Service, Sendable {
+    struct Settings: Sendable {
+        /// Deliveries of an event are given up this long after it.
+        var retryWindow: Duration = .seconds(86_400)
+        var retryInitial: Duration = .seconds(10)
+        var retryMax: Duration = .seconds(900)
+        /// `notify.reauth_warning_days`.
+        var reauthWarning: Duration = .seconds(7 * 86_400)
+        /// How often the warning window is checked.
+        var reauthCheckInterval: Duration = .seconds(60)
+        /// How often the outbox is looked at for events written by other
+        /// processes (`add --code`); the daemon's own ring the doorbell.
+        var pollInterval: Duration = .seconds(2)
+    }
+
+    private let store: SQLiteAccountStore
+    private let channels: [any NotificationChannel]
+    private let links: AuthorizationLinks?
+    private let settings: Settings
+    private let clock: any WallClock
+    private let metrics: DaemonMetrics?
+    private let logger: Logger
+    private let doorbells: [String: Doorbell]
+    private let records: (stream: AsyncStream<(EventKind, String)>, continuation: AsyncStream<(EventKind, String)>.Continuation)
+
+    init(
+        store: SQLiteAccountStore, channels: [any NotificationChannel], links: AuthorizationLinks?, settings: Settings,
+        clock: any WallClock, metrics: DaemonMetrics?, logger: Logger
+    ) {
+        self.store = store
+        self.channels = channels
+        self.links = links
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics
+        self.logger = logger
+        self.doorbells = Dictionary(uniqueKeysWithValues: channels.map { ($0.name, Doorbell()) })
+        self.records = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1000))
+    }
+
+    /// Tells every channel that a new event may be in the outbox.
+    func nudge() {
+        for doorbell in doorbells.values { doorbell.ring() }
+    }
+
+    /// Hands a scheduler event over: degraded and recovered become events
+    /// (written in order, retried while the store cannot write, as when a
+    /// full disk is what degraded); a re-authorization is already one.
+    func observe(_ event: SchedulerEvent) {
+        switch event {
+        case .degraded(let reason):
+            records.continuation.yield((.degraded, Self.describe(reason)))
+        case .recovered(let reason):
+            records.continuation.yield((.recovered, Self.describe(reason)))
+        case .reauthRequired:
+            nudge()
+        case .ready, .refreshed, .failed, .tick, .stopped, .rotationUnstored:
+            break
+        }
+    }
+
+    static func describe(_ reason: DegradedReason) -> String {
+        "\(DaemonHealth.name(of: reason)): " + DaemonStatus.describe(reason)
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.recordEvents() }
+                group.addTask { await self.watchReauthorizationWindow() }
+                for channel in self.channels {
+                    group.addTask { await self.deliver(on: channel) }
+                }
+            }
+        }
+        records.continuation.finish()
+        for channel in channels { await channel.shutdown() }
+    }
+
+    // MARK: - Events the daemon raises
+
+    private func recordEvents() async {
+        for await (kind, detail) in records.stream {
+            var delay: Duration = .seconds(1)
+            while !Task.isCancelled {
+                do {
+                    try await store.appendEvent(kind, detail: detail, at: clock.now())
+                    nudge()
+                    break
+                } catch {
+                    logger.warning(
+                        "a \(kind) event could not be stored yet; trying again",
+                        metadata: ["error": "\(error)", "retry_in": "\(delay)"])
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(30))
+                }
+            }
+            if Task.isCancelled { return }
+        }
+    }
+
+    private func watchReauthorizationWindow() async {
+        let idle = Doorbell()
+        while !Task.isCancelled {
+            let now = clock.now()
+            do {
+                // In batches: a fleet authorized on one day enters the window together.
+                while true {
+                    let warned = try await store.raiseReauthDue(horizon: now + settings.reauthWarning, now: now)
+                    if warned.isEmpty { break }
+                    logger.notice(
+                        "sellers must authorize again soon",
+                        metadata: ["sellers": "\(warned.prefix(20).joined(separator: ","))", "count": "\(warned.count)"])
+                    nudge()
+                }
+            } catch {
+                logger.warning("the re-authorization window could not be checked", metadata: ["error": "\(error)"])
+            }
+            await idle.wait(upTo: settings.reauthCheckInterval)
+        }
+    }
+
+    // MARK: - Delivering
+
+    private func deliver(on channel: any NotificationChannel) async {
+        let doorbell = doorbells[channel.name] ?? Doorbell()
+        var seenOutbox: Int64 = -1
+        var random = SystemRandomNumberGenerator()
+        while !Task.isCancelled {
+            var wait = settings.pollInterval
+            do {
+                let now = clock.now()
+                let latest = try await store.latestOutboxEventID()
+                if latest != seenOutbox {
+                    try await store.enqueueDeliveries(channel: channel.name, oldest: now - settings.retryWindow, now: now)
+                    seenOutbox = latest
+                }
+                let due = try await store.dueDeliveries(channel: channel.name, now: now, limit: 20)
+                for delivery in due {
+                    if Task.isCancelled { return }
+                    try await attempt(delivery, on: channel, random: &random)
+                }
+                if due.count == 20 { continue }
+                if let next = try await store.nextDeliveryAttempt(channel: channel.name) {
+                    wait = min(wait, max(next - clock.now(), .milliseconds(10)))
+                }
+            } catch {
+                logger.warning(
+                    "notifications wait: the store cannot be read or written",
+                    metadata: ["channel": "\(channel.name)", "error": "\(error)"])
+                wait = .seconds(5)
+            }
+            await doorbell.wait(upTo: wait)
+        }
+    }
+
+    private func attempt(
+        _ delivery: PendingDelivery, on channel: any NotificationChannel, random: inout SystemRandomNumberGenerator
+    ) async throws {
+        let event = delivery.event
+        var payload = delivery.payload
+        if payload == nil {
+            let url = event.sellerID.flatMap { links?.url(for: $0, now: clock.now()) }
+            payload = try await store.storePayload(
+                eventID: event.id, payload: EventPayload.render(event, reauthBy: delivery.reauthBy, authorizeURL: url))
+        }
+        let failure = await channel.deliver(payload: payload ?? "{}", event: event)
+        // A stop that cut the attempt short leaves it pending: it is sent again after the restart.
+        if failure != nil, Task.isCancelled { return }
+        metrics?.deliveryAttempt(channel: channel.name, succeeded: failure == nil)
+        var logger = self.logger
+        logger[metadataKey: "channel"] = "\(channel.name)"
+        logger[metadataKey: "event_id"] = "\(event.id)"
+        logger[metadataKey: "event"] = "\(event.kind)"
+        if let seller = event.sellerID { logger[metadataKey: "seller_id"] = "\(seller)" }
+        let now = clock.now()
+        let result: DeliveryResult
+        if let failure {
+            logger[metadataKey: "error"] = "\(failure)"
+            if now - event.at >= settings.retryWindow {
+                result = .abandoned(error: failure)
+                logger.error("notification given up after notify.retry_hours of failures")
+            } else {
+                let delay = EventNotifierBackoff.delay(
+                    afterAttempts: delivery.attempts + 1, settings: settings, random: &random)
+                result = .failed(error: failure, retryAt: now + delay)
+                logger.warning("notification failed; it will be retried", metadata: ["retry_in": "\(delay)"])
+            }
+        } else {
+            result = .delivered
+            logger.info("notification delivered")
+        }
+        try await store.recordDelivery(eventID: event.id, channel: channel.name, result: result, now: now)
+    }
+}
+
+/// Capped exponential backoff with jitter: after the n-th failure, between
+/// half and all of `retryInitial · 2^(n-1)`, at most `retryMax`.
+enum EventNotifierBackoff {
+    static func delay(
+        afterAttempts attempts: Int, settings: EventNotifier.Settings, random: inout some RandomNumberGenerator
+    ) -> Duration {
+        let exponent = min(max(attempts - 1, 0), 30)
+        let ceiling = min(settings.retryInitial * (1 << exponent), settings.retryMax)
+        let milliseconds = max(ceiling.wholeMilliseconds, 2)
+        return .milliseconds(Int64.random(in: (milliseconds / 2)...milliseconds, using: &random))
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+import SQLiteStore
+import TokenKeeperCore
+
+/// The JSON an event is delivered as: the same bytes to the hook and the
+/// webhook, and on every retry (rendered once, kept in the outbox).
+///
+/// `{"at":…,"authorize_url":…,"id":…,"kind":…,"reason":…,"reauth_by":…,"request_id":…,"seller_id":…}`:
+/// times in milliseconds since 1970, absent values as null, never a token or
+/// secret (an event's detail never holds one).
+enum EventPayload {
+    /// The kinds that concern one seller and carry a link to authorize again.
+    static let linkedKinds: Set<EventKind> = [.reauthDue, .reauthRequired]
+
+    static func render(_ event: StoredEvent, reauthBy: Timestamp?, authorizeURL: String?) -> String {
+        func value(_ optional: (any Sendable)?) -> Any { optional ?? NSNull() }
+        let object: [String: Any] = [
+            "id": event.id,
+            "kind": event.kind.rawValue,
+            "seller_id": value(event.sellerID),
+            "reason": value(event.detail),
+            "reauth_by": value(reauthBy?.millisecondsSince1970),
+            "at": event.at.millisecondsSince1970,
+            "request_id": value(event.requestID),
+            "authorize_url": value(linkedKinds.contains(event.kind) ? authorizeURL : nil),
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+            ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,150 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SQLiteStore
+import TokenKeeperCore
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Somewhere events are delivered: the exec hook or the webhook. One attempt
+/// per call; the notifier owns retries and their backoff.
+protocol NotificationChannel: Sendable {
+    /// The channel's name in keeper.db's `deliveries` and in metrics.
+    var name: String { get }
+    /// Delivers `payload` (the event's JSON). Returns nil on success, else
+    /// what went wrong, for the log and `status` (never a secret).
+    func deliver(payload: String, event: StoredEvent) async -> String?
+    func shutdown() async
+}
+
+/// `notify.command`: runs the program (no shell) with the event's JSON on
+/// stdin and `TOKENKEEPER_EVENT`, `TOKENKEEPER_EVENT_ID`,
+/// `TOKENKEEPER_SELLER_ID` in its environment. Exit 0 is success; anything
+/// else, or running past the timeout (the program is then killed), is a
+/// failure to be retried.
+struct ExecHookChannel: NotificationChannel {
+    let command: [String]
+    let timeout: Duration
+    /// The daemon's environment, passed on (less what only tokenkeeper may see).
+    let environment: [String: String]
+
+    var name: String { "command" }
+
+    /// Variables the hook never inherits: secrets that may be set for the daemon.
+    static let withheld: Set<String> = ["TOKENKEEPER_APP_SECRET", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
+
+    func deliver(payload: String, event: StoredEvent) async -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        var environment = self.environment.filter { !Self.withheld.contains($0.key) }
+        environment["TOKENKEEPER_EVENT"] = event.kind.rawValue
+        environment["TOKENKEEPER_EVENT_ID"] = String(event.id)
+        environment["TOKENKEEPER_SELLER_ID"] = event.sellerID ?? ""
+        process.environment = environment
+        let input = Pipe()
+        process.standardInput = input
+        process.standardOutput = FileHandle.nullDevice
+        let (exits, exited) = AsyncStream<Int32>.makeStream()
+        process.terminationHandler = { finished in
+            exited.yield(finished.terminationReason == .uncaughtSignal ? -finished.terminationStatus : finished.terminationStatus)
+            exited.finish()
+        }
+        do {
+            try process.run()
+        } catch {
+            return "\(command[0]) could not be started: \(error.localizedDescription)"
+        }
+        // The JSON is far smaller than a pipe's buffer: this write does not
+        // block, and SIGPIPE is ignored should the hook not read it.
+        input.fileHandleForWriting.write(Data((payload + "\n").utf8))
+        try? input.fileHandleForWriting.close()
+        let pid = process.processIdentifier
+        let status = await withTaskGroup(of: Int32?.self) { group in
+            group.addTask {
+                for await status in exits { return status }
+                return nil
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            if first == nil {
+                // Timed out: TERM, then KILL if it lingers; reap it either way.
+                kill(pid, SIGTERM)
+                try? await Task.sleep(for: .seconds(2))
+                if process.isRunning { kill(pid, SIGKILL) }
+            }
+            group.cancelAll()
+            return first
+        }
+        guard let status else {
+            return "\(command[0]) ran longer than notify.command_timeout_seconds (\(timeout)) and was killed"
+        }
+        if status == 0 { return nil }
+        return status < 0 ? "\(command[0]) was killed by signal \(-status)" : "\(command[0]) exited with status \(status)"
+    }
+
+    func shutdown() async {}
+}
+
+/// `notify.webhook_url`: a `POST` of the event's JSON, signed with
+/// `X-Tokenkeeper-Signature: sha256=<hex HMAC-SHA256 of the body>`. A 2xx
+/// answer is success; anything else is retried. Redirects are not followed.
+struct WebhookChannel: NotificationChannel {
+    let url: String
+    let secret: Secret
+    let timeout: Duration
+    private let client: HTTPClient
+
+    var name: String { "webhook" }
+
+    init(url: String, secret: Secret, timeout: Duration) {
+        self.url = url
+        self.secret = secret
+        self.timeout = timeout
+        // A client of its own: a slow receiver never takes a connection the
+        // gateway calls need.
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
+        configuration.timeout = HTTPClient.Configuration.Timeout(connect: .seconds(5))
+        configuration.connectionPool.retryConnectionEstablishment = false
+        client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
+    /// `sha256=` and the lowercase hex HMAC-SHA256 of `body` under `secret`.
+    static func signature(of body: String, secret: Secret) -> String {
+        let key = SymmetricKey(data: Data(secret.exposedValue.utf8))
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: key)
+        return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    func deliver(payload: String, event: StoredEvent) async -> String? {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "tokenkeeper/\(TokenKeeperVersion.current)")
+        request.headers.add(name: "X-Tokenkeeper-Event", value: event.kind.rawValue)
+        request.headers.add(name: "X-Tokenkeeper-Event-Id", value: String(event.id))
+        request.headers.add(name: "X-Tokenkeeper-Signature", value: Self.signature(of: payload, secret: secret))
+        request.body = .bytes(ByteBuffer(string: payload))
+        do {
+            let response = try await client.execute(request, timeout: TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            let code = Int(response.status.code)
+            return (200..<300).contains(code) ? nil : "the webhook answered HTTP \(code)"
+        } catch {
+            return "the webhook could not be reached: \(error)"
+        }
+    }
+
+    func shutdown() async {
+        try? await client.shutdown()
+    }
+}

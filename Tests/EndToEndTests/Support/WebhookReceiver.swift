@@ -1,0 +1,123 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+
+/// A real webhook receiver on loopback (Hummingbird): checks each POST's
+/// `X-Tokenkeeper-Signature` against the shared secret and keeps what came.
+/// It can be stopped and started again on the same port, as a receiver that
+/// is down for a while.
+final class WebhookReceiver: @unchecked Sendable {
+    struct Delivery: Sendable {
+        var body: String
+        var signatureValid: Bool
+
+        var object: [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:]
+        }
+
+        var id: Int64? { (object["id"] as? NSNumber)?.int64Value }
+        var kind: String? { object["kind"] as? String }
+        var sellerID: String? { object["seller_id"] as? String }
+    }
+
+    let secret: String
+    private let lock = NSLock()
+    private var received: [Delivery] = []
+    private var task: Task<Void, any Error>?
+    private(set) var port = 0
+
+    init(secret: String) {
+        self.secret = secret
+    }
+
+    var deliveries: [Delivery] { lock.withLock { received } }
+    var url: String { "http://127.0.0.1:\(port)/hook" }
+
+    static func expectedSignature(_ body: [UInt8], secret: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(secret.utf8)))
+        return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Listens on `port` (0: any free one); returns once it accepts connections.
+    func start(port: Int = 0) async throws {
+        let router = Router()
+        router.post("hook") { [self] request, _ -> Response in
+            let buffer = try await request.body.collect(upTo: 1 << 20)
+            let bytes = Array(buffer.readableBytesView)
+            let signature = request.headers[HTTPField.Name("X-Tokenkeeper-Signature")!] ?? ""
+            let body = String(decoding: bytes, as: UTF8.self)
+            let delivery = Delivery(
+                body: body, signatureValid: signature == Self.expectedSignature(bytes, secret: secret))
+            lock.withLock { received.append(delivery) }
+            return Response(status: .ok)
+        }
+        let (bound, continuation) = AsyncStream<Int>.makeStream()
+        var logger = Logger(label: "webhook-receiver")
+        logger.logLevel = .critical  // a stop cancels its channels: not worth a line
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
+            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }, logger: logger)
+        task = Task { try await app.run() }
+        for await value in bound {
+            self.port = value
+            break
+        }
+    }
+
+    func stop() async {
+        task?.cancel()
+        _ = try? await task?.value
+        task = nil
+    }
+}
+
+/// One HTTP GET as a browser makes it, redirects not followed, so each hop can be checked.
+enum Browser {
+    struct Page {
+        var status: Int
+        var location: String?
+        var body: String
+    }
+
+    static func get(_ url: String) async throws -> Page {
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))
+        do {
+            let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+            let body = try await response.body.collect(upTo: 4 << 20)
+            let page = Page(
+                status: Int(response.status.code), location: response.headers.first(name: "location"),
+                body: String(buffer: body))
+            try await client.shutdown()
+            return page
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+}
+
+/// A TCP port free at this moment on loopback (bound and released).
+func freePort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { throw CocoaError(.fileWriteUnknown) }
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard bound == 0 else { throw CocoaError(.fileWriteUnknown) }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
