@@ -163,4 +163,21 @@ struct OperatorSlipTests {
         let rows = try ReaderRow.all(in: scratch)
         #expect(rows.count == 6 && rows.allSatisfy { $0.status == "active" })
     }
+
+    @Test("demo shows the whole loop: the revoked seller's event, its link, the simulated click, the seller active again")
+    func demoClosesTheReauthorizationLoop() async throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tokenkeeper-demo-loop-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let result = try await TokenKeeperProcess.run(["demo", "--duration", "42", "--directory", scratch], timeout: .seconds(120))
+        #expect(result.exitCode == 0, "\(result)")
+        let out = result.stdout
+        #expect(out.contains("\"kind\":\"reauth_required\""), "\(out.suffix(3000))")
+        #expect(out.contains("the seller is sent this link"))
+        #expect(out.contains("callback answered HTTP 200: Authorized: seller 210000002 is active again"))
+        #expect(out.contains("seller 210000002 is now active; no command was typed"))
+        #expect(out.contains("\"kind\":\"reactivated\""))
+        #expect(!out.contains("code=") || out.contains("code=…"), "the one-use code is not printed")
+        let rows = try ReaderRow.all(in: scratch)
+        #expect(rows.count == 6 && rows.allSatisfy { $0.status == "active" })
+    }
 }

@@ -35,6 +35,8 @@ struct DemoRun {
     static let appKey = "500500"
     static let accessTokenLifetime: Duration = .seconds(20)
     static let revokeAfter: Duration = .seconds(25)
+    /// After the revocation: time for the daemon to meet it, then the "click".
+    static let clickDelay: Duration = .seconds(8)
 
     func run(_ environment: [String: String]) async throws(CommandFailure) -> CommandOutcome {
         var random = SystemRandomNumberGenerator()
@@ -73,6 +75,10 @@ struct DemoRun {
         configuration.refresh.shutdownGraceSeconds = 6
         // The demo's tokens live tens of seconds; a real gateway's, hours.
         configuration.refresh.minIntervalSeconds = 1
+        // The re-authorization loop: the callback listener on a free loopback port.
+        let callbackPort = try Self.freeLoopbackPort()
+        configuration.callback.listen = "127.0.0.1:\(callbackPort)"
+        configuration.app.redirectURI = "http://127.0.0.1:\(callbackPort)/aliexpress/callback"
         var demoEnvironment = environment
         demoEnvironment["TOKENKEEPER_APP_SECRET"] = secret.exposedValue
         demoEnvironment.removeValue(forKey: "CREDENTIALS_DIRECTORY")
@@ -105,7 +111,8 @@ struct DemoRun {
                 + "datetime(expire_time/1000,'unixepoch') AS expires FROM tokens\"")
         narrator.say(
             "In \(Int(Self.revokeAfter.seconds)) s the simulator revokes seller \(victim)'s refresh token, as when a "
-                + "seller withdraws the authorization; watch it turn reauth_required.")
+                + "seller withdraws the authorization; watch it turn reauth_required, the event with its link, "
+                + "the seller's simulated click through the callback, and the seller active again.")
         narrator.say(duration.map { "The demo stops after \(Int($0)) s (Ctrl-C stops it sooner)." } ?? "Ctrl-C stops it.")
         narrator.say("")
 
@@ -113,7 +120,7 @@ struct DemoRun {
         daemon.observer = { event in narrator.report(event) }
         let script = DemoScript(
             simulator: simulator, victim: victim, duration: duration.map { .milliseconds(Int64($0 * 1000)) },
-            narrator: narrator)
+            narrator: narrator, configuration: configuration)
         daemon.extraServices = { store in
             [
                 .init(
@@ -133,6 +140,25 @@ struct DemoRun {
                 + "rotated refresh token, \(counters.overlappingRefreshes) overlapping refreshes of one seller")
         narrator.say("The databases stay in \(storage) (delete it when done).")
         return outcome
+    }
+
+    /// A loopback port free at this moment.
+    static func freeLoopbackPort() throws(CommandFailure) -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
+            }
+        }
+        guard descriptor >= 0, bound else {
+            throw CommandFailure(.failure, "cannot find a free loopback port: \(String(cString: strerror(errno)))")
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     static func scratchDirectory() throws(CommandFailure) -> String {
