@@ -59,10 +59,12 @@ struct OperationsEndToEndTests {
         let event = try #require(told.first?.object)
         #expect(event["seller_id"] as? String == revoked)
         #expect(event["reason"] as? String == "IllegalRefreshToken")
-        #expect(event["at"] is NSNumber && event["id"] is NSNumber)
-        #expect(Set(event.keys) == ["id", "kind", "seller_id", "reason", "reauth_by", "at", "request_id", "authorize_url"])
+        #expect(event["at"] is NSNumber && event["event_id"] is NSNumber && event["id"] is String)
+        #expect(
+            Set(event.keys) == ["id", "event_id", "kind", "seller_id", "reason", "reauth_by", "at", "request_id", "authorize_url"])
         let hookCall = try #require(hook.calls().first { $0.kind == "reauth_required" })
         #expect(hookCall.body == told[0].body, "the hook and the webhook get the same JSON")
+        #expect(hookCall.id == told[0].id, "TOKENKEEPER_EVENT_ID is the JSON's id")
         let link = try #require(event["authorize_url"] as? String)
         #expect(link.hasPrefix(world.simulator.baseURL!.replacingOccurrences(of: "/rest", with: "") + "/oauth/authorize?"))
 
@@ -201,8 +203,9 @@ struct OperationsEndToEndTests {
         world.expectNoSecretsLeaked(in: receiver.deliveries.map(\.body))
     }
 
-    static func outboxEventIDs(_ world: EndToEndWorld) throws -> Set<Int64> {
-        Set(try SQLiteReader.query(world.storage + "/keeper.db", "SELECT event_id FROM outbox").compactMap { $0[0].flatMap(Int64.init) })
+    /// The ids receivers deduplicate by, of every event in the outbox.
+    static func outboxEventIDs(_ world: EndToEndWorld) throws -> Set<String> {
+        Set(try SQLiteReader.query(world.storage + "/keeper.db", "SELECT uid FROM outbox").compactMap { $0[0] })
     }
 
     static func pendingDeliveries(_ world: EndToEndWorld) throws -> Int {
@@ -282,6 +285,14 @@ struct OperationsEndToEndTests {
         #expect((parsed.value("tokenkeeper_next_refresh_seconds", [:]) ?? -1000) > -10)
         #expect((parsed.value("tokenkeeper_earliest_access_expiry_seconds", [:]) ?? -1) > 0)
         #expect(parsed.samples.contains { $0.name == "tokenkeeper_build_info" && $0.value == 1 })
+        let refreshSeries = Set(
+            parsed.samples.filter { $0.name == "tokenkeeper_refreshes_total" }
+                .map { "\($0.labels["outcome"] ?? "?")/\($0.labels["class"] ?? "?")" })
+        #expect(
+            refreshSeries == [
+                "refreshed/none", "reauth_required/account_rejected", "failed/transient", "failed/throttled",
+                "failed/configuration", "failed/account_rejected",
+            ])
         #expect((try await Browser.get(base + "/healthz")).status == 200)
         #expect((try await Browser.get(base + "/nothing")).status == 404)
         await world.stop(daemon)

@@ -131,4 +131,26 @@ import TokenKeeperTesting
         #expect(scratch.bytes("copy.db") == before)
         try await store.close()
     }
+
+    @Test func eventsWrittenAfterARestoreGetNewIdsForReceivers() async throws {
+        var store = try await scratch.open()
+        try await store.appendEvent(.degraded, detail: "storage: a", at: Moments.now)
+        let backup = scratch.file("backup.db")
+        #expect(try await store.backup(to: backup) == "ok")
+        try await store.appendEvent(.recovered, detail: "storage: a", at: Moments.now)
+        let lost = try #require(try await store.events(EventQuery(kind: .recovered)).first)
+        let lostUID = try #require(try await store.outboxUID(eventID: lost.id))
+        try await store.close()
+        // Restored: the copy replaces keeper.db; its row ids carry on from the backup's.
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: scratch.file("keeper.db" + suffix)) }
+        try FileManager.default.copyItem(atPath: backup, toPath: scratch.file("keeper.db"))
+        store = try await scratch.open()
+        try await store.appendEvent(.degraded, detail: "storage: b", at: Moments.now)
+        let reused = try #require(try await store.events(EventQuery(kind: .degraded)).first)
+        #expect(reused.id == lost.id, "SQLite hands the row id out again")
+        let uid = try #require(try await store.outboxUID(eventID: reused.id))
+        #expect(uid != lostUID, "but receivers see a new id")
+        #expect(uid.count == 32 && uid.allSatisfy(\.isHexDigit))
+        try await store.close()
+    }
 }

@@ -157,16 +157,23 @@ import TokenKeeperTesting
     @Test func aSellerEventCarriesItsFieldsAndLinkAndNeverMore() throws {
         let event = StoredEventFixture.make(kind: .reauthRequired, seller: "1001", detail: "IllegalRefreshToken")
         let text = EventPayload.render(
-            event, reauthBy: Timestamp(millisecondsSince1970: 5), authorizeURL: "https://x.example/oauth/authorize?state=s")
+            event, uid: "u-1", reauthBy: Timestamp(millisecondsSince1970: 5),
+            authorizeURL: "https://x.example/oauth/authorize?state=s")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
-        #expect(Set(object.keys) == ["id", "kind", "seller_id", "reason", "reauth_by", "at", "request_id", "authorize_url"])
+        #expect(
+            Set(object.keys) == ["id", "event_id", "kind", "seller_id", "reason", "reauth_by", "at", "request_id", "authorize_url"])
+        #expect(object["id"] as? String == "u-1")
+        #expect((object["event_id"] as? NSNumber)?.int64Value == 7)
         #expect(object["kind"] as? String == "reauth_required")
         #expect(object["reason"] as? String == "IllegalRefreshToken")
         #expect((object["reauth_by"] as? NSNumber)?.int64Value == 5)
         #expect(object["authorize_url"] as? String == "https://x.example/oauth/authorize?state=s")
-        #expect(text == EventPayload.render(event, reauthBy: Timestamp(millisecondsSince1970: 5), authorizeURL: "https://x.example/oauth/authorize?state=s"), "stable bytes")
+        #expect(
+            text == EventPayload.render(
+                event, uid: "u-1", reauthBy: Timestamp(millisecondsSince1970: 5),
+                authorizeURL: "https://x.example/oauth/authorize?state=s"), "stable bytes")
         let degraded = EventPayload.render(
-            StoredEventFixture.make(kind: .degraded, seller: nil, detail: "storage: full"), reauthBy: nil,
+            StoredEventFixture.make(kind: .degraded, seller: nil, detail: "storage: full"), uid: "u-2", reauthBy: nil,
             authorizeURL: "https://x.example/should-not-appear")
         #expect(!degraded.contains("should-not-appear"), "only seller kinds carry a link")
         #expect(degraded.contains("\"seller_id\":null"))

@@ -91,8 +91,12 @@ extension DatabaseSchema {
                     -- the webhook, filled in the transaction that writes the event.
                     -- `payload` is the JSON, rendered once at the first attempt so
                     -- that every channel and every retry sends the same bytes.
+                    -- `uid` is the id receivers deduplicate by: random, so that
+                    -- events written after a restore from a backup (which reuse
+                    -- row ids) are never taken for ones already delivered.
                     CREATE TABLE outbox (
                         event_id INTEGER PRIMARY KEY,
+                        uid TEXT NOT NULL UNIQUE DEFAULT (lower(hex(randomblob(16)))),
                         payload TEXT
                     );
                     CREATE TRIGGER events_to_outbox AFTER INSERT ON events

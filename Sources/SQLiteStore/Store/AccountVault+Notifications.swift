@@ -61,7 +61,7 @@ extension AccountVault {
         return try keeper.cachedStatement(
             """
             SELECT e.id, e.at, e.seller_id, e.kind, e.detail, e.request_id, o.payload, d.attempts,
-                a.refresh_token_valid_time
+                a.refresh_token_valid_time, o.uid
             FROM deliveries d
             JOIN events e ON e.id = d.event_id
             JOIN outbox o ON o.event_id = d.event_id
@@ -71,8 +71,8 @@ extension AccountVault {
             """
         ).rows([channel, now.stored, max(1, limit)]) { row in
             PendingDelivery(
-                event: Self.decodeEvent(row), payload: row.optionalString(6), attempts: row.int(7),
-                reauthBy: AccountRow.timestamp(row, 8))
+                event: Self.decodeEvent(row), uid: row.string(9), payload: row.optionalString(6),
+                attempts: row.int(7), reauthBy: AccountRow.timestamp(row, 8))
         }
     }
 

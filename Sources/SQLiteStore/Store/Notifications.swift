@@ -18,6 +18,8 @@ extension EventKind {
 /// One event waiting to be delivered on one channel.
 public struct PendingDelivery: Sendable, Equatable {
     public var event: StoredEvent
+    /// The id receivers deduplicate by (random, unique for ever).
+    public var uid: String
     /// The JSON rendered at the first attempt on any channel; nil before.
     public var payload: String?
     /// Attempts made on this channel so far.
@@ -26,8 +28,9 @@ public struct PendingDelivery: Sendable, Equatable {
     /// (`refresh_token_valid_time`), if the seller is still stored.
     public var reauthBy: Timestamp?
 
-    public init(event: StoredEvent, payload: String?, attempts: Int, reauthBy: Timestamp?) {
+    public init(event: StoredEvent, uid: String, payload: String?, attempts: Int, reauthBy: Timestamp?) {
         self.event = event
+        self.uid = uid
         self.payload = payload
         self.attempts = attempts
         self.reauthBy = reauthBy

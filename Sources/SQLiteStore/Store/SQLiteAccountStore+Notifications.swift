@@ -103,3 +103,13 @@ extension SQLiteAccountStore {
         return try vault.keeper.cachedStatement("SELECT coalesce(max(event_id), 0) FROM outbox").firstRow { $0.int64(0) } ?? 0
     }
 }
+
+extension SQLiteAccountStore {
+    /// An outbox event's uid (what receivers deduplicate by), if it is one.
+    public func outboxUID(eventID: Int64) throws -> String? {
+        try vault.ensureOpen()
+        return try vault.keeper.cachedStatement("SELECT uid FROM outbox WHERE event_id = ?").firstRow([eventID]) {
+            $0.string(0)
+        }
+    }
+}

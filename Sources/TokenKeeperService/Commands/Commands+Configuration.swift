@@ -1,3 +1,4 @@
+import Foundation
 import IOPGateway
 import TokenKeeperCore
 
@@ -29,7 +30,9 @@ extension Commands {
                 Console.out("  notify.command     \(command.joined(separator: " "))")
             }
             if let url = configuration.notify.webhookURL, let webhookSecret {
-                Console.out("  notify.webhook_url \(url) (signing secret fingerprint \(webhookSecret.fingerprint))")
+                // Only scheme and host: many receivers put a secret of their own in the path or query.
+                let shown = URLComponents(string: url).map { "\($0.scheme ?? "")://\($0.host ?? "")/…" } ?? "(set)"
+                Console.out("  notify.webhook_url \(shown) (signing secret fingerprint \(webhookSecret.fingerprint))")
             }
             if let listen = configuration.callback.listen {
                 Console.out("  callback.listen    \(listen) (serves \(configuration.app.redirectURI ?? ""))")

@@ -7,7 +7,8 @@ import UnixSignals
 
 /// SIGHUP: reads the configuration and the app secret again, hands the
 /// gateway and the scheduler their new settings and retries the accounts held
-/// back at once. `storage.*` and `log.*` need a restart.
+/// back at once. `storage.*`, `log.*`, `notify.*`, `callback.*`, `metrics.*`
+/// and `app.redirect_uri` need a restart.
 struct ConfigurationReloader: Service {
     /// The configuration the daemon started with.
     let running: TokenKeeperConfiguration
@@ -49,10 +50,18 @@ struct ConfigurationReloader: Service {
                 let reloaded = context.configuration
                 await scheduler.update(
                     configuration: reloaded.schedulerConfiguration(leaseOwner: leaseOwner, environment: environment))
-                if reloaded.storage != running.storage || reloaded.log != running.log {
+                // The notifier's channels, the listeners and the links they
+                // make are built once at start.
+                let needRestart = [
+                    ("storage.*", reloaded.storage != running.storage), ("log.*", reloaded.log != running.log),
+                    ("notify.*", reloaded.notify != running.notify), ("callback.*", reloaded.callback != running.callback),
+                    ("metrics.*", reloaded.metrics != running.metrics),
+                    ("app.redirect_uri", reloaded.app.redirectURI != running.app.redirectURI),
+                ].filter(\.1).map(\.0)
+                if !needRestart.isEmpty {
                     logger.warning(
-                        "storage.* and log.* changes take effect at the next restart",
-                        metadata: ["storage": "\(reloaded.storage.directory)", "log_level": "\(reloaded.log.level)"])
+                        "these changes take effect at the next restart (systemctl restart tokenkeeper)",
+                        metadata: ["keys": "\(needRestart.joined(separator: ", "))"])
                 }
                 await scheduler.retryHeldBack()
             } catch {

@@ -91,7 +91,8 @@ final class DaemonStatus: Sendable {
     static func describe(_ reason: DegradedReason) -> String {
         switch reason {
         case .configuration(let failure):
-            "the gateway rejects our configuration (\(failure.code)): fix it, then send SIGHUP (systemctl reload tokenkeeper)"
+            "the gateway rejects our configuration (\(failure.code)): fix it, then systemctl reload tokenkeeper "
+                + "(restart instead when the secret comes from LoadCredential=: systemd copies credentials only at start)"
         case .storage(let message):
             "storage failing: \(message)"
         case .massRejection(let code, let held):

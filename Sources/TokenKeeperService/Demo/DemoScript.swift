@@ -65,9 +65,11 @@ struct DemoScript: Service {
             let link = links.url(for: victim, now: now)
         else { return false }
         let account = try? await store.account(sellerID: victim)
+        let uid = (try? await store.outboxUID(eventID: event.id)) ?? nil
         narrator.say("")
         narrator.say("event (what notify.command and notify.webhook_url receive):")
-        narrator.say("  " + EventPayload.render(event, reauthBy: account?.refreshTokenValidTime, authorizeURL: link))
+        narrator.say("  " + EventPayload.render(
+            event, uid: uid ?? "-", reauthBy: account?.refreshTokenValidTime, authorizeURL: link))
         narrator.say("the seller is sent this link (signed, single use, valid \(Int(configuration.callback.stateTTLHours)) h):")
         narrator.say("  " + link)
         simulator.updateBehavior { $0.loggedInSeller = victim }
@@ -92,7 +94,8 @@ struct DemoScript: Service {
             narrator.say("seller \(victim) is now \(status.rawValue); no command was typed")
         }
         if let reactivated = try? await store.events(EventQuery(sellerID: victim, kind: .reactivated, limit: 1)).first {
-            narrator.say("event: " + EventPayload.render(reactivated, reauthBy: nil, authorizeURL: nil))
+            let uid = (try? await store.outboxUID(eventID: reactivated.id)) ?? nil
+            narrator.say("event: " + EventPayload.render(reactivated, uid: uid ?? "-", reauthBy: nil, authorizeURL: nil))
         }
         narrator.say("")
         return true

@@ -25,16 +25,14 @@ final class DaemonMetrics: Sendable {
         Gauge(label: "tokenkeeper_build_info", dimensions: [("version", TokenKeeperVersion.current)], factory: factory)
             .record(1)
         // Every series exists from the start, at zero.
-        for outcome in ["refreshed", "failed", "reauth_required"] {
-            for failureClass in Self.failureClasses where (outcome == "failed") != (failureClass == "none") {
-                Counter(label: "tokenkeeper_refreshes_total", dimensions: [("outcome", outcome), ("class", failureClass)], factory: factory)
-                    .increment(by: 0)
-            }
+        var series = [("refreshed", "none"), ("reauth_required", "account_rejected")]
+        series += ["transient", "throttled", "configuration", "account_rejected"].map { ("failed", $0) }
+        for (outcome, failureClass) in series {
+            Counter(label: "tokenkeeper_refreshes_total", dimensions: [("outcome", outcome), ("class", failureClass)], factory: factory)
+                .increment(by: 0)
         }
         Counter(label: "tokenkeeper_rate_limit_pauses_total", factory: factory).increment(by: 0)
     }
-
-    static let failureClasses = ["none", "transient", "throttled", "configuration", "account_rejected"]
 
     static func name(of failureClass: FailureClass) -> String {
         switch failureClass {

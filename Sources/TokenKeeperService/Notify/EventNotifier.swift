@@ -178,15 +178,17 @@ final class EventNotifier: Service, Sendable {
         if payload == nil {
             let url = event.sellerID.flatMap { links?.url(for: $0, now: clock.now()) }
             payload = try await store.storePayload(
-                eventID: event.id, payload: EventPayload.render(event, reauthBy: delivery.reauthBy, authorizeURL: url))
+                eventID: event.id,
+                payload: EventPayload.render(event, uid: delivery.uid, reauthBy: delivery.reauthBy, authorizeURL: url))
         }
-        let failure = await channel.deliver(payload: payload ?? "{}", event: event)
+        let failure = await channel.deliver(payload: payload ?? "{}", delivery: delivery)
         // A stop that cut the attempt short leaves it pending: it is sent again after the restart.
         if failure != nil, Task.isCancelled { return }
         metrics?.deliveryAttempt(channel: channel.name, succeeded: failure == nil)
         var logger = self.logger
         logger[metadataKey: "channel"] = "\(channel.name)"
         logger[metadataKey: "event_id"] = "\(event.id)"
+        logger[metadataKey: "event_uid"] = "\(delivery.uid)"
         logger[metadataKey: "event"] = "\(event.kind)"
         if let seller = event.sellerID { logger[metadataKey: "seller_id"] = "\(seller)" }
         let now = clock.now()

@@ -5,17 +5,20 @@ import TokenKeeperCore
 /// The JSON an event is delivered as: the same bytes to the hook and the
 /// webhook, and on every retry (rendered once, kept in the outbox).
 ///
-/// `{"at":…,"authorize_url":…,"id":…,"kind":…,"reason":…,"reauth_by":…,"request_id":…,"seller_id":…}`:
-/// times in milliseconds since 1970, absent values as null, never a token or
-/// secret (an event's detail never holds one).
+/// `{"at":…,"authorize_url":…,"event_id":…,"id":…,"kind":…,"reason":…,"reauth_by":…,"request_id":…,"seller_id":…}`:
+/// `id` is the outbox's random uid, what receivers deduplicate by (row ids
+/// repeat after a restore from a backup); `event_id` is the row in `events`
+/// (`tokenkeeper events`). Times in milliseconds since 1970, absent values
+/// as null, never a token or secret (an event's detail never holds one).
 enum EventPayload {
     /// The kinds that concern one seller and carry a link to authorize again.
     static let linkedKinds: Set<EventKind> = [.reauthDue, .reauthRequired]
 
-    static func render(_ event: StoredEvent, reauthBy: Timestamp?, authorizeURL: String?) -> String {
+    static func render(_ event: StoredEvent, uid: String, reauthBy: Timestamp?, authorizeURL: String?) -> String {
         func value(_ optional: (any Sendable)?) -> Any { optional ?? NSNull() }
         let object: [String: Any] = [
-            "id": event.id,
+            "id": uid,
+            "event_id": event.id,
             "kind": event.kind.rawValue,
             "seller_id": value(event.sellerID),
             "reason": value(event.detail),

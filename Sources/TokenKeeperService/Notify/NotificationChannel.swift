@@ -19,7 +19,7 @@ protocol NotificationChannel: Sendable {
     var name: String { get }
     /// Delivers `payload` (the event's JSON). Returns nil on success, else
     /// what went wrong, for the log and `status` (never a secret).
-    func deliver(payload: String, event: StoredEvent) async -> String?
+    func deliver(payload: String, delivery: PendingDelivery) async -> String?
     func shutdown() async
 }
 
@@ -39,13 +39,14 @@ struct ExecHookChannel: NotificationChannel {
     /// Variables the hook never inherits: secrets that may be set for the daemon.
     static let withheld: Set<String> = ["TOKENKEEPER_APP_SECRET", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
 
-    func deliver(payload: String, event: StoredEvent) async -> String? {
+    func deliver(payload: String, delivery: PendingDelivery) async -> String? {
+        let event = delivery.event
         let process = Process()
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
         var environment = self.environment.filter { !Self.withheld.contains($0.key) }
         environment["TOKENKEEPER_EVENT"] = event.kind.rawValue
-        environment["TOKENKEEPER_EVENT_ID"] = String(event.id)
+        environment["TOKENKEEPER_EVENT_ID"] = delivery.uid
         environment["TOKENKEEPER_SELLER_ID"] = event.sellerID ?? ""
         process.environment = environment
         let input = Pipe()
@@ -125,13 +126,14 @@ struct WebhookChannel: NotificationChannel {
         return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
     }
 
-    func deliver(payload: String, event: StoredEvent) async -> String? {
+    func deliver(payload: String, delivery: PendingDelivery) async -> String? {
+        let event = delivery.event
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "tokenkeeper/\(TokenKeeperVersion.current)")
         request.headers.add(name: "X-Tokenkeeper-Event", value: event.kind.rawValue)
-        request.headers.add(name: "X-Tokenkeeper-Event-Id", value: String(event.id))
+        request.headers.add(name: "X-Tokenkeeper-Event-Id", value: delivery.uid)
         request.headers.add(name: "X-Tokenkeeper-Signature", value: Self.signature(of: payload, secret: secret))
         request.body = .bytes(ByteBuffer(string: payload))
         do {

@@ -20,7 +20,7 @@ final class WebhookReceiver: @unchecked Sendable {
             (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:]
         }
 
-        var id: Int64? { (object["id"] as? NSNumber)?.int64Value }
+        var id: String? { object["id"] as? String }
         var kind: String? { object["kind"] as? String }
         var sellerID: String? { object["seller_id"] as? String }
     }
