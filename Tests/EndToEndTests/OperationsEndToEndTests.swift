@@ -68,8 +68,30 @@ struct OperationsEndToEndTests {
         let link = try #require(event["authorize_url"] as? String)
         #expect(link.hasPrefix(world.simulator.baseURL!.replacingOccurrences(of: "/rest", with: "") + "/oauth/authorize?"))
 
-        // The seller logs in on the authorization page, which sends the browser to the callback.
+        // Refusals first, while the seller still needs re-authorization: each
+        // changes nothing (no code spent, no row or event written).
+        let snapshot = try Self.storeSnapshot(world, seller: revoked)
+        let exchanges = world.simulator.counters.codeExchanges
         world.simulator.updateBehavior { $0.loggedInSeller = revoked }
+        let newLink = try await world.run(["authorize-url", "--seller", revoked])
+        #expect(newLink.exitCode == 0, "\(newLink)")
+        let forgedRedirect = try #require(try await Browser.get(newLink.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).location)
+        let forged = try await Browser.get(Self.tamperingState(in: forgedRedirect))
+        #expect(forged.status == 400 && forged.body.contains("not one tokenkeeper signed"), "\(forged.body)")
+
+        let oldLink = try await world.run(
+            ["authorize-url", "--seller", revoked], environment: ["TOKENKEEPER_TEST_CLOCK_OFFSET_SECONDS": "-300000"])
+        let expiredRedirect = try #require(try await Browser.get(oldLink.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).location)
+        let expired = try await Browser.get(expiredRedirect)
+        #expect(expired.status == 400 && expired.body.contains("expired"), "\(expired.body)")
+
+        let missing = try await Browser.get("http://127.0.0.1:\(callbackPort)/aliexpress/callback?code=abc")
+        #expect(missing.status == 400)
+        #expect(world.simulator.counters.codeExchanges == exchanges, "no refused callback spent a code")
+        #expect(try Self.storeSnapshot(world, seller: revoked) == snapshot, "no refused callback changed keeper.db")
+        #expect(try KeeperRow.all(in: world.storage)[revoked]?.status == "reauth_required")
+
+        // The seller logs in on the authorization page, which sends the browser to the callback.
         let page = try await Browser.get(link)
         #expect(page.status == 302)
         let callback = try #require(page.location)
@@ -90,39 +112,17 @@ struct OperationsEndToEndTests {
         let rotationsAfter = world.simulator.sellerStats(for: revoked)?.rotations ?? 0
         #expect(await eventually { (world.simulator.sellerStats(for: revoked)?.rotations ?? 0) > rotationsAfter })
 
-        // Refusals: nothing stored, no code spent.
-        let before = try KeeperRow.all(in: world.storage)[revoked]
-        let exchanges = world.simulator.counters.codeExchanges
+        // Replays: the used link, with its old code or a fresh one, is refused.
+        let exchangesAfter = world.simulator.counters.codeExchanges
         let replayed = try await Browser.get(callback)
         #expect(replayed.status == 400 && replayed.body.contains("already used"), "\(replayed.body)")
-
-        let fresh = try await Browser.get(link)  // same state, a new code: still a replay
+        let fresh = try await Browser.get(link)
         let replayedWithNewCode = try await Browser.get(try #require(fresh.location))
         #expect(replayedWithNewCode.status == 400 && replayedWithNewCode.body.contains("already used"))
-
-        let newLink = try await world.run(["authorize-url", "--seller", revoked])
-        #expect(newLink.exitCode == 0, "\(newLink)")
-        let forgedRedirect = try #require(try await Browser.get(newLink.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).location)
-        let forged = try await Browser.get(Self.tamperingState(in: forgedRedirect))
-        #expect(forged.status == 400 && forged.body.contains("not one tokenkeeper signed"), "\(forged.body)")
-
-        let oldLink = try await world.run(
-            ["authorize-url", "--seller", revoked], environment: ["TOKENKEEPER_TEST_CLOCK_OFFSET_SECONDS": "-300000"])
-        let expiredRedirect = try #require(try await Browser.get(oldLink.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).location)
-        let expired = try await Browser.get(expiredRedirect)
-        #expect(expired.status == 400 && expired.body.contains("expired"), "\(expired.body)")
-
-        let missing = try await Browser.get("http://127.0.0.1:\(callbackPort)/aliexpress/callback?code=abc")
-        #expect(missing.status == 400)
-
-        #expect(world.simulator.counters.codeExchanges == exchanges, "no refused callback spent a code")
-        let after = try KeeperRow.all(in: world.storage)[revoked]
-        #expect(after?.status == "active")
-        let rotatedMeanwhile = after?.refreshToken != before?.refreshToken
-        if rotatedMeanwhile {
-            // The daemon may have refreshed the seller meanwhile; that is its own rotation, not a callback's.
-            expectSameToken(after?.refreshToken, world.lastRotation(of: revoked), "only the daemon's rotation")
-        }
+        #expect(world.simulator.counters.codeExchanges == exchangesAfter, "a replay spends no code")
+        #expect(
+            try SQLiteReader.query(world.storage + "/keeper.db", "SELECT count(*) FROM events WHERE kind = 'enrolled'")
+                .first?[0] == "1", "stored once, by the one accepted callback")
 
         // status and events show it.
         let status = try await world.run(["status", "--json"])
@@ -132,21 +132,49 @@ struct OperationsEndToEndTests {
         #expect((statusObject?["accounts"] as? [String: Any])?["active"] as? Int == 3)
         let events = try await world.run(["events", "--seller", revoked, "--kind", "reactivated", "--json"])
         #expect(events.stdout.split(separator: "\n").count == 1, "\(events)")
+        let badKind = try await world.run(["events", "--kind", "reactivate"])
+        #expect(badKind.exitCode == 64 && badKind.stderr.contains("reactivated"), "\(badKind)")
 
         await world.stop(daemon)
         #expect(world.simulator.counters.refreshTokenReuses == 0)
         let pages = [page.body, landing.body, replayed.body, forged.body, expired.body, missing.body]
-        world.expectNoSecretsLeaked(in: receiver.deliveries.map(\.body) + hook.calls().map(\.body) + pages + [status.stdout])
+        let hookCalls = hook.calls()
+        #expect(!hookCalls.isEmpty && hookCalls.allSatisfy { $0.environment.contains("TOKENKEEPER_EVENT=") })
+        world.expectNoSecretsLeaked(
+            in: receiver.deliveries.map(\.body) + hookCalls.map(\.body) + hookCalls.map(\.environment) + pages
+                + [status.stdout],
+            extraSecrets: [receiver.secret] + (try Self.stateKeys(world)))
     }
 
-    /// The callback URL with its state's signature altered.
+    /// What a refused callback must leave as it was: the seller's row and
+    /// events, the outbox, the used states, the set of sellers (the others
+    /// are refreshed meanwhile, which is not the callback's doing).
+    static func storeSnapshot(_ world: EndToEndWorld, seller: String) throws -> [[String?]] {
+        try SQLiteReader.query(
+            world.storage + "/keeper.db",
+            """
+            SELECT (SELECT count(*) FROM events WHERE seller_id = '\(seller)'), (SELECT count(*) FROM outbox),
+                (SELECT count(*) FROM used_states), (SELECT count(*) FROM accounts),
+                (SELECT status || refresh_token || updated_at FROM accounts WHERE seller_id = '\(seller)')
+            """)
+    }
+
+    /// tokenkeeper's own keys in keeper.db (the state key): secrets like any other.
+    static func stateKeys(_ world: EndToEndWorld) throws -> [String] {
+        try SQLiteReader.query(world.storage + "/keeper.db", "SELECT value FROM keys").compactMap { $0[0] }
+    }
+
+    /// The callback URL with one character in the middle of its state's
+    /// signature changed (the last one may carry only padding bits).
     static func tamperingState(in url: String) -> String {
         guard var components = URLComponents(string: url), var items = components.queryItems,
-            let index = items.firstIndex(where: { $0.name == "state" }), var state = items[index].value,
-            let last = state.popLast()
+            let index = items.firstIndex(where: { $0.name == "state" }), let value = items[index].value,
+            let dot = value.lastIndex(of: ".")
         else { return url }
-        state.append(last == "A" ? "B" : "A")
-        items[index].value = state
+        var state = Array(value)
+        let middle = value.distance(from: value.startIndex, to: dot) + (value.count - value.distance(from: value.startIndex, to: dot)) / 2
+        state[middle] = state[middle] == "A" ? "B" : "A"
+        items[index].value = String(state)
         components.queryItems = items
         return components.string ?? url
     }
@@ -204,6 +232,37 @@ struct OperationsEndToEndTests {
     }
 
     /// The ids receivers deduplicate by, of every event in the outbox.
+    @Test("a receiver and a hook that hang hold back no refresh")
+    func hangingReceiversNeverSlowRefreshing() async throws {
+        let receiver = WebhookReceiver(secret: "whsec-" + UUID().uuidString, answerDelay: .seconds(60))
+        try await receiver.start()
+        defer { Task { await receiver.stop() } }
+        let (world, hook) = try await Self.world(
+            receiver: receiver, callbackPort: try freePort(),
+            extra: ["notify.webhook_timeout_seconds": "3", "notify.command_timeout_seconds": "3"])
+        defer { Task { await world.tearDown() } }
+        // The hook never finishes on its own: it is killed at its timeout.
+        try "#!/bin/sh\ncat > /dev/null\nexec sleep 60\n".write(toFile: hook.path, atomically: false, encoding: .utf8)
+        let (ids, jsonl) = try world.seedSellers(6, accessTokenLifetime: .seconds(4))
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+        let daemon = try world.startDaemon()
+        // Every seller is within the 7-day window: six reauth_due events queue on both hanging channels.
+        #expect(await eventually { receiver.deliveries.count >= 1 }, "\(daemon.stderr.text.suffix(2000))")
+        let start = world.simulator.counters.rotations
+        try await Task.sleep(for: .seconds(16))
+        // 4-second tokens refreshed at 80 %: about five rounds in 16 s, whatever the receivers do.
+        for sellerID in ids {
+            #expect((world.simulator.sellerStats(for: sellerID)?.rotations ?? 0) >= 4, "\(sellerID) kept its schedule")
+        }
+        #expect(world.simulator.counters.rotations - start >= 6 * 3)
+        let readers = try ReaderRow.all(in: world.storage)
+        #expect(readers.allSatisfy { $0.expireTime > nowMilliseconds() }, "no access token expired")
+        let result = await world.stop(daemon)
+        #expect(result.stderr.contains("notification failed; it will be retried"))
+        #expect(world.simulator.counters.refreshTokenReuses == 0)
+        world.expectNoSecretsLeaked(in: receiver.deliveries.map(\.body))
+    }
+
     static func outboxEventIDs(_ world: EndToEndWorld) throws -> Set<String> {
         Set(try SQLiteReader.query(world.storage + "/keeper.db", "SELECT uid FROM outbox").compactMap { $0[0] })
     }
@@ -338,6 +397,8 @@ struct Hook {
         var kind: String
         var sellerID: String
         var body: String
+        /// The environment the hook ran with.
+        var environment: String
     }
 
     let path: String
@@ -350,6 +411,7 @@ struct Hook {
         let script = """
             #!/bin/sh
             cat > "\(directory)/$TOKENKEEPER_EVENT_ID.$$.json"
+            env > "\(directory)/$TOKENKEEPER_EVENT_ID.$$.env"
             printf '%s %s %s %s\\n' "$TOKENKEEPER_EVENT_ID" "$TOKENKEEPER_EVENT" "${TOKENKEEPER_SELLER_ID:--}" "$$" >> "\(directory)/calls.log"
             """
         FileManager.default.createFile(atPath: path, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755])
@@ -361,7 +423,10 @@ struct Hook {
             let parts = line.split(separator: " ").map(String.init)
             guard parts.count == 4 else { return nil }
             let body = (try? String(contentsOfFile: "\(directory)/\(parts[0]).\(parts[3]).json", encoding: .utf8)) ?? ""
-            return Call(id: parts[0], kind: parts[1], sellerID: parts[2], body: body.trimmingCharacters(in: .newlines))
+            let environment = (try? String(contentsOfFile: "\(directory)/\(parts[0]).\(parts[3]).env", encoding: .utf8)) ?? ""
+            return Call(
+                id: parts[0], kind: parts[1], sellerID: parts[2], body: body.trimmingCharacters(in: .newlines),
+                environment: environment)
         }
     }
 }

@@ -97,8 +97,15 @@ import TokenKeeperTesting
         let counts = try await store.deliveryCounts()
         #expect(counts["webhook"] == DeliveryCounts(pending: 0, abandoned: 1, delivered: 1))
         #expect(counts["command"] == DeliveryCounts(pending: 2, abandoned: 0, delivered: 0))
-        // Pruning an event takes its outbox and delivery rows with it.
-        #expect(try await store.pruneEvents(before: Moments.now + .seconds(60)) == 3)
+        // A channel configured again later gets no stale event: one dated before the window is skipped.
+        try await store.appendEvent(.degraded, detail: "configuration: late", at: Moments.now - .seconds(3 * 86_400))
+        #expect(try await store.enqueueDeliveries(channel: "webhook", oldest: oldest, now: Moments.now) == 0)
+        // Events still to be delivered on a channel are not pruned; the rest go with their outbox and delivery rows.
+        #expect(try await store.pruneEvents(before: Moments.now + .seconds(60)) == 2)
+        for delivery in try await store.dueDeliveries(channel: "command", now: Moments.now) {
+            try await store.recordDelivery(eventID: delivery.event.id, channel: "command", result: .delivered, now: Moments.now)
+        }
+        #expect(try await store.pruneEvents(before: Moments.now + .seconds(60)) == 2)
         #expect(try await store.deliveryCounts().isEmpty)
         #expect(try await store.latestOutboxEventID() == 0)
         try await store.close()

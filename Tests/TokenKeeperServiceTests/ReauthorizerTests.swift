@@ -66,6 +66,23 @@ import TokenKeeperTesting
         try await store.close()
     }
 
+    @Test func aCodeOfAnotherSellerNeverReplacesThatSellersLiveTokens() async throws {
+        let store = try await SQLiteAccountStore.open(directory: scratch.path, clock: clock)
+        let live = grant("2002")
+        _ = try await store.enroll(grant: live, nextRefreshAt: clock.now(), now: clock.now())
+        let gateway = ScriptedGateway(["code-b": .success(grant("2002")), "code-a": .success(grant("1001"))])
+        let link = state(for: "1001")
+        let reply = await reauthorizer(store, gateway).handle(["code": "code-b", "state": link])
+        #expect(reply.status == 409, "\(reply.body)")
+        #expect(try await store.account(sellerID: "2002")?.refreshToken == live.refreshToken, "the live token stays")
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: scratch.path).contains { $0.hasPrefix("unstored-grant-2002-") },
+            "the unused grant is kept in a 0600 file all the same")
+        let retried = await reauthorizer(store, gateway).handle(["code": "code-a", "state": link])
+        #expect(retried.status == 200, "the same link works for the right seller: \(retried.body)")
+        try await store.close()
+    }
+
     @Test func aGatewayThatCannotBeReachedLeavesTheLinkUsable() async throws {
         let store = try await SQLiteAccountStore.open(directory: scratch.path, clock: clock)
         let gateway = ScriptedGateway([

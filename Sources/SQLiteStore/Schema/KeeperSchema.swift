@@ -86,6 +86,8 @@ extension DatabaseSchema {
                         WHERE status = 'active';
                     CREATE INDEX accounts_reauth_warned ON accounts (refresh_token_valid_time)
                         WHERE reauth_warned = 1;
+                    CREATE INDEX accounts_reauth_unwarned ON accounts (refresh_token_valid_time)
+                        WHERE status = 'active' AND reauth_warned = 0;
 
                     -- The outbox: the events that are delivered to the hook and
                     -- the webhook, filled in the transaction that writes the event.
@@ -105,10 +107,12 @@ extension DatabaseSchema {
                         INSERT INTO outbox (event_id) VALUES (NEW.id);
                     END;
 
-                    -- One row per event and channel once the channel has taken it on.
+                    -- One row per event and channel once the channel has taken it on
+                    -- (`taken_at`: the retry window runs from then at the earliest).
                     CREATE TABLE deliveries (
                         event_id INTEGER NOT NULL,
                         channel TEXT NOT NULL,
+                        taken_at INTEGER NOT NULL,
                         attempts INTEGER NOT NULL DEFAULT 0,
                         next_attempt_at INTEGER NOT NULL,
                         delivered_at INTEGER,

@@ -38,6 +38,17 @@ extension AccountVault {
     }
 
     func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) throws -> Account {
+        guard let account = try enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: true)
+        else { throw SQLiteStoreError.unknownSeller(grant.sellerID) }
+        return account
+    }
+
+    /// As ``enroll(grant:nextRefreshAt:now:)``; with `replacingManaged`
+    /// false, an account tokenkeeper manages (active or disabled) is left as
+    /// it is and nil returned.
+    func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp, replacingManaged: Bool) throws
+        -> Account?
+    {
         guard let refreshToken = grant.refreshToken else {
             throw SQLiteStoreError.invalidAccount(
                 sellerID: grant.sellerID, problem: "the grant carries no refresh token")
@@ -57,7 +68,10 @@ extension AccountVault {
                     grant.expireTime.stored, grant.accessTokenLifetime.wholeMilliseconds,
                     grant.refreshTokenValidTime?.stored, !grant.isFinalGrant, nextRefreshAt.stored, grant.requestID,
                     grant.receivedAt.stored,
-                ] + Self.profileValues(grant.profile) + [now.stored, now.stored, try write.changeSequence(), true])
+                ] + Self.profileValues(grant.profile) + [
+                    now.stored, now.stored, try write.changeSequence(), replacingManaged,
+                ])
+            guard keeper.changes > 0 else { return nil }
             try keeper.execute("DELETE FROM removed_accounts WHERE seller_id = ?", [grant.sellerID])
             try insertEvent(
                 .enrolled, sellerID: grant.sellerID,

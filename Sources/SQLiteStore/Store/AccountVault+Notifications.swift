@@ -39,18 +39,19 @@ extension AccountVault {
 
     // MARK: - Deliveries
 
-    /// Takes on, for `channel`, every outbox event it has not seen: those
-    /// after the newest it has, or, for a channel new to this store, those
-    /// dated `oldest` or later. Returns how many were taken on.
+    /// Takes on, for `channel`, every outbox event it has not seen (after
+    /// the newest it has) that is dated `oldest` or later: a channel new to
+    /// this store, or configured again after a while, gets no stale events.
+    /// Returns how many were taken on.
     func enqueueDeliveries(channel: String, oldest: Timestamp, now: Timestamp) throws -> Int {
         try write { _ in
             try keeper.execute(
                 """
-                INSERT INTO deliveries (event_id, channel, next_attempt_at)
-                SELECT o.event_id, ?1, ?2 FROM outbox o
-                WHERE o.event_id > coalesce(
-                    (SELECT max(event_id) FROM deliveries WHERE channel = ?1),
-                    (SELECT max(id) FROM events WHERE at < ?3), 0)
+                INSERT INTO deliveries (event_id, channel, taken_at, next_attempt_at)
+                SELECT o.event_id, ?1, ?2, ?2 FROM outbox o
+                WHERE o.event_id > max(
+                    coalesce((SELECT max(event_id) FROM deliveries WHERE channel = ?1), 0),
+                    coalesce((SELECT max(id) FROM events WHERE at < ?3), 0))
                 """, [channel, now.stored, oldest.stored])
             return keeper.changes
         }
@@ -61,7 +62,7 @@ extension AccountVault {
         return try keeper.cachedStatement(
             """
             SELECT e.id, e.at, e.seller_id, e.kind, e.detail, e.request_id, o.payload, d.attempts,
-                a.refresh_token_valid_time, o.uid
+                a.refresh_token_valid_time, o.uid, d.taken_at
             FROM deliveries d
             JOIN events e ON e.id = d.event_id
             JOIN outbox o ON o.event_id = d.event_id
@@ -72,8 +73,19 @@ extension AccountVault {
         ).rows([channel, now.stored, max(1, limit)]) { row in
             PendingDelivery(
                 event: Self.decodeEvent(row), uid: row.string(9), payload: row.optionalString(6),
-                attempts: row.int(7), reauthBy: AccountRow.timestamp(row, 8))
+                attempts: row.int(7), reauthBy: AccountRow.timestamp(row, 8),
+                takenAt: Timestamp(millisecondsSince1970: row.int64(10)))
         }
+    }
+
+    func latestOutboxEventID() throws -> Int64 {
+        try ensureOpen()
+        return try keeper.cachedStatement("SELECT coalesce(max(event_id), 0) FROM outbox").firstRow { $0.int64(0) } ?? 0
+    }
+
+    func outboxUID(eventID: Int64) throws -> String? {
+        try ensureOpen()
+        return try keeper.cachedStatement("SELECT uid FROM outbox WHERE event_id = ?").firstRow([eventID]) { $0.string(0) }
     }
 
     /// The earliest moment a pending delivery of `channel` is due, if any.
@@ -234,35 +246,3 @@ extension AccountVault {
     }
 }
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
-extension AccountVault {
-    /// See ``SQLiteAccountStore/backup(to:)``.
-    func backup(to destination: String) throws -> String {
-        try ensureOpen()
-        // Created here, mode 0600 from the first byte: it holds every refresh token.
-        let descriptor = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, Self.keeperMode)
-        guard descriptor >= 0 else {
-            let reason = errno == EEXIST ? "exists; choose a new name (a backup never overwrites a file)"
-                : "cannot be created: \(String(cString: strerror(errno)))"
-            throw SQLiteStoreError.fileProblem(path: destination, problem: reason)
-        }
-        Glibc.close(descriptor)
-        do {
-            let copy = try SQLiteConnection(path: destination, flags: [.readWrite, .noMutex, .noFollow])
-            defer { try? copy.close() }
-            try keeper.backup(into: copy)
-            // A standalone file: no -wal beside it to lose when it is copied elsewhere.
-            _ = try copy.setJournalMode("DELETE")
-            let result = try copy.cachedStatement("PRAGMA integrity_check").rows { $0.string(0) }
-            return result.joined(separator: "; ")
-        } catch {
-            unlink(destination)
-            throw error
-        }
-    }
-}

@@ -210,7 +210,13 @@ extension AccountVault {
     func pruneEvents(before cutoff: Timestamp, limit: Int) throws -> Int {
         try write { _ in
             try keeper.execute(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY id LIMIT ?)",
+                // An event still to be delivered stays until it is (or is given up).
+                """
+                DELETE FROM events WHERE id IN (
+                    SELECT id FROM events WHERE at < ? AND id NOT IN (
+                        SELECT event_id FROM deliveries WHERE delivered_at IS NULL AND abandoned_at IS NULL)
+                    ORDER BY id LIMIT ?)
+                """,
                 [cutoff.stored, max(1, limit)])
             return keeper.changes
         }

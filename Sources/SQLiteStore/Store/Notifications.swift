@@ -10,6 +10,12 @@ extension EventKind {
     /// What `degraded` reported is over.
     public static let recovered: EventKind = "recovered"
 
+    /// Every kind tokenkeeper records.
+    public static let all: [EventKind] = [
+        .enrolled, .imported, .refreshed, .refreshFailed, .reauthRequired, .reauthDue, .reactivated, .degraded,
+        .recovered, .disabled, .enabled, .removed, .readersRepaired,
+    ]
+
     /// The kinds that go to the outbox (keeper.db's `events_to_outbox`
     /// trigger names the same list).
     public static let notified: [EventKind] = [.reauthDue, .reauthRequired, .reactivated, .degraded, .recovered]
@@ -27,8 +33,17 @@ public struct PendingDelivery: Sendable, Equatable {
     /// The seller's current re-authorization deadline
     /// (`refresh_token_valid_time`), if the seller is still stored.
     public var reauthBy: Timestamp?
+    /// When the channel took the event on.
+    public var takenAt: Timestamp
 
-    public init(event: StoredEvent, uid: String, payload: String?, attempts: Int, reauthBy: Timestamp?) {
+    /// Retries go on for the window from the event or, if the channel took it
+    /// on later (the daemon was down, the channel was new), from then.
+    public var retryWindowStart: Timestamp { max(event.at, takenAt) }
+
+    public init(
+        event: StoredEvent, uid: String, payload: String?, attempts: Int, reauthBy: Timestamp?, takenAt: Timestamp
+    ) {
+        self.takenAt = takenAt
         self.event = event
         self.uid = uid
         self.payload = payload

@@ -1,11 +1,5 @@
 public import TokenKeeperCore
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 /// The outbox, the callback's state bookkeeping, and what health, metrics,
 /// `status`, `events` and `backup` read. See ``AccountVault`` for the SQL.
 extension SQLiteAccountStore {
@@ -99,17 +93,11 @@ extension SQLiteAccountStore {
 extension SQLiteAccountStore {
     /// The newest event id in the outbox (0 when empty): a cheap check for new events.
     public func latestOutboxEventID() throws -> Int64 {
-        try vault.ensureOpen()
-        return try vault.keeper.cachedStatement("SELECT coalesce(max(event_id), 0) FROM outbox").firstRow { $0.int64(0) } ?? 0
+        try vault.latestOutboxEventID()
     }
-}
 
-extension SQLiteAccountStore {
     /// An outbox event's uid (what receivers deduplicate by), if it is one.
     public func outboxUID(eventID: Int64) throws -> String? {
-        try vault.ensureOpen()
-        return try vault.keeper.cachedStatement("SELECT uid FROM outbox WHERE event_id = ?").firstRow([eventID]) {
-            $0.string(0)
-        }
+        try vault.outboxUID(eventID: eventID)
     }
 }

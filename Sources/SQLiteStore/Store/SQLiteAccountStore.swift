@@ -138,6 +138,13 @@ public actor SQLiteAccountStore: AccountStore {
         try vault.enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now)
     }
 
+    /// Stores a new seller, or new tokens for one that needs re-authorization;
+    /// leaves an account tokenkeeper manages (active or disabled) untouched
+    /// and returns nil for it.
+    public func enrollUnlessManaged(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) throws -> Account? {
+        try vault.enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: false)
+    }
+
     /// Imports sellers from another tool, one transaction per `batchSize`
     /// records. A seller tokenkeeper already manages (active or disabled) is
     /// skipped and listed in ``ImportSummary/alreadyManaged`` unless

@@ -66,15 +66,31 @@ struct Reauthorizer: Sendable {
             }
             return .page(502, "The marketplace could not be reached (\(error.code)); open the same link again in a few minutes.")
         }
-        if grant.sellerID != state.sellerID {
-            logger.warning(
-                "callback: the code belongs to another seller than the link was made for; stored for the seller it belongs to",
-                metadata: ["code_seller_id": "\(grant.sellerID)"])
-        }
         var random = SystemRandomNumberGenerator()
         let nextRefresh = policy.nextRefresh(after: grant, using: &random)
         do {
-            _ = try await store.enroll(grant: grant, nextRefreshAt: nextRefresh, now: clock.now())
+            if grant.sellerID == state.sellerID {
+                _ = try await store.enroll(grant: grant, nextRefreshAt: nextRefresh, now: clock.now())
+            } else {
+                // Someone logged in as another seller than the link was made
+                // for: that seller is stored if new or in need of it, never
+                // over a live account of its own.
+                logger.warning(
+                    "callback: the code belongs to another seller than the link was made for",
+                    metadata: ["code_seller_id": "\(grant.sellerID)"])
+                guard try await store.enrollUnlessManaged(grant: grant, nextRefreshAt: nextRefresh, now: clock.now()) != nil
+                else {
+                    // Kept all the same (the new authorization may have ended
+                    // the stored token), and the link works again.
+                    GrantSalvage.saveReporting(grant, sellerID: grant.sellerID, directory: storageDirectory, logger: logger)
+                    try? await store.releaseState(nonce: state.nonce)
+                    return .page(
+                        409,
+                        "This login was for seller \(grant.sellerID), not \(state.sellerID), and tokenkeeper already "
+                            + "keeps seller \(grant.sellerID) alive: nothing was changed. Log in as seller "
+                            + "\(state.sellerID) with the same link.")
+                }
+            }
         } catch {
             // The code is spent: the tokens must not be lost with it.
             GrantSalvage.saveReporting(grant, sellerID: grant.sellerID, directory: storageDirectory, logger: logger)

@@ -11,6 +11,10 @@ extension Commands {
     ) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
             let now = context.wallClock.now()
+            if let kind, !EventKind.all.contains(EventKind(rawValue: kind)) {
+                throw CommandFailure(
+                    .usage, "--kind '\(kind)' is no event kind; one of: \(EventKind.all.map(\.rawValue).joined(separator: ", "))")
+            }
             var query = EventQuery(sellerID: sellerID, kind: kind.map(EventKind.init(rawValue:)), limit: limit)
             if let since {
                 guard let start = TimeArgument.parse(since, now: now) else {

@@ -142,8 +142,13 @@ final class EventNotifier: Service, Sendable {
         let doorbell = doorbells[channel.name] ?? Doorbell()
         var seenOutbox: Int64 = -1
         var random = SystemRandomNumberGenerator()
+        // Failures in a row on this channel. While the receiver fails, the
+        // channel itself backs off: a backlog is not run through at full
+        // speed against a dead receiver (each attempt is a write to keeper.db).
+        var failuresInARow = 0
         while !Task.isCancelled {
             var wait = settings.pollInterval
+            var backingOff = false
             do {
                 let now = clock.now()
                 let latest = try await store.latestOutboxEventID()
@@ -154,7 +159,20 @@ final class EventNotifier: Service, Sendable {
                 let due = try await store.dueDeliveries(channel: channel.name, now: now, limit: 20)
                 for delivery in due {
                     if Task.isCancelled { return }
-                    try await attempt(delivery, on: channel, random: &random)
+                    if try await attempt(delivery, on: channel, random: &random) {
+                        failuresInARow = 0
+                    } else {
+                        failuresInARow += 1
+                        wait = EventNotifierBackoff.delay(
+                            afterAttempts: failuresInARow, settings: settings, random: &random)
+                        backingOff = true
+                        break
+                    }
+                }
+                if backingOff {
+                    // Waits the channel's backoff (a ring does not cut it short).
+                    try? await Task.sleep(for: wait)
+                    continue
                 }
                 if due.count == 20 { continue }
                 if let next = try await store.nextDeliveryAttempt(channel: channel.name) {
@@ -170,9 +188,10 @@ final class EventNotifier: Service, Sendable {
         }
     }
 
+    /// One attempt, recorded; true when delivered.
     private func attempt(
         _ delivery: PendingDelivery, on channel: any NotificationChannel, random: inout SystemRandomNumberGenerator
-    ) async throws {
+    ) async throws -> Bool {
         let event = delivery.event
         var payload = delivery.payload
         if payload == nil {
@@ -183,7 +202,7 @@ final class EventNotifier: Service, Sendable {
         }
         let failure = await channel.deliver(payload: payload ?? "{}", delivery: delivery)
         // A stop that cut the attempt short leaves it pending: it is sent again after the restart.
-        if failure != nil, Task.isCancelled { return }
+        if failure != nil, Task.isCancelled { return false }
         metrics?.deliveryAttempt(channel: channel.name, succeeded: failure == nil)
         var logger = self.logger
         logger[metadataKey: "channel"] = "\(channel.name)"
@@ -195,7 +214,7 @@ final class EventNotifier: Service, Sendable {
         let result: DeliveryResult
         if let failure {
             logger[metadataKey: "error"] = "\(failure)"
-            if now - event.at >= settings.retryWindow {
+            if now - delivery.retryWindowStart >= settings.retryWindow {
                 result = .abandoned(error: failure)
                 logger.error("notification given up after notify.retry_hours of failures")
             } else {
@@ -209,6 +228,7 @@ final class EventNotifier: Service, Sendable {
             logger.info("notification delivered")
         }
         try await store.recordDelivery(eventID: event.id, channel: channel.name, result: result, now: now)
+        return failure == nil
     }
 }
 

@@ -39,6 +39,15 @@ struct ExecHookChannel: NotificationChannel {
     /// Variables the hook never inherits: secrets that may be set for the daemon.
     static let withheld: Set<String> = ["TOKENKEEPER_APP_SECRET", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
 
+    init(command: [String], timeout: Duration, environment: [String: String]) {
+        self.command = command
+        self.timeout = timeout
+        self.environment = environment
+        // A hook that exits without reading its stdin makes the write below
+        // fail; with SIGPIPE at its default that would end the daemon.
+        signal(SIGPIPE, SIG_IGN)
+    }
+
     func deliver(payload: String, delivery: PendingDelivery) async -> String? {
         let event = delivery.event
         let process = Process()
@@ -63,8 +72,9 @@ struct ExecHookChannel: NotificationChannel {
             return "\(command[0]) could not be started: \(error.localizedDescription)"
         }
         // The JSON is far smaller than a pipe's buffer: this write does not
-        // block, and SIGPIPE is ignored should the hook not read it.
-        input.fileHandleForWriting.write(Data((payload + "\n").utf8))
+        // block. A hook that does not read it (EPIPE) is no failure: it has
+        // the event in its environment, and its exit status decides.
+        try? input.fileHandleForWriting.write(contentsOf: Data((payload + "\n").utf8))
         try? input.fileHandleForWriting.close()
         let pid = process.processIdentifier
         let status = await withTaskGroup(of: Int32?.self) { group in
@@ -79,9 +89,11 @@ struct ExecHookChannel: NotificationChannel {
             let first = await group.next() ?? nil
             if first == nil {
                 // Timed out: TERM, then KILL if it lingers; reap it either way.
-                kill(pid, SIGTERM)
+                // Its process group too (Foundation starts the hook in one of
+                // its own), so that no child of a shell script lingers.
+                Self.send(SIGTERM, toGroupOf: pid)
                 try? await Task.sleep(for: .seconds(2))
-                if process.isRunning { kill(pid, SIGKILL) }
+                if process.isRunning { Self.send(SIGKILL, toGroupOf: pid) }
             }
             group.cancelAll()
             return first
@@ -94,6 +106,14 @@ struct ExecHookChannel: NotificationChannel {
     }
 
     func shutdown() async {}
+
+    private static func send(_ signal: Int32, toGroupOf pid: Int32) {
+        if getpgid(pid) == pid {
+            kill(-pid, signal)
+        } else {
+            kill(pid, signal)
+        }
+    }
 }
 
 /// `notify.webhook_url`: a `POST` of the event's JSON, signed with
@@ -137,7 +157,7 @@ struct WebhookChannel: NotificationChannel {
         request.headers.add(name: "X-Tokenkeeper-Signature", value: Self.signature(of: payload, secret: secret))
         request.body = .bytes(ByteBuffer(string: payload))
         do {
-            let response = try await client.execute(request, timeout: TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            let response = try await client.execute(request, timeout: TimeAmount(timeout))
             _ = try? await response.body.collect(upTo: 64 * 1024)
             let code = Int(response.status.code)
             return (200..<300).contains(code) ? nil : "the webhook answered HTTP \(code)"

@@ -154,10 +154,13 @@ final class EndToEndWorld: @unchecked Sendable {
         return values
     }
 
-    /// Fails the test if any output recorded here (plus `more`) contains a token or the secret.
-    func expectNoSecretsLeaked(in more: [String] = [], sourceLocation: SourceLocation = #_sourceLocation) {
+    /// Fails the test if any output recorded here (plus `more`) contains a
+    /// token or the secret (or one of `extraSecrets`: a webhook secret, a state key).
+    func expectNoSecretsLeaked(
+        in more: [String] = [], extraSecrets: [String] = [], sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let texts = lock.withLock { transcripts } + more
-        let secrets = secrets()
+        let secrets = secrets() + extraSecrets.filter { !$0.isEmpty }
         #expect(!secrets.isEmpty, sourceLocation: sourceLocation)
         for text in texts {
             for secret in secrets where text.contains(secret) {

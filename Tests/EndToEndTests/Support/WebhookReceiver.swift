@@ -26,13 +26,16 @@ final class WebhookReceiver: @unchecked Sendable {
     }
 
     let secret: String
+    /// How long each answer is held back (a slow receiver); what came is recorded at once.
+    let answerDelay: Duration
     private let lock = NSLock()
     private var received: [Delivery] = []
     private var task: Task<Void, any Error>?
     private(set) var port = 0
 
-    init(secret: String) {
+    init(secret: String, answerDelay: Duration = .zero) {
         self.secret = secret
+        self.answerDelay = answerDelay
     }
 
     var deliveries: [Delivery] { lock.withLock { received } }
@@ -54,6 +57,7 @@ final class WebhookReceiver: @unchecked Sendable {
             let delivery = Delivery(
                 body: body, signatureValid: signature == Self.expectedSignature(bytes, secret: secret))
             lock.withLock { received.append(delivery) }
+            if answerDelay > .zero { try? await Task.sleep(for: answerDelay) }
             return Response(status: .ok)
         }
         let (bound, continuation) = AsyncStream<Int>.makeStream()
