@@ -96,7 +96,8 @@ licenses:
 - the Swift packages named in Package.swift: swift-nio, swift-nio-ssl,
   swift-nio-extras, swift-nio-http2, swift-crypto, async-http-client,
   swift-log, swift-argument-parser, swift-collections, swift-configuration,
-  swift-service-lifecycle and their dependencies: Apache License 2.0;
+  swift-service-lifecycle, swift-metrics, swift-prometheus, swift-http-types,
+  hummingbird and their dependencies: Apache License 2.0;
 - BoringSSL, inside swift-nio-ssl and swift-crypto: ISC and OpenSSL licenses;
 - Yams, with libyaml: MIT license.
 On Debian systems the Apache License 2.0 is in
