@@ -29,7 +29,7 @@ extension AccountVault {
             account_platform = coalesce(excluded.account_platform, account_platform),
             sp = coalesce(excluded.sp, sp), locale = coalesce(excluded.locale, locale),
             updated_at = excluded.updated_at, change_seq = excluded.change_seq,
-            answer_lost = 0
+            answer_lost = 0, reauth_warned = 0
         WHERE ? OR accounts.status = 'reauth_required'
         """
 

@@ -7,17 +7,11 @@ extension AccountVault {
     // MARK: - Re-authorization window
 
     /// Raises one `reauth_due` event for each active account whose refresh
-    /// token ends at or before `horizon` and that was not yet warned for this
-    /// window; accounts that left the window (re-authorized, or no longer
-    /// active) are re-armed. Returns the sellers warned now.
+    /// token ends at or before `horizon` and that was not yet warned for
+    /// that token. Storing a new refresh token validity (re-authorization,
+    /// import) re-arms the warning. Returns the sellers warned now.
     func raiseReauthDue(horizon: Timestamp, now: Timestamp, limit: Int) throws -> [String] {
         try write { _ in
-            try keeper.execute(
-                """
-                UPDATE accounts SET reauth_warned = 0
-                WHERE reauth_warned = 1 AND (status <> 'active' OR refresh_token_valid_time IS NULL
-                    OR refresh_token_valid_time > ?)
-                """, [horizon.stored])
             let entering = try keeper.cachedStatement(
                 """
                 SELECT seller_id, refresh_token_valid_time FROM accounts

@@ -116,7 +116,7 @@ extension AccountVault {
                     refresh_token = coalesce(?, refresh_token), access_token = coalesce(?, access_token),
                     expire_time = CASE WHEN ? THEN ? ELSE expire_time END,
                     access_lifetime_ms = CASE WHEN ? THEN ? ELSE access_lifetime_ms END,
-                    refresh_token_valid_time = coalesce(?, refresh_token_valid_time), refreshable = ?,
+                    refreshable = ?,
                     status_reason = CASE WHEN status = 'active' THEN NULL ELSE status_reason END,
                     next_refresh_at = ?, failed_attempts = 0, last_error = NULL, answer_lost = 0,
                     last_request_id = coalesce(?, last_request_id), refreshed_at = ?,
@@ -130,10 +130,19 @@ extension AccountVault {
                 [
                     grant.refreshToken?.exposedValue, grant.accessToken?.exposedValue,
                     hasAccessToken, grant.expireTime.stored, hasAccessToken, grant.accessTokenLifetime.wholeMilliseconds,
-                    grant.refreshTokenValidTime?.stored, !grant.isFinalGrant, nextRefreshAt.stored, grant.requestID,
+                    !grant.isFinalGrant, nextRefreshAt.stored, grant.requestID,
                     grant.receivedAt.stored, profile.userID, profile.userNick, profile.account,
                     profile.accountPlatform, profile.sp, profile.locale, now.stored, sequence, sellerID,
                 ])
+            if let validity = grant.refreshTokenValidTime {
+                // Apart, and only when it changed: a rotation keeps the
+                // validity, and then touches no index on it.
+                try keeper.execute(
+                    """
+                    UPDATE accounts SET refresh_token_valid_time = ?1, reauth_warned = 0
+                    WHERE seller_id = ?2 AND refresh_token_valid_time IS NOT ?1
+                    """, [validity.stored, sellerID])
+            }
             var detail =
                 grant.refreshToken.map { "rotated \(sent) to \($0)" } ?? "refresh token \(sent) kept (not rotated)"
             detail += grant.accessToken == nil ? "; no access token in the answer" : "; access token expires \(grant.expireTime)"

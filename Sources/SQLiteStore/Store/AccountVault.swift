@@ -231,11 +231,15 @@ final class AccountVault {
     static let insertEventSQL =
         "INSERT INTO events (at, seller_id, kind, detail, request_id) VALUES (?, ?, ?, ?, ?)"
 
-    /// Appends an event inside the current keeper.db transaction (or alone).
+    /// Appends an event inside the current keeper.db transaction (or alone);
+    /// a kind that is notified goes to the outbox in the same transaction.
     func insertEvent(
         _ kind: EventKind, sellerID: String?, detail: String? = nil, requestID: String? = nil, at: Timestamp
     ) throws {
         try keeper.execute(Self.insertEventSQL, [at.stored, sellerID, kind.rawValue, detail, requestID])
+        if EventKind.notified.contains(kind) {
+            try keeper.execute("INSERT INTO outbox (event_id) VALUES (?)", [keeper.lastInsertRowID])
+        }
     }
 
     func fetchAccount(_ sellerID: String) throws -> Account? {

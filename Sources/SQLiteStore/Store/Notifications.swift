@@ -16,8 +16,7 @@ extension EventKind {
         .recovered, .disabled, .enabled, .removed, .readersRepaired,
     ]
 
-    /// The kinds that go to the outbox (keeper.db's `events_to_outbox`
-    /// trigger names the same list).
+    /// The kinds that go to the outbox.
     public static let notified: [EventKind] = [.reauthDue, .reauthRequired, .reactivated, .degraded, .recovered]
 }
 
