@@ -13,6 +13,11 @@ import TokenKeeperCore
 final class DaemonMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
+    /// The per-refresh series, made once: each refresh then costs an atomic
+    /// add, not a registry lookup (measured: a few per cent of the rate).
+    private let refreshCounters: [String: CoreMetrics.Counter]
+    private let rateLimitPauses: CoreMetrics.Counter
+    private let gatewayTimers: [String: Metrics.Timer]
 
     init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -27,11 +32,26 @@ final class DaemonMetrics: Sendable {
         // Every series exists from the start, at zero.
         var series = [("refreshed", "none"), ("reauth_required", "account_rejected")]
         series += ["transient", "throttled", "configuration", "account_rejected"].map { ("failed", $0) }
+        var refreshCounters: [String: CoreMetrics.Counter] = [:]
         for (outcome, failureClass) in series {
-            Counter(label: "tokenkeeper_refreshes_total", dimensions: [("outcome", outcome), ("class", failureClass)], factory: factory)
-                .increment(by: 0)
+            let counter = CoreMetrics.Counter(
+                label: "tokenkeeper_refreshes_total", dimensions: [("outcome", outcome), ("class", failureClass)],
+                factory: factory)
+            counter.increment(by: 0)
+            refreshCounters[outcome + "/" + failureClass] = counter
         }
-        Counter(label: "tokenkeeper_rate_limit_pauses_total", factory: factory).increment(by: 0)
+        self.refreshCounters = refreshCounters
+        rateLimitPauses = CoreMetrics.Counter(label: "tokenkeeper_rate_limit_pauses_total", factory: factory)
+        rateLimitPauses.increment(by: 0)
+        var timers: [String: Metrics.Timer] = [:]
+        for api in ["refresh", "create"] {
+            for result in ["ok", "error"] {
+                timers[api + "/" + result] = Metrics.Timer(
+                    label: "tokenkeeper_gateway_request_duration_seconds", dimensions: [("api", api), ("result", result)],
+                    factory: factory)
+            }
+        }
+        gatewayTimers = timers
     }
 
     static func name(of failureClass: FailureClass) -> String {
@@ -51,7 +71,7 @@ final class DaemonMetrics: Sendable {
         case .failed(_, let failure, _):
             refreshes(outcome: "failed", failureClass: Self.name(of: failure.failureClass))
             if case .throttled = failure.failureClass {
-                Counter(label: "tokenkeeper_rate_limit_pauses_total", factory: factory).increment()
+                rateLimitPauses.increment()
             }
         case .reauthRequired:
             refreshes(outcome: "reauth_required", failureClass: "account_rejected")
@@ -61,18 +81,13 @@ final class DaemonMetrics: Sendable {
     }
 
     private func refreshes(outcome: String, failureClass: String) {
-        Counter(
-            label: "tokenkeeper_refreshes_total", dimensions: [("outcome", outcome), ("class", failureClass)],
-            factory: factory
-        ).increment()
+        refreshCounters[outcome + "/" + failureClass]?.increment()
     }
 
     /// One gateway call's duration, by API (`refresh`, `create`) and result.
     func gatewayCall(api: String, duration: Duration, succeeded: Bool) {
-        Metrics.Timer(
-            label: "tokenkeeper_gateway_request_duration_seconds",
-            dimensions: [("api", api), ("result", succeeded ? "ok" : "error")], factory: factory
-        ).recordNanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        gatewayTimers[api + "/" + (succeeded ? "ok" : "error")]?.recordNanoseconds(
+            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
     /// One delivery attempt on a notification channel.
