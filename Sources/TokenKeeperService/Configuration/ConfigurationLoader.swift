@@ -194,15 +194,17 @@ public struct ConfigurationLoader: Sendable {
         return previous[b.count]
     }
 
-    static func validate(_ configuration: TokenKeeperConfiguration) throws(ConfigurationError) {
-        let url = configuration.gateway.url
+    /// Refuses a value that is not an http(s) URL with a host.
+    static func requireHTTPURL(_ url: String, key: String, example: String) throws(ConfigurationError) {
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
             scheme == "https" || scheme == "http", components.host?.isEmpty == false
         else {
-            throw ConfigurationError(
-                key: "gateway.url", problem: "'\(url)' is not an http(s) URL",
-                remedy: "use e.g. https://api-sg.aliexpress.com/rest")
+            throw ConfigurationError(key: key, problem: "'\(url)' is not an http(s) URL", remedy: "use e.g. \(example)")
         }
+    }
+
+    static func validate(_ configuration: TokenKeeperConfiguration) throws(ConfigurationError) {
+        try requireHTTPURL(configuration.gateway.url, key: "gateway.url", example: "https://api-sg.aliexpress.com/rest")
         for (key, path) in [("gateway.refresh_path", configuration.gateway.refreshPath), ("gateway.create_path", configuration.gateway.createPath)]
         where !path.hasPrefix("/") {
             throw ConfigurationError(key: key, problem: "'\(path)' must start with /")
@@ -404,13 +406,7 @@ extension ConfigurationLoader {
                 "\(program) does not exist or is not executable by this user")
         }
         if let url = notify.webhookURL {
-            guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
-                scheme == "https" || scheme == "http", components.host?.isEmpty == false
-            else {
-                throw ConfigurationError(
-                    key: "notify.webhook_url", problem: "'\(url)' is not an http(s) URL",
-                    remedy: "use e.g. https://hooks.example.com/tokenkeeper")
-            }
+            try requireHTTPURL(url, key: "notify.webhook_url", example: "https://hooks.example.com/tokenkeeper")
         }
         if let listen = configuration.callback.listen {
             _ = try ListenAddress(listen, key: "callback.listen")
