@@ -9,8 +9,9 @@ import TokenKeeperHTTP
 /// listeners (callback, metrics and health), built from the configuration.
 extension Daemon {
     /// The notifier and the names of its channels.
-    func eventNotifier(store: SQLiteAccountStore, clock: any WallClock, metrics: DaemonMetrics) async throws(CommandFailure)
-        -> (notifier: EventNotifier, channelNames: [String])
+    func eventNotifier(
+        store: SQLiteAccountStore, links: AuthorizationLinks?, clock: any WallClock, metrics: DaemonMetrics
+    ) throws(CommandFailure) -> (notifier: EventNotifier, channelNames: [String])
     {
         let configuration = context.configuration
         let notify = configuration.notify
@@ -25,7 +26,6 @@ extension Daemon {
             channels.append(
                 WebhookChannel(url: url, secret: secret, timeout: .milliseconds(Int64(notify.webhookTimeoutSeconds * 1000))))
         }
-        let links = try await authorizationLinks(store: store, clock: clock)
         var settings = EventNotifier.Settings()
         settings.retryWindow = .milliseconds(Int64(notify.retryHours * 3_600_000))
         settings.retryInitial = .milliseconds(Int64(notify.retryInitialSeconds * 1000))
@@ -52,14 +52,14 @@ extension Daemon {
 
     /// The listeners the configuration asks for.
     func listeners(
-        store: SQLiteAccountStore, gateway: any TokenGateway, clock: any WallClock, metrics: DaemonMetrics,
-        status: DaemonStatus, onStored: @escaping @Sendable (String) -> Void
-    ) async throws(CommandFailure) -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        store: SQLiteAccountStore, gateway: any TokenGateway, links: AuthorizationLinks?, clock: any WallClock,
+        metrics: DaemonMetrics, status: DaemonStatus, onStored: @escaping @Sendable (String) -> Void
+    ) throws(CommandFailure) -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let configuration = context.configuration
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let listen = configuration.callback.listen {
             let address = try Self.address(listen, key: "callback.listen")
-            guard let links = try await authorizationLinks(store: store, clock: clock),
+            guard let links,
                 let path = URLComponents(string: configuration.app.redirectURI ?? "")?.path, !path.isEmpty
             else {
                 throw CommandFailure(

@@ -86,7 +86,9 @@ struct Daemon {
         status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0
         let metrics = DaemonMetrics()
         let gateway = InstrumentedGateway(gateway: client, metrics: metrics)
-        let events = try await eventNotifier(store: store, clock: clock, metrics: metrics)
+        // The state key is read once: events and the callback sign with it.
+        let links = try await authorizationLinks(store: store, clock: clock)
+        let events = try eventNotifier(store: store, links: links, clock: clock, metrics: metrics)
         status.setChannels(events.channelNames)
         let observer = self.observer
         let scheduler = RefreshScheduler(
@@ -122,8 +124,8 @@ struct Daemon {
                 successTerminationBehavior: .ignore, serviceName: "event-pruner"),
             .init(service: events.notifier, successTerminationBehavior: .ignore, serviceName: "notifier"),
         ]
-        services += try await listeners(
-            store: store, gateway: gateway, clock: clock, metrics: metrics, status: status,
+        services += try listeners(
+            store: store, gateway: gateway, links: links, clock: clock, metrics: metrics, status: status,
             onStored: { _ in events.notifier.nudge() })
         services += extraServices(store)
         var groupConfiguration = ServiceGroupConfiguration(
