@@ -27,6 +27,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Answers larger than this are refused (``IOPFailureCode/responseTooLarge``)
     /// rather than buffered: a token answer is well under a kilobyte.
     public var maxResponseBytes: Int
+    /// Connections the client may keep open to the gateway at once: the
+    /// number of calls that can be under way together (`refresh.concurrency`).
+    public var maxConnections: Int
 
     /// The real gateway for AliExpress sellers.
     public static let defaultBaseURL = "https://api-sg.aliexpress.com/rest"
@@ -44,13 +47,14 @@ public struct GatewayConfiguration: Sendable, Equatable {
     ///   - connectTimeout: Connection establishment limit.
     ///   - requestTimeout: Whole-call limit.
     ///   - maxResponseBytes: Largest answer body accepted.
+    ///   - maxConnections: Calls under way at once, at most.
     public init(
         baseURL: String = GatewayConfiguration.defaultBaseURL, appKey: String, appSecret: Secret,
         partnerID: String = GatewayConfiguration.defaultPartnerID,
         refreshPath: String = GatewayConfiguration.defaultRefreshPath,
         createPath: String = GatewayConfiguration.defaultCreatePath,
         connectTimeout: Duration = .seconds(10), requestTimeout: Duration = .seconds(30),
-        maxResponseBytes: Int = 1 << 20
+        maxResponseBytes: Int = 1 << 20, maxConnections: Int = 8
     ) {
         self.baseURL = baseURL
         self.refreshPath = refreshPath
@@ -61,6 +65,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         self.connectTimeout = connectTimeout
         self.requestTimeout = requestTimeout
         self.maxResponseBytes = maxResponseBytes
+        self.maxConnections = maxConnections
     }
 
     /// Checks what can be checked without calling the gateway.
@@ -79,5 +84,6 @@ public struct GatewayConfiguration: Sendable, Equatable {
         if connectTimeout <= .zero { throw problem("the connect timeout must be positive") }
         if requestTimeout <= .zero { throw problem("the request timeout must be positive") }
         if maxResponseBytes < 1024 { throw problem("the response size limit must be at least 1024 bytes") }
+        if maxConnections < 1 { throw problem("the connection limit must be at least 1") }
     }
 }

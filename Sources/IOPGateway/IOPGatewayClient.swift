@@ -14,15 +14,14 @@ public import TokenKeeperCore
 /// calls); call ``shutdown()`` before dropping it. Works over TLS to the real
 /// gateway and over plain HTTP to a local simulator.
 public final class IOPGatewayClient: TokenGateway {
-    private let httpClient: HTTPClient
+    private let connections: GatewayConnections
     private let settings: Mutex<GatewayConfiguration>
     private let clock: any WallClock
     private let logger: Logger
 
     /// - Parameters:
-    ///   - configuration: Gateway, credentials and limits. Its connect timeout is
-    ///     fixed for the client's life; everything else can change with
-    ///     ``update(configuration:)``.
+    ///   - configuration: Gateway, credentials and limits; all can change
+    ///     with ``update(configuration:)``.
     ///   - clock: Supplies the signed `timestamp` and the grants' `receivedAt`.
     ///   - logger: Receives one line per call: API, seller, outcome, request id;
     ///     never a token (a refresh token appears as its fingerprint).
@@ -30,16 +29,8 @@ public final class IOPGatewayClient: TokenGateway {
         configuration: GatewayConfiguration, clock: any WallClock = SystemWallClock(),
         logger: Logger = Logger(label: "tokenkeeper.gateway")
     ) {
-        var httpConfiguration = HTTPClient.Configuration(
-            // A redirect would re-send a token somewhere else; it is reported, not followed.
-            redirectConfiguration: .disallow,
-            timeout: HTTPClient.Configuration.Timeout(connect: TimeAmount(configuration.connectTimeout)))
-        // A refused connection fails the call at once instead of being retried
-        // until the deadline: the scheduler owns retries and their backoff.
-        httpConfiguration.connectionPool.retryConnectionEstablishment = false
-        self.httpClient = HTTPClient(
-            eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration,
-            backgroundActivityLogger: logger)
+        self.connections = GatewayConnections(
+            maxConnections: configuration.maxConnections, connectTimeout: configuration.connectTimeout, logger: logger)
         self.settings = Mutex(configuration)
         self.clock = clock
         self.logger = logger
@@ -51,20 +42,24 @@ public final class IOPGatewayClient: TokenGateway {
     }
 
     /// Replaces the configuration for calls that start from now on (the daemon
-    /// re-reads the app secret on `SIGHUP`). Calls in flight finish with the old
-    /// one. The connect timeout keeps the value given at ``init(configuration:clock:logger:)``.
+    /// re-reads the app secret and `refresh.concurrency` on `SIGHUP`). Calls in
+    /// flight finish with the old one; a new connection count or connect
+    /// timeout takes a new connection pool, and the old one closes when its
+    /// last call ends.
     public func update(configuration: GatewayConfiguration) {
         settings.withLock { $0 = configuration }
+        connections.resize(maxConnections: configuration.maxConnections, connectTimeout: configuration.connectTimeout)
+    }
+
+    /// How many connections the pool in use opens to the gateway at most.
+    public var maxConnections: Int {
+        connections.maxConnections
     }
 
     /// Closes the connection pool. Call once, before the client is dropped;
     /// calls made afterwards fail as ``IOPFailureCode/cancelled``.
     public func shutdown() async {
-        do {
-            try await httpClient.shutdown()
-        } catch {
-            logger.debug("gateway client shutdown", metadata: ["error": "\(error)"])
-        }
+        await connections.shutdown()
     }
 
     public func refresh(refreshToken: Secret) async throws(GatewayFailure) -> TokenGrant {
@@ -132,25 +127,27 @@ public final class IOPGatewayClient: TokenGateway {
         let httpRequest = Self.httpRequest(for: request)
         let timeout = configuration.requestTimeout
         let limit = configuration.maxResponseBytes
-        let client = httpClient
+        let connections = self.connections
         do {
             // AsyncHTTPClient's deadline ends when the head arrives; the race with
             // a timer bounds the body too, so a trickling answer cannot hold a
             // refresh (and its lease) forever.
             return try await withThrowingTaskGroup(of: RawResponse.self) { group in
                 group.addTask {
-                    let response = try await client.execute(
-                        httpRequest, deadline: .now() + TimeAmount(timeout))
-                    let status = Int(response.status.code)
-                    let body: ByteBuffer
-                    do {
-                        body = try await response.body.collect(upTo: limit)
-                    } catch is NIOTooManyBytesError {
-                        throw IOPResponseDecoder.responseTooLarge(status: status, limit: limit)
+                    try await connections.withClient { client in
+                        let response = try await client.execute(
+                            httpRequest, deadline: .now() + TimeAmount(timeout))
+                        let status = Int(response.status.code)
+                        let body: ByteBuffer
+                        do {
+                            body = try await response.body.collect(upTo: limit)
+                        } catch is NIOTooManyBytesError {
+                            throw IOPResponseDecoder.responseTooLarge(status: status, limit: limit)
+                        }
+                        return RawResponse(
+                            status: status, headers: response.headers.map { (name: $0.name, value: $0.value) },
+                            body: body)
                     }
-                    return RawResponse(
-                        status: status, headers: response.headers.map { (name: $0.name, value: $0.value) },
-                        body: body)
                 }
                 group.addTask {
                     try await Task.sleep(for: timeout)

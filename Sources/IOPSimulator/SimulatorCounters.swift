@@ -34,6 +34,14 @@ public struct SimulatorCounters: Sendable, Equatable {
     /// A refresh for a seller arrived while another refresh for the same seller
     /// was still being answered. Must stay 0 for a correct client.
     public var overlappingRefreshes = 0
+    /// The most refreshes being answered at once, all sellers together, since
+    /// the start or the last ``IOPSimulator/resetCounters()``: how much of its
+    /// concurrency a client really used.
+    public var peakConcurrentRefreshes = 0
+    /// Refreshes that arrived after the seller's current access token had
+    /// expired: the client refreshed too late and its readers held an expired
+    /// token meanwhile. Must stay 0 for a client that keeps up.
+    public var refreshesAfterAccessExpiry = 0
     /// Calls refused because a throttling ban was still running.
     public var callsDuringBan = 0
     /// Successful answers that could not be written (the client had gone):

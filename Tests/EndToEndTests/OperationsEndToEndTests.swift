@@ -17,7 +17,7 @@ struct OperationsEndToEndTests {
         let world = try await EndToEndWorld()
         let hook = try Hook(in: world.root)
         let webhookSecretPath = world.root.appendingPathComponent("webhook_secret").path
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: webhookSecretPath, contents: Data(receiver.secret.utf8), attributes: [.posixPermissions: 0o600])
         var settings: [String: String] = [
             "notify.command": "[\"\(hook.path)\"]", "notify.webhook_url": receiver.url,
@@ -414,7 +414,7 @@ struct Hook {
             env > "\(directory)/$TOKENKEEPER_EVENT_ID.$$.env"
             printf '%s %s %s %s\\n' "$TOKENKEEPER_EVENT_ID" "$TOKENKEEPER_EVENT" "${TOKENKEEPER_SELLER_ID:--}" "$$" >> "\(directory)/calls.log"
             """
-        FileManager.default.createFile(atPath: path, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755])
+        _ = FileManager.default.createFile(atPath: path, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755])
     }
 
     func calls() -> [Call] {

@@ -39,6 +39,8 @@ struct SimulatedGateway {
         var seller: SimulatedSeller
         var currentRefreshToken: String?
         var refreshTokenValidTime: Timestamp?
+        /// When the access token issued last expires.
+        var accessTokenExpireTime: Timestamp?
         var inFlightRefreshes = 0
         var stats = SellerStats()
         var issued: [IssuedTokenPair] = []
@@ -47,6 +49,8 @@ struct SimulatedGateway {
     var behavior: GatewayBehavior
     var counters = SimulatorCounters()
     private(set) var sellers: [String: SellerRecord] = [:]
+    /// Refreshes being answered, every seller's together (the peak is a counter).
+    private var refreshesInFlight = 0
     private let clock: any WallClock
     private let basePath: String
     private let logger: Logger
@@ -106,6 +110,11 @@ struct SimulatedGateway {
                 logger.warning("overlapping refresh", metadata: ["seller": "\(sellerKey)"])
             }
             sellers[sellerKey]!.inFlightRefreshes += 1
+            refreshesInFlight += 1
+            counters.peakConcurrentRefreshes = max(counters.peakConcurrentRefreshes, refreshesInFlight)
+            if let expiry = sellers[sellerKey]!.accessTokenExpireTime, now >= expiry {
+                counters.refreshesAfterAccessExpiry += 1
+            }
             ticket.inFlightSeller = sellerKey
         }
 
@@ -172,6 +181,7 @@ struct SimulatedGateway {
     mutating func finish(_ ticket: RequestTicket, delivered: Bool) {
         if let seller = ticket.inFlightSeller, sellers[seller] != nil {
             sellers[seller]!.inFlightRefreshes = max(0, sellers[seller]!.inFlightRefreshes - 1)
+            refreshesInFlight = max(0, refreshesInFlight - 1)
         }
         guard !delivered, ticket.carriesGrant else { return }
         counters.answersNotDelivered += 1
@@ -283,6 +293,7 @@ struct SimulatedGateway {
             sellers[record.sellerKey]!.issued[reference.index].expireTime = now
             let accessToken = sellers[record.sellerKey]!.issued[reference.index].accessToken.exposedValue
             accessTokens[accessToken]?.expireTime = now
+            sellers[record.sellerKey]!.accessTokenExpireTime = now
         case .securityShape, nil:
             break
         }
@@ -320,6 +331,7 @@ struct SimulatedGateway {
         refreshTokens[refreshToken] = RefreshTokenRecord(sellerKey: sellerKey, state: .current)
         accessTokens[accessToken] = AccessTokenRecord(sellerKey: sellerKey, expireTime: pair.expireTime)
         sellers[sellerKey]!.currentRefreshToken = refreshToken
+        sellers[sellerKey]!.accessTokenExpireTime = pair.expireTime
         sellers[sellerKey]!.issued.append(pair)
         return IssuedReference(sellerKey: sellerKey, index: sellers[sellerKey]!.issued.count - 1)
     }

@@ -187,6 +187,12 @@ final class AccountVault {
         private(set) var sequence: Int64?
         private(set) var touched: [String] = []
 
+        /// What the write had taken before a savepoint.
+        struct Mark {
+            fileprivate var hadSequence: Bool
+            fileprivate var touchedCount: Int
+        }
+
         init(connection: SQLiteConnection) {
             self.connection = connection
         }
@@ -211,11 +217,26 @@ final class AccountVault {
         func touch(_ sellerID: String) {
             touched.append(sellerID)
         }
+
+        func mark() -> Mark {
+            Mark(hadSequence: sequence != nil, touchedCount: touched.count)
+        }
+
+        /// Forgets what was taken since `mark`, whose savepoint was rolled
+        /// back: a sequence taken after it was rolled back with it.
+        func rollBack(to mark: Mark) {
+            if !mark.hadSequence { sequence = nil }
+            touched.removeSubrange(mark.touchedCount...)
+        }
     }
+
+    /// The group commit whose transaction is open: writes made meanwhile join it.
+    private var openBatch: KeeperWrite?
 
     /// Runs `body` in a `BEGIN IMMEDIATE` transaction on keeper.db, commits
     /// (durably), then brings the touched sellers' tokens.db rows in line.
     func write<T>(_ body: (KeeperWrite) throws -> T) throws -> T {
+        if let openBatch { return try body(openBatch) }
         try ensureOpen()
         let write = KeeperWrite(connection: keeper)
         let result = try keeper.transaction(.immediate) { try body(write) }
@@ -226,6 +247,49 @@ final class AccountVault {
             updateReaders(write.touched)
         }
         return result
+    }
+
+    /// Runs `items` (each making its writes through ``write(_:)``) in one
+    /// keeper.db transaction, so they share one durable commit, then rewrites
+    /// their tokens.db rows in one more. Each item runs in its own savepoint:
+    /// one refused for its own account's values (``StoreFailureScope/account``)
+    /// is rolled back alone and the others commit. An error that reaches the
+    /// whole store (the commit itself, a full disk) fails every item, and
+    /// nothing of the batch is stored.
+    ///
+    /// - Returns: Each item's error, or nil where it committed.
+    func writeBatch(_ items: [() throws -> Void]) -> [(any Error)?] {
+        var errors = [(any Error)?](repeating: nil, count: items.count)
+        let write = KeeperWrite(connection: keeper)
+        do {
+            try ensureOpen()
+            openBatch = write
+            defer { openBatch = nil }
+            try keeper.transaction(.immediate) {
+                for (index, item) in items.enumerated() {
+                    let mark = write.mark()
+                    try keeper.cachedStatement("SAVEPOINT batch_item").run()
+                    do {
+                        try item()
+                        try keeper.cachedStatement("RELEASE batch_item").run()
+                    } catch where StoreFailureScope.of(error) == .account && keeper.isInTransaction {
+                        try keeper.cachedStatement("ROLLBACK TO batch_item").run()
+                        try keeper.cachedStatement("RELEASE batch_item").run()
+                        write.rollBack(to: mark)
+                        errors[index] = error
+                    }
+                }
+            }
+        } catch {
+            return Array(repeating: error, count: items.count)
+        }
+        if let sequence = write.sequence {
+            lastOwnSequence = max(lastOwnSequence, sequence)
+        }
+        if !write.touched.isEmpty {
+            updateReaders(write.touched)
+        }
+        return errors
     }
 
     static let insertEventSQL =

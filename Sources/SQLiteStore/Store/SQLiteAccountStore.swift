@@ -36,6 +36,41 @@ public actor SQLiteAccountStore: AccountStore {
     private let executor: DispatchQueueExecutor
     let vault: AccountVault
     private let options: Options
+
+    /// How the refresher's writes were grouped.
+    public struct GroupCommitCounts: Sendable, Equatable {
+        /// keeper.db transactions that committed refresher writes.
+        public var commits = 0
+        /// Writes in them.
+        public var writes = 0
+        /// The most writes in one.
+        public var largest = 0
+
+        mutating func record(_ size: Int) {
+            commits += 1
+            writes += size
+            largest = max(largest, size)
+        }
+    }
+
+    /// A refresher's write waiting for the next group commit.
+    private struct QueuedWrite {
+        var run: () throws -> Void
+        var finish: ((any Error)?) -> Void
+    }
+
+    /// What a queued write produced, read when its batch has committed.
+    private final class Produced<Value> {
+        var value: Value?
+    }
+
+    private var queuedWrites: [QueuedWrite] = []
+    private var groupCommitScheduled = false
+    /// Group commits so far: how many, how many writes, the largest.
+    public private(set) var groupCommits = GroupCommitCounts()
+    // For tests: queued writes wait while held.
+    private var groupCommitsHeld = false
+    private var queueWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
     /// `keeper.db`'s path.
     public nonisolated let keeperPath: String
     /// `tokens.db`'s path.
@@ -95,32 +130,110 @@ public actor SQLiteAccountStore: AccountStore {
         try vault.changes(since: cursor)
     }
 
-    public func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) throws -> LeaseResult {
-        try vault.acquireLease(sellerID: sellerID, owner: owner, until: until, now: now)
+    // The refresher's writes are group-committed: those that arrive while a
+    // commit is under way (an fsync with synchronous=FULL) are committed
+    // together in the next one. Each caller resumes only once its own write
+    // is durable, so a rotated pair is stored before its seller can be
+    // refreshed again or its access token is published.
+
+    public func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) async throws
+        -> LeaseResult
+    {
+        try await groupCommitted { [vault] in
+            try vault.acquireLease(sellerID: sellerID, owner: owner, until: until, now: now)
+        }
     }
 
-    public func releaseLease(sellerID: String, owner: String) throws {
-        try vault.releaseLease(sellerID: sellerID, owner: owner)
+    public func releaseLease(sellerID: String, owner: String) async throws {
+        try await groupCommitted { [vault] in try vault.releaseLease(sellerID: sellerID, owner: owner) }
     }
 
     public func commitRotation(
         sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
-    ) throws -> Bool {
-        try vault.commitRotation(sellerID: sellerID, sent: sent, grant: grant, nextRefreshAt: nextRefreshAt, now: now)
+    ) async throws -> Bool {
+        try await groupCommitted { [vault] in
+            try vault.commitRotation(
+                sellerID: sellerID, sent: sent, grant: grant, nextRefreshAt: nextRefreshAt, now: now)
+        }
     }
 
     public func recordFailure(
         sellerID: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp, now: Timestamp
-    ) throws {
-        try vault.recordFailure(
-            sellerID: sellerID, failure: failure, failedAttempts: failedAttempts, nextRefreshAt: nextRefreshAt,
-            now: now)
+    ) async throws {
+        try await groupCommitted { [vault] in
+            try vault.recordFailure(
+                sellerID: sellerID, failure: failure, failedAttempts: failedAttempts, nextRefreshAt: nextRefreshAt,
+                now: now)
+        }
     }
 
     public func markReauthRequired(
         sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
-    ) throws -> Bool {
-        try vault.markReauthRequired(sellerID: sellerID, sent: sent, reason: reason, requestID: requestID, now: now)
+    ) async throws -> Bool {
+        try await groupCommitted { [vault] in
+            try vault.markReauthRequired(
+                sellerID: sellerID, sent: sent, reason: reason, requestID: requestID, now: now)
+        }
+    }
+
+    /// Queues `body` for the next group commit and returns what it produced
+    /// once that commit is durable (or throws its error).
+    private func groupCommitted<Value: Sendable>(_ body: @escaping () throws -> Value) async throws -> Value {
+        try await withCheckedThrowingContinuation { continuation in
+            let produced = Produced<Value>()
+            queuedWrites.append(
+                QueuedWrite(
+                    run: { produced.value = try body() },
+                    finish: { error in
+                        if let error {
+                            continuation.resume(throwing: error)
+                        } else if let value = produced.value {
+                            continuation.resume(returning: value)
+                        } else {
+                            continuation.resume(throwing: SQLiteStoreError.closed)
+                        }
+                    }))
+            resumeQueueWaiters()
+            guard !groupCommitScheduled, !groupCommitsHeld else { return }
+            groupCommitScheduled = true
+            // Behind the calls already queued on this actor: they join it.
+            Task { self.commitQueuedWrites() }
+        }
+    }
+
+    private func commitQueuedWrites() {
+        groupCommitScheduled = false
+        let batch = queuedWrites
+        queuedWrites.removeAll(keepingCapacity: true)
+        guard !batch.isEmpty else { return }
+        groupCommits.record(batch.count)
+        let errors = vault.writeBatch(batch.map(\.run))
+        for (write, error) in zip(batch, errors) {
+            write.finish(error)
+        }
+    }
+
+    /// For tests: queued writes wait until ``releaseGroupCommits()``.
+    func holdGroupCommits() {
+        groupCommitsHeld = true
+    }
+
+    /// For tests: commits what was queued while held, as one group.
+    func releaseGroupCommits() {
+        groupCommitsHeld = false
+        commitQueuedWrites()
+    }
+
+    /// For tests: returns once `count` writes are queued.
+    func waitForQueuedWrites(_ count: Int) async {
+        guard queuedWrites.count < count else { return }
+        await withCheckedContinuation { queueWaiters.append((count, $0)) }
+    }
+
+    private func resumeQueueWaiters() {
+        let ready = queueWaiters.filter { $0.count <= queuedWrites.count }
+        queueWaiters.removeAll { $0.count <= queuedWrites.count }
+        for waiter in ready { waiter.continuation.resume() }
     }
 
     // MARK: - Commands

@@ -75,7 +75,9 @@ extension GatewayConfiguration {
             // Connecting is part of the request: never longer than the whole.
             connectTimeout: .milliseconds(
                 Int64(min(configuration.gateway.connectTimeoutSeconds, configuration.gateway.timeoutSeconds) * 1000)),
-            requestTimeout: .milliseconds(Int64(configuration.gateway.timeoutSeconds * 1000)))
+            requestTimeout: .milliseconds(Int64(configuration.gateway.timeoutSeconds * 1000)),
+            // One connection per call the scheduler may have under way.
+            maxConnections: configuration.refresh.concurrency)
     }
 }
 
