@@ -99,6 +99,26 @@ struct DeadlineQueue {
         heap = Heap(current.map { Entry(due: $0.value.due, generation: $0.value.generation, sellerID: $0.key) })
     }
 
+    /// How long before its deadline each account must be allowed to start
+    /// so that, at `callsPerSecond`, every account starts by its deadline:
+    /// the most work any stretch of the schedule holds beyond its length,
+    /// max over i > j of ((i - j) / rate - (d[i] - d[j])) over the sorted
+    /// deadlines. Zero when the calls fit. O(n log n).
+    func requiredLead(callsPerSecond: Double) -> Duration {
+        guard current.count > 1, callsPerSecond > 0 else { return .zero }
+        let deadlines = current.values.map(\.due.millisecondsSince1970).sorted()
+        let spacingMs = 1000 / callsPerSecond
+        var lowest = Double.infinity
+        var leadMs = 0.0
+        for (index, deadline) in deadlines.enumerated() {
+            // x[i] = i * spacing - d[i]; the lead is the largest rise of x.
+            let x = Double(index) * spacingMs - Double(deadline)
+            lowest = min(lowest, x)
+            leadMs = max(leadMs, x - lowest)
+        }
+        return .milliseconds(Int64(leadMs.rounded(.up)))
+    }
+
     private mutating func compactIfNeeded() {
         guard heap.count > 1024, heap.count > 2 * current.count else { return }
         heap = Heap(current.map { Entry(due: $0.value.due, generation: $0.value.generation, sellerID: $0.key) })

@@ -47,7 +47,12 @@ extension RefreshScheduler {
         case .markReauthRequired(let reason):
             return AttemptResult(outcome: await markReauthRequired(account, reason: reason, requestID: nil))
         case .refresh:
-            if !job.forced, let stored = account.nextRefreshAt, stored > now {
+            // Another process refreshed it meanwhile when its deadline moved
+            // past the one this attempt started for (which may lie ahead:
+            // the lead starts accounts early).
+            if !job.forced, let stored = RefreshPolicy.effectiveDeadline(of: account),
+                stored > max(now, job.planned ?? now)
+            {
                 await releaseLease(sellerID)
                 return AttemptResult(outcome: .skipped(.notDue, nextDue: stored))
             }

@@ -91,6 +91,9 @@ extension RefreshScheduler {
         self.nextTickAt = now + configuration.tickInterval
         if phase == .running {
             await pickUpChanges()
+            // While accounts start early, the lead shrinks as they are served.
+            if lead > .zero { leadIsStale = true }
+            planLead()
         }
         tickInProgress = false
         // After the store answered: a scheduler stuck on its store stops
@@ -112,6 +115,7 @@ extension RefreshScheduler {
             return
         }
         guard phase == .running else { return }
+        leadIsStale = leadIsStale || !changes.isEmpty
         for change in changes {
             // An attempt in flight reschedules its account when it ends (and
             // re-reads it under the lease first); a forced one is answered then.
@@ -134,14 +138,32 @@ extension RefreshScheduler {
         }
     }
 
+    /// Recomputes the lead when the schedule changed unseen; only a call
+    /// rate limit makes one.
+    func planLead() {
+        guard leadIsStale else { return }
+        leadIsStale = false
+        let previous = lead
+        lead = configuration.maxCallsPerSecond.map { queue.requiredLead(callsPerSecond: $0) } ?? .zero
+        if lead > .seconds(1), previous <= .seconds(1) {
+            logger.notice(
+                """
+                more accounts fall due together than refresh.max_calls_per_second can serve on time; \
+                the earliest start early
+                """,
+                metadata: ["lead_seconds": "\(lead.seconds)", "accounts": "\(queue.count)"])
+        }
+    }
+
     /// Starts every due account the limits allow, overdue first, then re-arms.
+    /// With a lead, accounts start that much before their deadlines.
     func pump() {
         noticeClockStep()
         let now = clock.now()
-        while mayStartAttempt(now), let next = queue.peek(), next.due <= now {
+        while mayStartAttempt(now), let next = queue.peek(), next.due <= now + lead {
             if bucket?.tryTake(now) == false { break }
-            _ = queue.popDue(notAfter: now)
-            start(next.sellerID, now: now)
+            _ = queue.popDue(notAfter: now + lead)
+            start(next.sellerID, planned: next.due, now: now)
         }
         arm(now)
         checkIdle()
@@ -163,14 +185,16 @@ extension RefreshScheduler {
         return true
     }
 
-    private func start(_ sellerID: String, now: Timestamp) {
+    private func start(_ sellerID: String, planned: Timestamp, now: Timestamp) {
         let isProbe = configurationFailure != nil
         if isProbe {
             probeInFlight = true
             nextProbeAt = now + configuration.configurationProbeInterval
             logger.debug("probing the gateway with one account", metadata: ["seller": "\(sellerID)"])
         }
-        let job = Job(sellerID: sellerID, forced: forced.remove(sellerID) != nil, isProbe: isProbe)
+        let isForced = forced.remove(sellerID) != nil
+        let job = Job(sellerID: sellerID, forced: isForced, isProbe: isProbe, planned: isForced ? nil : planned)
+        if !isForced { emit(.started(sellerID: sellerID, delay: max(.zero, now - planned))) }
         inFlight.insert(sellerID)
         runningTasks += 1
         // Unstructured on purpose: cancelling run() must not cut a call short.
@@ -189,7 +213,7 @@ extension RefreshScheduler {
         if phase == .idle || phase == .running, inFlight.count < configuration.concurrency, undurable.isEmpty,
             pendingClockShift == nil, let next = queue.peek()
         {
-            var moment: Timestamp? = next.due
+            var moment: Timestamp? = next.due - lead
             if let pausedUntil { moment = max(next.due, pausedUntil) }
             if configurationFailure != nil {
                 moment = probeInFlight ? nil : moment.map { max($0, nextProbeAt) }

@@ -25,6 +25,7 @@ extension RefreshScheduler {
             for sellerID in forced where !inFlight.contains(sellerID) {
                 queue.schedule(sellerID, at: now)
             }
+            leadIsStale = true
         } catch {
             phase = .stopped
             answerBatches(for: Array(batchesBySeller.keys), with: .notAttempted)
@@ -42,6 +43,7 @@ extension RefreshScheduler {
                 "max_calls_per_second": "\(configuration.maxCallsPerSecond.map { "\($0)" } ?? "unlimited")",
             ])
         emit(.ready(ready))
+        planLead()
         pump()
 
         await withTaskCancellationHandler {

@@ -35,6 +35,13 @@ public actor RefreshScheduler {
 
     // What to do and when.
     var queue = DeadlineQueue()
+    /// How long before its deadline an account may start, so that the
+    /// accounts falling due together fit `refresh.max_calls_per_second`
+    /// (``DeadlineQueue/requiredLead(callsPerSecond:)``); zero when they fit.
+    var lead: Duration = .zero
+    /// The schedule changed in a way the lead has not seen (a load, changes
+    /// picked up, a new rate).
+    var leadIsStale = false
     /// Accounts asked for by ``refreshNow(_:)``: refreshed even if the store
     /// says they are not due yet.
     var forced: Set<String> = []
@@ -128,6 +135,9 @@ public actor RefreshScheduler {
         /// Started while the configuration was rejected: its answer decides
         /// whether the trouble is over.
         var isProbe: Bool
+        /// The deadline it was started for (nil when forced): it may start
+        /// before it by the lead, and is not then "not due yet".
+        var planned: Timestamp?
     }
 
     /// Creates a scheduler; nothing happens until ``run()`` or ``refreshNow(_:)``.
@@ -227,11 +237,13 @@ public actor RefreshScheduler {
         }
         if applied.maxCallsPerSecond != configuration.maxCallsPerSecond {
             bucket = applied.maxCallsPerSecond.map { TokenBucket(ratePerSecond: $0) }
+            leadIsStale = true
         }
         if applied.tickInterval < configuration.tickInterval, let nextTickAt {
             self.nextTickAt = min(nextTickAt, clock.now() + applied.tickInterval)
         }
         configuration = applied
+        planLead()
         logger.notice(
             "refresh settings applied",
             metadata: [

@@ -6,6 +6,10 @@ public import TokenKeeperCore
 public enum SchedulerEvent: Sendable, Equatable {
     /// The schedule is loaded and the timer armed (systemd `READY=1`).
     case ready(SchedulerSnapshot)
+    /// An attempt on a scheduled account started, `delay` after its
+    /// deadline (zero when it started on time or early). Not sent for
+    /// accounts forced by ``RefreshScheduler/refreshNow(_:)``.
+    case started(sellerID: String, delay: Duration)
     /// A rotated pair is durable; see ``RefreshOutcome/refreshed(requestID:nextDue:isFinalGrant:)``.
     case refreshed(sellerID: String, requestID: String?, nextDue: Timestamp, isFinalGrant: Bool)
     /// A transient or throttling failure; the account is tried again at `nextDue`.

@@ -120,6 +120,21 @@ public struct RefreshPolicy: Sendable, Equatable {
         return max(due, start)
     }
 
+    /// The stored deadline as the schedule reads it: never later than the
+    /// moment a fifth of the access token's stated life (five minutes with no
+    /// stated life) is left by the gateway's `expire_time`, so that a deadline
+    /// written under a wrong local clock cannot make a refresh late. The
+    /// store's schedule query (`loadSchedule`) applies the same rule in SQL.
+    public static func effectiveDeadline(of account: Account) -> Timestamp? {
+        guard let stored = account.nextRefreshAt else { return nil }
+        guard account.isRefreshable, account.accessToken != nil, let expireTime = account.expireTime else {
+            return stored
+        }
+        let lifetimeMs = account.accessTokenLifetime?.wholeMilliseconds ?? 0
+        let marginMs = lifetimeMs > 0 ? lifetimeMs / 5 : 300_000
+        return min(stored, expireTime - .milliseconds(marginMs))
+    }
+
     /// What the scheduler does with an account at `now`.
     ///
     /// Only the gateway ends an account. A refresh token whose

@@ -10,13 +10,14 @@ import TokenKeeperTesting
 @Suite("IOPGatewayClient against the simulator")
 struct GatewayClientTests {
     private static func withClient(
-        secret: String = SimulatorHarness.secret, _ body: (IOPGatewayClient, SimulatorHarness) async throws -> Void
+        secret: String = SimulatorHarness.secret, maxConnections: Int = 8,
+        _ body: (IOPGatewayClient, SimulatorHarness) async throws -> Void
     ) async throws {
         try await SimulatorHarness.run { h in
             let client = IOPGatewayClient(
                 configuration: GatewayConfiguration(
                     baseURL: h.gateway.baseURL, appKey: SimulatorHarness.appKey, appSecret: Secret(secret),
-                    requestTimeout: .seconds(10)),
+                    requestTimeout: .seconds(10), maxConnections: maxConnections),
                 clock: h.clock, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
             do {
                 try await body(client, h)
@@ -90,6 +91,37 @@ struct GatewayClientTests {
             h.clock.advance(by: .seconds(2))
             let retry = try await client.refresh(refreshToken: token)
             #expect(retry.sellerID == "1001")
+        }
+    }
+
+    /// `refresh.concurrency` calls go out together, not AsyncHTTPClient's
+    /// default of 8 per host; a new limit (SIGHUP) takes effect for new calls.
+    @Test func callsGoOutAsManyAtOnceAsTheConnectionLimitSays() async throws {
+        try await Self.withClient(maxConnections: 32) { client, h in
+            h.simulator.updateBehavior { $0.responseLatency = .milliseconds(100) }
+            let sellers = (0..<64).map { "77\($0)" }
+            for seller in sellers { try h.enrolledSeller(seller) }
+            func burst() async {
+                let tokens = sellers.compactMap { h.simulator.currentRefreshToken(for: $0) }
+                await withTaskGroup(of: Void.self) { group in
+                    for token in tokens {
+                        group.addTask { _ = try? await client.refresh(refreshToken: token) }
+                    }
+                }
+            }
+
+            await burst()
+            #expect(h.simulator.counters.rotations == 64)
+            #expect(h.simulator.counters.peakConcurrentRefreshes == 32)
+
+            var smaller = client.configuration
+            smaller.maxConnections = 4
+            client.update(configuration: smaller)
+            #expect(client.maxConnections == 4)
+            h.simulator.resetCounters()
+            await burst()
+            #expect(h.simulator.counters.rotations == 64)
+            #expect(h.simulator.counters.peakConcurrentRefreshes == 4)
         }
     }
 }

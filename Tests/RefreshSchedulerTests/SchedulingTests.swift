@@ -142,6 +142,79 @@ struct SchedulingTests {
         try await run.value
     }
 
+    /// 50 sellers due together at 10 calls/s need 5 s of calls: the earliest
+    /// start early, so that none starts after its deadline, and no sooner
+    /// than that needs.
+    @Test func accountsFallingDueTogetherStartEarlyEnoughForTheRateLimit() async throws {
+        let harness = SchedulerHarness(concurrency: 50, maxCallsPerSecond: 10)
+        for index in 0..<50 { await harness.addAccount("s\(index)", due: .seconds(60)) }
+        let run = try await harness.start()
+        let start = harness.now
+
+        await harness.advance(by: .seconds(61))
+
+        let times = await harness.gateway.calls.map { ($0.at - start).wholeMilliseconds }
+        #expect(times.count == 50)
+        // The rate holds, and the last call starts at the deadline, not after.
+        #expect(times == (0..<50).map { 55_100 + Int64($0) * 100 })
+        let delays = harness.events.events.compactMap { event -> Duration? in
+            if case .started(_, let delay) = event { delay } else { nil }
+        }
+        #expect(delays.count == 50)
+        #expect(delays.allSatisfy { $0 == .zero })
+        run.cancel()
+        try await run.value
+    }
+
+    @Test func withoutARateLimitNothingStartsEarly() async throws {
+        let harness = SchedulerHarness(concurrency: 50, maxCallsPerSecond: nil)
+        for index in 0..<50 { await harness.addAccount("s\(index)", due: .seconds(60)) }
+        let run = try await harness.start()
+        let start = harness.now
+
+        await harness.advance(by: .seconds(59))
+        #expect(await harness.gateway.calls.isEmpty)
+        await harness.advance(by: .seconds(2))
+        let times = await harness.gateway.calls.map { ($0.at - start).wholeMilliseconds }
+        #expect(times == Array(repeating: 60_000, count: 50))
+        run.cancel()
+        try await run.value
+    }
+
+    /// A start late because the rate limit held it back is reported with its delay.
+    @Test func aStartHeldBackByTheRateIsReportedLate() async throws {
+        let harness = SchedulerHarness(concurrency: 50, maxCallsPerSecond: 10)
+        for index in 0..<3 { await harness.addAccount("s\(index)", due: .zero) }
+        let run = try await harness.start()
+
+        await harness.advance(by: .seconds(1))
+
+        let delays = harness.events.events.compactMap { event -> Int64? in
+            if case .started(_, let delay) = event { delay.wholeMilliseconds } else { nil }
+        }
+        #expect(delays.sorted() == [0, 100, 200])
+        run.cancel()
+        try await run.value
+    }
+
+    /// A deadline stored under a wrong clock (a day late) is capped at start
+    /// by the gateway's expiry, and the attempt at the capped time is made,
+    /// not skipped as "not due yet".
+    @Test func aCappedDeadlineIsRefreshedAtTheCapNotSkipped() async throws {
+        let harness = SchedulerHarness()
+        await harness.addAccount("late", due: .seconds(86_400), expiresIn: .seconds(3600), lifetime: .seconds(3600))
+        let run = try await harness.start()
+        let start = harness.now
+
+        await harness.advance(by: .seconds(2879))
+        #expect(await harness.gateway.calls.isEmpty)
+        await harness.advance(by: .seconds(2))
+        let calls = await harness.gateway.calls.map { ($0.at - start).wholeMilliseconds }
+        #expect(calls == [2_880_000])
+        run.cancel()
+        try await run.value
+    }
+
     @Test func throttlingPausesEveryCallForTheStatedTime() async throws {
         let harness = SchedulerHarness()
         await harness.addAccount("limited", due: .zero)
@@ -195,6 +268,9 @@ struct SchedulingTests {
         // Another process refreshes it; our change feed has not seen it yet.
         await harness.store.modifyQuietly("s1") {
             $0.refreshToken = Secret("rt-s1-by-cli")
+            $0.accessToken = Secret("at-s1-by-cli")
+            $0.expireTime = start + .seconds(4500)
+            $0.refreshedAt = start + .seconds(900)
             $0.nextRefreshAt = start + .seconds(3600)
         }
         await harness.gateway.register("s1", refreshToken: Secret("rt-s1-by-cli"))

@@ -151,3 +151,31 @@ struct DispatchWakeupTimerTests {
         #expect(await gateway.violations.isEmpty)
     }
 }
+
+@Suite struct RequiredLeadTests {
+    let t0 = Timestamp(millisecondsSince1970: 1_000_000)
+
+    @Test func aCrowdAtOneMomentNeedsItsCallsWorthOfLead() {
+        var queue = DeadlineQueue()
+        for index in 0..<50 { queue.schedule("a\(index)", at: t0) }
+        #expect(queue.requiredLead(callsPerSecond: 10) == .milliseconds(4900))
+        #expect(queue.requiredLead(callsPerSecond: 100) == .milliseconds(490))
+    }
+
+    @Test func deadlinesSpacedByTheRateNeedNone() {
+        var queue = DeadlineQueue()
+        for index in 0..<50 { queue.schedule("b\(index)", at: t0 + .milliseconds(100 * Int64(index))) }
+        #expect(queue.requiredLead(callsPerSecond: 10) == .zero)
+        #expect(queue.requiredLead(callsPerSecond: 5) == .milliseconds(4900))
+    }
+
+    @Test func aLaterCrowdCountsOnlyItsOwnExcess() {
+        var queue = DeadlineQueue()
+        // Ten spread over the first 10 s, then thirty at 20 s.
+        for index in 0..<10 { queue.schedule("early\(index)", at: t0 + .seconds(Int64(index))) }
+        for index in 0..<30 { queue.schedule("crowd\(index)", at: t0 + .seconds(20)) }
+        #expect(queue.requiredLead(callsPerSecond: 10) == .milliseconds(2900))
+        queue.remove("crowd0")
+        #expect(queue.requiredLead(callsPerSecond: 10) == .milliseconds(2800))
+    }
+}

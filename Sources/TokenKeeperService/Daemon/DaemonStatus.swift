@@ -72,7 +72,7 @@ final class DaemonStatus: Sendable {
         case .stopped(let snapshot):
             state.withLock { $0.health.isReady = false }
             notifier.status("stopped; " + line(snapshot))
-        case .refreshed, .failed, .rotationUnstored:
+        case .started, .refreshed, .failed, .rotationUnstored:
             break
         }
     }

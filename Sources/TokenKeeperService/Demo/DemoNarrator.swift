@@ -40,7 +40,7 @@ final class DemoNarrator: Sendable {
             say("\(time)  daemon stopped after \(snapshot.refreshed) refreshes")
         case .rotationUnstored(let sellerID, _):
             say("\(time)  UNSTORED ROTATION  \(sellerID): saved beside the store for 'tokenkeeper import'")
-        case .tick:
+        case .tick, .started:
             break
         }
     }

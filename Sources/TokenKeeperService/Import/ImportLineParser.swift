@@ -20,35 +20,30 @@ public enum ImportLineParser {
 
     /// Parses one line. Blank lines and lines starting with `#` give nil.
     public static func parse(_ line: Substring, number: Int) throws(ImportLineError) -> ImportRecord? {
-        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = mayNeedTrimming(line) ? Substring(line.trimmingCharacters(in: .whitespacesAndNewlines)) : line
         if trimmed.isEmpty || trimmed.hasPrefix("#") { return nil }
         func refuse(_ problem: String) -> ImportLineError { ImportLineError(line: number, problem: problem) }
-        let object: [String: Any]
-        do {
-            guard let parsed = try JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
-                throw refuse("not a JSON object")
-            }
-            object = parsed
-        } catch let error as ImportLineError {
-            throw error
-        } catch {
-            throw refuse("not valid JSON")
+        let object: [String: ImportFieldValue]
+        if let fast = FlatJSONObject.parse(trimmed) {
+            object = fast
+        } else {
+            object = try serializedObject(String(trimmed), refuse: refuse)
         }
         func text(_ key: String) throws(ImportLineError) -> String? {
             switch object[key] {
-            case nil, is NSNull: return nil
-            case let value as String: return value.isEmpty ? nil : value
-            case let value as NSNumber: return value.stringValue
-            default: throw refuse("\(key) must be a string")
+            case nil, .null: return nil
+            case .string(let value): return value.isEmpty ? nil : value
+            case .number(let text, _): return text
+            case .other: throw refuse("\(key) must be a string")
             }
         }
         func milliseconds(_ key: String) throws(ImportLineError) -> Timestamp? {
             let value: Int64?
             switch object[key] {
-            case nil, is NSNull: return nil
-            case let number as NSNumber: value = Int64(exactly: number.doubleValue)
-            case let string as String: value = string.isEmpty ? nil : Int64(string)
-            default: value = nil
+            case nil, .null: return nil
+            case .number(_, let whole): value = whole
+            case .string(let string): value = string.isEmpty ? nil : Int64(string)
+            case .other: value = nil
             }
             guard let value else { throw refuse("\(key) must be epoch milliseconds (a whole number)") }
             guard value >= earliestPlausibleMilliseconds else {
@@ -76,5 +71,34 @@ public enum ImportLineParser {
             profile: SellerProfile(
                 userID: try text("user_id"), userNick: try text("user_nick"), account: try text("account"),
                 accountPlatform: try text("account_platform"), sp: try text("sp"), locale: try text("locale")))
+    }
+
+    /// False when the line starts and ends with printable ASCII: then
+    /// Foundation's trimming (a good part of a line's cost) has nothing to do.
+    private static func mayNeedTrimming(_ line: Substring) -> Bool {
+        guard let first = line.utf8.first, let last = line.utf8.last else { return false }
+        return !(0x21..<0x7F).contains(first) || !(0x21..<0x7F).contains(last)
+    }
+
+    /// The line read by `JSONSerialization`: what the fast reader leaves
+    /// (floats, booleans, nested values, odd escapes) and every refusal.
+    static func serializedObject(
+        _ line: String, refuse: (String) -> ImportLineError
+    ) throws(ImportLineError) -> [String: ImportFieldValue] {
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: Data(line.utf8))
+        } catch {
+            throw refuse("not valid JSON")
+        }
+        guard let object = parsed as? [String: Any] else { throw refuse("not a JSON object") }
+        return object.mapValues { value in
+            switch value {
+            case is NSNull: .null
+            case let string as String: .string(string)
+            case let number as NSNumber: .number(text: number.stringValue, wholeValue: Int64(exactly: number.doubleValue))
+            default: .other
+            }
+        }
     }
 }

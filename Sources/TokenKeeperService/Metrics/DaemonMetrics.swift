@@ -18,6 +18,8 @@ final class DaemonMetrics: Sendable {
     private let refreshCounters: [String: CoreMetrics.Counter]
     private let rateLimitPauses: CoreMetrics.Counter
     private let gatewayTimers: [String: Metrics.Timer]
+    /// How long after its deadline each scheduled refresh started.
+    private let startDelay: Metrics.Timer
 
     init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -52,6 +54,7 @@ final class DaemonMetrics: Sendable {
             }
         }
         gatewayTimers = timers
+        startDelay = Metrics.Timer(label: "tokenkeeper_refresh_start_delay_seconds", factory: factory)
     }
 
     static func name(of failureClass: FailureClass) -> String {
@@ -75,6 +78,8 @@ final class DaemonMetrics: Sendable {
             }
         case .reauthRequired:
             refreshes(outcome: "reauth_required", failureClass: "account_rejected")
+        case .started(_, let delay):
+            startDelay.recordNanoseconds(Self.nanoseconds(delay))
         case .ready, .degraded, .recovered, .tick, .stopped, .rotationUnstored:
             break
         }
@@ -86,8 +91,11 @@ final class DaemonMetrics: Sendable {
 
     /// One gateway call's duration, by API (`refresh`, `create`) and result.
     func gatewayCall(api: String, duration: Duration, succeeded: Bool) {
-        gatewayTimers[api + "/" + (succeeded ? "ok" : "error")]?.recordNanoseconds(
-            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        gatewayTimers[api + "/" + (succeeded ? "ok" : "error")]?.recordNanoseconds(Self.nanoseconds(duration))
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds &* 1_000_000_000 &+ duration.components.attoseconds / 1_000_000_000
     }
 
     /// One delivery attempt on a notification channel.

@@ -70,7 +70,7 @@ final class EventNotifier: Service, Sendable {
             records.continuation.yield((.recovered, Self.describe(reason)))
         case .reauthRequired:
             nudge()
-        case .ready, .refreshed, .failed, .tick, .stopped, .rotationUnstored:
+        case .ready, .started, .refreshed, .failed, .tick, .stopped, .rotationUnstored:
             break
         }
     }

@@ -91,8 +91,12 @@ actor FakeAccountStore: AccountStore {
 
     func loadSchedule() async throws -> [ScheduledAccount] {
         try check(.loadSchedule)
+        // As the real store: capped by the gateway's expiry (RefreshPolicy.effectiveDeadline).
         return accounts.values.compactMap { account in
-            due(of: account).map { ScheduledAccount(sellerID: account.sellerID, due: $0) }
+            due(of: account).map { due in
+                ScheduledAccount(
+                    sellerID: account.sellerID, due: min(due, RefreshPolicy.effectiveDeadline(of: account) ?? due))
+            }
         }
     }
 
