@@ -332,3 +332,26 @@ import TokenKeeperTesting
         try await store.close()
     }
 }
+
+@Suite struct AccountPagingTests {
+    let scratch = try! ScratchDirectory()
+
+    @Test func pagesCoverEveryAccountOnceInOrder() async throws {
+        let store = try await scratch.open()
+        let records = (0..<2_345).map { index in
+            ImportRecord(sellerID: String(format: "%06d", (index * 7919) % 1_000_000), refreshToken: Tokens.refresh())
+        }
+        _ = try await store.importAccounts(records, now: Moments.now)
+        var seen: [String] = []
+        var last: String?
+        while true {
+            let page = try await store.accounts(after: last, limit: 1000)
+            guard let final = page.last else { break }
+            #expect(page.count <= 1000)
+            seen += page.map(\.sellerID)
+            last = final.sellerID
+        }
+        #expect(seen == records.map(\.sellerID).sorted())
+        try await store.close()
+    }
+}

@@ -196,6 +196,15 @@ extension AccountVault {
         return try fetchAccount(sellerID)
     }
 
+    func accounts(after sellerID: String?, limit: Int) throws -> [Account] {
+        try ensureOpen()
+        // Keyset paging on the primary key: each page costs one index seek,
+        // however far into the table it is.
+        return try keeper.cachedStatement(
+            "SELECT \(AccountRow.columns) FROM accounts WHERE seller_id > ? ORDER BY seller_id LIMIT ?"
+        ).rows([sellerID ?? "", max(1, limit)], AccountRow.decode)
+    }
+
     func allAccounts() throws -> [Account] {
         try ensureOpen()
         let statement = try keeper.prepare("SELECT \(AccountRow.columns) FROM accounts ORDER BY seller_id")

@@ -331,7 +331,14 @@ public actor SQLiteAccountStore: AccountStore {
         try vault.account(sellerID: sellerID)
     }
 
-    /// Every account, by seller id (for `list`).
+    /// At most `limit` accounts after `sellerID` (from the first when nil),
+    /// by seller id: a page, so that a million accounts are read with
+    /// bounded memory (`list`).
+    public func accounts(after sellerID: String?, limit: Int) throws -> [Account] {
+        try vault.accounts(after: sellerID, limit: limit)
+    }
+
+    /// Every account, by seller id.
     public func allAccounts() throws -> [Account] {
         try vault.allAccounts()
     }

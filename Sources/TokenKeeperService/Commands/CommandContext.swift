@@ -138,6 +138,11 @@ enum Console {
         writeAll(STDOUT_FILENO, text + "\n")
     }
 
+    /// Writes `text` as it is, with no newline added.
+    static func outRaw(_ text: String) {
+        writeAll(STDOUT_FILENO, text)
+    }
+
     static func error(_ text: String) {
         writeAll(STDERR_FILENO, "tokenkeeper: " + text + "\n")
     }

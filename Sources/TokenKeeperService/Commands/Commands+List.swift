@@ -6,22 +6,51 @@ import SQLiteStore
 import TokenKeeperCore
 
 extension Commands {
-    /// `tokenkeeper list [--json]`: every account, never a token.
+    /// Accounts read per page by `list`.
+    static let listPageSize = 1000
+
+    /// `tokenkeeper list [--json]`: every account, never a token. Streamed
+    /// page by page, so a million accounts list in bounded memory; the table
+    /// takes a first pass for its column widths and totals.
     public static func list(json: Bool, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
+            let now = SystemWallClock().now()
             guard context.storeExists else {
-                Console.out(json ? "[]" : AccountListing.table([], now: SystemWallClock().now()))
+                Console.out(json ? "[]" : AccountListing.emptyTable)
                 return .success
             }
-            let accounts = try await context.withStore { store throws(CommandFailure) in
-                try await storeCall("listing accounts") { try await store.allAccounts() }
-            }
-            if json {
-                Console.out(AccountListing.json(accounts))
-            } else {
-                Console.out(AccountListing.table(accounts, now: SystemWallClock().now()))
+            try await context.withStore { store throws(CommandFailure) in
+                try await storeCall("listing accounts") {
+                    if json {
+                        var listing = AccountListing.JSONStream()
+                        try await forEachPage(of: store) { Console.outRaw(listing.chunk(for: $0)) }
+                        Console.out(listing.end())
+                    } else {
+                        var table = AccountListing.Table(now: now)
+                        try await forEachPage(of: store) { table.measure($0) }
+                        guard table.count > 0 else {
+                            Console.out(AccountListing.emptyTable)
+                            return
+                        }
+                        Console.out(table.header())
+                        try await forEachPage(of: store) { Console.outRaw(table.rows($0)) }
+                        Console.out(table.footer())
+                    }
+                }
             }
             return .success
+        }
+    }
+
+    private static func forEachPage(
+        of store: SQLiteAccountStore, _ body: ([Account]) throws -> Void
+    ) async throws {
+        var last: String?
+        while true {
+            let page = try await store.accounts(after: last, limit: listPageSize)
+            guard let final = page.last else { return }
+            try body(page)
+            last = final.sellerID
         }
     }
 }
