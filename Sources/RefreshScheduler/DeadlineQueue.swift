@@ -2,34 +2,27 @@ import HeapModule
 import TokenKeeperCore
 
 /// Every account's next deadline: a min-heap ordered by due time, with lazy
-/// invalidation. Rescheduling an account pushes a new entry and bumps the
-/// account's generation in `current`; the old heap entry stays behind and is
-/// discarded when it reaches the top. So rescheduling is O(log n) with no
-/// search in the heap, and a compaction rebuilds the heap when stale entries
-/// outnumber live ones.
+/// invalidation. Rescheduling an account pushes a new entry and records the
+/// new deadline in `current`; the old heap entry stays behind and is
+/// discarded when it reaches the top, because its deadline is no longer the
+/// account's. So rescheduling is O(log n) with no search in the heap, and a
+/// compaction rebuilds the heap when stale entries outnumber live ones.
+///
+/// Memory counts at a million accounts: an entry is a deadline and a seller
+/// id (24 bytes), `current` maps the id to a deadline (24 bytes a slot).
 struct DeadlineQueue {
     private struct Entry: Comparable {
-        var due: Timestamp
-        var generation: UInt64
+        var due: Int64
         var sellerID: String
 
         static func < (lhs: Entry, rhs: Entry) -> Bool {
-            (lhs.due, lhs.generation) < (rhs.due, rhs.generation)
+            (lhs.due, lhs.sellerID) < (rhs.due, rhs.sellerID)
         }
-
-        static func == (lhs: Entry, rhs: Entry) -> Bool {
-            lhs.due == rhs.due && lhs.generation == rhs.generation
-        }
-    }
-
-    private struct Slot {
-        var due: Timestamp
-        var generation: UInt64
     }
 
     private var heap = Heap<Entry>()
-    private var current: [String: Slot] = [:]
-    private var nextGeneration: UInt64 = 0
+    /// The live deadline of each account, in milliseconds.
+    private var current: [String: Int64] = [:]
 
     /// Accounts with a deadline.
     var count: Int { current.count }
@@ -38,7 +31,7 @@ struct DeadlineQueue {
     var storedEntries: Int { heap.count }
 
     func due(of sellerID: String) -> Timestamp? {
-        current[sellerID]?.due
+        current[sellerID].map(Timestamp.init(millisecondsSince1970:))
     }
 
     func contains(_ sellerID: String) -> Bool {
@@ -51,21 +44,20 @@ struct DeadlineQueue {
         var entries: [Entry] = []
         entries.reserveCapacity(accounts.underestimatedCount)
         for account in accounts {
-            guard let due = account.due else { continue }
-            nextGeneration += 1
-            if let existing = current[account.sellerID], existing.due <= due { continue }
-            current[account.sellerID] = Slot(due: due, generation: nextGeneration)
-            entries.append(Entry(due: due, generation: nextGeneration, sellerID: account.sellerID))
+            guard let due = account.due?.millisecondsSince1970 else { continue }
+            if let existing = current[account.sellerID], existing <= due { continue }
+            current[account.sellerID] = due
+            entries.append(Entry(due: due, sellerID: account.sellerID))
         }
         heap = Heap(entries)
     }
 
     /// Sets the account's deadline, replacing the one it had.
     mutating func schedule(_ sellerID: String, at due: Timestamp) {
-        if let existing = current[sellerID], existing.due == due { return }
-        nextGeneration += 1
-        current[sellerID] = Slot(due: due, generation: nextGeneration)
-        heap.insert(Entry(due: due, generation: nextGeneration, sellerID: sellerID))
+        let milliseconds = due.millisecondsSince1970
+        if current[sellerID] == milliseconds { return }
+        current[sellerID] = milliseconds
+        heap.insert(Entry(due: milliseconds, sellerID: sellerID))
         compactIfNeeded()
     }
 
@@ -74,11 +66,13 @@ struct DeadlineQueue {
         current.removeValue(forKey: sellerID)
     }
 
-    /// The earliest live deadline.
+    /// The earliest live deadline. An entry is live while its deadline is
+    /// still the account's (a second entry with the same deadline, left by
+    /// a remove and a re-add, is found stale once the first is popped).
     mutating func peek() -> (sellerID: String, due: Timestamp)? {
         while let top = heap.min {
-            if current[top.sellerID]?.generation == top.generation {
-                return (top.sellerID, top.due)
+            if current[top.sellerID] == top.due {
+                return (top.sellerID, Timestamp(millisecondsSince1970: top.due))
             }
             _ = heap.popMin()
         }
@@ -95,8 +89,13 @@ struct DeadlineQueue {
 
     /// Moves every deadline by `offset` in O(n): the wall clock was stepped.
     mutating func shiftAll(by offset: Duration) {
-        for key in Array(current.keys) { current[key]!.due = current[key]!.due + offset }
-        heap = Heap(current.map { Entry(due: $0.value.due, generation: $0.value.generation, sellerID: $0.key) })
+        let milliseconds = offset.wholeMilliseconds
+        for key in Array(current.keys) { current[key]! &+= milliseconds }
+        rebuildHeap()
+    }
+
+    private mutating func rebuildHeap() {
+        heap = Heap(current.map { Entry(due: $0.value, sellerID: $0.key) })
     }
 
     /// How long before its deadline each account must be allowed to start
@@ -106,7 +105,7 @@ struct DeadlineQueue {
     /// deadlines. Zero when the calls fit. O(n log n).
     func requiredLead(callsPerSecond: Double) -> Duration {
         guard current.count > 1, callsPerSecond > 0 else { return .zero }
-        let deadlines = current.values.map(\.due.millisecondsSince1970).sorted()
+        let deadlines = current.values.sorted()
         let spacingMs = 1000 / callsPerSecond
         var lowest = Double.infinity
         var leadMs = 0.0
@@ -121,6 +120,6 @@ struct DeadlineQueue {
 
     private mutating func compactIfNeeded() {
         guard heap.count > 1024, heap.count > 2 * current.count else { return }
-        heap = Heap(current.map { Entry(due: $0.value.due, generation: $0.value.generation, sellerID: $0.key) })
+        rebuildHeap()
     }
 }

@@ -207,6 +207,38 @@ import TokenKeeperTesting
         try await store.close()
     }
 
+    /// The daemon's way: opened without the check, then checked a stretch
+    /// at a time; stray rows before the first seller, between stretches and
+    /// after the last are all found.
+    @Test func checkingByStretchesRepairsWhatOpeningWouldHave() async throws {
+        let scratch = try ScratchDirectory()
+        var store = try await scratch.open()
+        let sellers = (10..<40).map { "s\($0)" }
+        for seller in sellers {
+            _ = try await store.enroll(grant: makeGrant(seller: seller), nextRefreshAt: Moments.now, now: Moments.now)
+        }
+        try await store.close()
+        let expected = try ReaderView.rows(scratch)
+        try ReaderView.tamper(scratch.tokensPath, "DELETE FROM tokens WHERE seller_id IN ('s10', 's17', 's39')")
+        try ReaderView.tamper(scratch.tokensPath, "UPDATE tokens SET access_token = 'forged' WHERE seller_id = 's23'")
+        for stray in ["a-before", "s17x", "s24x", "z-after"] {
+            try ReaderView.tamper(
+                scratch.tokensPath,
+                """
+                INSERT INTO tokens (seller_id, access_token, expire_time, status, refreshed_at, updated_at)
+                VALUES (?, 'stray', 1, 'active', 1, 1)
+                """, [stray])
+        }
+
+        store = try await scratch.open(options: SQLiteAccountStore.Options(checkReadersAtOpen: false))
+        #expect(try ReaderView.rows(scratch) != expected)
+        #expect(try await store.checkReaders(stretch: 7) == 8)
+        #expect(try ReaderView.rows(scratch) == expected)
+        #expect(try await store.recentEvents(limit: 1).first?.detail == "rewrote 8 tokens.db rows from keeper.db")
+        #expect(try await store.checkReaders(stretch: 7) == 0)
+        try await store.close()
+    }
+
     @Test func deletedTokensDatabaseIsRecreatedFromKeeper() async throws {
         let scratch = try ScratchDirectory()
         var store = try await scratch.open()

@@ -119,15 +119,20 @@ extension AccountVault {
         return differing.count
     }
 
-    func sellersDifferingInReaders() throws -> [String] {
+    /// The sellers whose tokens.db row differs from what keeper.db calls
+    /// for, among those after `lower` up to `upper` (nil: no bound).
+    func sellersDifferingInReaders(after lower: String? = nil, upTo upper: String? = nil) throws -> [String] {
         let matches = Self.readerColumnNames.map { "t.\($0) IS w.\($0)" }.joined(separator: " AND ")
+        // Two plain range conditions, so that both sides seek the primary key
+        // (an `?2 IS NULL OR` would turn the tokens side into a full scan).
+        let range = upper == nil ? "seller_id > ?1" : "seller_id > ?1 AND seller_id <= ?2"
         let sql = """
-            WITH wanted (\(Self.readerColumns)) AS (\(Self.readerRowSQL(from: "keeper")))
+            WITH wanted (\(Self.readerColumns)) AS (\(Self.readerRowSQL(from: "keeper")) AND \(range))
             SELECT w.seller_id FROM wanted AS w
             WHERE NOT EXISTS (SELECT 1 FROM main.tokens AS t WHERE t.seller_id = w.seller_id AND \(matches))
             UNION ALL
             SELECT t.seller_id FROM main.tokens AS t
-            WHERE NOT EXISTS (
+            WHERE t.\(range) AND NOT EXISTS (
                 SELECT 1 FROM keeper.accounts AS a
                 WHERE a.seller_id = t.seller_id AND a.access_token IS NOT NULL AND a.expire_time IS NOT NULL)
             """
@@ -141,7 +146,24 @@ extension AccountVault {
         }
         let statement = try tokens.prepare(sql)
         defer { statement.finalize() }
-        return try statement.rows { $0.string(0) }
+        let bounds: [(any SQLiteBindable)?] = upper == nil ? [lower ?? ""] : [lower ?? "", upper]
+        return try statement.rows(bounds) { $0.string(0) }
+    }
+
+    /// Compares one stretch of sellers, the `limit` after `lower` (the last
+    /// stretch reaches to the end, tokens.db rows beyond keeper.db's last
+    /// seller included), and rewrites the rows that differ.
+    ///
+    /// - Returns: Where the next stretch starts (nil: the check is done) and
+    ///   how many rows were rewritten.
+    func checkReaders(after lower: String?, limit: Int) throws -> (next: String?, repaired: Int) {
+        try ensureOpen()
+        let upper = try keeper.cachedStatement(
+            "SELECT seller_id FROM accounts WHERE seller_id > ? ORDER BY seller_id LIMIT 1 OFFSET ?"
+        ).firstRow([lower ?? "", max(1, limit) - 1]) { $0.string(0) }
+        let differing = try sellersDifferingInReaders(after: lower, upTo: upper)
+        if !differing.isEmpty { try copyToReaders(differing) }
+        return (upper, differing.count)
     }
 
     static var readerColumnNames: [String] {

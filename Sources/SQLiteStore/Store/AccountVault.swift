@@ -42,7 +42,7 @@ final class AccountVault {
 
     /// Opens (creating if needed) `keeper.db` and `tokens.db` in `directory`,
     /// migrates them, and rebuilds tokens.db rows that disagree with keeper.db.
-    init(directory: String, busyTimeout: Duration, clock: any WallClock, logger: Logger) throws {
+    init(directory: String, busyTimeout: Duration, checkReaders: Bool, clock: any WallClock, logger: Logger) throws {
         self.logger = logger
         self.clock = clock
         let base = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
@@ -80,6 +80,8 @@ final class AccountVault {
         }
         self.keeper = keeper
         self.tokens = tokens
+        // A daemon checks later, a stretch at a time (SQLiteAccountStore.checkReaders()).
+        guard checkReaders else { return }
         do {
             let repaired = try repairReaders()
             if repaired > 0 {

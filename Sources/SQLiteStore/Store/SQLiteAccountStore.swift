@@ -27,9 +27,17 @@ public actor SQLiteAccountStore: AccountStore {
         /// Accounts per transaction in ``importAccounts(_:batchSize:now:)`` when not given.
         public var importBatchSize: Int
 
-        public init(busyTimeout: Duration = .seconds(5), importBatchSize: Int = 2000) {
+        /// Compare tokens.db with keeper.db while opening (and repair it).
+        /// False leaves it to ``SQLiteAccountStore/checkReaders(stretch:)``,
+        /// which a daemon runs after start: at a million sellers the
+        /// comparison takes seconds, which would delay `READY`; a command
+        /// that only reads keeper.db needs neither.
+        public var checkReadersAtOpen: Bool
+
+        public init(busyTimeout: Duration = .seconds(5), importBatchSize: Int = 2000, checkReadersAtOpen: Bool = true) {
             self.busyTimeout = busyTimeout
             self.importBatchSize = importBatchSize
+            self.checkReadersAtOpen = checkReadersAtOpen
         }
     }
 
@@ -107,7 +115,9 @@ public actor SQLiteAccountStore: AccountStore {
     ) async throws -> SQLiteAccountStore {
         let executor = DispatchQueueExecutor(label: "tokenkeeper.store")
         let vault = try await executor.run {
-            try AccountVault(directory: directory, busyTimeout: options.busyTimeout, clock: clock, logger: logger)
+            try AccountVault(
+                directory: directory, busyTimeout: options.busyTimeout, checkReaders: options.checkReadersAtOpen,
+                clock: clock, logger: logger)
         }
         return SQLiteAccountStore(executor: executor, vault: vault, options: options)
     }
@@ -365,6 +375,34 @@ public actor SQLiteAccountStore: AccountStore {
     /// isolated method runs (for tests).
     func isRunningOnOwnQueue() -> Bool {
         executor.isCurrent
+    }
+
+    /// Compares tokens.db with keeper.db a stretch of `stretch` sellers at a
+    /// time, rewriting the rows that differ, and lets other calls (the
+    /// refresher's) run between stretches. Returns how many rows were
+    /// rewritten; logs a warning when any were.
+    @discardableResult
+    public func checkReaders(stretch: Int = 10_000) async throws -> Int {
+        var next: String?
+        var repaired = 0
+        repeat {
+            let checked = try vault.checkReaders(after: next, limit: stretch)
+            repaired += checked.repaired
+            next = checked.next
+            await Task.yield()
+            try Task.checkCancellation()
+        } while next != nil
+        if repaired > 0 {
+            vault.logger.warning(
+                "tokens.db disagreed with keeper.db and was rebuilt from it",
+                metadata: ["rows": "\(repaired)", "path": "\(tokensPath)"])
+            try vault.write { _ in
+                try vault.insertEvent(
+                    .readersRepaired, sellerID: nil, detail: "rewrote \(repaired) tokens.db rows from keeper.db",
+                    at: vault.clock.now())
+            }
+        }
+        return repaired
     }
 
     /// Compares tokens.db with keeper.db and rewrites the rows that differ;

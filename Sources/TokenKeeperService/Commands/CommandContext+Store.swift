@@ -17,7 +17,7 @@ extension CommandContext {
     /// the others (`creating: false`) refuse to conjure an empty one out of a
     /// mistyped `storage.directory`.
     func withStore<T>(
-        creating: Bool = false, logger: Logger = Logger(label: "tokenkeeper.store"),
+        creating: Bool = false, checkReaders: Bool = true, logger: Logger = Logger(label: "tokenkeeper.store"),
         _ body: (SQLiteAccountStore) async throws(CommandFailure) -> T
     ) async throws(CommandFailure) -> T {
         guard creating || storeExists else {
@@ -26,7 +26,7 @@ extension CommandContext {
                 "there is no tokenkeeper store in \(configuration.storage.directory) (storage.directory): enroll a "
                     + "seller with 'tokenkeeper add' or 'tokenkeeper import', or check storage.directory")
         }
-        let store = try await openStore(logger: logger)
+        let store = try await openStore(logger: logger, checkReadersAtOpen: checkReaders)
         do {
             let result = try await body(store)
             try? await store.close()
@@ -37,10 +37,15 @@ extension CommandContext {
         }
     }
 
-    func openStore(logger: Logger) async throws(CommandFailure) -> SQLiteAccountStore {
+    /// Opens the store; `checkReadersAtOpen` false leaves tokens.db unchecked
+    /// (the daemon checks it after start; commands that only read keeper.db
+    /// need not wait for it).
+    func openStore(logger: Logger, checkReadersAtOpen: Bool = true) async throws(CommandFailure) -> SQLiteAccountStore {
         let directory = configuration.storage.directory
         do {
-            return try await SQLiteAccountStore.open(directory: directory, clock: wallClock, logger: logger)
+            return try await SQLiteAccountStore.open(
+                directory: directory, options: SQLiteAccountStore.Options(checkReadersAtOpen: checkReadersAtOpen),
+                clock: wallClock, logger: logger)
         } catch let error as SQLiteStoreError {
             if case .fileProblem = error {
                 throw CommandFailure(

@@ -126,41 +126,76 @@ extension Commands {
         return Secret(text)
     }
 
+    /// Lines parsed and stored together by `import --file`: one keeper.db
+    /// transaction each, parsed while the chunk before is being stored.
+    static let importChunkLines = 10_000
+
     /// `tokenkeeper import --file F.jsonl` ('-' for stdin): bad lines are
     /// reported by number and not stored, the good ones are; exit 1 if any
     /// line was refused.
+    ///
+    /// A pipeline of chunks: parsing a chunk (this task) overlaps with storing
+    /// the one before (the store's queue), so a million lines use both cores
+    /// and hold only two chunks of records at a time.
     public static func importFile(path: String, replace: Bool, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
             let data: Data
             do {
                 data = path == "-" ? FileHandle.standardInput.readDataToEndOfFile()
-                    : try Data(contentsOf: URL(fileURLWithPath: path))
+                    : try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
             } catch {
                 throw CommandFailure(.usage, "cannot read import file \(path): \(error.localizedDescription)")
             }
-            var sellers: [(line: Int, seller: ImportRecord)] = []
-            var lineErrors: [ImportLineError] = []
-            var number = 0
-            for line in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
-                number += 1
-                do throws(ImportLineError) {
-                    if let seller = try ImportLineParser.parse(line, number: number) {
-                        sellers.append((number, seller))
+            let now = SystemWallClock().now()
+            let policy = context.configuration.refreshPolicy
+            var totals = ImportTotals()
+            try await context.withStore(creating: true) { store throws(CommandFailure) in
+                try await storeCall("importing") {
+                    do {
+                        try await importChunks(
+                            of: data, into: store, replace: replace, policy: policy, now: now, totals: &totals)
+                    } catch SQLiteStoreError.importInterrupted(let imported, let error) {
+                        // Counted from the start of the file, not of the chunk.
+                        throw SQLiteStoreError.importInterrupted(imported: totals.imported + imported, error: error)
                     }
-                } catch {
-                    lineErrors.append(error)
                 }
             }
-            return try await importSellers(sellers, lineErrors: lineErrors, replace: replace, context: context) {
-                "line \($0): "
-            }
+            return totals.report()
         }
+    }
+
+    private static func importChunks(
+        of data: Data, into store: SQLiteAccountStore, replace: Bool, policy: RefreshPolicy, now: Timestamp,
+        totals: inout ImportTotals
+    ) async throws {
+        var random = SystemRandomNumberGenerator()
+        var storing: (task: Task<ImportSummary, any Error>, lines: [Int])?
+        var chunk = ImportChunk()
+        var number = 0
+        func startStoring(_ chunk: ImportChunk) -> (task: Task<ImportSummary, any Error>, lines: [Int]) {
+            let records = chunk.records
+            let task = Task {
+                try await store.importAccounts(records, replace: replace, batchSize: max(1, records.count), now: now)
+            }
+            return (task, chunk.lines)
+        }
+        try await ImportChunk.forEachLine(in: data) { line in
+            number += 1
+            chunk.add(line, number: number, policy: policy, now: now, random: &random, totals: &totals)
+            return chunk.lines.count >= importChunkLines
+        } whenFull: {
+            if let storing { totals.add(try await storing.task.value, lines: storing.lines) }
+            storing = startStoring(chunk)
+            chunk = ImportChunk()
+        }
+        if let storing { totals.add(try await storing.task.value, lines: storing.lines) }
+        if !chunk.lines.isEmpty { totals.add(try await startStoring(chunk).task.value, lines: chunk.lines) }
     }
 
     /// Stores parsed sellers and reports what was refused, by line.
     private static func importSellers(
         _ sellers: [(line: Int, seller: ImportRecord)], lineErrors: [ImportLineError], replace: Bool,
-        context: CommandContext, describe: (Int) -> String
+        context: CommandContext, describe: @escaping (Int) -> String
     ) async throws(CommandFailure) -> CommandOutcome {
         for error in lineErrors { Console.error("refused \(error)") }
         let now = SystemWallClock().now()
@@ -174,16 +209,9 @@ extension Commands {
         let summary = try await context.withStore(creating: true) { store throws(CommandFailure) in
             try await storeCall("importing") { try await store.importAccounts(records, replace: replace, now: now) }
         }
-        for refused in summary.refused {
-            let line = sellers[refused.index].line
-            Console.error("refused \(describe(line))seller \(refused.sellerID): \(refused.problem)")
-        }
-        let refusedCount = lineErrors.count + summary.refused.count
-        let skipped = summary.alreadyManaged.count
-        Console.out("imported \(summary.imported) seller\(summary.imported == 1 ? "" : "s")"
-            + (skipped > 0 ? ", \(skipped) already managed, skipped; use --replace to overwrite them" : "")
-            + (refusedCount > 0 ? ", refused \(refusedCount)" : ""))
-        return refusedCount > 0 ? .failure : .success
+        var totals = ImportTotals(lineErrors: lineErrors.count, describe: describe)
+        totals.add(summary, lines: sellers.map(\.line))
+        return totals.report()
     }
 
     /// When an imported seller is first refreshed: at once without a usable

@@ -19,7 +19,7 @@ extension Commands {
                 Console.out(json ? "[]" : AccountListing.emptyTable)
                 return .success
             }
-            try await context.withStore { store throws(CommandFailure) in
+            try await context.withStore(checkReaders: false) { store throws(CommandFailure) in
                 try await storeCall("listing accounts") {
                     if json {
                         var listing = AccountListing.JSONStream()

@@ -18,7 +18,7 @@ extension Commands {
                 Console.out(json ? report.json() : report.text())
                 return .success
             }
-            let report = try await context.withStore { store throws(CommandFailure) in
+            let report = try await context.withStore(checkReaders: false) { store throws(CommandFailure) in
                 try await storeCall("reading the status") {
                     var report = StatusReport(directory: configuration.storage.directory, daemon: daemon, now: now)
                     let horizon = now + configuration.notify.reauthWarning

@@ -57,7 +57,8 @@ struct Daemon {
         }
         let store: SQLiteAccountStore
         do {
-            store = try await context.openStore(logger: Logger(label: "tokenkeeper.store"))
+            // tokens.db is checked against keeper.db after start (ReadersCheck), not before READY.
+            store = try await context.openStore(logger: Logger(label: "tokenkeeper.store"), checkReadersAtOpen: false)
         } catch {
             await client.shutdown()
             throw error
@@ -123,6 +124,11 @@ struct Daemon {
                     logger: Logger(label: "tokenkeeper.pruner")),
                 successTerminationBehavior: .ignore, serviceName: "event-pruner"),
             .init(service: events.notifier, successTerminationBehavior: .ignore, serviceName: "notifier"),
+            .init(
+                service: ReadersCheck(
+                    store: store, logger: Logger(label: "tokenkeeper.store"),
+                    waitUntilReady: { await status.waitUntilReady() }),
+                successTerminationBehavior: .ignore, serviceName: "readers-check"),
         ]
         services += try listeners(
             store: store, gateway: gateway, links: links, clock: clock, metrics: metrics, status: status,

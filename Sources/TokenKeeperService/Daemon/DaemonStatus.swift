@@ -10,6 +10,10 @@ final class DaemonStatus: Sendable {
         var degraded: String?
         var lastRecount = ContinuousClock.now
         var health = DaemonHealth()
+        var hasBeenReady = false
+        var readyWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter = 0
+        var cancelledWaiters: Set<Int> = []
     }
     /// How often the count of sellers needing re-authorization is read again
     /// from the store (one indexed GROUP BY; the events keep it current between).
@@ -35,6 +39,34 @@ final class DaemonStatus: Sendable {
         }
     }
 
+    /// Returns once the schedule is loaded (`READY=1`): work that can wait
+    /// (the tokens.db check) does not compete with loading it.
+    func waitUntilReady() async {
+        let token = state.withLock { state in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state in
+                    if state.hasBeenReady || state.cancelledWaiters.remove(token) != nil { return true }
+                    state.readyWaiters[token] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                guard let waiter = state.readyWaiters.removeValue(forKey: token) else {
+                    state.cancelledWaiters.insert(token)
+                    return nil as CheckedContinuation<Void, Never>?
+                }
+                return waiter
+            }
+            waiter?.resume()
+        }
+    }
+
     /// What `/readyz` and the metrics report.
     var health: DaemonHealth {
         state.withLock { $0.health }
@@ -48,11 +80,15 @@ final class DaemonStatus: Sendable {
     func handle(_ event: SchedulerEvent) {
         switch event {
         case .ready(let snapshot):
-            state.withLock {
-                $0.health.isReady = true
-                $0.health.inFlight = snapshot.inFlight
+            let waiters = state.withLock { state in
+                state.health.isReady = true
+                state.health.inFlight = snapshot.inFlight
+                state.hasBeenReady = true
+                defer { state.readyWaiters.removeAll() }
+                return state.readyWaiters.values
             }
             notifier.ready(status: line(snapshot))
+            for waiter in waiters { waiter.resume() }
         case .tick(let snapshot):
             state.withLock { $0.health.inFlight = snapshot.inFlight }
             notifier.watchdog()

@@ -1,0 +1,38 @@
+import Logging
+import SQLiteStore
+import ServiceLifecycle
+
+/// Compares tokens.db with keeper.db once after the daemon starts and
+/// repairs what differs (a crash between a keeper.db commit and its tokens.db
+/// write, a restored or hand-edited file), a stretch at a time, so that
+/// neither `READY` nor any refresh waits for a million-row comparison.
+/// Retried while it fails.
+struct ReadersCheck: Service {
+    let store: SQLiteAccountStore
+    let logger: Logger
+    /// Returns when the schedule is loaded: the check starts after it.
+    let waitUntilReady: @Sendable () async -> Void
+    var retryInterval: Duration = .seconds(60)
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await waitUntilReady() }
+        while true {
+            do {
+                let repaired = try await cancelWhenGracefulShutdown { try await store.checkReaders() }
+                logger.debug("tokens.db checked against keeper.db", metadata: ["rewritten": "\(repaired)"])
+                return
+            } catch {
+                if Task.isCancelled || Task.isShuttingDownGracefully { return }
+                logger.critical(
+                    "tokens.db could not be compared with keeper.db; readers may see old rows until it is; retrying",
+                    metadata: ["error": "\(error)"])
+            }
+            let wait = retryInterval
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            } catch {
+                return
+            }
+        }
+    }
+}
