@@ -41,6 +41,8 @@ struct DeadlineQueue {
     /// Replaces the whole schedule in O(n).
     mutating func load(_ accounts: some Sequence<ScheduledAccount>) {
         current.removeAll(keepingCapacity: true)
+        // Sized once: growing a million-slot dictionary rehashes it ~20 times.
+        current.reserveCapacity(accounts.underestimatedCount)
         var entries: [Entry] = []
         entries.reserveCapacity(accounts.underestimatedCount)
         for account in accounts {

@@ -124,10 +124,12 @@ public struct RefreshPolicy: Sendable, Equatable {
     /// moment a fifth of the access token's stated life (five minutes with no
     /// stated life) is left by the gateway's `expire_time`, so that a deadline
     /// written under a wrong local clock cannot make a refresh late. The
-    /// store's schedule query (`loadSchedule`) applies the same rule in SQL.
+    /// store's schedule query (`loadSchedule`) applies the same rule in SQL,
+    /// from a covering index (which is why it asks for `expire_time` and not
+    /// also for the access token: an index on an expression does not cover).
     public static func effectiveDeadline(of account: Account) -> Timestamp? {
         guard let stored = account.nextRefreshAt else { return nil }
-        guard account.isRefreshable, account.accessToken != nil, let expireTime = account.expireTime else {
+        guard account.isRefreshable, let expireTime = account.expireTime else {
             return stored
         }
         let lifetimeMs = account.accessTokenLifetime?.wholeMilliseconds ?? 0

@@ -165,3 +165,17 @@ import TokenKeeperTesting
         try await store.close()
     }
 }
+
+@Suite struct ScheduleIndexTests {
+    let scratch = try! ScratchDirectory()
+
+    /// The start reads the schedule from the covering index, not the table
+    /// (whose rows, with their tokens, are six times the bytes).
+    @Test func theScheduleIsReadFromItsCoveringIndex() async throws {
+        try await scratch.open().close()
+        let connection = try SQLiteConnection(path: scratch.keeperPath, flags: [.readOnly])
+        defer { try? connection.close() }
+        let plan = try connection.prepare("EXPLAIN QUERY PLAN " + AccountVault.scheduleSQL).rows { $0.string(3) }
+        #expect(plan.joined(separator: "\n").contains("COVERING INDEX accounts_schedule"), "\(plan)")
+    }
+}

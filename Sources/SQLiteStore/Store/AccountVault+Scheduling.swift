@@ -7,19 +7,20 @@ extension AccountVault {
     /// minutes) is left by the gateway's own `expire_time`: a deadline written
     /// while the local clock was wrong (and corrected while the daemon was
     /// down) cannot make a refresh late.
+    /// Read from the covering index `accounts_schedule` (keeper.db v4).
+    static let scheduleSQL = """
+        SELECT seller_id, CASE
+            WHEN refreshable = 1 AND expire_time IS NOT NULL
+            THEN min(
+                coalesce(next_refresh_at, updated_at),
+                expire_time - coalesce(nullif(access_lifetime_ms, 0) / 5, 300000))
+            ELSE coalesce(next_refresh_at, updated_at) END
+        FROM accounts WHERE status = 'active'
+        """
+
     func loadSchedule() throws -> [ScheduledAccount] {
         try ensureOpen()
-        return try keeper.cachedStatement(
-            """
-            SELECT seller_id, CASE
-                WHEN refreshable = 1 AND access_token IS NOT NULL AND expire_time IS NOT NULL
-                THEN min(
-                    coalesce(next_refresh_at, updated_at),
-                    expire_time - coalesce(nullif(access_lifetime_ms, 0) / 5, 300000))
-                ELSE coalesce(next_refresh_at, updated_at) END
-            FROM accounts WHERE status = 'active'
-            """
-        ).rows { row in
+        return try keeper.cachedStatement(Self.scheduleSQL).rows { row in
             ScheduledAccount(sellerID: row.string(0), due: Timestamp(millisecondsSince1970: row.int64(1)))
         }
     }

@@ -84,7 +84,12 @@ struct Daemon {
         let schedulerSettings = configuration.schedulerConfiguration(
             leaseOwner: leaseOwner, environment: context.environment)
         let status = DaemonStatus(notifier: notifier)
-        status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0
+        // Counted once the schedule is loaded: a full scan at a million
+        // sellers, which READY need not wait for.
+        Task {
+            await status.waitUntilReady()
+            status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0
+        }
         let metrics = DaemonMetrics()
         let gateway = InstrumentedGateway(gateway: client, metrics: metrics)
         // The state key is read once: events and the callback sign with it.
