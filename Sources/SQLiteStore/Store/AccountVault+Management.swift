@@ -90,10 +90,22 @@ extension AccountVault {
     /// Sellers tokenkeeper already manages are skipped unless `replace`:
     /// their stored refresh token has most likely been rotated since the
     /// input was written, and the input's is dead.
+    /// SQLite's page cache per connection during an import, in KiB.
+    static let importCacheKiB: Int64 = 64 << 10
+
     func importAccounts(_ records: [ImportRecord], replace: Bool, batchSize: Int, now: Timestamp) throws
         -> ImportSummary
     {
         try ensureOpen()
+        // A large batch dirties more pages than SQLite's default cache (2 MiB)
+        // holds; spilled pages are written to the WAL again and again. For
+        // the import's length, both caches hold a whole batch.
+        try keeper.setPragma("cache_size", to: .integer(-Self.importCacheKiB))
+        try tokens.setPragma("cache_size", to: .integer(-Self.importCacheKiB))
+        defer {
+            _ = try? keeper.setPragma("cache_size", to: .integer(-2000))
+            _ = try? tokens.setPragma("cache_size", to: .integer(-2000))
+        }
         var summary = ImportSummary()
         var valid: [(index: Int, record: ImportRecord)] = []
         valid.reserveCapacity(records.count)
@@ -109,12 +121,14 @@ extension AccountVault {
         while start < valid.count {
             let batch = valid[start..<min(start + size, valid.count)]
             var skipped: [String] = []
+            let sequence: Int64
             do {
-                try write { write in
+                // The sellers stored carry this batch's change sequence (the
+                // skipped ones keep theirs): their tombstones, events and
+                // readers' rows are written set-wise from it.
+                sequence = try write { write in
                     let sequence = try write.changeSequence()
                     let upsert = try keeper.cachedStatement(Self.upsertAccountSQL)
-                    let clearTombstone = try keeper.cachedStatement("DELETE FROM removed_accounts WHERE seller_id = ?")
-                    let event = try keeper.cachedStatement(Self.insertEventSQL)
                     for (_, record) in batch {
                         try upsert.run(
                             [
@@ -123,18 +137,24 @@ extension AccountVault {
                                 record.refreshTokenValidTime?.stored, true, (record.nextRefreshAt ?? now).stored, nil,
                                 record.accessToken == nil ? nil : now.stored,
                             ] + Self.profileValues(record.profile) + [now.stored, now.stored, sequence, replace])
-                        guard keeper.changes > 0 else {
-                            skipped.append(record.sellerID)
-                            continue
-                        }
-                        try clearTombstone.run([record.sellerID])
-                        try event.run([now.stored, record.sellerID, EventKind.imported.rawValue, nil, nil])
-                        write.touch(record.sellerID)
+                        if keeper.changes == 0 { skipped.append(record.sellerID) }
                     }
+                    try keeper.execute(
+                        """
+                        DELETE FROM removed_accounts WHERE seller_id IN (
+                            SELECT seller_id FROM accounts WHERE change_seq = ?)
+                        """, [sequence])
+                    try keeper.execute(
+                        """
+                        INSERT INTO events (at, seller_id, kind)
+                        SELECT ?, seller_id, ? FROM accounts WHERE change_seq = ? ORDER BY seller_id
+                        """, [now.stored, EventKind.imported.rawValue, sequence])
+                    return sequence
                 }
             } catch let error as SQLiteError {
                 throw SQLiteStoreError.importInterrupted(imported: summary.imported, error: error)
             }
+            updateReaders(writtenWith: sequence, count: batch.count - skipped.count)
             summary.imported += batch.count - skipped.count
             summary.alreadyManaged += skipped
             start += size

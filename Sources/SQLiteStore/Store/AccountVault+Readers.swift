@@ -39,6 +39,10 @@ extension AccountVault {
 
     static let upsertReaderRowSQL = """
         INSERT INTO tokens (\(readerColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        \(readerRowConflictSQL)
+        """
+
+    static let readerRowConflictSQL = """
         ON CONFLICT (seller_id) DO UPDATE SET
             user_id = excluded.user_id, user_nick = excluded.user_nick, account = excluded.account,
             account_platform = excluded.account_platform, sp = excluded.sp, locale = excluded.locale,
@@ -53,14 +57,25 @@ extension AccountVault {
     /// file; a repair that fails is retried no sooner than
     /// ``AccountVault/repairRetryInterval``.
     func updateReaders(_ sellerIDs: [String]) {
+        updateReaders(sellerIDs.count) { try copyToReaders(sellerIDs) }
+    }
+
+    /// As ``updateReaders(_:)`` for every seller written by the keeper.db
+    /// transaction that took `changeSequence` (an import batch): one set-wise
+    /// statement instead of a read and a write per seller.
+    func updateReaders(writtenWith changeSequence: Int64, count: Int) {
+        updateReaders(count) { try copyToReaders(writtenWith: changeSequence) }
+    }
+
+    private func updateReaders(_ count: Int, _ copy: () throws -> Void) {
         let repairPending = readersNeedRepair
         do {
-            try copyToReaders(sellerIDs)
+            try copy()
         } catch {
             readersNeedRepair = true
             logger.critical(
                 "tokens.db could not be updated after keeper.db committed; readers see old rows until it is repaired",
-                metadata: ["sellers": "\(sellerIDs.count)", "path": "\(tokensPath)", "error": "\(error)"])
+                metadata: ["sellers": "\(count)", "path": "\(tokensPath)", "error": "\(error)"])
             return
         }
         guard repairPending else { return }
@@ -73,6 +88,29 @@ extension AccountVault {
             logger.critical(
                 "tokens.db repair failed; retrying on later writes",
                 metadata: ["path": "\(tokensPath)", "error": "\(error)"])
+        }
+    }
+
+    /// Copies the rows of every seller that the keeper.db transaction with
+    /// `changeSequence` wrote, from keeper.db as it is now, in one tokens.db
+    /// transaction: keeper.db attached read-only, read under tokens.db's
+    /// write lock as ``copyToReaders(_:)`` reads it.
+    func copyToReaders(writtenWith changeSequence: Int64) throws {
+        try tokens.execute("ATTACH DATABASE ? AS keeper", [Self.readOnlyURI(keeperPath)])
+        defer { _ = try? tokens.execute("DETACH DATABASE keeper") }
+        try tokens.transaction(.immediate) {
+            try tokens.execute(
+                """
+                INSERT INTO main.tokens (\(Self.readerColumns))
+                \(Self.readerRowSQL(from: "keeper")) AND change_seq = ?
+                \(Self.readerRowConflictSQL)
+                """, [changeSequence])
+            try tokens.execute(
+                """
+                DELETE FROM main.tokens WHERE seller_id IN (
+                    SELECT seller_id FROM keeper.accounts
+                    WHERE change_seq = ? AND (access_token IS NULL OR expire_time IS NULL))
+                """, [changeSequence])
         }
     }
 
