@@ -150,9 +150,14 @@ let package = Package(
             name: "Benchmarks",
             dependencies: [
                 "TokenKeeperCore",
-                "TokenKeeperService",
+                "IOPGateway",
                 "SQLiteStore",
                 "IOPSimulator",
+                // Scrapes the daemon's /metrics.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Benchmarks",
             swiftSettings: strictSettings
