@@ -49,6 +49,21 @@ import TokenKeeperTesting
         try await store.close()
     }
 
+    /// An imported token's life is what is left of it: the start's cap (a
+    /// fifth of the life before expiry) then agrees with the policy's
+    /// deadline instead of falling back to five minutes before expiry.
+    @Test func importedTokenIsCappedByAFifthOfWhatIsLeftOfIt() async throws {
+        let store = try await scratch.open()
+        var record = ImportRecord(
+            sellerID: "s1", refreshToken: Tokens.refresh(), accessToken: Tokens.access(),
+            expireTime: Moments.now + .seconds(600), refreshTokenValidTime: Moments.farFuture)
+        record.nextRefreshAt = Moments.now + .seconds(480)
+        _ = try await store.importAccounts([record], now: Moments.now)
+        #expect(try await store.loadSchedule() == [ScheduledAccount(sellerID: "s1", due: Moments.now + .seconds(480))])
+        #expect(try await store.account(sellerID: "s1")?.accessTokenLifetime == .seconds(600))
+        try await store.close()
+    }
+
     @Test func importedAccountWithoutDeadlineIsDueAtOnce() async throws {
         let store = try await scratch.open()
         _ = try await store.importAccounts(
