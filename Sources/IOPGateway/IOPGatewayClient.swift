@@ -15,7 +15,9 @@ public import TokenKeeperCore
 /// gateway and over plain HTTP to a local simulator.
 public final class IOPGatewayClient: TokenGateway {
     private let connections: GatewayConnections
-    private let settings: Mutex<GatewayConfiguration>
+    /// The configuration and what its validation found, checked once per
+    /// change rather than on every call.
+    private let settings: Mutex<(configuration: GatewayConfiguration, problem: GatewayFailure?)>
     private let clock: any WallClock
     private let logger: Logger
 
@@ -31,14 +33,23 @@ public final class IOPGatewayClient: TokenGateway {
     ) {
         self.connections = GatewayConnections(
             maxConnections: configuration.maxConnections, connectTimeout: configuration.connectTimeout, logger: logger)
-        self.settings = Mutex(configuration)
+        self.settings = Mutex((configuration, Self.problem(with: configuration)))
         self.clock = clock
         self.logger = logger
     }
 
+    private static func problem(with configuration: GatewayConfiguration) -> GatewayFailure? {
+        do throws(GatewayFailure) {
+            try configuration.validate()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
     /// The configuration the next call will use.
     public var configuration: GatewayConfiguration {
-        settings.withLock { $0 }
+        settings.withLock { $0.configuration }
     }
 
     /// Replaces the configuration for calls that start from now on (the daemon
@@ -47,7 +58,8 @@ public final class IOPGatewayClient: TokenGateway {
     /// timeout takes a new connection pool, and the old one closes when its
     /// last call ends.
     public func update(configuration: GatewayConfiguration) {
-        settings.withLock { $0 = configuration }
+        let problem = Self.problem(with: configuration)
+        settings.withLock { $0 = (configuration, problem) }
         connections.resize(maxConnections: configuration.maxConnections, connectTimeout: configuration.connectTimeout)
     }
 
@@ -105,10 +117,10 @@ public final class IOPGatewayClient: TokenGateway {
         logger[metadataKey: "iop.api"] = "\(api)"
         for (key, value) in metadata { logger[metadataKey: key] = value }
 
-        let configuration = self.configuration
+        let (configuration, problem) = settings.withLock { $0 }
         let outcome: Result<TokenGrant, GatewayFailure>
         do throws(GatewayFailure) {
-            try configuration.validate()
+            if let problem { throw problem }
             let request = try build(configuration, clock.now())
             let raw = try await send(request, configuration: configuration)
             outcome = IOPResponseDecoder(maxResponseBytes: configuration.maxResponseBytes).decode(

@@ -258,18 +258,33 @@ public struct IOPResponseDecoder: Sendable {
     }
 
     /// One line, bounded, with every known secret replaced by its fingerprint.
+    ///
+    /// Runs on every answer (its request id), so the common case is cheap:
+    /// plain ASCII without control characters skips the flattening, and a
+    /// secret is searched for only where it fits.
     static func sanitize(_ message: String, redacting secrets: [Secret]) -> String {
         // Control characters become spaces first, so that a token written
         // with a tab in the message is still found (as its spaced form).
         func flattened(_ text: String) -> String {
-            String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+            guard mayHoldControls(text) else { return text }
+            return String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
         }
         var text = flattened(message)
         for secret in secrets where secret.exposedValue.count >= 4 {
-            text = text.replacingOccurrences(of: secret.exposedValue, with: secret.description)
-            text = text.replacingOccurrences(of: flattened(secret.exposedValue), with: secret.description)
+            for form in [secret.exposedValue, flattened(secret.exposedValue)]
+            where form.utf8.count <= text.utf8.count && text.contains(form) {
+                text = text.replacingOccurrences(of: form, with: secret.description)
+            }
         }
-        if text.count > maxMessageLength { text = String(text.prefix(maxMessageLength)) + "…" }
+        if text.utf8.count > maxMessageLength, text.count > maxMessageLength {
+            text = String(text.prefix(maxMessageLength)) + "…"
+        }
         return text
+    }
+
+    /// False only for printable ASCII: anything else may hold a control
+    /// character (C0, DEL, or C1 beyond ASCII) and takes the slow path.
+    private static func mayHoldControls(_ text: String) -> Bool {
+        text.utf8.contains { $0 < 0x20 || $0 >= 0x7F }
     }
 }
