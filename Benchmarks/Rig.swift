@@ -156,7 +156,9 @@ final class Rig {
             + "\"user_nick\":\"\(nick)\""
         if withAccessToken {
             line += ",\"access_token\":\"\(pair.accessToken.exposedValue)\","
-            line += "\"expire_time\":\(pair.expireTime.millisecondsSince1970)"
+            line += "\"expire_time\":\(pair.expireTime.millisecondsSince1970),"
+            // As a saved /auth/token/create answer carries it.
+            line += "\"expires_in\":\(pair.accessTokenLifetime.components.seconds)"
         }
         return line + "}\n"
     }

@@ -121,8 +121,9 @@ public struct RefreshPolicy: Sendable, Equatable {
     }
 
     /// The stored deadline as the schedule reads it: never later than the
-    /// moment a fifth of the access token's stated life (five minutes with no
-    /// stated life) is left by the gateway's `expire_time`, so that a deadline
+    /// moment a fifth of the access token's life (stated, else from when it
+    /// was stored to its expiry, else 25 minutes) is left by the gateway's
+    /// `expire_time`, so that a deadline
     /// written under a wrong local clock cannot make a refresh late. The
     /// store's schedule query (`loadSchedule`) applies the same rule in SQL,
     /// from a covering index (which is why it asks for `expire_time` and not
@@ -132,9 +133,11 @@ public struct RefreshPolicy: Sendable, Equatable {
         guard account.isRefreshable, let expireTime = account.expireTime else {
             return stored
         }
-        let lifetimeMs = account.accessTokenLifetime?.wholeMilliseconds ?? 0
-        let marginMs = lifetimeMs > 0 ? lifetimeMs / 5 : 300_000
-        return min(stored, expireTime - .milliseconds(marginMs))
+        // The life as `nextRefresh(for:now:using:)` reads it: stated, else
+        // from when the token was stored to its expiry.
+        var lifetimeMs = account.accessTokenLifetime?.wholeMilliseconds ?? 0
+        if lifetimeMs == 0 { lifetimeMs = account.refreshedAt.map { (expireTime - $0).wholeMilliseconds } ?? 1_500_000 }
+        return min(stored, expireTime - .milliseconds(max(lifetimeMs, 0) / 5))
     }
 
     /// What the scheduler does with an account at `now`.

@@ -49,18 +49,28 @@ import TokenKeeperTesting
         try await store.close()
     }
 
-    /// An imported token's life is what is left of it: the start's cap (a
-    /// fifth of the life before expiry) then agrees with the policy's
-    /// deadline instead of falling back to five minutes before expiry.
-    @Test func importedTokenIsCappedByAFifthOfWhatIsLeftOfIt() async throws {
+    /// An imported token is capped at start by a fifth of its life before
+    /// expiry: the life given (`expires_in`), else what was left of it at
+    /// the import; never a fixed five minutes that would make a short token
+    /// due at once.
+    @Test func importedTokenIsCappedByItsLifetimeWhenGiven() async throws {
         let store = try await scratch.open()
-        var record = ImportRecord(
-            sellerID: "s1", refreshToken: Tokens.refresh(), accessToken: Tokens.access(),
-            expireTime: Moments.now + .seconds(600), refreshTokenValidTime: Moments.farFuture)
-        record.nextRefreshAt = Moments.now + .seconds(480)
-        _ = try await store.importAccounts([record], now: Moments.now)
-        #expect(try await store.loadSchedule() == [ScheduledAccount(sellerID: "s1", due: Moments.now + .seconds(480))])
-        #expect(try await store.account(sellerID: "s1")?.accessTokenLifetime == .seconds(600))
+        let records = [(seller: "known", lifetime: Duration?.some(.seconds(600))), ("unknown", nil)].map { entry in
+            var record = ImportRecord(
+                sellerID: entry.seller, refreshToken: Tokens.refresh(), accessToken: Tokens.access(),
+                expireTime: Moments.now + .seconds(600), accessTokenLifetime: entry.lifetime,
+                refreshTokenValidTime: Moments.farFuture)
+            record.nextRefreshAt = Moments.now + .seconds(500)
+            return record
+        }
+        _ = try await store.importAccounts(records, now: Moments.now)
+        let schedule = try await store.loadSchedule().sorted { $0.sellerID < $1.sellerID }
+        #expect(
+            schedule == [
+                ScheduledAccount(sellerID: "known", due: Moments.now + .seconds(480)),
+                ScheduledAccount(sellerID: "unknown", due: Moments.now + .seconds(480)),
+            ])
+        #expect(try await store.account(sellerID: "known")?.accessTokenLifetime == .seconds(600))
         try await store.close()
     }
 

@@ -19,6 +19,20 @@ import TokenKeeperCore
         #expect(seller.refreshTokenValidTime == Timestamp(millisecondsSince1970: 1_800_000_000_000))
         #expect(seller.profile.userNick == "cn1001")
         #expect(seller.profile.accountPlatform == "seller_center")
+        #expect(seller.accessTokenLifetime == .seconds(10))
+    }
+
+    @Test func expiresInMustBeALifetimeInWholeSeconds() throws {
+        let base = #""seller_id":"1","refresh_token":"r","access_token":"a","expire_time":1790000000000"#
+        let given = try #require(try ImportLineParser.parse("{\(base),\"expires_in\":600}"[...], number: 1))
+        #expect(given.accessTokenLifetime == .seconds(600))
+        let none = try #require(try ImportLineParser.parse("{\(base)}"[...], number: 1))
+        #expect(none.accessTokenLifetime == nil)
+        for bad in [#""0""#, "-5", #""ten""#, "1.5", "true"] {
+            #expect(throws: ImportLineError.self) {
+                _ = try ImportLineParser.parse("{\(base),\"expires_in\":\(bad)}"[...], number: 3)
+            }
+        }
     }
 
     @Test func userIDStandsInForAMissingSellerID() throws {

@@ -158,7 +158,8 @@ extension DatabaseSchema {
                     -- (loadSchedule) from this covering index, a sixth of the
                     -- table's bytes: at a million sellers, 0.35 s instead of 1.1 s.
                     CREATE INDEX accounts_schedule ON accounts (
-                        status, seller_id, refreshable, expire_time, access_lifetime_ms, next_refresh_at, updated_at)
+                        status, seller_id, refreshable, expire_time, access_lifetime_ms, refreshed_at, next_refresh_at,
+                        updated_at)
                         WHERE status = 'active';
                     """),
         ])

@@ -134,9 +134,7 @@ extension AccountVault {
                             [
                                 record.sellerID, record.refreshToken.exposedValue, record.accessToken?.exposedValue,
                                 record.accessToken == nil ? nil : record.expireTime?.stored,
-                                // The token's life as far as the import tells: what is left of it.
-                                record.accessToken == nil
-                                    ? nil : record.expireTime.map { max(0, ($0 - now).wholeMilliseconds) },
+                                record.accessToken == nil ? nil : record.accessTokenLifetime?.wholeMilliseconds,
                                 record.refreshTokenValidTime?.stored, true, (record.nextRefreshAt ?? now).stored, nil,
                                 record.accessToken == nil ? nil : now.stored,
                             ] + Self.profileValues(record.profile) + [now.stored, now.stored, sequence, replace])

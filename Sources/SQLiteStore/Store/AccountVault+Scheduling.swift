@@ -3,8 +3,9 @@ import TokenKeeperCore
 /// What the refresh scheduler needs (``TokenKeeperCore/AccountStore``).
 extension AccountVault {
     /// Every active account's deadline, never later than the moment a fifth
-    /// of its access token's stated life (or, with no stated life, five
-    /// minutes) is left by the gateway's own `expire_time`: a deadline written
+    /// of its access token's life is left by the gateway's own `expire_time`
+    /// (the stated life, else the time from when it was stored to its
+    /// expiry, else 25 minutes: five minutes before expiry): a deadline written
     /// while the local clock was wrong (and corrected while the daemon was
     /// down) cannot make a refresh late.
     /// Read from the covering index `accounts_schedule` (keeper.db v4).
@@ -13,7 +14,7 @@ extension AccountVault {
             WHEN refreshable = 1 AND expire_time IS NOT NULL
             THEN min(
                 coalesce(next_refresh_at, updated_at),
-                expire_time - coalesce(nullif(access_lifetime_ms, 0) / 5, 300000))
+                expire_time - max(coalesce(nullif(access_lifetime_ms, 0), expire_time - refreshed_at, 1500000), 0) / 5)
             ELSE coalesce(next_refresh_at, updated_at) END
         FROM accounts WHERE status = 'active'
         """

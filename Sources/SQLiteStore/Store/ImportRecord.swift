@@ -9,6 +9,10 @@ public struct ImportRecord: Sendable, Equatable {
     public var accessToken: Secret?
     /// Required with an access token.
     public var expireTime: Timestamp?
+    /// The access token's whole lifetime (a saved answer's `expires_in`), if
+    /// known: the start then caps the deadline at a fifth of it before
+    /// expiry, as for a refreshed token; unknown, at five minutes before.
+    public var accessTokenLifetime: Duration?
     public var refreshTokenValidTime: Timestamp?
     public var profile: SellerProfile
     /// When the scheduler should first refresh it; nil means at once.
@@ -16,13 +20,14 @@ public struct ImportRecord: Sendable, Equatable {
 
     public init(
         sellerID: String, refreshToken: Secret, accessToken: Secret? = nil, expireTime: Timestamp? = nil,
-        refreshTokenValidTime: Timestamp? = nil, profile: SellerProfile = SellerProfile(),
-        nextRefreshAt: Timestamp? = nil
+        accessTokenLifetime: Duration? = nil, refreshTokenValidTime: Timestamp? = nil,
+        profile: SellerProfile = SellerProfile(), nextRefreshAt: Timestamp? = nil
     ) {
         self.sellerID = sellerID
         self.refreshToken = refreshToken
         self.accessToken = accessToken
         self.expireTime = expireTime
+        self.accessTokenLifetime = accessTokenLifetime
         self.refreshTokenValidTime = refreshTokenValidTime
         self.profile = profile
         self.nextRefreshAt = nextRefreshAt

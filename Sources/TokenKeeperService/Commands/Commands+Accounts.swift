@@ -222,7 +222,8 @@ extension Commands {
         guard seller.accessToken != nil, let expireTime = seller.expireTime, expireTime > now else { return nil }
         let account = Account(
             sellerID: seller.sellerID, refreshToken: seller.refreshToken, accessToken: seller.accessToken,
-            expireTime: expireTime, refreshTokenValidTime: seller.refreshTokenValidTime, updatedAt: now)
+            expireTime: expireTime, accessTokenLifetime: seller.accessTokenLifetime,
+            refreshTokenValidTime: seller.refreshTokenValidTime, updatedAt: now)
         return policy.nextRefresh(for: account, now: now, using: &random)
     }
 

@@ -17,6 +17,8 @@ public struct ImportLineError: Error, Sendable, Equatable, CustomStringConvertib
 public enum ImportLineParser {
     /// Epoch milliseconds before 2001-09-09 are almost surely seconds by mistake.
     static let earliestPlausibleMilliseconds: Int64 = 1_000_000_000_000
+    /// Ten years: a longer `expires_in` is a mistake.
+    static let maximumLifetimeSeconds: Int64 = 10 * 366 * 86_400
 
     /// Parses one line. Blank lines and lines starting with `#` give nil.
     public static func parse(_ line: Substring, number: Int) throws(ImportLineError) -> ImportRecord? {
@@ -51,6 +53,20 @@ public enum ImportLineParser {
             }
             return Timestamp(millisecondsSince1970: value)
         }
+        // A saved answer's expires_in: the token's whole life, in seconds.
+        func lifetime(_ key: String) throws(ImportLineError) -> Duration? {
+            let value: Int64?
+            switch object[key] {
+            case nil, .null: return nil
+            case .number(_, let whole): value = whole
+            case .string(let string): value = string.isEmpty ? nil : Int64(string)
+            case .other: value = nil
+            }
+            guard let value, value > 0, value <= maximumLifetimeSeconds else {
+                throw refuse("\(key) must be the access token's lifetime in whole seconds (1 to \(maximumLifetimeSeconds))")
+            }
+            return .seconds(value)
+        }
         let sellerKey = try text("seller_id")
         let userID = try text("user_id")
         guard let sellerID = sellerKey ?? userID else {
@@ -67,6 +83,7 @@ public enum ImportLineParser {
         return ImportRecord(
             sellerID: sellerID, refreshToken: Secret(refreshToken), accessToken: accessToken.map(Secret.init),
             expireTime: accessToken == nil ? nil : expireTime,
+            accessTokenLifetime: accessToken == nil ? nil : try lifetime("expires_in"),
             refreshTokenValidTime: try milliseconds("refresh_token_valid_time"),
             profile: SellerProfile(
                 userID: try text("user_id"), userNick: try text("user_nick"), account: try text("account"),
