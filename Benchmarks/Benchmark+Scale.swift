@@ -91,7 +91,16 @@ extension Benchmark {
 
     /// Idle cost, then a drain of due sellers beside the fleet.
     private func measureLargestFleet(_ rig: Rig, _ daemon: ChildProcess, due: String) async throws {
-        // What follows READY=1 at once (the first change poll, checkpoints) is start-up, not idling.
+        // What follows READY=1 (the comparison of tokens.db with keeper.db,
+        // the first change poll) is start-up, not idling: measured apart.
+        let cpuAtReady = daemon.cpuSeconds ?? 0
+        let checked = try await rig.waitForDaemonLog("tokens.db checked against keeper.db", timeout: .seconds(300))
+        report.record(
+            Figure(
+                name: "start-up work after READY (tokens.db check)",
+                value: checked.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 },
+                unit: " s", decimals: 2, target: nil,
+                detail: "(\(Figure.format((daemon.cpuSeconds ?? 0) - cpuAtReady, decimals: 2)) s CPU)"))
         try await Task.sleep(for: .seconds(3))
         let cpuBefore = daemon.cpuSeconds ?? 0
         let requestsBefore = rig.simulator.counters.requests

@@ -96,7 +96,7 @@ final class Rig {
             refresh:
             \(refresh.map { "  " + $0 }.joined(separator: "\n"))
             log:
-              level: warning
+              level: notice
 
             """
         if let port = settings.metricsPort { yaml += "metrics:\n  listen: \"127.0.0.1:\(port)\"\n" }
@@ -215,6 +215,18 @@ final class Rig {
             }
             try await Task.sleep(for: .milliseconds(2))
         }
+    }
+
+    /// Waits until the daemon's log holds `line` (bounded by `timeout`);
+    /// returns how long that took, or nil if it never came.
+    func waitForDaemonLog(_ line: String, timeout: Duration) async throws -> Duration? {
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < timeout {
+            let text = (try? String(contentsOfFile: directory + "/daemon.log", encoding: .utf8)) ?? ""
+            if text.contains(line) { return ContinuousClock.now - start }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return nil
     }
 
     func logTail(_ name: String) -> String {

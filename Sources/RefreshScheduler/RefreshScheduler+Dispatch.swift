@@ -93,7 +93,7 @@ extension RefreshScheduler {
             await pickUpChanges()
             // While accounts start early, the lead shrinks as they are served.
             if lead > .zero { leadIsStale = true }
-            planLead()
+            planLead(now: now)
         }
         tickInProgress = false
         // After the store answered: a scheduler stuck on its store stops
@@ -140,8 +140,13 @@ extension RefreshScheduler {
 
     /// Recomputes the lead when the schedule changed unseen; only a call
     /// rate limit makes one.
-    func planLead() {
-        guard leadIsStale else { return }
+    func planLead(now: Timestamp? = nil) {
+        guard leadIsStale, configuration.maxCallsPerSecond != nil || lead > .zero else { return }
+        // Planned at most once a tick, and at a million sellers no more than
+        // every 20 s: a sort of every deadline (about 0.1 s at a million).
+        let interval = max(configuration.tickInterval, .milliseconds(Int64(queue.count / 50)))
+        if let now, let lastLeadPlan, now < lastLeadPlan + interval { return }
+        lastLeadPlan = now
         leadIsStale = false
         let previous = lead
         lead = configuration.maxCallsPerSecond.map { queue.requiredLead(callsPerSecond: $0) } ?? .zero

@@ -70,6 +70,9 @@ extension RefreshScheduler {
     func reschedule(_ sellerID: String, at due: Timestamp) {
         guard phase == .running else { return }
         queue.schedule(sellerID, at: due)
+        // New deadlines may crowd together (the jitter of sellers refreshed
+        // one after another): the lead is planned again at the next tick.
+        leadIsStale = true
     }
 
     // MARK: - Mass rejections

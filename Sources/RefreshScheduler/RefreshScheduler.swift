@@ -42,6 +42,7 @@ public actor RefreshScheduler {
     /// The schedule changed in a way the lead has not seen (a load, changes
     /// picked up, a new rate).
     var leadIsStale = false
+    var lastLeadPlan: Timestamp?
     /// Accounts asked for by ``refreshNow(_:)``: refreshed even if the store
     /// says they are not due yet.
     var forced: Set<String> = []

@@ -28,7 +28,7 @@ import TokenKeeperCore
         #expect(given.accessTokenLifetime == .seconds(600))
         let none = try #require(try ImportLineParser.parse("{\(base)}"[...], number: 1))
         #expect(none.accessTokenLifetime == nil)
-        for bad in [#""0""#, "-5", #""ten""#, "1.5", "true"] {
+        for bad in [#""0""#, "-5", #""ten""#, "1.5", "{}"] {
             #expect(throws: ImportLineError.self) {
                 _ = try ImportLineParser.parse("{\(base),\"expires_in\":\(bad)}"[...], number: 3)
             }

@@ -16,7 +16,8 @@ import UnixSignals
 extension Commands {
     /// `tokenkeeper run`: the daemon, in the foreground.
     public static func run(configPath: String?) async -> CommandOutcome {
-        await execute(configPath: configPath) { context throws(CommandFailure) in
+        ProcessMemory.limitArenas()
+        return await execute(configPath: configPath) { context throws(CommandFailure) in
             LogSetup.bootstrapOnce(level: context.configuration.logLevel, environment: context.environment)
             let daemon = Daemon(context: context, configPath: configPath)
             return try await daemon.run()
@@ -111,6 +112,7 @@ struct Daemon {
                 if case .tick = event, status.recountIsDue() {
                     // Re-authorizations by the CLI (`add --code`) lower the count too.
                     Task { status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0 }
+                    ProcessMemory.returnFreedMemory()
                 }
                 observer(event)
             })

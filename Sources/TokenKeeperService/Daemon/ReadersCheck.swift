@@ -1,4 +1,5 @@
 import Logging
+import TokenKeeperCore
 import SQLiteStore
 import ServiceLifecycle
 
@@ -18,8 +19,11 @@ struct ReadersCheck: Service {
         await cancelWhenGracefulShutdown { await waitUntilReady() }
         while true {
             do {
+                let started = ContinuousClock.now
                 let repaired = try await cancelWhenGracefulShutdown { try await store.checkReaders() }
-                logger.debug("tokens.db checked against keeper.db", metadata: ["rewritten": "\(repaired)"])
+                logger.notice(
+                    "tokens.db checked against keeper.db",
+                    metadata: ["rewritten": "\(repaired)", "seconds": "\((ContinuousClock.now - started).seconds)"])
                 return
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { return }
