@@ -179,3 +179,26 @@ import TokenKeeperTesting
         #expect(plan.joined(separator: "\n").contains("COVERING INDEX accounts_schedule"), "\(plan)")
     }
 }
+
+@Suite struct StatusCountTests {
+    let scratch = try! ScratchDirectory()
+
+    /// Counts come from partial indexes, and agree with the rows.
+    @Test func countsByStatusAgreeWithTheRowsWithoutReadingTheTable() async throws {
+        let store = try await scratch.open()
+        for seller in ["a", "b", "c", "d"] {
+            _ = try await store.enroll(grant: makeGrant(seller: seller), nextRefreshAt: Moments.now, now: Moments.now)
+        }
+        _ = try await store.setStatus(sellerID: "b", to: .disabled, now: Moments.now)
+        let c = try #require(try await store.account(sellerID: "c"))
+        #expect(try await store.markReauthRequired(sellerID: "c", sent: c.refreshToken, reason: "x", requestID: nil, now: Moments.now))
+        #expect(try await store.countByStatus() == [.active: 2, .disabled: 1, .reauthRequired: 1])
+        #expect(try await store.countReauthRequired() == 1)
+        try await store.close()
+        let connection = try SQLiteConnection(path: scratch.keeperPath, flags: [.readOnly])
+        defer { try? connection.close() }
+        let plan = try connection.prepare("EXPLAIN QUERY PLAN SELECT count(*) FROM accounts WHERE status = 'reauth_required'")
+            .rows { $0.string(3) }
+        #expect(plan.joined().contains("accounts_reauth_required"), "\(plan)")
+    }
+}

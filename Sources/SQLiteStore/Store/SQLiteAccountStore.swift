@@ -353,7 +353,12 @@ public actor SQLiteAccountStore: AccountStore {
         try vault.allAccounts()
     }
 
-    /// How many accounts have each status (for the daemon's status line).
+    /// How many accounts must authorize again (the daemon's status line).
+    public func countReauthRequired() throws -> Int {
+        try vault.countReauthRequired()
+    }
+
+    /// How many accounts have each status.
     public func countByStatus() throws -> [AccountStatus: Int] {
         try vault.countByStatus()
     }

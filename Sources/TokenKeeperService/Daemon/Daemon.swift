@@ -89,7 +89,7 @@ struct Daemon {
         // sellers, which READY need not wait for.
         Task {
             await status.waitUntilReady()
-            status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0
+            status.reauthRequired = (try? await store.countReauthRequired()) ?? 0
         }
         let metrics = DaemonMetrics()
         let gateway = InstrumentedGateway(gateway: client, metrics: metrics)
@@ -111,7 +111,7 @@ struct Daemon {
                 }
                 if case .tick = event, status.recountIsDue() {
                     // Re-authorizations by the CLI (`add --code`) lower the count too.
-                    Task { status.reauthRequired = (try? await store.countByStatus()[.reauthRequired]) ?? 0 }
+                    Task { status.reauthRequired = (try? await store.countReauthRequired()) ?? 0 }
                     ProcessMemory.returnFreedMemory()
                 }
                 observer(event)
