@@ -202,3 +202,16 @@ import TokenKeeperTesting
         #expect(plan.joined().contains("accounts_reauth_required"), "\(plan)")
     }
 }
+
+@Suite struct PruneIndexTests {
+    let scratch = try! ScratchDirectory()
+
+    /// Pruning finds old events through the time index, not by reading them all.
+    @Test func pruningSeeksTheTimeIndex() async throws {
+        try await scratch.open().close()
+        let connection = try SQLiteConnection(path: scratch.keeperPath, flags: [.readOnly])
+        defer { try? connection.close() }
+        let plan = try connection.prepare("EXPLAIN QUERY PLAN " + AccountVault.pruneSQL).rows([1, 10]) { $0.string(3) }
+        #expect(plan.contains { $0.contains("events_by_time") } && !plan.contains { $0 == "SCAN events" }, "\(plan)")
+    }
+}

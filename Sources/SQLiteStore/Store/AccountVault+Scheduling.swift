@@ -220,18 +220,20 @@ extension AccountVault {
     /// pruning never holds a refresh's commit back for long.
     func pruneEvents(before cutoff: Timestamp, limit: Int) throws -> Int {
         try write { _ in
-            try keeper.execute(
-                // An event still to be delivered stays until it is (or is given up).
-                """
-                DELETE FROM events WHERE id IN (
-                    SELECT id FROM events WHERE at < ? AND id NOT IN (
-                        SELECT event_id FROM deliveries WHERE delivered_at IS NULL AND abandoned_at IS NULL)
-                    ORDER BY id LIMIT ?)
-                """,
-                [cutoff.stored, max(1, limit)])
+            try keeper.execute(Self.pruneSQL, [cutoff.stored, max(1, limit)])
             return keeper.changes
         }
     }
+
+    /// An event still to be delivered stays until it is (or is given up).
+    /// Oldest first by time, so that the time index finds them: ordered by
+    /// id, SQLite reads every event (a second at a million, once an hour).
+    static let pruneSQL = """
+        DELETE FROM events WHERE id IN (
+            SELECT id FROM events WHERE at < ? AND id NOT IN (
+                SELECT event_id FROM deliveries WHERE delivered_at IS NULL AND abandoned_at IS NULL)
+            ORDER BY at, id LIMIT ?)
+        """
 
     func fetchExists(_ sellerID: String) throws -> Bool {
         try keeper.cachedStatement("SELECT 1 FROM accounts WHERE seller_id = ?").firstRow([sellerID]) { _ in true }

@@ -39,15 +39,19 @@ public enum ImportLineParser {
             case .other: throw refuse("\(key) must be a string")
             }
         }
-        func milliseconds(_ key: String) throws(ImportLineError) -> Timestamp? {
-            let value: Int64?
+        /// The field as a whole number: nil when absent, `.some(nil)` when
+        /// present but not a whole number.
+        func wholeNumber(_ key: String) -> Int64?? {
             switch object[key] {
             case nil, .null: return nil
-            case .number(_, let whole): value = whole
-            case .string(let string): value = string.isEmpty ? nil : Int64(string)
-            case .other: value = nil
+            case .number(_, let whole): return .some(whole)
+            case .string(let string): return .some(string.isEmpty ? nil : Int64(string))
+            case .other: return .some(nil)
             }
-            guard let value else { throw refuse("\(key) must be epoch milliseconds (a whole number)") }
+        }
+        func milliseconds(_ key: String) throws(ImportLineError) -> Timestamp? {
+            guard let present = wholeNumber(key) else { return nil }
+            guard let value = present else { throw refuse("\(key) must be epoch milliseconds (a whole number)") }
             guard value >= earliestPlausibleMilliseconds else {
                 throw refuse("\(key) \(value) looks like seconds; it must be epoch milliseconds")
             }
@@ -55,14 +59,8 @@ public enum ImportLineParser {
         }
         // A saved answer's expires_in: the token's whole life, in seconds.
         func lifetime(_ key: String) throws(ImportLineError) -> Duration? {
-            let value: Int64?
-            switch object[key] {
-            case nil, .null: return nil
-            case .number(_, let whole): value = whole
-            case .string(let string): value = string.isEmpty ? nil : Int64(string)
-            case .other: value = nil
-            }
-            guard let value, value > 0, value <= maximumLifetimeSeconds else {
+            guard let present = wholeNumber(key) else { return nil }
+            guard let value = present, value > 0, value <= maximumLifetimeSeconds else {
                 throw refuse("\(key) must be the access token's lifetime in whole seconds (1 to \(maximumLifetimeSeconds))")
             }
             return .seconds(value)
