@@ -177,6 +177,10 @@ import TokenKeeperTesting
         defer { try? connection.close() }
         let plan = try connection.prepare("EXPLAIN QUERY PLAN " + AccountVault.scheduleSQL).rows { $0.string(3) }
         #expect(plan.joined(separator: "\n").contains("COVERING INDEX accounts_schedule"), "\(plan)")
+        // The once-a-minute check of the reauth window keeps its own index.
+        let reauthPlan = try connection.prepare("EXPLAIN QUERY PLAN " + AccountVault.reauthEnteringSQL)
+            .rows([1, 10]) { $0.string(3) }
+        #expect(reauthPlan.joined().contains("accounts_by_reauth"), "\(reauthPlan)")
     }
 }
 

@@ -157,9 +157,11 @@ extension DatabaseSchema {
                     -- The daemon's start reads every active seller's deadline
                     -- (loadSchedule) from this covering index, a sixth of the
                     -- table's bytes: at a million sellers, 0.35 s instead of 1.1 s.
+                    -- status comes last: leading, it would draw every query on
+                    -- active sellers (the reauth window's) away from its own index.
                     CREATE INDEX accounts_schedule ON accounts (
-                        status, seller_id, refreshable, expire_time, access_lifetime_ms, refreshed_at, next_refresh_at,
-                        updated_at)
+                        seller_id, refreshable, expire_time, access_lifetime_ms, refreshed_at, next_refresh_at,
+                        updated_at, status)
                         WHERE status = 'active';
                     -- Counts by status without reading the table: the active
                     -- from the index above, the others from their own.
