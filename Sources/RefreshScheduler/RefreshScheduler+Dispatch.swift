@@ -148,9 +148,12 @@ extension RefreshScheduler {
         if let now, let lastLeadPlan, now < lastLeadPlan + interval { return }
         lastLeadPlan = now
         leadIsStale = false
-        let previous = lead
         lead = configuration.maxCallsPerSecond.map { queue.requiredLead(callsPerSecond: $0) } ?? .zero
-        if lead > .seconds(1), previous <= .seconds(1) {
+        // Once an hour at most: a fleet that needs more than the rate keeps
+        // crossing the line.
+        let moment = now ?? clock.now()
+        if lead > .seconds(1), leadReportedAt.map({ moment - $0 >= .seconds(3600) }) ?? true {
+            leadReportedAt = moment
             logger.notice(
                 """
                 more accounts fall due together than refresh.max_calls_per_second can serve on time; \
@@ -219,7 +222,7 @@ extension RefreshScheduler {
             pendingClockShift == nil, let next = queue.peek()
         {
             var moment: Timestamp? = next.due - lead
-            if let pausedUntil { moment = max(next.due, pausedUntil) }
+            if let pausedUntil { moment = max(next.due - lead, pausedUntil) }
             if configurationFailure != nil {
                 moment = probeInFlight ? nil : moment.map { max($0, nextProbeAt) }
             }

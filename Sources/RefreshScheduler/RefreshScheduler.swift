@@ -43,6 +43,7 @@ public actor RefreshScheduler {
     /// picked up, a new rate).
     var leadIsStale = false
     var lastLeadPlan: Timestamp?
+    var leadReportedAt: Timestamp?
     /// Accounts asked for by ``refreshNow(_:)``: refreshed even if the store
     /// says they are not due yet.
     var forced: Set<String> = []
