@@ -67,7 +67,10 @@ import TokenKeeperTesting
         }
         // Readers see every new access token.
         let rows = try ReaderView.rows(scratch)
-        #expect(Set(rows.map(\.accessToken)) == Set(grants.values.compactMap { $0.accessToken?.exposedValue }))
+        // Compared apart, so that a failure prints no token.
+        let readersHoldNewTokens =
+            Set(rows.map(\.accessToken)) == Set(grants.values.compactMap { $0.accessToken?.exposedValue })
+        #expect(readersHoldNewTokens, "the readers' rows hold every new access token")
         // One change sequence for the batch: the change feed reports all 40.
         let changed = try await store.changes(since: ChangeCursor(dataVersion: -1, sequence: 0)).changed
         #expect(Set(changed.map(\.sellerID)).isSuperset(of: sellers))
@@ -103,7 +106,8 @@ import TokenKeeperTesting
         let events = try await store.recentEvents(limit: 50, sellerID: "bad")
         #expect(!events.contains { $0.kind == .refreshed })
         let readerTokens = try ReaderView.rows(scratch).filter { $0.sellerID == "bad" }.map(\.accessToken)
-        #expect(!readerTokens.contains(grants["bad"]?.accessToken?.exposedValue ?? "-"))
+        let refusedTokenPublished = readerTokens.contains(grants["bad"]?.accessToken?.exposedValue ?? "-")
+        #expect(!refusedTokenPublished, "the refused rotation's access token reached tokens.db")
         try await store.close()
     }
 
