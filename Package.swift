@@ -37,6 +37,8 @@ let package = Package(
         // Default traits off: no swift-configuration glue and no full Foundation in the listeners.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -69,6 +71,21 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The same store protocols over PostgreSQL (postgres-nio), for several
+        // daemons on one database: leases in short transactions fenced by the
+        // refresh token, LISTEN/NOTIFY for changes, a heartbeat table for the
+        // nodes that share the sellers and the rate.
+        .target(
+            name: "PostgresStore",
+            dependencies: [
+                "TokenKeeperCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "RefreshScheduler",
             dependencies: [
@@ -97,6 +114,7 @@ let package = Package(
                 "TokenKeeperCore",
                 "IOPGateway",
                 "SQLiteStore",
+                "PostgresStore",
                 "RefreshScheduler",
                 "IOPSimulator",
                 "TokenKeeperHTTP",
@@ -181,6 +199,17 @@ let package = Package(
             dependencies: ["SQLiteStore", "TokenKeeperCore", "CSQLite", "TokenKeeperTesting"],
             swiftSettings: strictSettings
         ),
+        // Against a real PostgreSQL server the tests start themselves
+        // (TokenKeeperTesting.PostgresServer); skipped where none is installed.
+        .testTarget(
+            name: "PostgresStoreTests",
+            dependencies: [
+                "PostgresStore", "TokenKeeperCore", "TokenKeeperTesting",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "RefreshSchedulerTests",
             dependencies: [
@@ -221,7 +250,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "IOPSimulator", "TokenKeeperCore", "CSQLite",
+                "IOPSimulator", "TokenKeeperCore", "CSQLite", "TokenKeeperTesting",
                 // A real webhook receiver (Hummingbird), checking signatures
                 // (swift-crypto), and a browser's hops (async-http-client).
                 .product(name: "Hummingbird", package: "hummingbird"),

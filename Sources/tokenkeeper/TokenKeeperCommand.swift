@@ -15,6 +15,7 @@ struct TokenKeeperCommand: AsyncParsableCommand {
         subcommands: [
             Run.self, Demo.self, Status.self, Add.self, Import.self, List.self, Token.self, Refresh.self,
             AuthorizeURL.self, Disable.self, Enable.self, Remove.self, Events.self, Backup.self, CheckConfig.self,
+            Migrate.self, Postgres.self,
         ]
     )
 }
@@ -290,5 +291,49 @@ struct Backup: AsyncParsableCommand {
 
     func run() async throws {
         try await perform { await Commands.backup(destination: destination, configPath: options.config) }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy keeper.db into an empty PostgreSQL schema (storage.postgres.*), the daemon stopped, and verify "
+            + "the count and every refresh token.")
+    @OptionGroup var options: GlobalOptions
+    @Option(help: "The backend to copy to: postgres.")
+    var to: String
+
+    func validate() throws {
+        guard to == "postgres" else { throw ValidationError("--to must be postgres") }
+    }
+
+    func run() async throws {
+        try await perform { await Commands.migrateToPostgres(configPath: options.config) }
+    }
+}
+
+struct Postgres: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Set up the PostgreSQL backend.", subcommands: [PostgresInit.self])
+}
+
+struct PostgresInit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create or upgrade the schema, and the role tokenkeeper_reader that may read tokens and valid_tokens "
+            + "and nothing else.")
+    @OptionGroup var options: GlobalOptions
+    @Option(
+        help: ArgumentHelp(
+            "A file (mode 0600) holding the password readers log in with (else $TOKENKEEPER_READER_PASSWORD; "
+                + "without either the role cannot log in)."))
+    var readerPasswordFile: String?
+    @Flag(help: "Print the SQL for a DBA to run instead, and connect to nothing.")
+    var printSQL = false
+
+    func run() async throws {
+        try await perform {
+            await Commands.postgresInit(
+                readerPasswordFile: readerPasswordFile, printSQL: printSQL, configPath: options.config)
+        }
     }
 }

@@ -12,6 +12,12 @@ extension CommandContext {
         FileManager.default.fileExists(atPath: configuration.storage.directory + "/keeper.db")
     }
 
+    /// Whether the configured store may hold sellers: keeper.db exists, or
+    /// the backend is PostgreSQL (whose schema is made on first open).
+    var configuredStoreExists: Bool {
+        configuration.storage.backend == .postgres || storeExists
+    }
+
     /// Opens the account store in `storage.directory`, runs `body` and closes
     /// the store whatever happens. Commands that enroll create the store;
     /// the others (`creating: false`) refuse to conjure an empty one out of a
@@ -20,6 +26,7 @@ extension CommandContext {
         creating: Bool = false, checkReaders: Bool = true, logger: Logger = Logger(label: "tokenkeeper.store"),
         _ body: (SQLiteAccountStore) async throws(CommandFailure) -> T
     ) async throws(CommandFailure) -> T {
+        try requireSQLite()
         guard creating || storeExists else {
             throw CommandFailure(
                 .failure,

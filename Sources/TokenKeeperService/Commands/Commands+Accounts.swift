@@ -28,7 +28,7 @@ extension Commands {
     /// nothing. If storing still fails afterwards, the grant is written to a
     /// 0600 file beside the store and the command says how to import it.
     static func enroll(code: String, context: CommandContext) async throws(CommandFailure) -> Account {
-        try await context.withStore(creating: true) { store throws(CommandFailure) in
+        try await context.withAnyStore(creating: true) { store throws(CommandFailure) in
             try await storeCall("checking that the store can be written before the code is spent") {
                 try await store.checkWritable()
             }
@@ -149,7 +149,7 @@ extension Commands {
             let now = SystemWallClock().now()
             let policy = context.configuration.refreshPolicy
             var totals = ImportTotals()
-            try await context.withStore(creating: true) { store throws(CommandFailure) in
+            try await context.withAnyStore(creating: true) { store throws(CommandFailure) in
                 try await storeCall("importing") {
                     do {
                         try await importChunks(
@@ -165,7 +165,7 @@ extension Commands {
     }
 
     private static func importChunks(
-        of data: Data, into store: SQLiteAccountStore, replace: Bool, policy: RefreshPolicy, now: Timestamp,
+        of data: Data, into store: any CommandStore, replace: Bool, policy: RefreshPolicy, now: Timestamp,
         totals: inout ImportTotals
     ) async throws {
         var random = SystemRandomNumberGenerator()
@@ -206,8 +206,8 @@ extension Commands {
             record.nextRefreshAt = firstRefresh(of: record, policy: policy, now: now, random: &random)
             return record
         }
-        let summary = try await context.withStore(creating: true) { store throws(CommandFailure) in
-            try await storeCall("importing") { try await store.importAccounts(records, replace: replace, now: now) }
+        let summary = try await context.withAnyStore(creating: true) { store throws(CommandFailure) in
+            try await storeCall("importing") { try await store.importAccounts(records, replace: replace, batchSize: nil, now: now) }
         }
         var totals = ImportTotals(lineErrors: lineErrors.count, describe: describe)
         totals.add(summary, lines: sellers.map(\.line))
@@ -242,7 +242,7 @@ extension Commands {
             let expireTime: Timestamp?
             var lastError: String?
             if access(directory, W_OK) == 0 || !FileManager.default.fileExists(atPath: directory + "/tokens.db") {
-                let account = try await context.withStore { store throws(CommandFailure) in
+                let account = try await context.withAnyStore { store throws(CommandFailure) in
                     try await storeCall("reading seller \(sellerID)") { try await store.account(sellerID: sellerID) }
                 }
                 guard let account else {
@@ -296,7 +296,7 @@ extension Commands {
     public static func setEnabled(_ enabled: Bool, sellerID: String, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
             let policy = context.configuration.refreshPolicy
-            let account = try await context.withStore { store throws(CommandFailure) in
+            let account = try await context.withAnyStore { store throws(CommandFailure) in
                 try await storeCall(enabled ? "enabling seller \(sellerID)" : "disabling seller \(sellerID)") {
                     let now = SystemWallClock().now()
                     var nextRefresh: Timestamp?
@@ -316,7 +316,7 @@ extension Commands {
     /// `tokenkeeper remove SELLER`: the account and its readers' row go; its events stay.
     public static func remove(sellerID: String, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
-            try await context.withStore { store throws(CommandFailure) in
+            try await context.withAnyStore { store throws(CommandFailure) in
                 try await storeCall("removing seller \(sellerID)") {
                     try await store.remove(sellerID: sellerID, now: SystemWallClock().now())
                 }

@@ -15,11 +15,11 @@ extension Commands {
     public static func list(json: Bool, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
             let now = SystemWallClock().now()
-            guard context.storeExists else {
+            guard context.configuredStoreExists else {
                 Console.out(json ? "[]" : AccountListing.emptyTable)
                 return .success
             }
-            try await context.withStore(checkReaders: false) { store throws(CommandFailure) in
+            try await context.withAnyStore(checkReaders: false) { store throws(CommandFailure) in
                 try await storeCall("listing accounts") {
                     if json {
                         var listing = AccountListing.JSONStream()
@@ -43,7 +43,7 @@ extension Commands {
     }
 
     private static func forEachPage(
-        of store: SQLiteAccountStore, _ body: ([Account]) throws -> Void
+        of store: any CommandStore, _ body: ([Account]) throws -> Void
     ) async throws {
         var last: String?
         while true {

@@ -27,6 +27,7 @@ extension Commands {
             }
             guard limit > 0 else { throw CommandFailure(.usage, "--limit must be at least 1") }
             let found: [StoredEvent]
+            try context.requireSQLite()
             if context.storeExists {
                 found = try await context.withStore { store throws(CommandFailure) in
                     try await storeCall("reading events") { try await store.events(query) }

@@ -15,7 +15,7 @@ extension Commands {
             let client = try context.gatewayClient(logger: logger)
             let outcomes: [String: RefreshOutcome]
             do throws(CommandFailure) {
-                outcomes = try await context.withStore { store throws(CommandFailure) in
+                outcomes = try await context.withAnyStore { store throws(CommandFailure) in
                     var targets = sellerIDs
                     if allDue {
                         let now = SystemWallClock().now()

@@ -12,6 +12,7 @@ extension Commands {
         await execute(configPath: configPath) { context throws(CommandFailure) in
             let configuration = context.configuration
             let now = context.wallClock.now()
+            if configuration.storage.backend == .postgres { return try await postgresStatus(context: context, json: json) }
             let daemon = StorageLock.probe(directory: configuration.storage.directory)
             guard context.storeExists else {
                 let report = StatusReport(directory: configuration.storage.directory, daemon: daemon, now: now)

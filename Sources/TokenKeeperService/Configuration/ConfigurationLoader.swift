@@ -19,7 +19,10 @@ public struct ConfigurationLoader: Sendable {
         "gateway.url", "gateway.timeout_seconds", "gateway.connect_timeout_seconds",
         "gateway.refresh_path", "gateway.create_path", "gateway.authorize_url",
         "app.key", "app.secret_file", "app.redirect_uri",
-        "storage.directory",
+        "storage.directory", "storage.backend", "storage.postgres.url", "storage.postgres.password_file",
+        "storage.postgres.schema", "storage.postgres.tls", "storage.postgres.tls_ca_file",
+        "storage.postgres.heartbeat_seconds", "storage.postgres.takeover_seconds", "storage.postgres.max_connections",
+        "storage.postgres.statement_timeout_seconds",
         "refresh.remaining_fraction", "refresh.jitter_fraction", "refresh.final_refresh_margin_seconds",
         "refresh.concurrency", "refresh.max_calls_per_second", "refresh.retry_initial_seconds",
         "refresh.retry_max_seconds", "refresh.configuration_probe_seconds",
@@ -242,6 +245,7 @@ public struct ConfigurationLoader: Sendable {
         try range(configuration.storage.eventRetentionDays, 1...36_500, "storage.event_retention_days")
         try validateOperations(configuration)
         try require(!configuration.storage.directory.isEmpty, "storage.directory", "must not be empty")
+        try validatePostgres(configuration.storage)
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
         try require(levels.contains(configuration.log.level), "log.level", "must be one of \(levels.joined(separator: ", "))")
     }
@@ -291,6 +295,26 @@ private struct ValueReader {
         configuration.app.secretFile = string("app.secret_file")
         configuration.app.redirectURI = string("app.redirect_uri")
         configuration.storage.directory = string("storage.directory") ?? configuration.storage.directory
+        if let backend = string("storage.backend") {
+            guard let known = TokenKeeperConfiguration.Storage.Backend(rawValue: backend.lowercased()) else {
+                throw ConfigurationError(
+                    key: source("storage.backend"), problem: "\"\(backend)\" is not a storage backend",
+                    remedy: "use sqlite or postgres")
+            }
+            configuration.storage.backend = known
+        }
+        var postgres = configuration.storage.postgres
+        postgres.url = string("storage.postgres.url")
+        postgres.passwordFile = string("storage.postgres.password_file")
+        postgres.schema = string("storage.postgres.schema") ?? postgres.schema
+        postgres.tls = string("storage.postgres.tls")?.lowercased() ?? postgres.tls
+        postgres.tlsCAFile = string("storage.postgres.tls_ca_file")
+        postgres.heartbeatSeconds = try double("storage.postgres.heartbeat_seconds") ?? postgres.heartbeatSeconds
+        postgres.takeoverSeconds = try double("storage.postgres.takeover_seconds") ?? postgres.takeoverSeconds
+        postgres.maxConnections = try int("storage.postgres.max_connections") ?? postgres.maxConnections
+        postgres.statementTimeoutSeconds =
+            try double("storage.postgres.statement_timeout_seconds") ?? postgres.statementTimeoutSeconds
+        configuration.storage.postgres = postgres
         var refresh = configuration.refresh
         refresh.remainingFraction = try double("refresh.remaining_fraction") ?? refresh.remainingFraction
         refresh.jitterFraction = try double("refresh.jitter_fraction") ?? refresh.jitterFraction

@@ -34,6 +34,41 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
         public var directory: String = "/var/lib/tokenkeeper"
         /// `storage.event_retention_days`: events older than this are pruned.
         public var eventRetentionDays: Double = 90
+        /// `storage.backend`: `sqlite` (keeper.db and tokens.db in
+        /// `storage.directory`) or `postgres` (several daemons on one database).
+        public var backend: Backend = .sqlite
+        public var postgres = Postgres()
+
+        public enum Backend: String, Sendable, Equatable, CaseIterable {
+            case sqlite, postgres
+        }
+
+        /// `storage.postgres.*`.
+        public struct Postgres: Sendable, Equatable {
+            /// `storage.postgres.url`: `postgres://USER@HOST:PORT/DATABASE`
+            /// (`?host=/dir` for a Unix socket). Never a password.
+            public var url: String?
+            /// `storage.postgres.password_file`: a file holding the password (mode 0600).
+            public var passwordFile: String?
+            /// `storage.postgres.schema`: where the tables and views are.
+            public var schema: String = "tokenkeeper"
+            /// `storage.postgres.tls`: disable, prefer, require or verify-full.
+            public var tls: String = "prefer"
+            /// `storage.postgres.tls_ca_file`: the CA for verify-full (else the system's).
+            public var tlsCAFile: String?
+            /// `storage.postgres.heartbeat_seconds`: how often a node says it is live;
+            /// silent for three of these, it is taken for dead.
+            public var heartbeatSeconds: Double = 2
+            /// `storage.postgres.takeover_seconds`: how long after a seller's
+            /// deadline the next node refreshes it if its first node has not.
+            public var takeoverSeconds: Double = 5
+            /// `storage.postgres.max_connections`: the pool's size per process.
+            public var maxConnections: Int = 8
+            /// `storage.postgres.statement_timeout_seconds`: a statement not
+            /// answered by then (PostgreSQL down, unreachable) counts as a
+            /// store failure: calls are held back until it works again.
+            public var statementTimeoutSeconds: Double = 10
+        }
     }
 
     public struct Refresh: Sendable, Equatable {

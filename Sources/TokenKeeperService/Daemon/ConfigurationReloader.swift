@@ -20,6 +20,9 @@ struct ConfigurationReloader: Service {
     let scheduler: RefreshScheduler
     let notifier: SystemdNotifier
     let logger: Logger
+    /// Turns the reloaded scheduler settings into this node's (on
+    /// PostgreSQL: its share of the call rate).
+    var adjust: @Sendable (RefreshSchedulerConfiguration) -> RefreshSchedulerConfiguration = { $0 }
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
@@ -49,7 +52,8 @@ struct ConfigurationReloader: Service {
                     metadata: ["app_secret": "\(settings.appSecret.fingerprint)", "app_key": "\(settings.appKey)"])
                 let reloaded = context.configuration
                 await scheduler.update(
-                    configuration: reloaded.schedulerConfiguration(leaseOwner: leaseOwner, environment: environment))
+                    configuration: adjust(
+                        reloaded.schedulerConfiguration(leaseOwner: leaseOwner, environment: environment)))
                 // The notifier's channels, the listeners and the links they
                 // make are built once at start.
                 let needRestart = [

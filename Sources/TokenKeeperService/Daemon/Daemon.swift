@@ -40,6 +40,7 @@ struct Daemon {
 
     func run() async throws(CommandFailure) -> CommandOutcome {
         let configuration = context.configuration
+        if configuration.storage.backend == .postgres { return try await runOnPostgres() }
         let client = try context.gatewayClient(logger: Logger(label: "tokenkeeper.gateway"))
         let directory = configuration.storage.directory
         let lock: StorageLock

@@ -1,6 +1,5 @@
 import Foundation
-public import SQLiteStore
-import TokenKeeperCore
+public import TokenKeeperCore
 
 /// Why an import line was refused. Never quotes a token.
 public struct ImportLineError: Error, Sendable, Equatable, CustomStringConvertible {

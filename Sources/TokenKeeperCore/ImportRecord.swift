@@ -1,4 +1,4 @@
-public import TokenKeeperCore
+
 
 /// One seller to import (`tokenkeeper import`): a refresh token, and where the
 /// previous tool had them, the access token and its times.
@@ -34,7 +34,7 @@ public struct ImportRecord: Sendable, Equatable {
     }
 
     /// Why the record cannot be stored, or nil. Never quotes a token.
-    var problem: String? {
+    public var problem: String? {
         if sellerID.isEmpty { return "seller id is empty" }
         if sellerID.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
             return "seller id contains control characters"

@@ -1,0 +1,75 @@
+public import TokenKeeperCore
+
+/// Which live node a seller belongs to, by rendezvous (highest random weight)
+/// hashing of node and seller: each node computes the same order of nodes
+/// for a seller from the same list of live nodes, without talking to the
+/// others. The first node schedules the seller at its deadline; the node
+/// ranked `r` after it, `r` × `takeover` later (never past half the time left
+/// to expiry), so that a dead node's sellers are refreshed by the next one
+/// at once, and a live node's refresh (announced by NOTIFY) moves the
+/// others' deadlines on before they wake.
+///
+/// Why this and not "every node wakes for every seller, the first claimer
+/// wins": that costs every node a lease transaction for every refresh of
+/// every seller (N-fold writes on PostgreSQL at a million sellers); here a
+/// seller wakes one node, and the lease (fenced by the refresh token) is the
+/// safety when two do.
+public struct ClusterView: Sendable, Equatable {
+    /// This node's id (its lease owner), nil for a command that refreshes
+    /// nothing on a schedule.
+    public var node: String?
+    /// The other live nodes.
+    public var others: [String] = []
+    public var takeover: Duration
+
+    public init(node: String?, others: [String] = [], takeover: Duration) {
+        self.node = node
+        self.others = others
+        self.takeover = takeover
+    }
+
+    /// How many nodes share the work (this one included).
+    public var liveNodes: Int { others.count + 1 }
+
+    /// How many live nodes come before this one for `sellerID`.
+    public func rank(of sellerID: String) -> Int {
+        guard let node, !others.isEmpty else { return 0 }
+        let own = Self.weight(node: node, sellerID: sellerID)
+        return others.reduce(0) { count, other in
+            let weight = Self.weight(node: other, sellerID: sellerID)
+            return count + (weight > own || (weight == own && other < node) ? 1 : 0)
+        }
+    }
+
+    /// The deadline this node keeps for a seller whose stored deadline is
+    /// `due` and whose access token expires at `expireTime`.
+    public func deadline(sellerID: String, due: Timestamp, expireTime: Timestamp?) -> Timestamp {
+        let rank = rank(of: sellerID)
+        guard rank > 0 else { return due }
+        var delay = takeover * rank
+        if let expireTime, expireTime > due {
+            // Never later than halfway (and for later ranks, further) to expiry.
+            let bound = (expireTime - due) * Double(rank) / Double(rank + 1)
+            delay = min(delay, bound)
+        }
+        return due + delay
+    }
+
+    /// FNV-1a, 64 bits: stable across processes and builds (Swift's Hasher
+    /// is seeded per process).
+    static func weight(node: String, sellerID: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in node.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        hash = (hash ^ 0) &* 0x100_0000_01b3
+        for byte in sellerID.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        // A final mix, so that ids differing in their last byte spread well.
+        hash ^= hash >> 33
+        hash = hash &* 0xff51_afd7_ed55_8ccd
+        hash ^= hash >> 33
+        return hash
+    }
+}

@@ -1,0 +1,368 @@
+import Foundation
+import Logging
+import PostgresNIO
+public import TokenKeeperCore
+
+/// What the commands need: enrolling, importing, copying from keeper.db,
+/// reading accounts and counts.
+extension PostgresAccountStore {
+    /// One account row as JSON, for set-wise writes through
+    /// `jsonb_to_recordset` (absent keys are NULL).
+    struct AccountRecord: Encodable {
+        var seller_id: String
+        var refresh_token: String
+        var access_token: String?
+        var expire_time: Int64?
+        var access_lifetime_ms: Int64?
+        var refresh_token_valid_time: Int64?
+        var refreshable: Bool
+        var status: String
+        var status_reason: String?
+        var next_refresh_at: Int64?
+        var failed_attempts: Int
+        var last_error: String?
+        var last_request_id: String?
+        var refreshed_at: Int64?
+        var lease_owner: String?
+        var lease_expires_at: Int64?
+        var user_id: String?
+        var user_nick: String?
+        var account: String?
+        var account_platform: String?
+        var sp: String?
+        var locale: String?
+        var answer_lost: Bool
+        var created_at: Int64
+        var updated_at: Int64
+
+        init(_ account: Account, createdAt: Timestamp) {
+            seller_id = account.sellerID
+            refresh_token = account.refreshToken.exposedValue
+            access_token = account.accessToken?.exposedValue
+            expire_time = account.expireTime?.millisecondsSince1970
+            access_lifetime_ms = account.accessTokenLifetime?.wholeMilliseconds
+            refresh_token_valid_time = account.refreshTokenValidTime?.millisecondsSince1970
+            refreshable = account.isRefreshable
+            status = account.status.rawValue
+            status_reason = account.statusReason
+            next_refresh_at = account.nextRefreshAt?.millisecondsSince1970
+            failed_attempts = account.failedAttempts
+            last_error = account.lastError
+            last_request_id = account.lastRequestID
+            refreshed_at = account.refreshedAt?.millisecondsSince1970
+            lease_owner = account.lease?.owner
+            lease_expires_at = account.lease?.expiresAt.millisecondsSince1970
+            user_id = account.profile.userID
+            user_nick = account.profile.userNick
+            self.account = account.profile.account
+            account_platform = account.profile.accountPlatform
+            sp = account.profile.sp
+            locale = account.profile.locale
+            answer_lost = account.lastAnswerLost
+            created_at = createdAt.millisecondsSince1970
+            updated_at = account.updatedAt.millisecondsSince1970
+        }
+    }
+
+    static let recordColumns = """
+        seller_id text, refresh_token text, access_token text, expire_time bigint, access_lifetime_ms bigint, \
+        refresh_token_valid_time bigint, refreshable boolean, status text, status_reason text, next_refresh_at bigint, \
+        failed_attempts integer, last_error text, last_request_id text, refreshed_at bigint, lease_owner text, \
+        lease_expires_at bigint, user_id text, user_nick text, account text, account_platform text, sp text, \
+        locale text, answer_lost boolean, created_at bigint, updated_at bigint
+        """
+    static let insertColumns = """
+        seller_id, refresh_token, access_token, expire_time, access_lifetime_ms, refresh_token_valid_time, \
+        refreshable, status, status_reason, next_refresh_at, failed_attempts, last_error, last_request_id, \
+        refreshed_at, lease_owner, lease_expires_at, user_id, user_nick, account, account_platform, sp, locale, \
+        answer_lost, created_at, updated_at
+        """
+
+    static func json(_ records: [AccountRecord]) throws -> String {
+        String(decoding: try JSONEncoder().encode(records), as: UTF8.self)
+    }
+
+    /// Imports sellers as keeper.db's import does: one transaction per
+    /// `batchSize`; a seller already managed (active or disabled) is skipped
+    /// unless `replace`; a `reauth_required` one gets the new tokens. Every
+    /// node hears of it once ('*'), not once per seller.
+    public func importAccounts(
+        _ records: [ImportRecord], replace: Bool = false, batchSize: Int? = nil, now: Timestamp
+    ) async throws -> ImportSummary {
+        let batchSize = batchSize ?? 5000
+        var summary = ImportSummary()
+        var valid: [ImportRecord] = []
+        var seen = Set<String>()
+        for (index, record) in records.enumerated() {
+            if let problem = record.problem {
+                summary.refused.append(RefusedRecord(index: index, sellerID: record.sellerID, problem: problem))
+            } else if !seen.insert(record.sellerID).inserted {
+                summary.alreadyManaged.append(record.sellerID)
+            } else {
+                valid.append(record)
+            }
+        }
+        var start = 0
+        while start < valid.count {
+            let batch = valid[start..<min(start + max(1, batchSize), valid.count)]
+            let rows = batch.map { record in
+                var account = Account(
+                    sellerID: record.sellerID, profile: record.profile, refreshToken: record.refreshToken,
+                    accessToken: record.accessToken,
+                    expireTime: record.accessToken == nil ? nil : record.expireTime,
+                    accessTokenLifetime: record.accessToken == nil ? nil : record.accessTokenLifetime,
+                    refreshTokenValidTime: record.refreshTokenValidTime, nextRefreshAt: record.nextRefreshAt ?? now,
+                    refreshedAt: record.accessToken == nil ? nil : now, updatedAt: now)
+                account.status = .active
+                return AccountRecord(account, createdAt: now)
+            }
+            let json = try Self.json(rows)
+            let stored: Set<String> = try await bulk { connection in
+                let upserted = try await Self.rows(
+                    connection.query(
+                        """
+                        WITH upserted AS (
+                            INSERT INTO \(unescaped: s).accounts (\(unescaped: Self.insertColumns))
+                            SELECT \(unescaped: Self.insertColumns)
+                            FROM jsonb_to_recordset(\(json)::jsonb) AS r(\(unescaped: Self.recordColumns))
+                            ON CONFLICT (seller_id) DO UPDATE SET
+                                refresh_token = excluded.refresh_token, access_token = excluded.access_token,
+                                expire_time = excluded.expire_time, access_lifetime_ms = excluded.access_lifetime_ms,
+                                refresh_token_valid_time = excluded.refresh_token_valid_time, refreshable = true,
+                                status = 'active', status_reason = NULL, next_refresh_at = excluded.next_refresh_at,
+                                failed_attempts = 0, last_error = NULL, refreshed_at = excluded.refreshed_at,
+                                user_id = coalesce(excluded.user_id, accounts.user_id),
+                                user_nick = coalesce(excluded.user_nick, accounts.user_nick),
+                                account = coalesce(excluded.account, accounts.account),
+                                account_platform = coalesce(excluded.account_platform, accounts.account_platform),
+                                sp = coalesce(excluded.sp, accounts.sp), locale = coalesce(excluded.locale, accounts.locale),
+                                updated_at = excluded.updated_at, answer_lost = false, reauth_warned = false,
+                                lease_owner = NULL, lease_expires_at = NULL
+                            WHERE \(replace) OR accounts.status = 'reauth_required'
+                            RETURNING seller_id)
+                        INSERT INTO \(unescaped: s).events (at, seller_id, kind)
+                        SELECT \(now.millisecondsSince1970), seller_id, 'imported' FROM upserted ORDER BY seller_id
+                        RETURNING seller_id
+                        """, logger: logger))
+                return Set(try upserted.map { try $0[0].decode(String.self) })
+            }
+            summary.imported += stored.count
+            summary.alreadyManaged += batch.map(\.sellerID).filter { !stored.contains($0) }
+            start += batch.count
+        }
+        return summary
+    }
+
+    /// Runs `body` in one transaction whose row triggers announce nothing,
+    /// then announces '*' (everything) with the commit.
+    func bulk<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await transaction { connection in
+            try await connection.query("SELECT set_config('tokenkeeper.bulk', 'on', true)", logger: logger)
+            let value = try await body(connection)
+            try await connection.query("SELECT pg_notify(\(channel), '*')", logger: logger)
+            return value
+        }
+    }
+
+    /// Copies accounts as they are (status, failures, times; no lease) into
+    /// the schema, in one transaction per `batchSize`: `migrate --to postgres`.
+    public func copyAccounts(_ accounts: [Account], now: Timestamp) async throws {
+        let rows = accounts.map { account in
+            var account = account
+            account.lease = nil
+            return AccountRecord(account, createdAt: now)
+        }
+        let json = try Self.json(rows)
+        _ = try await bulk { connection in
+            try await connection.query(
+                """
+                INSERT INTO \(unescaped: s).accounts (\(unescaped: Self.insertColumns))
+                SELECT \(unescaped: Self.insertColumns)
+                FROM jsonb_to_recordset(\(json)::jsonb) AS r(\(unescaped: Self.recordColumns))
+                """, logger: logger)
+        }
+    }
+
+    /// Fails unless this user may write the accounts on a primary (not a
+    /// read-only standby).
+    public func checkWritable() async throws {
+        let rows = try await run(
+            """
+            SELECT NOT pg_is_in_recovery() AND has_table_privilege(\(settings.schema + ".accounts"), 'INSERT, UPDATE')
+            """)
+        guard try rows.first?.first?.decode(Bool.self) == true else {
+            throw PostgresStoreError.server(
+                sqlState: "42501", message: "the accounts cannot be written here (a standby, or no INSERT/UPDATE right)")
+        }
+    }
+
+    /// How many sellers the schema holds.
+    public func accountCount() async throws -> Int {
+        try await run("SELECT count(*) FROM \(unescaped: s).accounts").first?.first?.decode(Int.self) ?? 0
+    }
+
+    /// One account as stored, or nil.
+    public func account(sellerID: String) async throws -> Account? {
+        try await run("SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts WHERE seller_id = \(sellerID)")
+            .first.map(Self.account(from:))
+    }
+
+    /// At most `limit` accounts after `sellerID`, by seller id (`C` collation,
+    /// bytewise as in keeper.db).
+    public func accounts(after sellerID: String?, limit: Int) async throws -> [Account] {
+        try await run(
+            """
+            SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts
+            WHERE seller_id COLLATE "C" > \(sellerID ?? "") ORDER BY seller_id COLLATE "C" LIMIT \(limit)
+            """
+        ).map(Self.account(from:))
+    }
+
+    /// How many accounts have each status.
+    public func countByStatus() async throws -> [AccountStatus: Int] {
+        var counts: [AccountStatus: Int] = [:]
+        for row in try await run("SELECT status, count(*) FROM \(unescaped: s).accounts GROUP BY status") {
+            if let status = AccountStatus(rawValue: try row[0].decode(String.self)) {
+                counts[status] = try row[1].decode(Int.self)
+            }
+        }
+        return counts
+    }
+
+    /// Stores a seller from an authorization code, new or re-authorized.
+    public func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) async throws -> Account {
+        guard let refreshToken = grant.refreshToken else {
+            throw PostgresStoreError.invalidAccount(sellerID: grant.sellerID, problem: "the grant carries no refresh token")
+        }
+        let account = Account(
+            sellerID: grant.sellerID, profile: grant.profile, refreshToken: refreshToken, accessToken: grant.accessToken,
+            expireTime: grant.expireTime, accessTokenLifetime: grant.accessTokenLifetime,
+            refreshTokenValidTime: grant.refreshTokenValidTime, isRefreshable: !grant.isFinalGrant,
+            nextRefreshAt: nextRefreshAt, lastRequestID: grant.requestID, refreshedAt: grant.receivedAt, updatedAt: now)
+        let json = try Self.json([AccountRecord(account, createdAt: now)])
+        let stored = try await run(
+            """
+            WITH upserted AS (
+                INSERT INTO \(unescaped: s).accounts (\(unescaped: Self.insertColumns))
+                SELECT \(unescaped: Self.insertColumns)
+                FROM jsonb_to_recordset(\(json)::jsonb) AS r(\(unescaped: Self.recordColumns))
+                ON CONFLICT (seller_id) DO UPDATE SET
+                    refresh_token = excluded.refresh_token, access_token = excluded.access_token,
+                    expire_time = excluded.expire_time, access_lifetime_ms = excluded.access_lifetime_ms,
+                    refresh_token_valid_time = excluded.refresh_token_valid_time, refreshable = excluded.refreshable,
+                    status = 'active', status_reason = NULL, next_refresh_at = excluded.next_refresh_at,
+                    failed_attempts = 0, last_error = NULL,
+                    last_request_id = coalesce(excluded.last_request_id, accounts.last_request_id),
+                    refreshed_at = excluded.refreshed_at, updated_at = excluded.updated_at,
+                    answer_lost = false, reauth_warned = false, lease_owner = NULL, lease_expires_at = NULL
+                RETURNING \(unescaped: Self.accountColumns)),
+            event AS (
+                INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id)
+                SELECT \(now.millisecondsSince1970), seller_id, 'enrolled',
+                    \("access token expires \(grant.expireTime)"), \(grant.requestID) FROM upserted)
+            SELECT * FROM upserted
+            """)
+        guard let row = stored.first else { throw PostgresStoreError.unknownSeller(grant.sellerID) }
+        return try Self.account(from: row)
+    }
+
+    /// Disables or enables an account (not one that needs re-authorization).
+    public func setStatus(sellerID: String, to status: AccountStatus, nextRefreshAt: Timestamp? = nil, now: Timestamp)
+        async throws -> Account
+    {
+        guard status != .reauthRequired else {
+            throw PostgresStoreError.invalidAccount(sellerID: sellerID, problem: "only a refresh can require re-authorization")
+        }
+        let rows = try await run(
+            """
+            UPDATE \(unescaped: s).accounts SET status = \(status.rawValue),
+                status_reason = CASE WHEN \(status.rawValue) = 'disabled' THEN \(StatusReason.disabledByOperator) END,
+                failed_attempts = CASE WHEN \(status.rawValue) = 'active' THEN 0 ELSE failed_attempts END,
+                next_refresh_at = CASE WHEN \(status.rawValue) = 'active'
+                    THEN \((nextRefreshAt ?? now).millisecondsSince1970) ELSE next_refresh_at END,
+                updated_at = \(now.millisecondsSince1970)
+            WHERE seller_id = \(sellerID) AND status <> 'reauth_required'
+            RETURNING \(unescaped: Self.accountColumns)
+            """)
+        guard let row = rows.first else {
+            if try await account(sellerID: sellerID) == nil { throw PostgresStoreError.unknownSeller(sellerID) }
+            throw PostgresStoreError.invalidAccount(
+                sellerID: sellerID, problem: "needs re-authorization first ('tokenkeeper add --code')")
+        }
+        _ = try await run(
+            """
+            INSERT INTO \(unescaped: s).events (at, seller_id, kind)
+            VALUES (\(now.millisecondsSince1970), \(sellerID), \(status == .active ? "enabled" : "disabled"))
+            """)
+        return try Self.account(from: row)
+    }
+
+    /// Removes an account; its events stay.
+    public func remove(sellerID: String, now: Timestamp) async throws {
+        let rows = try await run(
+            """
+            WITH removed AS (DELETE FROM \(unescaped: s).accounts WHERE seller_id = \(sellerID) RETURNING seller_id)
+            INSERT INTO \(unescaped: s).events (at, seller_id, kind)
+            SELECT \(now.millisecondsSince1970), seller_id, 'removed' FROM removed RETURNING id
+            """)
+        if rows.isEmpty { throw PostgresStoreError.unknownSeller(sellerID) }
+    }
+
+    /// Seller ids and refresh tokens after `sellerID`, by seller id: what
+    /// `migrate` verifies the copy with.
+    public func refreshTokens(after sellerID: String?, limit: Int) async throws -> [(String, Secret)] {
+        try await run(
+            """
+            SELECT seller_id, refresh_token FROM \(unescaped: s).accounts
+            WHERE seller_id COLLATE "C" > \(sellerID ?? "") ORDER BY seller_id COLLATE "C" LIMIT \(limit)
+            """
+        ).map { (try $0[0].decode(String.self), Secret(try $0[1].decode(String.self))) }
+    }
+}
+
+/// What `tokenkeeper status` shows on PostgreSQL.
+public struct PostgresFleet: Sendable {
+    public struct Node: Sendable {
+        public var node: String
+        public var host: String
+        public var pid: Int
+        /// Seconds since its last heartbeat, by the server's clock.
+        public var silentSeconds: Double
+    }
+
+    public var counts: [AccountStatus: Int] = [:]
+    public var nodes: [Node] = []
+    /// Active sellers whose access token has expired.
+    public var expired = 0
+    public var earliestExpiry: Timestamp?
+    public var nextRefresh: Timestamp?
+}
+
+extension PostgresAccountStore {
+    public func fleet(now: Timestamp) async throws -> PostgresFleet {
+        var fleet = PostgresFleet()
+        fleet.counts = try await countByStatus()
+        fleet.nodes = try await run(
+            """
+            SELECT node, host, pid, extract(epoch FROM now() - heartbeat_at)::float8
+            FROM \(unescaped: s).nodes ORDER BY heartbeat_at DESC
+            """
+        ).map {
+            PostgresFleet.Node(
+                node: try $0[0].decode(String.self), host: try $0[1].decode(String.self), pid: try $0[2].decode(Int.self),
+                silentSeconds: try $0[3].decode(Double.self))
+        }
+        let figures = try await run(
+            """
+            SELECT count(*) FILTER (WHERE expire_time <= \(now.millisecondsSince1970)),
+                min(expire_time) FILTER (WHERE expire_time > \(now.millisecondsSince1970)), min(next_refresh_at)
+            FROM \(unescaped: s).accounts WHERE status = 'active'
+            """)
+        if let row = figures.first {
+            fleet.expired = try row[0].decode(Int.self)
+            fleet.earliestExpiry = try row[1].decode(Int64?.self).map { Timestamp(millisecondsSince1970: $0) }
+            fleet.nextRefresh = try row[2].decode(Int64?.self).map { Timestamp(millisecondsSince1970: $0) }
+        }
+        return fleet
+    }
+}

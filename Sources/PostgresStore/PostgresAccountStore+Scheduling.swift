@@ -1,0 +1,253 @@
+import Logging
+import PostgresNIO
+import Synchronization
+public import TokenKeeperCore
+
+/// What the refresh scheduler needs (``TokenKeeperCore/AccountStore``).
+extension PostgresAccountStore {
+    static let accountColumns = """
+        seller_id, refresh_token, access_token, expire_time, access_lifetime_ms, refresh_token_valid_time, \
+        refreshable, status, status_reason, next_refresh_at, failed_attempts, last_error, last_request_id, \
+        refreshed_at, lease_owner, lease_expires_at, user_id, user_nick, account, account_platform, sp, locale, \
+        answer_lost, updated_at
+        """
+
+    static func account(from cells: [PostgresCell]) throws -> Account {
+        func string(_ index: Int) throws -> String? { try cells[index].decode(String?.self) }
+        func time(_ index: Int) throws -> Timestamp? {
+            try cells[index].decode(Int64?.self).map { Timestamp(millisecondsSince1970: $0) }
+        }
+        let leaseOwner = try string(14)
+        let leaseUntil = try time(15)
+        return Account(
+            sellerID: try cells[0].decode(String.self),
+            profile: SellerProfile(
+                userID: try string(16), userNick: try string(17), account: try string(18),
+                accountPlatform: try string(19), sp: try string(20), locale: try string(21)),
+            refreshToken: Secret(try cells[1].decode(String.self)),
+            accessToken: try string(2).map(Secret.init),
+            expireTime: try time(3),
+            accessTokenLifetime: try cells[4].decode(Int64?.self).map { .milliseconds($0) },
+            refreshTokenValidTime: try time(5),
+            isRefreshable: try cells[6].decode(Bool.self),
+            status: AccountStatus(rawValue: try cells[7].decode(String.self)) ?? .disabled,
+            statusReason: try string(8),
+            nextRefreshAt: try time(9),
+            failedAttempts: try cells[10].decode(Int.self),
+            lastError: try string(11),
+            lastRequestID: try string(12),
+            refreshedAt: try time(13),
+            lease: leaseOwner.flatMap { owner in leaseUntil.map { Lease(owner: owner, expiresAt: $0) } },
+            updatedAt: try time(23) ?? Timestamp(millisecondsSince1970: 0),
+            lastAnswerLost: try cells[22].decode(Bool.self))
+    }
+
+    /// The stored deadline, never later than a fifth of the access token's
+    /// life before its expiry (as keeper.db's schedule), and the expiry.
+    static let dueSQL = """
+        CASE WHEN refreshable AND expire_time IS NOT NULL
+            THEN least(
+                coalesce(next_refresh_at, updated_at),
+                expire_time - greatest(coalesce(nullif(access_lifetime_ms, 0), expire_time - refreshed_at, 1500000), 0) / 5)
+            ELSE coalesce(next_refresh_at, updated_at) END
+        """
+
+    /// This node's id for the events it writes (nil for a command).
+    var node: String? { cluster.withLock { $0.node } }
+
+    public func loadSchedule() async throws -> [ScheduledAccount] {
+        // Announcements until now are in what is read now.
+        feed.withLock { $0.pending.removeAll() }
+        let view = cluster.withLock { $0 }
+        var schedule: [ScheduledAccount] = []
+        do {
+            let rows = try await client.query(
+                "SELECT seller_id, \(unescaped: Self.dueSQL), expire_time FROM \(unescaped: s).accounts WHERE status = 'active'",
+                logger: logger)
+            for try await (sellerID, due, expire) in rows.decode((String, Int64, Int64?).self) {
+                schedule.append(scheduled(sellerID, due: due, expire: expire, view: view))
+            }
+        } catch {
+            throw PostgresStoreError.from(error)
+        }
+        return schedule
+    }
+
+    private func scheduled(_ sellerID: String, due: Int64?, expire: Int64?, view: ClusterView) -> ScheduledAccount {
+        guard let due else { return ScheduledAccount(sellerID: sellerID, due: nil) }
+        return ScheduledAccount(
+            sellerID: sellerID,
+            due: view.deadline(
+                sellerID: sellerID, due: Timestamp(millisecondsSince1970: due),
+                expireTime: expire.map { Timestamp(millisecondsSince1970: $0) }))
+    }
+
+    /// The sellers announced (NOTIFY) since the last call; everything when
+    /// announcements may have been missed (the listener reconnected) or the
+    /// live nodes changed. Touches PostgreSQL only when something was announced.
+    public func changes(since cursor: ChangeCursor?) async throws -> (changed: [ScheduledAccount], cursor: ChangeCursor) {
+        let (announced, everything, sequence) = feed.withLock { feed in
+            defer {
+                feed.pending.removeAll()
+                feed.everything = false
+            }
+            feed.sequence += 1
+            return (feed.pending, feed.everything, feed.sequence)
+        }
+        let next = ChangeCursor(dataVersion: 0, sequence: sequence)
+        guard cursor != nil else { return ([], next) }
+        do {
+            if everything { return (try await loadSchedule(), next) }
+            guard !announced.isEmpty else { return ([], next) }
+            let ids = Array(announced)
+            let view = cluster.withLock { $0 }
+            var found: [String: ScheduledAccount] = [:]
+            let rows = try await run(
+                """
+                SELECT seller_id, CASE WHEN status = 'active' THEN \(unescaped: Self.dueSQL) END, expire_time
+                FROM \(unescaped: s).accounts WHERE seller_id = ANY(\(ids))
+                """)
+            for row in rows {
+                let sellerID = try row[0].decode(String.self)
+                found[sellerID] = scheduled(
+                    sellerID, due: try row[1].decode(Int64?.self), expire: try row[2].decode(Int64?.self), view: view)
+            }
+            return (ids.map { found[$0] ?? ScheduledAccount(sellerID: $0, due: nil) }, next)
+        } catch {
+            // Reported again next time.
+            feed.withLock { feed in
+                feed.pending.formUnion(announced)
+                feed.everything = feed.everything || everything
+            }
+            throw PostgresStoreError.from(error)
+        }
+    }
+
+    /// One statement: the row lock it takes is the whole transaction.
+    public func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) async throws
+        -> LeaseResult
+    {
+        for _ in 0..<3 {
+            let taken = try await run(
+                """
+                UPDATE \(unescaped: s).accounts SET lease_owner = \(owner), lease_expires_at = \(until.millisecondsSince1970),
+                    answer_lost = answer_lost OR (lease_owner IS NOT NULL AND lease_owner <> \(owner))
+                WHERE seller_id = \(sellerID)
+                  AND (lease_owner IS NULL OR lease_owner = \(owner) OR lease_expires_at <= \(now.millisecondsSince1970))
+                RETURNING \(unescaped: Self.accountColumns)
+                """)
+            if let row = taken.first { return .acquired(try Self.account(from: row)) }
+            let holder = try await run(
+                "SELECT lease_owner, lease_expires_at FROM \(unescaped: s).accounts WHERE seller_id = \(sellerID)")
+            guard let row = holder.first else { return .notFound }
+            if let owner = try row[0].decode(String?.self), let until = try row[1].decode(Int64?.self) {
+                return .busy(Lease(owner: owner, expiresAt: Timestamp(millisecondsSince1970: until)))
+            }
+            // Released between the two statements: try again.
+        }
+        return .busy(Lease(owner: "unknown", expiresAt: now))
+    }
+
+    public func releaseLease(sellerID: String, owner: String) async throws {
+        _ = try await run(
+            """
+            UPDATE \(unescaped: s).accounts SET lease_owner = NULL, lease_expires_at = NULL
+            WHERE seller_id = \(sellerID) AND lease_owner = \(owner)
+            """)
+    }
+
+    /// Fenced by the refresh token: commits only if the stored one is still
+    /// `sent`, in one statement with its event.
+    public func commitRotation(
+        sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
+    ) async throws -> Bool {
+        let profile = grant.profile
+        let hasAccessToken = grant.accessToken != nil
+        var detail =
+            grant.refreshToken.map { "rotated \(sent) to \($0)" } ?? "refresh token \(sent) kept (not rotated)"
+        detail += grant.accessToken == nil ? "; no access token in the answer" : "; access token expires \(grant.expireTime)"
+        if grant.isFinalGrant { detail += "; final grant (refresh_expires_in 0)" }
+        if !grant.anomalies.isEmpty { detail += "; sanitized: " + grant.anomalies.joined(separator: ", ") }
+        let validity = grant.refreshTokenValidTime?.millisecondsSince1970
+        let rows = try await run(
+            """
+            WITH updated AS (
+                UPDATE \(unescaped: s).accounts SET
+                    refresh_token = coalesce(\(grant.refreshToken?.exposedValue), refresh_token),
+                    access_token = coalesce(\(grant.accessToken?.exposedValue), access_token),
+                    expire_time = CASE WHEN \(hasAccessToken) THEN \(grant.expireTime.millisecondsSince1970) ELSE expire_time END,
+                    access_lifetime_ms = CASE WHEN \(hasAccessToken) THEN \(grant.accessTokenLifetime.wholeMilliseconds)
+                        ELSE access_lifetime_ms END,
+                    refreshable = \(!grant.isFinalGrant),
+                    status_reason = CASE WHEN status = 'active' THEN NULL ELSE status_reason END,
+                    next_refresh_at = \(nextRefreshAt.millisecondsSince1970), failed_attempts = 0, last_error = NULL,
+                    answer_lost = false, last_request_id = coalesce(\(grant.requestID), last_request_id),
+                    refreshed_at = \(grant.receivedAt.millisecondsSince1970),
+                    lease_owner = NULL, lease_expires_at = NULL,
+                    user_id = coalesce(\(profile.userID), user_id), user_nick = coalesce(\(profile.userNick), user_nick),
+                    account = coalesce(\(profile.account), account),
+                    account_platform = coalesce(\(profile.accountPlatform), account_platform),
+                    sp = coalesce(\(profile.sp), sp), locale = coalesce(\(profile.locale), locale),
+                    reauth_warned = CASE WHEN \(validity)::bigint IS NOT NULL
+                        AND refresh_token_valid_time IS DISTINCT FROM \(validity)::bigint THEN false ELSE reauth_warned END,
+                    refresh_token_valid_time = coalesce(\(validity)::bigint, refresh_token_valid_time),
+                    updated_at = \(now.millisecondsSince1970)
+                WHERE seller_id = \(sellerID) AND refresh_token = \(sent.exposedValue)
+                RETURNING seller_id)
+            INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
+            SELECT \(now.millisecondsSince1970), seller_id, 'refreshed', \(detail), \(grant.requestID), \(node) FROM updated
+            RETURNING id
+            """)
+        return !rows.isEmpty
+    }
+
+    public func recordFailure(
+        sellerID: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp, now: Timestamp
+    ) async throws {
+        _ = try await run(
+            """
+            WITH updated AS (
+                UPDATE \(unescaped: s).accounts SET failed_attempts = \(failedAttempts),
+                    last_error = \("\(failure.code): \(failure.message)"), last_request_id = \(failure.requestID),
+                    next_refresh_at = \(nextRefreshAt.millisecondsSince1970),
+                    answer_lost = (answer_lost OR \(failure.answerMayBeLost)),
+                    lease_owner = NULL, lease_expires_at = NULL
+                WHERE seller_id = \(sellerID)
+                RETURNING seller_id)
+            INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
+            SELECT \(now.millisecondsSince1970), seller_id, 'refresh_failed',
+                \("\(failure.code): \(failure.message); attempt \(failedAttempts), next try \(nextRefreshAt)"),
+                \(failure.requestID), \(node)
+            FROM updated
+            """)
+    }
+
+    /// The stored deadlines are shared by every node and on PostgreSQL's
+    /// side of the clock: one host's clock step moves none of them (that
+    /// host's own queue follows its clock; the caps from `expire_time` keep
+    /// every refresh on time).
+    public func shiftSchedules(by offset: Duration) async throws {
+        logger.notice(
+            "the local clock was stepped; deadlines stored in PostgreSQL are shared by every node and not moved",
+            metadata: ["offset": "\(offset)"])
+    }
+
+    public func markReauthRequired(
+        sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
+    ) async throws -> Bool {
+        let rows = try await run(
+            """
+            WITH updated AS (
+                UPDATE \(unescaped: s).accounts SET status = 'reauth_required', status_reason = \(reason),
+                    last_request_id = coalesce(\(requestID), last_request_id), next_refresh_at = NULL,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = \(now.millisecondsSince1970)
+                WHERE seller_id = \(sellerID) AND refresh_token = \(sent.exposedValue)
+                RETURNING seller_id)
+            INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
+            SELECT \(now.millisecondsSince1970), seller_id, 'reauth_required', \(reason), \(requestID), \(node)
+            FROM updated
+            RETURNING id
+            """)
+        return !rows.isEmpty
+    }
+}

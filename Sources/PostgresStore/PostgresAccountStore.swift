@@ -1,0 +1,209 @@
+public import Logging
+import PostgresNIO
+import Synchronization
+public import TokenKeeperCore
+
+/// The account store on PostgreSQL: several daemons share one schema, with
+/// PostgreSQL's transactions and row locks as the only coordination.
+///
+/// - Leases are taken and given back in single statements (short
+///   transactions), never held across the gateway call; a rotation commits
+///   only if the stored refresh token is still the one that was sent (the
+///   fence), so a node that lost its lease (paused, partitioned, dead) can
+///   never overwrite a newer token.
+/// - Changes reach the other nodes by `LISTEN`/`NOTIFY` (``runCluster(node:heartbeat:onLiveNodes:)``):
+///   ``changes(since:)`` reads only the sellers announced since the last call,
+///   and nothing at all when none was.
+/// - Sellers are divided among live nodes (rendezvous hashing over the
+///   `nodes` heartbeat table): each seller's first node schedules it at its
+///   deadline, the others a little later (``ClusterView``), so a seller wakes
+///   one node, and a dead node's sellers are taken over at once by the next,
+///   before its heartbeat even lapses.
+public final class PostgresAccountStore: AccountStore, Sendable {
+    public let settings: PostgresSettings
+    let client: PostgresClient
+    private let runner: Task<Void, Never>
+    let logger: Logger
+    /// The quoted schema, for statements.
+    let s: String
+    let feed = Mutex(ChangeFeed())
+    let cluster: Mutex<ClusterView>
+
+    /// Opens the store and brings the schema to this binary's version
+    /// (creating it in an empty database); refuses a newer one.
+    public static func open(settings: PostgresSettings, logger: Logger) async throws -> PostgresAccountStore {
+        let configuration: PostgresClient.Configuration
+        do {
+            configuration = try settings.clientConfiguration()
+        } catch {
+            throw PostgresStoreError.connection("TLS settings: \(error)")
+        }
+        let store = PostgresAccountStore(settings: settings, configuration: configuration, logger: logger)
+        do {
+            try await store.migrate()
+        } catch {
+            store.close()
+            throw PostgresStoreError.from(error)
+        }
+        return store
+    }
+
+    private init(settings: PostgresSettings, configuration: PostgresClient.Configuration, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        runner = Task { await client.run() }
+        s = PostgresSchema.quoted(settings.schema)
+        cluster = Mutex(ClusterView(node: nil, takeover: .seconds(5)))
+    }
+
+    public func close() {
+        runner.cancel()
+    }
+
+    // MARK: - Running statements
+
+    /// One statement, answered within ``PostgresSettings/statementTimeout``
+    /// or failed: while PostgreSQL is down, postgres-nio's pool waits for a
+    /// connection for as long as it takes, and the scheduler must hear of it
+    /// (hold calls back, retry a rotated pair's commit) rather than hang.
+    /// A commit that timed out here but reached the server is harmless: its
+    /// retry finds the refresh token already replaced, by itself.
+    func run(_ query: PostgresQuery) async throws -> [[PostgresCell]] {
+        let client = self.client
+        let logger = self.logger
+        let timeout = settings.statementTimeout
+        return try await withThrowingTaskGroup(of: [[PostgresCell]].self) { group in
+            group.addTask {
+                do {
+                    var rows: [[PostgresCell]] = []
+                    for try await row in try await client.query(query, logger: logger) {
+                        rows.append(Array(row))
+                    }
+                    return rows
+                } catch {
+                    throw PostgresStoreError.from(error)
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw PostgresStoreError.connection("no answer within \(timeout)")
+            }
+            defer { group.cancelAll() }
+            guard let rows = try await group.next() else { throw CancellationError() }
+            return rows
+        }
+    }
+
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    let value = try await body(connection)
+                    try await connection.query("COMMIT", logger: logger)
+                    return value
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+        } catch {
+            throw PostgresStoreError.from(error)
+        }
+    }
+
+    static func rows(_ sequence: PostgresRowSequence) async throws -> [[PostgresCell]] {
+        var rows: [[PostgresCell]] = []
+        for try await row in sequence { rows.append(Array(row)) }
+        return rows
+    }
+
+    // MARK: - Schema
+
+    /// The schema's version, or 0 when there is none yet.
+    public func schemaVersion() async throws -> Int {
+        let exists = try await run(
+            "SELECT to_regclass(\(settings.schema + ".schema_migrations")) IS NOT NULL")
+        guard try exists.first?.first?.decode(Bool.self) == true else { return 0 }
+        let rows = try await run("SELECT coalesce(max(version), 0) FROM \(unescaped: s).schema_migrations")
+        return try rows.first?.first?.decode(Int.self) ?? 0
+    }
+
+    private func migrate() async throws {
+        let schema = settings.schema
+        let s = self.s
+        try await transaction { connection in
+            // One node migrates at a time; the others wait and find it done.
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema)))", logger: logger)
+            try await connection.query("CREATE SCHEMA IF NOT EXISTS \(unescaped: s)", logger: logger)
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS \(unescaped: s).schema_migrations (
+                    version integer NOT NULL PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now())
+                """, logger: logger)
+            let found =
+                try await Self.rows(
+                    connection.query(
+                        "SELECT coalesce(max(version), 0) FROM \(unescaped: s).schema_migrations", logger: logger)
+                ).first?.first?.decode(Int.self) ?? 0
+            guard found <= PostgresSchema.latestVersion else {
+                throw PostgresStoreError.schemaTooNew(found: found, supported: PostgresSchema.latestVersion)
+            }
+            for migration in PostgresSchema.migrations where migration.version > found {
+                for statement in migration.statements {
+                    try await connection.query(
+                        PostgresQuery(unsafeSQL: PostgresSchema.sql(statement, schema: schema)), logger: logger)
+                }
+                try await connection.query(
+                    "INSERT INTO \(unescaped: s).schema_migrations (version) VALUES (\(migration.version))",
+                    logger: logger)
+            }
+        }
+    }
+
+    /// Creates the reader role if `password` is given and it does not exist
+    /// (or sets its password), and grants it the two views and nothing else.
+    public func grantReaders(password: String?) async throws -> [String] {
+        var done: [String] = []
+        let role = PostgresSchema.readerRole
+        let exists = try await run("SELECT 1 FROM pg_roles WHERE rolname = \(role)")
+        if let password {
+            // A role's password cannot be a bound parameter: quote it as a literal.
+            let literal = "'" + password.replacing("'", with: "''") + "'"
+            let verb = exists.isEmpty ? "CREATE" : "ALTER"
+            _ = try await run(PostgresQuery(unsafeSQL: "\(verb) ROLE \(role) LOGIN PASSWORD \(literal)"))
+            done.append(exists.isEmpty ? "created role \(role)" : "set the password of role \(role)")
+        } else if exists.isEmpty {
+            _ = try await run(PostgresQuery(unsafeSQL: "CREATE ROLE \(role) NOLOGIN"))
+            done.append("created role \(role) (NOLOGIN: give it a password to let readers log in)")
+        }
+        for statement in PostgresSchema.readerGrants(schema: settings.schema) {
+            _ = try await run(PostgresQuery(unsafeSQL: statement))
+        }
+        done.append("granted \(role) SELECT on \(settings.schema).tokens and \(settings.schema).valid_tokens only")
+        return done
+    }
+
+    /// The SQL ``grantReaders(password:)`` runs, for operators who create
+    /// the role themselves.
+    public static func readerSQL(schema: String) -> [String] {
+        ["CREATE ROLE \(PostgresSchema.readerRole) LOGIN PASSWORD '…'"] + PostgresSchema.readerGrants(schema: schema)
+    }
+}
+
+/// What ``PostgresAccountStore/changes(since:)`` has to report: the sellers
+/// announced since the last call, or everything (after the listener
+/// reconnected, or the live nodes changed).
+struct ChangeFeed {
+    var pending: Set<String> = []
+    var everything = false
+    var sequence: Int64 = 0
+}
+
+extension PostgresAccountStore {
+    /// The readers' role.
+    public static var readerRole: String { PostgresSchema.readerRole }
+}

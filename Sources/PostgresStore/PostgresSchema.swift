@@ -1,0 +1,157 @@
+import Foundation
+
+/// The PostgreSQL schema, versioned in `schema_migrations`. Each migration is
+/// a list of statements run in one transaction; `{S}` stands for the schema.
+/// A database whose version is newer than the binary's is refused, as with
+/// keeper.db.
+///
+/// The readers' contract (docs/DATABASE.md, "PostgreSQL") is the view
+/// `tokens` and the view `valid_tokens`, with the same columns and meaning as
+/// in tokens.db; the role `tokenkeeper_reader` is granted those two and
+/// nothing else. Views run with their owner's rights, so the reader reads no
+/// table, and no view shows a refresh token.
+enum PostgresSchema {
+    struct Migration {
+        var version: Int
+        var statements: [String]
+    }
+
+    static let readerRole = "tokenkeeper_reader"
+
+    static let migrations: [Migration] = [
+        Migration(
+            version: 1,
+            statements: [
+                """
+                CREATE TABLE {S}.accounts (
+                    seller_id text NOT NULL PRIMARY KEY CHECK (seller_id <> ''),
+                    refresh_token text NOT NULL CHECK (refresh_token <> ''),
+                    access_token text,
+                    expire_time bigint,
+                    access_lifetime_ms bigint,
+                    refresh_token_valid_time bigint,
+                    refreshable boolean NOT NULL DEFAULT true,
+                    status text NOT NULL CHECK (status IN ('active', 'reauth_required', 'disabled')),
+                    status_reason text,
+                    next_refresh_at bigint,
+                    failed_attempts integer NOT NULL DEFAULT 0,
+                    last_error text,
+                    last_request_id text,
+                    refreshed_at bigint,
+                    lease_owner text,
+                    lease_expires_at bigint,
+                    user_id text,
+                    user_nick text,
+                    account text,
+                    account_platform text,
+                    sp text,
+                    locale text,
+                    answer_lost boolean NOT NULL DEFAULT false,
+                    reauth_warned boolean NOT NULL DEFAULT false,
+                    created_at bigint NOT NULL,
+                    updated_at bigint NOT NULL
+                )
+                """,
+                "CREATE INDEX accounts_by_status ON {S}.accounts (status)",
+                """
+                CREATE TABLE {S}.events (
+                    id bigserial PRIMARY KEY,
+                    at bigint NOT NULL,
+                    seller_id text,
+                    kind text NOT NULL,
+                    detail text,
+                    request_id text,
+                    -- The node (lease owner) that wrote it; NULL for a command.
+                    node text
+                )
+                """,
+                "CREATE INDEX events_by_seller ON {S}.events (seller_id, id)",
+                "CREATE INDEX events_by_time ON {S}.events (at)",
+                // The daemons sharing this schema. A node is live while its
+                // heartbeat (the server's clock, so hosts' clocks do not
+                // matter) is recent; live nodes divide the sellers and the
+                // call rate between them.
+                """
+                CREATE TABLE {S}.nodes (
+                    node text NOT NULL PRIMARY KEY,
+                    host text NOT NULL,
+                    pid integer NOT NULL,
+                    started_at timestamptz NOT NULL DEFAULT now(),
+                    heartbeat_at timestamptz NOT NULL DEFAULT now()
+                )
+                """,
+                // Changes that move a seller's deadline are announced on
+                // `{S}_changes` with the seller id; bulk writers (import,
+                // migrate) set tokenkeeper.bulk and send one '*' instead.
+                """
+                CREATE FUNCTION {S}.announce_change() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF coalesce(current_setting('tokenkeeper.bulk', true), '') <> 'on' THEN
+                        PERFORM pg_notify(TG_TABLE_SCHEMA || '_changes',
+                            CASE WHEN TG_OP = 'DELETE' THEN OLD.seller_id ELSE NEW.seller_id END);
+                    END IF;
+                    RETURN NULL;
+                END
+                $$
+                """,
+                """
+                CREATE TRIGGER accounts_announce_insert_delete AFTER INSERT OR DELETE ON {S}.accounts
+                FOR EACH ROW EXECUTE FUNCTION {S}.announce_change()
+                """,
+                // Not for lease changes: only what moves a deadline.
+                """
+                CREATE TRIGGER accounts_announce_update AFTER UPDATE ON {S}.accounts
+                FOR EACH ROW WHEN (
+                    OLD.next_refresh_at IS DISTINCT FROM NEW.next_refresh_at
+                    OR OLD.status IS DISTINCT FROM NEW.status
+                    OR OLD.refresh_token IS DISTINCT FROM NEW.refresh_token
+                    OR OLD.expire_time IS DISTINCT FROM NEW.expire_time
+                    OR OLD.refreshable IS DISTINCT FROM NEW.refreshable)
+                EXECUTE FUNCTION {S}.announce_change()
+                """,
+                // The readers' contract: tokens.db's `tokens` table as a view.
+                """
+                CREATE VIEW {S}.tokens AS
+                SELECT seller_id, user_id, user_nick, account, account_platform, sp, locale, access_token, expire_time,
+                    CASE WHEN NOT refreshable
+                        THEN least(coalesce(refresh_token_valid_time, expire_time), expire_time)
+                        ELSE refresh_token_valid_time END AS reauth_by,
+                    status, status_reason, coalesce(refreshed_at, updated_at) AS refreshed_at, updated_at
+                FROM {S}.accounts
+                WHERE access_token IS NOT NULL AND expire_time IS NOT NULL
+                """,
+                """
+                CREATE VIEW {S}.valid_tokens AS
+                SELECT seller_id, access_token, expire_time
+                FROM {S}.tokens
+                WHERE status = 'active'
+                  AND expire_time > (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+                """,
+                "REVOKE ALL ON ALL TABLES IN SCHEMA {S} FROM PUBLIC",
+            ])
+    ]
+
+    static var latestVersion: Int { migrations.map(\.version).max() ?? 0 }
+
+    static func sql(_ statement: String, schema: String) -> String {
+        statement.replacingOccurrences(of: "{S}", with: quoted(schema))
+    }
+
+    /// A double-quoted identifier (the schema is checked to be plain, this is
+    /// belt and braces).
+    static func quoted(_ identifier: String) -> String {
+        "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    /// What `tokenkeeper postgres init` runs (and docs/DATABASE.md shows):
+    /// the reader role, allowed into the schema and to the two views only.
+    static func readerGrants(schema: String) -> [String] {
+        [
+            "GRANT USAGE ON SCHEMA {S} TO \(readerRole)",
+            "REVOKE ALL ON ALL TABLES IN SCHEMA {S} FROM \(readerRole)",
+            "REVOKE ALL ON ALL SEQUENCES IN SCHEMA {S} FROM \(readerRole)",
+            "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {S} FROM \(readerRole)",
+            "GRANT SELECT ON {S}.tokens, {S}.valid_tokens TO \(readerRole)",
+        ].map { sql($0, schema: schema) }
+    }
+}

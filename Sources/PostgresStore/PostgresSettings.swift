@@ -1,0 +1,166 @@
+import Foundation
+import NIOSSL
+import PostgresNIO
+
+/// Where the PostgreSQL store is and how to reach it: `storage.postgres.*`.
+///
+/// The password never comes from the URL (which is logged): from the systemd
+/// credential `postgres_password`, `storage.postgres.password_file` or
+/// `TOKENKEEPER_STORAGE_POSTGRES_PASSWORD`, resolved by the caller.
+public struct PostgresSettings: Sendable, Equatable {
+    /// How the connection is encrypted, in libpq's words.
+    public enum TLSMode: String, Sendable, CaseIterable {
+        /// Never.
+        case disable
+        /// When the server offers it; the certificate is not checked.
+        case prefer
+        /// Always; the certificate is not checked (libpq's `require`).
+        case require
+        /// Always, with the certificate checked against `tls_ca_file` (or the
+        /// system's roots) and the host name.
+        case verifyFull = "verify-full"
+    }
+
+    /// A TCP host, or nil for a Unix socket (`socketPath`).
+    public var host: String?
+    public var port: Int
+    /// The socket file, `DIR/.s.PGSQL.PORT`, when `host` is nil.
+    public var socketPath: String?
+    public var username: String
+    public var database: String
+    /// The schema every table and view lives in.
+    public var schema: String
+    public var tls: TLSMode
+    public var caFile: String?
+    public var password: String?
+    /// The most connections this process opens.
+    public var maximumConnections: Int
+    /// How long one statement may take, waiting for a connection included,
+    /// before it counts as failed.
+    public var statementTimeout: Duration = .seconds(10)
+
+    public static let defaultSchema = "tokenkeeper"
+
+    public init(
+        url: String, password: String?, schema: String = defaultSchema, tls: TLSMode = .prefer, caFile: String? = nil,
+        maximumConnections: Int = 8
+    ) throws(PostgresSettingsError) {
+        guard let components = URLComponents(string: url),
+            let scheme = components.scheme, scheme == "postgres" || scheme == "postgresql"
+        else {
+            throw PostgresSettingsError(
+                key: "storage.postgres.url", problem: "is not a postgres:// URL",
+                remedy: "write it as postgres://USER@HOST:PORT/DATABASE")
+        }
+        guard components.password == nil else {
+            throw PostgresSettingsError(
+                key: "storage.postgres.url", problem: "carries a password, which would end up in logs",
+                remedy: "remove it from the URL and put it in the systemd credential postgres_password, "
+                    + "storage.postgres.password_file or TOKENKEEPER_STORAGE_POSTGRES_PASSWORD")
+        }
+        guard let user = components.user, !user.isEmpty else {
+            throw PostgresSettingsError(
+                key: "storage.postgres.url", problem: "names no user",
+                remedy: "write it as postgres://USER@HOST:PORT/DATABASE")
+        }
+        let database = String(components.path.drop(while: { $0 == "/" }))
+        guard !database.isEmpty, !database.contains("/") else {
+            throw PostgresSettingsError(
+                key: "storage.postgres.url", problem: "names no database",
+                remedy: "write it as postgres://USER@HOST:PORT/DATABASE")
+        }
+        guard Self.isPlainIdentifier(schema) else {
+            throw PostgresSettingsError(
+                key: "storage.postgres.schema", problem: "\"\(schema)\" is not a plain lower-case identifier",
+                remedy: "use letters a-z, digits and _ (at most 40), starting with a letter or _")
+        }
+        let port = components.port ?? 5432
+        let socketDirectory = components.queryItems?.first { $0.name == "host" }?.value
+        if let socketDirectory, socketDirectory.hasPrefix("/") {
+            host = nil
+            socketPath = socketDirectory + "/.s.PGSQL.\(port)"
+        } else {
+            guard let name = components.host, !name.isEmpty else {
+                throw PostgresSettingsError(
+                    key: "storage.postgres.url", problem: "names no host",
+                    remedy: "write it as postgres://USER@HOST:PORT/DATABASE, or ?host=/socket/dir for a Unix socket")
+            }
+            host = name
+            socketPath = nil
+        }
+        if tls == .verifyFull, host == nil {
+            throw PostgresSettingsError(
+                key: "storage.postgres.tls", problem: "verify-full needs a TCP host, not a Unix socket",
+                remedy: "connect over TCP, or set storage.postgres.tls to disable for a local socket")
+        }
+        self.port = port
+        self.username = user.removingPercentEncoding ?? user
+        self.database = database.removingPercentEncoding ?? database
+        self.schema = schema
+        self.tls = tls
+        self.caFile = caFile
+        self.password = password
+        self.maximumConnections = maximumConnections
+    }
+
+    /// The URL as it may be logged: no password (none is ever in it).
+    public var displayURL: String {
+        if let socketPath { return "postgres://\(username)@/\(database)?socket=\(socketPath)" }
+        return "postgres://\(username)@\(host ?? ""):\(port)/\(database)"
+    }
+
+    static func isPlainIdentifier(_ name: String) -> Bool {
+        guard let first = name.utf8.first, name.utf8.count <= 40 else { return false }
+        guard first == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) else { return false }
+        return name.utf8.allSatisfy {
+            $0 == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+        }
+    }
+
+    /// postgres-nio's client settings.
+    func clientConfiguration() throws -> PostgresClient.Configuration {
+        var configuration: PostgresClient.Configuration
+        if let socketPath {
+            configuration = PostgresClient.Configuration(
+                unixSocketPath: socketPath, username: username, password: password, database: database)
+        } else {
+            configuration = PostgresClient.Configuration(
+                host: host ?? "localhost", port: port, username: username, password: password, database: database,
+                tls: try tlsConfiguration())
+        }
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.minimumConnections = 0
+        configuration.options.connectTimeout = .seconds(5)
+        configuration.options.keepAliveBehavior = .init(frequency: .seconds(15))
+        configuration.options.additionalStartupParameters = [("application_name", "tokenkeeper")]
+        return configuration
+    }
+
+    private func tlsConfiguration() throws -> PostgresClient.Configuration.TLS {
+        var context = TLSConfiguration.makeClientConfiguration()
+        switch tls {
+        case .disable:
+            return .disable
+        case .prefer:
+            context.certificateVerification = .none
+            return .prefer(context)
+        case .require:
+            context.certificateVerification = .none
+            return .require(context)
+        case .verifyFull:
+            context.certificateVerification = .fullVerification
+            if let caFile { context.trustRoots = .file(caFile) }
+            return .require(context)
+        }
+    }
+}
+
+/// A `storage.postgres.*` setting that cannot be used.
+public struct PostgresSettingsError: Error, Sendable, CustomStringConvertible {
+    public var key: String
+    public var problem: String
+    public var remedy: String
+
+    public var description: String { "\(key) \(problem): \(remedy)" }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import PostgresStore
+import SQLiteStore
+import TokenKeeperCore
+
+/// The store as the commands and the daemon's scheduler use it, whatever the
+/// backend (`storage.backend`): keeper.db through ``SQLiteAccountStore`` or a
+/// PostgreSQL schema through ``PostgresAccountStore``.
+protocol CommandStore: AccountStore {
+    /// Fails unless the store can be written now (before spending something
+    /// single-use, such as an authorization code).
+    func checkWritable() async throws
+    func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) async throws -> Account
+    func importAccounts(_ records: [ImportRecord], replace: Bool, batchSize: Int?, now: Timestamp) async throws
+        -> ImportSummary
+    func account(sellerID: String) async throws -> Account?
+    func accounts(after sellerID: String?, limit: Int) async throws -> [Account]
+    func allAccounts() async throws -> [Account]
+    func setStatus(sellerID: String, to status: AccountStatus, nextRefreshAt: Timestamp?, now: Timestamp) async throws
+        -> Account
+    func remove(sellerID: String, now: Timestamp) async throws
+    func countByStatus() async throws -> [AccountStatus: Int]
+    func closeStore() async
+}
+
+extension SQLiteAccountStore: CommandStore {
+    func closeStore() async { try? close() }
+}
+
+extension PostgresAccountStore: CommandStore {
+    func closeStore() async { close() }
+
+    func allAccounts() async throws -> [Account] {
+        var all: [Account] = []
+        while true {
+            let page = try await accounts(after: all.last?.sellerID, limit: 10_000)
+            all += page
+            if page.count < 10_000 { return all }
+        }
+    }
+}
+
+extension CommandContext {
+    /// Opens the configured store, runs `body`, closes the store.
+    func withAnyStore<T>(
+        creating: Bool = false, checkReaders: Bool = true, logger: Logger = Logger(label: "tokenkeeper.store"),
+        _ body: (any CommandStore) async throws(CommandFailure) -> T
+    ) async throws(CommandFailure) -> T {
+        switch configuration.storage.backend {
+        case .sqlite:
+            return try await withStore(creating: creating, checkReaders: checkReaders, logger: logger) {
+                store throws(CommandFailure) in try await body(store)
+            }
+        case .postgres:
+            let store = try await openPostgresStore(logger: logger)
+            do {
+                let result = try await body(store)
+                store.close()
+                return result
+            } catch {
+                store.close()
+                throw error
+            }
+        }
+    }
+
+    /// Opens the PostgreSQL store (creating or upgrading its schema).
+    func openPostgresStore(logger: Logger) async throws(CommandFailure) -> PostgresAccountStore {
+        let settings: PostgresSettings
+        do {
+            settings = try configuration.postgresSettings(environment: environment)
+        } catch {
+            throw CommandFailure(.configuration, error.description)
+        }
+        do {
+            return try await PostgresAccountStore.open(settings: settings, logger: logger)
+        } catch let error as PostgresStoreError {
+            if case .schemaTooNew = error { throw CommandFailure(.configuration, "\(settings.displayURL): \(error)") }
+            throw CommandFailure(.failure, "cannot open the PostgreSQL store \(settings.displayURL): \(error)")
+        } catch {
+            throw CommandFailure(.failure, "cannot open the PostgreSQL store \(settings.displayURL): \(error)")
+        }
+    }
+
+    /// For the commands that need keeper.db's events, outbox or files
+    /// (`status`' details, `events`, `backup`, the callback's keys): a clear
+    /// refusal on PostgreSQL rather than a half answer.
+    func requireSQLite() throws(CommandFailure) {
+        guard configuration.storage.backend == .sqlite else {
+            let command = CommandLine.arguments.dropFirst().first { !$0.hasPrefix("-") } ?? "this command"
+            throw CommandFailure(
+                .configuration,
+                "configuration error: storage.backend: '\(command)' works on the sqlite backend only for now; "
+                    + "on postgres, read the events table of schema \(configuration.storage.postgres.schema) with psql")
+        }
+    }
+}

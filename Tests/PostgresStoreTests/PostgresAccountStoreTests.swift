@@ -1,0 +1,770 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import TokenKeeperCore
+import TokenKeeperTesting
+
+@testable import PostgresStore
+
+/// The PostgreSQL store against a real server: the schema and its version,
+/// imports, leases raced by two nodes, rotations fenced by the refresh token,
+/// changes announced by NOTIFY, the nodes sharing the sellers, the readers'
+/// role, and the copy `migrate --to postgres` makes.
+///
+/// One server for the suite (``SharedPostgres``); every test works in a schema
+/// of its own, so the tests run in parallel.
+@Suite(
+    .enabled(if: PostgresServer.isAvailable, "needs PostgreSQL (apt-get install postgresql)"),
+    .sharedPostgres, .timeLimit(.minutes(1)))
+struct PostgresAccountStoreTests {
+    let postgres: SharedPostgres.Database
+    let logs = LogRecorder()
+
+    init() throws {
+        postgres = try #require(SharedPostgres.current, "the suite's server did not start")
+    }
+
+    private func open(schema: String, database: String? = nil) async throws -> PostgresAccountStore {
+        var logger = logs.logger()
+        // What the daemon logs at most (Daemon.postgresLogger).
+        logger.logLevel = .info
+        return try await postgres.open(schema: schema, database: database, logger: logger)
+    }
+
+    /// What no log line may carry.
+    private func logsLeak(_ secrets: [Secret]) -> Bool {
+        logs.rendered.contains { line in secrets.contains { line.contains($0.exposedValue) } }
+    }
+
+    // MARK: - Schema
+
+    @Test func openingAnEmptyDatabaseCreatesTheSchemaOnceAndANewerOneIsRefused() async throws {
+        let database = SharedPostgres.uniqueName("d_")
+        try postgres.server.createDatabase(database, owner: postgres.role)
+        let schema = PostgresSettings.defaultSchema
+
+        // Two nodes starting at once on an empty database: one creates the
+        // schema, the other waits and finds it done.
+        async let openingFirst = open(schema: schema, database: database)
+        async let openingSecond = open(schema: schema, database: database)
+        let (first, second) = try await (openingFirst, openingSecond)
+        #expect(try await first.schemaVersion() == PostgresSchema.latestVersion)
+        #expect(try await second.schemaVersion() == PostgresSchema.latestVersion)
+        #expect(try postgres.psql("SELECT version FROM \(schema).schema_migrations", database: database) == "1")
+        let relations = try postgres.psql(
+            """
+            SELECT table_name || ' ' || table_type FROM information_schema.tables
+            WHERE table_schema = '\(schema)' ORDER BY table_name
+            """, database: database)
+        #expect(
+            relations.split(separator: "\n") == [
+                "accounts BASE TABLE", "events BASE TABLE", "nodes BASE TABLE", "schema_migrations BASE TABLE",
+                "tokens VIEW", "valid_tokens VIEW",
+            ])
+        let refreshToken = makeToken("RT")
+        let summary = try await first.importAccounts(
+            [ImportRecord(sellerID: "1001", refreshToken: refreshToken)], now: Moments.now)
+        #expect(summary.imported == 1)
+        first.close()
+        second.close()
+
+        // Opening again changes nothing.
+        let again = try await open(schema: schema, database: database)
+        #expect(try await again.schemaVersion() == PostgresSchema.latestVersion)
+        #expect(try postgres.psql("SELECT count(*) FROM \(schema).schema_migrations", database: database) == "1")
+        #expect(try await again.account(sellerID: "1001")?.refreshToken == refreshToken)
+        again.close()
+
+        // A schema written by a newer tokenkeeper is refused, untouched.
+        try postgres.psql("INSERT INTO \(schema).schema_migrations (version) VALUES (999)", database: database)
+        let error = await #expect(throws: PostgresStoreError.self) {
+            let store = try await open(schema: schema, database: database)
+            store.close()
+        }
+        if case .schemaTooNew(let found, let supported)? = error {
+            #expect(found == 999)
+            #expect(supported == PostgresSchema.latestVersion)
+        } else {
+            Issue.record("expected schemaTooNew, got \(String(describing: error))")
+        }
+        #expect(try postgres.psql("SELECT count(*) FROM \(schema).accounts", database: database) == "1")
+        #expect(
+            try postgres.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM \(schema).schema_migrations",
+                database: database) == "1,999")
+    }
+
+    // MARK: - Import
+
+    @Test func importStoresNewSellersSkipsManagedOnesAndRefusesBadRecordsByIndex() async throws {
+        let store = try await open(schema: SharedPostgres.uniqueName("t_"))
+        defer { store.close() }
+        let refresh1 = makeToken("RT")
+        let access1 = makeToken("AT")
+        let refresh2 = makeToken("RT")
+        let records = [
+            ImportRecord(
+                sellerID: "1001", refreshToken: refresh1, accessToken: access1, expireTime: Moments.farFuture,
+                accessTokenLifetime: .seconds(86_400), profile: SellerProfile(userNick: "alpha")),
+            ImportRecord(sellerID: "1002", refreshToken: refresh2, nextRefreshAt: Moments.now + .seconds(600)),
+            ImportRecord(sellerID: "1003", refreshToken: Secret("")),
+            ImportRecord(sellerID: "1004", refreshToken: makeToken("RT"), accessToken: makeToken("AT")),
+        ]
+        let summary = try await store.importAccounts(records, now: Moments.now)
+        #expect(summary.imported == 2)
+        #expect(summary.refused.map(\.index) == [2, 3])
+        #expect(summary.refused.map(\.sellerID) == ["1003", "1004"])
+        #expect(summary.alreadyManaged.isEmpty)
+        #expect(try await store.accountCount() == 2)
+        #expect(try await store.account(sellerID: "1003") == nil)
+        #expect(try await store.account(sellerID: "1004") == nil)
+
+        let first = try #require(try await store.account(sellerID: "1001"))
+        #expect(first.refreshToken == refresh1)
+        #expect(first.accessToken == access1)
+        #expect(first.expireTime == Moments.farFuture)
+        #expect(first.status == .active)
+        #expect(first.profile.userNick == "alpha")
+        #expect(first.nextRefreshAt == Moments.now)
+        let second = try #require(try await store.account(sellerID: "1002"))
+        #expect(second.refreshToken == refresh2)
+        #expect(second.accessToken == nil)
+        #expect(second.status == .active)
+        #expect(second.nextRefreshAt == Moments.now + .seconds(600))
+
+        // The same seller again, without replace: skipped, its token kept.
+        let newer = makeToken("RT")
+        let again = try await store.importAccounts(
+            [ImportRecord(sellerID: "1001", refreshToken: newer)], now: Moments.now + .seconds(1))
+        #expect(again.imported == 0)
+        #expect(again.alreadyManaged == ["1001"])
+        #expect(try await store.account(sellerID: "1001")?.refreshToken == refresh1)
+
+        // With replace, the record wins.
+        let replaced = try await store.importAccounts(
+            [ImportRecord(sellerID: "1001", refreshToken: newer)], replace: true, now: Moments.now + .seconds(2))
+        #expect(replaced.imported == 1)
+        #expect(try await store.account(sellerID: "1001")?.refreshToken == newer)
+
+        // A seller waiting for re-authorization takes the imported tokens without replace.
+        #expect(
+            try await store.markReauthRequired(
+                sellerID: "1002", sent: refresh2, reason: "IllegalRefreshToken", requestID: nil,
+                now: Moments.now + .seconds(3)))
+        let revived = makeToken("RT")
+        let reimported = try await store.importAccounts(
+            [ImportRecord(sellerID: "1002", refreshToken: revived)], now: Moments.now + .seconds(4))
+        #expect(reimported.imported == 1)
+        let back = try #require(try await store.account(sellerID: "1002"))
+        #expect(back.refreshToken == revived)
+        #expect(back.status == .active)
+        #expect(back.statusReason == nil)
+
+        // Small batches store the same as one.
+        let batch = (0..<5).map { ImportRecord(sellerID: "20\($0)", refreshToken: makeToken("RT")) }
+        let batched = try await store.importAccounts(batch, batchSize: 2, now: Moments.now)
+        #expect(batched.imported == 5)
+        #expect(try await store.accountCount() == 7)
+        #expect(!logsLeak([refresh1, access1, refresh2, newer, revived] + batch.map(\.refreshToken)))
+    }
+
+    // MARK: - Leases
+
+    @Test func twoNodesRacingForALeaseGetItOneAtATime() async throws {
+        let schema = SharedPostgres.uniqueName("t_")
+        async let openingA = open(schema: schema)
+        async let openingB = open(schema: schema)
+        let (nodeA, nodeB) = try await (openingA, openingB)
+        defer {
+            nodeA.close()
+            nodeB.close()
+        }
+        _ = try await nodeA.importAccounts([ImportRecord(sellerID: "3001", refreshToken: makeToken("RT"))], now: Moments.now)
+        let nodes = [("node-a", nodeA), ("node-b", nodeB)]
+
+        for round in 0..<20 {
+            let now = Moments.now + .seconds(round)
+            let until = now + .seconds(60)
+            let results = try await withThrowingTaskGroup(of: (Int, LeaseResult).self) { group in
+                for (index, (owner, store)) in nodes.enumerated() {
+                    group.addTask {
+                        (index, try await store.acquireLease(sellerID: "3001", owner: owner, until: until, now: now))
+                    }
+                }
+                var results: [LeaseResult?] = [nil, nil]
+                for try await (index, result) in group { results[index] = result }
+                return results.compactMap { $0 }
+            }
+            let winners = results.indices.filter { if case .acquired = results[$0] { true } else { false } }
+            guard winners.count == 1, let winner = winners.first else {
+                Issue.record("round \(round): \(winners.count) nodes acquired the lease")
+                return
+            }
+            let loser = 1 - winner
+            let (winnerOwner, winnerStore) = nodes[winner]
+            let (loserOwner, loserStore) = nodes[loser]
+            if case .acquired(let account) = results[winner] {
+                #expect(account.lease == Lease(owner: winnerOwner, expiresAt: until))
+            }
+            #expect(results[loser] == .busy(Lease(owner: winnerOwner, expiresAt: until)), "round \(round)")
+
+            // Given back, the lease goes to the other node, with nothing lost.
+            try await winnerStore.releaseLease(sellerID: "3001", owner: winnerOwner)
+            let after = try await loserStore.acquireLease(sellerID: "3001", owner: loserOwner, until: until, now: now)
+            guard case .acquired(let account) = after else {
+                Issue.record("round \(round): the released lease was not taken: \(after)")
+                return
+            }
+            #expect(account.lease == Lease(owner: loserOwner, expiresAt: until))
+            #expect(account.lastAnswerLost == false)
+            try await loserStore.releaseLease(sellerID: "3001", owner: loserOwner)
+        }
+        #expect(try await nodeA.account(sellerID: "3001")?.lease == nil)
+    }
+
+    @Test func anExpiredLeaseIsTakenOverAndTheLostAnswerRemembered() async throws {
+        let schema = SharedPostgres.uniqueName("t_")
+        let nodeA = try await open(schema: schema)
+        let nodeB = try await open(schema: schema)
+        defer {
+            nodeA.close()
+            nodeB.close()
+        }
+        _ = try await nodeA.importAccounts([ImportRecord(sellerID: "3002", refreshToken: makeToken("RT"))], now: Moments.now)
+        let firstUntil = Moments.now + .seconds(30)
+        let first = try await nodeA.acquireLease(sellerID: "3002", owner: "node-a", until: firstUntil, now: Moments.now)
+        guard case .acquired = first else {
+            Issue.record("expected acquired, got \(first)")
+            return
+        }
+
+        let secondUntil = Moments.now + .seconds(90)
+        let early = try await nodeB.acquireLease(
+            sellerID: "3002", owner: "node-b", until: secondUntil, now: firstUntil - .milliseconds(1))
+        #expect(early == .busy(Lease(owner: "node-a", expiresAt: firstUntil)))
+
+        let late = try await nodeB.acquireLease(sellerID: "3002", owner: "node-b", until: secondUntil, now: firstUntil)
+        guard case .acquired(let account) = late else {
+            Issue.record("expected the expired lease to be taken over, got \(late)")
+            return
+        }
+        #expect(account.lease == Lease(owner: "node-b", expiresAt: secondUntil))
+        // node-a may have sent the refresh token and lost the answer.
+        #expect(account.lastAnswerLost == true)
+
+        // The old holder's release is a no-op now.
+        try await nodeA.releaseLease(sellerID: "3002", owner: "node-a")
+        let stored = try await nodeA.account(sellerID: "3002")
+        #expect(stored?.lease == Lease(owner: "node-b", expiresAt: secondUntil))
+        #expect(stored?.lastAnswerLost == true)
+        #expect(
+            try await nodeA.acquireLease(sellerID: "nobody", owner: "node-a", until: secondUntil, now: Moments.now)
+                == .notFound)
+    }
+
+    // MARK: - Fencing
+
+    @Test func aRotationCommitsOnlyOverTheRefreshTokenThatWasSent() async throws {
+        let schema = SharedPostgres.uniqueName("t_")
+        let nodeA = try await open(schema: schema)
+        let nodeB = try await open(schema: schema)
+        defer {
+            nodeA.close()
+            nodeB.close()
+        }
+        let sent = makeToken("RT")
+        _ = try await nodeA.importAccounts([ImportRecord(sellerID: "4001", refreshToken: sent)], now: Moments.now)
+
+        // node-b took over an expired lease and sent the token first.
+        let rotated = makeGrant(seller: "4001", receivedAt: Moments.now + .seconds(1))
+        let nextRefreshAt = Moments.now + .seconds(3_600)
+        #expect(
+            try await nodeB.commitRotation(
+                sellerID: "4001", sent: sent, grant: rotated, nextRefreshAt: nextRefreshAt, now: Moments.now + .seconds(1)))
+        let stored = try #require(try await nodeA.account(sellerID: "4001"))
+        #expect(stored.refreshToken == rotated.refreshToken)
+        #expect(stored.accessToken == rotated.accessToken)
+        #expect(stored.expireTime == rotated.expireTime)
+        #expect(stored.nextRefreshAt == nextRefreshAt)
+        #expect(stored.refreshedAt == rotated.receivedAt)
+
+        // node-a, paused with the same token, comes back with its own answer: refused.
+        let stale = makeGrant(seller: "4001", receivedAt: Moments.now + .seconds(2))
+        #expect(
+            try await nodeA.commitRotation(
+                sellerID: "4001", sent: sent, grant: stale, nextRefreshAt: Moments.now + .seconds(60),
+                now: Moments.now + .seconds(2)) == false)
+        #expect(try await nodeA.account(sellerID: "4001") == stored)
+
+        // A rejection of the old token does not touch the account...
+        #expect(
+            try await nodeA.markReauthRequired(
+                sellerID: "4001", sent: sent, reason: "IllegalRefreshToken", requestID: "req-2",
+                now: Moments.now + .seconds(3)) == false)
+        #expect(try await nodeA.account(sellerID: "4001")?.status == .active)
+
+        // ...a rejection of the current one marks it.
+        #expect(
+            try await nodeA.markReauthRequired(
+                sellerID: "4001", sent: try #require(rotated.refreshToken), reason: "IllegalRefreshToken",
+                requestID: "req-3", now: Moments.now + .seconds(4)))
+        let marked = try #require(try await nodeA.account(sellerID: "4001"))
+        #expect(marked.status == .reauthRequired)
+        #expect(marked.statusReason == "IllegalRefreshToken")
+        #expect(marked.refreshToken == rotated.refreshToken)
+
+        // The history holds what happened, and no token.
+        #expect(
+            try postgres.psql("SELECT string_agg(kind, ',' ORDER BY id) FROM \(schema).events WHERE seller_id = '4001'")
+                == "imported,refreshed,reauth_required")
+        let details = try postgres.psql("SELECT coalesce(detail, '') FROM \(schema).events")
+        let secrets = [sent, rotated.refreshToken, rotated.accessToken, stale.refreshToken, stale.accessToken]
+            .compactMap { $0 }
+        let detailsLeak = secrets.contains { details.contains($0.exposedValue) }
+        #expect(detailsLeak == false)
+        #expect(!logsLeak(secrets))
+    }
+
+    @Test func aRotationTheSchemaRefusesFailsOnlyThatAccount() async throws {
+        let store = try await open(schema: SharedPostgres.uniqueName("t_"))
+        defer { store.close() }
+        let sent = makeToken("RT")
+        _ = try await store.importAccounts([ImportRecord(sellerID: "4002", refreshToken: sent)], now: Moments.now)
+        // An empty refresh token breaks the table's CHECK.
+        let broken = makeGrant(seller: "4002", refresh: Secret(""), receivedAt: Moments.now)
+        let error = await #expect(throws: PostgresStoreError.self) {
+            try await store.commitRotation(
+                sellerID: "4002", sent: sent, grant: broken, nextRefreshAt: Moments.now + .seconds(60), now: Moments.now)
+        }
+        #expect(error.map { StoreFailureScope.of($0) } == .account)
+        #expect(try await store.account(sellerID: "4002")?.refreshToken == sent)
+    }
+
+    @Test func aFailureIsRecordedAndReleasesTheLease() async throws {
+        let store = try await open(schema: SharedPostgres.uniqueName("t_"))
+        defer { store.close() }
+        let sent = makeToken("RT")
+        _ = try await store.importAccounts([ImportRecord(sellerID: "4003", refreshToken: sent)], now: Moments.now)
+        _ = try await store.acquireLease(
+            sellerID: "4003", owner: "node-a", until: Moments.now + .seconds(60), now: Moments.now)
+        let failure = GatewayFailure(
+            .transient, code: "Timeout", message: "no answer within 30 s", requestID: "req-5", answerMayBeLost: true)
+        let retryAt = Moments.now + .seconds(120)
+        try await store.recordFailure(
+            sellerID: "4003", failure: failure, failedAttempts: 2, nextRefreshAt: retryAt, now: Moments.now)
+        let failed = try #require(try await store.account(sellerID: "4003"))
+        #expect(failed.failedAttempts == 2)
+        #expect(failed.lastError == "Timeout: no answer within 30 s")
+        #expect(failed.lastRequestID == "req-5")
+        #expect(failed.nextRefreshAt == retryAt)
+        #expect(failed.lastAnswerLost == true)
+        #expect(failed.lease == nil)
+        #expect(failed.status == .active)
+        #expect(failed.refreshToken == sent)
+
+        // The next success clears all of it.
+        #expect(
+            try await store.commitRotation(
+                sellerID: "4003", sent: sent, grant: makeGrant(seller: "4003", receivedAt: Moments.now),
+                nextRefreshAt: Moments.now + .seconds(3_600), now: Moments.now))
+        let refreshed = try #require(try await store.account(sellerID: "4003"))
+        #expect(refreshed.failedAttempts == 0)
+        #expect(refreshed.lastError == nil)
+        #expect(refreshed.lastAnswerLost == false)
+    }
+
+    // MARK: - Changes (LISTEN/NOTIFY)
+
+    @Test func changesMadeByAnotherNodeArriveByNotify() async throws {
+        let schema = SharedPostgres.uniqueName("t_")
+        let nodeA = try await open(schema: schema)
+        let nodeB = try await open(schema: schema)
+        defer {
+            nodeA.close()
+            nodeB.close()
+        }
+        let tokens = (0..<3).map { _ in makeToken("RT") }
+        _ = try await nodeB.importAccounts(
+            tokens.enumerated().map { ImportRecord(sellerID: "500\($0.offset)", refreshToken: $0.element) },
+            now: Moments.now)
+        let cursor = try await nodeA.changes(since: nil).cursor
+        #expect(try await nodeA.changes(since: cursor).changed.isEmpty)
+
+        let cluster = Task {
+            await nodeA.runCluster(
+                node: "node-a", host: "host-a", pid: 1, heartbeat: .milliseconds(200), takeover: .seconds(5)
+            ) { _ in }
+        }
+        defer { cluster.cancel() }
+
+        // Once listening, node-a reports everything once: what was announced
+        // while no one listened.
+        let everything = try await poll { try await nonEmpty(nodeA.changes(since: cursor).changed) }
+        #expect(everything.map { Set($0.map(\.sellerID)) } == ["5000", "5001", "5002"])
+        #expect(try await nodeA.changes(since: cursor).changed.isEmpty)
+
+        // A rotation committed by node-b moves the seller's deadline on node-a.
+        let nextRefreshAt = Moments.now + .seconds(600)
+        #expect(
+            try await nodeB.commitRotation(
+                sellerID: "5001", sent: tokens[1], grant: makeGrant(seller: "5001", receivedAt: Moments.now),
+                nextRefreshAt: nextRefreshAt, now: Moments.now))
+        let rotated = try await poll { try await nonEmpty(nodeA.changes(since: cursor).changed) }
+        #expect(rotated == [ScheduledAccount(sellerID: "5001", due: nextRefreshAt)])
+        // Nothing announced since: nothing to report.
+        #expect(try await nodeA.changes(since: cursor).changed.isEmpty)
+
+        // A lease changes no deadline and is not announced.
+        _ = try await nodeB.acquireLease(
+            sellerID: "5002", owner: "node-b", until: Moments.now + .seconds(60), now: Moments.now)
+
+        // A removed seller is reported without a deadline.
+        try await nodeB.remove(sellerID: "5000", now: Moments.now)
+        let removed = try await poll { try await nonEmpty(nodeA.changes(since: cursor).changed) }
+        #expect(removed == [ScheduledAccount(sellerID: "5000", due: nil)])
+        #expect(try await nodeA.changes(since: cursor).changed.isEmpty)
+    }
+
+    // MARK: - Cluster
+
+    @Test func eachSellerHasExactlyOneFirstNode() {
+        let sellers = (0..<1000).map { "\(3_000_000_000 + $0)" }
+        let viewA = ClusterView(node: "a", others: ["b"], takeover: .seconds(5))
+        let viewB = ClusterView(node: "b", others: ["a"], takeover: .seconds(5))
+        let firstOnA = Set(sellers.filter { viewA.rank(of: $0) == 0 })
+        let firstOnB = Set(sellers.filter { viewB.rank(of: $0) == 0 })
+        #expect((400...600).contains(firstOnA.count))
+        #expect(firstOnA.isDisjoint(with: firstOnB))
+        #expect(firstOnA.union(firstOnB).count == sellers.count)
+
+        // Three nodes rank every seller 0, 1 and 2 between them.
+        let nodes = ["a", "b", "c"]
+        let views = nodes.map { node in
+            ClusterView(node: node, others: nodes.filter { $0 != node }, takeover: .seconds(5))
+        }
+        let misranked = sellers.filter { seller in views.map { $0.rank(of: seller) }.sorted() != [0, 1, 2] }
+        #expect(misranked.isEmpty)
+        // Alone, a node is first for every seller.
+        #expect(sellers.allSatisfy { ClusterView(node: "a", takeover: .seconds(5)).rank(of: $0) == 0 })
+    }
+
+    @Test func theSecondNodeWaitsTheTakeoverButNeverPastHalfTheTimeLeft() throws {
+        let viewA = ClusterView(node: "a", others: ["b"], takeover: .seconds(5))
+        let viewB = ClusterView(node: "b", others: ["a"], takeover: .seconds(5))
+        let seller = try #require((0..<100).map { "\(3_000_000_000 + $0)" }.first { viewA.rank(of: $0) == 0 })
+        let due = Moments.now
+        for expireTime in [due + .seconds(60), due + .seconds(4), nil] {
+            #expect(viewA.deadline(sellerID: seller, due: due, expireTime: expireTime) == due)
+        }
+        #expect(viewB.deadline(sellerID: seller, due: due, expireTime: due + .seconds(60)) == due + .seconds(5))
+        #expect(viewB.deadline(sellerID: seller, due: due, expireTime: due + .seconds(4)) == due + .seconds(2))
+        #expect(viewB.deadline(sellerID: seller, due: due, expireTime: nil) == due + .seconds(5))
+        // Already expired: the takeover delay, nothing to halve.
+        #expect(viewB.deadline(sellerID: seller, due: due, expireTime: due - .seconds(1)) == due + .seconds(5))
+    }
+
+    @Test func liveNodesShareTheSellersAndALeavingNodeHandsThemBack() async throws {
+        let schema = SharedPostgres.uniqueName("t_")
+        let nodeA = try await open(schema: schema)
+        let nodeB = try await open(schema: schema)
+        defer {
+            nodeA.close()
+            nodeB.close()
+        }
+        let due = Moments.now + .seconds(600)
+        let sellers = (0..<50).map { "\(3_000_000_000 + $0)" }
+        _ = try await nodeA.importAccounts(
+            sellers.map { ImportRecord(sellerID: $0, refreshToken: makeToken("RT"), nextRefreshAt: due) },
+            now: Moments.now)
+        let reportsA = LiveNodeReports()
+        let reportsB = LiveNodeReports()
+        let clusterA = Task {
+            await nodeA.runCluster(
+                node: "a", host: "host-a", pid: 101, heartbeat: .milliseconds(200), takeover: .seconds(5),
+                onLiveNodes: reportsA.record)
+            reportsA.finish()
+        }
+        let clusterB = Task {
+            await nodeB.runCluster(
+                node: "b", host: "host-b", pid: 102, heartbeat: .milliseconds(200), takeover: .seconds(5),
+                onLiveNodes: reportsB.record)
+            reportsB.finish()
+        }
+        defer {
+            clusterA.cancel()
+            clusterB.cancel()
+        }
+
+        let bothSeen = try await poll {
+            reportsA.last == 2 && reportsB.last == 2 && nodeA.liveNodes == 2 && nodeB.liveNodes == 2 ? true : nil
+        }
+        #expect(bothSeen == true, "live nodes reported: a \(reportsA.all), b \(reportsB.all)")
+        #expect(
+            try postgres.psql("SELECT node || ' ' || host || ' ' || pid FROM \(schema).nodes ORDER BY node")
+                == "a host-a 101\nb host-b 102")
+
+        // Each seller is due first on one node, takeover later on the other.
+        let shared = try await poll { () async throws -> Bool? in
+            let onA = Dictionary(uniqueKeysWithValues: try await nodeA.loadSchedule().map { ($0.sellerID, $0.due) })
+            let onB = Dictionary(uniqueKeysWithValues: try await nodeB.loadSchedule().map { ($0.sellerID, $0.due) })
+            let split = sellers.allSatisfy { seller in
+                let pair = [onA[seller] ?? nil, onB[seller] ?? nil]
+                return pair == [due, due + .seconds(5)] || pair == [due + .seconds(5), due]
+            }
+            return split ? true : nil
+        }
+        #expect(shared == true)
+
+        // Leaving, node b deletes its row: node a takes its sellers back.
+        clusterB.cancel()
+        let finished = try await poll { reportsB.hasFinished ? true : nil }
+        #expect(finished == true, "node b's runCluster did not return after cancellation")
+        let remaining = try postgres.psql("SELECT string_agg(node, ',' ORDER BY node) FROM \(schema).nodes")
+        #expect(remaining == "a", "node b's row outlived its runCluster")
+        let alone = try await poll { reportsA.last == 1 && nodeA.liveNodes == 1 ? true : nil }
+        #expect(alone == true, "live nodes reported: a \(reportsA.all)")
+        #expect(try await nodeA.loadSchedule().allSatisfy { $0.due == due })
+    }
+
+    // MARK: - Readers
+
+    @Test func theReaderRoleReadsTheViewsAndNothingElse() async throws {
+        let schema = SharedPostgres.uniqueName("t_")
+        let store = try await open(schema: schema)
+        defer { store.close() }
+        let records = [
+            ImportRecord(sellerID: "7001", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
+                expireTime: Moments.farFuture),
+            ImportRecord(sellerID: "7002", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
+                expireTime: Moments.farFuture),
+            // Expired.
+            ImportRecord(sellerID: "7003", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
+                expireTime: Moments.past),
+            // No access token yet.
+            ImportRecord(sellerID: "7004", refreshToken: makeToken("RT")),
+            // Needs re-authorization.
+            ImportRecord(sellerID: "7005", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
+                expireTime: Moments.farFuture),
+            // Disabled.
+            ImportRecord(sellerID: "7006", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
+                expireTime: Moments.farFuture),
+        ]
+        #expect(try await store.importAccounts(records, now: Moments.now).imported == records.count)
+        #expect(
+            try await store.markReauthRequired(
+                sellerID: "7005", sent: records[4].refreshToken, reason: "IllegalRefreshToken", requestID: nil,
+                now: Moments.now))
+        _ = try await store.setStatus(sellerID: "7006", to: .disabled, now: Moments.now)
+
+        // Creating the role needs CREATEROLE (or a superuser).
+        try postgres.psql("ALTER ROLE \(postgres.role) CREATEROLE")
+        _ = try await store.grantReaders(password: "pw")
+
+        func asReader(_ sql: String) throws -> String {
+            try postgres.server.psqlTCP(
+                sql, database: postgres.name, user: PostgresAccountStore.readerRole, password: "pw")
+        }
+        #expect(try asReader("SELECT count(*) FROM \(schema).valid_tokens") == "2")
+        #expect(try asReader("SELECT string_agg(seller_id, ',' ORDER BY seller_id) FROM \(schema).valid_tokens") == "7001,7002")
+        #expect(try asReader("SELECT count(*) FROM \(schema).tokens") == "5")
+        let accessTokensMatch = try asReader("SELECT access_token FROM \(schema).valid_tokens ORDER BY seller_id")
+            == [records[0], records[1]].compactMap { $0.accessToken?.exposedValue }.joined(separator: "\n")
+        #expect(accessTokensMatch)
+
+        for forbidden in [
+            "SELECT refresh_token FROM \(schema).accounts", "SELECT count(*) FROM \(schema).events",
+            "SELECT count(*) FROM \(schema).nodes", "SELECT count(*) FROM \(schema).schema_migrations",
+        ] {
+            let error = #expect(throws: PostgresServerError.self, "\(forbidden)") { try asReader(forbidden) }
+            #expect(error?.standardError.contains("permission denied") == true, "\(forbidden)")
+        }
+        // No view shows a refresh token.
+        let error = #expect(throws: PostgresServerError.self) {
+            try asReader("SELECT refresh_token FROM \(schema).tokens")
+        }
+        #expect(error?.standardError.contains("does not exist") == true)
+    }
+
+    // MARK: - Copy (migrate --to postgres)
+
+    @Test func copiedAccountsReadBackInBytewiseOrderWithTheirRefreshTokens() async throws {
+        let store = try await open(schema: SharedPostgres.uniqueName("t_"))
+        defer { store.close() }
+        // Case, punctuation and non-ASCII ids, which the database's ICU
+        // collation orders differently from bytes.
+        #expect(try postgres.psql("SELECT 'B' < 'a', 'é' < 'z'") == "f|t", "the database orders bytewise")
+        let prefixes = ["a", "B", "c", "D", "_", "9", "é", "Ä", "z-", "Z_"]
+        let accounts = (0..<2_500).map { index in
+            Account(
+                sellerID: prefixes[index % prefixes.count] + String(index), refreshToken: makeToken("RT"),
+                updatedAt: Moments.now)
+        }
+        try await store.copyAccounts(accounts, now: Moments.now)
+        #expect(try await store.accountCount() == accounts.count)
+
+        var read: [(String, Secret)] = []
+        var pageSizes: [Int] = []
+        while true {
+            let page = try await store.refreshTokens(after: read.last?.0, limit: 1_000)
+            pageSizes.append(page.count)
+            if page.isEmpty { break }
+            read += page
+        }
+        #expect(pageSizes == [1_000, 1_000, 500, 0])
+        let expected = accounts.sorted { $0.sellerID.utf8.lexicographicallyPrecedes($1.sellerID.utf8) }
+        #expect(read.map(\.0) == expected.map(\.sellerID))
+        let differing = zip(read, expected).filter { $0.0.1 != $0.1.refreshToken }.map(\.1.sellerID)
+        #expect(differing.isEmpty)
+    }
+
+    @Test func aCopiedAccountKeepsEverythingButItsLease() async throws {
+        let store = try await open(schema: SharedPostgres.uniqueName("t_"))
+        defer { store.close() }
+        let original = Account(
+            sellerID: "8001",
+            profile: SellerProfile(
+                userID: "u-8001", userNick: "shop", account: "shop@example.com", accountPlatform: "seller_center",
+                sp: "ae", locale: "en_US"),
+            refreshToken: makeToken("RT"), accessToken: makeToken("AT"), expireTime: Moments.farFuture,
+            accessTokenLifetime: .seconds(86_400), refreshTokenValidTime: Moments.farFuture + .seconds(86_400),
+            isRefreshable: false, status: .disabled, statusReason: StatusReason.disabledByOperator,
+            nextRefreshAt: Moments.now + .seconds(60), failedAttempts: 3, lastError: "Timeout: no answer",
+            lastRequestID: "req-8", refreshedAt: Moments.now - .seconds(3_600),
+            lease: Lease(owner: "old-daemon", expiresAt: Moments.now + .seconds(30)), updatedAt: Moments.now,
+            lastAnswerLost: true)
+        try await store.copyAccounts([original], now: Moments.now)
+        var expected = original
+        expected.lease = nil
+        #expect(try await store.account(sellerID: "8001") == expected)
+
+        // A copy over a seller already there stores nothing of the batch and
+        // names no token.
+        let batch = [Account(sellerID: "8002", refreshToken: makeToken("RT"), updatedAt: Moments.now), original]
+        let error = await #expect(throws: PostgresStoreError.self) {
+            try await store.copyAccounts(batch, now: Moments.now)
+        }
+        let described = error.map(String.init(describing:)) ?? ""
+        let errorLeaks = batch.contains { described.contains($0.refreshToken.exposedValue) }
+        #expect(errorLeaks == false)
+        #expect(try await store.accountCount() == 1)
+        #expect(try await store.account(sellerID: "8002") == nil)
+    }
+}
+
+// MARK: - The suite's server
+
+/// Starts one PostgreSQL server for the whole suite and stops it (by
+/// releasing it) when the suite is done: a role that owns a database whose
+/// default collation is ICU's English, as production databases' usually is,
+/// so that an ORDER BY relying on it would not pass for bytewise.
+struct SharedPostgres: SuiteTrait, TestScoping {
+    final class Database: Sendable {
+        let server: PostgresServer
+        let role = "keeper"
+        let password = "keeper's password"
+        let name = "tokens"
+
+        init(server: PostgresServer) throws {
+            self.server = server
+            try server.createRole(role, password: password)
+            try server.psql(
+                """
+                CREATE DATABASE \(name) OWNER \(role) TEMPLATE template0
+                    LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'
+                """)
+        }
+
+        /// Opens the store in `schema` of `database` (the suite's by default) over TCP with the role's password.
+        func open(schema: String, database: String?, logger: Logger) async throws -> PostgresAccountStore {
+            let settings = try PostgresSettings(
+                url: server.url(user: role, database: database ?? name), password: password, schema: schema,
+                tls: .disable, maximumConnections: 4)
+            return try await PostgresAccountStore.open(settings: settings, logger: logger)
+        }
+
+        /// Runs SQL as the superuser, in the suite's database by default.
+        @discardableResult
+        func psql(_ sql: String, database: String? = nil) throws -> String {
+            try server.psql(sql, database: database ?? name)
+        }
+    }
+
+    @TaskLocal static var current: Database?
+
+    var isRecursive: Bool { false }
+
+    func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        let database = try Database(server: PostgresServer.start())
+        try await Self.$current.withValue(database) {
+            try await function()
+        }
+    }
+
+    /// A fresh lower-case identifier (a schema or database name).
+    static func uniqueName(_ prefix: String) -> String {
+        prefix + UUID().uuidString.lowercased().filter { $0 != "-" }.prefix(16)
+    }
+}
+
+extension Trait where Self == SharedPostgres {
+    /// One PostgreSQL server for the suite.
+    static var sharedPostgres: Self { SharedPostgres() }
+}
+
+// MARK: - Helpers
+
+/// Fixed moments, so that tests do not depend on the machine's clock. Access
+/// tokens that must be valid expire far in the future, so that the
+/// `valid_tokens` view (on the server's clock) sees them as valid.
+private enum Moments {
+    static let now = Timestamp(millisecondsSince1970: 1_800_000_000_000)
+    static let farFuture = Timestamp(millisecondsSince1970: 4_102_444_800_000)  // 2100-01-01
+    static let past = Timestamp(millisecondsSince1970: 1_000_000_000_000)
+}
+
+/// A unique token, so that a search for one cannot match another by accident.
+private func makeToken(_ kind: String) -> Secret {
+    Secret("\(kind)-\(UUID().uuidString)")
+}
+
+private func makeGrant(seller: String, refresh: Secret = makeToken("RT"), receivedAt: Timestamp) -> TokenGrant {
+    TokenGrant(
+        sellerID: seller, profile: SellerProfile(), accessToken: makeToken("AT"), refreshToken: refresh,
+        accessTokenLifetime: .seconds(86_400), refreshTokenLifetime: .seconds(86_400 * 30),
+        expireTime: receivedAt + .seconds(86_400), refreshTokenValidTime: receivedAt + .seconds(86_400 * 30),
+        receivedAt: receivedAt, requestID: "req-1")
+}
+
+private func nonEmpty<T>(_ values: [T]) -> [T]? {
+    values.isEmpty ? nil : values
+}
+
+/// Asks `probe` every 20 ms until it answers, for at most `timeout`; nil if it never did.
+private func poll<T>(for timeout: Duration = .seconds(5), _ probe: () async throws -> T?) async throws -> T? {
+    let clock = ContinuousClock()
+    let deadline = clock.now + timeout
+    while true {
+        if let value = try await probe() { return value }
+        if clock.now >= deadline { return nil }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+/// What `runCluster` reported through `onLiveNodes`, and whether it returned.
+private final class LiveNodeReports: Sendable {
+    private let state = Mutex((reports: [Int](), finished: false))
+
+    var all: [Int] { state.withLock { $0.reports } }
+    var last: Int? { all.last }
+    var hasFinished: Bool { state.withLock { $0.finished } }
+
+    func record(_ liveNodes: Int) {
+        state.withLock { $0.reports.append(liveNodes) }
+    }
+
+    func finish() {
+        state.withLock { $0.finished = true }
+    }
+}
