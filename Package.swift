@@ -232,7 +232,7 @@ let package = Package(
         .testTarget(
             name: "TokenKeeperServiceTests",
             dependencies: [
-                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "SQLiteStore", "RefreshScheduler",
+                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "SQLiteStore", "PostgresStore", "RefreshScheduler",
                 "TokenKeeperTesting", "TokenKeeperHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ],

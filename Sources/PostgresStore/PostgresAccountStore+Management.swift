@@ -196,6 +196,26 @@ extension PostgresAccountStore {
         }
     }
 
+    /// Deletes events older than `cutoff`, `batchSize` at a time (short
+    /// statements; any node may run it, two at once do no harm). Returns how
+    /// many were deleted.
+    @discardableResult
+    public func pruneEvents(before cutoff: Timestamp, batchSize: Int = 5000) async throws -> Int {
+        var total = 0
+        while true {
+            let deleted = try await run(
+                """
+                DELETE FROM \(unescaped: s).events WHERE id IN (
+                    SELECT id FROM \(unescaped: s).events WHERE at < \(cutoff.millisecondsSince1970)
+                    ORDER BY at LIMIT \(batchSize))
+                RETURNING id
+                """
+            ).count
+            total += deleted
+            if deleted < batchSize { return total }
+        }
+    }
+
     /// How many sellers the schema holds.
     public func accountCount() async throws -> Int {
         try await run("SELECT count(*) FROM \(unescaped: s).accounts").first?.first?.decode(Int.self) ?? 0

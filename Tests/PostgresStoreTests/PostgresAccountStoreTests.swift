@@ -689,7 +689,22 @@ struct SharedPostgres: SuiteTrait, TestScoping {
         }
     }
 
-    @TaskLocal static var current: Database?
+    /// Held weakly: every task a test starts (a store's connection pool, a
+    /// cluster task) copies the task-local values, and a strong reference
+    /// there would keep the server alive past the suite until the process
+    /// exits, without ever stopping it.
+    final class Reference: Sendable {
+        weak let database: Database?
+
+        init(_ database: Database) {
+            self.database = database
+        }
+    }
+
+    @TaskLocal private static var reference: Reference?
+
+    /// The suite's database, while the suite runs.
+    static var current: Database? { reference?.database }
 
     var isRecursive: Bool { false }
 
@@ -697,7 +712,9 @@ struct SharedPostgres: SuiteTrait, TestScoping {
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
         let database = try Database(server: PostgresServer.start())
-        try await Self.$current.withValue(database) {
+        // Released (the server stopped, its directory removed) on the way out.
+        defer { withExtendedLifetime(database) {} }
+        try await Self.$reference.withValue(Reference(database)) {
             try await function()
         }
     }

@@ -47,8 +47,18 @@ extension CommandContext {
     /// Opens the store; `checkReadersAtOpen` false leaves tokens.db unchecked
     /// (the daemon checks it after start; commands that only read keeper.db
     /// need not wait for it).
-    func openStore(logger: Logger, checkReadersAtOpen: Bool = true) async throws(CommandFailure) -> SQLiteAccountStore {
+    func openStore(logger: Logger, checkReadersAtOpen: Bool = true, evenIfMigrated: Bool = false)
+        async throws(CommandFailure) -> SQLiteAccountStore
+    {
         let directory = configuration.storage.directory
+        if !evenIfMigrated, let note = MigrationMarker.read(directory: directory) {
+            throw CommandFailure(
+                .configuration,
+                "configuration error: storage.backend: keeper.db in \(directory) was copied to PostgreSQL "
+                    + "(\(note)); the sellers' refresh tokens rotate there now and the ones in keeper.db are dead "
+                    + "or soon will be: set storage.backend: postgres. (To use keeper.db again regardless, remove "
+                    + "\(MigrationMarker.path(directory: directory)) knowing that its tokens are stale.)")
+        }
         do {
             return try await SQLiteAccountStore.open(
                 directory: directory, options: SQLiteAccountStore.Options(checkReadersAtOpen: checkReadersAtOpen),
@@ -155,5 +165,25 @@ enum LogSetup {
             return !done
         }
         if first { JournalLogHandler.bootstrap(level: level, environment: environment) }
+    }
+}
+
+/// The file `migrate --to postgres` leaves beside keeper.db once the copy is
+/// verified, so that nothing refreshes from keeper.db again (its refresh
+/// tokens go stale as the PostgreSQL nodes rotate them).
+enum MigrationMarker {
+    static func path(directory: String) -> String { directory + "/migrated-to-postgres" }
+
+    static func read(directory: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: path(directory: directory)) else { return nil }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? "migrated" : text
+    }
+
+    static func write(directory: String, note: String) throws {
+        guard FileManager.default.createFile(
+            atPath: path(directory: directory), contents: Data((note + "\n").utf8),
+            attributes: [.posixPermissions: 0o640])
+        else { throw CocoaError(.fileWriteUnknown) }
     }
 }

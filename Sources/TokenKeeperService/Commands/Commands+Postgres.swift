@@ -69,6 +69,9 @@ extension Commands {
                 throw CommandFailure(.failure, "cannot lock \(directory): \(error)")
             }
             defer { withExtendedLifetime(lock) {} }
+            if let note = MigrationMarker.read(directory: directory) {
+                throw CommandFailure(.failure, "keeper.db in \(directory) was already copied to PostgreSQL (\(note))")
+            }
             let source = try await context.openStore(logger: Logger(label: "tokenkeeper.store"))
             let target: PostgresAccountStore
             do throws(CommandFailure) {
@@ -115,6 +118,15 @@ extension Commands {
                 if copied % 100_000 == 0 { Console.error("copied \(copied) sellers") }
             }
             let verified = try await verifyCopy(from: source, to: target, expected: copied)
+            do {
+                try MigrationMarker.write(
+                    directory: directory, note: "to \(url) at \(SystemWallClock().now()), \(verified) sellers")
+            } catch {
+                throw CommandFailure(
+                    .failure,
+                    "the copy is verified, but \(MigrationMarker.path(directory: directory)) could not be written "
+                        + "(\(error)): do not start a daemon on keeper.db again")
+            }
             Console.out(
                 "copied \(copied) sellers from \(directory)/keeper.db to \(url); verified: \(verified) sellers, "
                     + "every refresh token identical")

@@ -101,6 +101,11 @@ extension Daemon {
                 failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "scheduler"),
             .init(service: reloader, successTerminationBehavior: .ignore, serviceName: "reloader"),
             .init(service: cluster, successTerminationBehavior: .ignore, serviceName: "cluster"),
+            .init(
+                service: EventPruner(
+                    store: store, retention: .milliseconds(Int64(configuration.storage.eventRetentionDays * 86_400_000)),
+                    logger: Logger(label: "tokenkeeper.pruner")),
+                successTerminationBehavior: .ignore, serviceName: "event-pruner"),
         ]
         var groupConfiguration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

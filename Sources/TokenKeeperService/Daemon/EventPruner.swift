@@ -1,13 +1,22 @@
 import Logging
+import PostgresStore
 import SQLiteStore
 import ServiceLifecycle
 import TokenKeeperCore
+
+/// A store whose event log can be pruned.
+protocol PrunableStore: Sendable {
+    func pruneEvents(before cutoff: Timestamp, batchSize: Int) async throws -> Int
+}
+
+extension SQLiteAccountStore: PrunableStore {}
+extension PostgresAccountStore: PrunableStore {}
 
 /// Keeps `events` from growing without bound: deletes events older than
 /// `storage.event_retention_days` shortly after start and then every hour,
 /// in small batches so that no refresh's commit waits for long.
 struct EventPruner: Service {
-    let store: SQLiteAccountStore
+    let store: any PrunableStore
     let retention: Duration
     let logger: Logger
     var firstDelay: Duration = .seconds(30)
@@ -24,7 +33,7 @@ struct EventPruner: Service {
             }
             if Task.isCancelled || Task.isShuttingDownGracefully { return }
             do {
-                let deleted = try await store.pruneEvents(before: SystemWallClock().now() - retention)
+                let deleted = try await store.pruneEvents(before: SystemWallClock().now() - retention, batchSize: 5000)
                 if deleted > 0 {
                     logger.info("old events pruned", metadata: ["deleted": "\(deleted)", "retention_days": "\(retention.seconds / 86_400)"])
                 }
