@@ -31,7 +31,9 @@ extension PostgresAccountStore {
             }
             await group.waitForAll()
         }
-        _ = try? await run("DELETE FROM \(unescaped: s).nodes WHERE node = \(node)")
+        // In a task of its own: this one is cancelled, which would cancel the
+        // statement too. Leaving lets the others take over at once.
+        await Task { _ = try? await self.run("DELETE FROM \(unescaped: self.s).nodes WHERE node = \(node)") }.value
     }
 
     private func beat(

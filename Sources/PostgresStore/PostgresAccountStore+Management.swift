@@ -165,7 +165,8 @@ extension PostgresAccountStore {
     }
 
     /// Copies accounts as they are (status, failures, times; no lease) into
-    /// the schema, in one transaction per `batchSize`: `migrate --to postgres`.
+    /// the schema, in one transaction: `migrate --to postgres` gives it a
+    /// page of keeper.db at a time.
     public func copyAccounts(_ accounts: [Account], now: Timestamp) async throws {
         let rows = accounts.map { account in
             var account = account

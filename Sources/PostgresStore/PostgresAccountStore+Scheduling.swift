@@ -56,13 +56,22 @@ extension PostgresAccountStore {
     var node: String? { cluster.withLock { $0.node } }
 
     public func loadSchedule() async throws -> [ScheduledAccount] {
+        try await schedule(capped: true)
+    }
+
+    /// Every active seller's deadline as this node keeps it. `capped` at the
+    /// start (as keeper.db's schedule); not when read again for the change
+    /// feed, where a failing seller's backoff (`next_refresh_at`) must stand,
+    /// as in keeper.db's change feed.
+    private func schedule(capped: Bool) async throws -> [ScheduledAccount] {
         // Announcements until now are in what is read now.
         feed.withLock { $0.pending.removeAll() }
         let view = cluster.withLock { $0 }
         var schedule: [ScheduledAccount] = []
+        let due = capped ? Self.dueSQL : "coalesce(next_refresh_at, updated_at)"
         do {
             let rows = try await client.query(
-                "SELECT seller_id, \(unescaped: Self.dueSQL), expire_time FROM \(unescaped: s).accounts WHERE status = 'active'",
+                "SELECT seller_id, \(unescaped: due), expire_time FROM \(unescaped: s).accounts WHERE status = 'active'",
                 logger: logger)
             for try await (sellerID, due, expire) in rows.decode((String, Int64, Int64?).self) {
                 schedule.append(scheduled(sellerID, due: due, expire: expire, view: view))
@@ -97,14 +106,14 @@ extension PostgresAccountStore {
         let next = ChangeCursor(dataVersion: 0, sequence: sequence)
         guard cursor != nil else { return ([], next) }
         do {
-            if everything { return (try await loadSchedule(), next) }
+            if everything { return (try await schedule(capped: false), next) }
             guard !announced.isEmpty else { return ([], next) }
             let ids = Array(announced)
             let view = cluster.withLock { $0 }
             var found: [String: ScheduledAccount] = [:]
             let rows = try await run(
                 """
-                SELECT seller_id, CASE WHEN status = 'active' THEN \(unescaped: Self.dueSQL) END, expire_time
+                SELECT seller_id, CASE WHEN status = 'active' THEN coalesce(next_refresh_at, updated_at) END, expire_time
                 FROM \(unescaped: s).accounts WHERE seller_id = ANY(\(ids))
                 """)
             for row in rows {
@@ -123,25 +132,38 @@ extension PostgresAccountStore {
         }
     }
 
-    /// One statement: the row lock it takes is the whole transaction.
+    /// One statement: the row lock it takes is the whole transaction. The
+    /// lease's end is kept on PostgreSQL's clock (its length from `until` −
+    /// `now`), so that hosts whose clocks disagree still agree on whether a
+    /// lease has lapsed; the result is given back on this host's clock.
     public func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) async throws
         -> LeaseResult
     {
+        let length = max(0, (until - now).wholeMilliseconds)
         for _ in 0..<3 {
             let taken = try await run(
                 """
-                UPDATE \(unescaped: s).accounts SET lease_owner = \(owner), lease_expires_at = \(until.millisecondsSince1970),
+                WITH clock AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms)
+                UPDATE \(unescaped: s).accounts SET lease_owner = \(owner),
+                    lease_expires_at = (SELECT ms FROM clock) + \(length),
                     answer_lost = answer_lost OR (lease_owner IS NOT NULL AND lease_owner <> \(owner))
                 WHERE seller_id = \(sellerID)
-                  AND (lease_owner IS NULL OR lease_owner = \(owner) OR lease_expires_at <= \(now.millisecondsSince1970))
+                  AND (lease_owner IS NULL OR lease_owner = \(owner) OR lease_expires_at <= (SELECT ms FROM clock))
                 RETURNING \(unescaped: Self.accountColumns)
                 """)
-            if let row = taken.first { return .acquired(try Self.account(from: row)) }
+            if let row = taken.first {
+                var account = try Self.account(from: row)
+                account.lease = Lease(owner: owner, expiresAt: until)
+                return .acquired(account)
+            }
             let holder = try await run(
-                "SELECT lease_owner, lease_expires_at FROM \(unescaped: s).accounts WHERE seller_id = \(sellerID)")
+                """
+                SELECT lease_owner, lease_expires_at - (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+                FROM \(unescaped: s).accounts WHERE seller_id = \(sellerID)
+                """)
             guard let row = holder.first else { return .notFound }
-            if let owner = try row[0].decode(String?.self), let until = try row[1].decode(Int64?.self) {
-                return .busy(Lease(owner: owner, expiresAt: Timestamp(millisecondsSince1970: until)))
+            if let owner = try row[0].decode(String?.self), let left = try row[1].decode(Int64?.self) {
+                return .busy(Lease(owner: owner, expiresAt: now + .milliseconds(max(0, left))))
             }
             // Released between the two statements: try again.
         }

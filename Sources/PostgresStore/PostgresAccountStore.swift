@@ -40,7 +40,8 @@ public final class PostgresAccountStore: AccountStore, Sendable {
         }
         let store = PostgresAccountStore(settings: settings, configuration: configuration, logger: logger)
         do {
-            try await store.migrate()
+            // Bounded: the pool would wait for an unreachable server forever.
+            try await store.bounded(by: settings.statementTimeout * 3) { try await store.migrate() }
         } catch {
             store.close()
             throw PostgresStoreError.from(error)
@@ -51,7 +52,12 @@ public final class PostgresAccountStore: AccountStore, Sendable {
     private init(settings: PostgresSettings, configuration: PostgresClient.Configuration, logger: Logger) {
         self.settings = settings
         self.logger = logger
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        // The pool's own messages (a connection attempt failed, at info) would
+        // repeat every few hundred milliseconds while PostgreSQL is down; the
+        // store says so once itself (the heartbeat, the listener, the scheduler).
+        var background = logger
+        background.logLevel = .error
+        let client = PostgresClient(configuration: configuration, backgroundLogger: background)
         self.client = client
         runner = Task { await client.run() }
         s = PostgresSchema.quoted(settings.schema)
@@ -73,26 +79,30 @@ public final class PostgresAccountStore: AccountStore, Sendable {
     func run(_ query: PostgresQuery) async throws -> [[PostgresCell]] {
         let client = self.client
         let logger = self.logger
-        let timeout = settings.statementTimeout
-        return try await withThrowingTaskGroup(of: [[PostgresCell]].self) { group in
-            group.addTask {
-                do {
-                    var rows: [[PostgresCell]] = []
-                    for try await row in try await client.query(query, logger: logger) {
-                        rows.append(Array(row))
-                    }
-                    return rows
-                } catch {
-                    throw PostgresStoreError.from(error)
+        return try await bounded(by: settings.statementTimeout) {
+            do {
+                var rows: [[PostgresCell]] = []
+                for try await row in try await client.query(query, logger: logger) {
+                    rows.append(Array(row))
                 }
+                return rows
+            } catch {
+                throw PostgresStoreError.from(error)
             }
+        }
+    }
+
+    /// `body`'s result, or a connection failure once `timeout` has passed.
+    func bounded<T: Sendable>(by timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await body() }
             group.addTask {
                 try await Task.sleep(for: timeout)
                 throw PostgresStoreError.connection("no answer within \(timeout)")
             }
             defer { group.cancelAll() }
-            guard let rows = try await group.next() else { throw CancellationError() }
-            return rows
+            guard let value = try await group.next() else { throw CancellationError() }
+            return value
         }
     }
 

@@ -47,17 +47,18 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible, Scoped
     }
 
     /// Any error postgres-nio throws, in these terms.
-    static func from(_ error: any Error) -> PostgresStoreError {
+    static func from(_ error: any Error) -> any Error {
+        if error is CancellationError { return error }
         if let error = error as? PostgresStoreError { return error }
         if let error = error as? PostgresTransactionError {
             if let inner = error.closureError ?? error.beginError ?? error.commitError { return from(inner) }
         }
         if let error = error as? PSQLError {
             if error.code == .server, let info = error.serverInfo {
-                return .server(sqlState: info[.sqlState] ?? "?????", message: info[.message] ?? "unknown error")
+                return PostgresStoreError.server(sqlState: info[.sqlState] ?? "?????", message: info[.message] ?? "unknown error")
             }
-            return .connection("\(error.code)")
+            return PostgresStoreError.connection("\(error.code)")
         }
-        return .connection(String(describing: type(of: error)))
+        return PostgresStoreError.connection(String(describing: type(of: error)))
     }
 }

@@ -319,10 +319,18 @@ struct PostgresEndToEndTests {
             let migrated = try await world.run(["migrate", "--to", "postgres"])
             #expect(migrated.exitCode == 0, "\(migrated)")
             #expect(migrated.stdout.contains("verified: \(count) sellers"), "\(migrated.stdout)")
-            // Into a schema that holds sellers: refused, nothing written.
+            // Again: refused, keeper.db was copied already.
             let again = try await world.run(["migrate", "--to", "postgres"])
             #expect(again.exitCode == 1)
-            #expect(again.stderr.contains("already holds \(count) sellers"), "\(again)")
+            #expect(again.stderr.contains("already copied to PostgreSQL"), "\(again)")
+            // Into a schema that holds sellers (the mark removed by hand): refused, nothing written.
+            let marker = world.storage + "/migrated-to-postgres"
+            let mark = try String(contentsOfFile: marker, encoding: .utf8)
+            try FileManager.default.removeItem(atPath: marker)
+            let intoFull = try await world.run(["migrate", "--to", "postgres"])
+            #expect(intoFull.exitCode == 1)
+            #expect(intoFull.stderr.contains("already holds \(count) sellers"), "\(intoFull)")
+            try mark.write(toFile: marker, atomically: true, encoding: .utf8)
             let copied = try cluster.accounts()
             #expect(copied.count == count)
             #expect(ids.allSatisfy { copied[$0]?.refreshToken == before[$0]?.refreshToken })

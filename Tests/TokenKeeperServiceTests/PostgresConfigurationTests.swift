@@ -82,7 +82,7 @@ import TokenKeeperTesting
     @Test func thePasswordComesFromTheCredentialThenTheFileThenTheEnvironment() throws {
         let file = scratch.write("pg_password", "from-file\n", mode: 0o600)
         let credentials = try ScratchDirectory()
-        FileManager.default.createFile(atPath: credentials.file("postgres_password"), contents: Data("from-credential".utf8))
+        _ = FileManager.default.createFile(atPath: credentials.file("postgres_password"), contents: Data("from-credential".utf8))
         let configuration = try load(Self.postgres + "\n    password_file: \(file)\n")
         let environment = ["TOKENKEEPER_STORAGE_POSTGRES_PASSWORD": "from-environment"]
         let loader = AppSecretLoader(environment: environment.merging(["CREDENTIALS_DIRECTORY": credentials.path]) { $1 })

@@ -1,5 +1,6 @@
 import Foundation
 import IOPGateway
+import PostgresStore
 import TokenKeeperCore
 
 extension Commands {
@@ -20,11 +21,30 @@ extension Commands {
                 throw CommandFailure(.configuration, error.description)
             }
             let webhookSecret = try context.webhookSecret()
+            var postgres: (url: String, password: String)?
+            if context.configuration.storage.backend == .postgres {
+                // What `run` would refuse, and the password (its file's mode).
+                try Daemon.refuseWhatPostgresLacks(context.configuration)
+                do throws(ConfigurationError) {
+                    let settings = try context.configuration.postgresSettings(environment: context.environment)
+                    let source = try AppSecretLoader(environment: context.environment)
+                        .postgresPassword(for: context.configuration).map { Secret.fingerprint(of: $0.exposedValue) }
+                    postgres = (
+                        settings.displayURL + " schema " + settings.schema,
+                        source.map { "password fingerprint \($0)" } ?? "no password"
+                    )
+                } catch {
+                    throw CommandFailure(.configuration, error.description)
+                }
+            }
             Console.out("configuration OK: \(context.configuration.sourcePath ?? "environment only")")
             Console.out("  gateway.url        \(gateway.baseURL)")
             Console.out("  app.key            \(gateway.appKey)")
             Console.out("  app secret         from \(secretSource) (fingerprint \(gateway.appSecret.fingerprint))")
             Console.out("  storage.directory  \(context.configuration.storage.directory)")
+            if let postgres {
+                Console.out("  storage.backend    postgres: \(postgres.url) (\(postgres.password); not contacted)")
+            }
             let configuration = context.configuration
             if let command = configuration.notify.command {
                 Console.out("  notify.command     \(command.joined(separator: " "))")
