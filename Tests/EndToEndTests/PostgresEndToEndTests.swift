@@ -164,6 +164,10 @@ struct PostgresEndToEndTests {
                 }
             }
             #expect(Set(lost).isSubset(of: inFlightAtKill), "lost \(lost), in flight at the kill \(inFlightAtKill.sorted())")
+            print(
+                "two nodes: refreshes by node before the kill \(shares.values.sorted()); in flight at the kill "
+                    + "\(inFlightAtKill.count); lost \(lost.count); reuses \(counters.refreshTokenReuses); "
+                    + "overlaps \(counters.overlappingRefreshes); rotations \(counters.rotations)")
             #expect(inFlightAtKill.count <= 8, "the killed node had \(inFlightAtKill.count) calls in flight (concurrency 8)")
             #expect(counters.refreshTokenReuses <= inFlightAtKill.count)
             #expect(result.exitCode == 0)
@@ -178,6 +182,27 @@ struct PostgresEndToEndTests {
             let world = cluster.world
             let (ids, jsonl) = try world.seedSellers(5, accessTokenLifetime: .seconds(600))
             #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+            // The commands, on PostgreSQL.
+            let status = try await world.run(["status"])
+            #expect(status.exitCode == 0, "\(status)")
+            #expect(status.stdout.contains("backend: PostgreSQL, schema tokenkeeper"), "\(status.stdout)")
+            #expect(status.stdout.contains("accounts: 5 active, 0 reauth_required, 0 disabled"), "\(status.stdout)")
+            let listed = try await world.run(["list", "--json"])
+            #expect(listed.exitCode == 0)
+            let listing = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]]
+            #expect(listing?.compactMap { $0["seller_id"] as? String } == ids)
+            // Its output is the token: not kept with what the leak check reads.
+            let token = try await TokenKeeperProcess.run(["token", ids[2], "--config", world.configPath])
+            #expect(token.exitCode == 0, "\(token)")
+            #expect(
+                Secret(token.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+                    == world.simulator.issuedTokens(for: ids[2]).last?.accessToken)
+            #expect(try await world.run(["disable", ids[4]]).exitCode == 0)
+            #expect(try cluster.accounts()[ids[4]]?.status == "disabled")
+            #expect(try await world.run(["enable", ids[4]]).exitCode == 0)
+            let events = try await world.run(["events"])
+            #expect(events.exitCode == 78)
+            #expect(events.stderr.contains("sqlite backend only"), "\(events)")
             let passwordFile = world.root.appendingPathComponent("reader_password").path
             let readerPassword = "reader-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
             #expect(

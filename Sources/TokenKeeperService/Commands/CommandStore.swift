@@ -73,6 +73,9 @@ extension CommandContext {
         } catch {
             throw CommandFailure(.configuration, error.description)
         }
+        // Never below info: postgres-nio's debug lines carry statements.
+        var logger = logger
+        logger.logLevel = max(logger.logLevel, .info)
         do {
             return try await PostgresAccountStore.open(settings: settings, logger: logger)
         } catch let error as PostgresStoreError {
