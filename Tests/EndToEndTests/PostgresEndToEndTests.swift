@@ -200,6 +200,19 @@ struct PostgresEndToEndTests {
             #expect(try await world.run(["disable", ids[4]]).exitCode == 0)
             #expect(try cluster.accounts()[ids[4]]?.status == "disabled")
             #expect(try await world.run(["enable", ids[4]]).exitCode == 0)
+            // A refresh from the command line, and a seller added from its code.
+            let refreshed = try await world.run(["refresh", ids[1]])
+            #expect(refreshed.exitCode == 0, "\(refreshed)")
+            #expect(world.simulator.sellerStats(for: ids[1])?.rotations == 1)
+            expectSameToken(
+                try cluster.accounts()[ids[1]]?.refreshToken,
+                world.simulator.currentRefreshToken(for: ids[1])?.exposedValue, "stored refresh token")
+            world.simulator.addSeller(sellerID: "4100", nick: "added", accessTokenLifetime: .seconds(600))
+            let added = try await world.run(["add", "--code", try world.simulator.issueAuthorizationCode(for: "4100")])
+            #expect(added.exitCode == 0, "\(added)")
+            #expect(try cluster.accounts()["4100"]?.status == "active")
+            #expect(try await world.run(["remove", "4100"]).exitCode == 0)
+            #expect(try cluster.accounts()["4100"] == nil)
             let events = try await world.run(["events"])
             #expect(events.exitCode == 78)
             #expect(events.stderr.contains("sqlite backend only"), "\(events)")
