@@ -387,3 +387,36 @@ extension PostgresAccountStore {
         return fleet
     }
 }
+
+/// One row of the schema's `events` table.
+public struct PostgresEvent: Sendable, Equatable {
+    public var id: Int64
+    public var at: Timestamp
+    public var sellerID: String?
+    public var kind: String
+    public var detail: String?
+    public var requestID: String?
+    /// The node that wrote it; nil for a command.
+    public var node: String?
+}
+
+extension PostgresAccountStore {
+    /// The newest `limit` events matching, newest first.
+    public func events(sellerID: String?, since: Timestamp?, kind: String?, limit: Int) async throws -> [PostgresEvent] {
+        try await run(
+            """
+            SELECT id, at, seller_id, kind, detail, request_id, node FROM \(unescaped: s).events
+            WHERE (\(sellerID)::text IS NULL OR seller_id = \(sellerID))
+              AND (\(since?.millisecondsSince1970)::bigint IS NULL OR at >= \(since?.millisecondsSince1970))
+              AND (\(kind)::text IS NULL OR kind = \(kind))
+            ORDER BY id DESC LIMIT \(limit)
+            """
+        ).map { row in
+            PostgresEvent(
+                id: try row[0].decode(Int64.self), at: Timestamp(millisecondsSince1970: try row[1].decode(Int64.self)),
+                sellerID: try row[2].decode(String?.self), kind: try row[3].decode(String.self),
+                detail: try row[4].decode(String?.self), requestID: try row[5].decode(String?.self),
+                node: try row[6].decode(String?.self))
+        }
+    }
+}

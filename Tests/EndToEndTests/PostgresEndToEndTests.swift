@@ -213,9 +213,15 @@ struct PostgresEndToEndTests {
             #expect(try cluster.accounts()["4100"]?.status == "active")
             #expect(try await world.run(["remove", "4100"]).exitCode == 0)
             #expect(try cluster.accounts()["4100"] == nil)
-            let events = try await world.run(["events"])
-            #expect(events.exitCode == 78)
-            #expect(events.stderr.contains("sqlite backend only"), "\(events)")
+            let events = try await world.run(["events", "--seller", ids[1], "--json"])
+            #expect(events.exitCode == 0, "\(events)")
+            let kinds = events.stdout.split(separator: "\n").compactMap {
+                (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["kind"] as? String
+            }
+            #expect(kinds == ["imported", "refreshed"], "\(events.stdout)")
+            let backup = try await world.run(["backup", world.root.appendingPathComponent("copy.db").path])
+            #expect(backup.exitCode == 78)
+            #expect(backup.stderr.contains("sqlite backend only"), "\(backup)")
             let passwordFile = world.root.appendingPathComponent("reader_password").path
             let readerPassword = "reader-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
             #expect(

@@ -94,10 +94,8 @@ extension CommandContext {
             let command = CommandLine.arguments.dropFirst().first { !$0.hasPrefix("-") } ?? "this command"
             throw CommandFailure(
                 .configuration,
-                "configuration error: storage.backend: '\(command)' works on the sqlite backend only for now"
-                    + (command == "events"
-                        ? "; on postgres, read the events table of schema \(configuration.storage.postgres.schema) with psql"
-                        : ""))
+                "configuration error: storage.backend: '\(command)' works on the sqlite backend only for now; "
+                    + "on postgres, see docs/OPERATIONS.md (\"Not available on PostgreSQL yet\")")
         }
     }
 }

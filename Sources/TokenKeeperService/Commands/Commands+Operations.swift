@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PostgresStore
 import SQLiteStore
 import TokenKeeperCore
 
@@ -27,8 +28,9 @@ extension Commands {
             }
             guard limit > 0 else { throw CommandFailure(.usage, "--limit must be at least 1") }
             let found: [StoredEvent]
-            try context.requireSQLite()
-            if context.storeExists {
+            if context.configuration.storage.backend == .postgres {
+                found = try await postgresEvents(query, context: context)
+            } else if context.storeExists {
                 found = try await context.withStore { store throws(CommandFailure) in
                     try await storeCall("reading events") { try await store.events(query) }
                 }
@@ -44,6 +46,26 @@ extension Commands {
                 for event in events { Console.out(EventListing.line(event)) }
             }
             return .success
+        }
+    }
+
+    /// The events of the PostgreSQL schema, in keeper.db's terms; the node
+    /// that wrote each is added to its detail.
+    private static func postgresEvents(_ query: EventQuery, context: CommandContext) async throws(CommandFailure)
+        -> [StoredEvent]
+    {
+        try await context.withAnyStore { store throws(CommandFailure) in
+            guard let store = store as? PostgresAccountStore else { return [] }
+            return try await storeCall("reading events") {
+                try await store.events(
+                    sellerID: query.sellerID, since: query.since, kind: query.kind?.rawValue, limit: query.limit
+                ).map { event in
+                    StoredEvent(
+                        id: event.id, at: event.at, sellerID: event.sellerID, kind: EventKind(rawValue: event.kind),
+                        detail: [event.detail, event.node.map { "node \($0)" }].compactMap { $0 }.joined(separator: "; "),
+                        requestID: event.requestID)
+                }
+            }
         }
     }
 
