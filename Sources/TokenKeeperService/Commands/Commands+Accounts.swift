@@ -241,7 +241,9 @@ extension Commands {
             let accessToken: Secret?
             let expireTime: Timestamp?
             var lastError: String?
-            if access(directory, W_OK) == 0 || !FileManager.default.fileExists(atPath: directory + "/tokens.db") {
+            if context.configuration.storage.backend == .postgres || access(directory, W_OK) == 0
+                || !FileManager.default.fileExists(atPath: directory + "/tokens.db")
+            {
                 let account = try await context.withAnyStore { store throws(CommandFailure) in
                     try await storeCall("reading seller \(sellerID)") { try await store.account(sellerID: sellerID) }
                 }
