@@ -357,10 +357,12 @@ public struct PostgresFleet: Sendable {
     public var expired = 0
     public var earliestExpiry: Timestamp?
     public var nextRefresh: Timestamp?
+    /// Active sellers whose refresh token ends before the horizon asked for.
+    public var reauthDue = 0
 }
 
 extension PostgresAccountStore {
-    public func fleet(now: Timestamp) async throws -> PostgresFleet {
+    public func fleet(now: Timestamp, reauthHorizon: Timestamp? = nil) async throws -> PostgresFleet {
         var fleet = PostgresFleet()
         fleet.counts = try await countByStatus()
         fleet.nodes = try await run(
@@ -376,13 +378,15 @@ extension PostgresAccountStore {
         let figures = try await run(
             """
             SELECT count(*) FILTER (WHERE expire_time <= \(now.millisecondsSince1970)),
-                min(expire_time) FILTER (WHERE expire_time > \(now.millisecondsSince1970)), min(next_refresh_at)
+                min(expire_time) FILTER (WHERE expire_time > \(now.millisecondsSince1970)), min(next_refresh_at),
+                count(*) FILTER (WHERE refresh_token_valid_time < \(reauthHorizon?.millisecondsSince1970 ?? Int64.min))
             FROM \(unescaped: s).accounts WHERE status = 'active'
             """)
         if let row = figures.first {
             fleet.expired = try row[0].decode(Int.self)
             fleet.earliestExpiry = try row[1].decode(Int64?.self).map { Timestamp(millisecondsSince1970: $0) }
             fleet.nextRefresh = try row[2].decode(Int64?.self).map { Timestamp(millisecondsSince1970: $0) }
+            fleet.reauthDue = try row[3].decode(Int.self)
         }
         return fleet
     }

@@ -287,12 +287,29 @@ struct PostgresEndToEndTests {
             // Refreshed 8 s before expiry: more than the outage.
             let (ids, jsonl) = try world.seedSellers(20, accessTokenLifetime: .seconds(40))
             #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
-            let daemons = [try world.startDaemon(), try world.startDaemon()]
+            // The first node serves /metrics too.
+            let metricsPort = try freePort()
+            let daemons = [
+                try world.startDaemon(environment: ["TOKENKEEPER_METRICS_LISTEN": "127.0.0.1:\(metricsPort)"]),
+                try world.startDaemon(),
+            ]
             for daemon in daemons {
                 #expect(await eventually { daemon.stderr.text.contains("schedule loaded") }, "\(daemon.stderr.text)")
             }
+            let base = "http://127.0.0.1:\(metricsPort)"
+            #expect(await eventually { (try? await Browser.get(base + "/readyz"))?.status == 200 })
+            #expect(
+                await eventually {
+                    let text = (try? await Browser.get(base + "/metrics"))?.body ?? ""
+                    return (try? PrometheusText.parse(text))?.value("tokenkeeper_live_nodes", [:]) == 2
+                })
+            let parsed = try PrometheusText.parse(try await Browser.get(base + "/metrics").body)
+            #expect(parsed.value("tokenkeeper_accounts", ["status": "active"]) == 20)
+            #expect(parsed.value("tokenkeeper_accounts", ["status": "reauth_required"]) == 0)
+            #expect(parsed.value("tokenkeeper_ready", [:]) == 1)
+            #expect((parsed.value("tokenkeeper_earliest_access_expiry_seconds", [:]) ?? -1) > 0)
             // Sellers fall due from about 30 s on: the outage is among them.
-            try await Task.sleep(for: .seconds(28))
+            try await Task.sleep(for: .seconds(26))
             let rotationsBefore = ids.map { world.simulator.sellerStats(for: $0)?.rotations ?? 0 }
             // Down for 6 s (three statement timeouts), then up again on the same port.
             try cluster.server.stop(mode: "fast")

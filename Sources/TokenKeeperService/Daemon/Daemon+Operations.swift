@@ -73,35 +73,51 @@ extension Daemon {
             let route = HTTPRoute(path: path) { query in await reauthorizer.handle(query) }
             services.append(listener("callback", address, [route]))
         }
-        if let listen = configuration.metrics.listen {
-            let address = try Self.address(listen, key: "metrics.listen")
-            let warning = configuration.notify.reauthWarning
-            let routes = [
-                HTTPRoute(path: "/metrics") { _ in
-                    let now = clock.now()
-                    do {
-                        let figures = try await store.fleetFigures(reauthHorizon: now + warning)
-                        let deliveries = try await store.deliveryCounts()
-                        return HTTPReply(
-                            status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                            body: metrics.render(figures: figures, deliveries: deliveries, health: status.health, now: now))
-                    } catch {
-                        return .page(503, "the store cannot be read: \(error)")
-                    }
-                },
-                HTTPRoute(path: "/healthz") { _ in .page(200, "ok") },
-                HTTPRoute(path: "/readyz") { _ in
-                    let health = status.health
-                    if !health.isReady { return .page(503, "not ready: the schedule is not loaded") }
-                    if !health.degraded.isEmpty {
-                        return .page(503, "degraded: " + health.degraded.values.sorted().joined(separator: "; "))
-                    }
-                    return .page(200, "ready")
-                },
-            ]
-            services.append(listener("metrics", address, routes))
+        if let listener = try metricsListener(
+            metrics: metrics, status: status, clock: clock,
+            figures: { now in
+                (
+                    try await store.fleetFigures(reauthHorizon: now + configuration.notify.reauthWarning),
+                    try await store.deliveryCounts()
+                )
+            })
+        {
+            services.append(listener)
         }
         return services
+    }
+
+    /// `metrics.listen`: `/metrics` (the store's figures read by `figures`
+    /// at each scrape), `/healthz` and `/readyz`; nil when not configured.
+    func metricsListener(
+        metrics: DaemonMetrics, status: DaemonStatus, clock: any WallClock,
+        figures: @escaping @Sendable (Timestamp) async throws -> (FleetFigures, [String: DeliveryCounts])
+    ) throws(CommandFailure) -> ServiceGroupConfiguration.ServiceConfiguration? {
+        guard let listen = context.configuration.metrics.listen else { return nil }
+        let address = try Self.address(listen, key: "metrics.listen")
+        let routes = [
+            HTTPRoute(path: "/metrics") { _ in
+                let now = clock.now()
+                do {
+                    let (fleet, deliveries) = try await figures(now)
+                    return HTTPReply(
+                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                        body: metrics.render(figures: fleet, deliveries: deliveries, health: status.health, now: now))
+                } catch {
+                    return .page(503, "the store cannot be read: \(error)")
+                }
+            },
+            HTTPRoute(path: "/healthz") { _ in .page(200, "ok") },
+            HTTPRoute(path: "/readyz") { _ in
+                let health = status.health
+                if !health.isReady { return .page(503, "not ready: the schedule is not loaded") }
+                if !health.degraded.isEmpty {
+                    return .page(503, "degraded: " + health.degraded.values.sorted().joined(separator: "; "))
+                }
+                return .page(200, "ready")
+            },
+        ]
+        return listener("metrics", address, routes)
     }
 
     private static func address(_ text: String, key: String) throws(CommandFailure) -> ListenAddress {

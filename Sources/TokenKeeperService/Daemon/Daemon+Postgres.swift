@@ -3,6 +3,7 @@ import IOPGateway
 import Logging
 import PostgresStore
 import RefreshScheduler
+import SQLiteStore
 import ServiceLifecycle
 import Synchronization
 import TokenKeeperCore
@@ -25,7 +26,14 @@ extension Daemon {
             await client.shutdown()
             throw error
         }
-        let outcome = await runOnPostgres(store: store, client: client)
+        let outcome: CommandOutcome
+        do {
+            outcome = try await runOnPostgres(store: store, client: client)
+        } catch {
+            store.close()
+            await client.shutdown()
+            throw error
+        }
         store.close()
         await client.shutdown()
         return outcome
@@ -44,7 +52,6 @@ extension Daemon {
             ("notify.command", configuration.notify.command != nil),
             ("notify.webhook_url", configuration.notify.webhookURL != nil),
             ("callback.listen", configuration.callback.listen != nil),
-            ("metrics.listen", configuration.metrics.listen != nil),
         ].filter(\.1).map(\.0)
         guard unsupported.isEmpty else {
             throw CommandFailure(
@@ -55,19 +62,23 @@ extension Daemon {
         }
     }
 
-    private func runOnPostgres(store: PostgresAccountStore, client: IOPGatewayClient) async -> CommandOutcome {
+    private func runOnPostgres(store: PostgresAccountStore, client: IOPGatewayClient) async throws(CommandFailure)
+        -> CommandOutcome
+    {
         let configuration = context.configuration
         let clock = context.wallClock
         let notifier = SystemdNotifier(environment: context.environment)
         let fullSettings = configuration.schedulerConfiguration(leaseOwner: leaseOwner, environment: context.environment)
         let share = RateShare(base: fullSettings)
         let status = DaemonStatus(notifier: notifier)
+        let metrics = DaemonMetrics()
         let observer = self.observer
         let scheduler = RefreshScheduler(
-            store: store, gateway: client, clock: clock, configuration: share.current,
-            logger: Logger(label: "tokenkeeper.scheduler"),
+            store: store, gateway: InstrumentedGateway(gateway: client, metrics: metrics), clock: clock,
+            configuration: share.current, logger: Logger(label: "tokenkeeper.scheduler"),
             onEvent: { [logger = self.logger] event in
                 status.handle(event)
+                metrics.record(event)
                 if case .rotationUnstored(let sellerID, let grant) = event {
                     GrantSalvage.saveReporting(
                         grant, sellerID: sellerID, directory: configuration.storage.directory, logger: logger)
@@ -85,6 +96,7 @@ extension Daemon {
             heartbeat: .milliseconds(Int64(postgres.heartbeatSeconds * 1000)),
             takeover: .milliseconds(Int64(postgres.takeoverSeconds * 1000)),
             onLiveNodes: { [logger = self.logger] live in
+                metrics.recordLiveNodes(live)
                 guard let settings = share.set(liveNodes: live) else { return }
                 logger.notice(
                     "live nodes changed; this node's share of the call rate",
@@ -94,7 +106,7 @@ extension Daemon {
                     ])
                 Task { await scheduler.update(configuration: settings) }
             })
-        let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(
                 service: SchedulerService(scheduler: scheduler, notifier: notifier),
                 successTerminationBehavior: .gracefullyShutdownGroup,
@@ -107,6 +119,23 @@ extension Daemon {
                     logger: Logger(label: "tokenkeeper.pruner")),
                 successTerminationBehavior: .ignore, serviceName: "event-pruner"),
         ]
+        // The same /metrics, /healthz and /readyz as on SQLite; the fleet's
+        // figures from the schema (no notification channels here).
+        let warning = configuration.notify.reauthWarning
+        if let listener = try metricsListener(
+            metrics: metrics, status: status, clock: clock,
+            figures: { now in
+                let fleet = try await store.fleet(now: now, reauthHorizon: now + warning)
+                return (
+                    FleetFigures(
+                        byStatus: fleet.counts, reauthDue: fleet.reauthDue, nextRefreshAt: fleet.nextRefresh,
+                        earliestAccessExpiry: fleet.earliestExpiry),
+                    [:]
+                )
+            })
+        {
+            services.append(listener)
+        }
         var groupConfiguration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = fullSettings.shutdownGracePeriod + .seconds(15)

@@ -132,6 +132,11 @@ final class DaemonMetrics: Sendable {
         return registry.emitToString()
     }
 
+    /// PostgreSQL: the live nodes sharing the sellers, this one included.
+    func recordLiveNodes(_ count: Int) {
+        gauge("tokenkeeper_live_nodes", [], Double(count))
+    }
+
     private func gauge(_ name: String, _ dimensions: [(String, String)], _ value: Double) {
         Gauge(label: name, dimensions: dimensions, factory: factory).record(value)
     }
