@@ -88,6 +88,9 @@ struct PostgresEndToEndTests {
         try await Self.withCluster(settings: Self.settings) { cluster in
             let world = cluster.world
             let (ids, jsonl) = try world.seedSellers(50, accessTokenLifetime: .seconds(20))
+            // Answers take 400 ms, so that the kill can come while the node
+            // has calls in flight (the gateway rotates on arrival).
+            world.simulator.updateBehavior { $0.responseLatency = .milliseconds(400) }
             let imported = try await world.run(["import", "--file", "-"], stdin: jsonl)
             #expect(imported.exitCode == 0, "\(imported)")
 
@@ -112,6 +115,16 @@ struct PostgresEndToEndTests {
                     "SELECT seller_id FROM \(cluster.schema).accounts WHERE lease_owner = '\(killedNode)'"
                 ).compactMap(\.first)
                 return Set(leased).union(ids.filter { world.simulator.inFlightRefreshes(for: $0) > 0 })
+            }
+            // At 45 s, as soon as the node to be killed holds a lease (a call
+            // in flight), within 10 s.
+            let leaseDeadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < leaseDeadline,
+                try cluster.query(
+                    "SELECT count(*) FROM \(cluster.schema).accounts WHERE lease_owner = '\(killedNode)'"
+                ).first?.first == "0"
+            {
+                try await Task.sleep(for: .milliseconds(10))
             }
             let countersBeforeKill = world.simulator.counters
             var inFlightAtKill = try killedNodeInFlight()
