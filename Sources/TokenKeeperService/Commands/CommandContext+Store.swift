@@ -47,11 +47,9 @@ extension CommandContext {
     /// Opens the store; `checkReadersAtOpen` false leaves tokens.db unchecked
     /// (the daemon checks it after start; commands that only read keeper.db
     /// need not wait for it).
-    func openStore(logger: Logger, checkReadersAtOpen: Bool = true, evenIfMigrated: Bool = false)
-        async throws(CommandFailure) -> SQLiteAccountStore
-    {
+    func openStore(logger: Logger, checkReadersAtOpen: Bool = true) async throws(CommandFailure) -> SQLiteAccountStore {
         let directory = configuration.storage.directory
-        if !evenIfMigrated, let note = MigrationMarker.read(directory: directory) {
+        if let note = MigrationMarker.read(directory: directory) {
             throw CommandFailure(
                 .configuration,
                 "configuration error: storage.backend: keeper.db in \(directory) was copied to PostgreSQL "

@@ -21,15 +21,11 @@ protocol CommandStore: AccountStore {
         -> Account
     func remove(sellerID: String, now: Timestamp) async throws
     func countByStatus() async throws -> [AccountStatus: Int]
-    func closeStore() async
 }
 
-extension SQLiteAccountStore: CommandStore {
-    func closeStore() async { try? close() }
-}
+extension SQLiteAccountStore: CommandStore {}
 
 extension PostgresAccountStore: CommandStore {
-    func closeStore() async { close() }
 
     func allAccounts() async throws -> [Account] {
         var all: [Account] = []

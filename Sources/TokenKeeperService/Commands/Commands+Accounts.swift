@@ -207,7 +207,9 @@ extension Commands {
             return record
         }
         let summary = try await context.withAnyStore(creating: true) { store throws(CommandFailure) in
-            try await storeCall("importing") { try await store.importAccounts(records, replace: replace, batchSize: nil, now: now) }
+            try await storeCall("importing") {
+                try await store.importAccounts(records, replace: replace, batchSize: nil, now: now)
+            }
         }
         var totals = ImportTotals(lineErrors: lineErrors.count, describe: describe)
         totals.add(summary, lines: sellers.map(\.line))
