@@ -106,19 +106,8 @@ extension Daemon {
                     ])
                 Task { await scheduler.update(configuration: settings) }
             })
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(
-                service: SchedulerService(scheduler: scheduler, notifier: notifier),
-                successTerminationBehavior: .gracefullyShutdownGroup,
-                failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "scheduler"),
-            .init(service: reloader, successTerminationBehavior: .ignore, serviceName: "reloader"),
-            .init(service: cluster, successTerminationBehavior: .ignore, serviceName: "cluster"),
-            .init(
-                service: EventPruner(
-                    store: store, retention: .milliseconds(Int64(configuration.storage.eventRetentionDays * 86_400_000)),
-                    logger: Logger(label: "tokenkeeper.pruner")),
-                successTerminationBehavior: .ignore, serviceName: "event-pruner"),
-        ]
+        var services = coreServices(scheduler: scheduler, notifier: notifier, reloader: reloader, pruning: store)
+        services.append(.init(service: cluster, successTerminationBehavior: .ignore, serviceName: "cluster"))
         // The same /metrics, /healthz and /readyz as on SQLite; the fleet's
         // figures from the schema (no notification channels here).
         let warning = configuration.notify.reauthWarning
@@ -136,23 +125,9 @@ extension Daemon {
         {
             services.append(listener)
         }
-        var groupConfiguration = ServiceGroupConfiguration(
-            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        groupConfiguration.maximumGracefulShutdownDuration = fullSettings.shutdownGracePeriod + .seconds(15)
-        logger.notice(
-            "tokenkeeper \(TokenKeeperVersion.current) starting",
-            metadata: [
-                "storage": "\(store.settings.displayURL) schema \(store.settings.schema)",
-                "node": "\(leaseOwner)", "gateway": "\(configuration.gateway.url)",
-                "config": "\(configuration.sourcePath ?? "environment only")",
-            ])
-        do {
-            try await ServiceGroup(configuration: groupConfiguration).run()
-        } catch {
-            logger.error("the daemon stopped on an error", metadata: ["error": "\(error)"])
-            return .failure
-        }
-        return .success
+        return await runGroup(
+            services, shutdownGrace: fullSettings.shutdownGracePeriod,
+            storage: ["storage": "\(store.settings.displayURL) schema \(store.settings.schema)", "node": "\(leaseOwner)"])
     }
 }
 

@@ -120,17 +120,8 @@ struct Daemon {
         let reloader = ConfigurationReloader(
             running: configuration, leaseOwner: leaseOwner, configPath: configPath,
             environment: context.environment, client: client, scheduler: scheduler, notifier: notifier, logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(
-                service: SchedulerService(scheduler: scheduler, notifier: notifier),
-                successTerminationBehavior: .gracefullyShutdownGroup,
-                failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "scheduler"),
-            .init(service: reloader, successTerminationBehavior: .ignore, serviceName: "reloader"),
-            .init(
-                service: EventPruner(
-                    store: store, retention: .milliseconds(Int64(configuration.storage.eventRetentionDays * 86_400_000)),
-                    logger: Logger(label: "tokenkeeper.pruner")),
-                successTerminationBehavior: .ignore, serviceName: "event-pruner"),
+        var services = coreServices(scheduler: scheduler, notifier: notifier, reloader: reloader, pruning: store)
+        services += [
             .init(service: events.notifier, successTerminationBehavior: .ignore, serviceName: "notifier"),
             .init(
                 service: ReadersCheck(
@@ -142,18 +133,51 @@ struct Daemon {
             store: store, gateway: gateway, links: links, clock: clock, metrics: metrics, status: status,
             onStored: { _ in events.notifier.nudge() })
         services += extraServices(store)
+        return await runGroup(
+            services, shutdownGrace: schedulerSettings.shutdownGracePeriod,
+            storage: ["storage": "\(configuration.storage.directory)"])
+    }
+
+    /// The services every daemon runs, whatever the backend: the scheduler
+    /// (whose end ends the group), the SIGHUP reloader, the event pruner.
+    func coreServices(
+        scheduler: RefreshScheduler, notifier: SystemdNotifier, reloader: ConfigurationReloader,
+        pruning store: any PrunableStore
+    ) -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        [
+            .init(
+                service: SchedulerService(scheduler: scheduler, notifier: notifier),
+                successTerminationBehavior: .gracefullyShutdownGroup,
+                failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "scheduler"),
+            .init(service: reloader, successTerminationBehavior: .ignore, serviceName: "reloader"),
+            .init(
+                service: EventPruner(
+                    store: store,
+                    retention: .milliseconds(Int64(context.configuration.storage.eventRetentionDays * 86_400_000)),
+                    logger: Logger(label: "tokenkeeper.pruner")),
+                successTerminationBehavior: .ignore, serviceName: "event-pruner"),
+        ]
+    }
+
+    /// Runs the daemon's services until SIGTERM or SIGINT (or the scheduler
+    /// ends), after the starting line with `storage` in its metadata.
+    func runGroup(
+        _ services: [ServiceGroupConfiguration.ServiceConfiguration], shutdownGrace: Duration,
+        storage: Logger.Metadata
+    ) async -> CommandOutcome {
+        let configuration = context.configuration
         var groupConfiguration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // The scheduler's own grace (above the request timeout) bounds the
         // wait for calls in flight; this is the service group's outer limit,
         // and systemd's TimeoutStopSec the last word.
-        groupConfiguration.maximumGracefulShutdownDuration = schedulerSettings.shutdownGracePeriod + .seconds(15)
+        groupConfiguration.maximumGracefulShutdownDuration = shutdownGrace + .seconds(15)
         logger.notice(
             "tokenkeeper \(TokenKeeperVersion.current) starting",
-            metadata: [
-                "storage": "\(configuration.storage.directory)", "gateway": "\(configuration.gateway.url)",
+            metadata: storage.merging([
+                "gateway": "\(configuration.gateway.url)",
                 "config": "\(configuration.sourcePath ?? "environment only")",
-            ])
+            ]) { $1 })
         do {
             try await ServiceGroup(configuration: groupConfiguration).run()
         } catch {
@@ -162,5 +186,4 @@ struct Daemon {
         }
         return .success
     }
-
 }
