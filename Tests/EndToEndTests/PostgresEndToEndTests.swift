@@ -124,7 +124,8 @@ struct PostgresEndToEndTests {
                     "SELECT count(*) FROM \(cluster.schema).accounts WHERE lease_owner = '\(killedNode)'"
                 ).first?.first == "0"
             {
-                try await Task.sleep(for: .milliseconds(10))
+                // psql is a process each time: gently, beside the other suites.
+                try await Task.sleep(for: .milliseconds(50))
             }
             let countersBeforeKill = world.simulator.counters
             var inFlightAtKill = try killedNodeInFlight()
