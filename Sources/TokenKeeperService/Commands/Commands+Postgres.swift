@@ -97,44 +97,42 @@ extension Commands {
     private static func copy(
         from source: SQLiteAccountStore, to target: PostgresAccountStore, directory: String
     ) async throws(CommandFailure) -> CommandOutcome {
-        do {
-            let url = target.settings.displayURL + " schema " + target.settings.schema
-            let existing = try await storeCall("counting the sellers in \(url)") { try await target.accountCount() }
-            guard existing == 0 else {
-                throw CommandFailure(.failure, "\(url): \(PostgresStoreError.notEmpty(accounts: existing))")
-            }
-            let now = SystemWallClock().now()
-            var copied = 0
-            var last: String?
-            while true {
-                let page = try await storeCall("reading keeper.db") {
-                    try await source.accounts(after: last, limit: migratePageSize)
-                }
-                guard !page.isEmpty else { break }
-                try await storeCall("copying to \(url) (\(copied) sellers copied so far; the schema is left "
-                    + "with them: empty it before trying again)") { try await target.copyAccounts(page, now: now) }
-                copied += page.count
-                last = page.last?.sellerID
-                if copied % 100_000 == 0 { Console.error("copied \(copied) sellers") }
-            }
-            let verified = try await verifyCopy(from: source, to: target, expected: copied)
-            do {
-                try MigrationMarker.write(
-                    directory: directory, note: "to \(url) at \(SystemWallClock().now()), \(verified) sellers")
-            } catch {
-                throw CommandFailure(
-                    .failure,
-                    "the copy is verified, but \(MigrationMarker.path(directory: directory)) could not be written "
-                        + "(\(error)): do not start a daemon on keeper.db again")
-            }
-            Console.out(
-                "copied \(copied) sellers from \(directory)/keeper.db to \(url); verified: \(verified) sellers, "
-                    + "every refresh token identical")
-            Console.out(
-                "next: set storage.backend: postgres in the configuration of every node and start them; keep "
-                    + "keeper.db as it is (a daemon on it would refresh the same sellers: do not start one)")
-            return .success
+        let url = target.settings.displayURL + " schema " + target.settings.schema
+        let existing = try await storeCall("counting the sellers in \(url)") { try await target.accountCount() }
+        guard existing == 0 else {
+            throw CommandFailure(.failure, "\(url): \(PostgresStoreError.notEmpty(accounts: existing))")
         }
+        let now = SystemWallClock().now()
+        var copied = 0
+        var last: String?
+        while true {
+            let page = try await storeCall("reading keeper.db") {
+                try await source.accounts(after: last, limit: migratePageSize)
+            }
+            guard !page.isEmpty else { break }
+            try await storeCall("copying to \(url) (\(copied) sellers copied so far; the schema is left "
+                + "with them: empty it before trying again)") { try await target.copyAccounts(page, now: now) }
+            copied += page.count
+            last = page.last?.sellerID
+            if copied % 100_000 == 0 { Console.error("copied \(copied) sellers") }
+        }
+        let verified = try await verifyCopy(from: source, to: target, expected: copied)
+        do {
+            try MigrationMarker.write(
+                directory: directory, note: "to \(url) at \(SystemWallClock().now()), \(verified) sellers")
+        } catch {
+            throw CommandFailure(
+                .failure,
+                "the copy is verified, but \(MigrationMarker.path(directory: directory)) could not be written "
+                    + "(\(error)): do not start a daemon on keeper.db again")
+        }
+        Console.out(
+            "copied \(copied) sellers from \(directory)/keeper.db to \(url); verified: \(verified) sellers, "
+                + "every refresh token identical")
+        Console.out(
+            "next: set storage.backend: postgres in the configuration of every node and start them; keep "
+                + "keeper.db as it is (a daemon on it would refresh the same sellers: do not start one)")
+        return .success
     }
 
     private static let migratePageSize = 5_000
