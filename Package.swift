@@ -210,6 +210,16 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The store contract's conformance suite: the same test functions
+        // against SQLite and a real PostgreSQL the suite starts itself.
+        .testTarget(
+            name: "StoreConformanceTests",
+            dependencies: [
+                "SQLiteStore", "PostgresStore", "TokenKeeperCore", "TokenKeeperTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "RefreshSchedulerTests",
             dependencies: [

@@ -21,6 +21,9 @@ public struct ClusterView: Sendable, Equatable {
     /// The other live nodes.
     public var others: [String] = []
     public var takeover: Duration
+    /// A node heard from within this long is alive (three heartbeats): its
+    /// leases are never taken over, expired or not.
+    public var livenessWindow: Duration = .seconds(6)
 
     public init(node: String?, others: [String] = [], takeover: Duration) {
         self.node = node

@@ -23,6 +23,7 @@ extension PostgresAccountStore {
         cluster.withLock {
             $0.node = node
             $0.takeover = takeover
+            $0.livenessWindow = heartbeat * 3
         }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.listen() }

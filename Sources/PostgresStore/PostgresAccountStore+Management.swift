@@ -393,21 +393,11 @@ extension PostgresAccountStore {
 }
 
 /// One row of the schema's `events` table.
-public struct PostgresEvent: Sendable, Equatable {
-    public var id: Int64
-    public var at: Timestamp
-    public var sellerID: String?
-    public var kind: String
-    public var detail: String?
-    public var requestID: String?
-    /// The node that wrote it; nil for a command.
-    public var node: String?
-}
-
 extension PostgresAccountStore {
     /// The newest `limit` events matching, newest first.
-    public func events(sellerID: String?, since: Timestamp?, kind: String?, limit: Int) async throws -> [PostgresEvent] {
-        try await run(
+    public func events(_ query: EventQuery) async throws -> [StoredEvent] {
+        let (sellerID, since, kind, limit) = (query.sellerID, query.since, query.kind?.rawValue, query.limit)
+        return try await run(
             """
             SELECT id, at, seller_id, kind, detail, request_id, node FROM \(unescaped: s).events
             WHERE (\(sellerID)::text IS NULL OR seller_id = \(sellerID))
@@ -416,9 +406,9 @@ extension PostgresAccountStore {
             ORDER BY id DESC LIMIT \(limit)
             """
         ).map { row in
-            PostgresEvent(
+            StoredEvent(
                 id: try row[0].decode(Int64.self), at: Timestamp(millisecondsSince1970: try row[1].decode(Int64.self)),
-                sellerID: try row[2].decode(String?.self), kind: try row[3].decode(String.self),
+                sellerID: try row[2].decode(String?.self), kind: EventKind(rawValue: try row[3].decode(String.self)),
                 detail: try row[4].decode(String?.self), requestID: try row[5].decode(String?.self),
                 node: try row[6].decode(String?.self))
         }

@@ -140,7 +140,11 @@ extension PostgresAccountStore {
         -> LeaseResult
     {
         let length = max(0, (until - now).wholeMilliseconds)
+        let window = cluster.withLock { $0.livenessWindow }.seconds
         for _ in 0..<3 {
+            // An expired lease of a node whose heartbeat is current stands:
+            // it lapsed because that node could not renew it (holding a
+            // rotated pair while the store failed), not because it is gone.
             let taken = try await run(
                 """
                 WITH clock AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms)
@@ -148,7 +152,10 @@ extension PostgresAccountStore {
                     lease_expires_at = (SELECT ms FROM clock) + \(length),
                     answer_lost = answer_lost OR (lease_owner IS NOT NULL AND lease_owner <> \(owner))
                 WHERE seller_id = \(sellerID)
-                  AND (lease_owner IS NULL OR lease_owner = \(owner) OR lease_expires_at <= (SELECT ms FROM clock))
+                  AND (lease_owner IS NULL OR lease_owner = \(owner)
+                    OR (lease_expires_at <= (SELECT ms FROM clock) AND NOT EXISTS (
+                        SELECT 1 FROM \(unescaped: s).nodes n WHERE n.node = accounts.lease_owner
+                          AND n.heartbeat_at > now() - make_interval(secs => \(window)))))
                 RETURNING \(unescaped: Self.accountColumns)
                 """)
             if let row = taken.first {
@@ -193,15 +200,20 @@ extension PostgresAccountStore {
         let validity = grant.refreshTokenValidTime?.millisecondsSince1970
         let rows = try await run(
             """
-            WITH updated AS (
-                UPDATE \(unescaped: s).accounts SET
+            WITH old AS (
+                SELECT seller_id, status, status_reason FROM \(unescaped: s).accounts
+                WHERE seller_id = \(sellerID) AND refresh_token = \(sent.exposedValue)
+                FOR UPDATE),
+            updated AS (
+                UPDATE \(unescaped: s).accounts a SET
                     refresh_token = coalesce(\(grant.refreshToken?.exposedValue), refresh_token),
                     access_token = coalesce(\(grant.accessToken?.exposedValue), access_token),
                     expire_time = CASE WHEN \(hasAccessToken) THEN \(grant.expireTime.millisecondsSince1970) ELSE expire_time END,
                     access_lifetime_ms = CASE WHEN \(hasAccessToken) THEN \(grant.accessTokenLifetime.wholeMilliseconds)
                         ELSE access_lifetime_ms END,
                     refreshable = \(!grant.isFinalGrant),
-                    status_reason = CASE WHEN status = 'active' THEN NULL ELSE status_reason END,
+                    status = CASE WHEN a.status = 'reauth_required' THEN 'active' ELSE a.status END,
+                    status_reason = CASE WHEN a.status = 'disabled' THEN a.status_reason END,
                     next_refresh_at = \(nextRefreshAt.millisecondsSince1970), failed_attempts = 0, last_error = NULL,
                     answer_lost = false, last_request_id = coalesce(\(grant.requestID), last_request_id),
                     refreshed_at = \(grant.receivedAt.millisecondsSince1970),
@@ -214,19 +226,37 @@ extension PostgresAccountStore {
                         AND refresh_token_valid_time IS DISTINCT FROM \(validity)::bigint THEN false ELSE reauth_warned END,
                     refresh_token_valid_time = coalesce(\(validity)::bigint, refresh_token_valid_time),
                     updated_at = \(now.millisecondsSince1970)
-                WHERE seller_id = \(sellerID) AND refresh_token = \(sent.exposedValue)
-                RETURNING seller_id)
-            INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
-            SELECT \(now.millisecondsSince1970), seller_id, 'refreshed', \(detail), \(grant.requestID), \(node) FROM updated
-            RETURNING id
+                FROM old WHERE a.seller_id = old.seller_id
+                RETURNING a.seller_id, old.status AS was, old.status_reason AS was_reason),
+            refreshed AS (
+                INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
+                SELECT \(now.millisecondsSince1970), seller_id, 'refreshed', \(detail), \(grant.requestID), \(node)
+                FROM updated),
+            reactivated AS (
+                INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
+                SELECT \(now.millisecondsSince1970), seller_id, 'reactivated',
+                    'was ' || coalesce(was_reason, 'reauth_required'), \(grant.requestID), \(node)
+                FROM updated WHERE was = 'reauth_required')
+            SELECT seller_id FROM updated
             """)
-        return !rows.isEmpty
+        if !rows.isEmpty { return true }
+        // This very commit may have landed before a timeout hid it.
+        guard let rotated = grant.refreshToken else { return false }
+        let landed = try await run(
+            """
+            SELECT 1 FROM \(unescaped: s).accounts
+            WHERE seller_id = \(sellerID) AND refresh_token = \(rotated.exposedValue)
+            """)
+        return !landed.isEmpty
     }
 
+    @discardableResult
     public func recordFailure(
-        sellerID: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp, now: Timestamp
-    ) async throws {
-        _ = try await run(
+        sellerID: String, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
+        now: Timestamp
+    ) async throws -> Bool {
+        // Only the lease's owner records its failure.
+        let rows = try await run(
             """
             WITH updated AS (
                 UPDATE \(unescaped: s).accounts SET failed_attempts = \(failedAttempts),
@@ -234,14 +264,16 @@ extension PostgresAccountStore {
                     next_refresh_at = \(nextRefreshAt.millisecondsSince1970),
                     answer_lost = (answer_lost OR \(failure.answerMayBeLost)),
                     lease_owner = NULL, lease_expires_at = NULL
-                WHERE seller_id = \(sellerID)
+                WHERE seller_id = \(sellerID) AND lease_owner = \(owner)
                 RETURNING seller_id)
             INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
             SELECT \(now.millisecondsSince1970), seller_id, 'refresh_failed',
                 \("\(failure.code): \(failure.message); attempt \(failedAttempts), next try \(nextRefreshAt)"),
                 \(failure.requestID), \(node)
             FROM updated
+            RETURNING id
             """)
+        return !rows.isEmpty
     }
 
     /// The stored deadlines are shared by every node and on PostgreSQL's

@@ -217,3 +217,4 @@ extension PostgresAccountStore {
     /// The readers' role.
     public static var readerRole: String { PostgresSchema.readerRole }
 }
+extension PostgresAccountStore: ManagedAccountStore {}

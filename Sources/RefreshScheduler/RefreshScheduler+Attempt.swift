@@ -271,8 +271,8 @@ extension RefreshScheduler {
     ) async {
         do {
             try await store.recordFailure(
-                sellerID: account.sellerID, failure: failure, failedAttempts: failedAttempts,
-                nextRefreshAt: nextRefreshAt, now: clock.now())
+                sellerID: account.sellerID, owner: configuration.leaseOwner, failure: failure,
+                failedAttempts: failedAttempts, nextRefreshAt: nextRefreshAt, now: clock.now())
             storeWorked()
         } catch {
             // The retry is scheduled in memory anyway; the lease expires on its own.

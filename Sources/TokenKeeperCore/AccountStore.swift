@@ -14,8 +14,13 @@ public protocol AccountStore: Sendable {
     func changes(since cursor: ChangeCursor?) async throws -> (changed: [ScheduledAccount], cursor: ChangeCursor)
 
     /// Takes the lease on an account in one write transaction and returns the
-    /// account as stored after taking it. Fails over to ``LeaseResult/busy`` when
-    /// another owner holds an unexpired lease.
+    /// account as stored after taking it. Answers ``LeaseResult/busy`` when
+    /// another owner holds the lease and either it has not expired or that
+    /// owner is known to be alive (SQLite: its process still runs on this
+    /// host; PostgreSQL: its node's heartbeat is current): a lease that lapsed
+    /// because its owner could not renew it (the store failing while it holds
+    /// a rotated pair) is never taken over from a live owner, since the
+    /// refresh token stored is one the gateway has already rotated away.
     func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) async throws -> LeaseResult
 
     /// Gives the lease back without changing anything else.
@@ -23,17 +28,30 @@ public protocol AccountStore: Sendable {
 
     /// Commits a rotated pair, durably, if the stored refresh token is still
     /// `sent`; clears the failure count and the lease, stores `nextRefreshAt`.
-    /// Returns false (and writes nothing) when the stored token changed.
+    /// A rotation committed against the token that was sent leaves the seller
+    /// `active`: one marked `reauth_required` meanwhile (by a process that
+    /// sent the old token after this one's lease lapsed) is restored, with a
+    /// `reactivated` event; a `disabled` seller stays disabled (the
+    /// operator's choice) with the new pair stored.
+    /// Idempotent: when the stored refresh token already is the grant's (this
+    /// very commit reached the store before an error or a timeout hid it),
+    /// returns true and writes nothing.
+    /// Returns false (and writes nothing) when the stored token changed to
+    /// anything else: the caller keeps the grant (salvaged where a restart finds it).
     func commitRotation(
         sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
     ) async throws -> Bool
 
     /// Records a failed attempt that leaves the account active: the failure
     /// count, the last error and request id, the next try; releases the lease.
+    /// Only the lease's `owner` records: when another owner holds it (the
+    /// lease lapsed and was taken over) nothing is written and the answer is
+    /// false.
+    @discardableResult
     func recordFailure(
-        sellerID: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
+        sellerID: String, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
         now: Timestamp
-    ) async throws
+    ) async throws -> Bool
 
     /// Moves every stored deadline (and lease) by `offset`, because the wall
     /// clock was stepped by that much: a deadline written before the step is

@@ -372,7 +372,7 @@ struct PostgresAccountStoreTests {
             .transient, code: "Timeout", message: "no answer within 30 s", requestID: "req-5", answerMayBeLost: true)
         let retryAt = Moments.now + .seconds(120)
         try await store.recordFailure(
-            sellerID: "4003", failure: failure, failedAttempts: 2, nextRefreshAt: retryAt, now: Moments.now)
+            sellerID: "4003", owner: "node-a", failure: failure, failedAttempts: 2, nextRefreshAt: retryAt, now: Moments.now)
         let failed = try #require(try await store.account(sellerID: "4003"))
         #expect(failed.failedAttempts == 2)
         #expect(failed.lastError == "Timeout: no answer within 30 s")
@@ -498,8 +498,10 @@ struct PostgresAccountStoreTests {
         _ = try await poll { try await nonEmpty(nodeA.changes(since: cursor).changed) }
 
         let retryAt = Moments.now + .seconds(600)
+        _ = try await nodeB.acquireLease(
+            sellerID: "5100", owner: "node-b", until: Moments.now + .seconds(60), now: Moments.now)
         try await nodeB.recordFailure(
-            sellerID: "5100",
+            sellerID: "5100", owner: "node-b",
             failure: GatewayFailure(.transient, code: "ServiceUnavailable", message: "try later"),
             failedAttempts: 3, nextRefreshAt: retryAt, now: Moments.now)
         let announced = try await poll { try await nonEmpty(nodeA.changes(since: cursor).changed) }

@@ -139,7 +139,7 @@ import TokenKeeperTesting
         _ = try await store.acquireLease(
             sellerID: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
         try await store.recordFailure(
-            sellerID: "1001", failure: GatewayFailure(.transient, code: "HTTP503", message: "unavailable"),
+            sellerID: "1001", owner: "daemon", failure: GatewayFailure(.transient, code: "HTTP503", message: "unavailable"),
             failedAttempts: 2, nextRefreshAt: Moments.now, now: Moments.now)
         let (access, rotated) = (Tokens.access(), Tokens.refresh("new"))
         let receivedAt = Moments.now + .seconds(5)
@@ -219,7 +219,7 @@ import TokenKeeperTesting
             sellerID: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
         let retryAt = Moments.now + .seconds(30)
         try await store.recordFailure(
-            sellerID: "1001",
+            sellerID: "1001", owner: "daemon",
             failure: GatewayFailure(.transient, code: "ServiceTimeout", message: "timed out", requestID: "r-7"),
             failedAttempts: 3, nextRefreshAt: retryAt, now: Moments.now + .seconds(1))
         let account = try #require(try await store.account(sellerID: "1001"))

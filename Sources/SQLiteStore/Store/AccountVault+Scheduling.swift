@@ -64,7 +64,13 @@ extension AccountVault {
             // Read inside the write transaction: what is returned is what the
             // lease protects until it is released.
             guard var account = try fetchAccount(sellerID) else { return .notFound }
-            if let lease = account.lease, lease.owner != owner, lease.expiresAt > now {
+            if let lease = account.lease, lease.owner != owner,
+                lease.expiresAt > now || LeaseOwnerLiveness.isAlive(lease.owner)
+            {
+                // An expired lease of a live owner stands: it lapsed because
+                // that owner could not renew it (the store failing while it
+                // holds a rotated pair), and the refresh token stored here is
+                // one the gateway may have rotated away.
                 return .busy(lease)
             }
             // A lease left behind by another owner means that refresher died
@@ -108,7 +114,11 @@ extension AccountVault {
         sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
     ) throws -> Bool {
         try write { write in
-            guard try storedRefreshTokenIs(sent, sellerID: sellerID) else { return false }
+            guard try storedRefreshTokenIs(sent, sellerID: sellerID) else {
+                // This very commit may have landed before an error hid it.
+                guard let rotated = grant.refreshToken else { return false }
+                return try storedRefreshTokenIs(rotated, sellerID: sellerID)
+            }
             let sequence = try write.changeSequence()
             let profile = grant.profile
             let hasAccessToken = grant.accessToken != nil
@@ -119,7 +129,8 @@ extension AccountVault {
                     expire_time = CASE WHEN ? THEN ? ELSE expire_time END,
                     access_lifetime_ms = CASE WHEN ? THEN ? ELSE access_lifetime_ms END,
                     refreshable = ?,
-                    status_reason = CASE WHEN status = 'active' THEN NULL ELSE status_reason END,
+                    status = CASE WHEN status = 'reauth_required' THEN 'active' ELSE status END,
+                    status_reason = CASE WHEN status = 'disabled' THEN status_reason END,
                     next_refresh_at = ?, failed_attempts = 0, last_error = NULL, answer_lost = 0,
                     last_request_id = coalesce(?, last_request_id), refreshed_at = ?,
                     lease_owner = NULL, lease_expires_at = NULL,
@@ -157,10 +168,15 @@ extension AccountVault {
     }
 
     func recordFailure(
-        sellerID: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp, now: Timestamp
-    ) throws {
+        sellerID: String, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
+        now: Timestamp
+    ) throws -> Bool {
         try write { write in
-            guard try fetchExists(sellerID) else { return }
+            // Only the lease's owner records its failure: a lease that lapsed
+            // and was taken over belongs to someone else now.
+            let holder = try keeper.cachedStatement("SELECT lease_owner FROM accounts WHERE seller_id = ?")
+                .firstRow([sellerID]) { $0.optionalString(0) }
+            guard case .some(.some(owner)) = holder else { return false }
             // Neither tokens nor status change: updated_at and tokens.db stay as they are.
             try keeper.execute(
                 """
@@ -176,6 +192,7 @@ extension AccountVault {
                 .refreshFailed, sellerID: sellerID,
                 detail: "\(failure.code): \(failure.message); attempt \(failedAttempts), next try \(nextRefreshAt)",
                 requestID: failure.requestID, at: now)
+            return true
         }
     }
 

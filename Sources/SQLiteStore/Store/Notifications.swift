@@ -1,25 +1,5 @@
 public import TokenKeeperCore
 
-extension EventKind {
-    /// An active account's refresh token ends within the warning window.
-    public static let reauthDue: EventKind = "reauth_due"
-    /// A `reauth_required` account was authorized again and is active.
-    public static let reactivated: EventKind = "reactivated"
-    /// Refreshing is held back (configuration, store, mass rejection).
-    public static let degraded: EventKind = "degraded"
-    /// What `degraded` reported is over.
-    public static let recovered: EventKind = "recovered"
-
-    /// Every kind tokenkeeper records.
-    public static let all: [EventKind] = [
-        .enrolled, .imported, .refreshed, .refreshFailed, .reauthRequired, .reauthDue, .reactivated, .degraded,
-        .recovered, .disabled, .enabled, .removed, .readersRepaired,
-    ]
-
-    /// The kinds that go to the outbox.
-    public static let notified: [EventKind] = [.reauthDue, .reauthRequired, .reactivated, .degraded, .recovered]
-}
-
 /// One event waiting to be delivered on one channel.
 public struct PendingDelivery: Sendable, Equatable {
     public var event: StoredEvent
@@ -70,21 +50,6 @@ public struct DeliveryCounts: Sendable, Equatable {
         self.pending = pending
         self.abandoned = abandoned
         self.delivered = delivered
-    }
-}
-
-/// What `events` asks for; nil fields do not filter.
-public struct EventQuery: Sendable, Equatable {
-    public var sellerID: String?
-    public var since: Timestamp?
-    public var kind: EventKind?
-    public var limit: Int
-
-    public init(sellerID: String? = nil, since: Timestamp? = nil, kind: EventKind? = nil, limit: Int = 100) {
-        self.sellerID = sellerID
-        self.since = since
-        self.kind = kind
-        self.limit = limit
     }
 }
 

@@ -167,13 +167,15 @@ public actor SQLiteAccountStore: AccountStore {
         }
     }
 
+    @discardableResult
     public func recordFailure(
-        sellerID: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp, now: Timestamp
-    ) async throws {
+        sellerID: String, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
+        now: Timestamp
+    ) async throws -> Bool {
         try await groupCommitted { [vault] in
             try vault.recordFailure(
-                sellerID: sellerID, failure: failure, failedAttempts: failedAttempts, nextRefreshAt: nextRefreshAt,
-                now: now)
+                sellerID: sellerID, owner: owner, failure: failure, failedAttempts: failedAttempts,
+                nextRefreshAt: nextRefreshAt, now: now)
         }
     }
 
@@ -418,3 +420,4 @@ public actor SQLiteAccountStore: AccountStore {
         return try vault.repairReaders()
     }
 }
+extension SQLiteAccountStore: ManagedAccountStore {}

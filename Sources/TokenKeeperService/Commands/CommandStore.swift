@@ -4,38 +4,8 @@ import PostgresStore
 import SQLiteStore
 import TokenKeeperCore
 
-/// The store as the commands and the daemon's scheduler use it, whatever the
-/// backend (`storage.backend`): keeper.db through ``SQLiteAccountStore`` or a
-/// PostgreSQL schema through ``PostgresAccountStore``.
-protocol CommandStore: AccountStore {
-    /// Fails unless the store can be written now (before spending something
-    /// single-use, such as an authorization code).
-    func checkWritable() async throws
-    func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) async throws -> Account
-    func importAccounts(_ records: [ImportRecord], replace: Bool, batchSize: Int?, now: Timestamp) async throws
-        -> ImportSummary
-    func account(sellerID: String) async throws -> Account?
-    func accounts(after sellerID: String?, limit: Int) async throws -> [Account]
-    func allAccounts() async throws -> [Account]
-    func setStatus(sellerID: String, to status: AccountStatus, nextRefreshAt: Timestamp?, now: Timestamp) async throws
-        -> Account
-    func remove(sellerID: String, now: Timestamp) async throws
-    func countByStatus() async throws -> [AccountStatus: Int]
-}
-
-extension SQLiteAccountStore: CommandStore {}
-
-extension PostgresAccountStore: CommandStore {
-
-    func allAccounts() async throws -> [Account] {
-        var all: [Account] = []
-        while true {
-            let page = try await accounts(after: all.last?.sellerID, limit: 10_000)
-            all += page
-            if page.count < 10_000 { return all }
-        }
-    }
-}
+/// The store as the commands and the daemon use it, whatever the backend.
+typealias CommandStore = ManagedAccountStore
 
 extension CommandContext {
     /// Opens the configured store, runs `body`, closes the store.

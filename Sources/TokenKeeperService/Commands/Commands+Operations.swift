@@ -28,10 +28,8 @@ extension Commands {
             }
             guard limit > 0 else { throw CommandFailure(.usage, "--limit must be at least 1") }
             let found: [StoredEvent]
-            if context.configuration.storage.backend == .postgres {
-                found = try await postgresEvents(query, context: context)
-            } else if context.storeExists {
-                found = try await context.withStore { store throws(CommandFailure) in
+            if context.configuration.storage.backend == .postgres || context.storeExists {
+                found = try await context.withAnyStore { store throws(CommandFailure) in
                     try await storeCall("reading events") { try await store.events(query) }
                 }
             } else {
@@ -46,26 +44,6 @@ extension Commands {
                 for event in events { Console.out(EventListing.line(event)) }
             }
             return .success
-        }
-    }
-
-    /// The events of the PostgreSQL schema, in keeper.db's terms; the node
-    /// that wrote each is added to its detail.
-    private static func postgresEvents(_ query: EventQuery, context: CommandContext) async throws(CommandFailure)
-        -> [StoredEvent]
-    {
-        try await context.withAnyStore { store throws(CommandFailure) in
-            guard let store = store as? PostgresAccountStore else { return [] }
-            return try await storeCall("reading events") {
-                try await store.events(
-                    sellerID: query.sellerID, since: query.since, kind: query.kind?.rawValue, limit: query.limit
-                ).map { event in
-                    StoredEvent(
-                        id: event.id, at: event.at, sellerID: event.sellerID, kind: EventKind(rawValue: event.kind),
-                        detail: [event.detail, event.node.map { "node \($0)" }].compactMap { $0 }.joined(separator: "; "),
-                        requestID: event.requestID)
-                }
-            }
         }
     }
 
@@ -125,15 +103,18 @@ enum EventListing {
             + "  \(event.sellerID ?? "-")"
         if let detail = event.detail { text += "  \(detail)" }
         if let requestID = event.requestID { text += "  (request \(requestID))" }
+        if let node = event.node { text += "  (node \(node))" }
         return text
     }
 
     static func object(_ event: StoredEvent) -> [String: Any] {
-        [
+        var object: [String: Any] = [
             "id": event.id, "at": event.at.millisecondsSince1970, "kind": event.kind.rawValue,
             "seller_id": event.sellerID ?? NSNull(), "detail": event.detail ?? NSNull(),
             "request_id": event.requestID ?? NSNull(),
         ]
+        if let node = event.node { object["node"] = node }
+        return object
     }
 
     static func jsonLine(_ event: StoredEvent) -> String {

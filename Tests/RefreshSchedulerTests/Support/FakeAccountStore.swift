@@ -22,6 +22,8 @@ actor FakeAccountStore: AccountStore {
 
     /// Sellers whose rotated pairs the store refuses for their own values, and how many more times.
     private var refusedSellers: [String: Int] = [:]
+    /// Owners known to be alive: their leases are never taken over, expired or not.
+    var liveOwners: Set<String> = []
     /// Every clock-step shift applied.
     private(set) var shifts: [Duration] = []
 
@@ -113,7 +115,7 @@ actor FakeAccountStore: AccountStore {
     func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) async throws -> LeaseResult {
         try check(.acquireLease)
         guard var account = accounts[sellerID] else { return .notFound }
-        if let lease = account.lease, lease.owner != owner, lease.expiresAt > now {
+        if let lease = account.lease, lease.owner != owner, lease.expiresAt > now || liveOwners.contains(lease.owner) {
             return .busy(lease)
         }
         account.lastAnswerLost = account.lastAnswerLost || (account.lease.map { $0.owner != owner } ?? false)
@@ -136,7 +138,10 @@ actor FakeAccountStore: AccountStore {
         sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
     ) async throws -> Bool {
         try check(.commitRotation)
-        guard var account = accounts[sellerID], account.refreshToken == sent else { return false }
+        guard var account = accounts[sellerID] else { return false }
+        guard account.refreshToken == sent else {
+            return grant.refreshToken != nil && account.refreshToken == grant.refreshToken
+        }
         if grant.refreshToken?.isEmpty == true { throw ValueRejected() }
         if let remaining = refusedSellers[sellerID], remaining > 0 {
             refusedSellers[sellerID] = remaining - 1
@@ -151,6 +156,8 @@ actor FakeAccountStore: AccountStore {
         }
         account.refreshTokenValidTime = grant.refreshTokenValidTime ?? account.refreshTokenValidTime
         account.isRefreshable = !grant.isFinalGrant
+        if account.status == .reauthRequired { account.status = .active }
+        if account.status != .disabled { account.statusReason = nil }
         account.refreshedAt = grant.receivedAt
         account.nextRefreshAt = nextRefreshAt
         account.failedAttempts = 0
@@ -177,10 +184,11 @@ actor FakeAccountStore: AccountStore {
     }
 
     func recordFailure(
-        sellerID: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp, now: Timestamp
-    ) async throws {
+        sellerID: String, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
+        now: Timestamp
+    ) async throws -> Bool {
         try check(.recordFailure)
-        guard var account = accounts[sellerID] else { return }
+        guard var account = accounts[sellerID], account.lease?.owner == owner else { return false }
         account.failedAttempts = failedAttempts
         account.lastError = "\(failure.code): \(failure.message)"
         account.lastRequestID = failure.requestID
@@ -191,6 +199,7 @@ actor FakeAccountStore: AccountStore {
         accounts[sellerID] = account
         recordedFailures.append((sellerID, failedAttempts, nextRefreshAt))
         touch(sellerID)
+        return true
     }
 
     func markReauthRequired(

@@ -1,5 +1,3 @@
-public import TokenKeeperCore
-
 /// What happened, in the `events` table's `kind` column. Open for kinds that
 /// other parts of tokenkeeper record; ours are the static members.
 public struct EventKind: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
@@ -25,9 +23,27 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, ExpressibleByStri
     public static let removed: EventKind = "removed"
     /// tokens.db rows were rewritten from keeper.db (after a crash or damage).
     public static let readersRepaired: EventKind = "readers_repaired"
+    /// An active account's refresh token ends within the warning window.
+    public static let reauthDue: EventKind = "reauth_due"
+    /// A `reauth_required` account is active again: authorized again, or a
+    /// rotation sent before it was marked committed after all.
+    public static let reactivated: EventKind = "reactivated"
+    /// Refreshing is held back (configuration, store, mass rejection).
+    public static let degraded: EventKind = "degraded"
+    /// What `degraded` reported is over.
+    public static let recovered: EventKind = "recovered"
+
+    /// Every kind tokenkeeper records.
+    public static let all: [EventKind] = [
+        .enrolled, .imported, .refreshed, .refreshFailed, .reauthRequired, .reauthDue, .reactivated, .degraded,
+        .recovered, .disabled, .enabled, .removed, .readersRepaired,
+    ]
+
+    /// The kinds that go to the outbox.
+    public static let notified: [EventKind] = [.reauthDue, .reauthRequired, .reactivated, .degraded, .recovered]
 }
 
-/// One row of the append-only `events` table. Holds no token (at most a
+/// One row of the append-only event log. Holds no token (at most a
 /// fingerprint).
 public struct StoredEvent: Sendable, Equatable {
     public var id: Int64
@@ -37,9 +53,12 @@ public struct StoredEvent: Sendable, Equatable {
     public var detail: String?
     /// The gateway's request id, for support tickets.
     public var requestID: String?
+    /// The node that wrote it (PostgreSQL); nil for a command or on SQLite.
+    public var node: String?
 
     public init(
-        id: Int64, at: Timestamp, sellerID: String?, kind: EventKind, detail: String?, requestID: String?
+        id: Int64, at: Timestamp, sellerID: String?, kind: EventKind, detail: String?, requestID: String?,
+        node: String? = nil
     ) {
         self.id = id
         self.at = at
@@ -47,5 +66,21 @@ public struct StoredEvent: Sendable, Equatable {
         self.kind = kind
         self.detail = detail
         self.requestID = requestID
+        self.node = node
+    }
+}
+
+/// What `events` asks for; nil fields do not filter.
+public struct EventQuery: Sendable, Equatable {
+    public var sellerID: String?
+    public var since: Timestamp?
+    public var kind: EventKind?
+    public var limit: Int
+
+    public init(sellerID: String? = nil, since: Timestamp? = nil, kind: EventKind? = nil, limit: Int = 100) {
+        self.sellerID = sellerID
+        self.since = since
+        self.kind = kind
+        self.limit = limit
     }
 }

@@ -1,0 +1,185 @@
+import Foundation
+import Logging
+import PostgresStore
+import SQLiteStore
+import Testing
+import TokenKeeperCore
+import TokenKeeperTesting
+
+/// The backends every conformance test runs against, as Fluent's benchmarker
+/// runs one suite against every database driver. PostgreSQL is a real server
+/// the suite starts itself (``ConformancePostgres``); where none is installed
+/// only SQLite runs (`scripts/test` installs it, so CI always runs both).
+enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite
+    case postgres
+
+    var testDescription: String { rawValue }
+
+    static var available: [Backend] {
+        PostgresServer.isAvailable ? allCases : [.sqlite]
+    }
+
+    /// A fresh, empty store of this backend.
+    func open() async throws -> StoreUnderTest {
+        switch self {
+        case .sqlite:
+            let scratch = try ScratchDirectory()
+            let store = try await SQLiteAccountStore.open(directory: scratch.path)
+            return StoreUnderTest(backend: self, store: store, scratch: scratch, schema: nil) {
+                try await store.close()
+            }
+        case .postgres:
+            let database = try #require(ConformancePostgres.current, "the suite's PostgreSQL did not start")
+            let schema = ConformancePostgres.uniqueName("c_")
+            let store = try await database.open(schema: schema)
+            return StoreUnderTest(backend: self, store: store, scratch: nil, schema: schema) { store.close() }
+        }
+    }
+}
+
+/// One store of one backend, with what a test needs to play other
+/// processes or nodes.
+struct StoreUnderTest: Sendable {
+    let backend: Backend
+    let store: any ManagedAccountStore
+    let scratch: ScratchDirectory?
+    let schema: String?
+    let closing: @Sendable () async throws -> Void
+
+    init(
+        backend: Backend, store: any ManagedAccountStore, scratch: ScratchDirectory?, schema: String?,
+        closing: @escaping @Sendable () async throws -> Void
+    ) {
+        self.backend = backend
+        self.store = store
+        self.scratch = scratch
+        self.schema = schema
+        self.closing = closing
+    }
+
+    func close() async throws {
+        try await closing()
+    }
+
+    /// A lease owner known to be alive: on SQLite a process of this host that
+    /// runs (this one, under another owner name); on PostgreSQL a node whose
+    /// heartbeat is current.
+    func liveOwner() throws -> String {
+        let owner = "daemon-\(getpid())@\(ProcessInfo.processInfo.hostName)/\(UUID().uuidString.prefix(8))"
+        if backend == .postgres { try heartbeat(owner, age: "0 seconds") }
+        return owner
+    }
+
+    /// A lease owner known to be gone: on SQLite a pid no process has; on
+    /// PostgreSQL a node whose heartbeat lapsed an hour ago.
+    func goneOwner() throws -> String {
+        let owner = "daemon-4194301@\(ProcessInfo.processInfo.hostName)/\(UUID().uuidString.prefix(8))"
+        if backend == .postgres { try heartbeat(owner, age: "1 hour") }
+        return owner
+    }
+
+    private func heartbeat(_ node: String, age: String) throws {
+        let database = try #require(ConformancePostgres.current)
+        try database.psql(
+            """
+            INSERT INTO \(schema!).nodes (node, host, pid, heartbeat_at)
+            VALUES ('\(node)', 'test', 1, now() - interval '\(age)')
+            """)
+    }
+}
+
+// MARK: - The suite's PostgreSQL server
+
+/// Starts one PostgreSQL server for the suite and stops it when the suite is
+/// done; each test works in a schema of its own.
+struct ConformancePostgres: SuiteTrait, TestScoping {
+    final class Database: Sendable {
+        let server: PostgresServer
+        let role = "keeper"
+        let password = "keeper's password"
+        let name = "tokens"
+
+        init(server: PostgresServer) throws {
+            self.server = server
+            try server.createRole(role, password: password)
+            try server.psql(
+                """
+                CREATE DATABASE \(name) OWNER \(role) TEMPLATE template0
+                    LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'
+                """)
+        }
+
+        func open(schema: String) async throws -> PostgresAccountStore {
+            let settings = try PostgresSettings(
+                url: server.url(user: role, database: name), password: password, schema: schema, tls: .disable,
+                maximumConnections: 4)
+            var logger = Logger(label: "conformance.postgres")
+            logger.logLevel = .error
+            return try await PostgresAccountStore.open(settings: settings, logger: logger)
+        }
+
+        @discardableResult
+        func psql(_ sql: String) throws -> String {
+            try server.psql(sql, database: name)
+        }
+    }
+
+    /// Held weakly, so that tasks that copied the task-local value do not
+    /// keep the server alive past the suite.
+    final class Reference: Sendable {
+        weak let database: Database?
+
+        init(_ database: Database) {
+            self.database = database
+        }
+    }
+
+    @TaskLocal private static var reference: Reference?
+
+    static var current: Database? { reference?.database }
+
+    var isRecursive: Bool { false }
+
+    func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        guard PostgresServer.isAvailable else { return try await function() }
+        let database = try Database(server: PostgresServer.start())
+        defer { withExtendedLifetime(database) {} }
+        try await Self.$reference.withValue(Reference(database)) {
+            try await function()
+        }
+    }
+
+    static func uniqueName(_ prefix: String) -> String {
+        prefix + UUID().uuidString.lowercased().filter { $0 != "-" }.prefix(16)
+    }
+}
+
+extension Trait where Self == ConformancePostgres {
+    static var conformancePostgres: Self { ConformancePostgres() }
+}
+
+// MARK: - Values
+
+/// A unique token, so that a search for one cannot match another by accident.
+func makeToken(_ kind: String) -> Secret {
+    Secret("\(kind)-\(UUID().uuidString)")
+}
+
+/// Now, on the machine's clock: PostgreSQL keeps leases on the server's
+/// clock, so the tests' moments must be real ones.
+func currentTime() -> Timestamp {
+    SystemWallClock().now()
+}
+
+func makeGrant(seller: String, refresh: Secret = makeToken("RT"), receivedAt: Timestamp) -> TokenGrant {
+    TokenGrant(
+        sellerID: seller, profile: SellerProfile(), accessToken: makeToken("AT"), refreshToken: refresh,
+        accessTokenLifetime: .seconds(86_400), refreshTokenLifetime: .seconds(86_400 * 30),
+        expireTime: receivedAt + .seconds(86_400), refreshTokenValidTime: receivedAt + .seconds(86_400 * 30),
+        receivedAt: receivedAt, requestID: "req-\(UUID().uuidString.prefix(6))")
+}
+
+let transientFailure = GatewayFailure(.transient, code: "Timeout", message: "no answer", requestID: "req-f")
