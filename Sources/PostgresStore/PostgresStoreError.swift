@@ -42,6 +42,8 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible, Scoped
         switch self {
         case .server(let sqlState, _) where sqlState.hasPrefix("22") || sqlState.hasPrefix("23"): .account
         case .invalidAccount, .unknownSeller: .account
+        // serialization_failure, deadlock_detected, lock_not_available.
+        case .server(let sqlState, _) where ["40001", "40P01", "55P03"].contains(sqlState): .contention
         default: .store
         }
     }

@@ -126,7 +126,17 @@ extension RefreshScheduler {
                     return .refreshed(requestID: grant.requestID, nextDue: nextDue, isFinalGrant: grant.isFinalGrant)
                 }
                 // Someone replaced the refresh token while we were calling (a
-                // re-authorization, or a lease that lapsed): theirs stands.
+                // re-authorization, an `import --replace`): theirs stands. The
+                // pair the gateway just issued is kept all the same, outside
+                // the store, for the operator to decide.
+                logger.error(
+                    """
+                    the stored refresh token changed while this seller was being refreshed; the stored one                     stands, and the pair the gateway just issued is saved beside the store (see the next line)
+                    """,
+                    metadata: [
+                        "seller": "\(sellerID)", "outcome": "fence_lost", "request_id": "\(grant.requestID ?? "")",
+                    ])
+                emit(.rotationUnstored(sellerID: sellerID, grant: grant))
                 await releaseLease(sellerID)
                 return .skipped(.tokenChanged, nextDue: clock.now())
             } catch {
@@ -156,12 +166,13 @@ extension RefreshScheduler {
                     pairBecameDurable(sellerID, afterFailures: 0)
                     return .storeFailed(message: "\(error)", retryAt: clock.now())
                 }
-                if await !sleep(until: clock.now() + delay) {
+                let wait = scope == .contention ? Self.contentionRetry : delay
+                if await !sleep(until: clock.now() + wait) {
                     // Stopping: one last attempt, at once.
                     stopping = true
                     continue
                 }
-                delay = min(delay * 2, configuration.storeRetryMax)
+                if scope != .contention { delay = min(delay * 2, configuration.storeRetryMax) }
                 // Keep the lease while the pair is only in memory: if it
                 // lapsed, another process could send the refresh token the
                 // gateway already rotated, be told IllegalRefreshToken and

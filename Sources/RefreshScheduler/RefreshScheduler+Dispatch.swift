@@ -84,21 +84,50 @@ extension RefreshScheduler {
     }
 
     private func tickIfDue(_ now: Timestamp) async {
-        guard phase == .running || phase == .stopping, !tickInProgress, let nextTickAt, now >= nextTickAt else {
+        guard phase == .running || phase == .stopping, let nextTickAt, now >= nextTickAt else { return }
+        self.nextTickAt = now + configuration.tickInterval
+        guard !tickInProgress else {
+            // The last tick's read of the store has not come back. This
+            // scheduler runs (it is here), so the heartbeat goes on: a store
+            // that hangs is reported, not answered with a kill that would
+            // lose the pairs held in memory.
+            noteStoreHang()
+            emit(.tick(snapshot()))
             return
         }
         tickInProgress = true
-        self.nextTickAt = now + configuration.tickInterval
         if phase == .running {
+            // Armed first: a read that hangs must not stop the timer, and
+            // with it the heartbeat.
+            arm(now)
+            storeReadSince = monotonic.uptime()
             await pickUpChanges()
+            storeReadSince = nil
+            storeHangReported = false
             // While accounts start early, the lead shrinks as they are served.
             if lead > .zero { leadIsStale = true }
             planLead(now: now)
         }
         tickInProgress = false
-        // After the store answered: a scheduler stuck on its store stops
-        // ticking, and the watchdog restarts it.
         emit(.tick(snapshot()))
+    }
+
+    /// Logs once per hang that the store has not answered the tick's read
+    /// for three ticks.
+    private func noteStoreHang() {
+        guard let waited = storeUnanswered, waited >= configuration.tickInterval * 3, !storeHangReported else { return }
+        storeHangReported = true
+        logger.error(
+            """
+            the store has not answered for \(waited.seconds) s (a disk or database that hangs); refreshing waits \
+            for it, pairs in memory are kept, and the daemon goes on reporting
+            """,
+            metadata: ["waited_seconds": "\(waited.seconds)"])
+    }
+
+    /// How long the tick's read of the store has gone unanswered, if it has.
+    var storeUnanswered: Duration? {
+        storeReadSince.map { monotonic.uptime() - $0 }
     }
 
     /// Merges accounts changed by any process (CLI `add`, `import`, `enable`,

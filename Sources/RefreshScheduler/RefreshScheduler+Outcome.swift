@@ -188,6 +188,10 @@ extension RefreshScheduler {
 
     func pairNotDurable(_ sellerID: String, requestID: String?, error: any Error, scope: StoreFailureScope) {
         let message = "\(error)"
+        if scope == .contention {
+            logContention(["seller": "\(sellerID)", "request_id": "\(requestID ?? "")", "error": "\(message)"])
+            return
+        }
         guard scope == .store else {
             // This account's own values: it alone waits (still in flight, its
             // refresh token never sent), everyone else goes on.
@@ -224,25 +228,62 @@ extension RefreshScheduler {
 
     /// Logs the first store failure of a streak as an error and the rest at
     /// debug, so that an unavailable store does not write one line per seller.
-    /// Returns when to try this account again.
+    /// Returns when to try this account again: backed off by this seller's
+    /// own failures in a row (a batch of failed leases must not make the
+    /// k-th seller wait 2^k seconds), and sooner when a write works.
     func storeFailed(_ operation: String, _ error: any Error, sellerID: String?) -> Timestamp {
-        storeFailureStreak += 1
         var details: Logger.Metadata = ["operation": "\(operation)", "error": "\(error)"]
         if let sellerID { details["seller"] = "\(sellerID)" }
+        if StoreFailureScope.of(error) == .contention {
+            // Another process's transaction: not a failure. Soon again, and
+            // at once when a write works.
+            if let sellerID, parkedByStore[sellerID] == nil { parkedByStore[sellerID] = 0 }
+            logContention(details)
+            return clock.now() + Self.contentionRetry
+        }
+        storeFailureStreak += 1
         if storeFailureStreak == 1 {
             logger.error("the store failed; retrying with backoff", metadata: details)
         } else {
             logger.debug("the store failed again", metadata: details)
         }
-        let exponent = min(storeFailureStreak - 1, 16)
+        var failures = storeFailureStreak
+        if let sellerID {
+            failures = parkedByStore[sellerID, default: 0] + 1
+            parkedByStore[sellerID] = failures
+        }
+        let exponent = min(failures - 1, 16)
         let delay = min(configuration.storeRetryInitial * (1 << exponent), configuration.storeRetryMax)
         return clock.now() + delay
     }
 
+    /// How soon a write that met another process's lock is tried again
+    /// (the store already waited its busy timeout for it).
+    static let contentionRetry: Duration = .milliseconds(100)
+
+    /// One warning per episode of contention, not one per seller.
+    func logContention(_ details: Logger.Metadata) {
+        contentionStreak += 1
+        guard contentionStreak == 1 else { return }
+        logger.warning(
+            "another process holds the store's write lock (a command's transaction); waiting for it", metadata: details)
+    }
+
+    /// A write worked: the store is back, and every seller parked by its
+    /// failures is tried again now rather than at the end of its backoff.
     func storeWorked() {
-        guard storeFailureStreak > 0 else { return }
-        logger.notice("the store works again", metadata: ["failures": "\(storeFailureStreak)"])
+        contentionStreak = 0
+        guard storeFailureStreak > 0 || !parkedByStore.isEmpty else { return }
+        if storeFailureStreak > 0 {
+            logger.notice("the store works again", metadata: ["failures": "\(storeFailureStreak)"])
+        }
         storeFailureStreak = 0
+        let parked = parkedByStore.keys
+        parkedByStore.removeAll()
+        let now = clock.now()
+        for sellerID in parked where !inFlight.contains(sellerID) && queue.contains(sellerID) {
+            reschedule(sellerID, at: now)
+        }
     }
 
     /// Warns once when the local clock and the gateway's `Date` header

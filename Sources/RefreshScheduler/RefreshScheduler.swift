@@ -61,6 +61,12 @@ public actor RefreshScheduler {
     /// that cannot be stored.
     var undurable: [String: String] = [:]
     var storeFailureStreak = 0
+    /// Writes in a row that met another process's lock.
+    var contentionStreak = 0
+    /// Sellers waiting to retry after the store failed them, with how many
+    /// times in a row: each backs off by its own count, and all are tried
+    /// again at once when a write works.
+    var parkedByStore: [String: Int] = [:]
     var clockSkewReported = false
     /// Sellers whose odd lifetimes were reported (once each).
     var anomaliesReported: Set<String> = []
@@ -94,6 +100,10 @@ public actor RefreshScheduler {
     var phase = Phase.idle
     var nextTickAt: Timestamp?
     var tickInProgress = false
+    /// When the tick's read of the store began, while it is unanswered
+    /// (monotonic); and whether its hang was logged.
+    var storeReadSince: Duration?
+    var storeHangReported = false
     var cursor: ChangeCursor?
     var shutdownDeadline: Timestamp?
     var stopRequested = false
@@ -309,7 +319,8 @@ public actor RefreshScheduler {
             scheduled: queue.count, inFlight: inFlight.count, nextDue: queue.peek()?.due, degraded: degraded,
             pausedUntil: pausedUntil.flatMap { $0 > now ? $0 : nil }, refreshed: refreshedCount,
             failed: failedCount, reauthRequired: reauthRequiredCount,
-            isStopping: phase == .stopping || phase == .stopped)
+            isStopping: phase == .stopping || phase == .stopped,
+            storeUnanswered: storeUnanswered.flatMap { $0 >= configuration.tickInterval * 3 ? $0 : nil })
     }
 
     /// The deadline of one seller, if it is scheduled (for tests and `status`).

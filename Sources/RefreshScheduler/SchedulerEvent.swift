@@ -26,9 +26,11 @@ public enum SchedulerEvent: Sendable, Equatable {
     case tick(SchedulerSnapshot)
     /// `run()` is returning.
     case stopped(SchedulerSnapshot)
-    /// The scheduler stopped while a rotated pair could still not be stored:
-    /// the grant is handed over so that it can be kept elsewhere (a file
-    /// `import` reads), because the refresh token it replaces is dead.
+    /// A rotated pair the store did not take: the scheduler stopped while it
+    /// could still not be stored, or the stored refresh token was replaced
+    /// during the call (the fence was lost). The grant is handed over so that
+    /// it can be kept elsewhere (a file `import` reads): the gateway issued
+    /// it, and nothing else holds it.
     case rotationUnstored(sellerID: String, grant: TokenGrant)
 }
 
@@ -63,12 +65,16 @@ public struct SchedulerSnapshot: Sendable, Equatable {
     public var reauthRequired: Int
     /// True once a stop was requested.
     public var isStopping: Bool
+    /// How long the store has left the scheduler's read unanswered, once that
+    /// is over three ticks (a disk or database that hangs); nil otherwise.
+    public var storeUnanswered: Duration?
 
     public init(
         scheduled: Int = 0, inFlight: Int = 0, nextDue: Timestamp? = nil, degraded: [DegradedReason] = [],
         pausedUntil: Timestamp? = nil, refreshed: Int = 0, failed: Int = 0, reauthRequired: Int = 0,
-        isStopping: Bool = false
+        isStopping: Bool = false, storeUnanswered: Duration? = nil
     ) {
+        self.storeUnanswered = storeUnanswered
         self.scheduled = scheduled
         self.inFlight = inFlight
         self.nextDue = nextDue

@@ -5,9 +5,14 @@ public enum StoreFailureScope: Sendable, Equatable {
     /// cannot hold): record it on the account, retry it later, and let every
     /// other seller go on.
     case account
-    /// The store cannot write at all (disk full, I/O error, read-only file,
-    /// locked): no call may start, since each would rotate a token that
-    /// could not be stored.
+    /// Another process holds the store's write lock (a command's
+    /// transaction: an `import` chunk, a CLI `refresh`) past the wait the
+    /// store allows. Not a failure: try again soon, hold nothing back, and
+    /// say so at most as a warning.
+    case contention
+    /// The store cannot write at all (disk full, I/O error, read-only file):
+    /// no call may start, since each would rotate a token that could not be
+    /// stored.
     case store
 }
 

@@ -462,7 +462,7 @@ struct PrometheusText {
                     out.append({"name": s.name, "labels": s.labels, "value": s.value})
             print(json.dumps(out))
             """
-        // Debian's python3 with Debian's python3-prometheus-client (.ci/run installs both).
+        // Debian's python3 with Debian's python3-prometheus-client (scripts/test installs both).
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = ["-c", script]

@@ -367,12 +367,12 @@ struct PostgresEndToEndTests {
         }
     }
 
-    /// 2,000 sellers in the suite; `.ci/run` runs it again alone with
-    /// 100,000 (TOKENKEEPER_MIGRATE_SELLERS), as the issue asks.
+    /// 2,000 sellers in the suite; 100,000 when run alone by hand as a
+    /// benchmark (TOKENKEEPER_MIGRATE_SELLERS; docs/PERFORMANCE.md).
     @Test("migrate --to postgres of many sellers, then a daemon on PostgreSQL refreshes them")
     func migrateAHundredThousandThenRefresh() async throws {
         // In the suite, small and rate-limited: it runs beside the timing-
-        // sensitive end-to-end tests; alone in .ci/run, 100,000 at full speed.
+        // sensitive end-to-end tests; alone, by hand, 100,000 at full speed.
         let environment = ProcessInfo.processInfo.environment["TOKENKEEPER_MIGRATE_SELLERS"]
         let count = Int(environment ?? "") ?? 2_000
         let settings = [

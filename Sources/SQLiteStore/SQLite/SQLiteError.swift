@@ -59,7 +59,11 @@ public struct SQLiteError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension SQLiteError: ScopedStoreError {
-    /// A constraint or a value SQLite cannot hold concerns one account; a
-    /// full disk, an I/O error, a read-only or locked file concern them all.
-    public var scope: StoreFailureScope { isAboutTheValues ? .account : .store }
+    /// A constraint or a value SQLite cannot hold concerns one account;
+    /// another connection's lock is contention; a full disk, an I/O error, a
+    /// read-only file concern them all.
+    public var scope: StoreFailureScope {
+        if isAboutTheValues { return .account }
+        return isBusy ? .contention : .store
+    }
 }
