@@ -286,6 +286,25 @@ extension PostgresAccountStore {
             metadata: ["offset": "\(offset)"])
     }
 
+    @discardableResult
+    public func noteRefusedPair(sellerID: String, owner: String, reason: String, until: Timestamp, now: Timestamp)
+        async throws -> Bool
+    {
+        let length = max(0, (until - now).wholeMilliseconds)
+        let rows = try await run(
+            """
+            WITH updated AS (
+                UPDATE \(unescaped: s).accounts SET last_error = \(reason),
+                    lease_expires_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint + \(length)
+                WHERE seller_id = \(sellerID) AND lease_owner = \(owner)
+                RETURNING seller_id)
+            INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
+            SELECT \(now.millisecondsSince1970), seller_id, 'refresh_failed', \(reason), NULL::text, \(node) FROM updated
+            RETURNING id
+            """)
+        return !rows.isEmpty
+    }
+
     public func markReauthRequired(
         sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
     ) async throws -> Bool {

@@ -33,6 +33,15 @@ extension RefreshScheduler {
         case .busy(let other): return AttemptResult(outcome: .busy(until: other.expiresAt))
         case .acquired(let stored): account = stored
         }
+        if let refused = refusedPairs[sellerID] {
+            // A pair the store refused earlier: store it, never call again
+            // (the refresh token stored is one the gateway rotated away).
+            guard account.refreshToken == refused.sent else {
+                refusedPairs[sellerID] = nil
+                return AttemptResult(outcome: await fenceLost(refused.grant, sellerID: sellerID))
+            }
+            return AttemptResult(outcome: await commit(refused.grant, for: account, nextDue: refused.nextDue))
+        }
 
         // Decide from the account as stored now, under the lease: another
         // process may have refreshed, disabled or re-authorized it.
@@ -98,14 +107,17 @@ extension RefreshScheduler {
     /// holds every other call back too (each would rotate another token that
     /// cannot be stored); a write refused for this account's own values holds
     /// only this account.
-    private func commit(_ grant: TokenGrant, for account: Account) async -> RefreshOutcome {
+    private func commit(_ grant: TokenGrant, for account: Account, nextDue planned: Timestamp? = nil) async
+        -> RefreshOutcome
+    {
         let sellerID = account.sellerID
-        noteGatewayClock(grant)
-        noteAnomalies(grant, sellerID: sellerID)
+        if planned == nil {
+            noteGatewayClock(grant)
+            noteAnomalies(grant, sellerID: sellerID)
+        }
         let nextDue =
-            grant.isFinalGrant
-            ? grant.expireTime
-            : configuration.policy.nextRefresh(after: grant, using: &random)
+            planned
+            ?? (grant.isFinalGrant ? grant.expireTime : configuration.policy.nextRefresh(after: grant, using: &random))
         var delay = configuration.storeRetryInitial
         var failures = 0
         var stopping = false
@@ -122,27 +134,26 @@ extension RefreshScheduler {
                     now: clock.now())
                 storeWorked()
                 if failures > 0 { pairBecameDurable(sellerID, afterFailures: failures) }
+                if let refused = refusedPairs.removeValue(forKey: sellerID), stored {
+                    logger.notice(
+                        "the rotated pair the store had refused is stored",
+                        metadata: ["seller": "\(sellerID)", "refusals": "\(refused.refusals)"])
+                }
                 if stored {
                     return .refreshed(requestID: grant.requestID, nextDue: nextDue, isFinalGrant: grant.isFinalGrant)
                 }
-                // Someone replaced the refresh token while we were calling (a
-                // re-authorization, an `import --replace`): theirs stands. The
-                // pair the gateway just issued is kept all the same, outside
-                // the store, for the operator to decide.
-                logger.error(
-                    """
-                    the stored refresh token changed while this seller was being refreshed; the stored one                     stands, and the pair the gateway just issued is saved beside the store (see the next line)
-                    """,
-                    metadata: [
-                        "seller": "\(sellerID)", "outcome": "fence_lost", "request_id": "\(grant.requestID ?? "")",
-                    ])
-                emit(.rotationUnstored(sellerID: sellerID, grant: grant))
-                await releaseLease(sellerID)
-                return .skipped(.tokenChanged, nextDue: clock.now())
+                return await fenceLost(grant, sellerID: sellerID)
             } catch {
                 failures += 1
                 if failures == 1 { unstoredPairs += 1 }
                 let scope = StoreFailureScope.of(error)
+                if scope == .account, !stopping {
+                    // Refused for this seller's own values: it leaves its
+                    // slot and waits on its own backoff, the pair in memory
+                    // and the lease kept (no one may send the old token).
+                    return await parkRefusedPair(
+                        grant, sellerID: sellerID, sent: account.refreshToken, nextDue: nextDue, error: error)
+                }
                 if failures == 1 || (scope == .store && undurable[sellerID] == nil) {
                     pairNotDurable(sellerID, requestID: grant.requestID, error: error, scope: scope)
                 } else {
@@ -153,16 +164,8 @@ extension RefreshScheduler {
                 if stopping {
                     // The final attempt failed too: hand the grant over to be
                     // kept outside the store rather than lose it.
-                    logger.critical(
-                        """
-                        stopped before the rotated pair could be stored; it is handed over to be saved in a \
-                        file beside the store (see the next line)
-                        """,
-                        metadata: [
-                            "seller": "\(sellerID)", "outcome": "commit_lost",
-                            "request_id": "\(grant.requestID ?? "")", "error": "\(error)",
-                        ])
-                    emit(.rotationUnstored(sellerID: sellerID, grant: grant))
+                    refusedPairs[sellerID] = nil
+                    handOverUnstored(grant, sellerID: sellerID, error: error)
                     pairBecameDurable(sellerID, afterFailures: 0)
                     return .storeFailed(message: "\(error)", retryAt: clock.now())
                 }
@@ -183,6 +186,72 @@ extension RefreshScheduler {
                     now: now)
             }
         }
+    }
+
+    /// The stored refresh token was replaced during the call (a
+    /// re-authorization, an `import --replace`): the stored one stands, and
+    /// the pair the gateway just issued is kept all the same, outside the
+    /// store, for the operator to decide.
+    private func fenceLost(_ grant: TokenGrant, sellerID: String) async -> RefreshOutcome {
+        logger.error(
+            """
+            the stored refresh token changed while this seller was being refreshed; the stored one \
+            stands, and the pair the gateway just issued is saved beside the store (see the next line)
+            """,
+            metadata: [
+                "seller": "\(sellerID)", "outcome": "fence_lost", "request_id": "\(grant.requestID ?? "")",
+            ])
+        emit(.rotationUnstored(sellerID: sellerID, grant: grant))
+        await releaseLease(sellerID)
+        return .skipped(.tokenChanged, nextDue: clock.now())
+    }
+
+    /// Hands a pair the store never took over to be kept outside it (a
+    /// salvage file), with a critical line.
+    func handOverUnstored(_ grant: TokenGrant, sellerID: String, error: any Error) {
+        logger.critical(
+            """
+            stopped before the rotated pair could be stored; it is handed over to be saved in a \
+            file beside the store (see the next line)
+            """,
+            metadata: [
+                "seller": "\(sellerID)", "outcome": "commit_lost",
+                "request_id": "\(grant.requestID ?? "")", "error": "\(error)",
+            ])
+        emit(.rotationUnstored(sellerID: sellerID, grant: grant))
+    }
+
+    /// Parks a pair the store refused for this seller's own values: noted on
+    /// the seller (its last error, shown by `list` and `status`) with the
+    /// lease kept, retried on the seller's own backoff.
+    private func parkRefusedPair(
+        _ grant: TokenGrant, sellerID: String, sent: Secret, nextDue: Timestamp, error: any Error
+    ) async -> RefreshOutcome {
+        var refused = refusedPairs[sellerID] ?? RefusedPair(grant: grant, sent: sent, nextDue: nextDue)
+        refused.refusals += 1
+        refusedPairs[sellerID] = refused
+        let exponent = min(refused.refusals - 1, 16)
+        let now = clock.now()
+        let retryAt = now + min(configuration.storeRetryInitial * (1 << exponent), configuration.storeRetryMax)
+        let reason =
+            "StoreRefused: the store refused this seller's rotated pair (\(error)); kept in memory, next try \(retryAt)"
+        if refused.refusals == 1 {
+            logger.error(
+                """
+                the store refused this seller's rotated pair; it is kept in memory and the write is retried; \
+                other sellers are not held back
+                """,
+                metadata: ["seller": "\(sellerID)", "outcome": "commit_refused", "request_id": "\(grant.requestID ?? "")",
+                           "error": "\(error)"])
+        }
+        do {
+            try await store.noteRefusedPair(
+                sellerID: sellerID, owner: configuration.leaseOwner, reason: reason,
+                until: retryAt + configuration.leaseDuration, now: now)
+        } catch {
+            _ = storeFailed("note a refused pair", error, sellerID: nil)
+        }
+        return .storeFailed(message: reason, retryAt: retryAt)
     }
 
     /// Logs once per seller what was odd about its answers: a lifetime so

@@ -91,6 +91,7 @@ extension RefreshScheduler {
             // its last attempt now (waits return at once once stopped).
             await withCheckedContinuation { unstoredPairsWaiter = $0 }
         }
+        await storeOrHandOverRefusedPairs()
         answerBatches(for: Array(batchesBySeller.keys), with: .notAttempted)
         timer.cancel()
         emit(.stopped(snapshot()))
@@ -117,6 +118,29 @@ extension RefreshScheduler {
                 } else {
                     batches[id] = batch
                 }
+            }
+        }
+    }
+
+    /// Pairs the store refused for their sellers' own values: one last try
+    /// each, then handed over to be kept outside the store.
+    private func storeOrHandOverRefusedPairs() async {
+        let refused = refusedPairs
+        refusedPairs.removeAll()
+        for (sellerID, pair) in refused.sorted(by: { $0.key < $1.key }) {
+            do {
+                if try await store.commitRotation(
+                    sellerID: sellerID, sent: pair.sent, grant: pair.grant, nextRefreshAt: pair.nextDue,
+                    now: clock.now())
+                {
+                    continue
+                }
+                logger.error(
+                    "the stored refresh token changed while the store refused this seller's pair; the pair is handed over",
+                    metadata: ["seller": "\(sellerID)", "outcome": "fence_lost"])
+                emit(.rotationUnstored(sellerID: sellerID, grant: pair.grant))
+            } catch {
+                handOverUnstored(pair.grant, sellerID: sellerID, error: error)
             }
         }
     }

@@ -61,6 +61,10 @@ public actor RefreshScheduler {
     /// that cannot be stored.
     var undurable: [String: String] = [:]
     var storeFailureStreak = 0
+    /// Rotated pairs the store refused for their sellers' own values, kept
+    /// here (the leases kept too) and tried again on each seller's backoff,
+    /// outside the concurrency slots.
+    var refusedPairs: [String: RefusedPair] = [:]
     /// Writes in a row that met another process's lock.
     var contentionStreak = 0
     /// Sellers waiting to retry after the store failed them, with how many
@@ -319,7 +323,7 @@ public actor RefreshScheduler {
             scheduled: queue.count, inFlight: inFlight.count, nextDue: queue.peek()?.due, degraded: degraded,
             pausedUntil: pausedUntil.flatMap { $0 > now ? $0 : nil }, refreshed: refreshedCount,
             failed: failedCount, reauthRequired: reauthRequiredCount,
-            isStopping: phase == .stopping || phase == .stopped,
+            isStopping: phase == .stopping || phase == .stopped, pairsRefused: refusedPairs.count,
             storeUnanswered: storeUnanswered.flatMap { $0 >= configuration.tickInterval * 3 ? $0 : nil })
     }
 
@@ -361,4 +365,13 @@ public enum RefreshSchedulerError: Error, Sendable, Equatable, CustomStringConve
         case .alreadyStarted: "the refresh scheduler runs once; create a new one to run again"
         }
     }
+}
+
+/// A rotated pair the store refused for its seller's own values.
+struct RefusedPair {
+    var grant: TokenGrant
+    /// The refresh token the call sent: the commit's fence.
+    var sent: Secret
+    var nextDue: Timestamp
+    var refusals = 0
 }

@@ -68,12 +68,16 @@ public struct SchedulerSnapshot: Sendable, Equatable {
     /// How long the store has left the scheduler's read unanswered, once that
     /// is over three ticks (a disk or database that hangs); nil otherwise.
     public var storeUnanswered: Duration?
+    /// Rotated pairs the store refused for their sellers' own values, held in
+    /// memory and retried.
+    public var pairsRefused: Int
 
     public init(
         scheduled: Int = 0, inFlight: Int = 0, nextDue: Timestamp? = nil, degraded: [DegradedReason] = [],
         pausedUntil: Timestamp? = nil, refreshed: Int = 0, failed: Int = 0, reauthRequired: Int = 0,
-        isStopping: Bool = false, storeUnanswered: Duration? = nil
+        isStopping: Bool = false, pairsRefused: Int = 0, storeUnanswered: Duration? = nil
     ) {
+        self.pairsRefused = pairsRefused
         self.storeUnanswered = storeUnanswered
         self.scheduled = scheduled
         self.inFlight = inFlight

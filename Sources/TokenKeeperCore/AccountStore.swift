@@ -53,6 +53,17 @@ public protocol AccountStore: Sendable {
         now: Timestamp
     ) async throws -> Bool
 
+    /// Keeps a rotated pair the store refused for this seller's own values
+    /// out of a concurrency slot without letting go of the seller: records
+    /// `reason` as the seller's last error (what `list` and `status` show),
+    /// with a `refresh_failed` event, and keeps `owner`'s lease until `until`,
+    /// so that no other process sends the stored refresh token, which the
+    /// gateway has rotated away. Changes no token and no deadline. Only the
+    /// lease's owner notes it; false otherwise.
+    @discardableResult
+    func noteRefusedPair(sellerID: String, owner: String, reason: String, until: Timestamp, now: Timestamp)
+        async throws -> Bool
+
     /// Moves every stored deadline (and lease) by `offset`, because the wall
     /// clock was stepped by that much: a deadline written before the step is
     /// to keep its distance from now, not its old wall-clock reading.

@@ -124,4 +124,42 @@ struct SchedulerWritePathTests {
         run.cancel()
         try await run.value
     }
+
+    // Case 5: pairs refused for their sellers' own values leave their slots:
+    // four of them (the concurrency) no longer stall the fleet; each shows
+    // its reason on the seller, keeps its lease, is retried on its own
+    // backoff without another call, and is handed over at a stop.
+    @Test func pairsRefusedForTheirOwnValuesLeaveTheirSlots() async throws {
+        let harness = SchedulerHarness(concurrency: 4)
+        let refused = ["r1", "r2", "r3", "r4"]
+        for seller in refused {
+            await harness.addAccount(seller)
+            await harness.store.refuseValues(of: seller)
+        }
+        await harness.addAccount("ok", due: .seconds(10))
+        let run = try await harness.start()
+        await harness.advance(by: .seconds(10))
+
+        #expect(harness.events.refreshed("ok").count == 1, "a seller due later is refreshed on time")
+        for seller in refused {
+            let stored = try #require(await harness.store.account(seller))
+            #expect(stored.lastError?.hasPrefix("StoreRefused") == true, "\(seller): \(stored.lastError ?? "nil")")
+            #expect(stored.lease?.owner == SchedulerHarness.owner, "\(seller) keeps its lease")
+        }
+        #expect(await harness.scheduler.snapshot().pairsRefused == 4)
+        #expect(harness.events.degraded.isEmpty)
+        await harness.advance(by: .seconds(60))
+        for seller in refused {
+            #expect(await harness.gateway.calls(for: seller) == 1, "\(seller)'s refresh token was never sent again")
+            #expect(await harness.store.count(.commitRotation) > 8)
+        }
+
+        run.cancel()
+        try await run.value
+        let handedOver = harness.events.events.compactMap { event -> String? in
+            if case .rotationUnstored(let sellerID, _) = event { return sellerID }
+            return nil
+        }
+        #expect(handedOver.sorted() == refused)
+    }
 }

@@ -196,6 +196,19 @@ extension AccountVault {
         }
     }
 
+    func noteRefusedPair(sellerID: String, owner: String, reason: String, until: Timestamp, now: Timestamp) throws
+        -> Bool
+    {
+        try write { _ in
+            try keeper.execute(
+                "UPDATE accounts SET last_error = ?, lease_expires_at = ? WHERE seller_id = ? AND lease_owner = ?",
+                [reason, until.stored, sellerID, owner])
+            guard keeper.changes > 0 else { return false }
+            try insertEvent(.refreshFailed, sellerID: sellerID, detail: reason, requestID: nil, at: now)
+            return true
+        }
+    }
+
     func markReauthRequired(
         sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
     ) throws -> Bool {

@@ -179,6 +179,15 @@ public actor SQLiteAccountStore: AccountStore {
         }
     }
 
+    @discardableResult
+    public func noteRefusedPair(sellerID: String, owner: String, reason: String, until: Timestamp, now: Timestamp)
+        async throws -> Bool
+    {
+        try await groupCommitted { [vault] in
+            try vault.noteRefusedPair(sellerID: sellerID, owner: owner, reason: reason, until: until, now: now)
+        }
+    }
+
     public func markReauthRequired(
         sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
     ) async throws -> Bool {

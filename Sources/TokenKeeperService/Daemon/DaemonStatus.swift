@@ -120,6 +120,9 @@ final class DaemonStatus: Sendable {
         var text = "\(snapshot.scheduled) sellers scheduled, \(reauth) need re-authorization, "
             + "next refresh \(snapshot.nextDue.map { "\($0)" } ?? "none"), \(snapshot.refreshed) refreshed"
         if let paused = snapshot.pausedUntil { text += ", throttled until \(paused)" }
+        if snapshot.pairsRefused > 0 {
+            text += ", \(snapshot.pairsRefused) rotated pairs refused by the store (see list: StoreRefused)"
+        }
         if let waited = snapshot.storeUnanswered { text = "STORE NOT ANSWERING for \(waited.seconds) s; " + text }
         if let degraded { text = "DEGRADED: \(degraded); " + text }
         return text

@@ -24,7 +24,7 @@ actor FakeAccountStore: AccountStore {
 
     enum Operation: Hashable, Sendable {
         case loadSchedule, changes, acquireLease, releaseLease, commitRotation, recordFailure, markReauthRequired,
-            shiftSchedules
+            shiftSchedules, noteRefusedPair
     }
 
     /// Sellers whose rotated pairs the store refuses for their own values, and how many more times.
@@ -232,6 +232,17 @@ actor FakeAccountStore: AccountStore {
         accounts[sellerID] = account
         recordedFailures.append((sellerID, failedAttempts, nextRefreshAt))
         touch(sellerID)
+        return true
+    }
+
+    func noteRefusedPair(sellerID: String, owner: String, reason: String, until: Timestamp, now: Timestamp)
+        async throws -> Bool
+    {
+        try check(.noteRefusedPair)
+        guard var account = accounts[sellerID], let lease = account.lease, lease.owner == owner else { return false }
+        account.lastError = reason
+        account.lease = Lease(owner: owner, expiresAt: until)
+        accounts[sellerID] = account
         return true
     }
 
