@@ -198,17 +198,23 @@ extension PostgresAccountStore {
     }
 
     /// Deletes events older than `cutoff`, `batchSize` at a time (short
-    /// statements; any node may run it, two at once do no harm). Returns how
-    /// many were deleted.
+    /// statements; any node may run it, two at once do no harm). An event
+    /// still to be delivered on some channel stays until it is (or is given
+    /// up); the rest go with their outbox and delivery rows (the schema's
+    /// cascades). Returns how many were deleted.
     @discardableResult
     public func pruneEvents(before cutoff: Timestamp, batchSize: Int = 5000) async throws -> Int {
+        let batchSize = max(1, batchSize)
         var total = 0
         while true {
             let deleted = try await run(
                 """
                 DELETE FROM \(unescaped: s).events WHERE id IN (
-                    SELECT id FROM \(unescaped: s).events WHERE at < \(cutoff.millisecondsSince1970)
-                    ORDER BY at LIMIT \(batchSize))
+                    SELECT e.id FROM \(unescaped: s).events e
+                    WHERE e.at < \(cutoff.millisecondsSince1970) AND NOT EXISTS (
+                        SELECT 1 FROM \(unescaped: s).deliveries d
+                        WHERE d.event_id = e.id AND d.delivered_at IS NULL AND d.abandoned_at IS NULL)
+                    ORDER BY e.at, e.id LIMIT \(batchSize))
                 RETURNING id
                 """
             ).count
@@ -239,9 +245,10 @@ extension PostgresAccountStore {
         ).map(Self.account(from:))
     }
 
-    /// How many accounts have each status.
+    /// How many accounts have each status (every status, 0 when none, as
+    /// keeper.db answers).
     public func countByStatus() async throws -> [AccountStatus: Int] {
-        var counts: [AccountStatus: Int] = [:]
+        var counts = Dictionary(uniqueKeysWithValues: AccountStatus.allCases.map { ($0, 0) })
         for row in try await run("SELECT status, count(*) FROM \(unescaped: s).accounts GROUP BY status") {
             if let status = AccountStatus(rawValue: try row[0].decode(String.self)) {
                 counts[status] = try row[1].decode(Int.self)
@@ -250,10 +257,32 @@ extension PostgresAccountStore {
         return counts
     }
 
-    /// Stores a seller from an authorization code, new or re-authorized.
+    /// Stores a seller from an authorization code, new or re-authorized:
+    /// active, with its failures and status reason cleared; the profile
+    /// keeps stored fields the grant leaves out. A `reauth_required` seller
+    /// moving to active gets its `reactivated` event from the schema's
+    /// trigger, whatever wrote the new token.
     public func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) async throws -> Account {
+        guard let account = try await enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: true)
+        else { throw PostgresStoreError.unknownSeller(grant.sellerID) }
+        return account
+    }
+
+    /// As ``enroll(grant:nextRefreshAt:now:)``; with `replacingManaged`
+    /// false, a seller tokenkeeper manages (active or disabled) is left as
+    /// it is and nil returned (a `reauth_required` one always gets the new
+    /// tokens: they are its only way back).
+    func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp, replacingManaged: Bool) async throws
+        -> Account?
+    {
         guard let refreshToken = grant.refreshToken else {
             throw PostgresStoreError.invalidAccount(sellerID: grant.sellerID, problem: "the grant carries no refresh token")
+        }
+        let record = ImportRecord(
+            sellerID: grant.sellerID, refreshToken: refreshToken, accessToken: grant.accessToken,
+            expireTime: grant.expireTime, refreshTokenValidTime: grant.refreshTokenValidTime)
+        if let problem = record.problem {
+            throw PostgresStoreError.invalidAccount(sellerID: grant.sellerID, problem: problem)
         }
         let account = Account(
             sellerID: grant.sellerID, profile: grant.profile, refreshToken: refreshToken, accessToken: grant.accessToken,
@@ -261,6 +290,8 @@ extension PostgresAccountStore {
             refreshTokenValidTime: grant.refreshTokenValidTime, isRefreshable: !grant.isFinalGrant,
             nextRefreshAt: nextRefreshAt, lastRequestID: grant.requestID, refreshedAt: grant.receivedAt, updatedAt: now)
         let json = try Self.json([AccountRecord(account, createdAt: now)])
+        // `xmax = 0` in RETURNING: the row was inserted, not updated (an
+        // existing seller is "re-authorized", as in keeper.db's event).
         let stored = try await run(
             """
             WITH upserted AS (
@@ -274,17 +305,26 @@ extension PostgresAccountStore {
                     status = 'active', status_reason = NULL, next_refresh_at = excluded.next_refresh_at,
                     failed_attempts = 0, last_error = NULL,
                     last_request_id = coalesce(excluded.last_request_id, accounts.last_request_id),
-                    refreshed_at = excluded.refreshed_at, updated_at = excluded.updated_at,
+                    refreshed_at = excluded.refreshed_at,
+                    user_id = coalesce(excluded.user_id, accounts.user_id),
+                    user_nick = coalesce(excluded.user_nick, accounts.user_nick),
+                    account = coalesce(excluded.account, accounts.account),
+                    account_platform = coalesce(excluded.account_platform, accounts.account_platform),
+                    sp = coalesce(excluded.sp, accounts.sp), locale = coalesce(excluded.locale, accounts.locale),
+                    updated_at = excluded.updated_at,
                     answer_lost = false, reauth_warned = false, lease_owner = NULL, lease_expires_at = NULL
-                RETURNING \(unescaped: Self.accountColumns)),
+                WHERE \(replacingManaged) OR accounts.status = 'reauth_required'
+                RETURNING \(unescaped: Self.accountColumns), (xmax = 0) AS inserted),
             event AS (
                 INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id)
                 SELECT \(now.millisecondsSince1970), seller_id, 'enrolled',
-                    \("access token expires \(grant.expireTime)"), \(grant.requestID) FROM upserted)
+                    CASE WHEN inserted THEN 'new account' ELSE 're-authorized' END
+                        || \("; access token expires \(grant.expireTime)"),
+                    \(grant.requestID)
+                FROM upserted)
             SELECT * FROM upserted
             """)
-        guard let row = stored.first else { throw PostgresStoreError.unknownSeller(grant.sellerID) }
-        return try Self.account(from: row)
+        return try stored.first.map(Self.account(from:))
     }
 
     /// Disables or enables an account (not one that needs re-authorization).
@@ -338,57 +378,6 @@ extension PostgresAccountStore {
             WHERE seller_id COLLATE "C" > \(sellerID ?? "") ORDER BY seller_id COLLATE "C" LIMIT \(limit)
             """
         ).map { (try $0[0].decode(String.self), Secret(try $0[1].decode(String.self))) }
-    }
-}
-
-/// What `tokenkeeper status` shows on PostgreSQL.
-public struct PostgresFleet: Sendable {
-    public struct Node: Sendable {
-        public var node: String
-        public var host: String
-        public var pid: Int
-        /// Seconds since its last heartbeat, by the server's clock.
-        public var silentSeconds: Double
-    }
-
-    public var counts: [AccountStatus: Int] = [:]
-    public var nodes: [Node] = []
-    /// Active sellers whose access token has expired.
-    public var expired = 0
-    public var earliestExpiry: Timestamp?
-    public var nextRefresh: Timestamp?
-    /// Active sellers whose refresh token ends before the horizon asked for.
-    public var reauthDue = 0
-}
-
-extension PostgresAccountStore {
-    public func fleet(now: Timestamp, reauthHorizon: Timestamp? = nil) async throws -> PostgresFleet {
-        var fleet = PostgresFleet()
-        fleet.counts = try await countByStatus()
-        fleet.nodes = try await run(
-            """
-            SELECT node, host, pid, extract(epoch FROM now() - heartbeat_at)::float8
-            FROM \(unescaped: s).nodes ORDER BY heartbeat_at DESC
-            """
-        ).map {
-            PostgresFleet.Node(
-                node: try $0[0].decode(String.self), host: try $0[1].decode(String.self), pid: try $0[2].decode(Int.self),
-                silentSeconds: try $0[3].decode(Double.self))
-        }
-        let figures = try await run(
-            """
-            SELECT count(*) FILTER (WHERE expire_time <= \(now.millisecondsSince1970)),
-                min(expire_time) FILTER (WHERE expire_time > \(now.millisecondsSince1970)), min(next_refresh_at),
-                count(*) FILTER (WHERE refresh_token_valid_time < \(reauthHorizon?.millisecondsSince1970 ?? Int64.min))
-            FROM \(unescaped: s).accounts WHERE status = 'active'
-            """)
-        if let row = figures.first {
-            fleet.expired = try row[0].decode(Int.self)
-            fleet.earliestExpiry = try row[1].decode(Int64?.self).map { Timestamp(millisecondsSince1970: $0) }
-            fleet.nextRefresh = try row[2].decode(Int64?.self).map { Timestamp(millisecondsSince1970: $0) }
-            fleet.reauthDue = try row[3].decode(Int.self)
-        }
-        return fleet
     }
 }
 

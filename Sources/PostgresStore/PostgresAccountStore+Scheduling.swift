@@ -186,7 +186,12 @@ extension PostgresAccountStore {
     }
 
     /// Fenced by the refresh token: commits only if the stored one is still
-    /// `sent`, in one statement with its event.
+    /// `sent`, in one statement with its event. A seller marked
+    /// `reauth_required` meanwhile becomes active again, and the schema's
+    /// `accounts_reactivated` trigger writes its one `reactivated` event
+    /// (with this node, from `tokenkeeper.node`, set for this statement's
+    /// transaction only by the `writer` step, which the fence's row reads
+    /// before anything is updated).
     public func commitRotation(
         sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
     ) async throws -> Bool {
@@ -200,10 +205,13 @@ extension PostgresAccountStore {
         let validity = grant.refreshTokenValidTime?.millisecondsSince1970
         let rows = try await run(
             """
-            WITH old AS (
-                SELECT seller_id, status, status_reason FROM \(unescaped: s).accounts
-                WHERE seller_id = \(sellerID) AND refresh_token = \(sent.exposedValue)
-                FOR UPDATE),
+            WITH writer AS MATERIALIZED (
+                SELECT set_config('tokenkeeper.node', coalesce(\(node)::text, ''), true) AS node),
+            old AS (
+                SELECT a.seller_id FROM \(unescaped: s).accounts a, writer
+                WHERE a.seller_id = \(sellerID) AND a.refresh_token = \(sent.exposedValue)
+                  AND writer.node IS NOT NULL
+                FOR UPDATE OF a),
             updated AS (
                 UPDATE \(unescaped: s).accounts a SET
                     refresh_token = coalesce(\(grant.refreshToken?.exposedValue), refresh_token),
@@ -227,16 +235,11 @@ extension PostgresAccountStore {
                     refresh_token_valid_time = coalesce(\(validity)::bigint, refresh_token_valid_time),
                     updated_at = \(now.millisecondsSince1970)
                 FROM old WHERE a.seller_id = old.seller_id
-                RETURNING a.seller_id, old.status AS was, old.status_reason AS was_reason),
+                RETURNING a.seller_id),
             refreshed AS (
                 INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
                 SELECT \(now.millisecondsSince1970), seller_id, 'refreshed', \(detail), \(grant.requestID), \(node)
-                FROM updated),
-            reactivated AS (
-                INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
-                SELECT \(now.millisecondsSince1970), seller_id, 'reactivated',
-                    'was ' || coalesce(was_reason, 'reauth_required'), \(grant.requestID), \(node)
-                FROM updated WHERE was = 'reauth_required')
+                FROM updated)
             SELECT seller_id FROM updated
             """)
         if !rows.isEmpty { return true }

@@ -1,3 +1,4 @@
+import Foundation
 public import Logging
 import PostgresNIO
 import Synchronization
@@ -19,6 +20,11 @@ public import TokenKeeperCore
 ///   deadline, the others a little later (``ClusterView``), so a seller wakes
 ///   one node, and a dead node's sellers are taken over at once by the next,
 ///   before its heartbeat even lapses.
+/// - Events people act on are queued in the outbox by the schema's triggers,
+///   in the transaction that writes them, whichever node or command wrote
+///   them; each channel's deliveries are claimed by one node at a time
+///   (``dueDeliveries(channel:now:limit:)``), and the callback's state key
+///   and used states live in the schema, so any node checks any link.
 public final class PostgresAccountStore: AccountStore, Sendable {
     public let settings: PostgresSettings
     let client: PostgresClient
@@ -28,6 +34,10 @@ public final class PostgresAccountStore: AccountStore, Sendable {
     let s: String
     let feed = Mutex(ChangeFeed())
     let cluster: Mutex<ClusterView>
+    /// This store's own name for the deliveries it claims (a process may
+    /// open several stores; each claims for itself until it joins the
+    /// cluster as a node).
+    let claimant: String
 
     /// Opens the store and brings the schema to this binary's version
     /// (creating it in an empty database); refuses a newer one.
@@ -62,6 +72,7 @@ public final class PostgresAccountStore: AccountStore, Sendable {
         runner = Task { await client.run() }
         s = PostgresSchema.quoted(settings.schema)
         cluster = Mutex(ClusterView(node: nil, takeover: .seconds(5)))
+        claimant = "store-" + UUID().uuidString.lowercased()
     }
 
     public func close() {
@@ -217,4 +228,4 @@ extension PostgresAccountStore {
     /// The readers' role.
     public static var readerRole: String { PostgresSchema.readerRole }
 }
-extension PostgresAccountStore: ManagedAccountStore {}
+extension PostgresAccountStore: OperatorStore {}

@@ -128,7 +128,138 @@ enum PostgresSchema {
                   AND expire_time > (extract(epoch FROM clock_timestamp()) * 1000)::bigint
                 """,
                 "REVOKE ALL ON ALL TABLES IN SCHEMA {S} FROM PUBLIC",
-            ])
+            ]),
+        // The operator's loop, as keeper.db's version 3: the outbox the
+        // notifier delivers from, delivery state per channel (claimed by one
+        // node at a time), the callback's key and used states, and the
+        // re-authorization warning. Readers see none of it (the key is a
+        // secret): the reader role is granted the two views only.
+        Migration(
+            version: 2,
+            statements: [
+                // The warning window's sellers (raiseReauthDue, the fleet's
+                // figures, `status`). A rotation keeps the validity, so it
+                // stays a HOT update.
+                "CREATE INDEX accounts_by_reauth ON {S}.accounts (refresh_token_valid_time) WHERE status = 'active'",
+                // A notified event (EventKind.notified; the list is checked
+                // by the conformance suite) takes its id under a lock held to
+                // the end of its transaction, so that notified events commit
+                // in id order: a channel that has taken every event up to id
+                // N (enqueueDeliveries) can never see one below N commit
+                // later. Without it, bigserial ids are handed out at insert
+                // and committed in any order, and an event could slip below a
+                // channel's mark and never be delivered. Writers of notified
+                // events take it at the end of their statements (after their
+                // row locks), and notified events are few: the lock costs
+                // little and cannot deadlock with the row locks.
+                """
+                CREATE FUNCTION {S}.number_notified_event() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_advisory_xact_lock(hashtext(TG_TABLE_SCHEMA || '.outbox'));
+                    NEW.id := nextval(pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.events', 'id'));
+                    RETURN NEW;
+                END
+                $$
+                """,
+                """
+                CREATE TRIGGER events_number_notified BEFORE INSERT ON {S}.events
+                FOR EACH ROW WHEN (NEW.kind IN ('reauth_due', 'reauth_required', 'reactivated', 'degraded', 'recovered'))
+                EXECUTE FUNCTION {S}.number_notified_event()
+                """,
+                // The outbox: one row per notified event, written by a
+                // trigger in the event's own transaction, whichever writer
+                // (node, command) wrote it. `uid` is what receivers
+                // deduplicate by: random (32 hex digits, as keeper.db's),
+                // unique for ever, never a reused id. `payload` is the JSON
+                // rendered at the first attempt, so that every channel and
+                // every retry sends the same bytes. Pruning an event takes its
+                // outbox and delivery rows with it.
+                """
+                CREATE TABLE {S}.outbox (
+                    event_id bigint NOT NULL PRIMARY KEY REFERENCES {S}.events (id) ON DELETE CASCADE,
+                    uid text NOT NULL UNIQUE DEFAULT replace(gen_random_uuid()::text, '-', ''),
+                    payload text
+                )
+                """,
+                """
+                CREATE FUNCTION {S}.queue_notified_event() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO {S}.outbox (event_id) VALUES (NEW.id);
+                    RETURN NULL;
+                END
+                $$
+                """,
+                """
+                CREATE TRIGGER events_queue_notified AFTER INSERT ON {S}.events
+                FOR EACH ROW WHEN (NEW.kind IN ('reauth_due', 'reauth_required', 'reactivated', 'degraded', 'recovered'))
+                EXECUTE FUNCTION {S}.queue_notified_event()
+                """,
+                // One row per event and channel once the channel has taken it
+                // on (`taken_at`: the retry window runs from then at the
+                // earliest). `claimed_by`/`claimed_until`: the node delivering
+                // it now (see PostgresAccountStore.dueDeliveries); the claim's
+                // end is on PostgreSQL's clock.
+                """
+                CREATE TABLE {S}.deliveries (
+                    event_id bigint NOT NULL REFERENCES {S}.outbox (event_id) ON DELETE CASCADE,
+                    channel text NOT NULL,
+                    taken_at bigint NOT NULL,
+                    attempts integer NOT NULL DEFAULT 0,
+                    next_attempt_at bigint NOT NULL,
+                    delivered_at bigint,
+                    abandoned_at bigint,
+                    last_error text,
+                    claimed_by text,
+                    claimed_until bigint,
+                    PRIMARY KEY (event_id, channel)
+                )
+                """,
+                "CREATE INDEX deliveries_by_channel ON {S}.deliveries (channel, event_id)",
+                """
+                CREATE INDEX deliveries_due ON {S}.deliveries (channel, next_attempt_at)
+                WHERE delivered_at IS NULL AND abandoned_at IS NULL
+                """,
+                // A seller that authorizes again is told about once, whatever
+                // wrote the new token (add --code, the callback, import, a
+                // rotation committed after it was marked). The node that
+                // wrote it, if it says so (tokenkeeper.node, local to the
+                // transaction; commitRotation sets it).
+                """
+                CREATE FUNCTION {S}.note_reactivated() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO {S}.events (at, seller_id, kind, detail, request_id, node)
+                    VALUES (NEW.updated_at, NEW.seller_id, 'reactivated',
+                        'was ' || coalesce(OLD.status_reason, 'reauth_required'), NEW.last_request_id,
+                        nullif(current_setting('tokenkeeper.node', true), ''));
+                    RETURN NULL;
+                END
+                $$
+                """,
+                """
+                CREATE TRIGGER accounts_reactivated AFTER UPDATE OF status ON {S}.accounts
+                FOR EACH ROW WHEN (OLD.status = 'reauth_required' AND NEW.status = 'active')
+                EXECUTE FUNCTION {S}.note_reactivated()
+                """,
+                // Keys of tokenkeeper's own (the callback's state key): a secret.
+                """
+                CREATE TABLE {S}.keys (
+                    name text NOT NULL PRIMARY KEY,
+                    value text NOT NULL,
+                    created_at bigint NOT NULL
+                )
+                """,
+                // Authorization states already used once, kept until they expire.
+                """
+                CREATE TABLE {S}.used_states (
+                    nonce text NOT NULL PRIMARY KEY,
+                    used_at bigint NOT NULL,
+                    expires_at bigint NOT NULL
+                )
+                """,
+                "CREATE INDEX used_states_by_expiry ON {S}.used_states (expires_at)",
+                "REVOKE ALL ON ALL TABLES IN SCHEMA {S} FROM PUBLIC",
+                "REVOKE ALL ON ALL SEQUENCES IN SCHEMA {S} FROM PUBLIC",
+            ]),
     ]
 
     static var latestVersion: Int { migrations.map(\.version).max() ?? 0 }

@@ -38,6 +38,11 @@ public struct PostgresSettings: Sendable, Equatable {
     /// How long one statement may take, waiting for a connection included,
     /// before it counts as failed.
     public var statementTimeout: Duration = .seconds(10)
+    /// How long a node's claim on a delivery stands by itself: past it, the
+    /// delivery is taken over by another node once the claimant's heartbeat
+    /// has stopped too (a live node's claim stands; see
+    /// `PostgresAccountStore.dueDeliveries`).
+    public var deliveryClaim: Duration = .seconds(30)
 
     public static let defaultSchema = "tokenkeeper"
 

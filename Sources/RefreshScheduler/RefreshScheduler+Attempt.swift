@@ -38,7 +38,7 @@ extension RefreshScheduler {
             // (the refresh token stored is one the gateway rotated away).
             guard account.refreshToken == refused.sent else {
                 refusedPairs[sellerID] = nil
-                return AttemptResult(outcome: await fenceLost(refused.grant, sellerID: sellerID))
+                return AttemptResult(outcome: await fenceLost(refused.grant, sellerID: sellerID, sent: refused.sent))
             }
             return AttemptResult(outcome: await commit(refused.grant, for: account, nextDue: refused.nextDue))
         }
@@ -142,7 +142,7 @@ extension RefreshScheduler {
                 if stored {
                     return .refreshed(requestID: grant.requestID, nextDue: nextDue, isFinalGrant: grant.isFinalGrant)
                 }
-                return await fenceLost(grant, sellerID: sellerID)
+                return await fenceLost(grant, sellerID: sellerID, sent: account.refreshToken)
             } catch {
                 failures += 1
                 if failures == 1 { unstoredPairs += 1 }
@@ -165,7 +165,7 @@ extension RefreshScheduler {
                     // The final attempt failed too: hand the grant over to be
                     // kept outside the store rather than lose it.
                     refusedPairs[sellerID] = nil
-                    handOverUnstored(grant, sellerID: sellerID, error: error)
+                    handOverUnstored(grant, sellerID: sellerID, sent: account.refreshToken, error: error)
                     pairBecameDurable(sellerID, afterFailures: 0)
                     return .storeFailed(message: "\(error)", retryAt: clock.now())
                 }
@@ -192,7 +192,7 @@ extension RefreshScheduler {
     /// re-authorization, an `import --replace`): the stored one stands, and
     /// the pair the gateway just issued is kept all the same, outside the
     /// store, for the operator to decide.
-    private func fenceLost(_ grant: TokenGrant, sellerID: String) async -> RefreshOutcome {
+    private func fenceLost(_ grant: TokenGrant, sellerID: String, sent: Secret) async -> RefreshOutcome {
         logger.error(
             """
             the stored refresh token changed while this seller was being refreshed; the stored one \
@@ -201,14 +201,14 @@ extension RefreshScheduler {
             metadata: [
                 "seller": "\(sellerID)", "outcome": "fence_lost", "request_id": "\(grant.requestID ?? "")",
             ])
-        emit(.rotationUnstored(sellerID: sellerID, grant: grant))
+        emit(.rotationUnstored(sellerID: sellerID, grant: grant, replacing: sent))
         await releaseLease(sellerID)
         return .skipped(.tokenChanged, nextDue: clock.now())
     }
 
     /// Hands a pair the store never took over to be kept outside it (a
     /// salvage file), with a critical line.
-    func handOverUnstored(_ grant: TokenGrant, sellerID: String, error: any Error) {
+    func handOverUnstored(_ grant: TokenGrant, sellerID: String, sent: Secret, error: any Error) {
         logger.critical(
             """
             stopped before the rotated pair could be stored; it is handed over to be saved in a \
@@ -218,7 +218,7 @@ extension RefreshScheduler {
                 "seller": "\(sellerID)", "outcome": "commit_lost",
                 "request_id": "\(grant.requestID ?? "")", "error": "\(error)",
             ])
-        emit(.rotationUnstored(sellerID: sellerID, grant: grant))
+        emit(.rotationUnstored(sellerID: sellerID, grant: grant, replacing: sent))
     }
 
     /// Parks a pair the store refused for this seller's own values: noted on

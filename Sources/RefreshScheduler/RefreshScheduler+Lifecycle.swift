@@ -138,9 +138,9 @@ extension RefreshScheduler {
                 logger.error(
                     "the stored refresh token changed while the store refused this seller's pair; the pair is handed over",
                     metadata: ["seller": "\(sellerID)", "outcome": "fence_lost"])
-                emit(.rotationUnstored(sellerID: sellerID, grant: pair.grant))
+                emit(.rotationUnstored(sellerID: sellerID, grant: pair.grant, replacing: pair.sent))
             } catch {
-                handOverUnstored(pair.grant, sellerID: sellerID, error: error)
+                handOverUnstored(pair.grant, sellerID: sellerID, sent: pair.sent, error: error)
             }
         }
     }

@@ -31,7 +31,8 @@ public enum SchedulerEvent: Sendable, Equatable {
     /// during the call (the fence was lost). The grant is handed over so that
     /// it can be kept elsewhere (a file `import` reads): the gateway issued
     /// it, and nothing else holds it.
-    case rotationUnstored(sellerID: String, grant: TokenGrant)
+    /// `replacing` is the refresh token the grant replaces (the one sent).
+    case rotationUnstored(sellerID: String, grant: TokenGrant, replacing: Secret)
 }
 
 /// Why refreshing is held back.

@@ -48,7 +48,7 @@ public struct ImportRecord: Sendable, Equatable {
     }
 }
 
-/// What ``SQLiteAccountStore/importAccounts(_:batchSize:now:)`` did.
+/// What ``ManagedAccountStore/importAccounts(_:replace:batchSize:now:)`` did.
 public struct ImportSummary: Sendable, Equatable {
     /// Records stored (new sellers and re-imports).
     public var imported: Int

@@ -250,6 +250,24 @@ struct DiskFullEndToEndTests {
 
     static var canMount: Bool { getuid() == 0 }
 
+    /// Fills the file system at `path` to the last byte with a file of its
+    /// own. Called while calls are in flight on a daemon whose write-ahead
+    /// log is still growing (it started after the import closed keeper.db),
+    /// so the commits of their answers are the next writes that need room:
+    /// they fail, deterministically. (Leaving "a little" room before the
+    /// start let the race decide: when a lease write hit the limit first, no
+    /// call started, no pair went unstored, and the test waited in vain.)
+    static func fill(_ path: String) -> String {
+        let ballast = path + "/ballast"
+        let descriptor = open(ballast, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        defer { close(descriptor) }
+        let block = [UInt8](repeating: 0x5A, count: 16 * 1024)
+        while block.withUnsafeBytes({ write(descriptor, $0.baseAddress, $0.count) }) > 0 {}
+        let byte: [UInt8] = [0x5A]
+        while byte.withUnsafeBytes({ write(descriptor, $0.baseAddress, 1) }) > 0 {}
+        return ballast
+    }
+
     @Test("the disk fills while refreshing: degraded, nothing lost, everything stored once space returns",
           .enabled(if: canMount, "mounting a tmpfs needs root (CI runs as root)"))
     func diskFills() async throws {
@@ -257,21 +275,21 @@ struct DiskFullEndToEndTests {
         // no reauth_due burst may eat the little space left before the first rotation.
         let world = try await EndToEndWorld(settings: [
             "refresh.max_calls_per_second": "20", "refresh.concurrency": "4", "notify.reauth_warning_days": "0",
-        ])
+        ]) {
+            // The disk is filled while calls are in flight: their answers then
+            // come back to a store that cannot take them.
+            $0.responseLatency = .seconds(2)
+        }
         defer { Task { await world.tearDown() } }
         #expect(Self.mountTmpfs(at: world.storage, bytes: 2 << 20), "mount a 2 MiB tmpfs")
         defer { Self.unmount(world.storage) }
         let (ids, jsonl) = try world.seedSellers(30, accessTokenLifetime: .seconds(10))
         #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
 
-        // Leave about 300 KiB: the write-ahead log outgrows it within seconds.
-        var info = statvfs()
-        #expect(statvfs(world.storage, &info) == 0)
-        let free = Int(info.f_bavail) * Int(info.f_frsize)
-        let ballast = world.storage + "/ballast"
-        #expect(FileManager.default.createFile(atPath: ballast, contents: Data(count: max(0, free - 300 << 10))))
-
         let daemon = try world.startDaemon()
+        #expect(await eventually { daemon.stderr.text.contains("schedule loaded") }, "\(daemon.stderr.text.suffix(1000))")
+        #expect(await eventually { ids.contains { world.simulator.inFlightRefreshes(for: $0) > 0 } })
+        let ballast = Self.fill(world.storage)
         #expect(
             await eventually(timeout: .seconds(60)) { daemon.stderr.text.contains("could not be stored") },
             "the disk filled: \(daemon.stderr.text.suffix(2000))")
@@ -294,6 +312,60 @@ struct DiskFullEndToEndTests {
                 "\(sellerID): the last rotation the gateway made is stored")
             #expect(keeper[sellerID]?.status == "active")
         }
+        #expect(world.simulator.counters.refreshTokenReuses == 0)
+        world.expectNoSecretsLeaked()
+    }
+
+    // Issue 15, case 6: the pairs held in memory when a stop comes while the
+    // disk is full are saved in the storage directory (in the space kept for
+    // them), survive the stop, and the next start stores them.
+    @Test("the disk fills, the daemon is stopped, the disk returns, the daemon starts: every rotation handed out is in keeper.db",
+          .enabled(if: canMount, "mounting a tmpfs needs root (CI runs as root)"))
+    func diskFullStopAndRestart() async throws {
+        let world = try await EndToEndWorld(settings: [
+            "refresh.max_calls_per_second": "20", "refresh.concurrency": "4", "notify.reauth_warning_days": "0",
+            "gateway.timeout_seconds": "5", "refresh.shutdown_grace_seconds": "6",
+        ]) {
+            $0.responseLatency = .seconds(2)
+        }
+        defer { Task { await world.tearDown() } }
+        #expect(Self.mountTmpfs(at: world.storage, bytes: 3 << 20), "mount a 3 MiB tmpfs")
+        defer { Self.unmount(world.storage) }
+        let (ids, jsonl) = try world.seedSellers(30, accessTokenLifetime: .seconds(10))
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+
+        let first = try world.startDaemon()
+        #expect(await eventually { first.stderr.text.contains("schedule loaded") }, "\(first.stderr.text.suffix(1000))")
+        #expect(FileManager.default.fileExists(atPath: world.storage + "/salvage.reserve"), "space kept for salvage")
+        #expect(await eventually { ids.contains { world.simulator.inFlightRefreshes(for: $0) > 0 } })
+        let ballast = Self.fill(world.storage)
+        #expect(
+            await eventually(timeout: .seconds(60)) { first.stderr.text.contains("could not be stored") },
+            "the disk filled: \(first.stderr.text.suffix(2000))")
+
+        // Stopped while the pairs are only in memory and the disk is full.
+        await world.stop(first, timeout: .seconds(30))
+        let saved = (try FileManager.default.contentsOfDirectory(atPath: world.storage))
+            .filter { $0.hasPrefix("unstored-grant-") }
+        #expect(!saved.isEmpty, "the held pairs were saved: \(first.stderr.text.suffix(2000))")
+
+        // The disk returns; the next start stores what was saved.
+        try FileManager.default.removeItem(atPath: ballast)
+        let second = try world.startDaemon()
+        #expect(await eventually { second.stderr.text.contains("schedule loaded") }, "\(second.stderr.text.suffix(1000))")
+        #expect(second.stderr.text.contains("a saved rotated pair was stored"), "\(second.stderr.text.suffix(2000))")
+        await world.stop(second, timeout: .seconds(30))
+
+        let keeper = try KeeperRow.all(in: world.storage)
+        for sellerID in ids {
+            expectSameToken(
+                keeper[sellerID]?.refreshToken, world.lastRotation(of: sellerID) ?? keeper[sellerID]?.refreshToken,
+                "\(sellerID): the last rotation the gateway made is stored")
+            #expect(keeper[sellerID]?.status == "active", "\(sellerID)")
+        }
+        let left = (try FileManager.default.contentsOfDirectory(atPath: world.storage))
+            .filter { $0.hasPrefix("unstored-grant-") }
+        #expect(left.isEmpty, "every saved pair was stored: \(left)")
         #expect(world.simulator.counters.refreshTokenReuses == 0)
         world.expectNoSecretsLeaked()
     }

@@ -201,7 +201,8 @@ struct PostgresEndToEndTests {
             // The commands, on PostgreSQL.
             let status = try await world.run(["status"])
             #expect(status.exitCode == 0, "\(status)")
-            #expect(status.stdout.contains("backend: PostgreSQL, schema tokenkeeper"), "\(status.stdout)")
+            #expect(status.stdout.contains("storage PostgreSQL"), "\(status.stdout)")
+            #expect(status.stdout.contains("schema tokenkeeper"), "\(status.stdout)")
             #expect(status.stdout.contains("accounts: 5 active, 0 reauth_required, 0 disabled"), "\(status.stdout)")
             let listed = try await world.run(["list", "--json"])
             #expect(listed.exitCode == 0)
@@ -237,7 +238,7 @@ struct PostgresEndToEndTests {
             #expect(kinds == ["imported", "refreshed"], "\(events.stdout)")
             let backup = try await world.run(["backup", world.root.appendingPathComponent("copy.db").path])
             #expect(backup.exitCode == 78)
-            #expect(backup.stderr.contains("sqlite backend only"), "\(backup)")
+            #expect(backup.stderr.contains("pg_dump"), "\(backup)")
             let passwordFile = world.root.appendingPathComponent("reader_password").path
             let readerPassword = "reader-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
             #expect(

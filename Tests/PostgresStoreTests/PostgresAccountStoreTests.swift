@@ -51,7 +51,10 @@ struct PostgresAccountStoreTests {
         let (first, second) = try await (openingFirst, openingSecond)
         #expect(try await first.schemaVersion() == PostgresSchema.latestVersion)
         #expect(try await second.schemaVersion() == PostgresSchema.latestVersion)
-        #expect(try postgres.psql("SELECT version FROM \(schema).schema_migrations", database: database) == "1")
+        #expect(
+            try postgres.psql(
+                "SELECT string_agg(version::text, ',' ORDER BY version) FROM \(schema).schema_migrations",
+                database: database) == "1,2")
         let relations = try postgres.psql(
             """
             SELECT table_name || ' ' || table_type FROM information_schema.tables
@@ -59,8 +62,9 @@ struct PostgresAccountStoreTests {
             """, database: database)
         #expect(
             relations.split(separator: "\n") == [
-                "accounts BASE TABLE", "events BASE TABLE", "nodes BASE TABLE", "schema_migrations BASE TABLE",
-                "tokens VIEW", "valid_tokens VIEW",
+                "accounts BASE TABLE", "deliveries BASE TABLE", "events BASE TABLE", "keys BASE TABLE",
+                "nodes BASE TABLE", "outbox BASE TABLE", "schema_migrations BASE TABLE", "tokens VIEW",
+                "used_states BASE TABLE", "valid_tokens VIEW",
             ])
         let refreshToken = makeToken("RT")
         let summary = try await first.importAccounts(
@@ -72,7 +76,7 @@ struct PostgresAccountStoreTests {
         // Opening again changes nothing.
         let again = try await open(schema: schema, database: database)
         #expect(try await again.schemaVersion() == PostgresSchema.latestVersion)
-        #expect(try postgres.psql("SELECT count(*) FROM \(schema).schema_migrations", database: database) == "1")
+        #expect(try postgres.psql("SELECT count(*) FROM \(schema).schema_migrations", database: database) == "2")
         #expect(try await again.account(sellerID: "1001")?.refreshToken == refreshToken)
         again.close()
 
@@ -91,7 +95,7 @@ struct PostgresAccountStoreTests {
         #expect(try postgres.psql("SELECT count(*) FROM \(schema).accounts", database: database) == "1")
         #expect(
             try postgres.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM \(schema).schema_migrations",
-                database: database) == "1,999")
+                database: database) == "1,2,999")
     }
 
     // MARK: - Import
@@ -636,6 +640,7 @@ struct PostgresAccountStoreTests {
                 sellerID: "7005", sent: records[4].refreshToken, reason: "IllegalRefreshToken", requestID: nil,
                 now: Moments.now))
         _ = try await store.setStatus(sellerID: "7006", to: .disabled, now: Moments.now)
+        _ = try await store.key(named: "callback-state", now: Moments.now) { "a state key" }
 
         // Creating the role needs CREATEROLE (or a superuser).
         try postgres.psql("ALTER ROLE \(postgres.role) CREATEROLE")
@@ -657,6 +662,9 @@ struct PostgresAccountStoreTests {
         for forbidden in [
             "SELECT refresh_token FROM \(schema).accounts", "SELECT count(*) FROM \(schema).events",
             "SELECT count(*) FROM \(schema).nodes", "SELECT count(*) FROM \(schema).schema_migrations",
+            // The callback's state key is a secret; the outbox and its state are the daemon's.
+            "SELECT value FROM \(schema).keys", "SELECT count(*) FROM \(schema).outbox",
+            "SELECT count(*) FROM \(schema).deliveries", "SELECT count(*) FROM \(schema).used_states",
         ] {
             let error = #expect(throws: PostgresServerError.self, "\(forbidden)") { try asReader(forbidden) }
             #expect(error?.standardError.contains("permission denied") == true, "\(forbidden)")

@@ -226,7 +226,7 @@ import TokenKeeperTesting
         await harness.advanceWithoutWaiting(by: .seconds(40))
         try await run.value
         let handedOver = harness.events.events.compactMap { event -> TokenGrant? in
-            if case .rotationUnstored("stuck", let grant) = event { grant } else { nil }
+            if case .rotationUnstored("stuck", let grant, _) = event { grant } else { nil }
         }
         #expect(handedOver.count == 1)
         #expect(handedOver.first?.refreshToken != nil)
@@ -312,7 +312,7 @@ extension Sequence {
             return
         }
         #expect(await harness.store.count(.commitRotation) >= 2, "a final attempt was made")
-        #expect(harness.events.events.contains { if case .rotationUnstored("cli", _) = $0 { true } else { false } })
+        #expect(harness.events.events.contains { if case .rotationUnstored("cli", _, _) = $0 { true } else { false } })
     }
 }
 

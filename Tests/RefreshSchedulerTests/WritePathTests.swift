@@ -28,7 +28,7 @@ struct SchedulerWritePathTests {
 
         #expect(await harness.store.account("s1")?.refreshToken == Secret("rt-s1-replaced"))
         let handedOver = harness.events.events.compactMap { event -> TokenGrant? in
-            if case .rotationUnstored(let sellerID, let grant) = event, sellerID == "s1" { return grant }
+            if case .rotationUnstored(let sellerID, let grant, _) = event, sellerID == "s1" { return grant }
             return nil
         }
         #expect(handedOver.count == 1)
@@ -157,7 +157,7 @@ struct SchedulerWritePathTests {
         run.cancel()
         try await run.value
         let handedOver = harness.events.events.compactMap { event -> String? in
-            if case .rotationUnstored(let sellerID, _) = event { return sellerID }
+            if case .rotationUnstored(let sellerID, _, _) = event { return sellerID }
             return nil
         }
         #expect(handedOver.sorted() == refused)

@@ -38,17 +38,38 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     }
 }
 
+extension StoreUnderTest {
+    /// Another store on the same data, as another process (SQLite: the same
+    /// directory) or another node (PostgreSQL: the same schema) opens it.
+    /// The caller closes it.
+    func openAnother() async throws -> StoreUnderTest {
+        switch backend {
+        case .sqlite:
+            let scratch = try #require(scratch)
+            let store = try await SQLiteAccountStore.open(directory: scratch.path)
+            return StoreUnderTest(backend: backend, store: store, scratch: scratch, schema: nil) {
+                try await store.close()
+            }
+        case .postgres:
+            let database = try #require(ConformancePostgres.current, "the suite's PostgreSQL did not start")
+            let schema = try #require(schema)
+            let store = try await database.open(schema: schema)
+            return StoreUnderTest(backend: backend, store: store, scratch: nil, schema: schema) { store.close() }
+        }
+    }
+}
+
 /// One store of one backend, with what a test needs to play other
 /// processes or nodes.
 struct StoreUnderTest: Sendable {
     let backend: Backend
-    let store: any ManagedAccountStore
+    let store: any OperatorStore
     let scratch: ScratchDirectory?
     let schema: String?
     let closing: @Sendable () async throws -> Void
 
     init(
-        backend: Backend, store: any ManagedAccountStore, scratch: ScratchDirectory?, schema: String?,
+        backend: Backend, store: any OperatorStore, scratch: ScratchDirectory?, schema: String?,
         closing: @escaping @Sendable () async throws -> Void
     ) {
         self.backend = backend
@@ -110,10 +131,11 @@ struct ConformancePostgres: SuiteTrait, TestScoping {
                 """)
         }
 
-        func open(schema: String) async throws -> PostgresAccountStore {
-            let settings = try PostgresSettings(
+        func open(schema: String, deliveryClaim: Duration? = nil) async throws -> PostgresAccountStore {
+            var settings = try PostgresSettings(
                 url: server.url(user: role, database: name), password: password, schema: schema, tls: .disable,
                 maximumConnections: 4)
+            if let deliveryClaim { settings.deliveryClaim = deliveryClaim }
             var logger = Logger(label: "conformance.postgres")
             logger.logLevel = .error
             return try await PostgresAccountStore.open(settings: settings, logger: logger)

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import RefreshScheduler
 import SQLiteStore
 import Testing
@@ -14,7 +15,8 @@ import TokenKeeperTesting
             accessTokenLifetime: .seconds(3600), refreshTokenLifetime: .seconds(86_400),
             expireTime: ManualWallClock.start + .seconds(3600), refreshTokenValidTime: nil,
             receivedAt: ManualWallClock.start, requestID: "req-9")
-        let path = try GrantSalvage.save(grant, sellerID: "9001", directory: scratch.path, now: ManualWallClock.start)
+        let path = try GrantSalvage.save(
+            grant, sellerID: "9001", replacing: Secret("RT-before"), directory: scratch.path, now: ManualWallClock.start)
 
         #expect(path.hasPrefix(scratch.path + "/unstored-grant-9001-"))
         var info = stat()
@@ -26,8 +28,91 @@ import TokenKeeperTesting
         #expect(record.refreshToken == Secret("RT-salvage"))
         #expect(record.accessToken == Secret("AT-salvage"))
         // A second save of the same moment never overwrites the first.
-        let second = try GrantSalvage.save(grant, sellerID: "9001", directory: scratch.path, now: ManualWallClock.start)
+        let second = try GrantSalvage.save(
+            grant, sellerID: "9001", replacing: Secret("RT-before"), directory: scratch.path, now: ManualWallClock.start)
         #expect(second != path)
         try? FileManager.default.removeItem(atPath: second)
+    }
+
+    // Case 6: salvage lives where a restart finds it, and the next start
+    // stores it when it still applies (its seller still holds the token it
+    // replaces); one that no longer applies is left for the operator.
+    @Test func theNextStartStoresSalvagedPairsThatStillApplyAndLeavesTheOthers() async throws {
+        let scratch = try ScratchDirectory()
+        let store = try await SQLiteAccountStore.open(directory: scratch.path)
+        let now = SystemWallClock().now()
+        func grant(_ seller: String, refresh: String) -> TokenGrant {
+            TokenGrant(
+                sellerID: seller, profile: SellerProfile(), accessToken: Secret("AT-\(refresh)"),
+                refreshToken: Secret(refresh), accessTokenLifetime: .seconds(3600), refreshTokenLifetime: .seconds(86_400),
+                expireTime: now + .seconds(3600), refreshTokenValidTime: now + .seconds(86_400), receivedAt: now,
+                requestID: "req-\(seller)")
+        }
+        _ = try await store.enroll(grant: grant("7001", refresh: "RT-7001-a"), nextRefreshAt: now, now: now)
+        _ = try await store.enroll(grant: grant("7002", refresh: "RT-7002-b"), nextRefreshAt: now, now: now)
+        let applies = try GrantSalvage.save(
+            grant("7001", refresh: "RT-7001-rotated"), sellerID: "7001", replacing: Secret("RT-7001-a"),
+            directory: scratch.path, now: now)
+        let stale = try GrantSalvage.save(
+            grant("7002", refresh: "RT-7002-rotated"), sellerID: "7002", replacing: Secret("RT-7002-old"),
+            directory: scratch.path, now: now)
+        let logs = LogRecorder()
+
+        let stored = await GrantSalvage.recover(into: store, directory: scratch.path, now: now, logger: logs.logger())
+
+        #expect(stored == 1)
+        #expect(try await store.account(sellerID: "7001")?.refreshToken == Secret("RT-7001-rotated"))
+        #expect(try await store.account(sellerID: "7002")?.refreshToken == Secret("RT-7002-b"))
+        #expect(!FileManager.default.fileExists(atPath: applies))
+        #expect(FileManager.default.fileExists(atPath: stale))
+        #expect(logs.rendered.contains { $0.contains("left for the operator") && $0.contains("7002") })
+        #expect(logs.rendered.allSatisfy { !$0.contains("RT-7001") && !$0.contains("RT-7002") })
+        try await store.close()
+    }
+
+    // Case 6: space is reserved ahead of time, so that a full disk still
+    // takes a salvaged pair.
+    @Test(.enabled(if: getuid() == 0, "mounts a small tmpfs: needs root"))
+    func aFullDiskStillTakesASalvagedPairFromTheReservedSpace() throws {
+        let scratch = try ScratchDirectory()
+        let mountPoint = scratch.path + "/small"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: false)
+        guard run(["/bin/mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint]) == 0 else {
+            Issue.record("mounting a tmpfs failed")
+            return
+        }
+        defer { _ = run(["/bin/umount", mountPoint]) }
+        GrantSalvage.reserveSpace(directory: mountPoint, logger: LogRecorder().logger())
+        // Fill what is left.
+        let filler = open(mountPoint + "/filler", O_WRONLY | O_CREAT, 0o600)
+        let block = [UInt8](repeating: 7, count: 64 * 1024)
+        while block.withUnsafeBytes({ write(filler, $0.baseAddress, $0.count) }) > 0 {}
+        close(filler)
+        let grant = TokenGrant(
+            sellerID: "9002", profile: SellerProfile(), accessToken: Secret("AT-full"), refreshToken: Secret("RT-full"),
+            accessTokenLifetime: .seconds(3600), refreshTokenLifetime: .seconds(86_400),
+            expireTime: ManualWallClock.start + .seconds(3600), refreshTokenValidTime: nil,
+            receivedAt: ManualWallClock.start, requestID: "req-full")
+
+        let path = try GrantSalvage.save(
+            grant, sellerID: "9002", replacing: Secret("RT-before"), directory: mountPoint, now: ManualWallClock.start)
+
+        let line = try String(contentsOfFile: path, encoding: .utf8)
+        let record = try #require(try ImportLineParser.parse(Substring(line.trimmingCharacters(in: .newlines)), number: 1))
+        #expect(record.refreshToken == Secret("RT-full"))
+        #expect(!FileManager.default.fileExists(atPath: mountPoint + "/" + GrantSalvage.reserveName))
+    }
+
+    private func run(_ command: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        do {
+            try process.run()
+        } catch {
+            return -1
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
     }
 }

@@ -429,4 +429,4 @@ public actor SQLiteAccountStore: AccountStore {
         return try vault.repairReaders()
     }
 }
-extension SQLiteAccountStore: ManagedAccountStore {}
+extension SQLiteAccountStore: OperatorStore {}

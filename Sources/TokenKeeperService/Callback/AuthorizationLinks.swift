@@ -1,5 +1,4 @@
 import IOPGateway
-import SQLiteStore
 import TokenKeeperCore
 
 /// Makes the URLs sellers open to authorize the app again, each with a
@@ -10,7 +9,7 @@ struct AuthorizationLinks: Sendable {
     let configuration: TokenKeeperConfiguration
 
     /// Reads the state key from keeper.db, creating it on first use.
-    static func load(store: SQLiteAccountStore, configuration: TokenKeeperConfiguration, now: Timestamp)
+    static func load(store: any CallbackStateStore, configuration: TokenKeeperConfiguration, now: Timestamp)
         async throws -> AuthorizationLinks
     {
         let key = try await store.key(named: AuthorizationStateSigner.keyName, now: now) {

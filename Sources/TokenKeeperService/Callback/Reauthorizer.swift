@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import SQLiteStore
 import TokenKeeperCore
 import TokenKeeperHTTP
 
@@ -11,7 +10,7 @@ import TokenKeeperHTTP
 /// event follows for a seller that needed it). Every refusal is a plain 400
 /// page and one log line, with nothing stored.
 struct Reauthorizer: Sendable {
-    let store: SQLiteAccountStore
+    let store: any OperatorStore
     let gateway: any TokenGateway
     let signer: AuthorizationStateSigner
     let stateTTL: Duration
@@ -82,7 +81,8 @@ struct Reauthorizer: Sendable {
                 else {
                     // Kept all the same (the new authorization may have ended
                     // the stored token), and the link works again.
-                    GrantSalvage.saveReporting(grant, sellerID: grant.sellerID, directory: storageDirectory, logger: logger)
+                    GrantSalvage.saveReporting(
+                grant, sellerID: grant.sellerID, replacing: nil, directory: storageDirectory, logger: logger)
                     try? await store.releaseState(nonce: state.nonce)
                     return .page(
                         409,
@@ -93,7 +93,8 @@ struct Reauthorizer: Sendable {
             }
         } catch {
             // The code is spent: the tokens must not be lost with it.
-            GrantSalvage.saveReporting(grant, sellerID: grant.sellerID, directory: storageDirectory, logger: logger)
+            GrantSalvage.saveReporting(
+                grant, sellerID: grant.sellerID, replacing: nil, directory: storageDirectory, logger: logger)
             logger.critical("callback: the new tokens could not be stored", metadata: ["error": "\(error)"])
             return .page(500, "Authorized, but tokenkeeper could not store the tokens; the operator has been told (see the log).")
         }

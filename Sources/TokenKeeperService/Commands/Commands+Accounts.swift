@@ -71,7 +71,8 @@ extension Commands {
         let seller = grant.sellerID.isEmpty ? "(the answer named no seller)" : grant.sellerID
         let spent = "the authorization code was spent at the gateway for seller \(seller), but storing failed: \(error)"
         do {
-            let path = try GrantSalvage.save(grant, sellerID: grant.sellerID, directory: directory, now: now)
+            let path = try GrantSalvage.save(
+                grant, sellerID: grant.sellerID, replacing: nil, directory: directory, now: now)
             return CommandFailure(
                 .failure,
                 "\(spent). The tokens were saved to \(path) (mode 0600): fix the store, run "
@@ -165,7 +166,7 @@ extension Commands {
     }
 
     private static func importChunks(
-        of data: Data, into store: any CommandStore, replace: Bool, policy: RefreshPolicy, now: Timestamp,
+        of data: Data, into store: any ManagedAccountStore, replace: Bool, policy: RefreshPolicy, now: Timestamp,
         totals: inout ImportTotals
     ) async throws {
         var random = SystemRandomNumberGenerator()
@@ -243,9 +244,7 @@ extension Commands {
             let accessToken: Secret?
             let expireTime: Timestamp?
             var lastError: String?
-            if context.configuration.storage.backend == .postgres || access(directory, W_OK) == 0
-                || !FileManager.default.fileExists(atPath: directory + "/tokens.db")
-            {
+            if context.canOpenConfiguredStore {
                 let account = try await context.withAnyStore { store throws(CommandFailure) in
                     try await storeCall("reading seller \(sellerID)") { try await store.account(sellerID: sellerID) }
                 }

@@ -1,6 +1,5 @@
 import Foundation
 import IOPGateway
-import PostgresStore
 import TokenKeeperCore
 
 extension Commands {
@@ -21,30 +20,12 @@ extension Commands {
                 throw CommandFailure(.configuration, error.description)
             }
             let webhookSecret = try context.webhookSecret()
-            var postgres: (url: String, password: String)?
-            if context.configuration.storage.backend == .postgres {
-                // What `run` would refuse, and the password (its file's mode).
-                try Daemon.refuseWhatPostgresLacks(context.configuration)
-                do throws(ConfigurationError) {
-                    let settings = try context.configuration.postgresSettings(environment: context.environment)
-                    let source = try AppSecretLoader(environment: context.environment)
-                        .postgresPassword(for: context.configuration).map { Secret.fingerprint(of: $0.exposedValue) }
-                    postgres = (
-                        settings.displayURL + " schema " + settings.schema,
-                        source.map { "password fingerprint \($0)" } ?? "no password"
-                    )
-                } catch {
-                    throw CommandFailure(.configuration, error.description)
-                }
-            }
+            let storage = try context.describeStorage()
             Console.out("configuration OK: \(context.configuration.sourcePath ?? "environment only")")
             Console.out("  gateway.url        \(gateway.baseURL)")
             Console.out("  app.key            \(gateway.appKey)")
             Console.out("  app secret         from \(secretSource) (fingerprint \(gateway.appSecret.fingerprint))")
-            Console.out("  storage.directory  \(context.configuration.storage.directory)")
-            if let postgres {
-                Console.out("  storage.backend    postgres: \(postgres.url) (\(postgres.password); not contacted)")
-            }
+            for line in storage { Console.out(line) }
             let configuration = context.configuration
             if let command = configuration.notify.command {
                 Console.out("  notify.command     \(command.joined(separator: " "))")
@@ -82,7 +63,7 @@ extension Commands {
                 throw CommandFailure(.configuration, missing.description)
             }
             let now = context.wallClock.now()
-            let links = try await context.withStore(creating: true) { store throws(CommandFailure) in
+            let links = try await context.withAnyStore(creating: true) { store throws(CommandFailure) in
                 try await storeCall("reading the state key") {
                     try await AuthorizationLinks.load(store: store, configuration: configuration, now: now)
                 }

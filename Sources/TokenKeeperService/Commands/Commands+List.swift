@@ -43,7 +43,7 @@ extension Commands {
     }
 
     private static func forEachPage(
-        of store: any CommandStore, _ body: ([Account]) throws -> Void
+        of store: any ManagedAccountStore, _ body: ([Account]) throws -> Void
     ) async throws {
         var last: String?
         while true {

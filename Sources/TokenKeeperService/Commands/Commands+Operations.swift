@@ -28,7 +28,7 @@ extension Commands {
             }
             guard limit > 0 else { throw CommandFailure(.usage, "--limit must be at least 1") }
             let found: [StoredEvent]
-            if context.configuration.storage.backend == .postgres || context.storeExists {
+            if context.configuredStoreExists {
                 found = try await context.withAnyStore { store throws(CommandFailure) in
                     try await storeCall("reading events") { try await store.events(query) }
                 }
@@ -50,9 +50,15 @@ extension Commands {
     /// `tokenkeeper backup DEST`: an online copy of keeper.db, mode 0600.
     public static func backup(destination: String, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
-            let result = try await context.withStore { store throws(CommandFailure) in
-                try await storeCall("backing up keeper.db") { try await store.backup(to: destination) }
+            let opened = try await context.openConfiguredStore(.command())
+            let outcome: Result<String, CommandFailure>
+            do throws(CommandFailure) {
+                outcome = .success(try await opened.backup(destination))
+            } catch {
+                outcome = .failure(error)
             }
+            await opened.close()
+            let result = try outcome.get()
             guard result == "ok" else {
                 Console.error("the copy at \(destination) fails its integrity check: \(result)")
                 return .failure

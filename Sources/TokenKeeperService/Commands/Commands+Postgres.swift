@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import PostgresStore
-import SQLiteStore
 import TokenKeeperCore
 
 extension Commands {
@@ -13,9 +12,8 @@ extension Commands {
         -> CommandOutcome
     {
         await execute(configPath: configPath) { context throws(CommandFailure) in
-            let schema = context.configuration.storage.postgres.schema
             if printSQL {
-                Console.out(PostgresAccountStore.readerSQL(schema: schema).map { $0 + ";" }.joined(separator: "\n"))
+                Console.out(context.readerRoleSQL.map { $0 + ";" }.joined(separator: "\n"))
                 return .success
             }
             var password: String?
@@ -31,18 +29,17 @@ extension Commands {
             } else if let value = context.environment["TOKENKEEPER_READER_PASSWORD"], !value.isEmpty {
                 password = value
             }
-            let store = try await context.openPostgresStore(
-                logger: Daemon.postgresLogger(level: context.configuration.logLevel))
+            let store = try await context.openSchemaAdministration()
             defer { store.close() }
             do {
                 for line in try await store.grantReaders(password: password) { Console.out(line) }
             } catch {
                 throw CommandFailure(
                     .failure,
-                    "setting up \(PostgresAccountStore.readerRole) failed: \(error); a superuser (or a role with "
+                    "setting up \(CommandContext.readerRoleName) failed: \(error); a superuser (or a role with "
                         + "CREATEROLE) can run the SQL of 'tokenkeeper postgres init --print-sql' instead")
             }
-            Console.out("schema \(schema) at \(store.settings.displayURL) is ready")
+            Console.out("\(store.location) is ready")
             return .success
         }
     }
@@ -59,45 +56,33 @@ extension Commands {
                     .failure, "there is no keeper.db in \(directory) (storage.directory): nothing to migrate")
             }
             let lock: StorageLock
-            do {
-                lock = try StorageLock(directory: directory)
-            } catch let error as StorageLock.HeldElsewhere {
-                throw CommandFailure(
-                    .failure, "\(error.description); stop the daemon first (systemctl stop tokenkeeper): "
-                        + "a copy taken while it refreshes would hold refresh tokens it has since rotated")
+            do throws(CommandFailure) {
+                lock = try context.takeStorageLock(directory)
             } catch {
-                throw CommandFailure(.failure, "cannot lock \(directory): \(error)")
+                throw CommandFailure(
+                    .failure, "\(error.message); stop the daemon first (systemctl stop tokenkeeper): "
+                        + "a copy taken while it refreshes would hold refresh tokens it has since rotated")
             }
             defer { withExtendedLifetime(lock) {} }
             if let note = MigrationMarker.read(directory: directory) {
                 throw CommandFailure(.failure, "keeper.db in \(directory) was already copied to PostgreSQL (\(note))")
             }
-            let source = try await context.openStore(logger: Logger(label: "tokenkeeper.store"))
-            let target: PostgresAccountStore
-            do throws(CommandFailure) {
-                target = try await context.openPostgresStore(
-                    logger: Daemon.postgresLogger(level: context.configuration.logLevel))
-            } catch {
-                try? await source.close()
-                throw error
-            }
+            let (source, target, close) = try await context.openMigration()
             do throws(CommandFailure) {
                 let outcome = try await copy(from: source, to: target, directory: directory)
-                try? await source.close()
-                target.close()
+                await close()
                 return outcome
             } catch {
-                try? await source.close()
-                target.close()
+                await close()
                 throw error
             }
         }
     }
 
     private static func copy(
-        from source: SQLiteAccountStore, to target: PostgresAccountStore, directory: String
+        from source: any ManagedAccountStore, to target: any BulkCopyTarget, directory: String
     ) async throws(CommandFailure) -> CommandOutcome {
-        let url = target.settings.displayURL + " schema " + target.settings.schema
+        let url = target.location
         let existing = try await storeCall("counting the sellers in \(url)") { try await target.accountCount() }
         guard existing == 0 else {
             throw CommandFailure(.failure, "\(url): \(PostgresStoreError.notEmpty(accounts: existing))")
@@ -140,7 +125,7 @@ extension Commands {
     /// Both stores in seller order (bytewise), page by page: the same ids,
     /// the same refresh tokens, and as many as were copied.
     private static func verifyCopy(
-        from source: SQLiteAccountStore, to target: PostgresAccountStore, expected: Int
+        from source: any ManagedAccountStore, to target: any BulkCopyTarget, expected: Int
     ) async throws(CommandFailure) -> Int {
         let count = try await storeCall("counting the copy") { try await target.accountCount() }
         guard count == expected else {

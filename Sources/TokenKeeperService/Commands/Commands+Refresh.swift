@@ -33,8 +33,9 @@ extension Commands {
                             leaseOwner: CommandContext.leaseOwner(role: "cli")),
                         logger: logger,
                         onEvent: { event in
-                            if case .rotationUnstored(let sellerID, let grant) = event {
-                                GrantSalvage.saveReporting(grant, sellerID: sellerID, directory: directory, logger: logger)
+                            if case .rotationUnstored(let sellerID, let grant, let sent) = event {
+                                GrantSalvage.saveReporting(
+                                    grant, sellerID: sellerID, replacing: sent, directory: directory, logger: logger)
                             }
                         })
                     // SIGINT/SIGTERM (Ctrl-C, a timeout wrapper) stop starting

@@ -12,16 +12,21 @@ extension Commands {
         await execute(configPath: configPath) { context throws(CommandFailure) in
             let configuration = context.configuration
             let now = context.wallClock.now()
-            if configuration.storage.backend == .postgres { return try await postgresStatus(context: context, json: json) }
-            let daemon = StorageLock.probe(directory: configuration.storage.directory)
-            guard context.storeExists else {
-                let report = StatusReport(directory: configuration.storage.directory, daemon: daemon, now: now)
+            guard context.configuredStoreExists else {
+                let presence = StorePresence(
+                    directory: configuration.storage.directory,
+                    daemon: StorageLock.probe(directory: configuration.storage.directory))
+                let report = StatusReport(presence: presence, now: now)
                 Console.out(json ? report.json() : report.text())
                 return .success
             }
-            let report = try await context.withStore(checkReaders: false) { store throws(CommandFailure) in
-                try await storeCall("reading the status") {
-                    var report = StatusReport(directory: configuration.storage.directory, daemon: daemon, now: now)
+            let opened = try await context.openConfiguredStore(.command(checkReaders: false))
+            let presence = await opened.presence()
+            let store = opened.store
+            let result: Result<StatusReport, CommandFailure>
+            do throws(CommandFailure) {
+                result = .success(try await storeCall("reading the status") {
+                    var report = StatusReport(presence: presence, now: now)
                     let horizon = now + configuration.notify.reauthWarning
                     report.figures = try await store.fleetFigures(reauthHorizon: horizon)
                     report.warningDays = configuration.notify.reauthWarningDays
@@ -41,8 +46,12 @@ extension Commands {
                         }
                     }
                     return report
-                }
+                })
+            } catch {
+                result = .failure(error)
             }
+            await opened.close()
+            let report = try result.get()
             Console.out(json ? report.json() : report.text())
             return .success
         }
@@ -51,8 +60,7 @@ extension Commands {
 
 /// What `status` shows; never a token.
 struct StatusReport {
-    var directory: String
-    var daemon: StorageLock.Probe
+    var presence: StorePresence
     var now: Timestamp
     var figures = FleetFigures()
     var warningDays: Double = 7
@@ -65,9 +73,8 @@ struct StatusReport {
     var deliveries: [String: DeliveryCounts] = [:]
     var links: [String: String] = [:]
 
-    init(directory: String, daemon: StorageLock.Probe, now: Timestamp) {
-        self.directory = directory
-        self.daemon = daemon
+    init(presence: StorePresence, now: Timestamp) {
+        self.presence = presence
         self.now = now
     }
 
@@ -82,16 +89,9 @@ struct StatusReport {
         return open
     }
 
-    var daemonText: String {
-        switch daemon {
-        case .running(let pid): "running" + (pid.map { " (pid \($0))" } ?? "")
-        case .notRunning: "not running"
-        case .unknown(let why): "unknown (\(why))"
-        }
-    }
-
     func text() -> String {
-        var lines = ["tokenkeeper \(TokenKeeperVersion.current), storage \(directory)", "daemon:  \(daemonText)"]
+        var lines = ["tokenkeeper \(TokenKeeperVersion.current), storage \(presence.storage)", "daemon:  \(presence.daemon)"]
+        lines += presence.details
         lines.append("health:  " + (degraded.isEmpty ? "ok" : "DEGRADED: " + degraded.values.sorted().joined(separator: "; ")))
         let counts = AccountStatus.allCases.map { "\(figures.byStatus[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", ")
         lines.append("accounts: \(counts)")
@@ -141,17 +141,11 @@ struct StatusReport {
                 "authorize_url": links[account.sellerID] ?? NSNull(),
             ]
         }
-        var daemonObject: [String: Any] = ["running": false]
-        switch daemon {
-        case .running(let pid): daemonObject = ["running": true, "pid": pid.map { Int($0) } ?? NSNull()]
-        case .notRunning: break
-        case .unknown(let why): daemonObject = ["running": NSNull(), "error": why]
-        }
         let object: [String: Any] = [
             "version": TokenKeeperVersion.current,
-            "storage_directory": directory,
+            "storage_directory": presence.storage,
             "at": now.millisecondsSince1970,
-            "daemon": daemonObject,
+            "daemon": presence.json(),
             "healthy": degraded.isEmpty,
             "degraded": degraded,
             "accounts": Dictionary(uniqueKeysWithValues: AccountStatus.allCases.map { ($0.rawValue, figures.byStatus[$0] ?? 0) }),

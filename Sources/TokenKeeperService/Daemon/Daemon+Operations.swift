@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import SQLiteStore
 import ServiceLifecycle
 import TokenKeeperCore
 import TokenKeeperHTTP
@@ -10,7 +9,7 @@ import TokenKeeperHTTP
 extension Daemon {
     /// The notifier and the names of its channels.
     func eventNotifier(
-        store: SQLiteAccountStore, links: AuthorizationLinks?, clock: any WallClock, metrics: DaemonMetrics
+        store: any EventOutbox, links: AuthorizationLinks?, clock: any WallClock, metrics: DaemonMetrics
     ) throws(CommandFailure) -> (notifier: EventNotifier, channelNames: [String])
     {
         let configuration = context.configuration
@@ -39,20 +38,20 @@ extension Daemon {
     }
 
     /// Links for events, when app.key and app.redirect_uri allow them.
-    func authorizationLinks(store: SQLiteAccountStore, clock: any WallClock) async throws(CommandFailure)
+    func authorizationLinks(store: any CallbackStateStore, clock: any WallClock) async throws(CommandFailure)
         -> AuthorizationLinks?
     {
         guard AuthorizationLinks.missingSettings(context.configuration) == nil else { return nil }
         do {
             return try await AuthorizationLinks.load(store: store, configuration: context.configuration, now: clock.now())
         } catch {
-            throw CommandFailure(.failure, "the callback's state key cannot be read or created in keeper.db: \(error)")
+            throw CommandFailure(.failure, "the callback's state key cannot be read or created in the store: \(error)")
         }
     }
 
     /// The listeners the configuration asks for.
     func listeners(
-        store: SQLiteAccountStore, gateway: any TokenGateway, links: AuthorizationLinks?, clock: any WallClock,
+        store: any OperatorStore, gateway: any TokenGateway, links: AuthorizationLinks?, clock: any WallClock,
         metrics: DaemonMetrics, status: DaemonStatus, onStored: @escaping @Sendable (String) -> Void
     ) throws(CommandFailure) -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let configuration = context.configuration

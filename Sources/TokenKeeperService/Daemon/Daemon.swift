@@ -7,7 +7,6 @@ import Foundation
 import IOPGateway
 import Logging
 import RefreshScheduler
-import SQLiteStore
 import ServiceLifecycle
 import Synchronization
 import TokenKeeperCore
@@ -25,9 +24,10 @@ extension Commands {
     }
 }
 
-/// The daemon: the lock on the storage directory, the store, the gateway
-/// client and the scheduler, run under swift-service-lifecycle. SIGTERM and
-/// SIGINT stop it gracefully; SIGHUP reloads the configuration and the secret.
+/// The daemon: the store (on SQLite with the lock on the storage
+/// directory), the gateway client and the scheduler, run under
+/// swift-service-lifecycle, the same on every backend. SIGTERM and SIGINT
+/// stop it gracefully; SIGHUP reloads the configuration and the secret.
 struct Daemon {
     let context: CommandContext
     let configPath: String?
@@ -35,57 +35,49 @@ struct Daemon {
     /// Called with every scheduler event after the daemon's own handling (demo).
     var observer: @Sendable (SchedulerEvent) -> Void = { _ in }
     /// More services to run beside the scheduler (demo), given the open store.
-    var extraServices: @Sendable (SQLiteAccountStore) -> [ServiceGroupConfiguration.ServiceConfiguration] = { _ in [] }
+    var extraServices: @Sendable (any OperatorStore) -> [ServiceGroupConfiguration.ServiceConfiguration] = { _ in [] }
     var leaseOwner = CommandContext.leaseOwner(role: "daemon")
 
     func run() async throws(CommandFailure) -> CommandOutcome {
-        let configuration = context.configuration
-        if configuration.storage.backend == .postgres { return try await runOnPostgres() }
         let client = try context.gatewayClient(logger: Logger(label: "tokenkeeper.gateway"))
-        let directory = configuration.storage.directory
-        let lock: StorageLock
+        let opened: OpenedStore
         do {
-            try FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
-            lock = try StorageLock(directory: directory)
-        } catch let error as StorageLock.HeldElsewhere {
-            await client.shutdown()
-            throw CommandFailure(.failure, error.description)
-        } catch {
-            await client.shutdown()
-            throw CommandFailure(
-                .configuration,
-                ConfigurationError(key: "storage.directory", problem: "cannot be used: \(error)").description)
-        }
-        let store: SQLiteAccountStore
-        do {
-            // tokens.db is checked against keeper.db after start (ReadersCheck), not before READY.
-            store = try await context.openStore(logger: Logger(label: "tokenkeeper.store"), checkReadersAtOpen: false)
+            opened = try await context.openConfiguredStore(.daemon(leaseOwner: leaseOwner))
         } catch {
             await client.shutdown()
             throw error
         }
         let outcome: CommandOutcome
         do {
-            outcome = try await run(store: store, client: client)
+            outcome = try await run(opened, client: client)
         } catch {
-            try? await store.close()
+            await opened.close()
             await client.shutdown()
             throw error
         }
-        try? await store.close()
+        await opened.close()
         await client.shutdown()
-        withExtendedLifetime(lock) {}
         return outcome
     }
 
-    private func run(store: SQLiteAccountStore, client: IOPGatewayClient) async throws(CommandFailure) -> CommandOutcome {
+    private func run(_ opened: OpenedStore, client: IOPGatewayClient) async throws(CommandFailure) -> CommandOutcome {
+        let store = opened.store
         let configuration = context.configuration
         let clock = context.wallClock
         let notifier = SystemdNotifier(environment: context.environment)
-        let schedulerSettings = configuration.schedulerConfiguration(
-            leaseOwner: leaseOwner, environment: context.environment)
+        // This node's share of refresh.max_calls_per_second: all of it
+        // unless several daemons share the store.
+        let share = RateShare(
+            base: configuration.schedulerConfiguration(leaseOwner: leaseOwner, environment: context.environment))
+        let schedulerSettings = share.current
         let status = DaemonStatus(notifier: notifier)
+        // Room for saving rotated pairs on a full disk, and the pairs saved
+        // at the last stop stored before anything is refreshed.
+        let directory = configuration.storage.directory
+        try? FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        GrantSalvage.reserveSpace(directory: directory, logger: logger)
+        await GrantSalvage.recover(into: store, directory: directory, now: clock.now(), logger: logger)
         // Counted once the schedule is loaded: a full scan at a million
         // sellers, which READY need not wait for.
         Task {
@@ -106,9 +98,10 @@ struct Daemon {
                 status.handle(event)
                 metrics.record(event)
                 events.notifier.observe(event)
-                if case .rotationUnstored(let sellerID, let grant) = event {
+                if case .rotationUnstored(let sellerID, let grant, let sent) = event {
                     GrantSalvage.saveReporting(
-                        grant, sellerID: sellerID, directory: configuration.storage.directory, logger: logger)
+                        grant, sellerID: sellerID, replacing: sent, directory: configuration.storage.directory,
+                        logger: logger)
                 }
                 if case .tick = event, status.recountIsDue() {
                     // Re-authorizations by the CLI (`add --code`) lower the count too.
@@ -117,32 +110,39 @@ struct Daemon {
                 }
                 observer(event)
             })
-        let reloader = ConfigurationReloader(
+        var reloader = ConfigurationReloader(
             running: configuration, leaseOwner: leaseOwner, configPath: configPath,
             environment: context.environment, client: client, scheduler: scheduler, notifier: notifier, logger: logger)
+        reloader.adjust = { share.adjusted(base: $0) }
         var services = coreServices(scheduler: scheduler, notifier: notifier, reloader: reloader, pruning: store)
-        services += [
-            .init(service: events.notifier, successTerminationBehavior: .ignore, serviceName: "notifier"),
-            .init(
-                service: ReadersCheck(
-                    store: store, logger: Logger(label: "tokenkeeper.store"),
-                    waitUntilReady: { await status.waitUntilReady() }),
-                successTerminationBehavior: .ignore, serviceName: "readers-check"),
-        ]
+        services.append(.init(service: events.notifier, successTerminationBehavior: .ignore, serviceName: "notifier"))
+        services += opened.backgroundServices(
+            StoreHooks(
+                waitUntilReady: { await status.waitUntilReady() },
+                liveNodesChanged: { [logger = self.logger] live in
+                    metrics.recordLiveNodes(live)
+                    guard let settings = share.set(liveNodes: live) else { return }
+                    logger.notice(
+                        "live nodes changed; this node's share of the call rate",
+                        metadata: [
+                            "live_nodes": "\(live)",
+                            "max_calls_per_second": "\(settings.maxCallsPerSecond.map { "\($0)" } ?? "unlimited")",
+                        ])
+                    Task { await scheduler.update(configuration: settings) }
+                }))
         services += try listeners(
             store: store, gateway: gateway, links: links, clock: clock, metrics: metrics, status: status,
             onStored: { _ in events.notifier.nudge() })
         services += extraServices(store)
         return await runGroup(
-            services, shutdownGrace: schedulerSettings.shutdownGracePeriod,
-            storage: ["storage": "\(configuration.storage.directory)"])
+            services, shutdownGrace: schedulerSettings.shutdownGracePeriod, storage: opened.startingMetadata)
     }
 
     /// The services every daemon runs, whatever the backend: the scheduler
     /// (whose end ends the group), the SIGHUP reloader, the event pruner.
     func coreServices(
         scheduler: RefreshScheduler, notifier: SystemdNotifier, reloader: ConfigurationReloader,
-        pruning store: any PrunableStore
+        pruning store: any FleetReporting
     ) -> [ServiceGroupConfiguration.ServiceConfiguration] {
         [
             .init(

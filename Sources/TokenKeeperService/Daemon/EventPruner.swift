@@ -1,22 +1,12 @@
 import Logging
-import PostgresStore
-import SQLiteStore
 import ServiceLifecycle
 import TokenKeeperCore
-
-/// A store whose event log can be pruned.
-protocol PrunableStore: Sendable {
-    func pruneEvents(before cutoff: Timestamp, batchSize: Int) async throws -> Int
-}
-
-extension SQLiteAccountStore: PrunableStore {}
-extension PostgresAccountStore: PrunableStore {}
 
 /// Keeps `events` from growing without bound: deletes events older than
 /// `storage.event_retention_days` shortly after start and then every hour,
 /// in small batches so that no refresh's commit waits for long.
 struct EventPruner: Service {
-    let store: any PrunableStore
+    let store: any FleetReporting
     let retention: Duration
     let logger: Logger
     var firstDelay: Duration = .seconds(30)

@@ -1,7 +1,6 @@
 import Logging
-import TokenKeeperCore
-import SQLiteStore
 import ServiceLifecycle
+import TokenKeeperCore
 
 /// Compares tokens.db with keeper.db once after the daemon starts and
 /// repairs what differs (a crash between a keeper.db commit and its tokens.db
@@ -9,7 +8,8 @@ import ServiceLifecycle
 /// neither `READY` nor any refresh waits for a million-row comparison.
 /// Retried while it fails.
 struct ReadersCheck: Service {
-    let store: SQLiteAccountStore
+    /// Compares the files, a stretch at a time; returns the rows rewritten.
+    let check: @Sendable () async throws -> Int
     let logger: Logger
     /// Returns when the schedule is loaded: the check starts after it.
     let waitUntilReady: @Sendable () async -> Void
@@ -20,7 +20,7 @@ struct ReadersCheck: Service {
         while true {
             do {
                 let started = ContinuousClock.now
-                let repaired = try await cancelWhenGracefulShutdown { try await store.checkReaders() }
+                let repaired = try await cancelWhenGracefulShutdown { try await check() }
                 logger.notice(
                     "tokens.db checked against keeper.db",
                     metadata: ["rewritten": "\(repaired)", "seconds": "\((ContinuousClock.now - started).seconds)"])

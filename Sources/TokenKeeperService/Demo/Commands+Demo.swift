@@ -130,7 +130,7 @@ struct DemoRun {
         }
         let outcome = try await daemon.run()
         narrator.say("")
-        let accounts = try await context.withStore { store throws(CommandFailure) in
+        let accounts = try await context.withAnyStore { store throws(CommandFailure) in
             try await storeCall("listing accounts") { try await store.allAccounts() }
         }
         narrator.say(AccountListing.table(accounts, now: SystemWallClock().now()))

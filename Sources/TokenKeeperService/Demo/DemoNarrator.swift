@@ -38,7 +38,7 @@ final class DemoNarrator: Sendable {
             say("\(time)  recovered")
         case .stopped(let snapshot):
             say("\(time)  daemon stopped after \(snapshot.refreshed) refreshes")
-        case .rotationUnstored(let sellerID, _):
+        case .rotationUnstored(let sellerID, _, _):
             say("\(time)  UNSTORED ROTATION  \(sellerID): saved beside the store for 'tokenkeeper import'")
         case .tick, .started:
             break

@@ -18,9 +18,9 @@ struct DemoScript: Service {
     let duration: Duration?
     let narrator: DemoNarrator
     let configuration: TokenKeeperConfiguration
-    var store: SQLiteAccountStore?
+    var store: (any OperatorStore)?
 
-    func withStore(_ store: SQLiteAccountStore) -> DemoScript {
+    func withStore(_ store: any OperatorStore) -> DemoScript {
         var copy = self
         copy.store = store
         return copy
@@ -58,7 +58,7 @@ struct DemoScript: Service {
     /// Once the victim's `reauth_required` event is stored: shows it as the
     /// hook and the webhook receive it, follows its link as the seller's
     /// browser would, and reports the outcome. False while there is no event yet.
-    private func closeTheLoop(store: SQLiteAccountStore) async -> Bool {
+    private func closeTheLoop(store: any OperatorStore) async -> Bool {
         let now = SystemWallClock().now()
         guard let event = try? await store.events(EventQuery(sellerID: victim, kind: .reauthRequired, limit: 1)).first,
             let links = try? await AuthorizationLinks.load(store: store, configuration: configuration, now: now),

@@ -1,6 +1,5 @@
 import Logging
 import RefreshScheduler
-import SQLiteStore
 import ServiceLifecycle
 import TokenKeeperCore
 
@@ -29,7 +28,7 @@ final class EventNotifier: Service, Sendable {
         var pollInterval: Duration = .seconds(2)
     }
 
-    private let store: SQLiteAccountStore
+    private let store: any EventOutbox
     private let channels: [any NotificationChannel]
     private let links: AuthorizationLinks?
     private let settings: Settings
@@ -40,7 +39,7 @@ final class EventNotifier: Service, Sendable {
     private let records: (stream: AsyncStream<(EventKind, String)>, continuation: AsyncStream<(EventKind, String)>.Continuation)
 
     init(
-        store: SQLiteAccountStore, channels: [any NotificationChannel], links: AuthorizationLinks?, settings: Settings,
+        store: any EventOutbox, channels: [any NotificationChannel], links: AuthorizationLinks?, settings: Settings,
         clock: any WallClock, metrics: DaemonMetrics?, logger: Logger
     ) {
         self.store = store
@@ -100,7 +99,7 @@ final class EventNotifier: Service, Sendable {
             var delay: Duration = .seconds(1)
             while !Task.isCancelled {
                 do {
-                    try await store.appendEvent(kind, detail: detail, at: clock.now())
+                    try await store.appendEvent(kind, sellerID: nil, detail: detail, requestID: nil, at: clock.now())
                     nudge()
                     break
                 } catch {
@@ -122,7 +121,7 @@ final class EventNotifier: Service, Sendable {
             do {
                 // In batches: a fleet authorized on one day enters the window together.
                 while true {
-                    let warned = try await store.raiseReauthDue(horizon: now + settings.reauthWarning, now: now)
+                    let warned = try await store.raiseReauthDue(horizon: now + settings.reauthWarning, now: now, limit: 1000)
                     if warned.isEmpty { break }
                     logger.notice(
                         "sellers must authorize again soon",

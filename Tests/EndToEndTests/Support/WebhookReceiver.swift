@@ -1,3 +1,4 @@
+import TokenKeeperTesting
 import AsyncHTTPClient
 import Crypto
 import Foundation
@@ -106,22 +107,8 @@ enum Browser {
     }
 }
 
-/// A TCP port free at this moment on loopback (bound and released).
+/// A TCP port free at this moment on loopback, outside the kernel's
+/// ephemeral range (see ``LoopbackPort``).
 func freePort() throws -> Int {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard descriptor >= 0 else { throw CocoaError(.fileWriteUnknown) }
-    defer { close(descriptor) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard bound == 0 else { throw CocoaError(.fileWriteUnknown) }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
+    try LoopbackPort.free()
 }

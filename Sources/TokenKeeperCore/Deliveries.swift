@@ -1,5 +1,3 @@
-public import TokenKeeperCore
-
 /// One event waiting to be delivered on one channel.
 public struct PendingDelivery: Sendable, Equatable {
     public var event: StoredEvent
@@ -53,7 +51,7 @@ public struct DeliveryCounts: Sendable, Equatable {
     }
 }
 
-/// Figures for health and metrics, from keeper.db.
+/// Figures for health and metrics, from the store.
 public struct FleetFigures: Sendable, Equatable {
     public var byStatus: [AccountStatus: Int]
     /// Active accounts whose refresh token ends before the warning horizon.

@@ -1,0 +1,56 @@
+import PostgresNIO
+public import TokenKeeperCore
+
+/// What the callback listener keeps in the schema
+/// (``TokenKeeperCore/CallbackStateStore``), so that any node can check a
+/// link another node signed: the state key and the states already used.
+extension PostgresAccountStore {
+    /// The named key, created from `make()` on first use. Two nodes creating
+    /// it at the same moment: the first one stored wins for both (the
+    /// second's insert does nothing, and it reads the first's).
+    public func key(named name: String, now: Timestamp, make: @Sendable () -> String) async throws -> String {
+        let select: PostgresQuery = "SELECT value FROM \(unescaped: s).keys WHERE name = \(name)"
+        if let existing = try await run(select).first?.first {
+            return try existing.decode(String.self)
+        }
+        _ = try await run(
+            """
+            INSERT INTO \(unescaped: s).keys (name, value, created_at)
+            VALUES (\(name), \(make()), \(now.millisecondsSince1970))
+            ON CONFLICT (name) DO NOTHING
+            """)
+        guard let stored = try await run(select).first?.first else {
+            throw PostgresStoreError.server(sqlState: "02000", message: "the key \(name) was not stored")
+        }
+        return try stored.decode(String.self)
+    }
+
+    /// Records a state's nonce as used; false if it already was (two nodes
+    /// at once: one of them). Forgets nonces whose states have expired
+    /// first, as keeper.db does (such states are refused as expired).
+    public func consumeState(nonce: String, expiresAt: Timestamp, now: Timestamp) async throws -> Bool {
+        _ = try await run("DELETE FROM \(unescaped: s).used_states WHERE expires_at < \(now.millisecondsSince1970)")
+        let stored = try await run(
+            """
+            INSERT INTO \(unescaped: s).used_states (nonce, used_at, expires_at)
+            VALUES (\(nonce), \(now.millisecondsSince1970), \(expiresAt.millisecondsSince1970))
+            ON CONFLICT (nonce) DO NOTHING
+            RETURNING nonce
+            """)
+        return !stored.isEmpty
+    }
+
+    /// Makes a consumed state usable again.
+    public func releaseState(nonce: String) async throws {
+        _ = try await run("DELETE FROM \(unescaped: s).used_states WHERE nonce = \(nonce)")
+    }
+
+    /// As ``enroll(grant:nextRefreshAt:now:)`` for a new seller or one that
+    /// needs re-authorization; a seller tokenkeeper manages (active or
+    /// disabled) is left untouched and nil returned.
+    public func enrollUnlessManaged(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) async throws
+        -> Account?
+    {
+        try await enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: false)
+    }
+}
