@@ -140,7 +140,9 @@ struct PostgresEndToEndTests {
             // The survivor notices the other is gone.
             #expect(await eventually(timeout: .seconds(10)) { second.stderr.text.contains("live_nodes=1") })
 
-            try await Task.sleep(until: start + .seconds(90))
+            // 45 s after the kill, however long the wait for a lease took
+            // (psql is slow to start beside the other suites).
+            try await Task.sleep(until: killedAt + .seconds(45))
             let result = await world.stop(second, timeout: .seconds(20))
             world.record(first.stderr.text)
             let counters = world.simulator.counters
@@ -187,7 +189,6 @@ struct PostgresEndToEndTests {
             #expect(lost.count <= 8, "\(lost.count) sellers lost")
             #expect(counters.refreshTokenReuses <= inFlightAtKill.count)
             #expect(result.exitCode == 0)
-            #expect(ContinuousClock.now - killedAt > .seconds(40))
             world.expectNoSecretsLeaked()
         }
     }

@@ -9,15 +9,6 @@ extension SQLiteConnection {
         case extra = "EXTRA"
     }
 
-    /// How long a statement waits for another connection's lock before it
-    /// fails with `SQLITE_BUSY`.
-    public func setBusyTimeout(_ timeout: Duration) throws(SQLiteError) {
-        let (seconds, attoseconds) = timeout.components
-        let milliseconds = Int32(clamping: seconds &* 1000 &+ attoseconds / 1_000_000_000_000_000)
-        let code = sqlite3_busy_timeout(try liveHandle(), milliseconds)
-        guard code == SQLITE_OK else { throw SQLiteError(code: code, connection: handle(), sql: nil) }
-    }
-
     /// The first column of the first row of `PRAGMA name`.
     ///
     /// PRAGMA arguments cannot be bound, so `name` must be a plain identifier

@@ -45,6 +45,9 @@ public final class SQLiteConnection {
 
     private var handle: OpaquePointer?
     private var statementCache: [String: SQLiteStatement] = [:]
+    /// The busy handler's state (``setBusyTimeout(_:)``); SQLite holds an
+    /// unretained pointer to it, so it lives as long as the connection.
+    let busyWait = BusyWait()
     /// The file as given to ``init(path:flags:)``.
     public let path: String
 
@@ -70,6 +73,9 @@ public final class SQLiteConnection {
 
     deinit {
         for statement in statementCache.values { statement.finalize() }
+        // A statement prepared elsewhere may outlive this object: it must
+        // not call a handler whose state is gone.
+        if let handle { sqlite3_busy_handler(handle, nil, nil) }
         // close_v2 defers the close until statements still alive elsewhere are finalized.
         sqlite3_close_v2(handle)
     }
@@ -86,6 +92,7 @@ public final class SQLiteConnection {
         guard let handle else { return }
         for statement in statementCache.values { statement.finalize() }
         statementCache.removeAll()
+        sqlite3_busy_handler(handle, nil, nil)
         self.handle = nil
         let code = sqlite3_close(handle)
         if code != SQLITE_OK {

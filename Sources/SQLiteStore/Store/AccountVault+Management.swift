@@ -85,17 +85,31 @@ extension AccountVault {
         }
     }
 
-    /// Stores valid records one transaction per `batchSize`, with prepared
-    /// statements reused across the batch; refuses invalid ones by index.
-    /// Sellers tokenkeeper already manages are skipped unless `replace`:
-    /// their stored refresh token has most likely been rotated since the
-    /// input was written, and the input's is dead.
     /// SQLite's page cache per connection during an import, in KiB.
     static let importCacheKiB: Int64 = 64 << 10
 
-    func importAccounts(_ records: [ImportRecord], replace: Bool, batchSize: Int, now: Timestamp) throws
-        -> ImportSummary
-    {
+    /// The longest an import keeps keeper.db's write lock in one transaction
+    /// (and about what it then keeps tokens.db's, copying the same rows).
+    ///
+    /// Another process that writes meanwhile (the daemon storing a rotated
+    /// pair) waits for the transaction in progress: bounded by time, not by a
+    /// count of rows, that wait stays short on a slow machine or build too.
+    /// Each transaction costs a commit (an fsync): 100 ms keeps them few.
+    static let importTransactionBudget: Duration = .milliseconds(100)
+
+    /// Rows stored between two looks at the clock.
+    static let importBudgetCheckRows = 32
+
+    /// Stores valid records in transactions of at most `batchSize` records
+    /// and about `transactionBudget` each, with prepared statements reused
+    /// across the batch; refuses invalid ones by index. Sellers tokenkeeper
+    /// already manages are skipped unless `replace`: their stored refresh
+    /// token has most likely been rotated since the input was written, and
+    /// the input's is dead.
+    func importAccounts(
+        _ records: [ImportRecord], replace: Bool, batchSize: Int, now: Timestamp,
+        transactionBudget: Duration = importTransactionBudget
+    ) throws -> ImportSummary {
         try ensureOpen()
         // A large batch dirties more pages than SQLite's default cache (2 MiB)
         // holds; spilled pages are written to the WAL again and again. For
@@ -119,7 +133,8 @@ extension AccountVault {
         var start = 0
         let size = max(1, batchSize)
         while start < valid.count {
-            let batch = valid[start..<min(start + size, valid.count)]
+            let limit = min(start + size, valid.count)
+            var end = start
             var skipped: [String] = []
             let sequence: Int64
             do {
@@ -129,7 +144,17 @@ extension AccountVault {
                 sequence = try write { write in
                     let sequence = try write.changeSequence()
                     let upsert = try keeper.cachedStatement(Self.upsertAccountSQL)
-                    for (_, record) in batch {
+                    let deadline = ContinuousClock.now + transactionBudget
+                    while end < limit {
+                        // Checked every few rows: a clock read costs less
+                        // than a row, but not nothing.
+                        if end > start, (end - start) % Self.importBudgetCheckRows == 0,
+                            ContinuousClock.now >= deadline
+                        {
+                            break
+                        }
+                        let record = valid[end].record
+                        end += 1
                         try upsert.run(
                             [
                                 record.sellerID, record.refreshToken.exposedValue, record.accessToken?.exposedValue,
@@ -155,10 +180,10 @@ extension AccountVault {
             } catch let error as SQLiteError {
                 throw SQLiteStoreError.importInterrupted(imported: summary.imported, error: error)
             }
-            updateReaders(writtenWith: sequence, count: batch.count - skipped.count)
-            summary.imported += batch.count - skipped.count
+            updateReaders(writtenWith: sequence, count: end - start - skipped.count)
+            summary.imported += end - start - skipped.count
             summary.alreadyManaged += skipped
-            start += size
+            start = end
         }
         return summary
     }

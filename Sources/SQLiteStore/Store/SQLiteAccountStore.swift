@@ -279,8 +279,9 @@ public actor SQLiteAccountStore: AccountStore {
         try vault.enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: false)
     }
 
-    /// Imports sellers from another tool, one transaction per `batchSize`
-    /// records. A seller tokenkeeper already manages (active or disabled) is
+    /// Imports sellers from another tool, in transactions of at most
+    /// `batchSize` records and about 100 ms each (so that another process's
+    /// write, the daemon's, waits about that long). A seller tokenkeeper already manages (active or disabled) is
     /// skipped and listed in ``ImportSummary/alreadyManaged`` unless
     /// `replace`; then, like a seller that is `reauth_required`, it gets the
     /// new tokens and becomes active. Invalid records (empty seller id or

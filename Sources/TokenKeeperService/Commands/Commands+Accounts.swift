@@ -127,8 +127,9 @@ extension Commands {
         return Secret(text)
     }
 
-    /// Lines parsed and stored together by `import --file`: one keeper.db
-    /// transaction each, parsed while the chunk before is being stored.
+    /// Lines parsed together by `import --file`, while the chunk before is
+    /// being stored. The store writes a chunk in transactions of about
+    /// 100 ms at most: a daemon writing meanwhile waits about that long.
     static let importChunkLines = 10_000
 
     /// `tokenkeeper import --file F.jsonl` ('-' for stdin): bad lines are

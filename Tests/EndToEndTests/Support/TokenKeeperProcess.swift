@@ -87,6 +87,14 @@ final class TokenKeeperProcess: @unchecked Sendable {
         stderr = OutputCollector(err)
     }
 
+    /// A test that fails, throws or returns early never leaves a daemon
+    /// running after it: the process goes with the last reference to it.
+    deinit {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
     var pid: Int32 { process.processIdentifier }
 
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
