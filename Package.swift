@@ -242,7 +242,8 @@ let package = Package(
         .testTarget(
             name: "TokenKeeperServiceTests",
             dependencies: [
-                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "SQLiteStore", "PostgresStore", "RefreshScheduler",
+                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "SQLiteStore", "PostgresStore",
+                "RefreshScheduler",
                 "TokenKeeperTesting", "TokenKeeperHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,3 +1,6 @@
+import Foundation
+import IOPSimulator
+
 // tokenkeeper's benchmark (issue 8): the release binary against IOPSimulator
 // over loopback HTTP.
 //
@@ -10,8 +13,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import IOPSimulator
 
 @main
 struct Benchmark {

@@ -1,8 +1,9 @@
+import Foundation
+import TokenKeeperCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import TokenKeeperCore
 
 /// A process the benchmark started with `posix_spawn`, watched through /proc
 /// while it runs and reaped with `waitpid`.

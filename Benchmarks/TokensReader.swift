@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import SQLiteStore
 import Synchronization
 import TokenKeeperCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A program reading tokens.db as docs/DATABASE.md tells one to: read-only,
 /// one point lookup after another on random sellers, on a thread of its own.

@@ -17,7 +17,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         // The name pins the identity, which would otherwise be the checkout's folder name.
-        .package(name: "tokenkeeper", path: ".."),
+        .package(name: "tokenkeeper", path: "..")
     ],
     targets: [
         .executableTarget(

@@ -51,7 +51,8 @@ final class GatewayConnections: Sendable {
     init(maxConnections: Int, connectTimeout: Duration, logger: Logger) {
         self.logger = logger
         state = Mutex(
-            State(current: Pool(maxConnections: max(1, maxConnections), connectTimeout: connectTimeout, logger: logger)))
+            State(current: Pool(maxConnections: max(1, maxConnections), connectTimeout: connectTimeout, logger: logger))
+        )
     }
 
     /// The number of connections the pool in use may open to one host.

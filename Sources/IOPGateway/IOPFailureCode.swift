@@ -49,4 +49,3 @@ public enum IOPFailureCode {
     /// `HTTP503` and the like: an HTTP status without an IOP error in the body.
     public static func httpStatus(_ status: Int) -> String { "HTTP\(status)" }
 }
-

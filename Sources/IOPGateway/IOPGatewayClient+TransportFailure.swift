@@ -21,14 +21,16 @@ extension IOPGatewayClient {
         if let error = error as? HTTPClientError {
             switch error {
             case .getConnectionFromPoolTimeout:
-                return transient(IOPFailureCode.timeout, "could not connect to the gateway in time (\(error.shortDescription))")
+                return transient(
+                    IOPFailureCode.timeout, "could not connect to the gateway in time (\(error.shortDescription))")
             case .deadlineExceeded, .readTimeout, .writeTimeout:
                 // The request may have been sent and acted on.
                 return transient(
                     IOPFailureCode.timeout, "the gateway did not answer in time (\(error.shortDescription))",
                     answerMayBeLost: true)
             case .connectTimeout, .tlsHandshakeTimeout:
-                return transient(IOPFailureCode.timeout, "could not connect to the gateway in time (\(error.shortDescription))")
+                return transient(
+                    IOPFailureCode.timeout, "could not connect to the gateway in time (\(error.shortDescription))")
             case .cancelled, .alreadyShutdown:
                 return transient(IOPFailureCode.cancelled, "the call was cancelled (\(error.shortDescription))")
             case .invalidURL, .emptyHost, .emptyScheme:

@@ -65,13 +65,17 @@ public struct IOPResponseDecoder: Sendable {
             fields = try JSONDecoder().decode(IOPResponseFields.self, from: bytes)
         } catch {
             if !(200...299).contains(status) {
-                return .failure(Self.statusFailure(status, headers: headers, gatewayDate: gatewayDate, receivedAt: receivedAt, requestID: nil))
+                return .failure(
+                    Self.statusFailure(
+                        status, headers: headers, gatewayDate: gatewayDate, receivedAt: receivedAt, requestID: nil))
             }
             return .failure(Self.unreadableBody(bytes, status: status, error: error))
         }
 
         var secrets = redacting
-        for token in [fields.accessToken, fields.refreshToken] { if let text = token?.text { secrets.append(Secret(text)) } }
+        for token in [fields.accessToken, fields.refreshToken] {
+            if let text = token?.text { secrets.append(Secret(text)) }
+        }
         // The gateway's own words (request id, code) are logged too: a gateway
         // that echoes a token there gets it replaced as in a message.
         let requestID = (fields.requestID?.text ?? fields.errorResponse?.requestID?.text ?? fields.traceID?.text)
@@ -88,23 +92,28 @@ public struct IOPResponseDecoder: Sendable {
             }
             return .failure(
                 IOPFailureClassifier.classify(
-                    code: Self.sanitize(code, redacting: secrets), type: envelope.type?.text, message: Self.sanitize(message, redacting: secrets),
+                    code: Self.sanitize(code, redacting: secrets), type: envelope.type?.text,
+                    message: Self.sanitize(message, redacting: secrets),
                     requestID: requestID, httpStatus: status))
         }
         if let code = fields.code?.text, code != "0" {
             let message = fields.message?.text ?? fields.msg?.text ?? ""
             return .failure(
                 IOPFailureClassifier.classify(
-                    code: Self.sanitize(code, redacting: secrets), type: fields.type?.text, message: Self.sanitize(message, redacting: secrets),
+                    code: Self.sanitize(code, redacting: secrets), type: fields.type?.text,
+                    message: Self.sanitize(message, redacting: secrets),
                     requestID: requestID, httpStatus: status))
         }
         if fields.code?.text == "0" || !(fields.accessToken?.isAbsent ?? true)
             || !(fields.refreshToken?.isAbsent ?? true)
         {
-            return grant(from: fields, requestID: requestID, status: status, receivedAt: receivedAt, gatewayDate: gatewayDate)
+            return grant(
+                from: fields, requestID: requestID, status: status, receivedAt: receivedAt, gatewayDate: gatewayDate)
         }
         if !(200...299).contains(status) {
-            return .failure(Self.statusFailure(status, headers: headers, gatewayDate: gatewayDate, receivedAt: receivedAt, requestID: requestID))
+            return .failure(
+                Self.statusFailure(
+                    status, headers: headers, gatewayDate: gatewayDate, receivedAt: receivedAt, requestID: requestID))
         }
         return .failure(
             GatewayFailure(

@@ -1,5 +1,5 @@
-public import TokenKeeperCore
 import Synchronization
+public import TokenKeeperCore
 
 extension IOPSimulator {
     /// Adds a seller, or replaces the profile and lifetimes of one already known

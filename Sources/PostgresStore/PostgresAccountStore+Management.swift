@@ -8,6 +8,8 @@ public import TokenKeeperCore
 extension PostgresAccountStore {
     /// One account row as JSON, for set-wise writes through
     /// `jsonb_to_recordset` (absent keys are NULL).
+    // The names are the table's columns, which jsonb_to_recordset matches.
+    // swift-format-ignore: AlwaysUseLowerCamelCase
     struct AccountRecord: Encodable {
         var seller_id: String
         var refresh_token: String
@@ -193,7 +195,8 @@ extension PostgresAccountStore {
             """)
         guard try rows.first?.first?.decode(Bool.self) == true else {
             throw PostgresStoreError.server(
-                sqlState: "42501", message: "the accounts cannot be written here (a standby, or no INSERT/UPDATE right)")
+                sqlState: "42501", message: "the accounts cannot be written here (a standby, or no INSERT/UPDATE right)"
+            )
         }
     }
 
@@ -230,8 +233,10 @@ extension PostgresAccountStore {
 
     /// One account as stored, or nil.
     public func account(sellerID: String) async throws -> Account? {
-        try await run("SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts WHERE seller_id = \(sellerID)")
-            .first.map(Self.account(from:))
+        try await run(
+            "SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts WHERE seller_id = \(sellerID)"
+        )
+        .first.map(Self.account(from:))
     }
 
     /// At most `limit` accounts after `sellerID`, by seller id (`C` collation,
@@ -263,7 +268,8 @@ extension PostgresAccountStore {
     /// moving to active gets its `reactivated` event from the schema's
     /// trigger, whatever wrote the new token.
     public func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) async throws -> Account {
-        guard let account = try await enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: true)
+        guard
+            let account = try await enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: true)
         else { throw PostgresStoreError.unknownSeller(grant.sellerID) }
         return account
     }
@@ -276,7 +282,8 @@ extension PostgresAccountStore {
         -> Account?
     {
         guard let refreshToken = grant.refreshToken else {
-            throw PostgresStoreError.invalidAccount(sellerID: grant.sellerID, problem: "the grant carries no refresh token")
+            throw PostgresStoreError.invalidAccount(
+                sellerID: grant.sellerID, problem: "the grant carries no refresh token")
         }
         let record = ImportRecord(
             sellerID: grant.sellerID, refreshToken: refreshToken, accessToken: grant.accessToken,
@@ -285,7 +292,8 @@ extension PostgresAccountStore {
             throw PostgresStoreError.invalidAccount(sellerID: grant.sellerID, problem: problem)
         }
         let account = Account(
-            sellerID: grant.sellerID, profile: grant.profile, refreshToken: refreshToken, accessToken: grant.accessToken,
+            sellerID: grant.sellerID, profile: grant.profile, refreshToken: refreshToken,
+            accessToken: grant.accessToken,
             expireTime: grant.expireTime, accessTokenLifetime: grant.accessTokenLifetime,
             refreshTokenValidTime: grant.refreshTokenValidTime, isRefreshable: !grant.isFinalGrant,
             nextRefreshAt: nextRefreshAt, lastRequestID: grant.requestID, refreshedAt: grant.receivedAt, updatedAt: now)
@@ -332,7 +340,8 @@ extension PostgresAccountStore {
         async throws -> Account
     {
         guard status != .reauthRequired else {
-            throw PostgresStoreError.invalidAccount(sellerID: sellerID, problem: "only a refresh can require re-authorization")
+            throw PostgresStoreError.invalidAccount(
+                sellerID: sellerID, problem: "only a refresh can require re-authorization")
         }
         let rows = try await run(
             """

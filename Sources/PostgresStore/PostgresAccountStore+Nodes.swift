@@ -21,7 +21,8 @@ extension PostgresAccountStore {
             """
         ).map {
             PostgresNode(
-                node: try $0[0].decode(String.self), host: try $0[1].decode(String.self), pid: try $0[2].decode(Int.self),
+                node: try $0[0].decode(String.self), host: try $0[1].decode(String.self),
+                pid: try $0[2].decode(Int.self),
                 silentSeconds: try $0[3].decode(Double.self))
         }
     }

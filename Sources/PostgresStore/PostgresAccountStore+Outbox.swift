@@ -159,8 +159,10 @@ extension PostgresAccountStore {
         return try await run(query).map { row in
             PendingDelivery(
                 event: StoredEvent(
-                    id: try row[0].decode(Int64.self), at: Timestamp(millisecondsSince1970: try row[1].decode(Int64.self)),
-                    sellerID: try row[2].decode(String?.self), kind: EventKind(rawValue: try row[3].decode(String.self)),
+                    id: try row[0].decode(Int64.self),
+                    at: Timestamp(millisecondsSince1970: try row[1].decode(Int64.self)),
+                    sellerID: try row[2].decode(String?.self),
+                    kind: EventKind(rawValue: try row[3].decode(String.self)),
                     detail: try row[4].decode(String?.self), requestID: try row[5].decode(String?.self),
                     node: try row[6].decode(String?.self)),
                 uid: try row[10].decode(String.self), payload: try row[7].decode(String?.self),

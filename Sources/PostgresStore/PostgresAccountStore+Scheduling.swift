@@ -94,7 +94,8 @@ extension PostgresAccountStore {
     /// The sellers announced (NOTIFY) since the last call; everything when
     /// announcements may have been missed (the listener reconnected) or the
     /// live nodes changed. Touches PostgreSQL only when something was announced.
-    public func changes(since cursor: ChangeCursor?) async throws -> (changed: [ScheduledAccount], cursor: ChangeCursor) {
+    public func changes(since cursor: ChangeCursor?) async throws -> (changed: [ScheduledAccount], cursor: ChangeCursor)
+    {
         let (announced, everything, sequence) = feed.withLock { feed in
             defer {
                 feed.pending.removeAll()
@@ -199,7 +200,8 @@ extension PostgresAccountStore {
         let hasAccessToken = grant.accessToken != nil
         var detail =
             grant.refreshToken.map { "rotated \(sent) to \($0)" } ?? "refresh token \(sent) kept (not rotated)"
-        detail += grant.accessToken == nil ? "; no access token in the answer" : "; access token expires \(grant.expireTime)"
+        detail +=
+            grant.accessToken == nil ? "; no access token in the answer" : "; access token expires \(grant.expireTime)"
         if grant.isFinalGrant { detail += "; final grant (refresh_expires_in 0)" }
         if !grant.anomalies.isEmpty { detail += "; sanitized: " + grant.anomalies.joined(separator: ", ") }
         let validity = grant.refreshTokenValidTime?.millisecondsSince1970

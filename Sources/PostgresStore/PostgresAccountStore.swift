@@ -104,7 +104,8 @@ public final class PostgresAccountStore: AccountStore, Sendable {
     }
 
     /// `body`'s result, or a connection failure once `timeout` has passed.
-    func bounded<T: Sendable>(by timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func bounded<T: Sendable>(by timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T
+    {
         try await withThrowingTaskGroup(of: T.self) { group in
             group.addTask { try await body() }
             group.addTask {

@@ -116,7 +116,9 @@ public struct PostgresSettings: Sendable, Equatable {
 
     static func isPlainIdentifier(_ name: String) -> Bool {
         guard let first = name.utf8.first, name.utf8.count <= 40 else { return false }
-        guard first == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) else { return false }
+        guard first == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) else {
+            return false
+        }
         return name.utf8.allSatisfy {
             $0 == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
                 || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)

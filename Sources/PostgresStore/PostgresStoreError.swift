@@ -57,7 +57,8 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible, Scoped
         }
         if let error = error as? PSQLError {
             if error.code == .server, let info = error.serverInfo {
-                return PostgresStoreError.server(sqlState: info[.sqlState] ?? "?????", message: info[.message] ?? "unknown error")
+                return PostgresStoreError.server(
+                    sqlState: info[.sqlState] ?? "?????", message: info[.message] ?? "unknown error")
             }
             return PostgresStoreError.connection("\(error.code)")
         }

@@ -13,7 +13,9 @@ public struct MassRejectionPolicy: Sendable, Equatable {
     /// After rejections have gone on this long, the held sellers are marked as usual.
     public var hold: Duration
 
-    public init(sellers: Int = 10, fraction: Double = 0.2, window: Duration = .seconds(600), hold: Duration = .seconds(6 * 3600)) {
+    public init(
+        sellers: Int = 10, fraction: Double = 0.2, window: Duration = .seconds(600), hold: Duration = .seconds(6 * 3600)
+    ) {
         self.sellers = sellers
         self.fraction = fraction
         self.window = window

@@ -241,8 +241,10 @@ extension RefreshScheduler {
                 the store refused this seller's rotated pair; it is kept in memory and the write is retried; \
                 other sellers are not held back
                 """,
-                metadata: ["seller": "\(sellerID)", "outcome": "commit_refused", "request_id": "\(grant.requestID ?? "")",
-                           "error": "\(error)"])
+                metadata: [
+                    "seller": "\(sellerID)", "outcome": "commit_refused", "request_id": "\(grant.requestID ?? "")",
+                    "error": "\(error)",
+                ])
         }
         do {
             try await store.noteRefusedPair(
@@ -269,7 +271,8 @@ extension RefreshScheduler {
             "anomalies": "\(anomalies.joined(separator: "; "))",
         ]
         if anomaliesReported.insert(sellerID).inserted {
-            logger.warning("gateway anomaly: the answer was odd and was sanitized; the rotation is stored", metadata: details)
+            logger.warning(
+                "gateway anomaly: the answer was odd and was sanitized; the rotation is stored", metadata: details)
         } else {
             logger.debug("gateway anomaly again", metadata: details)
         }
@@ -315,7 +318,8 @@ extension RefreshScheduler {
     /// The breaker holds this rejection: the seller stays active (its access
     /// token still works) and waits, off the heap, for the gateway to accept a
     /// refresh token again; one held seller is retried per probe interval.
-    private func holdRejection(_ failure: GatewayFailure, for account: Account, now: Timestamp) async -> RefreshOutcome {
+    private func holdRejection(_ failure: GatewayFailure, for account: Account, now: Timestamp) async -> RefreshOutcome
+    {
         let retryAt = now + configuration.configurationProbeInterval
         await recordFailure(account, failure, failedAttempts: account.failedAttempts + 1, nextRefreshAt: retryAt)
         return .heldByBreaker(failure)

@@ -65,7 +65,9 @@ extension RefreshScheduler {
         shutdownDeadline = now + configuration.shutdownGracePeriod
         logger.notice(
             "stopping: no new refreshes; waiting for those in flight",
-            metadata: ["in_flight": "\(inFlight.count)", "grace_seconds": "\(configuration.shutdownGracePeriod.seconds)"])
+            metadata: [
+                "in_flight": "\(inFlight.count)", "grace_seconds": "\(configuration.shutdownGracePeriod.seconds)",
+            ])
         answerBatches(for: batchesBySeller.keys.filter { !inFlight.contains($0) }, with: .notAttempted)
         pump()
         if !inFlight.isEmpty {

@@ -200,8 +200,10 @@ extension RefreshScheduler {
                 the store refused this seller's rotated pair; it is kept in memory and the write is retried; \
                 other sellers are not held back
                 """,
-                metadata: ["seller": "\(sellerID)", "outcome": "commit_refused", "request_id": "\(requestID ?? "")",
-                           "error": "\(message)"])
+                metadata: [
+                    "seller": "\(sellerID)", "outcome": "commit_refused", "request_id": "\(requestID ?? "")",
+                    "error": "\(message)",
+                ])
             return
         }
         let first = undurable.isEmpty
@@ -211,8 +213,10 @@ extension RefreshScheduler {
             a rotated token pair could not be stored; it is kept in memory, all refreshes are held \
             and the write is retried until it succeeds
             """,
-            metadata: ["seller": "\(sellerID)", "outcome": "commit_failed", "request_id": "\(requestID ?? "")",
-                       "error": "\(message)"])
+            metadata: [
+                "seller": "\(sellerID)", "outcome": "commit_failed", "request_id": "\(requestID ?? "")",
+                "error": "\(message)",
+            ])
         if first { emit(.degraded(.storage(message: message))) }
     }
 

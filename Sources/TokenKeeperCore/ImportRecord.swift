@@ -1,5 +1,3 @@
-
-
 /// One seller to import (`tokenkeeper import`): a refresh token, and where the
 /// previous tool had them, the access token and its times.
 public struct ImportRecord: Sendable, Equatable {

@@ -38,9 +38,9 @@ public struct SystemMonotonicClock: MonotonicClock {
     public func uptime() -> Duration {
         var spec = timespec()
         #if os(Linux)
-            clock_gettime(CLOCK_BOOTTIME, &spec)
+        clock_gettime(CLOCK_BOOTTIME, &spec)
         #else
-            clock_gettime(CLOCK_MONOTONIC, &spec)
+        clock_gettime(CLOCK_MONOTONIC, &spec)
         #endif
         return .seconds(Int64(spec.tv_sec)) + .nanoseconds(Int64(spec.tv_nsec))
     }

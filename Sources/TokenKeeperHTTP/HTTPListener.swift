@@ -1,7 +1,7 @@
-public import Hummingbird
 import HTTPTypes
-import NIOCore
+public import Hummingbird
 public import Logging
+import NIOCore
 public import ServiceLifecycle
 
 /// What a route answers: a status, a content type and a body (and extra
@@ -12,7 +12,9 @@ public struct HTTPReply: Sendable, Equatable {
     public var body: String
     public var headers: [String: String]
 
-    public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: String, headers: [String: String] = [:]) {
+    public init(
+        status: Int, contentType: String = "text/plain; charset=utf-8", body: String, headers: [String: String] = [:]
+    ) {
         self.status = status
         self.contentType = contentType
         self.body = body

@@ -1,5 +1,5 @@
-public import TokenKeeperCore
 import Synchronization
+public import TokenKeeperCore
 
 /// A wall clock that moves only when a test moves it, with the monotonic
 /// clock beside it: time passing (``advance(by:)``, ``set(_:)`` forward) moves

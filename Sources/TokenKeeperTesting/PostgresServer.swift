@@ -1,10 +1,11 @@
+import Foundation
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Foundation
-import Synchronization
 
 /// A real PostgreSQL server for tests, from the distribution's `postgresql`
 /// package: a fresh cluster in a scratch directory, listening on a free port

@@ -1,9 +1,10 @@
+public import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-public import Foundation
 
 /// A fresh directory under the system temporary directory, removed when the
 /// value is released.

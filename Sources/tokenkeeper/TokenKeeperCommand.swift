@@ -44,7 +44,9 @@ struct Run: AsyncParsableCommand {
 
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show tokenkeeper at work: a local gateway simulator, a few sellers with short-lived tokens, the real daemon.")
+        abstract:
+            "Show tokenkeeper at work: a local gateway simulator, a few sellers with short-lived tokens, the real daemon."
+    )
     @Option(help: "Stop after this many seconds (default: run until Ctrl-C).")
     var duration: Double?
     @Option(help: "How many sellers to enroll.")
@@ -109,7 +111,8 @@ struct Import: AsyncParsableCommand {
     var accessToken: String?
     @Option(name: .customLong("expire-time"), help: "When the access token expires, in epoch milliseconds.")
     var expireTime: Int64?
-    @Option(name: .customLong("refresh-token-valid-time"), help: "When the refresh token expires, in epoch milliseconds.")
+    @Option(
+        name: .customLong("refresh-token-valid-time"), help: "When the refresh token expires, in epoch milliseconds.")
     var refreshTokenValidTime: Int64?
     @Option(help: "A JSON Lines file of sellers ('-' for standard input).")
     var file: String?
@@ -153,7 +156,8 @@ struct Import: AsyncParsableCommand {
 
 struct List: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List every account: status, reason, access expiry, re-authorization deadline, next refresh, last error.")
+        abstract:
+            "List every account: status, reason, access expiry, re-authorization deadline, next refresh, last error.")
     @OptionGroup var options: GlobalOptions
     @Flag(help: "Print one JSON array of objects.")
     var json = false
@@ -197,7 +201,9 @@ struct AuthorizeURL: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "authorize-url", abstract: "Print the URL a seller opens to authorize the app.")
     @OptionGroup var options: GlobalOptions
-    @Option(help: "The seller the link is for: its state is signed, single-use, and expires after callback.state_ttl_hours.")
+    @Option(
+        help: "The seller the link is for: its state is signed, single-use, and expires after callback.state_ttl_hours."
+    )
     var seller: String?
     @Option(help: "An opaque value of your own for the redirect to carry back (instead of --seller).")
     var state: String?
@@ -249,7 +255,9 @@ struct CheckConfig: AsyncParsableCommand {
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "One screen: daemon and health, counts, next refreshes, who must authorize again (with links), failures, notifications.")
+        abstract:
+            "One screen: daemon and health, counts, next refreshes, who must authorize again (with links), failures, notifications."
+    )
     @OptionGroup var options: GlobalOptions
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -265,9 +273,13 @@ struct Events: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @Option(help: "Only this seller's events.")
     var seller: String?
-    @Option(help: "Only events at or after this time: ISO 8601 (2026-12-01T08:00:00Z), a date, or an age (30m, 6h, 2d).")
+    @Option(
+        help: "Only events at or after this time: ISO 8601 (2026-12-01T08:00:00Z), a date, or an age (30m, 6h, 2d).")
     var since: String?
-    @Option(help: "Only events of this kind (refreshed, refresh_failed, reauth_required, reauth_due, reactivated, degraded, recovered, enrolled, imported, ...).")
+    @Option(
+        help:
+            "Only events of this kind (refreshed, refresh_failed, reauth_required, reauth_due, reactivated, degraded, recovered, enrolled, imported, ...)."
+    )
     var kind: String?
     @Option(help: "At most this many events.")
     var limit = 100

@@ -69,7 +69,9 @@ struct CommandTests {
         #expect(added.exitCode == 0, "\(added)")
         let keeper = try KeeperRow.all(in: world.storage)
         #expect(keeper[ids[0]]?.status == "active")
-        expectSameToken(keeper[ids[0]]?.refreshToken, world.simulator.currentRefreshToken(for: ids[0])?.exposedValue, "stored refresh token")
+        expectSameToken(
+            keeper[ids[0]]?.refreshToken, world.simulator.currentRefreshToken(for: ids[0])?.exposedValue,
+            "stored refresh token")
         let readers = try ReaderRow.all(in: world.storage)
         #expect(readers.first?.status == "active")
         #expect(readers.first?.statusReason == nil)

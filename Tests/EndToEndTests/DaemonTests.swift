@@ -83,7 +83,9 @@ struct DaemonTests {
         try await Task.sleep(for: .seconds(20))
         try world.simulator.revoke(sellerID: victim)
         #expect(
-            await eventually(timeout: .seconds(40)) { (try? KeeperRow.all(in: world.storage)[victim]?.status) == "reauth_required" })
+            await eventually(timeout: .seconds(40)) {
+                (try? KeeperRow.all(in: world.storage)[victim]?.status) == "reauth_required"
+            })
         let victimCalls = world.simulator.sellerStats(for: victim)?.refreshRequests ?? -1
 
         let cliResults = try await cli.value
@@ -113,7 +115,8 @@ struct DaemonTests {
             #expect(keeper[sellerID]?.status == "active")
             expectSameToken(
                 keeper[sellerID]?.refreshToken,
-                world.simulator.rotationsHandedOut(for: sellerID).last?.refreshToken.exposedValue, "stored refresh token")
+                world.simulator.rotationsHandedOut(for: sellerID).last?.refreshToken.exposedValue,
+                "stored refresh token")
         }
         // The victim: reauth_required after one refused attempt, no calls since.
         #expect(world.simulator.sellerStats(for: victim)?.rejectedRefreshes == 1)
@@ -156,7 +159,9 @@ struct DaemonTests {
         let allValid = await eventually(timeout: .seconds(30), every: .milliseconds(200)) {
             rows = (try? ReaderRow.all(in: world.storage)) ?? []
             return rows.count == ids.count
-                && rows.allSatisfy { $0.status == "active" && world.simulator.accessTokenStatus($0.accessToken).isValid }
+                && rows.allSatisfy {
+                    $0.status == "active" && world.simulator.accessTokenStatus($0.accessToken).isValid
+                }
         }
         #expect(allValid)
         for row in rows {
@@ -243,7 +248,9 @@ struct DaemonTests {
         world.expectNoSecretsLeaked()
     }
 
-    @Test("SIGTERM during heavy refreshing: exit 0 within 10 s, every rotation handed out is in keeper.db; a restart carries on")
+    @Test(
+        "SIGTERM during heavy refreshing: exit 0 within 10 s, every rotation handed out is in keeper.db; a restart carries on"
+    )
     func sigtermDuringHeavyRefreshing() async throws {
         let world = try await EndToEndWorld(settings: [
             "refresh.max_calls_per_second": "0", "refresh.concurrency": "8",
@@ -269,7 +276,8 @@ struct DaemonTests {
         #expect(rotations < ids.count, "the daemon finished everything before SIGTERM; the test proves nothing")
         let keeper = try KeeperRow.all(in: world.storage)
         for sellerID in ids {
-            let expected = world.simulator.rotationsHandedOut(for: sellerID).last?.refreshToken.exposedValue
+            let expected =
+                world.simulator.rotationsHandedOut(for: sellerID).last?.refreshToken.exposedValue
                 ?? seeded.refreshTokens[sellerID]
             expectSameToken(keeper[sellerID]?.refreshToken, expected, "seller \(sellerID) lost a rotation")
         }
@@ -291,7 +299,9 @@ struct DaemonTests {
         #expect(try ReaderRow.all(in: world.storage).count == ids.count)
         let final = try KeeperRow.all(in: world.storage)
         for sellerID in ids {
-            expectSameToken(final[sellerID]?.refreshToken, world.simulator.currentRefreshToken(for: sellerID)?.exposedValue, "stored refresh token")
+            expectSameToken(
+                final[sellerID]?.refreshToken, world.simulator.currentRefreshToken(for: sellerID)?.exposedValue,
+                "stored refresh token")
         }
         world.expectNoSecretsLeaked()
     }

@@ -51,10 +51,11 @@ struct InstallTests {
         let unit = try String(contentsOfFile: unitPath, encoding: .utf8)
         #expect(unit.contains("ExecStart=/opt/tk/bin/tokenkeeper run"))
         #expect(!unit.contains("/usr/local/bin"))
-        for line in ["Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=tokenkeeper",
+        for line in [
+            "Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=tokenkeeper",
             "StateDirectoryMode=0750", "LoadCredential=app_secret:/etc/tokenkeeper/app_secret", "UMask=0027",
-            "User=tokenkeeper", "Group=tokenkeeper"]
-        {
+            "User=tokenkeeper", "Group=tokenkeeper",
+        ] {
             #expect(unit.contains(line), "the unit lacks \(line)")
         }
         let sysusers = try String(contentsOfFile: destdir + "/usr/lib/sysusers.d/tokenkeeper.conf", encoding: .utf8)

@@ -30,7 +30,9 @@ struct OperationsEndToEndTests {
         return (world, hook)
     }
 
-    @Test("a revoked seller: one reauth_required through hook and webhook; its link's click makes it active; forged, expired and replayed states change nothing")
+    @Test(
+        "a revoked seller: one reauth_required through hook and webhook; its link's click makes it active; forged, expired and replayed states change nothing"
+    )
     func revokedSellerLoopIsClosedThroughTheCallback() async throws {
         let receiver = WebhookReceiver(secret: "whsec-" + UUID().uuidString)
         try await receiver.start()
@@ -42,7 +44,9 @@ struct OperationsEndToEndTests {
         let revoked = ids[0]
         #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
         let daemon = try world.startDaemon()
-        #expect(await eventually { (world.simulator.sellerStats(for: revoked)?.rotations ?? 0) >= 1 }, "\(daemon.stderr.text.suffix(2000))")
+        #expect(
+            await eventually { (world.simulator.sellerStats(for: revoked)?.rotations ?? 0) >= 1 },
+            "\(daemon.stderr.text.suffix(2000))")
         try world.simulator.revoke(sellerID: revoked)
 
         // Told once, through both channels.
@@ -61,12 +65,15 @@ struct OperationsEndToEndTests {
         #expect(event["reason"] as? String == "IllegalRefreshToken")
         #expect(event["at"] is NSNumber && event["event_id"] is NSNumber && event["id"] is String)
         #expect(
-            Set(event.keys) == ["id", "event_id", "kind", "seller_id", "reason", "reauth_by", "at", "request_id", "authorize_url"])
+            Set(event.keys) == [
+                "id", "event_id", "kind", "seller_id", "reason", "reauth_by", "at", "request_id", "authorize_url",
+            ])
         let hookCall = try #require(hook.calls().first { $0.kind == "reauth_required" })
         #expect(hookCall.body == told[0].body, "the hook and the webhook get the same JSON")
         #expect(hookCall.id == told[0].id, "TOKENKEEPER_EVENT_ID is the JSON's id")
         let link = try #require(event["authorize_url"] as? String)
-        #expect(link.hasPrefix(world.simulator.baseURL!.replacingOccurrences(of: "/rest", with: "") + "/oauth/authorize?"))
+        #expect(
+            link.hasPrefix(world.simulator.baseURL!.replacingOccurrences(of: "/rest", with: "") + "/oauth/authorize?"))
 
         // Refusals first, while the seller still needs re-authorization: each
         // changes nothing (no code spent, no row or event written).
@@ -75,13 +82,15 @@ struct OperationsEndToEndTests {
         world.simulator.updateBehavior { $0.loggedInSeller = revoked }
         let newLink = try await world.run(["authorize-url", "--seller", revoked])
         #expect(newLink.exitCode == 0, "\(newLink)")
-        let forgedRedirect = try #require(try await Browser.get(newLink.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).location)
+        let forgedRedirect = try #require(
+            try await Browser.get(newLink.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).location)
         let forged = try await Browser.get(Self.tamperingState(in: forgedRedirect))
         #expect(forged.status == 400 && forged.body.contains("not one tokenkeeper signed"), "\(forged.body)")
 
         let oldLink = try await world.run(
             ["authorize-url", "--seller", revoked], environment: ["TOKENKEEPER_TEST_CLOCK_OFFSET_SECONDS": "-300000"])
-        let expiredRedirect = try #require(try await Browser.get(oldLink.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).location)
+        let expiredRedirect = try #require(
+            try await Browser.get(oldLink.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).location)
         let expired = try await Browser.get(expiredRedirect)
         #expect(expired.status == 400 && expired.body.contains("expired"), "\(expired.body)")
 
@@ -172,14 +181,18 @@ struct OperationsEndToEndTests {
             let dot = value.lastIndex(of: ".")
         else { return url }
         var state = Array(value)
-        let middle = value.distance(from: value.startIndex, to: dot) + (value.count - value.distance(from: value.startIndex, to: dot)) / 2
+        let middle =
+            value.distance(from: value.startIndex, to: dot)
+            + (value.count - value.distance(from: value.startIndex, to: dot)) / 2
         state[middle] = state[middle] == "A" ? "B" : "A"
         items[index].value = String(state)
         components.queryItems = items
         return components.string ?? url
     }
 
-    @Test("a webhook receiver down for a while gets every event once back, none lost or repeated across restarts; refreshing stays on schedule")
+    @Test(
+        "a webhook receiver down for a while gets every event once back, none lost or repeated across restarts; refreshing stays on schedule"
+    )
     func downReceiverGetsEveryEventOnceBack() async throws {
         let receiver = WebhookReceiver(secret: "whsec-" + UUID().uuidString)
         try await receiver.start()
@@ -275,7 +288,8 @@ struct OperationsEndToEndTests {
 
     static func pendingDeliveries(_ world: EndToEndWorld) throws -> Int {
         let rows = try SQLiteReader.query(
-            world.storage + "/keeper.db", "SELECT count(*) FROM deliveries WHERE delivered_at IS NULL AND channel = 'webhook'")
+            world.storage + "/keeper.db",
+            "SELECT count(*) FROM deliveries WHERE delivered_at IS NULL AND channel = 'webhook'")
         return Int(rows.first?[0] ?? "0") ?? 0
     }
 
@@ -294,8 +308,10 @@ struct OperationsEndToEndTests {
         defer { Task { await world.tearDown() } }
         let soon = "5001"
         let later = "5002"
-        world.simulator.addSeller(sellerID: soon, nick: "soon", accessTokenLifetime: .seconds(600), refreshTokenValidity: .seconds(35))
-        world.simulator.addSeller(sellerID: later, nick: "later", accessTokenLifetime: .seconds(600), refreshTokenValidity: .seconds(3600))
+        world.simulator.addSeller(
+            sellerID: soon, nick: "soon", accessTokenLifetime: .seconds(600), refreshTokenValidity: .seconds(35))
+        world.simulator.addSeller(
+            sellerID: later, nick: "later", accessTokenLifetime: .seconds(600), refreshTokenValidity: .seconds(3600))
         for sellerID in [soon, later] {
             let code = try world.simulator.issueAuthorizationCode(for: sellerID)
             #expect(try await world.run(["add", "--code", code]).exitCode == 0)
@@ -314,12 +330,16 @@ struct OperationsEndToEndTests {
         #expect(hook.calls().filter { $0.kind == "reauth_due" }.map(\.sellerID) == [soon])
         #expect(receiver.deliveries.filter { $0.kind == "reauth_due" }.count == 1)
         let object = try #require(receiver.deliveries.first { $0.kind == "reauth_due" }?.object)
-        #expect((object["reauth_by"] as? NSNumber)?.int64Value == world.simulator.refreshTokenValidTime(for: soon)?.millisecondsSince1970)
+        #expect(
+            (object["reauth_by"] as? NSNumber)?.int64Value
+                == world.simulator.refreshTokenValidTime(for: soon)?.millisecondsSince1970)
         #expect((object["authorize_url"] as? String)?.contains("state=") == true)
         world.expectNoSecretsLeaked(in: receiver.deliveries.map(\.body) + hook.calls().map(\.body))
     }
 
-    @Test("/metrics parses with Prometheus's own parser and its account counts match keeper.db; /healthz and /readyz answer")
+    @Test(
+        "/metrics parses with Prometheus's own parser and its account counts match keeper.db; /healthz and /readyz answer"
+    )
     func metricsMatchTheStore() async throws {
         let metricsPort = try freePort()
         let world = try await EndToEndWorld(settings: ["metrics.listen": "127.0.0.1:\(metricsPort)"])
@@ -329,7 +349,9 @@ struct OperationsEndToEndTests {
         #expect(try await world.run(["disable", ids[4]]).exitCode == 0)
         let daemon = try world.startDaemon()
         let base = "http://127.0.0.1:\(metricsPort)"
-        #expect(await eventually { (try? await Browser.get(base + "/readyz"))?.status == 200 }, "\(daemon.stderr.text.suffix(2000))")
+        #expect(
+            await eventually { (try? await Browser.get(base + "/readyz"))?.status == 200 },
+            "\(daemon.stderr.text.suffix(2000))")
         try world.simulator.revoke(sellerID: ids[0])
         #expect(await eventually { (try? KeeperRow.all(in: world.storage)[ids[0]]?.status) == "reauth_required" })
         #expect(await eventually { (world.simulator.sellerStats(for: ids[1])?.rotations ?? 0) >= 2 })
@@ -343,8 +365,12 @@ struct OperationsEndToEndTests {
             #expect(parsed.value("tokenkeeper_accounts", ["status": status]) == stored[status] ?? 0, "\(status)")
         }
         #expect(parsed.value("tokenkeeper_refreshes_total", ["outcome": "refreshed", "class": "none"]) ?? 0 >= 2)
-        #expect(parsed.value("tokenkeeper_refreshes_total", ["outcome": "reauth_required", "class": "account_rejected"]) == 1)
-        #expect(parsed.value("tokenkeeper_gateway_request_duration_seconds_count", ["api": "refresh", "result": "ok"]) ?? 0 >= 2)
+        #expect(
+            parsed.value("tokenkeeper_refreshes_total", ["outcome": "reauth_required", "class": "account_rejected"])
+                == 1)
+        #expect(
+            parsed.value("tokenkeeper_gateway_request_duration_seconds_count", ["api": "refresh", "result": "ok"]) ?? 0
+                >= 2)
         #expect(parsed.value("tokenkeeper_ready", [:]) == 1)
         #expect(parsed.value("tokenkeeper_degraded", ["reason": "storage"]) == 0)
         #expect((parsed.value("tokenkeeper_next_refresh_seconds", [:]) ?? -1000) > -10)
@@ -420,7 +446,8 @@ struct Hook {
             env > "\(directory)/$TOKENKEEPER_EVENT_ID.$$.env"
             printf '%s %s %s %s\\n' "$TOKENKEEPER_EVENT_ID" "$TOKENKEEPER_EVENT" "${TOKENKEEPER_SELLER_ID:--}" "$$" >> "\(directory)/calls.log"
             """
-        _ = FileManager.default.createFile(atPath: path, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755])
+        _ = FileManager.default.createFile(
+            atPath: path, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755])
     }
 
     func calls() -> [Call] {
@@ -429,7 +456,8 @@ struct Hook {
             let parts = line.split(separator: " ").map(String.init)
             guard parts.count == 4 else { return nil }
             let body = (try? String(contentsOfFile: "\(directory)/\(parts[0]).\(parts[3]).json", encoding: .utf8)) ?? ""
-            let environment = (try? String(contentsOfFile: "\(directory)/\(parts[0]).\(parts[3]).env", encoding: .utf8)) ?? ""
+            let environment =
+                (try? String(contentsOfFile: "\(directory)/\(parts[0]).\(parts[3]).env", encoding: .utf8)) ?? ""
             return Call(
                 id: parts[0], kind: parts[1], sellerID: parts[2], body: body.trimmingCharacters(in: .newlines),
                 environment: environment)
@@ -483,10 +511,11 @@ struct PrometheusText {
         else {
             throw SQLiteReader.Failure(description: "the Prometheus parser refused the exposition: \(problem)")
         }
-        return PrometheusText(samples: list.map { item in
-            Sample(
-                name: item["name"] as? String ?? "", labels: item["labels"] as? [String: String] ?? [:],
-                value: (item["value"] as? NSNumber)?.doubleValue ?? .nan)
-        })
+        return PrometheusText(
+            samples: list.map { item in
+                Sample(
+                    name: item["name"] as? String ?? "", labels: item["labels"] as? [String: String] ?? [:],
+                    value: (item["value"] as? NSNumber)?.doubleValue ?? .nan)
+            })
     }
 }

@@ -25,8 +25,11 @@ struct OperatorSlipTests {
         #expect(world.simulator.sellerStats(for: ids[0])?.refreshRequests == 1, "the CLI sent nothing")
 
         world.simulator.releaseHeldAnswers()
-        #expect(await eventually { (try? KeeperRow.all(in: world.storage)[ids[0]]?.refreshToken)
-            == world.simulator.currentRefreshToken(for: ids[0])?.exposedValue })
+        #expect(
+            await eventually {
+                (try? KeeperRow.all(in: world.storage)[ids[0]]?.refreshToken)
+                    == world.simulator.currentRefreshToken(for: ids[0])?.exposedValue
+            })
         daemon.signal(SIGTERM)
         let result = await daemon.wait(timeout: .seconds(40))
         world.record(result.stdout + result.stderr)
@@ -47,7 +50,10 @@ struct OperatorSlipTests {
         let (_, jsonl) = try world.seedSellers(10, accessTokenLifetime: .seconds(6))
         #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
         let daemon = try world.startDaemon()
-        #expect(await eventually(timeout: .seconds(30)) { world.simulator.counters.rotations >= 20 && world.simulator.counters.totalFaults >= 10 })
+        #expect(
+            await eventually(timeout: .seconds(30)) {
+                world.simulator.counters.rotations >= 20 && world.simulator.counters.totalFaults >= 10
+            })
         daemon.signal(SIGTERM)
         let result = await daemon.wait(timeout: .seconds(30))
         #expect(result.stderr.contains("DEBUG") || result.stderr.contains(" debug "), "the run logged at debug level")
@@ -55,7 +61,8 @@ struct OperatorSlipTests {
         world.expectNoSecretsLeaked()
     }
 
-    @Test("run with a bad configuration exits 78 naming the key; a bad file at SIGHUP is refused and the daemon goes on")
+    @Test(
+        "run with a bad configuration exits 78 naming the key; a bad file at SIGHUP is refused and the daemon goes on")
     func badConfigurationAtStartAndAtReload() async throws {
         let world = try await EndToEndWorld()
         defer { Task { await world.tearDown() } }
@@ -74,7 +81,9 @@ struct OperatorSlipTests {
         #expect(await eventually { daemon.stderr.text.contains("reload refused; keeping the running configuration") })
         #expect(daemon.stderr.text.contains("refresh.concurrency"))
         let before = world.simulator.counters.rotations
-        #expect(await eventually(timeout: .seconds(20)) { world.simulator.counters.rotations >= before + 2 }, "refreshing goes on")
+        #expect(
+            await eventually(timeout: .seconds(20)) { world.simulator.counters.rotations >= before + 2 },
+            "refreshing goes on")
         daemon.signal(SIGTERM)
         let result = await daemon.wait(timeout: .seconds(30))
         #expect(result.exitCode == 0)
@@ -129,7 +138,8 @@ struct OperatorSlipTests {
 
     @Test("Ctrl-C during tokenkeeper refresh waits for the calls sent and stores their rotations")
     func cliRefreshFinishesWhatItSentOnSIGINT() async throws {
-        let world = try await EndToEndWorld(settings: ["refresh.concurrency": "2", "refresh.max_calls_per_second": "0"]) {
+        let world = try await EndToEndWorld(settings: ["refresh.concurrency": "2", "refresh.max_calls_per_second": "0"])
+        {
             $0.responseLatency = .seconds(3)
         }
         defer { Task { await world.tearDown() } }
@@ -145,7 +155,8 @@ struct OperatorSlipTests {
         let rotated = ids.filter { world.lastRotation(of: $0) != nil }
         #expect(rotated.count == 2, "only the calls sent before Ctrl-C went out")
         for sellerID in rotated {
-            expectSameToken(keeper[sellerID]?.refreshToken, world.lastRotation(of: sellerID), "\(sellerID) kept its rotation")
+            expectSameToken(
+                keeper[sellerID]?.refreshToken, world.lastRotation(of: sellerID), "\(sellerID) kept its rotation")
         }
         #expect(result.stderr.contains("not attempted"), "the others are reported as not attempted")
         world.expectNoSecretsLeaked()
@@ -153,9 +164,12 @@ struct OperatorSlipTests {
 
     @Test("demo, the README's first command, runs the daemon against the simulator and stops cleanly")
     func demoRuns() async throws {
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tokenkeeper-demo-test-\(UUID().uuidString.prefix(8))").path
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tokenkeeper-demo-test-\(UUID().uuidString.prefix(8))"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        let result = try await TokenKeeperProcess.run(["demo", "--duration", "4", "--directory", scratch], timeout: .seconds(60))
+        let result = try await TokenKeeperProcess.run(
+            ["demo", "--duration", "4", "--directory", scratch], timeout: .seconds(60))
         #expect(result.exitCode == 0, "\(result)")
         #expect(result.stdout.contains("daemon ready"))
         #expect(result.stdout.contains("sqlite3"))
@@ -164,11 +178,15 @@ struct OperatorSlipTests {
         #expect(rows.count == 6 && rows.allSatisfy { $0.status == "active" })
     }
 
-    @Test("demo shows the whole loop: the revoked seller's event, its link, the simulated click, the seller active again")
+    @Test(
+        "demo shows the whole loop: the revoked seller's event, its link, the simulated click, the seller active again")
     func demoClosesTheReauthorizationLoop() async throws {
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tokenkeeper-demo-loop-\(UUID().uuidString.prefix(8))").path
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tokenkeeper-demo-loop-\(UUID().uuidString.prefix(8))"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        let result = try await TokenKeeperProcess.run(["demo", "--duration", "42", "--directory", scratch], timeout: .seconds(120))
+        let result = try await TokenKeeperProcess.run(
+            ["demo", "--duration", "42", "--directory", scratch], timeout: .seconds(120))
         #expect(result.exitCode == 0, "\(result)")
         let out = result.stdout
         #expect(out.contains("\"kind\":\"reauth_required\""), "\(out.suffix(3000))")

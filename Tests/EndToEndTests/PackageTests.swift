@@ -57,7 +57,8 @@ struct PackageTests {
 
     @Test(
         "build-deb.sh builds a package that declares its C libraries, installs the unit and a conffile, and whose binary runs without Swift",
-        .enabled(if: requested, "a 20-minute release build: TOKENKEEPER_PACKAGE_TEST=1 swift test --filter PackageTests"),
+        .enabled(
+            if: requested, "a 20-minute release build: TOKENKEEPER_PACKAGE_TEST=1 swift test --filter PackageTests"),
         .enabled(if: dpkgDeb != nil, "needs dpkg-deb (apt-get install dpkg) to build and read the package"),
         // The release build with the Swift runtime linked in takes about 25 minutes on 2 cores.
         .timeLimit(.minutes(90)))
@@ -114,7 +115,8 @@ struct PackageTests {
         #expect(!unit.contains("/usr/local"))
         #expect(
             try String(contentsOfFile: root + "/etc/tokenkeeper/config.yaml", encoding: .utf8)
-                == String(contentsOfFile: InstallTests.packageRoot.path + "/config/config.example.yaml", encoding: .utf8))
+                == String(
+                    contentsOfFile: InstallTests.packageRoot.path + "/config/config.example.yaml", encoding: .utf8))
 
         let binary = root + "/usr/bin/tokenkeeper"
         let ldd = try await Self.run(["ldd", binary])

@@ -33,8 +33,9 @@ struct PostgresEndToEndTests {
                     "storage.postgres.takeover_seconds": "2",
                 ].merging(settings) { $1 })
             let passwordFile = world.root.appendingPathComponent("postgres_password").path
-            guard FileManager.default.createFile(
-                atPath: passwordFile, contents: Data(password.utf8), attributes: [.posixPermissions: 0o600])
+            guard
+                FileManager.default.createFile(
+                    atPath: passwordFile, contents: Data(password.utf8), attributes: [.posixPermissions: 0o600])
             else { throw CocoaError(.fileWriteUnknown) }
             try world.writeConfig(["storage.postgres.password_file": passwordFile])
         }
@@ -49,7 +50,8 @@ struct PostgresEndToEndTests {
         /// Seller → (status, refresh token, expire_time) as stored.
         func accounts() throws -> [String: (status: String, refreshToken: String, expireTime: Int64)] {
             var rows: [String: (String, String, Int64)] = [:]
-            for row in try query("SELECT seller_id, status, refresh_token, coalesce(expire_time, 0) FROM \(schema).accounts")
+            for row in try query(
+                "SELECT seller_id, status, refresh_token, coalesce(expire_time, 0) FROM \(schema).accounts")
             where row.count == 4 {
                 rows[row[0]] = (row[1], row[2], Int64(row[3]) ?? 0)
             }
@@ -152,9 +154,10 @@ struct PostgresEndToEndTests {
             #expect(countersBeforeKill.refreshTokenReuses == 0)
             #expect(countersBeforeKill.overlappingRefreshes == 0)
             #expect(counters.overlappingRefreshes == 0)
-            let shares = Dictionary(uniqueKeysWithValues: work.compactMap { row in
-                row.count == 2 ? (row[0], Int(row[1]) ?? 0) : nil
-            })
+            let shares = Dictionary(
+                uniqueKeysWithValues: work.compactMap { row in
+                    row.count == 2 ? (row[0], Int(row[1]) ?? 0) : nil
+                })
             let total = shares.values.reduce(0, +)
             #expect(shares.count == 2, "refreshes by node: \(shares)")
             for (node, count) in shares {
@@ -174,12 +177,16 @@ struct PostgresEndToEndTests {
                 if !fine { lost.append(sellerID) }
                 if !inFlightAtKill.contains(sellerID) {
                     #expect(fine, "seller \(sellerID) not kept valid after the kill (status \(row?.status ?? "none"))")
-                    let after = (world.simulator.sellerStats(for: sellerID)?.rotations ?? 0) - rotationsAtKill[sellerID, default: 0]
+                    let after =
+                        (world.simulator.sellerStats(for: sellerID)?.rotations ?? 0)
+                        - rotationsAtKill[sellerID, default: 0]
                     #expect(after >= 2, "seller \(sellerID) rotated \(after) times in the 45 s after the kill")
                     #expect(world.simulator.sellerStats(for: sellerID)?.refreshTokenReuses == 0)
                 }
             }
-            #expect(Set(lost).isSubset(of: inFlightAtKill), "lost \(lost), in flight at the kill \(inFlightAtKill.sorted())")
+            #expect(
+                Set(lost).isSubset(of: inFlightAtKill), "lost \(lost), in flight at the kill \(inFlightAtKill.sorted())"
+            )
             print(
                 "two nodes: refreshes by node before the kill \(shares.values.sorted()); in flight at the kill "
                     + "\(inFlightAtKill.count); lost \(lost.count); reuses \(counters.refreshTokenReuses); "
@@ -195,7 +202,7 @@ struct PostgresEndToEndTests {
 
     @Test("tokenkeeper_reader reads valid_tokens and no refresh token anywhere")
     func readerRoleReadsValidTokensOnly() async throws {
-        try await Self.withCluster() { cluster in
+        try await Self.withCluster { cluster in
             let world = cluster.world
             let (ids, jsonl) = try world.seedSellers(5, accessTokenLifetime: .seconds(600))
             #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
@@ -263,7 +270,8 @@ struct PostgresEndToEndTests {
                 try cluster.server.psqlTCP(
                     sql, database: cluster.database, user: "tokenkeeper_reader", password: readerPassword)
             }
-            let valid = try reader("SELECT seller_id, access_token, expire_time FROM tokenkeeper.valid_tokens ORDER BY 1")
+            let valid = try reader(
+                "SELECT seller_id, access_token, expire_time FROM tokenkeeper.valid_tokens ORDER BY 1")
             #expect(valid.split(separator: "\n").map { String($0.split(separator: "|")[0]) } == ids)
             let tokens = try reader("SELECT count(*) FROM tokenkeeper.tokens WHERE status = 'active'")
             #expect(tokens == "5")
@@ -360,7 +368,9 @@ struct PostgresEndToEndTests {
             #expect(counters.refreshTokenReuses == 0)
             #expect(counters.overlappingRefreshes == 0)
             for sellerID in ids {
-                #expect(stored[sellerID]?.status == "active", "seller \(sellerID) marked \(stored[sellerID]?.status ?? "gone")")
+                #expect(
+                    stored[sellerID]?.status == "active",
+                    "seller \(sellerID) marked \(stored[sellerID]?.status ?? "gone")")
                 expectSameToken(
                     stored[sellerID]?.refreshToken, world.simulator.currentRefreshToken(for: sellerID)?.exposedValue,
                     "stored refresh token")
@@ -438,8 +448,12 @@ struct PostgresEndToEndTests {
             #expect(counters.refreshTokenReuses == 0)
             #expect(counters.overlappingRefreshes == 0)
             let stored = try cluster.accounts()
-            let mismatched = ids.filter { stored[$0]?.refreshToken != world.simulator.currentRefreshToken(for: $0)?.exposedValue }
-            #expect(mismatched.isEmpty, "\(mismatched.count) sellers' stored refresh token is not the gateway's current one")
+            let mismatched = ids.filter {
+                stored[$0]?.refreshToken != world.simulator.currentRefreshToken(for: $0)?.exposedValue
+            }
+            #expect(
+                mismatched.isEmpty, "\(mismatched.count) sellers' stored refresh token is not the gateway's current one"
+            )
             #expect(stored.values.allSatisfy { $0.status == "active" })
         }
     }

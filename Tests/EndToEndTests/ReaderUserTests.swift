@@ -17,7 +17,8 @@ struct ReaderUserTests {
         guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv) else { return false }
         var url = URL(fileURLWithPath: TokenKeeperBinary.path)
         while url.path != "/" {
-            let mode = ((try? FileManager.default.attributesOfItem(atPath: url.path)[.posixPermissions]) as? NSNumber)?
+            let mode =
+                ((try? FileManager.default.attributesOfItem(atPath: url.path)[.posixPermissions]) as? NSNumber)?
                 .intValue ?? 0
             guard mode & 0o001 != 0 else { return false }
             url.deleteLastPathComponent()
@@ -42,10 +43,11 @@ struct ReaderUserTests {
         func asReader(_ arguments: [String]) async throws -> CommandResult {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: Self.setpriv)
-            process.arguments = [
-                "--reuid", Self.readerUser, "--regid", "\(Self.readersGroup)", "--clear-groups",
-                TokenKeeperBinary.path,
-            ] + arguments + ["--config", world.configPath]
+            process.arguments =
+                [
+                    "--reuid", Self.readerUser, "--regid", "\(Self.readersGroup)", "--clear-groups",
+                    TokenKeeperBinary.path,
+                ] + arguments + ["--config", world.configPath]
             var environment = ProcessInfo.processInfo.environment
             environment["TOKENKEEPER_APP_SECRET"] = nil
             process.environment = environment
@@ -64,7 +66,8 @@ struct ReaderUserTests {
 
         let token = try await asReader(["token", ids[0]])
         #expect(token.exitCode == 0, "\(token)")
-        #expect(token.stdout == (world.simulator.issuedTokens(for: ids[0]).last?.accessToken.exposedValue ?? "?") + "\n")
+        #expect(
+            token.stdout == (world.simulator.issuedTokens(for: ids[0]).last?.accessToken.exposedValue ?? "?") + "\n")
         let disabled = try await asReader(["token", ids[1]])
         #expect(disabled.exitCode == 1)
         #expect(disabled.stdout.isEmpty)

@@ -10,7 +10,8 @@ import TokenKeeperCore
             redirectURI: "https://example.com/callback?x=1&y=2", state: "s 1/2")
         #expect(
             url == "https://api-sg.aliexpress.com/oauth/authorize?response_type=code&force_auth=true"
-                + "&redirect_uri=https%3A%2F%2Fexample.com%2Fcallback%3Fx%3D1%26y%3D2&client_id=12345678&state=s%201%2F2")
+                + "&redirect_uri=https%3A%2F%2Fexample.com%2Fcallback%3Fx%3D1%26y%3D2&client_id=12345678&state=s%201%2F2"
+        )
     }
 
     @Test func leavesOutAnEmptyOrMissingState() throws {
@@ -47,7 +48,8 @@ import TokenKeeperCore
 
     @Test func refusesAConfiguredPageWithAQuery() {
         #expect(throws: GatewayFailure.self) {
-            try AuthorizationURL.make(authorizePage: "https://auth.example.com/authorize?x=1", appKey: "k", redirectURI: "r")
+            try AuthorizationURL.make(
+                authorizePage: "https://auth.example.com/authorize?x=1", appKey: "k", redirectURI: "r")
         }
     }
 }

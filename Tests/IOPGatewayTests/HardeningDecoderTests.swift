@@ -31,11 +31,15 @@ import TokenKeeperCore
     }
 
     @Test func failuresAfterTheRequestWasSentMayHaveRotatedTheToken() {
-        let lost: [any Error] = [HTTPClientError.deadlineExceeded, HTTPClientError.readTimeout, HTTPClientError.remoteConnectionClosed]
+        let lost: [any Error] = [
+            HTTPClientError.deadlineExceeded, HTTPClientError.readTimeout, HTTPClientError.remoteConnectionClosed,
+        ]
         for error in lost {
             #expect(IOPGatewayClient.failure(for: error).answerMayBeLost, "\(error)")
         }
-        let neverSent: [any Error] = [HTTPClientError.connectTimeout, HTTPClientError.getConnectionFromPoolTimeout, CancellationError()]
+        let neverSent: [any Error] = [
+            HTTPClientError.connectTimeout, HTTPClientError.getConnectionFromPoolTimeout, CancellationError(),
+        ]
         for error in neverSent {
             #expect(!IOPGatewayClient.failure(for: error).answerMayBeLost, "\(error)")
         }

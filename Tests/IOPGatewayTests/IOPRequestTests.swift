@@ -38,7 +38,8 @@ import TokenKeeperCore
         let removed = all.removeValue(forKey: "sign")
         let sent = try #require(removed)
         all.merge(formDecode(request.body)) { old, _ in old }
-        #expect(IOPSignature.verify(signature: sent, apiPath: "/auth/token/create", parameters: all, secret: "helloworld"))
+        #expect(
+            IOPSignature.verify(signature: sent, apiPath: "/auth/token/create", parameters: all, secret: "helloworld"))
         #expect(sent.count == 64 && sent == sent.uppercased())
     }
 
@@ -59,7 +60,9 @@ import TokenKeeperCore
         var signed = parts(request).query
         signed.removeValue(forKey: "sign")
         signed["code"] = "abc"
-        #expect(request.signature == IOPSignature.sign(apiPath: "/auth/token/create", parameters: signed, secret: "helloworld"))
+        #expect(
+            request.signature
+                == IOPSignature.sign(apiPath: "/auth/token/create", parameters: signed, secret: "helloworld"))
     }
 
     @Test func percentEncodesReservedAndNonASCIICharactersButSignsRawValues() throws {
@@ -72,7 +75,9 @@ import TokenKeeperCore
         var signed = parts(request).query
         signed.removeValue(forKey: "sign")
         signed["code"] = raw
-        #expect(request.signature == IOPSignature.sign(apiPath: "/auth/token/create", parameters: signed, secret: "helloworld"))
+        #expect(
+            request.signature
+                == IOPSignature.sign(apiPath: "/auth/token/create", parameters: signed, secret: "helloworld"))
     }
 
     @Test func encodesAnAppKeyWithReservedCharactersInTheQuery() throws {
@@ -88,7 +93,8 @@ import TokenKeeperCore
         var configuration = Fixture.configuration
         configuration.baseURL = "http://127.0.0.1:8099/rest/"
         configuration.refreshPath = "/custom/refresh"
-        let request = try IOPRequest.refresh(refreshToken: Secret("r"), configuration: configuration, timestamp: Self.timestamp)
+        let request = try IOPRequest.refresh(
+            refreshToken: Secret("r"), configuration: configuration, timestamp: Self.timestamp)
         #expect(parts(request).base == "http://127.0.0.1:8099/rest/custom/refresh")
         #expect(request.apiPath == "/custom/refresh")
     }
@@ -115,7 +121,10 @@ import TokenKeeperCore
         #expect(!"\(request)".contains("helloworld"))
     }
 
-    @Test(arguments: ["ftp://host/rest", "api-sg.aliexpress.com/rest", "https:///rest", "https://h/rest?x=1", "https://u:p@h/rest", ""])
+    @Test(arguments: [
+        "ftp://host/rest", "api-sg.aliexpress.com/rest", "https:///rest", "https://h/rest?x=1", "https://u:p@h/rest",
+        "",
+    ])
     func refusesAnUnusableBaseURLAsConfiguration(baseURL: String) {
         var configuration = Fixture.configuration
         configuration.baseURL = baseURL
@@ -123,7 +132,8 @@ import TokenKeeperCore
             try IOPRequest.refresh(refreshToken: Secret("r"), configuration: configuration, timestamp: Self.timestamp)
         }
         do {
-            _ = try IOPRequest.refresh(refreshToken: Secret("r"), configuration: configuration, timestamp: Self.timestamp)
+            _ = try IOPRequest.refresh(
+                refreshToken: Secret("r"), configuration: configuration, timestamp: Self.timestamp)
         } catch {
             #expect(error.failureClass == .configuration)
             #expect(error.code == IOPFailureCode.invalidConfiguration)

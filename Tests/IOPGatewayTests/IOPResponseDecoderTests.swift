@@ -79,7 +79,8 @@ import TokenKeeperCore
     }
 
     @Test func acceptsWholeNumbersWrittenWithAFraction() throws {
-        let body = Self.numericGrant().replacingOccurrences(of: "\"expires_in\":86400", with: "\"expires_in\":\"86400.0\"")
+        let body = Self.numericGrant().replacingOccurrences(
+            of: "\"expires_in\":86400", with: "\"expires_in\":\"86400.0\"")
         let grant = try #require(Fixture.grant(body))
         #expect(grant.accessTokenLifetime == .seconds(86400))
     }

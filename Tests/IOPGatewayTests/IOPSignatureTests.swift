@@ -25,9 +25,13 @@ import Testing
     }
 
     @Test func changesWithTheSecretTheApiAndEveryValue() {
-        let base = IOPSignature.sign(apiPath: "/auth/token/create", parameters: Self.knownParameters, secret: "helloworld")
-        #expect(IOPSignature.sign(apiPath: "/auth/token/create", parameters: Self.knownParameters, secret: "hello") != base)
-        #expect(IOPSignature.sign(apiPath: "/auth/token/refresh", parameters: Self.knownParameters, secret: "helloworld") != base)
+        let base = IOPSignature.sign(
+            apiPath: "/auth/token/create", parameters: Self.knownParameters, secret: "helloworld")
+        #expect(
+            IOPSignature.sign(apiPath: "/auth/token/create", parameters: Self.knownParameters, secret: "hello") != base)
+        #expect(
+            IOPSignature.sign(apiPath: "/auth/token/refresh", parameters: Self.knownParameters, secret: "helloworld")
+                != base)
         var changed = Self.knownParameters
         changed["timestamp"] = "1517820392001"
         #expect(IOPSignature.sign(apiPath: "/auth/token/create", parameters: changed, secret: "helloworld") != base)
@@ -43,6 +47,7 @@ import Testing
             !IOPSignature.verify(
                 signature: Self.knownSignature, apiPath: "/auth/token/create", parameters: parameters, secret: "other"))
         #expect(
-            !IOPSignature.verify(signature: "35", apiPath: "/auth/token/create", parameters: parameters, secret: "helloworld"))
+            !IOPSignature.verify(
+                signature: "35", apiPath: "/auth/token/create", parameters: parameters, secret: "helloworld"))
     }
 }

@@ -94,7 +94,9 @@ struct AuthorizationCodeTests {
             let answer = try await h.gateway.create(code: try h.simulator.issueAuthorizationCode(for: "1001"))
             #expect(answer.isSuccess)
             // A new authorization starts a new validity period.
-            #expect(answer.integer("refresh_token_valid_time") == seeded.refreshTokenValidTime.millisecondsSince1970 + 100_000)
+            #expect(
+                answer.integer("refresh_token_valid_time") == seeded.refreshTokenValidTime.millisecondsSince1970
+                    + 100_000)
             let old = try await h.gateway.refresh(seeded.refreshToken)
             #expect(old.errorCode == "IllegalRefreshToken")
             // Not a client bug: the token was replaced, not rotated.

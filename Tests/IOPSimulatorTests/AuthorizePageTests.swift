@@ -12,7 +12,8 @@ import TokenKeeperCore
 @Suite("/oauth/authorize")
 struct AuthorizePageTests {
     static func open(_ url: String) async throws -> (status: Int, location: String?) {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))
         defer { _ = client.shutdown() }
         let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
         _ = try await response.body.collect(upTo: 1 << 16)
@@ -46,7 +47,8 @@ struct AuthorizePageTests {
         try await SimulatorHarness.run { h in
             h.simulator.addSeller(SimulatedSeller(sellerID: "1001"))
             let origin = h.simulator.baseURL!.replacingOccurrences(of: "/rest", with: "")
-            let good = "response_type=code&client_id=\(SimulatorHarness.appKey)&redirect_uri=https%3A%2F%2Fx.example%2Fcb"
+            let good =
+                "response_type=code&client_id=\(SimulatorHarness.appKey)&redirect_uri=https%3A%2F%2Fx.example%2Fcb"
             let nobody = try await Self.open(origin + "/oauth/authorize?" + good)
             #expect(nobody.status == 400, "nobody logged in")
             let named = try await Self.open(origin + "/oauth/authorize?" + good + "&seller_id=1001")
@@ -56,7 +58,8 @@ struct AuthorizePageTests {
             let otherApp = good.replacingOccurrences(of: SimulatorHarness.appKey, with: "111")
             let foreign = try await Self.open(origin + "/oauth/authorize?" + otherApp + "&seller_id=1001")
             #expect(foreign.status == 400)
-            let badRedirect = "response_type=code&client_id=\(SimulatorHarness.appKey)&redirect_uri=javascript%3Ax&seller_id=1001"
+            let badRedirect =
+                "response_type=code&client_id=\(SimulatorHarness.appKey)&redirect_uri=javascript%3Ax&seller_id=1001"
             let refused = try await Self.open(origin + "/oauth/authorize?" + badRedirect)
             #expect(refused.status == 400)
         }

@@ -1,6 +1,6 @@
 import IOPGateway
-import Logging
 import IOPSimulator
+import Logging
 import Testing
 import TokenKeeperCore
 import TokenKeeperTesting

@@ -30,7 +30,8 @@ struct LoggingTests {
         let lines = recorder.rendered
         #expect(lines.count >= 4)
         #expect(lines.contains { $0.contains("rotated refresh token used again") })
-        let secrets = [created.accessToken, created.refreshToken, refreshed.accessToken, refreshed.refreshToken]
+        let secrets =
+            [created.accessToken, created.refreshToken, refreshed.accessToken, refreshed.refreshToken]
             .compactMap { $0?.exposedValue } + [SimulatorHarness.secret]
         // Counted outside #expect, which would print the offending line.
         let leaks = secrets.filter { secret in lines.contains { $0.contains(secret) } }.count

@@ -102,7 +102,8 @@ struct RotationTests {
 
     @Test func lifetimesCanBeSetPerSeller() async throws {
         try await SimulatorHarness.run { h in
-            h.simulator.addSeller(sellerID: "short", accessTokenLifetime: .seconds(20), refreshTokenValidity: .seconds(90))
+            h.simulator.addSeller(
+                sellerID: "short", accessTokenLifetime: .seconds(20), refreshTokenValidity: .seconds(90))
             let seeded = try h.simulator.seedTokens(for: "short")
             #expect(seeded.accessTokenLifetime == .seconds(20))
             #expect(seeded.refreshTokenValidTime == ManualWallClock.start + .seconds(90))
@@ -124,7 +125,9 @@ struct RotationTests {
             let seeded = try h.simulator.seedTokens(for: "1001", issuedAt: ManualWallClock.start - .seconds(700))
             #expect(seeded.origin == .seed)
             #expect(seeded.expireTime < h.clock.now())
-            #expect(h.simulator.accessTokenStatus(seeded.accessToken) == .expired(sellerID: "1001", expireTime: seeded.expireTime))
+            #expect(
+                h.simulator.accessTokenStatus(seeded.accessToken)
+                    == .expired(sellerID: "1001", expireTime: seeded.expireTime))
             // The refresh token still has 3600 − 700 seconds.
             let answer = try await h.gateway.refresh(seeded.refreshToken)
             #expect(answer.integer("refresh_expires_in") == 2900)

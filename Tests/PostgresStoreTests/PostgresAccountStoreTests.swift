@@ -94,7 +94,8 @@ struct PostgresAccountStoreTests {
         }
         #expect(try postgres.psql("SELECT count(*) FROM \(schema).accounts", database: database) == "1")
         #expect(
-            try postgres.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM \(schema).schema_migrations",
+            try postgres.psql(
+                "SELECT string_agg(version::text, ',' ORDER BY version) FROM \(schema).schema_migrations",
                 database: database) == "1,2,999")
     }
 
@@ -253,7 +254,8 @@ struct PostgresAccountStoreTests {
         }
 
         let secondUntil = Moments.now + .seconds(90)
-        let early = try await nodeB.acquireLease(sellerID: "3002", owner: "node-b", until: secondUntil, now: Moments.now)
+        let early = try await nodeB.acquireLease(
+            sellerID: "3002", owner: "node-b", until: secondUntil, now: Moments.now)
         guard case .busy(let held) = early else {
             Issue.record("expected busy while the lease runs, got \(early)")
             return
@@ -376,7 +378,8 @@ struct PostgresAccountStoreTests {
             .transient, code: "Timeout", message: "no answer within 30 s", requestID: "req-5", answerMayBeLost: true)
         let retryAt = Moments.now + .seconds(120)
         try await store.recordFailure(
-            sellerID: "4003", owner: "node-a", failure: failure, failedAttempts: 2, nextRefreshAt: retryAt, now: Moments.now)
+            sellerID: "4003", owner: "node-a", failure: failure, failedAttempts: 2, nextRefreshAt: retryAt,
+            now: Moments.now)
         let failed = try #require(try await store.account(sellerID: "4003"))
         #expect(failed.failedAttempts == 2)
         #expect(failed.lastError == "Timeout: no answer within 30 s")
@@ -618,20 +621,25 @@ struct PostgresAccountStoreTests {
         let store = try await open(schema: schema)
         defer { store.close() }
         let records = [
-            ImportRecord(sellerID: "7001", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
+            ImportRecord(
+                sellerID: "7001", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
                 expireTime: Moments.farFuture),
-            ImportRecord(sellerID: "7002", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
+            ImportRecord(
+                sellerID: "7002", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
                 expireTime: Moments.farFuture),
             // Expired.
-            ImportRecord(sellerID: "7003", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
+            ImportRecord(
+                sellerID: "7003", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
                 expireTime: Moments.past),
             // No access token yet.
             ImportRecord(sellerID: "7004", refreshToken: makeToken("RT")),
             // Needs re-authorization.
-            ImportRecord(sellerID: "7005", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
+            ImportRecord(
+                sellerID: "7005", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
                 expireTime: Moments.farFuture),
             // Disabled.
-            ImportRecord(sellerID: "7006", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
+            ImportRecord(
+                sellerID: "7006", refreshToken: makeToken("RT"), accessToken: makeToken("AT"),
                 expireTime: Moments.farFuture),
         ]
         #expect(try await store.importAccounts(records, now: Moments.now).imported == records.count)
@@ -655,7 +663,8 @@ struct PostgresAccountStoreTests {
             try asReader("SELECT string_agg(seller_id, ',' ORDER BY seller_id) FROM \(schema).valid_tokens")
                 == "7001,7002")
         #expect(try asReader("SELECT count(*) FROM \(schema).tokens") == "5")
-        let accessTokensMatch = try asReader("SELECT access_token FROM \(schema).valid_tokens ORDER BY seller_id")
+        let accessTokensMatch =
+            try asReader("SELECT access_token FROM \(schema).valid_tokens ORDER BY seller_id")
             == [records[0], records[1]].compactMap { $0.accessToken?.exposedValue }.joined(separator: "\n")
         #expect(accessTokensMatch)
 

@@ -1,8 +1,9 @@
 import Logging
-@testable import RefreshScheduler
 import Testing
 import TokenKeeperCore
 import TokenKeeperTesting
+
+@testable import RefreshScheduler
 
 /// Odd answers, a store that refuses one seller, clock steps, mass
 /// rejections, lost answers and stops: none may lose a seller or hold the fleet.
@@ -43,7 +44,8 @@ import TokenKeeperTesting
 
         #expect(harness.events.refreshed("later").count == 1, "a new seller is refreshed while odd's write is retried")
         #expect(harness.events.degraded.isEmpty)
-        #expect(harness.logs.all.contains { $0.metadata["outcome"] == "commit_refused" && $0.metadata["seller"] == "odd" })
+        #expect(
+            harness.logs.all.contains { $0.metadata["outcome"] == "commit_refused" && $0.metadata["seller"] == "odd" })
         await harness.advance(by: .seconds(30))
         #expect(harness.events.refreshed("odd").count == 1, "the refused pair is stored once the store takes it")
         #expect(await harness.gateway.calls(for: "odd") == 1, "its refresh token was never sent twice")
@@ -55,10 +57,11 @@ import TokenKeeperTesting
     @Test func zeroLifetimeAnswersAreRefreshedAfterTheMinimumIntervalNotAtOnce() async throws {
         let harness = SchedulerHarness(policy: RefreshPolicy(minimumInterval: .seconds(60)))
         await harness.addAccount("zero", due: .zero)
-        await harness.gateway.setDefault(.succeedOddly { grant in
-            grant.accessTokenLifetime = .zero
-            grant.expireTime = grant.receivedAt
-        })
+        await harness.gateway.setDefault(
+            .succeedOddly { grant in
+                grant.accessTokenLifetime = .zero
+                grant.expireTime = grant.receivedAt
+            })
         let run = try await harness.start()
         await harness.advance(by: .seconds(15))
         #expect(await harness.gateway.calls(for: "zero") == 1)
@@ -79,10 +82,12 @@ import TokenKeeperTesting
         // Not rotated: no refresh token in the answer.
         await harness.gateway.script("kept", .succeedOddly { $0.refreshToken = nil })
         // The security answer's shape: no seller fields.
-        await harness.gateway.script("nameless", .succeedOddly { grant in
-            grant.sellerID = ""
-            grant.profile = SellerProfile()
-        })
+        await harness.gateway.script(
+            "nameless",
+            .succeedOddly { grant in
+                grant.sellerID = ""
+                grant.profile = SellerProfile()
+            })
         let run = try await harness.start()
         await harness.settle()
 
@@ -365,7 +370,8 @@ extension Sequence {
 
 @Suite struct BreakerArithmeticTests {
     @Test func slowFleetTripsOnRejectionsInARow() {
-        var breaker = MassRejectionBreaker(policy: MassRejectionPolicy(sellers: 3, fraction: 0.2, window: .seconds(600)))
+        var breaker = MassRejectionBreaker(
+            policy: MassRejectionPolicy(sellers: 3, fraction: 0.2, window: .seconds(600)))
         var now = ManualWallClock.start
         // One rejection every 20 minutes: the window never holds more than one.
         for _ in 0..<3 {
@@ -378,7 +384,8 @@ extension Sequence {
     }
 
     @Test func aSuccessBetweenRejectionsKeepsTheBreakerClosedUnlessTheFractionIsHigh() {
-        var breaker = MassRejectionBreaker(policy: MassRejectionPolicy(sellers: 3, fraction: 0.5, window: .seconds(600)))
+        var breaker = MassRejectionBreaker(
+            policy: MassRejectionPolicy(sellers: 3, fraction: 0.5, window: .seconds(600)))
         let now = ManualWallClock.start
         for _ in 0..<4 {
             breaker.record(rejected: true, at: now)

@@ -51,7 +51,8 @@ struct LifecycleTests {
         await harness.advanceWithoutWaiting(by: .seconds(8))
         try await run.value
 
-        #expect(harness.logs.all.contains { $0.message.contains("still in flight") && $0.metadata["sellers"] == "stuck" })
+        #expect(
+            harness.logs.all.contains { $0.message.contains("still in flight") && $0.metadata["sellers"] == "stuck" })
         await harness.gateway.release("stuck")
     }
 

@@ -1,6 +1,7 @@
-@testable import RefreshScheduler
 import Testing
 import TokenKeeperCore
+
+@testable import RefreshScheduler
 
 @Suite(.timeLimit(.minutes(1)))
 struct SchedulingTests {

@@ -1,9 +1,10 @@
 import Dispatch
-@testable import RefreshScheduler
 import Synchronization
 import Testing
-import TokenKeeperTesting
 import TokenKeeperCore
+import TokenKeeperTesting
+
+@testable import RefreshScheduler
 
 @Suite(.timeLimit(.minutes(1)))
 struct DeadlineQueueTests {
@@ -109,7 +110,9 @@ struct DispatchWakeupTimerTests {
         let controlFired = Fired()
         control.setHandler { controlFired.count.add(1, ordering: .sequentiallyConsistent) }
         control.arm(at: SystemWallClock().now() + .milliseconds(50))
-        try await waitUntil("the control timer fired") { controlFired.count.load(ordering: .sequentiallyConsistent) == 1 }
+        try await waitUntil("the control timer fired") {
+            controlFired.count.load(ordering: .sequentiallyConsistent) == 1
+        }
         #expect(fired.count.load(ordering: .sequentiallyConsistent) == 0)
         control.cancel()
     }

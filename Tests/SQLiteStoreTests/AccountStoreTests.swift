@@ -139,7 +139,8 @@ import TokenKeeperTesting
         _ = try await store.acquireLease(
             sellerID: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
         try await store.recordFailure(
-            sellerID: "1001", owner: "daemon", failure: GatewayFailure(.transient, code: "HTTP503", message: "unavailable"),
+            sellerID: "1001", owner: "daemon",
+            failure: GatewayFailure(.transient, code: "HTTP503", message: "unavailable"),
             failedAttempts: 2, nextRefreshAt: Moments.now, now: Moments.now)
         let (access, rotated) = (Tokens.access(), Tokens.refresh("new"))
         let receivedAt = Moments.now + .seconds(5)

@@ -1,8 +1,9 @@
 import Foundation
-@testable import SQLiteStore
 import Testing
 import TokenKeeperCore
 import TokenKeeperTesting
+
+@testable import SQLiteStore
 
 /// The refresher's writes that arrive together share one durable commit, and
 /// one refused write does not take the others down with it.

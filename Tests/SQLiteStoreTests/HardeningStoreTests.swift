@@ -1,9 +1,10 @@
 import CSQLite
 import Foundation
-@testable import SQLiteStore
 import Testing
 import TokenKeeperCore
 import TokenKeeperTesting
+
+@testable import SQLiteStore
 
 /// What the store does with odd grants, re-run imports, clock steps, old
 /// events and a damaged tokens.db.
@@ -13,7 +14,8 @@ import TokenKeeperTesting
     @Test func grantWithoutRefreshTokenKeepsTheStoredOneAndAFinalOneStopsRefreshing() async throws {
         let store = try await scratch.open()
         let first = Tokens.refresh("first")
-        _ = try await store.enroll(grant: makeGrant(seller: "1", refresh: first), nextRefreshAt: Moments.now, now: Moments.now)
+        _ = try await store.enroll(
+            grant: makeGrant(seller: "1", refresh: first), nextRefreshAt: Moments.now, now: Moments.now)
 
         var notRotated = makeGrant(seller: "1")
         notRotated.refreshToken = nil
@@ -59,7 +61,8 @@ import TokenKeeperTesting
     @Test func reimportSkipsManagedSellersUnlessReplaceIsAsked() async throws {
         let store = try await scratch.open()
         let rotated = Tokens.refresh("rotated")
-        _ = try await store.enroll(grant: makeGrant(seller: "1", refresh: rotated), nextRefreshAt: Moments.now, now: Moments.now)
+        _ = try await store.enroll(
+            grant: makeGrant(seller: "1", refresh: rotated), nextRefreshAt: Moments.now, now: Moments.now)
         let stale = [
             ImportRecord(sellerID: "1", refreshToken: Tokens.refresh("stale")),
             ImportRecord(sellerID: "2", refreshToken: Tokens.refresh("new")),
@@ -78,7 +81,8 @@ import TokenKeeperTesting
     @Test func clockStepShiftsEveryStoredDeadlineAndLease() async throws {
         let store = try await scratch.open()
         _ = try await store.enroll(grant: makeGrant(seller: "1"), nextRefreshAt: Moments.now, now: Moments.now)
-        _ = try await store.acquireLease(sellerID: "1", owner: "me", until: Moments.now + .seconds(60), now: Moments.now)
+        _ = try await store.acquireLease(
+            sellerID: "1", owner: "me", until: Moments.now + .seconds(60), now: Moments.now)
         try await store.shiftSchedules(by: .seconds(-3600))
         let account = try #require(try await store.account(sellerID: "1"))
         #expect(account.nextRefreshAt == Moments.now - .seconds(3600))
@@ -108,7 +112,9 @@ import TokenKeeperTesting
 
         store = try await scratch.open()
         #expect(try ReaderView.validSellers(scratch) == ["1"])
-        let aside = try FileManager.default.contentsOfDirectory(atPath: scratch.path).filter { $0.contains(".damaged-") }
+        let aside = try FileManager.default.contentsOfDirectory(atPath: scratch.path).filter {
+            $0.contains(".damaged-")
+        }
         #expect(aside.count == 1)
         try await store.close()
     }
@@ -129,10 +135,12 @@ import TokenKeeperTesting
     @Test func takingOverADeadRefreshersLeaseFlagsTheAnswerAsPossiblyLost() async throws {
         let store = try await scratch.open()
         _ = try await store.enroll(grant: makeGrant(seller: "1"), nextRefreshAt: Moments.now, now: Moments.now)
-        _ = try await store.acquireLease(sellerID: "1", owner: "dead", until: Moments.now + .seconds(60), now: Moments.now)
+        _ = try await store.acquireLease(
+            sellerID: "1", owner: "dead", until: Moments.now + .seconds(60), now: Moments.now)
         let later = Moments.now + .seconds(61)
-        guard case .acquired(let account) = try await store.acquireLease(
-            sellerID: "1", owner: "alive", until: later + .seconds(60), now: later)
+        guard
+            case .acquired(let account) = try await store.acquireLease(
+                sellerID: "1", owner: "alive", until: later + .seconds(60), now: later)
         else {
             Issue.record("the expired lease was not taken over")
             return
@@ -195,14 +203,18 @@ import TokenKeeperTesting
         }
         _ = try await store.setStatus(sellerID: "b", to: .disabled, now: Moments.now)
         let c = try #require(try await store.account(sellerID: "c"))
-        #expect(try await store.markReauthRequired(sellerID: "c", sent: c.refreshToken, reason: "x", requestID: nil, now: Moments.now))
+        #expect(
+            try await store.markReauthRequired(
+                sellerID: "c", sent: c.refreshToken, reason: "x", requestID: nil, now: Moments.now))
         #expect(try await store.countByStatus() == [.active: 2, .disabled: 1, .reauthRequired: 1])
         #expect(try await store.countReauthRequired() == 1)
         try await store.close()
         let connection = try SQLiteConnection(path: scratch.keeperPath, flags: [.readOnly])
         defer { try? connection.close() }
-        let plan = try connection.prepare("EXPLAIN QUERY PLAN SELECT count(*) FROM accounts WHERE status = 'reauth_required'")
-            .rows { $0.string(3) }
+        let plan = try connection.prepare(
+            "EXPLAIN QUERY PLAN SELECT count(*) FROM accounts WHERE status = 'reauth_required'"
+        )
+        .rows { $0.string(3) }
         #expect(plan.joined().contains("accounts_reauth_required"), "\(plan)")
     }
 }

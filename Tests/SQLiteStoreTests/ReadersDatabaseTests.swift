@@ -93,7 +93,8 @@ import TokenKeeperTesting
         _ = try await store.acquireLease(
             sellerID: "2001", owner: "daemon", until: Moments.now + .seconds(60), now: Moments.now)
         try await store.recordFailure(
-            sellerID: "2001", owner: "daemon", failure: GatewayFailure(.transient, code: "HTTP503", message: "unavailable"),
+            sellerID: "2001", owner: "daemon",
+            failure: GatewayFailure(.transient, code: "HTTP503", message: "unavailable"),
             failedAttempts: 1, nextRefreshAt: Moments.now, now: Moments.now)
         _ = try await store.markReauthRequired(
             sellerID: "2001", sent: importedRefresh, reason: "IllegalRefreshToken", requestID: "r-9", now: Moments.now)

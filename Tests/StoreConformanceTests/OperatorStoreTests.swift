@@ -30,7 +30,8 @@ struct OperatorStoreTests {
         let store = subject.store
         let now = currentTime()
         let sent = makeToken("RT")
-        _ = try await store.enroll(grant: grant("1001", refresh: sent, at: now), nextRefreshAt: now + .seconds(600), now: now)
+        _ = try await store.enroll(
+            grant: grant("1001", refresh: sent, at: now), nextRefreshAt: now + .seconds(600), now: now)
         #expect(try await store.latestOutboxEventID() == 0, "enrolled is not notified")
         let rotated = makeToken("RT")
         #expect(
@@ -121,13 +122,17 @@ struct OperatorStoreTests {
             #expect(try await store.outboxUID(eventID: delivery.event.id) == delivery.uid)
         }
         // Asked again before anything is recorded, the same store gets the same deliveries.
-        #expect(try await store.dueDeliveries(channel: "webhook", now: now, limit: 50).map(\.event.id) == due.map(\.event.id))
-        #expect(try await store.dueDeliveries(channel: "webhook", now: now, limit: 1).map(\.event.id) == [due[0].event.id])
+        #expect(
+            try await store.dueDeliveries(channel: "webhook", now: now, limit: 50).map(\.event.id)
+                == due.map(\.event.id))
+        #expect(
+            try await store.dueDeliveries(channel: "webhook", now: now, limit: 1).map(\.event.id) == [due[0].event.id])
 
         try await store.recordDelivery(eventID: due[0].event.id, channel: "webhook", result: .delivered, now: now)
         let retryAt = now + .seconds(30)
         try await store.recordDelivery(
-            eventID: due[1].event.id, channel: "webhook", result: .failed(error: "HTTP 503", retryAt: retryAt), now: now)
+            eventID: due[1].event.id, channel: "webhook", result: .failed(error: "HTTP 503", retryAt: retryAt), now: now
+        )
         try await store.recordDelivery(
             eventID: due[2].event.id, channel: "webhook", result: .abandoned(error: "HTTP 410"), now: now)
         #expect(try await store.dueDeliveries(channel: "webhook", now: now, limit: 50).isEmpty)

@@ -29,8 +29,9 @@ struct WritePathTests {
         let store = subject.store
         let now = currentTime()
         let owner = try subject.liveOwner()
-        guard case .acquired = try await store.acquireLease(
-            sellerID: "1001", owner: owner, until: now + .seconds(30), now: now)
+        guard
+            case .acquired = try await store.acquireLease(
+                sellerID: "1001", owner: owner, until: now + .seconds(30), now: now)
         else {
             Issue.record("the lease was not taken")
             return
@@ -123,14 +124,16 @@ struct WritePathTests {
         let store = subject.store
         let now = currentTime()
         _ = try await store.acquireLease(sellerID: "1001", owner: "a", until: now + .seconds(60), now: now)
-        guard case .busy = try await store.acquireLease(sellerID: "1001", owner: "b", until: now + .seconds(60), now: now)
+        guard
+            case .busy = try await store.acquireLease(sellerID: "1001", owner: "b", until: now + .seconds(60), now: now)
         else {
             Issue.record("an unexpired lease was taken over")
             try await subject.close()
             return
         }
-        guard case .acquired = try await store.acquireLease(
-            sellerID: "1001", owner: "a", until: now + .seconds(120), now: now)
+        guard
+            case .acquired = try await store.acquireLease(
+                sellerID: "1001", owner: "a", until: now + .seconds(120), now: now)
         else {
             Issue.record("the owner could not renew its lease")
             try await subject.close()
@@ -141,7 +144,8 @@ struct WritePathTests {
         try await store.releaseLease(sellerID: "1001", owner: "a")
         #expect(try await store.account(sellerID: "1001")?.lease == nil)
         #expect(
-            try await store.acquireLease(sellerID: "9999", owner: "a", until: now + .seconds(60), now: now) == .notFound)
+            try await store.acquireLease(sellerID: "9999", owner: "a", until: now + .seconds(60), now: now) == .notFound
+        )
         try await subject.close()
     }
 
@@ -185,21 +189,25 @@ struct WritePathTests {
         let store = subject.store
         let now = currentTime()
         let grant = makeGrant(seller: "1001", refresh: makeToken("RT"), receivedAt: now)
-        #expect(try await store.commitRotation(
-            sellerID: "1001", sent: sent, grant: grant, nextRefreshAt: now + .seconds(600), now: now))
-        #expect(try await store.commitRotation(
-            sellerID: "1001", sent: sent, grant: grant, nextRefreshAt: now + .seconds(600), now: now))
+        #expect(
+            try await store.commitRotation(
+                sellerID: "1001", sent: sent, grant: grant, nextRefreshAt: now + .seconds(600), now: now))
+        #expect(
+            try await store.commitRotation(
+                sellerID: "1001", sent: sent, grant: grant, nextRefreshAt: now + .seconds(600), now: now))
         let refreshed = try await store.events(EventQuery(sellerID: "1001", kind: .refreshed, limit: 10))
         #expect(refreshed.count == 1)
 
         // Re-authorized meanwhile: another token stands.
         let reauthorized = makeToken("RT")
         _ = try await store.enroll(
-            grant: makeGrant(seller: "1001", refresh: reauthorized, receivedAt: now), nextRefreshAt: now + .seconds(600),
+            grant: makeGrant(seller: "1001", refresh: reauthorized, receivedAt: now),
+            nextRefreshAt: now + .seconds(600),
             now: now)
         let late = makeGrant(seller: "1001", refresh: makeToken("RT"), receivedAt: now)
-        #expect(try await store.commitRotation(
-            sellerID: "1001", sent: sent, grant: late, nextRefreshAt: now + .seconds(600), now: now) == false)
+        #expect(
+            try await store.commitRotation(
+                sellerID: "1001", sent: sent, grant: late, nextRefreshAt: now + .seconds(600), now: now) == false)
         #expect(try await store.account(sellerID: "1001")?.refreshToken == reauthorized)
         try await subject.close()
     }
@@ -210,11 +218,14 @@ struct WritePathTests {
         let subject = try await enrolled(backend, refresh: sent)
         let store = subject.store
         let now = currentTime()
-        #expect(try await store.markReauthRequired(
-            sellerID: "1001", sent: makeToken("RT"), reason: "IllegalRefreshToken", requestID: nil, now: now) == false)
+        #expect(
+            try await store.markReauthRequired(
+                sellerID: "1001", sent: makeToken("RT"), reason: "IllegalRefreshToken", requestID: nil, now: now)
+                == false)
         #expect(try await store.account(sellerID: "1001")?.status == .active)
-        #expect(try await store.markReauthRequired(
-            sellerID: "1001", sent: sent, reason: "IllegalRefreshToken", requestID: "req-9", now: now))
+        #expect(
+            try await store.markReauthRequired(
+                sellerID: "1001", sent: sent, reason: "IllegalRefreshToken", requestID: "req-9", now: now))
         let marked = try #require(try await store.account(sellerID: "1001"))
         #expect(marked.status == .reauthRequired)
         #expect(marked.statusReason == "IllegalRefreshToken")

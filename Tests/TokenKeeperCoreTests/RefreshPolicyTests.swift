@@ -82,8 +82,10 @@ struct RefreshPolicyNextRefreshTests {
         let due = policy.nextRefresh(after: grant(lifetime: .seconds(10), refreshLeft: .seconds(60)), using: &random)
         #expect(due == start + .seconds(8))
         // With the default minimum interval, never sooner than a minute.
-        #expect(RefreshPolicy(jitterFraction: 0).nextRefresh(
-            after: grant(lifetime: .seconds(10), refreshLeft: .seconds(60)), using: &random) == start + .seconds(60))
+        #expect(
+            RefreshPolicy(jitterFraction: 0).nextRefresh(
+                after: grant(lifetime: .seconds(10), refreshLeft: .seconds(60)), using: &random) == start + .seconds(60)
+        )
     }
 
     @Test func skewedLocalClockDoesNotMoveTheRefreshLater() {
@@ -118,7 +120,8 @@ struct RefreshPolicyStoredAccountTests {
 
     @Test func importedAccountWithoutAnAccessTokenIsDueNow() {
         var random = ZeroRandom()
-        let due = RefreshPolicy().nextRefresh(for: account(accessToken: nil, expireTime: nil), now: start, using: &random)
+        let due = RefreshPolicy().nextRefresh(
+            for: account(accessToken: nil, expireTime: nil), now: start, using: &random)
         #expect(due == start)
     }
 

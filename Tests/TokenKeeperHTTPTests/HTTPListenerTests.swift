@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Testing
+
 @testable import TokenKeeperHTTP
 
 /// The listeners' router, through Hummingbird's own test client, and one
@@ -35,7 +36,8 @@ import Testing
     }
 
     @Test func aListenerServesOverARealSocket() async throws {
-        let app = Application(router: HTTPListener.router(routes), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let app = Application(
+            router: HTTPListener.router(routes), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await app.test(.live) { client in
             let page = try await client.execute(uri: "/aliexpress/callback?code=c1", method: .get)
             #expect(page.status == .ok)

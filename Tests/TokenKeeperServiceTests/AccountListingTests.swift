@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TokenKeeperCore
+
 @testable import TokenKeeperService
 
 @Suite struct AccountListingTests {
@@ -18,7 +19,8 @@ import TokenKeeperCore
     @Test func streamedJSONIsTheWholeArrayAsJSONEncoderWritesIt() throws {
         let accounts = (0..<7).map(account)
         var stream = AccountListing.JSONStream()
-        let streamed = stream.chunk(for: Array(accounts[0..<3])) + stream.chunk(for: Array(accounts[3...])) + stream.end()
+        let streamed =
+            stream.chunk(for: Array(accounts[0..<3])) + stream.chunk(for: Array(accounts[3...])) + stream.end()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         let whole = String(decoding: try encoder.encode(accounts.map(AccountListing.Entry.init)), as: UTF8.self)

@@ -3,6 +3,7 @@ import RefreshScheduler
 import Testing
 import TokenKeeperCore
 import TokenKeeperTesting
+
 @testable import TokenKeeperService
 
 @Suite struct ConfigurationLoaderTests {
@@ -79,14 +80,16 @@ import TokenKeeperTesting
         #expect(fromFile?.problem.contains("'many'") == true)
 
         let fromEnvironment = #expect(throws: ConfigurationError.self) {
-            try ConfigurationLoader(environment: ["TOKENKEEPER_GATEWAY_TIMEOUT_SECONDS": "soon"]).load(explicitPath: file.replacingOccurrences(of: "config.yaml", with: "missing.yaml"))
+            try ConfigurationLoader(environment: ["TOKENKEEPER_GATEWAY_TIMEOUT_SECONDS": "soon"]).load(
+                explicitPath: file.replacingOccurrences(of: "config.yaml", with: "missing.yaml"))
         }
         #expect(fromEnvironment?.key.hasSuffix(".yaml") == true, "an explicit missing file is reported first")
 
         let scratch2 = try ScratchDirectory()
         let empty = scratch2.write("empty.yaml", "")
         let viaEnvironment = #expect(throws: ConfigurationError.self) {
-            try ConfigurationLoader(environment: ["TOKENKEEPER_GATEWAY_TIMEOUT_SECONDS": "soon"]).load(explicitPath: empty)
+            try ConfigurationLoader(environment: ["TOKENKEEPER_GATEWAY_TIMEOUT_SECONDS": "soon"]).load(
+                explicitPath: empty)
         }
         #expect(viaEnvironment?.key == "gateway.timeout_seconds (from TOKENKEEPER_GATEWAY_TIMEOUT_SECONDS)")
     }
@@ -171,7 +174,8 @@ import TokenKeeperTesting
 
     @Test func defaultPathMayBeAbsentButIsReadWhenPresent() throws {
         let scratch = try ScratchDirectory()
-        let absent = ConfigurationLoader(environment: ["TOKENKEEPER_APP_KEY": "k"], fallbackPath: scratch.path + "/none.yaml")
+        let absent = ConfigurationLoader(
+            environment: ["TOKENKEEPER_APP_KEY": "k"], fallbackPath: scratch.path + "/none.yaml")
         let configuration = try absent.load()
         #expect(configuration.app.key == "k")
         #expect(configuration.sourcePath == nil)
@@ -210,9 +214,13 @@ import TokenKeeperTesting
         configuration.app.secretFile = file
         let all = ["CREDENTIALS_DIRECTORY": scratch.path, "TOKENKEEPER_APP_SECRET": "from-env"]
         #expect(try AppSecretLoader(environment: all).load(for: configuration).secret.exposedValue == "from-credential")
-        #expect(try AppSecretLoader(environment: ["TOKENKEEPER_APP_SECRET": "from-env"]).load(for: configuration).secret.exposedValue == "from-file")
+        #expect(
+            try AppSecretLoader(environment: ["TOKENKEEPER_APP_SECRET": "from-env"]).load(for: configuration).secret
+                .exposedValue == "from-file")
         configuration.app.secretFile = nil
-        #expect(try AppSecretLoader(environment: ["TOKENKEEPER_APP_SECRET": "from-env"]).load(for: configuration).secret.exposedValue == "from-env")
+        #expect(
+            try AppSecretLoader(environment: ["TOKENKEEPER_APP_SECRET": "from-env"]).load(for: configuration).secret
+                .exposedValue == "from-env")
     }
 
     @Test func noSecretAnywhereSaysWhereToPutIt() {

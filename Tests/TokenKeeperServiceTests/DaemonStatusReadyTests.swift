@@ -1,6 +1,7 @@
 import RefreshScheduler
 import Synchronization
 import Testing
+
 @testable import TokenKeeperService
 
 /// Work that waits for READY (the tokens.db check, the first count) starts

@@ -6,6 +6,7 @@ import Synchronization
 import Testing
 import TokenKeeperCore
 import TokenKeeperTesting
+
 @testable import TokenKeeperService
 
 /// The notifier against a real store, a manual wall clock and a scripted channel.
@@ -42,7 +43,8 @@ import TokenKeeperTesting
 
     /// Runs the notifier until `condition` holds (or `timeout` passes), then stops it.
     func run(
-        _ notifier: EventNotifier, timeout: Duration = .seconds(20), until condition: @escaping @Sendable () async -> Bool
+        _ notifier: EventNotifier, timeout: Duration = .seconds(20),
+        until condition: @escaping @Sendable () async -> Bool
     ) async throws -> Bool {
         let task = Task { try await notifier.run() }
         let deadline = ContinuousClock.now + timeout

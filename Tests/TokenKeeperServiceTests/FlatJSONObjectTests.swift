@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TokenKeeperService
 
 /// The fast reader of import lines and JSONSerialization must agree on every

@@ -1,6 +1,7 @@
 import SQLiteStore
 import Testing
 import TokenKeeperCore
+
 @testable import TokenKeeperService
 
 @Suite struct ImportLineParserTests {
@@ -36,7 +37,8 @@ import TokenKeeperCore
     }
 
     @Test func userIDStandsInForAMissingSellerID() throws {
-        let seller = try #require(try ImportLineParser.parse(#"{"seller_id":"","user_id":"77","refresh_token":"r"}"#[...], number: 1))
+        let seller = try #require(
+            try ImportLineParser.parse(#"{"seller_id":"","user_id":"77","refresh_token":"r"}"#[...], number: 1))
         #expect(seller.sellerID == "77")
         #expect(seller.accessToken == nil)
     }

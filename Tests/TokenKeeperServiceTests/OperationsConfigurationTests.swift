@@ -1,16 +1,19 @@
 import Foundation
+import SQLiteStore
 import Testing
 import TokenKeeperCore
-import SQLiteStore
 import TokenKeeperHTTP
 import TokenKeeperTesting
+
 @testable import TokenKeeperService
 
 /// The notify, callback and metrics keys: lists, addresses, and what must go together.
 @Suite struct OperationsConfigurationTests {
     let scratch = try! ScratchDirectory()
 
-    func load(_ yaml: String, environment: [String: String] = [:]) throws(ConfigurationError) -> TokenKeeperConfiguration {
+    func load(_ yaml: String, environment: [String: String] = [:]) throws(ConfigurationError)
+        -> TokenKeeperConfiguration
+    {
         try ConfigurationLoader(environment: environment).load(explicitPath: scratch.write("config.yaml", yaml))
     }
 
@@ -61,14 +64,17 @@ import TokenKeeperTesting
         #expect { try load("callback:\n  listen: 127.0.0.1:8423\n") } throws: { "\($0)".contains("app.redirect_uri") }
         #expect {
             try load(
-                "app:\n  redirect_uri: https://x.example/cb\ncallback:\n  listen: 127.0.0.1:1\nmetrics:\n  listen: 127.0.0.1:1\n")
+                "app:\n  redirect_uri: https://x.example/cb\ncallback:\n  listen: 127.0.0.1:1\nmetrics:\n  listen: 127.0.0.1:1\n"
+            )
         } throws: { "\($0)".contains("same address") }
     }
 
     @Test func aWebhookNeedsASigningSecretFromACredentialOrAPrivateFile() throws {
         let configuration = try load("notify:\n  webhook_url: https://hooks.example.com/tk\n")
         let loader = AppSecretLoader(environment: [:])
-        #expect { try loader.webhookSecret(for: configuration) } throws: { "\($0)".contains("notify.webhook_secret_file") }
+        #expect { try loader.webhookSecret(for: configuration) } throws: {
+            "\($0)".contains("notify.webhook_secret_file")
+        }
         let open = scratch.write("open_secret", "s3cret", mode: 0o644)
         var withFile = configuration
         withFile.notify.webhookSecretFile = open
@@ -86,8 +92,10 @@ import TokenKeeperTesting
 
     @Test func everyOperationsNumberHasARange() throws {
         for (key, value) in [
-            ("notify.command_timeout_seconds", "0"), ("notify.retry_hours", "0.5"), ("notify.reauth_warning_days", "400"),
-            ("notify.retry_initial_seconds", "0"), ("notify.reauth_check_seconds", "0"), ("callback.state_ttl_hours", "0"),
+            ("notify.command_timeout_seconds", "0"), ("notify.retry_hours", "0.5"),
+            ("notify.reauth_warning_days", "400"),
+            ("notify.retry_initial_seconds", "0"), ("notify.reauth_check_seconds", "0"),
+            ("callback.state_ttl_hours", "0"),
             ("notify.webhook_timeout_seconds", "1000"),
         ] {
             let parts = key.split(separator: ".")
@@ -138,7 +146,8 @@ import TokenKeeperTesting
     @Test func expiredAndFutureStatesAreRefused() {
         let (_, text) = issue("1001")
         #expect(signer.decode(text, now: now + ttl, ttl: ttl).map(\.sellerID) == .success("1001"))
-        #expect(signer.decode(text, now: now + ttl + .milliseconds(1), ttl: ttl) == .failure(.expired(sellerID: "1001")))
+        #expect(
+            signer.decode(text, now: now + ttl + .milliseconds(1), ttl: ttl) == .failure(.expired(sellerID: "1001")))
         let (_, future) = issue("1001", at: now + .seconds(3600))
         #expect(signer.decode(future, now: now, ttl: ttl) == .failure(.expired(sellerID: "1001")))
     }
@@ -161,7 +170,9 @@ import TokenKeeperTesting
             authorizeURL: "https://x.example/oauth/authorize?state=s")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         #expect(
-            Set(object.keys) == ["id", "event_id", "kind", "seller_id", "reason", "reauth_by", "at", "request_id", "authorize_url"])
+            Set(object.keys) == [
+                "id", "event_id", "kind", "seller_id", "reason", "reauth_by", "at", "request_id", "authorize_url",
+            ])
         #expect(object["id"] as? String == "u-1")
         #expect((object["event_id"] as? NSNumber)?.int64Value == 7)
         #expect(object["kind"] as? String == "reauth_required")
@@ -169,9 +180,10 @@ import TokenKeeperTesting
         #expect((object["reauth_by"] as? NSNumber)?.int64Value == 5)
         #expect(object["authorize_url"] as? String == "https://x.example/oauth/authorize?state=s")
         #expect(
-            text == EventPayload.render(
-                event, uid: "u-1", reauthBy: Timestamp(millisecondsSince1970: 5),
-                authorizeURL: "https://x.example/oauth/authorize?state=s"), "stable bytes")
+            text
+                == EventPayload.render(
+                    event, uid: "u-1", reauthBy: Timestamp(millisecondsSince1970: 5),
+                    authorizeURL: "https://x.example/oauth/authorize?state=s"), "stable bytes")
         let degraded = EventPayload.render(
             StoredEventFixture.make(kind: .degraded, seller: nil, detail: "storage: full"), uid: "u-2", reauthBy: nil,
             authorizeURL: "https://x.example/should-not-appear")
@@ -198,7 +210,8 @@ import TokenKeeperTesting
 enum StoredEventFixture {
     static func make(kind: EventKind, seller: String?, detail: String?) -> StoredEvent {
         StoredEvent(
-            id: 7, at: Timestamp(millisecondsSince1970: 1_800_000_000_000), sellerID: seller, kind: kind, detail: detail,
+            id: 7, at: Timestamp(millisecondsSince1970: 1_800_000_000_000), sellerID: seller, kind: kind,
+            detail: detail,
             requestID: "req-1")
     }
 }

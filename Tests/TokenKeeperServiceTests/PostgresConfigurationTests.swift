@@ -4,6 +4,7 @@ import RefreshScheduler
 import Testing
 import TokenKeeperCore
 import TokenKeeperTesting
+
 @testable import TokenKeeperService
 
 /// `storage.backend` and `storage.postgres.*`: what is accepted, what is
@@ -11,7 +12,9 @@ import TokenKeeperTesting
 @Suite struct PostgresConfigurationTests {
     let scratch = try! ScratchDirectory()
 
-    func load(_ yaml: String, environment: [String: String] = [:]) throws(ConfigurationError) -> TokenKeeperConfiguration {
+    func load(_ yaml: String, environment: [String: String] = [:]) throws(ConfigurationError)
+        -> TokenKeeperConfiguration
+    {
         try ConfigurationLoader(environment: environment).load(explicitPath: scratch.write("config.yaml", yaml))
     }
 
@@ -39,8 +42,12 @@ import TokenKeeperTesting
         #expect(settings.tls == .verifyFull)
         #expect(settings.password == nil)
         #expect(settings.displayURL == "postgres://keeper@db.example.com:6432/tokens")
-        let fromEnvironment = try load("", environment: ["TOKENKEEPER_STORAGE_BACKEND": "postgres",
-            "TOKENKEEPER_STORAGE_POSTGRES_URL": "postgres://keeper@/tokens?host=/run/postgresql"])
+        let fromEnvironment = try load(
+            "",
+            environment: [
+                "TOKENKEEPER_STORAGE_BACKEND": "postgres",
+                "TOKENKEEPER_STORAGE_POSTGRES_URL": "postgres://keeper@/tokens?host=/run/postgresql",
+            ])
         let socket = try fromEnvironment.postgresSettings(environment: [:])
         #expect(socket.host == nil)
         #expect(socket.socketPath == "/run/postgresql/.s.PGSQL.5432")
@@ -53,7 +60,10 @@ import TokenKeeperTesting
             ("storage:\n  backend: postgres\n  postgres:\n    url: mysql://x@h/db\n", "storage.postgres.url"),
             ("storage:\n  backend: postgres\n  postgres:\n    url: postgres://h:5432/db\n", "names no user"),
             ("storage:\n  backend: postgres\n  postgres:\n    url: postgres://u@h:5432/\n", "names no database"),
-            ("storage:\n  postgres:\n    url: postgres://u@h/db\n    schema: \"Tokens; DROP\"\n", "storage.postgres.schema"),
+            (
+                "storage:\n  postgres:\n    url: postgres://u@h/db\n    schema: \"Tokens; DROP\"\n",
+                "storage.postgres.schema"
+            ),
             ("storage:\n  postgres:\n    tls: maybe\n", "storage.postgres.tls"),
             ("storage:\n  postgres:\n    heartbeat_seconds: 0\n", "storage.postgres.heartbeat_seconds"),
             ("storage:\n  postgres:\n    statement_timeout_seconds: 0\n", "storage.postgres.statement_timeout_seconds"),
@@ -82,12 +92,16 @@ import TokenKeeperTesting
     @Test func thePasswordComesFromTheCredentialThenTheFileThenTheEnvironment() throws {
         let file = scratch.write("pg_password", "from-file\n", mode: 0o600)
         let credentials = try ScratchDirectory()
-        _ = FileManager.default.createFile(atPath: credentials.file("postgres_password"), contents: Data("from-credential".utf8))
+        _ = FileManager.default.createFile(
+            atPath: credentials.file("postgres_password"), contents: Data("from-credential".utf8))
         let configuration = try load(Self.postgres + "\n    password_file: \(file)\n")
         let environment = ["TOKENKEEPER_STORAGE_POSTGRES_PASSWORD": "from-environment"]
-        let loader = AppSecretLoader(environment: environment.merging(["CREDENTIALS_DIRECTORY": credentials.path]) { $1 })
+        let loader = AppSecretLoader(
+            environment: environment.merging(["CREDENTIALS_DIRECTORY": credentials.path]) { $1 })
         #expect(try loader.postgresPassword(for: configuration)?.exposedValue == "from-credential")
-        #expect(try AppSecretLoader(environment: environment).postgresPassword(for: configuration)?.exposedValue == "from-file")
+        #expect(
+            try AppSecretLoader(environment: environment).postgresPassword(for: configuration)?.exposedValue
+                == "from-file")
         let withoutFile = try load(Self.postgres)
         #expect(
             try AppSecretLoader(environment: environment).postgresPassword(for: withoutFile)?.exposedValue

@@ -1,11 +1,12 @@
 import Foundation
 import Logging
+import SQLiteStore
 import Synchronization
 import Testing
 import TokenKeeperCore
-import SQLiteStore
 import TokenKeeperHTTP
 import TokenKeeperTesting
+
 @testable import TokenKeeperService
 
 /// The callback's one route against a real store and a scripted gateway.
@@ -76,7 +77,9 @@ import TokenKeeperTesting
         #expect(reply.status == 409, "\(reply.body)")
         #expect(try await store.account(sellerID: "2002")?.refreshToken == live.refreshToken, "the live token stays")
         #expect(
-            try FileManager.default.contentsOfDirectory(atPath: scratch.path).contains { $0.hasPrefix("unstored-grant-2002-") },
+            try FileManager.default.contentsOfDirectory(atPath: scratch.path).contains {
+                $0.hasPrefix("unstored-grant-2002-")
+            },
             "the unused grant is kept in a 0600 file all the same")
         let retried = await reauthorizer(store, gateway).handle(["code": "code-a", "state": link])
         #expect(retried.status == 200, "the same link works for the right seller: \(retried.body)")

@@ -33,7 +33,11 @@ import TokenKeeperTesting
         var delivered = 0
         var dropped = 0
         for index in 0..<20_000 {
-            if notifier.send(["STATUS=\(index) sellers scheduled, next refresh soon"]) { delivered += 1 } else { dropped += 1 }
+            if notifier.send(["STATUS=\(index) sellers scheduled, next refresh soon"]) {
+                delivered += 1
+            } else {
+                dropped += 1
+            }
             if dropped > 10 { break }
         }
         #expect(delivered > 0)

@@ -14,7 +14,9 @@ import TokenKeeperCore
 // sent (it promises to replace them by their fingerprints). The failure's
 // code and request id are the gateway's own words and are not checked.
 
-private let statuses = [200, 200, 201, 204, 301, 302, 400, 401, 403, 404, 405, 408, 410, 425, 429, 500, 502, 503, 504, 0, 999]
+private let statuses = [
+    200, 200, 201, 204, 301, 302, 400, 401, 403, 404, 405, 408, 410, 425, 429, 500, 502, 503, 504, 0, 999,
+]
 private let receivedAt = Timestamp(millisecondsSince1970: 1_700_000_000_000)
 private let sentRefreshToken = Secret("50001600fuzz0sent0refresh0token0000000000")
 
@@ -69,7 +71,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         for secret in secrets where secret.count >= 8 {
             let needle = Array(secret.utf8)
             if message.count >= needle.count,
-                (0...(message.count - needle.count)).contains(where: { message[$0..<($0 + needle.count)].elementsEqual(needle) })
+                (0...(message.count - needle.count)).contains(where: {
+                    message[$0..<($0 + needle.count)].elementsEqual(needle)
+                })
             {
                 fatalError("a failure's message holds a token of the answer: \(failure.code)")
             }

@@ -312,7 +312,8 @@ struct SimulatedGateway {
         let validity = seller.seller.refreshTokenValidity ?? behavior.refreshTokenValidity
         let validTime = now + validity
         sellers[sellerKey]!.refreshTokenValidTime = validTime
-        return issuePair(for: sellerKey, origin: origin, now: now, refreshTokenValidTime: validTime, requestID: requestID)
+        return issuePair(
+            for: sellerKey, origin: origin, now: now, refreshTokenValidTime: validTime, requestID: requestID)
     }
 
     private mutating func issuePair(
@@ -454,7 +455,11 @@ struct SimulatedGateway {
         json.number(
             "refresh_token_valid_time", pair.refreshTokenValidTime.millisecondsSince1970, asString: numberAsString())
         json.string("havana_id", seller.havanaID)
-        if behavior.numberEncoding == .mixed, random.coinFlip() { json.number("code", 0) } else { json.string("code", "0") }
+        if behavior.numberEncoding == .mixed, random.coinFlip() {
+            json.number("code", 0)
+        } else {
+            json.string("code", "0")
+        }
         json.number("expire_time", pair.expireTime.millisecondsSince1970, asString: numberAsString())
         json.string("locale", seller.locale)
         json.string("user_nick", seller.userNick)

@@ -1,9 +1,10 @@
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Foundation
 
 /// The other peer tokenkeeper talks to besides the gateway: systemd's notify
 /// socket. A datagram socket to name in `NOTIFY_SOCKET`; it keeps every line

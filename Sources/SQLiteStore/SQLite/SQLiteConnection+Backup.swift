@@ -17,7 +17,9 @@ extension SQLiteConnection {
         let step = sqlite3_backup_step(backup, -1)
         let finish = sqlite3_backup_finish(backup)
         guard step == SQLITE_DONE else {
-            throw SQLiteError(code: step, message: "backup of \(path) to \(destination.path) stopped: \(String(cString: sqlite3_errstr(step)))")
+            throw SQLiteError(
+                code: step,
+                message: "backup of \(path) to \(destination.path) stopped: \(String(cString: sqlite3_errstr(step)))")
         }
         guard finish == SQLITE_OK else {
             throw SQLiteError(code: finish, connection: target, sql: nil)

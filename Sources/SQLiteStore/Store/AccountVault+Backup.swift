@@ -1,8 +1,9 @@
 import TokenKeeperCore
+
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 extension AccountVault {
@@ -12,7 +13,9 @@ extension AccountVault {
         // Created here, mode 0600 from the first byte: it holds every refresh token.
         let descriptor = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, Self.keeperMode)
         guard descriptor >= 0 else {
-            let reason = errno == EEXIST ? "exists; choose a new name (a backup never overwrites a file)"
+            let reason =
+                errno == EEXIST
+                ? "exists; choose a new name (a backup never overwrites a file)"
                 : "cannot be created: \(String(cString: strerror(errno)))"
             throw SQLiteStoreError.fileProblem(path: destination, problem: reason)
         }

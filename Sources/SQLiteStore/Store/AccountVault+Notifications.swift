@@ -20,7 +20,8 @@ extension AccountVault {
 
     func raiseReauthDue(horizon: Timestamp, now: Timestamp, limit: Int) throws -> [String] {
         try write { _ in
-            let entering = try keeper.cachedStatement(Self.reauthEnteringSQL).rows([horizon.stored, max(1, limit)]) { row in
+            let entering = try keeper.cachedStatement(Self.reauthEnteringSQL).rows([horizon.stored, max(1, limit)]) {
+                row in
                 (row.string(0), Timestamp(millisecondsSince1970: row.int64(1)))
             }
             let mark = try keeper.cachedStatement("UPDATE accounts SET reauth_warned = 1 WHERE seller_id = ?")
@@ -81,7 +82,9 @@ extension AccountVault {
 
     func outboxUID(eventID: Int64) throws -> String? {
         try ensureOpen()
-        return try keeper.cachedStatement("SELECT uid FROM outbox WHERE event_id = ?").firstRow([eventID]) { $0.string(0) }
+        return try keeper.cachedStatement("SELECT uid FROM outbox WHERE event_id = ?").firstRow([eventID]) {
+            $0.string(0)
+        }
     }
 
     /// The earliest moment a pending delivery of `channel` is due, if any.
@@ -139,7 +142,9 @@ extension AccountVault {
                 sum(delivered_at IS NOT NULL)
             FROM deliveries GROUP BY channel
             """
-        ).rows { row in (row.string(0), DeliveryCounts(pending: row.int(1), abandoned: row.int(2), delivered: row.int(3))) }
+        ).rows { row in
+            (row.string(0), DeliveryCounts(pending: row.int(1), abandoned: row.int(2), delivered: row.int(3)))
+        }
         return Dictionary(rows, uniquingKeysWith: { first, _ in first })
     }
 
@@ -219,9 +224,10 @@ extension AccountVault {
     func fleetFigures(reauthHorizon: Timestamp) throws -> FleetFigures {
         try ensureOpen()
         var figures = FleetFigures(byStatus: try countByStatus())
-        figures.reauthDue = try keeper.cachedStatement(
-            "SELECT count(*) FROM accounts WHERE status = 'active' AND refresh_token_valid_time <= ?"
-        ).firstRow([reauthHorizon.stored]) { $0.int(0) } ?? 0
+        figures.reauthDue =
+            try keeper.cachedStatement(
+                "SELECT count(*) FROM accounts WHERE status = 'active' AND refresh_token_valid_time <= ?"
+            ).firstRow([reauthHorizon.stored]) { $0.int(0) } ?? 0
         try keeper.cachedStatement(
             "SELECT min(next_refresh_at), min(expire_time) FROM accounts WHERE status = 'active'"
         ).firstRow { row in
@@ -241,4 +247,3 @@ extension AccountVault {
         ).rows(values + [max(0, limit)], AccountRow.decode)
     }
 }
-

@@ -142,7 +142,8 @@ extension AccountVault {
                 """,
                 [
                     grant.refreshToken?.exposedValue, grant.accessToken?.exposedValue,
-                    hasAccessToken, grant.expireTime.stored, hasAccessToken, grant.accessTokenLifetime.wholeMilliseconds,
+                    hasAccessToken, grant.expireTime.stored, hasAccessToken,
+                    grant.accessTokenLifetime.wholeMilliseconds,
                     !grant.isFinalGrant, nextRefreshAt.stored, grant.requestID,
                     grant.receivedAt.stored, profile.userID, profile.userNick, profile.account,
                     profile.accountPlatform, profile.sp, profile.locale, now.stored, sequence, sellerID,
@@ -158,7 +159,9 @@ extension AccountVault {
             }
             var detail =
                 grant.refreshToken.map { "rotated \(sent) to \($0)" } ?? "refresh token \(sent) kept (not rotated)"
-            detail += grant.accessToken == nil ? "; no access token in the answer" : "; access token expires \(grant.expireTime)"
+            detail +=
+                grant.accessToken == nil
+                ? "; no access token in the answer" : "; access token expires \(grant.expireTime)"
             if grant.isFinalGrant { detail += "; final grant (refresh_expires_in 0)" }
             if !grant.anomalies.isEmpty { detail += "; sanitized: " + grant.anomalies.joined(separator: ", ") }
             try insertEvent(.refreshed, sellerID: sellerID, detail: detail, requestID: grant.requestID, at: now)

@@ -1,11 +1,11 @@
+import CSQLite
 import Logging
 import TokenKeeperCore
-import CSQLite
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 /// The synchronous core of ``SQLiteAccountStore``: both connections and every
@@ -61,7 +61,7 @@ final class AccountVault {
         let tokens: SQLiteConnection
         do {
             tokens = try openTokens()
-        } catch where Self.isDamage(error) {
+        } catch  where Self.isDamage(error) {
             // tokens.db is derived from keeper.db: a damaged one is moved
             // aside (kept for a post-mortem) and rebuilt, never patched.
             let aside = try Self.moveAside(tokensPath, at: clock.now())
@@ -116,7 +116,8 @@ final class AccountVault {
         for suffix in ["", "-wal", "-shm"] where access(path + suffix, F_OK) == 0 {
             guard rename(path + suffix, aside + suffix) == 0 else {
                 throw SQLiteStoreError.fileProblem(
-                    path: path + suffix, problem: "is damaged and cannot be moved aside: \(String(cString: strerror(errno)))")
+                    path: path + suffix,
+                    problem: "is damaged and cannot be moved aside: \(String(cString: strerror(errno)))")
             }
         }
         return aside
@@ -274,7 +275,7 @@ final class AccountVault {
                     do {
                         try item()
                         try keeper.cachedStatement("RELEASE batch_item").run()
-                    } catch where StoreFailureScope.of(error) == .account && keeper.isInTransaction {
+                    } catch  where StoreFailureScope.of(error) == .account && keeper.isInTransaction {
                         try keeper.cachedStatement("ROLLBACK TO batch_item").run()
                         try keeper.cachedStatement("RELEASE batch_item").run()
                         write.rollBack(to: mark)

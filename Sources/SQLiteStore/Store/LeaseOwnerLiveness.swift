@@ -2,9 +2,9 @@ import Foundation
 import TokenKeeperCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 /// Whether a lease's owner still runs: SQLite's leases are held by

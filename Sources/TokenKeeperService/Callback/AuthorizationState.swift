@@ -75,7 +75,9 @@ public struct AuthorizationStateSigner: Sendable {
     /// The state `text` names, if its signature holds and it is not older
     /// than `ttl` (nor issued in the future beyond a minute of clock skew).
     /// Whether its nonce was used is the caller's check (keeper.db).
-    public func decode(_ text: String?, now: Timestamp, ttl: Duration) -> Result<AuthorizationState, AuthorizationState.Rejection> {
+    public func decode(_ text: String?, now: Timestamp, ttl: Duration) -> Result<
+        AuthorizationState, AuthorizationState.Rejection
+    > {
         guard let text, !text.isEmpty else { return .failure(.missing) }
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 2, let payload = Self.data(base64URL: parts[0]), let mac = Self.data(base64URL: parts[1]),

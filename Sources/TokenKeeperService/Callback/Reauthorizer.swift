@@ -44,7 +44,8 @@ struct Reauthorizer: Sendable {
             return .page(400, "Refused: the link carries no authorization code. Nothing was changed.")
         }
         do {
-            guard try await store.consumeState(nonce: state.nonce, expiresAt: state.issuedAt + stateTTL, now: now) else {
+            guard try await store.consumeState(nonce: state.nonce, expiresAt: state.issuedAt + stateTTL, now: now)
+            else {
                 let rejection = AuthorizationState.Rejection.replayed(sellerID: state.sellerID)
                 logger.warning("callback refused", metadata: ["reason": "\(rejection)"])
                 return .page(400, "Refused: \(rejection). Nothing was changed.")
@@ -61,9 +62,11 @@ struct Reauthorizer: Sendable {
             try? await store.releaseState(nonce: state.nonce)
             logger.warning("callback: the code could not be exchanged", metadata: ["error": "\(error)"])
             if error.isUnknownCode || error.failureClass == .accountRejected {
-                return .page(400, "The authorization code was refused (\(error.code)); open the same link again to log in anew.")
+                return .page(
+                    400, "The authorization code was refused (\(error.code)); open the same link again to log in anew.")
             }
-            return .page(502, "The marketplace could not be reached (\(error.code)); open the same link again in a few minutes.")
+            return .page(
+                502, "The marketplace could not be reached (\(error.code)); open the same link again in a few minutes.")
         }
         var random = SystemRandomNumberGenerator()
         let nextRefresh = policy.nextRefresh(after: grant, using: &random)
@@ -77,12 +80,14 @@ struct Reauthorizer: Sendable {
                 logger.warning(
                     "callback: the code belongs to another seller than the link was made for",
                     metadata: ["code_seller_id": "\(grant.sellerID)"])
-                guard try await store.enrollUnlessManaged(grant: grant, nextRefreshAt: nextRefresh, now: clock.now()) != nil
+                guard
+                    try await store.enrollUnlessManaged(grant: grant, nextRefreshAt: nextRefresh, now: clock.now())
+                        != nil
                 else {
                     // Kept all the same (the new authorization may have ended
                     // the stored token), and the link works again.
                     GrantSalvage.saveReporting(
-                grant, sellerID: grant.sellerID, replacing: nil, directory: storageDirectory, logger: logger)
+                        grant, sellerID: grant.sellerID, replacing: nil, directory: storageDirectory, logger: logger)
                     try? await store.releaseState(nonce: state.nonce)
                     return .page(
                         409,
@@ -96,7 +101,9 @@ struct Reauthorizer: Sendable {
             GrantSalvage.saveReporting(
                 grant, sellerID: grant.sellerID, replacing: nil, directory: storageDirectory, logger: logger)
             logger.critical("callback: the new tokens could not be stored", metadata: ["error": "\(error)"])
-            return .page(500, "Authorized, but tokenkeeper could not store the tokens; the operator has been told (see the log).")
+            return .page(
+                500, "Authorized, but tokenkeeper could not store the tokens; the operator has been told (see the log)."
+            )
         }
         onStored(grant.sellerID)
         logger.notice("callback: seller authorized and active", metadata: ["stored_seller_id": "\(grant.sellerID)"])

@@ -3,6 +3,8 @@ import TokenKeeperCore
 
 /// `list`'s two forms, written a page at a time. Never a token.
 enum AccountListing {
+    // The names are `list --json`'s keys, as the readers' files spell them.
+    // swift-format-ignore: AlwaysUseLowerCamelCase
     struct Entry: Encodable {
         var seller_id: String
         var user_nick: String?
@@ -114,7 +116,8 @@ enum AccountListing {
         private func line(_ cells: [String]) -> String {
             cells.enumerated().map { index, cell in
                 // Never cut: a cell grown since the measuring pass only shifts its line.
-                index == cells.count - 1 ? cell : cell + String(repeating: " ", count: max(0, widths[index] - cell.count))
+                index == cells.count - 1
+                    ? cell : cell + String(repeating: " ", count: max(0, widths[index] - cell.count))
             }.joined(separator: "  ")
         }
 

@@ -107,9 +107,10 @@ enum MigrationMarker {
     }
 
     static func write(directory: String, note: String) throws {
-        guard FileManager.default.createFile(
-            atPath: path(directory: directory), contents: Data((note + "\n").utf8),
-            attributes: [.posixPermissions: 0o640])
+        guard
+            FileManager.default.createFile(
+                atPath: path(directory: directory), contents: Data((note + "\n").utf8),
+                attributes: [.posixPermissions: 0o640])
         else { throw CocoaError(.fileWriteUnknown) }
     }
 }

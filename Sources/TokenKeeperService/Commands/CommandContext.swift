@@ -1,12 +1,13 @@
+import Foundation
+import IOPGateway
+import Logging
+import TokenKeeperCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Foundation
-import IOPGateway
-import Logging
-import TokenKeeperCore
 
 /// What every command starts from: the validated configuration, and on demand
 /// the app secret and the gateway settings.
@@ -60,7 +61,8 @@ struct CommandContext {
                 .configuration,
                 ConfigurationError(
                     key: "app.key", problem: "is not set",
-                    remedy: "set it in \(configuration.sourcePath ?? ConfigurationLoader.defaultPath) or TOKENKEEPER_APP_KEY"
+                    remedy:
+                        "set it in \(configuration.sourcePath ?? ConfigurationLoader.defaultPath) or TOKENKEEPER_APP_KEY"
                 ).description)
         }
         return GatewayConfiguration(configuration, appSecret: try appSecret())

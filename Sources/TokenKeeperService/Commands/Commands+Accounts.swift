@@ -1,13 +1,14 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
 import IOPGateway
 import Logging
 import SQLiteStore
 import TokenKeeperCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 extension Commands {
     /// `tokenkeeper add --code CODE`: exchanges an authorization code and
@@ -113,7 +114,9 @@ extension Commands {
         case .file(let path):
             let data: Data
             do {
-                data = path == "-" ? FileHandle.standardInput.readDataToEndOfFile()
+                data =
+                    path == "-"
+                    ? FileHandle.standardInput.readDataToEndOfFile()
                     : try Data(contentsOf: URL(fileURLWithPath: path))
             } catch {
                 throw CommandFailure(.usage, "cannot read --refresh-token-file \(path): \(error.localizedDescription)")
@@ -143,7 +146,9 @@ extension Commands {
         await execute(configPath: configPath) { context throws(CommandFailure) in
             let data: Data
             do {
-                data = path == "-" ? FileHandle.standardInput.readDataToEndOfFile()
+                data =
+                    path == "-"
+                    ? FileHandle.standardInput.readDataToEndOfFile()
                     : try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
             } catch {
                 throw CommandFailure(.usage, "cannot read import file \(path): \(error.localizedDescription)")
@@ -264,7 +269,8 @@ extension Commands {
                 }
                 guard let row else {
                     throw CommandFailure(
-                        .failure, "no access token for seller \(sellerID) in tokens.db (unknown seller, or not "
+                        .failure,
+                        "no access token for seller \(sellerID) in tokens.db (unknown seller, or not "
                             + "refreshed yet)")
                 }
                 (status, reason, accessToken, expireTime) =
@@ -283,12 +289,14 @@ extension Commands {
             }
             guard let accessToken, let expireTime else {
                 throw CommandFailure(
-                    .failure, "seller \(sellerID) has no access token yet; it gets one at its first refresh "
+                    .failure,
+                    "seller \(sellerID) has no access token yet; it gets one at its first refresh "
                         + "(is the daemon running? 'tokenkeeper refresh \(sellerID)' refreshes now)")
             }
             guard expireTime > now else {
                 throw CommandFailure(
-                    .failure, "the access token of seller \(sellerID) expired at \(expireTime)"
+                    .failure,
+                    "the access token of seller \(sellerID) expired at \(expireTime)"
                         + (lastError.map { "; last refresh error: \($0)" } ?? ""))
             }
             Console.out(accessToken.exposedValue)

@@ -15,7 +15,8 @@ extension Commands {
             }
             let secretSource: AppSecretLoader.Source
             do throws(ConfigurationError) {
-                secretSource = try AppSecretLoader(environment: context.environment).load(for: context.configuration).source
+                secretSource = try AppSecretLoader(environment: context.environment).load(for: context.configuration)
+                    .source
             } catch {
                 throw CommandFailure(.configuration, error.description)
             }

@@ -14,7 +14,9 @@ extension Commands {
             let now = context.wallClock.now()
             if let kind, !EventKind.all.contains(EventKind(rawValue: kind)) {
                 throw CommandFailure(
-                    .usage, "--kind '\(kind)' is no event kind; one of: \(EventKind.all.map(\.rawValue).joined(separator: ", "))")
+                    .usage,
+                    "--kind '\(kind)' is no event kind; one of: \(EventKind.all.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             var query = EventQuery(sellerID: sellerID, kind: kind.map(EventKind.init(rawValue:)), limit: limit)
             if let since {
@@ -78,13 +80,14 @@ enum TimeArgument {
     static func parse(_ text: String, now: Timestamp) -> Timestamp? {
         let text = text.trimmingCharacters(in: .whitespaces)
         if let unit = text.last, let amount = Double(text.dropLast()), amount >= 0 {
-            let seconds: Double? = switch unit {
-            case "s": amount
-            case "m": amount * 60
-            case "h": amount * 3600
-            case "d": amount * 86_400
-            default: nil
-            }
+            let seconds: Double? =
+                switch unit {
+                case "s": amount
+                case "m": amount * 60
+                case "h": amount * 3600
+                case "d": amount * 86_400
+                default: nil
+                }
             if let seconds { return now - .milliseconds(Int64(seconds * 1000)) }
         }
         if let milliseconds = Int64(text), text.count >= 12 { return Timestamp(millisecondsSince1970: milliseconds) }
@@ -105,7 +108,8 @@ enum TimeArgument {
 /// How `events` and `status` show events.
 enum EventListing {
     static func line(_ event: StoredEvent) -> String {
-        var text = "\(event.at)  \(event.kind.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0))"
+        var text =
+            "\(event.at)  \(event.kind.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0))"
             + "  \(event.sellerID ?? "-")"
         if let detail = event.detail { text += "  \(detail)" }
         if let requestID = event.requestID { text += "  (request \(requestID))" }

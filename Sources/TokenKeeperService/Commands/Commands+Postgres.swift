@@ -60,7 +60,8 @@ extension Commands {
                 lock = try context.takeStorageLock(directory)
             } catch {
                 throw CommandFailure(
-                    .failure, "\(error.message); stop the daemon first (systemctl stop tokenkeeper): "
+                    .failure,
+                    "\(error.message); stop the daemon first (systemctl stop tokenkeeper): "
                         + "a copy taken while it refreshes would hold refresh tokens it has since rotated")
             }
             defer { withExtendedLifetime(lock) {} }
@@ -95,8 +96,10 @@ extension Commands {
                 try await source.accounts(after: last, limit: migratePageSize)
             }
             guard !page.isEmpty else { break }
-            try await storeCall("copying to \(url) (\(copied) sellers copied so far; the schema is left "
-                + "with them: empty it before trying again)") { try await target.copyAccounts(page, now: now) }
+            try await storeCall(
+                "copying to \(url) (\(copied) sellers copied so far; the schema is left "
+                    + "with them: empty it before trying again)"
+            ) { try await target.copyAccounts(page, now: now) }
             copied += page.count
             last = page.last?.sellerID
             if copied % 100_000 == 0 { Console.error("copied \(copied) sellers") }
@@ -130,7 +133,8 @@ extension Commands {
         let count = try await storeCall("counting the copy") { try await target.accountCount() }
         guard count == expected else {
             throw CommandFailure(
-                .failure, "\(PostgresStoreError.verificationFailed("\(count) sellers in PostgreSQL, \(expected) copied"))")
+                .failure,
+                "\(PostgresStoreError.verificationFailed("\(count) sellers in PostgreSQL, \(expected) copied"))")
         }
         var last: String?
         var compared = 0
@@ -143,18 +147,21 @@ extension Commands {
             }
             guard mine.count == theirs.count else {
                 throw CommandFailure(
-                    .failure, "\(PostgresStoreError.verificationFailed("the sellers after \(last ?? "the first") differ"))")
+                    .failure,
+                    "\(PostgresStoreError.verificationFailed("the sellers after \(last ?? "the first") differ"))")
             }
             for (account, copy) in zip(mine, theirs) {
                 guard account.sellerID == copy.0 else {
                     throw CommandFailure(
                         .failure,
-                        "\(PostgresStoreError.verificationFailed("seller \(account.sellerID) is missing or out of order"))")
+                        "\(PostgresStoreError.verificationFailed("seller \(account.sellerID) is missing or out of order"))"
+                    )
                 }
                 guard account.refreshToken == copy.1 else {
                     throw CommandFailure(
                         .failure,
-                        "\(PostgresStoreError.verificationFailed("seller \(account.sellerID)'s refresh token differs"))")
+                        "\(PostgresStoreError.verificationFailed("seller \(account.sellerID)'s refresh token differs"))"
+                    )
                 }
             }
             compared += mine.count

@@ -25,28 +25,30 @@ extension Commands {
             let store = opened.store
             let result: Result<StatusReport, CommandFailure>
             do throws(CommandFailure) {
-                result = .success(try await storeCall("reading the status") {
-                    var report = StatusReport(presence: presence, now: now)
-                    let horizon = now + configuration.notify.reauthWarning
-                    report.figures = try await store.fleetFigures(reauthHorizon: horizon)
-                    report.warningDays = configuration.notify.reauthWarningDays
-                    report.nextRefreshes = try await store.nextRefreshes(limit: 5)
-                    report.reauthNow = try await store.accountsNeedingReauthorization(limit: 50)
-                    report.reauthSoon = try await store.accountsDueForReauthorization(horizon: horizon, limit: 50)
-                    report.recentFailures = try await store.events(
-                        EventQuery(since: now - .seconds(86_400), kind: .refreshFailed, limit: 10))
-                    report.degraded = StatusReport.openDegradations(
-                        try await store.events(EventQuery(kind: .degraded, limit: 20))
-                            + (try await store.events(EventQuery(kind: .recovered, limit: 20))))
-                    report.deliveries = try await store.deliveryCounts()
-                    if AuthorizationLinks.missingSettings(configuration) == nil {
-                        let links = try await AuthorizationLinks.load(store: store, configuration: configuration, now: now)
-                        for account in report.reauthNow + report.reauthSoon {
-                            report.links[account.sellerID] = links.url(for: account.sellerID, now: now)
+                result = .success(
+                    try await storeCall("reading the status") {
+                        var report = StatusReport(presence: presence, now: now)
+                        let horizon = now + configuration.notify.reauthWarning
+                        report.figures = try await store.fleetFigures(reauthHorizon: horizon)
+                        report.warningDays = configuration.notify.reauthWarningDays
+                        report.nextRefreshes = try await store.nextRefreshes(limit: 5)
+                        report.reauthNow = try await store.accountsNeedingReauthorization(limit: 50)
+                        report.reauthSoon = try await store.accountsDueForReauthorization(horizon: horizon, limit: 50)
+                        report.recentFailures = try await store.events(
+                            EventQuery(since: now - .seconds(86_400), kind: .refreshFailed, limit: 10))
+                        report.degraded = StatusReport.openDegradations(
+                            try await store.events(EventQuery(kind: .degraded, limit: 20))
+                                + (try await store.events(EventQuery(kind: .recovered, limit: 20))))
+                        report.deliveries = try await store.deliveryCounts()
+                        if AuthorizationLinks.missingSettings(configuration) == nil {
+                            let links = try await AuthorizationLinks.load(
+                                store: store, configuration: configuration, now: now)
+                            for account in report.reauthNow + report.reauthSoon {
+                                report.links[account.sellerID] = links.url(for: account.sellerID, now: now)
+                            }
                         }
-                    }
-                    return report
-                })
+                        return report
+                    })
             } catch {
                 result = .failure(error)
             }
@@ -90,10 +92,14 @@ struct StatusReport {
     }
 
     func text() -> String {
-        var lines = ["tokenkeeper \(TokenKeeperVersion.current), storage \(presence.storage)", "daemon:  \(presence.daemon)"]
+        var lines = [
+            "tokenkeeper \(TokenKeeperVersion.current), storage \(presence.storage)", "daemon:  \(presence.daemon)",
+        ]
         lines += presence.details
-        lines.append("health:  " + (degraded.isEmpty ? "ok" : "DEGRADED: " + degraded.values.sorted().joined(separator: "; ")))
-        let counts = AccountStatus.allCases.map { "\(figures.byStatus[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", ")
+        lines.append(
+            "health:  " + (degraded.isEmpty ? "ok" : "DEGRADED: " + degraded.values.sorted().joined(separator: "; ")))
+        let counts = AccountStatus.allCases.map { "\(figures.byStatus[$0] ?? 0) \($0.rawValue)" }.joined(
+            separator: ", ")
         lines.append("accounts: \(counts)")
         if let expiry = figures.earliestAccessExpiry {
             lines.append("earliest access-token expiry: \(expiry) (\(Self.relative(expiry - now)))")
@@ -107,7 +113,8 @@ struct StatusReport {
         }
         lines.append("must authorize again now: \(reauthNow.count)")
         for account in reauthNow {
-            lines.append("  \(account.sellerID)  \(account.statusReason ?? "reauth_required")  since \(account.updatedAt)")
+            lines.append(
+                "  \(account.sellerID)  \(account.statusReason ?? "reauth_required")  since \(account.updatedAt)")
             if let link = links[account.sellerID] { lines.append("    \(link)") }
         }
         lines.append("must authorize again within \(Self.number(warningDays)) days: \(reauthSoon.count)")
@@ -148,14 +155,17 @@ struct StatusReport {
             "daemon": presence.json(),
             "healthy": degraded.isEmpty,
             "degraded": degraded,
-            "accounts": Dictionary(uniqueKeysWithValues: AccountStatus.allCases.map { ($0.rawValue, figures.byStatus[$0] ?? 0) }),
+            "accounts": Dictionary(
+                uniqueKeysWithValues: AccountStatus.allCases.map { ($0.rawValue, figures.byStatus[$0] ?? 0) }),
             "earliest_access_expiry": figures.earliestAccessExpiry?.millisecondsSince1970 ?? NSNull(),
             "next_refreshes": nextRefreshes.map(account),
             "reauth_required": reauthNow.map(account),
             "reauth_due": reauthSoon.map(account),
             "reauth_warning_days": warningDays,
             "recent_failures": recentFailures.map(EventListing.object),
-            "notifications": deliveries.mapValues { ["pending": $0.pending, "abandoned": $0.abandoned, "delivered": $0.delivered] },
+            "notifications": deliveries.mapValues {
+                ["pending": $0.pending, "abandoned": $0.abandoned, "delivered": $0.delivered]
+            },
         ]
         return JSONText.encode(object, pretty: true)
     }
@@ -163,8 +173,12 @@ struct StatusReport {
     static func relative(_ duration: Duration) -> String {
         let seconds = duration.wholeMilliseconds / 1000
         let magnitude = abs(seconds)
-        let text = magnitude < 120 ? "\(magnitude)s" : magnitude < 7200 ? "\(magnitude / 60)m"
-            : magnitude < 172_800 ? "\(magnitude / 3600)h" : "\(magnitude / 86_400)d"
+        let text =
+            magnitude < 120
+            ? "\(magnitude)s"
+            : magnitude < 7200
+                ? "\(magnitude / 60)m"
+                : magnitude < 172_800 ? "\(magnitude / 3600)h" : "\(magnitude / 86_400)d"
         return seconds >= 0 ? "in \(text)" : "\(text) ago"
     }
 

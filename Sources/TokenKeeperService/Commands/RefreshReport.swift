@@ -31,7 +31,8 @@ enum RefreshReport {
             )
         case .configurationRejected(let failure):
             return (
-                "\(sellerID): the gateway rejected our configuration: \(failure)" + ConfigurationHint.forCode(failure.code),
+                "\(sellerID): the gateway rejected our configuration: \(failure)"
+                    + ConfigurationHint.forCode(failure.code),
                 .configuration
             )
         case .reauthRequired(let reason, let requestID):

@@ -26,12 +26,17 @@ public struct AppSecretLoader: Sendable {
         }
     }
 
-    public func load(for configuration: TokenKeeperConfiguration) throws(ConfigurationError) -> (secret: Secret, source: Source) {
+    public func load(for configuration: TokenKeeperConfiguration) throws(ConfigurationError) -> (
+        secret: Secret, source: Source
+    ) {
         if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
             let path = directory + "/app_secret"
             if FileManager.default.fileExists(atPath: path) {
                 // systemd lays credentials down with safe modes; no mode check.
-                return (try Self.readSecretFile(path, key: "app_secret credential", checkMode: false), .credential(path: path))
+                return (
+                    try Self.readSecretFile(path, key: "app_secret credential", checkMode: false),
+                    .credential(path: path)
+                )
             }
         }
         if let path = configuration.app.secretFile {
@@ -40,7 +45,8 @@ public struct AppSecretLoader: Sendable {
         if let value = environment["TOKENKEEPER_APP_SECRET"] {
             let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !trimmed.isEmpty else {
-                throw ConfigurationError(key: "TOKENKEEPER_APP_SECRET", problem: "is empty", remedy: "set it to the app secret")
+                throw ConfigurationError(
+                    key: "TOKENKEEPER_APP_SECRET", problem: "is empty", remedy: "set it to the app secret")
             }
             return (Secret(trimmed), .environment)
         }
@@ -67,7 +73,8 @@ public struct AppSecretLoader: Sendable {
                 remedy: "chmod 600 \(path) (or 640 with the daemon's group)")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigurationError(key: key, problem: "\(path) cannot be read by this user", remedy: "check its owner and mode")
+            throw ConfigurationError(
+                key: key, problem: "\(path) cannot be read by this user", remedy: "check its owner and mode")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigurationError(key: key, problem: "\(path) is not UTF-8 text")

@@ -86,7 +86,10 @@ public struct ConfigurationLoader: Sendable {
                 name: path,
                 values: Dictionary(
                     uniqueKeysWithValues: fileValues.map { key, value in
-                        (AbsoluteConfigKey(key.split(separator: ".").map(String.init)), ConfigValue(.string(value), isSecret: false))
+                        (
+                            AbsoluteConfigKey(key.split(separator: ".").map(String.init)),
+                            ConfigValue(.string(value), isSecret: false)
+                        )
                     })),
         ])
         var values = ValueReader(reader: reader, environment: environment)
@@ -118,7 +121,8 @@ public struct ConfigurationLoader: Sendable {
         guard let root else { return [:] }  // An empty file sets nothing.
         guard let mapping = root.mapping else {
             throw ConfigurationError(
-                key: path, problem: "the top level must be a mapping of sections (gateway:, app:, storage:, refresh:, log:)")
+                key: path,
+                problem: "the top level must be a mapping of sections (gateway:, app:, storage:, refresh:, log:)")
         }
         var values: [String: String] = [:]
         for (sectionNode, sectionValue) in mapping {
@@ -208,7 +212,10 @@ public struct ConfigurationLoader: Sendable {
 
     static func validate(_ configuration: TokenKeeperConfiguration) throws(ConfigurationError) {
         try requireHTTPURL(configuration.gateway.url, key: "gateway.url", example: "https://api-sg.aliexpress.com/rest")
-        for (key, path) in [("gateway.refresh_path", configuration.gateway.refreshPath), ("gateway.create_path", configuration.gateway.createPath)]
+        for (key, path) in [
+            ("gateway.refresh_path", configuration.gateway.refreshPath),
+            ("gateway.create_path", configuration.gateway.createPath),
+        ]
         where !path.hasPrefix("/") {
             throw ConfigurationError(key: key, problem: "'\(path)' must start with /")
         }
@@ -220,7 +227,8 @@ public struct ConfigurationLoader: Sendable {
         try range(gateway.connectTimeoutSeconds, 1...300, "gateway.connect_timeout_seconds")
         try range(refresh.remainingFraction, 0.01...0.9, "refresh.remaining_fraction")
         try require(
-            refresh.jitterFraction >= 0 && refresh.jitterFraction < refresh.remainingFraction, "refresh.jitter_fraction",
+            refresh.jitterFraction >= 0 && refresh.jitterFraction < refresh.remainingFraction,
+            "refresh.jitter_fraction",
             "must be at least 0 and below refresh.remaining_fraction, or a refresh could come after expiry")
         try range(refresh.finalRefreshMarginSeconds, 0...86_400, "refresh.final_refresh_margin_seconds")
         try range(Double(refresh.concurrency), 1...256, "refresh.concurrency")
@@ -228,8 +236,9 @@ public struct ConfigurationLoader: Sendable {
             refresh.maxCallsPerSecond == 0 || (0.1...10_000).contains(refresh.maxCallsPerSecond),
             "refresh.max_calls_per_second", "must be 0 (no limit) or from 0.1 to 10000")
         try range(refresh.retryInitialSeconds, 0.1...3600, "refresh.retry_initial_seconds")
-        try range(refresh.retryMaxSeconds, refresh.retryInitialSeconds...86_400, "refresh.retry_max_seconds",
-                  "(and at least refresh.retry_initial_seconds)")
+        try range(
+            refresh.retryMaxSeconds, refresh.retryInitialSeconds...86_400, "refresh.retry_max_seconds",
+            "(and at least refresh.retry_initial_seconds)")
         try range(refresh.configurationProbeSeconds, 1...3600, "refresh.configuration_probe_seconds")
         try range(refresh.changePollSeconds, 0.05...5, "refresh.change_poll_seconds")
         try range(refresh.minIntervalSeconds, 1...86_400, "refresh.min_interval_seconds")
@@ -247,7 +256,8 @@ public struct ConfigurationLoader: Sendable {
         try require(!configuration.storage.directory.isEmpty, "storage.directory", "must not be empty")
         try validatePostgres(configuration.storage)
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-        try require(levels.contains(configuration.log.level), "log.level", "must be one of \(levels.joined(separator: ", "))")
+        try require(
+            levels.contains(configuration.log.level), "log.level", "must be one of \(levels.joined(separator: ", "))")
     }
 
     static func range(
@@ -286,8 +296,10 @@ private struct ValueReader {
 
     mutating func read(into configuration: inout TokenKeeperConfiguration) throws(ConfigurationError) {
         configuration.gateway.url = string("gateway.url") ?? configuration.gateway.url
-        configuration.gateway.timeoutSeconds = try double("gateway.timeout_seconds") ?? configuration.gateway.timeoutSeconds
-        configuration.gateway.connectTimeoutSeconds = try double("gateway.connect_timeout_seconds") ?? configuration.gateway.connectTimeoutSeconds
+        configuration.gateway.timeoutSeconds =
+            try double("gateway.timeout_seconds") ?? configuration.gateway.timeoutSeconds
+        configuration.gateway.connectTimeoutSeconds =
+            try double("gateway.connect_timeout_seconds") ?? configuration.gateway.connectTimeoutSeconds
         configuration.gateway.refreshPath = string("gateway.refresh_path") ?? configuration.gateway.refreshPath
         configuration.gateway.createPath = string("gateway.create_path") ?? configuration.gateway.createPath
         configuration.gateway.authorizeURL = string("gateway.authorize_url")
@@ -318,18 +330,21 @@ private struct ValueReader {
         var refresh = configuration.refresh
         refresh.remainingFraction = try double("refresh.remaining_fraction") ?? refresh.remainingFraction
         refresh.jitterFraction = try double("refresh.jitter_fraction") ?? refresh.jitterFraction
-        refresh.finalRefreshMarginSeconds = try double("refresh.final_refresh_margin_seconds") ?? refresh.finalRefreshMarginSeconds
+        refresh.finalRefreshMarginSeconds =
+            try double("refresh.final_refresh_margin_seconds") ?? refresh.finalRefreshMarginSeconds
         refresh.concurrency = try int("refresh.concurrency") ?? refresh.concurrency
         refresh.maxCallsPerSecond = try double("refresh.max_calls_per_second") ?? refresh.maxCallsPerSecond
         refresh.retryInitialSeconds = try double("refresh.retry_initial_seconds") ?? refresh.retryInitialSeconds
         refresh.retryMaxSeconds = try double("refresh.retry_max_seconds") ?? refresh.retryMaxSeconds
-        refresh.configurationProbeSeconds = try double("refresh.configuration_probe_seconds") ?? refresh.configurationProbeSeconds
+        refresh.configurationProbeSeconds =
+            try double("refresh.configuration_probe_seconds") ?? refresh.configurationProbeSeconds
         refresh.changePollSeconds = try double("refresh.change_poll_seconds") ?? refresh.changePollSeconds
         refresh.shutdownGraceSeconds = try double("refresh.shutdown_grace_seconds") ?? refresh.shutdownGraceSeconds
         refresh.minIntervalSeconds = try double("refresh.min_interval_seconds") ?? refresh.minIntervalSeconds
         refresh.massRejectionSellers = try int("refresh.mass_rejection.sellers") ?? refresh.massRejectionSellers
         refresh.massRejectionFraction = try double("refresh.mass_rejection.fraction") ?? refresh.massRejectionFraction
-        refresh.massRejectionHoldHours = try double("refresh.mass_rejection.hold_hours") ?? refresh.massRejectionHoldHours
+        refresh.massRejectionHoldHours =
+            try double("refresh.mass_rejection.hold_hours") ?? refresh.massRejectionHoldHours
         configuration.storage.eventRetentionDays =
             try double("storage.event_retention_days") ?? configuration.storage.eventRetentionDays
         configuration.refresh = refresh
@@ -371,7 +386,8 @@ private struct ValueReader {
         guard let value = string(key) else { return nil }
         if let list = ListValue.decode(value) {
             guard !list.isEmpty, !list[0].isEmpty else {
-                throw ConfigurationError(key: source(key), problem: "the list is empty", remedy: "name the program first")
+                throw ConfigurationError(
+                    key: source(key), problem: "the list is empty", remedy: "name the program first")
             }
             return list
         }
@@ -416,8 +432,9 @@ extension ConfigurationLoader {
         try range(notify.retryHours, 1...720, "notify.retry_hours")
         try range(notify.reauthWarningDays, 0...365, "notify.reauth_warning_days")
         try range(notify.retryInitialSeconds, 0.1...3600, "notify.retry_initial_seconds")
-        try range(notify.retryMaxSeconds, notify.retryInitialSeconds...86_400, "notify.retry_max_seconds",
-                  "(and at least notify.retry_initial_seconds)")
+        try range(
+            notify.retryMaxSeconds, notify.retryInitialSeconds...86_400, "notify.retry_max_seconds",
+            "(and at least notify.retry_initial_seconds)")
         try range(notify.reauthCheckSeconds, 1...3600, "notify.reauth_check_seconds")
         try range(configuration.callback.stateTTLHours, 0.1...720, "callback.state_ttl_hours")
         if let command = notify.command {
@@ -437,7 +454,8 @@ extension ConfigurationLoader {
             guard let redirect = configuration.app.redirectURI, URLComponents(string: redirect)?.path.isEmpty == false
             else {
                 throw ConfigurationError(
-                    key: "app.redirect_uri", problem: "callback.listen is set but app.redirect_uri is not a URL with a path",
+                    key: "app.redirect_uri",
+                    problem: "callback.listen is set but app.redirect_uri is not a URL with a path",
                     remedy: "set app.redirect_uri to the callback URL registered with the app, "
                         + "e.g. https://tokens.example.com/aliexpress/callback")
             }

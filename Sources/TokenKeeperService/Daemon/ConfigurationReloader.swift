@@ -58,7 +58,8 @@ struct ConfigurationReloader: Service {
                 // make are built once at start.
                 let needRestart = [
                     ("storage.*", reloaded.storage != running.storage), ("log.*", reloaded.log != running.log),
-                    ("notify.*", reloaded.notify != running.notify), ("callback.*", reloaded.callback != running.callback),
+                    ("notify.*", reloaded.notify != running.notify),
+                    ("callback.*", reloaded.callback != running.callback),
                     ("metrics.*", reloaded.metrics != running.metrics),
                     ("app.redirect_uri", reloaded.app.redirectURI != running.app.redirectURI),
                 ].filter(\.1).map(\.0)
@@ -69,7 +70,8 @@ struct ConfigurationReloader: Service {
                 }
                 await scheduler.retryHeldBack()
             } catch {
-                logger.error("reload refused; keeping the running configuration", metadata: ["error": "\(error.message)"])
+                logger.error(
+                    "reload refused; keeping the running configuration", metadata: ["error": "\(error.message)"])
             }
         }
     }

@@ -10,8 +10,7 @@ extension Daemon {
     /// The notifier and the names of its channels.
     func eventNotifier(
         store: any EventOutbox, links: AuthorizationLinks?, clock: any WallClock, metrics: DaemonMetrics
-    ) throws(CommandFailure) -> (notifier: EventNotifier, channelNames: [String])
-    {
+    ) throws(CommandFailure) -> (notifier: EventNotifier, channelNames: [String]) {
         let configuration = context.configuration
         let notify = configuration.notify
         var channels: [any NotificationChannel] = []
@@ -23,7 +22,8 @@ extension Daemon {
         }
         if let url = notify.webhookURL, let secret = try context.webhookSecret() {
             channels.append(
-                WebhookChannel(url: url, secret: secret, timeout: .milliseconds(Int64(notify.webhookTimeoutSeconds * 1000))))
+                WebhookChannel(
+                    url: url, secret: secret, timeout: .milliseconds(Int64(notify.webhookTimeoutSeconds * 1000))))
         }
         var settings = EventNotifier.Settings()
         settings.retryWindow = .milliseconds(Int64(notify.retryHours * 3_600_000))
@@ -43,7 +43,8 @@ extension Daemon {
     {
         guard AuthorizationLinks.missingSettings(context.configuration) == nil else { return nil }
         do {
-            return try await AuthorizationLinks.load(store: store, configuration: context.configuration, now: clock.now())
+            return try await AuthorizationLinks.load(
+                store: store, configuration: context.configuration, now: clock.now())
         } catch {
             throw CommandFailure(.failure, "the callback's state key cannot be read or created in the store: \(error)")
         }
@@ -133,7 +134,8 @@ extension Daemon {
         -> ServiceGroupConfiguration.ServiceConfiguration
     {
         let logger = Logger(label: "tokenkeeper.\(name)")
-        let service = HTTPListener.make(name: name, host: address.host, port: address.port, routes: routes, logger: logger)
+        let service = HTTPListener.make(
+            name: name, host: address.host, port: address.port, routes: routes, logger: logger)
         return .init(
             service: GuardedService(name: "\(name) listener on \(address)", service: service, logger: logger),
             successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore, serviceName: name)

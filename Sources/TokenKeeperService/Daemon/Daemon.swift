@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
 import IOPGateway
 import Logging
@@ -11,6 +6,12 @@ import ServiceLifecycle
 import Synchronization
 import TokenKeeperCore
 import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 extension Commands {
     /// `tokenkeeper run`: the daemon, in the foreground.

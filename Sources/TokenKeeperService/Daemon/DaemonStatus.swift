@@ -116,8 +116,10 @@ final class DaemonStatus: Sendable {
     func line(_ snapshot: SchedulerSnapshot) -> String {
         let (reauth, lastDegraded) = state.withLock { ($0.reauthRequired, $0.degraded) }
         // The snapshot knows every reason in force; the last event only the latest.
-        let degraded = snapshot.degraded.isEmpty ? lastDegraded : snapshot.degraded.map(Self.describe).joined(separator: "; ")
-        var text = "\(snapshot.scheduled) sellers scheduled, \(reauth) need re-authorization, "
+        let degraded =
+            snapshot.degraded.isEmpty ? lastDegraded : snapshot.degraded.map(Self.describe).joined(separator: "; ")
+        var text =
+            "\(snapshot.scheduled) sellers scheduled, \(reauth) need re-authorization, "
             + "next refresh \(snapshot.nextDue.map { "\($0)" } ?? "none"), \(snapshot.refreshed) refreshed"
         if let paused = snapshot.pausedUntil { text += ", throttled until \(paused)" }
         if snapshot.pairsRefused > 0 {

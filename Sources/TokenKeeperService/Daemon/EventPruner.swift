@@ -25,7 +25,9 @@ struct EventPruner: Service {
             do {
                 let deleted = try await store.pruneEvents(before: SystemWallClock().now() - retention, batchSize: 5000)
                 if deleted > 0 {
-                    logger.info("old events pruned", metadata: ["deleted": "\(deleted)", "retention_days": "\(retention.seconds / 86_400)"])
+                    logger.info(
+                        "old events pruned",
+                        metadata: ["deleted": "\(deleted)", "retention_days": "\(retention.seconds / 86_400)"])
                 }
             } catch {
                 logger.warning("pruning old events failed; tried again later", metadata: ["error": "\(error)"])

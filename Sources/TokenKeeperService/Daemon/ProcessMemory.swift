@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Keeps a long-running daemon's resident memory near what it uses.
@@ -19,9 +19,9 @@ enum ProcessMemory {
     /// Two arenas; called before the daemon starts its threads.
     static func limitArenas() {
         #if canImport(Glibc)
-            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
-            let mallopt = unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
-            _ = mallopt(arenaMaxOption, 2)
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        let mallopt = unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
+        _ = mallopt(arenaMaxOption, 2)
         #endif
     }
 
@@ -29,9 +29,9 @@ enum ProcessMemory {
     /// the system; called once a minute, cheap when there is nothing to give.
     static func returnFreedMemory() {
         #if canImport(Glibc)
-            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
-            let trim = unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
-            _ = trim(0)
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+        let trim = unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+        _ = trim(0)
         #endif
     }
 }

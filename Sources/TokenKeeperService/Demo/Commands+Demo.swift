@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
 import IOPSimulator
 import Logging
@@ -10,6 +5,12 @@ import RefreshScheduler
 import SQLiteStore
 import ServiceLifecycle
 import TokenKeeperCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 extension Commands {
     /// `tokenkeeper demo`: the real daemon against IOPSimulator on loopback,
@@ -113,7 +114,8 @@ struct DemoRun {
             "In \(Int(Self.revokeAfter.seconds)) s the simulator revokes seller \(victim)'s refresh token, as when a "
                 + "seller withdraws the authorization; watch it turn reauth_required, the event with its link, "
                 + "the seller's simulated click through the callback, and the seller active again.")
-        narrator.say(duration.map { "The demo stops after \(Int($0)) s (Ctrl-C stops it sooner)." } ?? "Ctrl-C stops it.")
+        narrator.say(
+            duration.map { "The demo stops after \(Int($0)) s (Ctrl-C stops it sooner)." } ?? "Ctrl-C stops it.")
         narrator.say("")
 
         var daemon = Daemon(context: context, configPath: nil)

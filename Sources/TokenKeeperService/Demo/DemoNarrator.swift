@@ -1,11 +1,12 @@
+import Foundation
+import RefreshScheduler
+import TokenKeeperCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Foundation
-import RefreshScheduler
-import TokenKeeperCore
 
 /// Prints the demo's narrative on stdout, one line per happening.
 final class DemoNarrator: Sendable {
@@ -23,9 +24,13 @@ final class DemoNarrator: Sendable {
         let time = Self.clockTime()
         switch event {
         case .ready(let snapshot):
-            say("\(time)  daemon ready: \(snapshot.scheduled) sellers scheduled, next refresh \(relative(snapshot.nextDue))")
+            say(
+                "\(time)  daemon ready: \(snapshot.scheduled) sellers scheduled, next refresh \(relative(snapshot.nextDue))"
+            )
         case .refreshed(let sellerID, let requestID, let nextDue, _):
-            say("\(time)  refreshed        \(sellerID)  next refresh \(relative(nextDue))  request_id \(requestID ?? "-")")
+            say(
+                "\(time)  refreshed        \(sellerID)  next refresh \(relative(nextDue))  request_id \(requestID ?? "-")"
+            )
         case .failed(let sellerID, let failure, let nextDue):
             say("\(time)  refresh failed   \(sellerID)  \(failure.code); keeps its token, retry \(relative(nextDue))")
         case .reauthRequired(let sellerID, let reason, let requestID):

@@ -68,12 +68,16 @@ struct DemoScript: Service {
         let uid = (try? await store.outboxUID(eventID: event.id)) ?? nil
         narrator.say("")
         narrator.say("event (what notify.command and notify.webhook_url receive):")
-        narrator.say("  " + EventPayload.render(
-            event, uid: uid ?? "-", reauthBy: account?.refreshTokenValidTime, authorizeURL: link))
-        narrator.say("the seller is sent this link (signed, single use, valid \(Int(configuration.callback.stateTTLHours)) h):")
+        narrator.say(
+            "  "
+                + EventPayload.render(
+                    event, uid: uid ?? "-", reauthBy: account?.refreshTokenValidTime, authorizeURL: link))
+        narrator.say(
+            "the seller is sent this link (signed, single use, valid \(Int(configuration.callback.stateTTLHours)) h):")
         narrator.say("  " + link)
         simulator.updateBehavior { $0.loggedInSeller = victim }
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))
         defer { _ = client.shutdown() }
         do {
             let page = try await client.execute(HTTPClientRequest(url: link), timeout: .seconds(10))
@@ -83,10 +87,14 @@ struct DemoScript: Service {
                 return true
             }
             let shown = callback.split(separator: "?").first.map(String.init) ?? callback
-            narrator.say("simulated click: seller \(victim) logs in; the marketplace sends the browser to \(shown)?code=…&state=…")
+            narrator.say(
+                "simulated click: seller \(victim) logs in; the marketplace sends the browser to \(shown)?code=…&state=…"
+            )
             let landing = try await client.execute(HTTPClientRequest(url: callback), timeout: .seconds(30))
             let text = String(buffer: try await landing.body.collect(upTo: 1 << 16))
-            narrator.say("callback answered HTTP \(landing.status.code): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+            narrator.say(
+                "callback answered HTTP \(landing.status.code): \(text.trimmingCharacters(in: .whitespacesAndNewlines))"
+            )
         } catch {
             narrator.say("the simulated click failed: \(error)")
         }
@@ -95,7 +103,8 @@ struct DemoScript: Service {
         }
         if let reactivated = try? await store.events(EventQuery(sellerID: victim, kind: .reactivated, limit: 1)).first {
             let uid = (try? await store.outboxUID(eventID: reactivated.id)) ?? nil
-            narrator.say("event: " + EventPayload.render(reactivated, uid: uid ?? "-", reauthBy: nil, authorizeURL: nil))
+            narrator.say(
+                "event: " + EventPayload.render(reactivated, uid: uid ?? "-", reauthBy: nil, authorizeURL: nil))
         }
         narrator.say("")
         return true

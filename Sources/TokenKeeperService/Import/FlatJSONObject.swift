@@ -99,7 +99,8 @@ enum FlatJSONObject {
             while let byte = current, byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") {
                 let digit = Int64(byte - UInt8(ascii: "0"))
                 let (times, overflowA) = value.multipliedReportingOverflow(by: 10)
-                let (next, overflowB) = negative ? times.subtractingReportingOverflow(digit) : times.addingReportingOverflow(digit)
+                let (next, overflowB) =
+                    negative ? times.subtractingReportingOverflow(digit) : times.addingReportingOverflow(digit)
                 guard !overflowA, !overflowB else { return nil }
                 value = next
                 index += 1
@@ -159,7 +160,8 @@ enum FlatJSONObject {
         private mutating func unicodeEscape() -> Unicode.Scalar? {
             guard let high = hex4() else { return nil }
             if (0xD800...0xDBFF).contains(high) {
-                guard take(UInt8(ascii: "\\")), take(UInt8(ascii: "u")), let low = hex4(), (0xDC00...0xDFFF).contains(low)
+                guard take(UInt8(ascii: "\\")), take(UInt8(ascii: "u")), let low = hex4(),
+                    (0xDC00...0xDFFF).contains(low)
                 else { return nil }
                 return Unicode.Scalar(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
             }

@@ -74,7 +74,8 @@ struct ImportTotals {
         let refusedCount = lineErrors + refused
         Console.out(
             "imported \(imported) seller\(imported == 1 ? "" : "s")"
-                + (alreadyManaged > 0 ? ", \(alreadyManaged) already managed, skipped; use --replace to overwrite them" : "")
+                + (alreadyManaged > 0
+                    ? ", \(alreadyManaged) already managed, skipped; use --replace to overwrite them" : "")
                 + (refusedCount > 0 ? ", refused \(refusedCount)" : ""))
         return refusedCount > 0 ? .failure : .success
     }

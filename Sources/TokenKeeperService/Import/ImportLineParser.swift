@@ -60,7 +60,8 @@ public enum ImportLineParser {
         func lifetime(_ key: String) throws(ImportLineError) -> Duration? {
             guard let present = wholeNumber(key) else { return nil }
             guard let value = present, value > 0, value <= maximumLifetimeSeconds else {
-                throw refuse("\(key) must be the access token's lifetime in whole seconds (1 to \(maximumLifetimeSeconds))")
+                throw refuse(
+                    "\(key) must be the access token's lifetime in whole seconds (1 to \(maximumLifetimeSeconds))")
             }
             return .seconds(value)
         }
@@ -110,7 +111,8 @@ public enum ImportLineParser {
             switch value {
             case is NSNull: .null
             case let string as String: .string(string)
-            case let number as NSNumber: .number(text: number.stringValue, wholeValue: Int64(exactly: number.doubleValue))
+            case let number as NSNumber:
+                .number(text: number.stringValue, wholeValue: Int64(exactly: number.doubleValue))
             default: .other
             }
         }

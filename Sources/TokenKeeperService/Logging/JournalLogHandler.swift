@@ -1,10 +1,11 @@
+public import Logging
+import TokenKeeperCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-public import Logging
-import TokenKeeperCore
 
 /// Writes one line per event to standard error, in a form journald keeps well:
 /// under systemd (`JOURNAL_STREAM` set) each line starts with `<N>`, the syslog
@@ -70,7 +71,8 @@ public struct JournalLogHandler: LogHandler {
     }
 
     static func quoted(_ value: String) -> String {
-        value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) ? "\"\(value.replacingOccurrences(of: "\"", with: "\\\""))\"" : value
+        value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" })
+            ? "\"\(value.replacingOccurrences(of: "\"", with: "\\\""))\"" : value
     }
 }
 

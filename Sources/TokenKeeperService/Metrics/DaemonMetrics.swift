@@ -49,7 +49,8 @@ final class DaemonMetrics: Sendable {
         for api in ["refresh", "create"] {
             for result in ["ok", "error"] {
                 timers[api + "/" + result] = Metrics.Timer(
-                    label: "tokenkeeper_gateway_request_duration_seconds", dimensions: [("api", api), ("result", result)],
+                    label: "tokenkeeper_gateway_request_duration_seconds",
+                    dimensions: [("api", api), ("result", result)],
                     factory: factory)
             }
         }
@@ -107,7 +108,9 @@ final class DaemonMetrics: Sendable {
     }
 
     /// The exposition: fleet gauges set from `figures` first.
-    func render(figures: FleetFigures, deliveries: [String: DeliveryCounts], health: DaemonHealth, now: Timestamp) -> String {
+    func render(figures: FleetFigures, deliveries: [String: DeliveryCounts], health: DaemonHealth, now: Timestamp)
+        -> String
+    {
         for status in AccountStatus.allCases {
             gauge("tokenkeeper_accounts", [("status", status.rawValue)], Double(figures.byStatus[status] ?? 0))
         }
@@ -170,7 +173,9 @@ struct InstrumentedGateway: TokenGateway {
     let metrics: DaemonMetrics
 
     func refresh(refreshToken: Secret) async throws(GatewayFailure) -> TokenGrant {
-        try await timed("refresh") { () async throws(GatewayFailure) in try await gateway.refresh(refreshToken: refreshToken) }
+        try await timed("refresh") { () async throws(GatewayFailure) in
+            try await gateway.refresh(refreshToken: refreshToken)
+        }
     }
 
     func createToken(code: String) async throws(GatewayFailure) -> TokenGrant {

@@ -27,7 +27,9 @@ final class Doorbell: Sendable {
         if state.withLock({ state in
             defer { state.rung = false }
             return state.rung
-        }) { return }
+        }) {
+            return
+        }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withTaskCancellationHandler {

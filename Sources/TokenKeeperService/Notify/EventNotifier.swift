@@ -36,7 +36,8 @@ final class EventNotifier: Service, Sendable {
     private let metrics: DaemonMetrics?
     private let logger: Logger
     private let doorbells: [String: Doorbell]
-    private let records: (stream: AsyncStream<(EventKind, String)>, continuation: AsyncStream<(EventKind, String)>.Continuation)
+    private let records:
+        (stream: AsyncStream<(EventKind, String)>, continuation: AsyncStream<(EventKind, String)>.Continuation)
 
     init(
         store: any EventOutbox, channels: [any NotificationChannel], links: AuthorizationLinks?, settings: Settings,
@@ -121,11 +122,14 @@ final class EventNotifier: Service, Sendable {
             do {
                 // In batches: a fleet authorized on one day enters the window together.
                 while true {
-                    let warned = try await store.raiseReauthDue(horizon: now + settings.reauthWarning, now: now, limit: 1000)
+                    let warned = try await store.raiseReauthDue(
+                        horizon: now + settings.reauthWarning, now: now, limit: 1000)
                     if warned.isEmpty { break }
                     logger.notice(
                         "sellers must authorize again soon",
-                        metadata: ["sellers": "\(warned.prefix(20).joined(separator: ","))", "count": "\(warned.count)"])
+                        metadata: [
+                            "sellers": "\(warned.prefix(20).joined(separator: ","))", "count": "\(warned.count)",
+                        ])
                     nudge()
                 }
             } catch {
@@ -152,7 +156,8 @@ final class EventNotifier: Service, Sendable {
                 let now = clock.now()
                 let latest = try await store.latestOutboxEventID()
                 if latest != seenOutbox {
-                    try await store.enqueueDeliveries(channel: channel.name, oldest: now - settings.retryWindow, now: now)
+                    try await store.enqueueDeliveries(
+                        channel: channel.name, oldest: now - settings.retryWindow, now: now)
                     seenOutbox = latest
                 }
                 let due = try await store.dueDeliveries(channel: channel.name, now: now, limit: 20)

@@ -27,7 +27,8 @@ enum EventPayload {
             "request_id": value(event.requestID),
             "authorize_url": value(linkedKinds.contains(event.kind) ? authorizeURL : nil),
         ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+        let data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
             ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }

@@ -7,9 +7,9 @@ import SQLiteStore
 import TokenKeeperCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 /// Somewhere events are delivered: the exec hook or the webhook. One attempt
@@ -37,7 +37,9 @@ struct ExecHookChannel: NotificationChannel {
     var name: String { "command" }
 
     /// Variables the hook never inherits: secrets that may be set for the daemon.
-    static let withheld: Set<String> = ["TOKENKEEPER_APP_SECRET", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
+    static let withheld: Set<String> = [
+        "TOKENKEEPER_APP_SECRET", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+    ]
 
     init(command: [String], timeout: Duration, environment: [String: String]) {
         self.command = command
@@ -63,7 +65,9 @@ struct ExecHookChannel: NotificationChannel {
         process.standardOutput = FileHandle.nullDevice
         let (exits, exited) = AsyncStream<Int32>.makeStream()
         process.terminationHandler = { finished in
-            exited.yield(finished.terminationReason == .uncaughtSignal ? -finished.terminationStatus : finished.terminationStatus)
+            exited.yield(
+                finished.terminationReason == .uncaughtSignal ? -finished.terminationStatus : finished.terminationStatus
+            )
             exited.finish()
         }
         do {
@@ -102,7 +106,8 @@ struct ExecHookChannel: NotificationChannel {
             return "\(command[0]) ran longer than notify.command_timeout_seconds (\(timeout)) and was killed"
         }
         if status == 0 { return nil }
-        return status < 0 ? "\(command[0]) was killed by signal \(-status)" : "\(command[0]) exited with status \(status)"
+        return status < 0
+            ? "\(command[0]) was killed by signal \(-status)" : "\(command[0]) exited with status \(status)"
     }
 
     func shutdown() async {}

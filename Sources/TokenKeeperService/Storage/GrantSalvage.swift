@@ -1,11 +1,12 @@
+import Foundation
+import Logging
+import TokenKeeperCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Foundation
-import Logging
-import TokenKeeperCore
 
 /// Keeps a grant that the store did not take, so that nothing the gateway
 /// issued is lost: one JSON line in the import format, in a file of mode 0600
@@ -41,7 +42,9 @@ enum GrantSalvage {
             object["expire_time"] = grant.expireTime.millisecondsSince1970
             object["expires_in"] = grant.accessTokenLifetime.wholeMilliseconds / 1000
         }
-        if let validTime = grant.refreshTokenValidTime { object["refresh_token_valid_time"] = validTime.millisecondsSince1970 }
+        if let validTime = grant.refreshTokenValidTime {
+            object["refresh_token_valid_time"] = validTime.millisecondsSince1970
+        }
         if grant.isFinalGrant { object["refresh_expires_in"] = 0 }
         if let requestID = grant.requestID { object["request_id"] = requestID }
         if let replacing { object["replaces"] = replacing.fingerprint }
@@ -148,7 +151,9 @@ enum GrantSalvage {
                     refreshToken: record.refreshToken, accessTokenLifetime: record.accessTokenLifetime ?? .zero,
                     refreshTokenLifetime: (object["refresh_expires_in"] as? NSNumber).map { .seconds($0.int64Value) },
                     expireTime: record.expireTime ?? now, refreshTokenValidTime: record.refreshTokenValidTime,
-                    receivedAt: (object["received_at"] as? NSNumber).map { Timestamp(millisecondsSince1970: $0.int64Value) } ?? now,
+                    receivedAt: (object["received_at"] as? NSNumber).map {
+                        Timestamp(millisecondsSince1970: $0.int64Value)
+                    } ?? now,
                     requestID: object["request_id"] as? String)
                 // Due at once: the scheduler refreshes it from the pair now stored.
                 if try await store.commitRotation(

@@ -63,7 +63,8 @@ extension CommandContext {
         case .postgres:
             do throws(ConfigurationError) {
                 let settings = try configuration.postgresSettings(environment: environment)
-                let password = try AppSecretLoader(environment: environment).postgresPassword(for: configuration)
+                let password =
+                    try AppSecretLoader(environment: environment).postgresPassword(for: configuration)
                     .map { "password fingerprint \(Secret.fingerprint(of: $0.exposedValue))" } ?? "no password"
                 return [
                     "  storage.directory  \(configuration.storage.directory)",
@@ -81,7 +82,8 @@ extension CommandContext {
         creating: Bool = false, checkReaders: Bool = true, logger: Logger = Logger(label: "tokenkeeper.store"),
         _ body: (any OperatorStore) async throws(CommandFailure) -> T
     ) async throws(CommandFailure) -> T {
-        let opened = try await openConfiguredStore(.command(creating: creating, checkReaders: checkReaders), logger: logger)
+        let opened = try await openConfiguredStore(
+            .command(creating: creating, checkReaders: checkReaders), logger: logger)
         do {
             let result = try await body(opened.store)
             await opened.close()
@@ -327,9 +329,12 @@ extension CommandContext {
             try? await source.close()
             throw error
         }
-        return (source, target, {
-            try? await source.close()
-            target.close()
-        })
+        return (
+            source, target,
+            {
+                try? await source.close()
+                target.close()
+            }
+        )
     }
 }

@@ -41,7 +41,10 @@ struct StorePresence: Sendable {
             [
                 "running": !live.isEmpty,
                 "nodes": nodes.map {
-                    ["node": $0.node, "host": $0.host, "pid": $0.pid, "silent_seconds": $0.silentSeconds, "live": isLive($0)]
+                    [
+                        "node": $0.node, "host": $0.host, "pid": $0.pid, "silent_seconds": $0.silentSeconds,
+                        "live": isLive($0),
+                    ]
                         as [String: Any]
                 },
             ]

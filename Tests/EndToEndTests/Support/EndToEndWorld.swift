@@ -55,8 +55,9 @@ final class EndToEndWorld: @unchecked Sendable {
     }
 
     func writeSecret(_ value: String) throws {
-        guard FileManager.default.createFile(
-            atPath: secretPath, contents: Data(value.utf8), attributes: [.posixPermissions: 0o600])
+        guard
+            FileManager.default.createFile(
+                atPath: secretPath, contents: Data(value.utf8), attributes: [.posixPermissions: 0o600])
         else { throw CocoaError(.fileWriteUnknown) }
     }
 
@@ -69,9 +70,10 @@ final class EndToEndWorld: @unchecked Sendable {
         }
         return sections.keys.sorted().map { section in
             // A value in brackets is a YAML flow sequence (a list key); the rest are quoted scalars.
-            "\(section):\n" + sections[section]!.sorted { $0.0 < $1.0 }.map {
-                $0.1.hasPrefix("[") ? "  \($0.0): \($0.1)" : "  \($0.0): \"\($0.1)\""
-            }
+            "\(section):\n"
+                + sections[section]!.sorted { $0.0 < $1.0 }.map {
+                    $0.1.hasPrefix("[") ? "  \($0.0): \($0.1)" : "  \($0.0): \"\($0.1)\""
+                }
                 .joined(separator: "\n")
         }.joined(separator: "\n") + "\n"
     }
@@ -95,7 +97,8 @@ final class EndToEndWorld: @unchecked Sendable {
     /// printed for ``expectNoSecretsLeaked(in:sourceLocation:)``.
     @discardableResult
     func stop(
-        _ daemon: TokenKeeperProcess, timeout: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation
+        _ daemon: TokenKeeperProcess, timeout: Duration = .seconds(30),
+        sourceLocation: SourceLocation = #_sourceLocation
     ) async -> CommandResult {
         daemon.signal(SIGTERM)
         let result = await daemon.wait(timeout: timeout)
@@ -184,6 +187,7 @@ func expectSameToken(
     _ actual: String?, _ expected: String?, _ what: String, sourceLocation: SourceLocation = #_sourceLocation
 ) {
     let same = actual != nil && actual == expected
-    let shown = "\(actual.map { Secret($0).description } ?? "none") vs \(expected.map { Secret($0).description } ?? "none")"
+    let shown =
+        "\(actual.map { Secret($0).description } ?? "none") vs \(expected.map { Secret($0).description } ?? "none")"
     #expect(same, "\(what): \(shown)", sourceLocation: sourceLocation)
 }

@@ -26,9 +26,10 @@ struct SQLiteReader {
                 repeat {
                     code = sqlite3_step(statement)
                     if code == SQLITE_ROW {
-                        rows.append((0..<sqlite3_column_count(statement)).map { index in
-                            sqlite3_column_text(statement, index).map { String(cString: $0) }
-                        })
+                        rows.append(
+                            (0..<sqlite3_column_count(statement)).map { index in
+                                sqlite3_column_text(statement, index).map { String(cString: $0) }
+                            })
                     }
                 } while code == SQLITE_ROW
             }

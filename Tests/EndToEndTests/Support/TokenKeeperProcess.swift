@@ -62,7 +62,8 @@ final class TokenKeeperProcess: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: TokenKeeperBinary.path)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
-        for key in env.keys where key.hasPrefix("TOKENKEEPER_") || key == "NOTIFY_SOCKET" || key == "CREDENTIALS_DIRECTORY" {
+        for key in env.keys
+        where key.hasPrefix("TOKENKEEPER_") || key == "NOTIFY_SOCKET" || key == "CREDENTIALS_DIRECTORY" {
             env[key] = nil
         }
         env.merge(environment) { _, new in new }

@@ -1,12 +1,12 @@
-import TokenKeeperTesting
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
-import HTTPTypes
 import NIOCore
 import NIOHTTP1
+import TokenKeeperTesting
 
 /// A real webhook receiver on loopback (Hummingbird): checks each POST's
 /// `X-Tokenkeeper-Signature` against the shared secret and keeps what came.

@@ -35,7 +35,11 @@ final class EventRecorder: Sendable {
 
     var reauthRequired: [(sellerID: String, reason: String, requestID: String?)] {
         events.compactMap {
-            if case .reauthRequired(let seller, let reason, let requestID) = $0 { (seller, reason, requestID) } else { nil }
+            if case .reauthRequired(let seller, let reason, let requestID) = $0 {
+                (seller, reason, requestID)
+            } else {
+                nil
+            }
         }
     }
 
@@ -47,7 +51,11 @@ final class EventRecorder: Sendable {
 
     var failures: [(at: Timestamp, sellerID: String, failure: GatewayFailure, nextDue: Timestamp)] {
         all.compactMap {
-            if case .failed(let seller, let failure, let nextDue) = $0.event { ($0.at, seller, failure, nextDue) } else { nil }
+            if case .failed(let seller, let failure, let nextDue) = $0.event {
+                ($0.at, seller, failure, nextDue)
+            } else {
+                nil
+            }
         }
     }
 

@@ -1,8 +1,9 @@
 import Logging
-@testable import RefreshScheduler
 import Testing
-import TokenKeeperTesting
 import TokenKeeperCore
+import TokenKeeperTesting
+
+@testable import RefreshScheduler
 
 /// A scheduler wired to fakes, a manual clock and a manual timer, with the
 /// moves a test needs: start it, let time pass, wait for conditions.

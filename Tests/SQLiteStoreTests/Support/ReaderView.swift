@@ -1,6 +1,6 @@
-import TokenKeeperTesting
 import Foundation
 import SQLiteStore
+import TokenKeeperTesting
 
 /// What a reader sees in tokens.db, read through a separate read-only
 /// connection, as another program would.
