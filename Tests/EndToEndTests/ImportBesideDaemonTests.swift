@@ -126,7 +126,9 @@ struct ImportBesideDaemonTests {
         #expect(publication.count >= rotationsDuring / 2, "\(publication.count) rotations seen in tokens.db")
         let slowest = publication.last ?? -1
         let median = publication.isEmpty ? -1 : publication[publication.count / 2]
-        print("import beside the daemon: rotated tokens reached tokens.db in \(median) ms (median), \(slowest) ms (slowest)")
+        print(
+            "import beside the daemon: rotated tokens reached tokens.db in \(median) ms (median), \(slowest) ms (slowest)"
+        )
 
         // Nobody marked; everything imported, in both files; the rotated
         // refresh tokens stored.
