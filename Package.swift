@@ -155,6 +155,18 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The scheduler's test doubles: a scriptable gateway that rotates as
+        // the real one does, a manual timer, an event recorder. Used by the
+        // scheduler's own tests and by the conformance suite, which runs the
+        // scheduler over every real backend.
+        .target(
+            name: "SchedulerTesting",
+            dependencies: [
+                "RefreshScheduler", "TokenKeeperCore", "TokenKeeperTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "tokenkeeper",
             dependencies: [
@@ -215,7 +227,8 @@ let package = Package(
         .testTarget(
             name: "StoreConformanceTests",
             dependencies: [
-                "SQLiteStore", "PostgresStore", "TokenKeeperCore", "TokenKeeperTesting",
+                "SQLiteStore", "PostgresStore", "TokenKeeperCore", "TokenKeeperTesting", "RefreshScheduler",
+                "SchedulerTesting", "TokenKeeperService",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -223,7 +236,7 @@ let package = Package(
         .testTarget(
             name: "RefreshSchedulerTests",
             dependencies: [
-                "RefreshScheduler", "TokenKeeperCore", "TokenKeeperTesting",
+                "RefreshScheduler", "TokenKeeperCore", "TokenKeeperTesting", "SchedulerTesting",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

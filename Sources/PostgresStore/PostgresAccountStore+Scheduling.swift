@@ -84,11 +84,11 @@ extension PostgresAccountStore {
 
     private func scheduled(_ sellerID: String, due: Int64?, expire: Int64?, view: ClusterView) -> ScheduledAccount {
         guard let due else { return ScheduledAccount(sellerID: sellerID, due: nil) }
+        let expireTime = expire.map { Timestamp(millisecondsSince1970: $0) }
         return ScheduledAccount(
             sellerID: sellerID,
-            due: view.deadline(
-                sellerID: sellerID, due: Timestamp(millisecondsSince1970: due),
-                expireTime: expire.map { Timestamp(millisecondsSince1970: $0) }))
+            due: view.deadline(sellerID: sellerID, due: Timestamp(millisecondsSince1970: due), expireTime: expireTime),
+            expireTime: expireTime)
     }
 
     /// The sellers announced (NOTIFY) since the last call; everything when

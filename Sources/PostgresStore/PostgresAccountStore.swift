@@ -157,7 +157,9 @@ public final class PostgresAccountStore: AccountStore, Sendable {
         let schema = settings.schema
         let s = self.s
         try await transaction { connection in
-            // One node migrates at a time; the others wait and find it done.
+            // One node migrates at a time; the others wait and find it done
+            // (however long that takes: no lock timeout here).
+            try await connection.query("SET LOCAL lock_timeout = 0", logger: logger)
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema)))", logger: logger)
             try await connection.query("CREATE SCHEMA IF NOT EXISTS \(unescaped: s)", logger: logger)
             try await connection.query(

@@ -260,6 +260,26 @@ enum PostgresSchema {
                 "REVOKE ALL ON ALL TABLES IN SCHEMA {S} FROM PUBLIC",
                 "REVOKE ALL ON ALL SEQUENCES IN SCHEMA {S} FROM PUBLIC",
             ]),
+        Migration(
+            version: 3,
+            statements: [
+                // The daemon's sessions end lock waits after a lock timeout
+                // (contention, retried). The outbox's numbering lock is held
+                // only to the end of a notified event's transaction, and
+                // giving up on it would lose the event's write: it is waited
+                // for with no lock timeout, for the rest of the transaction
+                // (the statement timeout still bounds it).
+                """
+                CREATE OR REPLACE FUNCTION {S}.number_notified_event() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM set_config('lock_timeout', '0', true);
+                    PERFORM pg_advisory_xact_lock(hashtext(TG_TABLE_SCHEMA || '.outbox'));
+                    NEW.id := nextval(pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.events', 'id'));
+                    RETURN NEW;
+                END
+                $$
+                """
+            ]),
     ]
 
     static var latestVersion: Int { migrations.map(\.version).max() ?? 0 }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOSSL
 import PostgresNIO
+import TokenKeeperCore
 
 /// Where the PostgreSQL store is and how to reach it: `storage.postgres.*`.
 ///
@@ -38,6 +39,19 @@ public struct PostgresSettings: Sendable, Equatable {
     /// How long one statement may take, waiting for a connection included,
     /// before it counts as failed.
     public var statementTimeout: Duration = .seconds(10)
+    /// How long a statement waits for a row or table lock another session
+    /// holds (a command's transaction, a reader's `SELECT … FOR UPDATE`)
+    /// before PostgreSQL ends the wait with 55P03: contention, which the
+    /// scheduler retries at once and never counts as the store failing. Kept
+    /// well under ``statementTimeout``, whose end is a failure. Nil: no
+    /// lock timeout (a command waits for another's transaction). The
+    /// outbox's numbering lock is waited for either way (schema v3).
+    public var lockTimeout: Duration?
+
+    /// The daemon's lock timeout under `statementTimeout`.
+    public static func daemonLockTimeout(statementTimeout: Duration) -> Duration {
+        min(.seconds(2), statementTimeout / 4)
+    }
     /// How long a node's claim on a delivery stands by itself: past it, the
     /// delivery is taken over by another node once the claimant's heartbeat
     /// has stopped too (a live node's claim stands; see
@@ -141,6 +155,10 @@ public struct PostgresSettings: Sendable, Equatable {
         configuration.options.connectTimeout = .seconds(5)
         configuration.options.keepAliveBehavior = .init(frequency: .seconds(15))
         configuration.options.additionalStartupParameters = [("application_name", "tokenkeeper")]
+        if let lockTimeout {
+            configuration.options.additionalStartupParameters.append(
+                ("lock_timeout", "\(max(lockTimeout.wholeMilliseconds, 1))ms"))
+        }
         return configuration
     }
 

@@ -140,6 +140,7 @@ extension RefreshScheduler {
                         metadata: ["seller": "\(sellerID)", "refusals": "\(refused.refusals)"])
                 }
                 if stored {
+                    noteExpiry(sellerID, grant.expireTime, due: nextDue)
                     return .refreshed(requestID: grant.requestID, nextDue: nextDue, isFinalGrant: grant.isFinalGrant)
                 }
                 return await fenceLost(grant, sellerID: sellerID, sent: account.refreshToken)

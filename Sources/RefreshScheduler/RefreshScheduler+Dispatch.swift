@@ -155,6 +155,7 @@ extension RefreshScheduler {
             {
                 continue
             }
+            noteExpiry(change.sellerID, change.expireTime, due: change.due)
             if let due = change.due {
                 queue.schedule(change.sellerID, at: due)
             } else {

@@ -22,6 +22,11 @@ extension RefreshScheduler {
             let schedule = try await store.loadSchedule()
             let now = clock.now()
             queue.load(schedule)
+            for account in schedule {
+                if let due = account.due, let expiry = account.expireTime, expiry - due < Self.expiryWatchWindow {
+                    nearExpiry[account.sellerID] = expiry
+                }
+            }
             for sellerID in forced where !inFlight.contains(sellerID) {
                 queue.schedule(sellerID, at: now)
             }

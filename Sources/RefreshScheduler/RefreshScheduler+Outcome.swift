@@ -35,6 +35,7 @@ extension RefreshScheduler {
             // Never again to the gateway: only a re-authorization or re-import
             // (seen as a change) brings it back.
             queue.remove(sellerID)
+            noteExpiry(sellerID, nil, due: nil)
             emit(.reauthRequired(sellerID: sellerID, reason: reason, requestID: requestID))
         case .skipped(_, let nextDue):
             if let nextDue { reschedule(sellerID, at: nextDue) } else { queue.remove(sellerID) }
@@ -44,6 +45,7 @@ extension RefreshScheduler {
             reschedule(sellerID, at: retryAt)
         case .notFound:
             queue.remove(sellerID)
+            noteExpiry(sellerID, nil, due: nil)
         case .notAttempted:
             reschedule(sellerID, at: now)
         }
@@ -257,8 +259,27 @@ extension RefreshScheduler {
             parkedByStore[sellerID] = failures
         }
         let exponent = min(failures - 1, 16)
-        let delay = min(configuration.storeRetryInitial * (1 << exponent), configuration.storeRetryMax)
-        return clock.now() + delay
+        var delay = min(configuration.storeRetryInitial * (1 << exponent), configuration.storeRetryMax)
+        let now = clock.now()
+        if let sellerID, let expiry = nearExpiry[sellerID], expiry > now {
+            // Never past the token's expiry: half the time left, again and
+            // again, while there is any.
+            delay = min(delay, max((expiry - now) / 2, Self.contentionRetry))
+        }
+        return now + delay
+    }
+
+    /// Sellers whose expiry is kept (``nearExpiry``): due less than this
+    /// before it.
+    static let expiryWatchWindow: Duration = .seconds(3600)
+
+    /// Keeps or forgets a seller's expiry as its deadline moves.
+    func noteExpiry(_ sellerID: String, _ expireTime: Timestamp?, due: Timestamp?) {
+        if let due, let expireTime, expireTime - due < Self.expiryWatchWindow {
+            nearExpiry[sellerID] = expireTime
+        } else if !nearExpiry.isEmpty {
+            nearExpiry[sellerID] = nil
+        }
     }
 
     /// How soon a write that met another process's lock is tried again

@@ -71,6 +71,11 @@ public actor RefreshScheduler {
     /// times in a row: each backs off by its own count, and all are tried
     /// again at once when a write works.
     var parkedByStore: [String: Int] = [:]
+    /// The access token's expiry of each seller due within
+    /// ``expiryWatchWindow`` of it (short-lived tokens, sellers due late):
+    /// a store retry is never planned past it. Empty for a fleet of
+    /// day-long tokens refreshed on time.
+    var nearExpiry: [String: Timestamp] = [:]
     var clockSkewReported = false
     /// Sellers whose odd lifetimes were reported (once each).
     var anomaliesReported: Set<String> = []
@@ -335,7 +340,7 @@ public actor RefreshScheduler {
     /// Returns once no attempt is running (attempts parked until a store retry
     /// do not count), or when the calling task is cancelled. For tests and
     /// benchmarks driven by a manual clock.
-    func waitUntilIdle() async {
+    public func waitUntilIdle() async {
         guard runningTasks > 0, !Task.isCancelled else { return }
         await withTaskCancellationHandler {
             await withCheckedContinuation { idleWaiters.append($0) }

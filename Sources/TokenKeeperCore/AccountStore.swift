@@ -82,10 +82,14 @@ public struct ScheduledAccount: Sendable, Equatable {
     public var sellerID: String
     /// Nil when the account needs no action (disabled, reauth_required, removed).
     public var due: Timestamp?
+    /// When its access token expires, where known: retries after a failed
+    /// store write are never planned past it.
+    public var expireTime: Timestamp?
 
-    public init(sellerID: String, due: Timestamp?) {
+    public init(sellerID: String, due: Timestamp?, expireTime: Timestamp? = nil) {
         self.sellerID = sellerID
         self.due = due
+        self.expireTime = expireTime
     }
 }
 

@@ -44,3 +44,11 @@ public final class ManualWallClock: WallClock, MonotonicClock {
         current.withLock { $0.wall = $0.wall + offset }
     }
 }
+
+extension [ScheduledAccount] {
+    /// The deadlines alone, without the expiries the stores report beside
+    /// them: what a test of the schedule compares.
+    public var deadlines: [ScheduledAccount] {
+        map { ScheduledAccount(sellerID: $0.sellerID, due: $0.due) }
+    }
+}

@@ -1,4 +1,5 @@
 import Logging
+import SchedulerTesting
 import Testing
 import TokenKeeperCore
 import TokenKeeperTesting

@@ -1,4 +1,5 @@
 import Logging
+import SchedulerTesting
 import Testing
 import TokenKeeperCore
 import TokenKeeperTesting
@@ -354,7 +355,7 @@ extension Sequence {
         // The check above relies on this: without leases, both calls would go out.
         let clock = ManualWallClock()
         let store = FakeAccountStore()
-        let gateway = FakeTokenGateway(clock: clock, store: store)
+        let gateway = FakeTokenGateway(clock: clock) { [store] _, token in await store.isCurrentRefreshToken(token) }
         await store.put(Account(sellerID: "s", refreshToken: Secret("rt"), updatedAt: clock.now()))
         await gateway.register("s", refreshToken: Secret("rt"))
         await gateway.script("s", .hold, .hold)

@@ -1,4 +1,5 @@
 import Logging
+import SchedulerTesting
 import Synchronization
 import Testing
 import TokenKeeperCore

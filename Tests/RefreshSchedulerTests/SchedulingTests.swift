@@ -1,5 +1,7 @@
+import SchedulerTesting
 import Testing
 import TokenKeeperCore
+import TokenKeeperTesting
 
 @testable import RefreshScheduler
 

@@ -1,4 +1,5 @@
 import Dispatch
+import SchedulerTesting
 import Synchronization
 import Testing
 import TokenKeeperCore
@@ -131,7 +132,7 @@ struct DispatchWakeupTimerTests {
         // hops from Dispatch's queue into the actor with a task.
         let clock = SystemWallClock()
         let store = FakeAccountStore()
-        let gateway = FakeTokenGateway(clock: clock, store: store)
+        let gateway = FakeTokenGateway(clock: clock) { [store] _, token in await store.isCurrentRefreshToken(token) }
         let events = EventRecorder(clock: clock)
         let now = clock.now()
         let account = Account(

@@ -23,7 +23,7 @@ import TokenKeeperTesting
         let due = Moments.now + .seconds(90)
         _ = try await cli.enroll(grant: makeGrant(seller: "1001"), nextRefreshAt: due, now: Moments.now)
         var answer = try await daemon.changes(since: cursor)
-        #expect(answer.changed == [ScheduledAccount(sellerID: "1001", due: due)])
+        #expect(answer.changed.deadlines == [ScheduledAccount(sellerID: "1001", due: due)])
         cursor = answer.cursor
 
         answer = try await daemon.changes(since: cursor)
@@ -32,24 +32,24 @@ import TokenKeeperTesting
 
         _ = try await cli.setStatus(sellerID: "1001", to: .disabled, now: Moments.now)
         answer = try await daemon.changes(since: cursor)
-        #expect(answer.changed == [ScheduledAccount(sellerID: "1001", due: nil)])
+        #expect(answer.changed.deadlines == [ScheduledAccount(sellerID: "1001", due: nil)])
         cursor = answer.cursor
 
         let again = Moments.now + .seconds(5)
         _ = try await cli.setStatus(sellerID: "1001", to: .active, nextRefreshAt: again, now: Moments.now)
         answer = try await daemon.changes(since: cursor)
-        #expect(answer.changed == [ScheduledAccount(sellerID: "1001", due: again)])
+        #expect(answer.changed.deadlines == [ScheduledAccount(sellerID: "1001", due: again)])
         cursor = answer.cursor
 
         try await cli.remove(sellerID: "1001", now: Moments.now)
         answer = try await daemon.changes(since: cursor)
-        #expect(answer.changed == [ScheduledAccount(sellerID: "1001", due: nil)])
+        #expect(answer.changed.deadlines == [ScheduledAccount(sellerID: "1001", due: nil)])
         cursor = answer.cursor
 
         // Re-adding a removed seller reports the account, not the tombstone.
         _ = try await cli.enroll(grant: makeGrant(seller: "1001"), nextRefreshAt: due, now: Moments.now)
         answer = try await daemon.changes(since: cursor)
-        #expect(answer.changed == [ScheduledAccount(sellerID: "1001", due: due)])
+        #expect(answer.changed.deadlines == [ScheduledAccount(sellerID: "1001", due: due)])
 
         try await cli.close()
         try await daemon.close()
@@ -91,7 +91,8 @@ import TokenKeeperTesting
         let cursor = try await daemon.changes(since: nil).cursor
         _ = try await cli.markReauthRequired(
             sellerID: "1001", sent: refresh, reason: "IllegalRefreshToken", requestID: nil, now: Moments.now)
-        #expect(try await daemon.changes(since: cursor).changed == [ScheduledAccount(sellerID: "1001", due: nil)])
+        #expect(
+            try await daemon.changes(since: cursor).changed.deadlines == [ScheduledAccount(sellerID: "1001", due: nil)])
         try await cli.close()
         try await daemon.close()
     }

@@ -21,18 +21,26 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     }
 
     /// A fresh, empty store of this backend.
-    func open() async throws -> StoreUnderTest {
+    /// - Parameter lockWait: How long a write waits for another process's
+    ///   lock before the store answers with contention (SQLite's busy
+    ///   timeout, PostgreSQL's `lock_timeout`); the backend's default when nil.
+    /// - Parameter statementTimeout: PostgreSQL's statement timeout, whose
+    ///   end counts as the store failing; the default (10 s) when nil.
+    func open(lockWait: Duration? = nil, statementTimeout: Duration? = nil) async throws -> StoreUnderTest {
         switch self {
         case .sqlite:
             let scratch = try ScratchDirectory()
-            let store = try await SQLiteAccountStore.open(directory: scratch.path)
+            var options = SQLiteAccountStore.Options()
+            if let lockWait { options.busyTimeout = lockWait }
+            let store = try await SQLiteAccountStore.open(directory: scratch.path, options: options)
             return StoreUnderTest(backend: self, store: store, scratch: scratch, schema: nil) {
                 try await store.close()
             }
         case .postgres:
             let database = try #require(ConformancePostgres.current, "the suite's PostgreSQL did not start")
             let schema = ConformancePostgres.uniqueName("c_")
-            let store = try await database.open(schema: schema)
+            let store = try await database.open(
+                schema: schema, lockWait: lockWait, statementTimeout: statementTimeout)
             return StoreUnderTest(backend: self, store: store, scratch: nil, schema: schema) { store.close() }
         }
     }
@@ -100,6 +108,63 @@ struct StoreUnderTest: Sendable {
         return owner
     }
 
+    /// Another process takes the store's write lock and holds it for
+    /// `duration` (SQLite: `BEGIN IMMEDIATE` on keeper.db from Python's
+    /// sqlite3; PostgreSQL: `LOCK TABLE accounts` from psql), as an import's
+    /// transaction or a CLI command does. Returns once the lock is held;
+    /// the returned task ends when it is let go.
+    func holdWriteLock(for duration: Duration) async throws -> Task<Void, Never> {
+        let seconds = Double(duration.wholeMilliseconds) / 1000
+        let work: @Sendable () -> Void
+        let isHeld: @Sendable () throws -> Bool
+        switch backend {
+        case .sqlite:
+            let directory = try #require(scratch).path
+            let marker = directory + "/lock-held"
+            let script = """
+                import sqlite3, sys, time
+                c = sqlite3.connect(sys.argv[1], isolation_level=None)
+                c.execute("BEGIN IMMEDIATE")
+                open(sys.argv[2], "w").close()
+                time.sleep(float(sys.argv[3]))
+                c.execute("COMMIT")
+                """
+            work = {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+                process.arguments = ["-c", script, directory + "/keeper.db", marker, "\(seconds)"]
+                try? process.run()
+                process.waitUntilExit()
+            }
+            isHeld = { FileManager.default.fileExists(atPath: marker) }
+        case .postgres:
+            let database = try #require(ConformancePostgres.current)
+            let schema = try #require(schema)
+            work = {
+                _ = try? database.psql(
+                    "BEGIN; LOCK TABLE \(schema).accounts IN EXCLUSIVE MODE; SELECT pg_sleep(\(seconds)); COMMIT;")
+            }
+            isHeld = {
+                try database.psql(
+                    """
+                    SELECT count(*) FROM pg_locks
+                    WHERE relation = '\(schema).accounts'::regclass AND mode = 'ExclusiveLock' AND granted
+                    """) == "1"
+            }
+        }
+        // A blocking child process, off the cooperative pool.
+        let done = Task {
+            await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    work()
+                    continuation.resume()
+                }
+            }
+        }
+        try await waitUntil("the other process holds the write lock", timeout: .seconds(20)) { try isHeld() }
+        return done
+    }
+
     private func heartbeat(_ node: String, age: String) throws {
         let database = try #require(ConformancePostgres.current)
         try database.psql(
@@ -131,11 +196,16 @@ struct ConformancePostgres: SuiteTrait, TestScoping {
                 """)
         }
 
-        func open(schema: String, deliveryClaim: Duration? = nil) async throws -> PostgresAccountStore {
+        func open(
+            schema: String, deliveryClaim: Duration? = nil, lockWait: Duration? = nil,
+            statementTimeout: Duration? = nil
+        ) async throws -> PostgresAccountStore {
             var settings = try PostgresSettings(
                 url: server.url(user: role, database: name), password: password, schema: schema, tls: .disable,
                 maximumConnections: 4)
             if let deliveryClaim { settings.deliveryClaim = deliveryClaim }
+            settings.lockTimeout = lockWait
+            if let statementTimeout { settings.statementTimeout = statementTimeout }
             var logger = Logger(label: "conformance.postgres")
             logger.logLevel = .error
             return try await PostgresAccountStore.open(settings: settings, logger: logger)

@@ -39,43 +39,6 @@ import TokenKeeperTesting
         try? FileManager.default.removeItem(atPath: second)
     }
 
-    // Case 6: salvage lives where a restart finds it, and the next start
-    // stores it when it still applies (its seller still holds the token it
-    // replaces); one that no longer applies is left for the operator.
-    @Test func theNextStartStoresSalvagedPairsThatStillApplyAndLeavesTheOthers() async throws {
-        let scratch = try ScratchDirectory()
-        let store = try await SQLiteAccountStore.open(directory: scratch.path)
-        let now = SystemWallClock().now()
-        func grant(_ seller: String, refresh: String) -> TokenGrant {
-            TokenGrant(
-                sellerID: seller, profile: SellerProfile(), accessToken: Secret("AT-\(refresh)"),
-                refreshToken: Secret(refresh), accessTokenLifetime: .seconds(3600),
-                refreshTokenLifetime: .seconds(86_400),
-                expireTime: now + .seconds(3600), refreshTokenValidTime: now + .seconds(86_400), receivedAt: now,
-                requestID: "req-\(seller)")
-        }
-        _ = try await store.enroll(grant: grant("7001", refresh: "RT-7001-a"), nextRefreshAt: now, now: now)
-        _ = try await store.enroll(grant: grant("7002", refresh: "RT-7002-b"), nextRefreshAt: now, now: now)
-        let applies = try GrantSalvage.save(
-            grant("7001", refresh: "RT-7001-rotated"), sellerID: "7001", replacing: Secret("RT-7001-a"),
-            directory: scratch.path, now: now)
-        let stale = try GrantSalvage.save(
-            grant("7002", refresh: "RT-7002-rotated"), sellerID: "7002", replacing: Secret("RT-7002-old"),
-            directory: scratch.path, now: now)
-        let logs = LogRecorder()
-
-        let stored = await GrantSalvage.recover(into: store, directory: scratch.path, now: now, logger: logs.logger())
-
-        #expect(stored == 1)
-        #expect(try await store.account(sellerID: "7001")?.refreshToken == Secret("RT-7001-rotated"))
-        #expect(try await store.account(sellerID: "7002")?.refreshToken == Secret("RT-7002-b"))
-        #expect(!FileManager.default.fileExists(atPath: applies))
-        #expect(FileManager.default.fileExists(atPath: stale))
-        #expect(logs.rendered.contains { $0.contains("left for the operator") && $0.contains("7002") })
-        #expect(logs.rendered.allSatisfy { !$0.contains("RT-7001") && !$0.contains("RT-7002") })
-        try await store.close()
-    }
-
     // Case 6: space is reserved ahead of time, so that a full disk still
     // takes a salvaged pair.
     @Test(.enabled(if: getuid() == 0, "mounts a small tmpfs: needs root"))

@@ -15,14 +15,17 @@ extension AccountVault {
             THEN min(
                 coalesce(next_refresh_at, updated_at),
                 expire_time - max(coalesce(nullif(access_lifetime_ms, 0), expire_time - refreshed_at, 1500000), 0) / 5)
-            ELSE coalesce(next_refresh_at, updated_at) END
+            ELSE coalesce(next_refresh_at, updated_at) END,
+            expire_time
         FROM accounts WHERE status = 'active'
         """
 
     func loadSchedule() throws -> [ScheduledAccount] {
         try ensureOpen()
         return try keeper.cachedStatement(Self.scheduleSQL).rows { row in
-            ScheduledAccount(sellerID: row.string(0), due: Timestamp(millisecondsSince1970: row.int64(1)))
+            ScheduledAccount(
+                sellerID: row.string(0), due: Timestamp(millisecondsSince1970: row.int64(1)),
+                expireTime: AccountRow.timestamp(row, 2))
         }
     }
 
@@ -47,13 +50,16 @@ extension AccountVault {
             let since = cursor.sequence > sequence ? 0 : cursor.sequence
             let changed = try keeper.cachedStatement(
                 """
-                SELECT seller_id, CASE WHEN status = 'active' THEN coalesce(next_refresh_at, updated_at) END
+                SELECT seller_id, CASE WHEN status = 'active' THEN coalesce(next_refresh_at, updated_at) END,
+                    expire_time
                 FROM accounts WHERE change_seq > ?1
                 UNION ALL
-                SELECT seller_id, NULL FROM removed_accounts WHERE change_seq > ?1
+                SELECT seller_id, NULL, NULL FROM removed_accounts WHERE change_seq > ?1
                 """
             ).rows([since]) { row in
-                ScheduledAccount(sellerID: row.string(0), due: AccountRow.timestamp(row, 1))
+                ScheduledAccount(
+                    sellerID: row.string(0), due: AccountRow.timestamp(row, 1), expireTime: AccountRow.timestamp(row, 2)
+                )
             }
             return (changed, next)
         }

@@ -20,6 +20,10 @@ extension CommandContext {
         /// The daemon, whose refreshes lease sellers as `leaseOwner`. On
         /// SQLite it holds the storage directory's lock for its lifetime.
         case daemon(leaseOwner: String)
+
+        var isDaemon: Bool {
+            if case .daemon = self { true } else { false }
+        }
     }
 
     /// Opens the configured store for `purpose`.
@@ -196,7 +200,7 @@ extension CommandContext {
     // MARK: - PostgreSQL
 
     private func openPostgres(_ purpose: StorePurpose, logger: Logger) async throws(CommandFailure) -> OpenedStore {
-        let store = try await openPostgresStore(logger: logger)
+        let store = try await openPostgresStore(lockTimeout: purpose.isDaemon, logger: logger)
         let postgres = configuration.storage.postgres
         let location = "\(store.settings.displayURL) schema \(store.settings.schema)"
         var metadata: Logger.Metadata = ["storage": "\(location)"]
@@ -230,10 +234,18 @@ extension CommandContext {
     }
 
     /// Opens the PostgreSQL store (creating or upgrading its schema).
-    func openPostgresStore(logger: Logger) async throws(CommandFailure) -> PostgresAccountStore {
-        let settings: PostgresSettings
+    /// - Parameter lockTimeout: Whether a lock wait ends as contention
+    ///   (``PostgresSettings/lockTimeout``): the daemon's writes are retried
+    ///   by the scheduler; a command waits for another's transaction.
+    func openPostgresStore(lockTimeout: Bool = false, logger: Logger) async throws(CommandFailure)
+        -> PostgresAccountStore
+    {
+        var settings: PostgresSettings
         do {
             settings = try configuration.postgresSettings(environment: environment)
+            if lockTimeout {
+                settings.lockTimeout = PostgresSettings.daemonLockTimeout(statementTimeout: settings.statementTimeout)
+            }
         } catch {
             throw CommandFailure(.configuration, error.description)
         }

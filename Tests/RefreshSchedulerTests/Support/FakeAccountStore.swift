@@ -15,13 +15,6 @@ actor FakeAccountStore: AccountStore {
         var description: String { "CHECK constraint failed: refresh_token <> ''" }
     }
 
-    /// What SQLite's busy timeout ends in while another process holds the
-    /// write lock: contention, not failure.
-    struct Contended: ScopedStoreError, CustomStringConvertible {
-        var scope: StoreFailureScope { .contention }
-        var description: String { "SQLite error 5 (database is locked)" }
-    }
-
     enum Operation: Hashable, Sendable {
         case loadSchedule, changes, acquireLease, releaseLease, commitRotation, recordFailure, markReauthRequired,
             shiftSchedules, noteRefusedPair
@@ -29,21 +22,6 @@ actor FakeAccountStore: AccountStore {
 
     /// Sellers whose rotated pairs the store refuses for their own values, and how many more times.
     private var refusedSellers: [String: Int] = [:]
-    /// While true, `changes(since:)` does not answer (a disk that hangs).
-    private var hangsChanges = false
-    private var hangWaiters: [CheckedContinuation<Void, Never>] = []
-    private(set) var hangingCalls = 0
-
-    func hangChanges() {
-        hangsChanges = true
-    }
-
-    func endHang() {
-        hangsChanges = false
-        for waiter in hangWaiters { waiter.resume() }
-        hangWaiters.removeAll()
-    }
-
     /// Owners known to be alive: their leases are never taken over, expired or not.
     var liveOwners: Set<String> = []
     /// Every clock-step shift applied.
@@ -56,7 +34,6 @@ actor FakeAccountStore: AccountStore {
     private var changedAt: [String: Int64] = [:]
     /// Operations that throw, and how many more times.
     private var failures: [Operation: Int] = [:]
-    private var contended: [Operation: Int] = [:]
     private(set) var calls: [Operation: Int] = [:]
     /// Every refresh token this store ever held: the gateway asks whether the
     /// token it is sent was made durable first.
@@ -95,11 +72,6 @@ actor FakeAccountStore: AccountStore {
         failures[operation] = times
     }
 
-    /// `operation` meets another process's write lock `times` times.
-    func contend(_ operation: Operation, times: Int) {
-        contended[operation] = times
-    }
-
     /// Refuses this seller's rotated pairs as a constraint would, `times` times.
     func refuseValues(of sellerID: String, times: Int = Int.max) {
         refusedSellers[sellerID] = times
@@ -131,11 +103,6 @@ actor FakeAccountStore: AccountStore {
     }
 
     func changes(since cursor: ChangeCursor?) async throws -> (changed: [ScheduledAccount], cursor: ChangeCursor) {
-        if hangsChanges {
-            hangingCalls += 1
-            await withCheckedContinuation { hangWaiters.append($0) }
-            hangingCalls -= 1
-        }
         try check(.changes)
         let current = ChangeCursor(dataVersion: 1, sequence: sequence)
         guard let cursor else { return ([], current) }
@@ -276,10 +243,6 @@ actor FakeAccountStore: AccountStore {
 
     private func check(_ operation: Operation) throws {
         calls[operation, default: 0] += 1
-        if let remaining = contended[operation], remaining > 0 {
-            contended[operation] = remaining - 1
-            throw Contended()
-        }
         guard let remaining = failures[operation], remaining > 0 else { return }
         failures[operation] = remaining == Int.max ? remaining : remaining - 1
         throw DiskFull()

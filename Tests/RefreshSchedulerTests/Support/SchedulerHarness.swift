@@ -1,4 +1,5 @@
 import Logging
+import SchedulerTesting
 import Testing
 import TokenKeeperCore
 import TokenKeeperTesting
@@ -28,7 +29,7 @@ struct SchedulerHarness {
         clock = ManualWallClock()
         timer = ManualWakeupTimer()
         store = FakeAccountStore()
-        gateway = FakeTokenGateway(clock: clock, store: store)
+        gateway = FakeTokenGateway(clock: clock) { [store] _, token in await store.isCurrentRefreshToken(token) }
         events = EventRecorder(clock: clock)
         logs = LogRecorder()
         configuration = RefreshSchedulerConfiguration(
@@ -62,104 +63,33 @@ struct SchedulerHarness {
         return account
     }
 
-    /// Starts `run()` and waits until the schedule is loaded.
+    /// The moves every scheduler test makes (start, settle, let time pass).
+    var driver: SchedulerDriver {
+        SchedulerDriver(clock: clock, timer: timer, events: events, scheduler: scheduler)
+    }
+
     @discardableResult
     func start() async throws -> Task<Void, any Error> {
-        let scheduler = scheduler
-        let task = Task { try await scheduler.run() }
-        try await waitUntil("the scheduler is ready") { events.isReady }
-        return task
+        try await driver.start()
     }
 
-    /// Fires the timer while it is due at the current time, and waits until
-    /// the scheduler has nothing running (no held calls allowed).
     func settle(sourceLocation: SourceLocation = #_sourceLocation) async {
-        var fires = 0
-        await waitUntilIdle(sourceLocation: sourceLocation)
-        while let deadline = timer.deadline, deadline <= clock.now(), !Task.isCancelled {
-            fires += 1
-            guard fires <= 1000 else {
-                Issue.record(
-                    "the timer keeps firing at \(clock.now()) without the scheduler making progress",
-                    sourceLocation: sourceLocation)
-                return
-            }
-            await timer.fire()
-            await waitUntilIdle(sourceLocation: sourceLocation)
-        }
+        await driver.settle(sourceLocation: sourceLocation)
     }
 
-    /// Lets manual time pass, firing the timer at each armed deadline on the
-    /// way and letting the scheduler finish its work at each.
     func advance(by duration: Duration, sourceLocation: SourceLocation = #_sourceLocation) async {
-        await advance(to: clock.now() + duration, sourceLocation: sourceLocation)
+        await driver.advance(by: duration, sourceLocation: sourceLocation)
     }
 
     func advance(to target: Timestamp, sourceLocation: SourceLocation = #_sourceLocation) async {
-        await settle(sourceLocation: sourceLocation)
-        while let deadline = timer.deadline, deadline <= target, !Task.isCancelled {
-            if deadline > clock.now() { clock.set(deadline) }
-            await settle(sourceLocation: sourceLocation)
-        }
-        if target > clock.now() { clock.set(target) }
+        await driver.advance(to: target, sourceLocation: sourceLocation)
     }
 
-    /// Waits, bounded in real time, until the scheduler has no attempt running.
-    private func waitUntilIdle(sourceLocation: SourceLocation) async {
-        let scheduler = scheduler
-        let idle = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await scheduler.waitUntilIdle()
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(10))
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
-        if !idle {
-            Issue.record("the scheduler did not become idle within 10 seconds", sourceLocation: sourceLocation)
-        }
-    }
-
-    /// Moves the clock and fires the timer without waiting for attempts to end
-    /// (for tests that hold gateway calls).
     func advanceWithoutWaiting(by duration: Duration) async {
-        let target = clock.now() + duration
-        var fires = 0
-        while let deadline = timer.deadline, deadline <= target, fires < 10_000 {
-            if deadline > clock.now() { clock.set(deadline) }
-            await timer.fire()
-            fires += 1
-        }
-        #expect(fires < 10_000, "the timer keeps firing without progress")
-        if target > clock.now() { clock.set(target) }
+        await driver.advanceWithoutWaiting(by: duration)
     }
 
-    /// Fires the timer if due without waiting for attempts to end.
     func fireIfDue() async {
-        if let deadline = timer.deadline, deadline <= clock.now() { await timer.fire() }
-    }
-}
-
-/// Waits (in real time, bounded) until `condition` holds; records an issue if
-/// it never does.
-func waitUntil(
-    _ description: String, timeout: Duration = .seconds(10), sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
-) async throws {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    var spins = 0
-    while try await !condition() {
-        guard clock.now < deadline else {
-            Issue.record("timed out waiting until \(description)", sourceLocation: sourceLocation)
-            return
-        }
-        spins += 1
-        if spins < 100 { await Task.yield() } else { try await Task.sleep(for: .milliseconds(1)) }
+        await driver.fireIfDue()
     }
 }

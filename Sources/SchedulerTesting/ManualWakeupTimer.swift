@@ -1,10 +1,12 @@
-import RefreshScheduler
+public import RefreshScheduler
 import Synchronization
-import TokenKeeperCore
+public import TokenKeeperCore
 
 /// The scheduler's one timer, fired by the test when its manual clock
 /// reaches the armed deadline.
-final class ManualWakeupTimer: WakeupTimer {
+public final class ManualWakeupTimer: WakeupTimer {
+    public init() {}
+
     private struct State {
         var handler: (@Sendable () async -> Void)?
         var deadline: Timestamp?
@@ -14,11 +16,11 @@ final class ManualWakeupTimer: WakeupTimer {
 
     private let state = Mutex(State())
 
-    func setHandler(_ handler: @escaping @Sendable () async -> Void) {
+    public func setHandler(_ handler: @escaping @Sendable () async -> Void) {
         state.withLock { $0.handler = handler }
     }
 
-    func arm(at deadline: Timestamp) {
+    public func arm(at deadline: Timestamp) {
         state.withLock { state in
             guard state.cancels == 0 else { return }
             state.deadline = deadline
@@ -26,7 +28,7 @@ final class ManualWakeupTimer: WakeupTimer {
         }
     }
 
-    func cancel() {
+    public func cancel() {
         state.withLock { state in
             state.cancels += 1
             state.deadline = nil
@@ -34,14 +36,14 @@ final class ManualWakeupTimer: WakeupTimer {
     }
 
     /// The armed deadline (nil once fired or cancelled).
-    var deadline: Timestamp? { state.withLock { $0.deadline } }
+    public var deadline: Timestamp? { state.withLock { $0.deadline } }
     /// How often the scheduler armed the timer.
-    var armCount: Int { state.withLock { $0.arms } }
-    var isCancelled: Bool { state.withLock { $0.cancels > 0 } }
+    public var armCount: Int { state.withLock { $0.arms } }
+    public var isCancelled: Bool { state.withLock { $0.cancels > 0 } }
 
     /// Fires the handler (as the real timer does once its deadline passes)
     /// and waits until the scheduler has handled the wake-up.
-    func fire() async {
+    public func fire() async {
         let handler = state.withLock { state -> (@Sendable () async -> Void)? in
             state.deadline = nil
             return state.handler

@@ -1,11 +1,11 @@
-import TokenKeeperCore
+public import TokenKeeperCore
 
 /// A scriptable ``TokenGateway`` that rotates refresh tokens as the real one
 /// does (a used refresh token dies) and checks the invariants the scheduler
 /// must keep: every token it is sent is the one stored, and none is sent twice.
-actor FakeTokenGateway: TokenGateway {
+public actor FakeTokenGateway: TokenGateway {
     /// What one call does.
-    enum Step: Sendable {
+    public enum Step: Sendable {
         /// Rotates the pair.
         case succeed
         /// Says `refresh_expires_in` 0 and leaves the refresh token out: the
@@ -21,67 +21,71 @@ actor FakeTokenGateway: TokenGateway {
         case hold
     }
 
-    struct Call: Sendable {
-        var sellerID: String
-        var at: Timestamp
+    public struct Call: Sendable {
+        public var sellerID: String
+        public var at: Timestamp
     }
 
     private let clock: any WallClock
-    private let store: FakeAccountStore
-    var accessTokenLifetime: Duration = .seconds(3600)
-    var refreshTokenLifetime: Duration = .seconds(30 * 86_400)
+    /// Whether a refresh token is the one the store holds for its seller:
+    /// the gateway checks that every token it is sent was made durable first.
+    private let isStored: @Sendable (_ sellerID: String, _ token: Secret) async -> Bool
+    public var accessTokenLifetime: Duration = .seconds(3600)
+    public var refreshTokenLifetime: Duration = .seconds(30 * 86_400)
     /// A `Date` header this far from our clock (nil: none).
-    var gatewayClockOffset: Duration?
+    public var gatewayClockOffset: Duration?
     private var defaultStep: Step = .succeed
     private var scripts: [String: [Step]] = [:]
     private var live: [String: String] = [:]  // refresh token → seller
     private var generation = 0
     private var held: [(sellerID: String, continuation: CheckedContinuation<Step, Never>)] = []
-    private(set) var calls: [Call] = []
-    private(set) var inFlight = 0
+    public private(set) var calls: [Call] = []
+    public private(set) var inFlight = 0
     /// Calls in flight per seller: two at once for one seller is a violation
     /// (the second would send a refresh token the first is rotating).
     private var inFlightBySeller: [String: Int] = [:]
-    private(set) var maxInFlight = 0
+    public private(set) var maxInFlight = 0
     /// Broken invariants, described; a test expects none.
-    private(set) var violations: [String] = []
+    public private(set) var violations: [String] = []
 
-    init(clock: any WallClock, store: FakeAccountStore) {
+    public init(
+        clock: any WallClock, isStored: @escaping @Sendable (_ sellerID: String, _ token: Secret) async -> Bool
+    ) {
         self.clock = clock
-        self.store = store
+        self.isStored = isStored
     }
 
     /// Makes `token` a live refresh token of `sellerID`.
-    func register(_ sellerID: String, refreshToken token: Secret) {
+    public func register(_ sellerID: String, refreshToken token: Secret) {
         live[token.exposedValue] = sellerID
     }
 
-    func setDefault(_ step: Step) {
+    public func setDefault(_ step: Step) {
         defaultStep = step
     }
 
-    func script(_ sellerID: String, _ steps: Step...) {
+    public func script(_ sellerID: String, _ steps: Step...) {
         scripts[sellerID, default: []].append(contentsOf: steps)
     }
 
-    func setGatewayClockOffset(_ offset: Duration?) {
+    public func setGatewayClockOffset(_ offset: Duration?) {
         gatewayClockOffset = offset
     }
 
-    func calls(for sellerID: String) -> Int {
+    public func calls(for sellerID: String) -> Int {
         calls.filter { $0.sellerID == sellerID }.count
     }
 
-    var heldCount: Int { held.count }
-    var heldSellers: [String] { held.map(\.sellerID) }
+    public var heldCount: Int { held.count }
+    public var heldSellers: [String] { held.map(\.sellerID) }
 
     /// Lets the oldest held call (or the one of `sellerID`) go on with `step`.
-    func release(_ sellerID: String? = nil, with step: Step = .succeed) {
+    public func release(_ sellerID: String? = nil, with step: Step = .succeed) {
         guard let index = held.firstIndex(where: { sellerID == nil || $0.sellerID == sellerID }) else { return }
         held.remove(at: index).continuation.resume(returning: step)
     }
 
-    func refresh(refreshToken: Secret) async throws(GatewayFailure) -> TokenGrant {
+    public func refresh(refreshToken: Secret) async throws(GatewayFailure) -> TokenGrant {
         guard let sellerID = live[refreshToken.exposedValue] else {
             violations.append("a refresh token that is not live was sent (reused or never issued): \(refreshToken)")
             throw GatewayFailure(.accountRejected, code: "IllegalRefreshToken", message: "Illegal Refresh Token")
@@ -97,7 +101,7 @@ actor FakeTokenGateway: TokenGateway {
             inFlight -= 1
             inFlightBySeller[sellerID]! -= 1
         }
-        if await !store.isCurrentRefreshToken(refreshToken) {
+        if await !isStored(sellerID, refreshToken) {
             violations.append("seller \(sellerID): sent a refresh token that is not the stored one")
         }
 
@@ -143,20 +147,20 @@ actor FakeTokenGateway: TokenGateway {
         }
     }
 
-    func createToken(code: String) async throws(GatewayFailure) -> TokenGrant {
+    public func createToken(code: String) async throws(GatewayFailure) -> TokenGrant {
         throw GatewayFailure(.configuration, code: "Unsupported", message: "not used by the scheduler")
     }
 }
 
 extension GatewayFailure {
-    static let illegalRefreshToken = GatewayFailure(
+    public static let illegalRefreshToken = GatewayFailure(
         .accountRejected, code: "IllegalRefreshToken", message: "Illegal Refresh Token", requestID: "req-dead")
-    static let badSignature = GatewayFailure(
+    public static let badSignature = GatewayFailure(
         .configuration, code: "IncompleteSignature", message: "The request signature does not conform",
         requestID: "req-sig")
-    static let serviceUnavailable = GatewayFailure(
+    public static let serviceUnavailable = GatewayFailure(
         .transient, code: "HTTP503", message: "Service Unavailable", httpStatus: 503)
-    static func throttled(seconds: Int64) -> GatewayFailure {
+    public static func throttled(seconds: Int64) -> GatewayFailure {
         GatewayFailure(
             .throttled(retryAfter: .seconds(seconds)), code: "ApiCallLimit",
             message: "ban will last \(seconds) seconds", requestID: "req-limit")

@@ -1,39 +1,39 @@
 import Logging
-import RefreshScheduler
+public import RefreshScheduler
 import Synchronization
-import TokenKeeperCore
+public import TokenKeeperCore
 
 /// Collects the scheduler's events with the manual time they arrived at.
-final class EventRecorder: Sendable {
-    struct Entry: Sendable {
-        var at: Timestamp
-        var event: SchedulerEvent
+public final class EventRecorder: Sendable {
+    public struct Entry: Sendable {
+        public var at: Timestamp
+        public var event: SchedulerEvent
     }
 
     private let entries = Mutex<[Entry]>([])
     private let clock: any WallClock
 
-    init(clock: any WallClock) {
+    public init(clock: any WallClock) {
         self.clock = clock
     }
 
-    func record(_ event: SchedulerEvent) {
+    public func record(_ event: SchedulerEvent) {
         let now = clock.now()
         entries.withLock { $0.append(Entry(at: now, event: event)) }
     }
 
-    var all: [Entry] { entries.withLock { $0 } }
-    var events: [SchedulerEvent] { all.map(\.event) }
+    public var all: [Entry] { entries.withLock { $0 } }
+    public var events: [SchedulerEvent] { all.map(\.event) }
 
-    var degraded: [DegradedReason] {
+    public var degraded: [DegradedReason] {
         events.compactMap { if case .degraded(let reason) = $0 { reason } else { nil } }
     }
 
-    var recovered: [DegradedReason] {
+    public var recovered: [DegradedReason] {
         events.compactMap { if case .recovered(let reason) = $0 { reason } else { nil } }
     }
 
-    var reauthRequired: [(sellerID: String, reason: String, requestID: String?)] {
+    public var reauthRequired: [(sellerID: String, reason: String, requestID: String?)] {
         events.compactMap {
             if case .reauthRequired(let seller, let reason, let requestID) = $0 {
                 (seller, reason, requestID)
@@ -43,13 +43,13 @@ final class EventRecorder: Sendable {
         }
     }
 
-    func refreshed(_ sellerID: String) -> [(nextDue: Timestamp, isFinalGrant: Bool)] {
+    public func refreshed(_ sellerID: String) -> [(nextDue: Timestamp, isFinalGrant: Bool)] {
         events.compactMap {
             if case .refreshed(sellerID, _, let nextDue, let isFinal) = $0 { (nextDue, isFinal) } else { nil }
         }
     }
 
-    var failures: [(at: Timestamp, sellerID: String, failure: GatewayFailure, nextDue: Timestamp)] {
+    public var failures: [(at: Timestamp, sellerID: String, failure: GatewayFailure, nextDue: Timestamp)] {
         all.compactMap {
             if case .failed(let seller, let failure, let nextDue) = $0.event {
                 ($0.at, seller, failure, nextDue)
@@ -59,15 +59,15 @@ final class EventRecorder: Sendable {
         }
     }
 
-    var ticks: Int {
+    public var ticks: Int {
         events.filter { if case .tick = $0 { true } else { false } }.count
     }
 
-    var isReady: Bool {
+    public var isReady: Bool {
         events.contains { if case .ready = $0 { true } else { false } }
     }
 
-    var isStopped: Bool {
+    public var isStopped: Bool {
         events.contains { if case .stopped = $0 { true } else { false } }
     }
 }
