@@ -23,7 +23,7 @@ extension RefreshScheduler {
             let now = clock.now()
             queue.load(schedule)
             for account in schedule {
-                if let due = account.due, let expiry = account.expireTime, expiry - due < Self.expiryWatchWindow {
+                if let due = account.due, let expiry = account.expireTime, expiry - due < expiryWatchWindow {
                     nearExpiry[account.sellerID] = expiry
                 }
             }

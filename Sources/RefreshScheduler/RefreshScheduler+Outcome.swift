@@ -269,13 +269,17 @@ extension RefreshScheduler {
         return now + delay
     }
 
-    /// Sellers whose expiry is kept (``nearExpiry``): due less than this
-    /// before it.
-    static let expiryWatchWindow: Duration = .seconds(3600)
+    /// Sellers whose expiry is kept (``nearExpiry``): due less than four of
+    /// the longest store backoffs before it (2 minutes by default). Further
+    /// from it, a run of backoffs overshoots it by less than one backoff, and
+    /// the first write that works wakes every parked seller anyway; keeping
+    /// the expiry of every seller would cost a million-seller fleet tens of
+    /// megabytes.
+    var expiryWatchWindow: Duration { configuration.storeRetryMax * 4 }
 
     /// Keeps or forgets a seller's expiry as its deadline moves.
     func noteExpiry(_ sellerID: String, _ expireTime: Timestamp?, due: Timestamp?) {
-        if let due, let expireTime, expireTime - due < Self.expiryWatchWindow {
+        if let due, let expireTime, expireTime - due < expiryWatchWindow {
             nearExpiry[sellerID] = expireTime
         } else if !nearExpiry.isEmpty {
             nearExpiry[sellerID] = nil

@@ -78,18 +78,37 @@ public protocol AccountStore: Sendable {
 }
 
 /// One account's next deadline, as the scheduler keeps it.
+///
+/// A start-up loads one per seller (a million at once), so the two moments
+/// are kept as plain milliseconds with a sentinel for "none": 32 bytes a
+/// seller, as when it held the deadline alone, not the 48 that two optional
+/// timestamps would take.
 public struct ScheduledAccount: Sendable, Equatable {
     public var sellerID: String
+    private var dueMilliseconds: Int64
+    private var expireMilliseconds: Int64
+
+    private static let none = Int64.min
+
     /// Nil when the account needs no action (disabled, reauth_required, removed).
-    public var due: Timestamp?
+    public var due: Timestamp? {
+        get { dueMilliseconds == Self.none ? nil : Timestamp(millisecondsSince1970: dueMilliseconds) }
+        set { dueMilliseconds = newValue?.millisecondsSince1970 ?? Self.none }
+    }
+
     /// When its access token expires, where known: retries after a failed
-    /// store write are never planned past it.
-    public var expireTime: Timestamp?
+    /// store write are never planned past it. A store may leave it out where
+    /// it is an hour or more after `due` (reading a million of them costs
+    /// time before READY, and no retry comes near them).
+    public var expireTime: Timestamp? {
+        get { expireMilliseconds == Self.none ? nil : Timestamp(millisecondsSince1970: expireMilliseconds) }
+        set { expireMilliseconds = newValue?.millisecondsSince1970 ?? Self.none }
+    }
 
     public init(sellerID: String, due: Timestamp?, expireTime: Timestamp? = nil) {
         self.sellerID = sellerID
-        self.due = due
-        self.expireTime = expireTime
+        dueMilliseconds = due?.millisecondsSince1970 ?? Self.none
+        expireMilliseconds = expireTime?.millisecondsSince1970 ?? Self.none
     }
 }
 
