@@ -92,13 +92,6 @@ public final class IOPSimulator: Sendable {
         return address
     }
 
-    /// Client connections open right now. A client that died (kill -9) has
-    /// its connections closed by its kernel after whatever it had sent: once
-    /// they are closed here, every request it sent has been read.
-    public var openConnections: Int {
-        connections.count
-    }
-
     /// Stops listening and closes every connection; held answers are dropped
     /// (their tokens count as not delivered). Safe to call more than once.
     public func shutdown() async {

@@ -63,8 +63,4 @@ final class ChannelRegistry: Sendable {
     func all() -> [any Channel] {
         channels.withLock { Array($0.values) }
     }
-
-    var count: Int {
-        channels.withLock { $0.count }
-    }
 }
