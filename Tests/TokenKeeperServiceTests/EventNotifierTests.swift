@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RefreshScheduler
 import SQLiteStore
+import ServiceLifecycle
 import Synchronization
 import Testing
 import TokenKeeperCore
@@ -105,5 +106,72 @@ import TokenKeeperTesting
         _ = try await run(notifier(store, channel), timeout: .milliseconds(500)) { false }
         #expect(channel.count == attempts, "a given-up delivery is not tried again")
         try await store.close()
+    }
+
+    /// A channel whose attempt waits until released, as a webhook waits for
+    /// its receiver's answer; cancelled, it fails as an HTTP client does.
+    final class HeldChannel: NotificationChannel {
+        let name = "webhook"
+        let started = Mutex(0)
+        let released = Mutex(false)
+
+        func deliver(payload: String, delivery: PendingDelivery) async -> String? {
+            started.withLock { $0 += 1 }
+            while !released.withLock({ $0 }) {
+                if Task.isCancelled { return "cancelled" }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            return nil
+        }
+
+        func shutdown() async {}
+    }
+
+    @Test func aStopLetsTheAttemptInFlightEndAndRecordsIt() async throws {
+        let store = try await SQLiteAccountStore.open(directory: scratch.path, clock: clock)
+        try await store.appendEvent(.reauthRequired, sellerID: "1001", detail: "IllegalRefreshToken", at: clock.now())
+        let channel = HeldChannel()
+        let group = ServiceGroup(services: [notifierWithHeld(store, channel)], logger: Logger(label: "test"))
+        let running = Task { try await group.run() }
+        try await waitUntil("an attempt in flight") { channel.started.withLock { $0 } == 1 }
+        await group.triggerGracefulShutdown()
+        // The receiver answers while the daemon stops.
+        try await Task.sleep(for: .milliseconds(100))
+        channel.released.withLock { $0 = true }
+        try await running.value
+        #expect(
+            try await store.deliveryCounts()["webhook"] == DeliveryCounts(delivered: 1),
+            "delivered and recorded: a restart does not send it again")
+        try await store.close()
+    }
+
+    @Test func aStopWaitsForAnAttemptInFlightAtMostTheDrainTime() async throws {
+        let store = try await SQLiteAccountStore.open(directory: scratch.path, clock: clock)
+        try await store.appendEvent(.reauthRequired, sellerID: "1001", detail: "IllegalRefreshToken", at: clock.now())
+        let channel = HeldChannel()
+        let group = ServiceGroup(
+            services: [notifierWithHeld(store, channel, drain: .milliseconds(300))], logger: Logger(label: "test"))
+        let running = Task { try await group.run() }
+        try await waitUntil("an attempt in flight") { channel.started.withLock { $0 } == 1 }
+        let stoppedAt = ContinuousClock.now
+        await group.triggerGracefulShutdown()
+        try await running.value
+        let took = ContinuousClock.now - stoppedAt
+        #expect(took >= .milliseconds(300) && took < .seconds(10), "\(took)")
+        #expect(
+            try await store.deliveryCounts()["webhook"] == DeliveryCounts(pending: 1), "sent again after the restart")
+        try await store.close()
+    }
+
+    func notifierWithHeld(_ store: SQLiteAccountStore, _ channel: HeldChannel, drain: Duration = .seconds(30))
+        -> EventNotifier
+    {
+        var settings = EventNotifier.Settings()
+        settings.pollInterval = .milliseconds(20)
+        settings.reauthWarning = .zero
+        settings.stopDrain = drain
+        return EventNotifier(
+            store: store, channels: [channel], links: nil, settings: settings, clock: clock, metrics: nil,
+            logger: Logger(label: "test"))
     }
 }

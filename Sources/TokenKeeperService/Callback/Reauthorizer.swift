@@ -23,22 +23,24 @@ struct Reauthorizer: Sendable {
 
     func handle(_ query: [String: String]) async -> HTTPReply {
         var logger = self.logger
-        if let error = query["error"] {
-            // The seller declined, or the gateway refused the app: nothing to exchange.
-            logger.warning(
-                "callback: the gateway reported an authorization error",
-                metadata: ["error": "\(error.prefix(100))"])
-            return .page(400, "Not authorized: the marketplace answered '\(error.prefix(100))'. Nothing was changed.")
-        }
         let now = clock.now()
         let state: AuthorizationState
         switch signer.decode(query["state"], now: now, ttl: stateTTL) {
         case .success(let decoded): state = decoded
         case .failure(let rejection):
+            // Nothing a stranger sent is logged: only why it was refused.
             logger.warning("callback refused", metadata: ["reason": "\(rejection)"])
             return .page(400, "Refused: \(rejection). Nothing was changed.")
         }
         logger[metadataKey: "seller_id"] = "\(state.sellerID)"
+        if let error = query["error"] {
+            // The seller declined, or the gateway refused the app: nothing to
+            // exchange, and the link still works.
+            logger.warning(
+                "callback: the gateway reported an authorization error",
+                metadata: ["error": "\(error.prefix(100))"])
+            return .page(400, "Not authorized: the marketplace answered '\(error.prefix(100))'. Nothing was changed.")
+        }
         guard let code = query["code"]?.trimmingCharacters(in: .whitespaces), !code.isEmpty else {
             logger.warning("callback refused: no code")
             return .page(400, "Refused: the link carries no authorization code. Nothing was changed.")

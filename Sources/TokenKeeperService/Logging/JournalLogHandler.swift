@@ -39,16 +39,7 @@ public struct JournalLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
-        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
-        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        var line = journalFormat ? "<\(Self.priority(event.level))>" : "\(TimeText.now()) "
-        line += "\(event.level.rawValue.uppercased()) \(event.message)"
-        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-            line += " \(key)=\(Self.quoted("\(value)"))"
-        }
-        line = line.replacingNewlines() + "\n"
-        var bytes = Array(line.utf8)
+        var bytes = Array(line(for: event).utf8)
         bytes.withUnsafeMutableBytes { buffer in
             var offset = 0
             while offset < buffer.count {
@@ -57,6 +48,22 @@ public struct JournalLogHandler: LogHandler {
                 offset += written
             }
         }
+    }
+
+    /// The line written for `event`, with its newline: the message, keys and
+    /// values escaped (``escaped(_:)``), so that nothing a stranger sent
+    /// (a callback's query, a gateway's answer) can end the entry or start
+    /// a forged one.
+    func line(for event: LogEvent) -> String {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
+        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        var line = journalFormat ? "<\(Self.priority(event.level))>" : "\(TimeText.now()) "
+        line += "\(event.level.rawValue.uppercased()) \(Self.escaped("\(event.message)"))"
+        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
+            line += " \(Self.escaped(key))=\(Self.quoted(Self.escaped("\(value)")))"
+        }
+        return line + "\n"
     }
 
     static func priority(_ level: Logger.Level) -> Int {
@@ -70,20 +77,46 @@ public struct JournalLogHandler: LogHandler {
         }
     }
 
+    /// `text` with every character that could end a journal entry, start a
+    /// forged one or change how a terminal shows the line written as an
+    /// escape: the C0 controls (NUL, ESC, CR, LF — CR-LF included, which
+    /// Swift counts as one `Character`), DEL, the C1 controls (NEL among
+    /// them), the line and paragraph separators, the bidirectional
+    /// overrides and isolates; and the backslash itself, so that an escape
+    /// in the log always means an escaped character.
+    static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: needsEscape) else { return text }
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            guard needsEscape(scalar) else {
+                out.append(scalar)
+                continue
+            }
+            let escape: String =
+                switch scalar {
+                case "\n": "\\n"
+                case "\r": "\\r"
+                case "\t": "\\t"
+                case "\\": "\\\\"
+                default: "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+                }
+            out.append(contentsOf: escape.unicodeScalars)
+        }
+        return String(out)
+    }
+
+    private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x00...0x1F, 0x7F...0x9F, 0x5C: true
+        case 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069: true
+        default: false
+        }
+    }
+
     static func quoted(_ value: String) -> String {
         value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" })
-            ? "\"\(value.replacingOccurrences(of: "\"", with: "\\\""))\"" : value
-    }
-}
-
-extension String {
-    /// Journald treats a newline as the end of an entry; keep one event on one line.
-    fileprivate func replacingNewlines() -> String {
-        contains("\n") ? replacingOccurrences(of: "\n", with: "\\n") : self
-    }
-
-    fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
-        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+            ? "\"" + value.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\\\"") + "\""
+            : value
     }
 }
 

@@ -1,6 +1,7 @@
 import Logging
 import RefreshScheduler
 import ServiceLifecycle
+import Synchronization
 import TokenKeeperCore
 
 /// The outbox's courier, a `Service` of its own beside the scheduler: it
@@ -26,6 +27,10 @@ final class EventNotifier: Service, Sendable {
         /// How often the outbox is looked at for events written by other
         /// processes (`add --code`); the daemon's own ring the doorbell.
         var pollInterval: Duration = .seconds(2)
+        /// How long a stop waits for attempts in flight to end and be
+        /// recorded (a receiver that took the event would get it again after
+        /// the restart otherwise); no new attempt starts meanwhile.
+        var stopDrain: Duration = .seconds(5)
     }
 
     private let store: any EventOutbox
@@ -38,6 +43,11 @@ final class EventNotifier: Service, Sendable {
     private let doorbells: [String: Doorbell]
     private let records:
         (stream: AsyncStream<(EventKind, String)>, continuation: AsyncStream<(EventKind, String)>.Continuation)
+    /// Set by a graceful stop: delivery loops end after the attempt in flight.
+    private let stopping = Atomic(false)
+    private let stopRequested = Doorbell()
+    /// Attempts between their start and their record.
+    private let attemptsInFlight = Atomic(0)
 
     init(
         store: any EventOutbox, channels: [any NotificationChannel], links: AuthorizationLinks?, settings: Settings,
@@ -80,18 +90,60 @@ final class EventNotifier: Service, Sendable {
     }
 
     func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.recordEvents() }
-                group.addTask { await self.watchReauthorizationWindow() }
-                for channel in self.channels {
-                    group.addTask { await self.deliver(on: channel) }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await cancelWhenGracefulShutdown {
+                    await withTaskGroup(of: Void.self) { group in
+                        group.addTask { await self.recordEvents() }
+                        group.addTask { await self.watchReauthorizationWindow() }
+                    }
+                }
+            }
+            group.addTask {
+                await withGracefulShutdownHandler {
+                    await self.deliverUntilStopped()
+                } onGracefulShutdown: {
+                    self.stopping.store(true, ordering: .sequentiallyConsistent)
+                    self.stopRequested.ring()
+                    self.nudge()
                 }
             }
         }
         records.continuation.finish()
         for channel in channels { await channel.shutdown() }
     }
+
+    /// Each channel's loop; a graceful stop lets the attempts in flight end
+    /// and be recorded, for at most ``Settings/stopDrain``, then cancels them.
+    private func deliverUntilStopped() async {
+        await withTaskGroup(of: Bool.self) { group in
+            for channel in channels {
+                group.addTask {
+                    await self.deliver(on: channel)
+                    return false
+                }
+            }
+            group.addTask {
+                while !self.isStopping, !Task.isCancelled { await self.stopRequested.wait(upTo: .seconds(3600)) }
+                // Loops in a backoff or a wait end here too: only attempts
+                // in flight are waited for.
+                let deadline = ContinuousClock.now + self.settings.stopDrain
+                while self.attemptsInFlight.load(ordering: .sequentiallyConsistent) > 0, ContinuousClock.now < deadline
+                {
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                return true
+            }
+            var loops = channels.count
+            while loops > 0, let drainIsOver = await group.next() {
+                if drainIsOver { break }
+                loops -= 1
+            }
+            group.cancelAll()
+        }
+    }
+
+    private var isStopping: Bool { stopping.load(ordering: .sequentiallyConsistent) }
 
     // MARK: - Events the daemon raises
 
@@ -149,7 +201,7 @@ final class EventNotifier: Service, Sendable {
         // channel itself backs off: a backlog is not run through at full
         // speed against a dead receiver (each attempt is a write to keeper.db).
         var failuresInARow = 0
-        while !Task.isCancelled {
+        while !Task.isCancelled, !isStopping {
             var wait = settings.pollInterval
             var backingOff = false
             do {
@@ -162,7 +214,11 @@ final class EventNotifier: Service, Sendable {
                 }
                 let due = try await store.dueDeliveries(channel: channel.name, now: now, limit: 20)
                 for delivery in due {
-                    if Task.isCancelled { return }
+                    // Counted before the stop is looked at: a stop that
+                    // sees none in flight sees this loop stopping.
+                    attemptsInFlight.add(1, ordering: .sequentiallyConsistent)
+                    defer { attemptsInFlight.subtract(1, ordering: .sequentiallyConsistent) }
+                    if Task.isCancelled || isStopping { return }
                     if try await attempt(delivery, on: channel, random: &random) {
                         failuresInARow = 0
                     } else {
