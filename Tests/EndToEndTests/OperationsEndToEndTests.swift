@@ -34,11 +34,18 @@ struct OperationsEndToEndTests {
         "a revoked seller: one reauth_required through hook and webhook; its link's click makes it active; forged, expired and replayed states change nothing"
     )
     func revokedSellerLoopIsClosedThroughTheCallback() async throws {
-        let receiver = WebhookReceiver(secret: "whsec-" + UUID().uuidString)
+        // A Standard Webhooks key (whsec_ and base64), and a receiver that
+        // refuses the first delivery.
+        var random = SystemRandomNumberGenerator()
+        let key = Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &random) })
+        let receiver = WebhookReceiver(secret: "whsec_" + key.base64EncodedString(), refusing: 1)
         try await receiver.start()
         defer { Task { await receiver.stop() } }
         let callbackPort = try freePort()
-        let (world, hook) = try await Self.world(receiver: receiver, callbackPort: callbackPort)
+        // Retried 1.1 s or more later: in another second, so with another timestamp.
+        let (world, hook) = try await Self.world(
+            receiver: receiver, callbackPort: callbackPort,
+            extra: ["notify.retry_initial_seconds": "2.2", "notify.retry_max_seconds": "4"])
         defer { Task { await world.tearDown() } }
         let (ids, jsonl) = try world.seedSellers(3, accessTokenLifetime: .seconds(8))
         let revoked = ids[0]
@@ -58,7 +65,15 @@ struct OperationsEndToEndTests {
         try await Task.sleep(for: .seconds(3))
         let told = receiver.deliveries.filter { $0.kind == "reauth_required" }
         #expect(Set(told.compactMap(\.id)).count == 1, "one reauth_required event")
-        #expect(told.filter { !$0.signatureValid }.isEmpty)
+        // The refused delivery came again: the same webhook-id and body, a new timestamp.
+        let first = receiver.deliveries[0]
+        let retries = receiver.deliveries.dropFirst().filter { $0.headers["webhook-id"] == first.headers["webhook-id"] }
+        #expect(first.headers["webhook-id"] != nil && retries.count == 1, "\(receiver.deliveries.map(\.headers))")
+        #expect(retries.first?.body == first.body)
+        #expect(
+            retries.first?.headers["webhook-timestamp"] != first.headers["webhook-timestamp"],
+            "a new timestamp on every attempt")
+        #expect(first.headers["webhook-id"] == first.id, "webhook-id is the event's id")
         #expect(hook.calls().filter { $0.kind == "reauth_required" }.count == 1)
         let event = try #require(told.first?.object)
         #expect(event["seller_id"] as? String == revoked)
@@ -146,6 +161,10 @@ struct OperationsEndToEndTests {
 
         await world.stop(daemon)
         #expect(world.simulator.counters.refreshTokenReuses == 0)
+        let verdicts = try receiver.standardWebhooksVerdicts()
+        #expect(
+            verdicts.count >= 3 && verdicts.allSatisfy { $0 == nil },
+            "standardwebhooks verifies every delivery: \(verdicts)")
         let pages = [page.body, landing.body, replayed.body, forged.body, expired.body, missing.body]
         let hookCalls = hook.calls()
         #expect(!hookCalls.isEmpty && hookCalls.allSatisfy { $0.environment.contains("TOKENKEEPER_EVENT=") })
@@ -222,7 +241,11 @@ struct OperationsEndToEndTests {
         #expect(
             await eventually(timeout: .seconds(30)) { Set(receiver.deliveries.compactMap(\.id)) == expected },
             "\(daemon.stderr.text.suffix(3000))")
-        #expect(receiver.deliveries.filter { !$0.signatureValid }.isEmpty)
+        #expect(receiver.deliveries.filter { !$0.signatureValid }.isEmpty, "X-Tokenkeeper-Signature still verifies")
+        let verdicts = try receiver.standardWebhooksVerdicts()
+        #expect(
+            !verdicts.isEmpty && verdicts.allSatisfy { $0 == nil },
+            "standardwebhooks verifies every delivery: \(verdicts)")
         await world.stop(daemon)
 
         // Delivered state survives a restart: nothing is sent again.

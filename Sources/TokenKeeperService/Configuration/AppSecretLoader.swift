@@ -97,15 +97,31 @@ extension AppSecretLoader {
         if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
             let path = directory + "/webhook_secret"
             if FileManager.default.fileExists(atPath: path) {
-                return try Self.readSecretFile(path, key: "webhook_secret credential", checkMode: false, what: what)
+                return try Self.checkedWebhookSecret(
+                    Self.readSecretFile(path, key: "webhook_secret credential", checkMode: false, what: what),
+                    key: "webhook_secret credential")
             }
         }
         if let path = configuration.notify.webhookSecretFile {
-            return try Self.readSecretFile(path, key: "notify.webhook_secret_file", checkMode: true, what: what)
+            return try Self.checkedWebhookSecret(
+                Self.readSecretFile(path, key: "notify.webhook_secret_file", checkMode: true, what: what),
+                key: "notify.webhook_secret_file")
         }
         throw ConfigurationError(
             key: "notify.webhook_secret_file", problem: "notify.webhook_url is set but no signing secret is configured",
             remedy: "put a random secret in a file (mode 0600) and name it in notify.webhook_secret_file, "
                 + "or use systemd LoadCredential=webhook_secret:PATH")
+    }
+
+    /// A secret that starts with `whsec_` is a Standard Webhooks key: the
+    /// rest must be base64 (of at least 16 bytes, as the standard asks).
+    static func checkedWebhookSecret(_ secret: Secret, key: String) throws(ConfigurationError) -> Secret {
+        if secret.exposedValue.hasPrefix(WebhookSigning.standardPrefix), WebhookSigning.key(for: secret) == nil {
+            throw ConfigurationError(
+                key: key, problem: "starts with whsec_ but the rest is not base64 of at least 16 bytes",
+                remedy: "use a key as Standard Webhooks makes them (whsec_ and base64 of 24 to 64 random bytes), "
+                    + "or a secret without the whsec_ prefix, which is used as its bytes")
+        }
+        return secret
     }
 }

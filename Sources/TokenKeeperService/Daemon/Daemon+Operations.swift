@@ -23,7 +23,8 @@ extension Daemon {
         if let url = notify.webhookURL, let secret = try context.webhookSecret() {
             channels.append(
                 WebhookChannel(
-                    url: url, secret: secret, timeout: .milliseconds(Int64(notify.webhookTimeoutSeconds * 1000))))
+                    url: url, secret: secret, timeout: .milliseconds(Int64(notify.webhookTimeoutSeconds * 1000)),
+                    clock: clock))
         }
         var settings = EventNotifier.Settings()
         settings.retryWindow = .milliseconds(Int64(notify.retryHours * 3_600_000))

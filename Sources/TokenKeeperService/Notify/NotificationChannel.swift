@@ -121,21 +121,29 @@ struct ExecHookChannel: NotificationChannel {
     }
 }
 
-/// `notify.webhook_url`: a `POST` of the event's JSON, signed with
-/// `X-Tokenkeeper-Signature: sha256=<hex HMAC-SHA256 of the body>`. A 2xx
-/// answer is success; anything else is retried. Redirects are not followed.
+/// `notify.webhook_url`: a `POST` of the event's JSON, signed as the
+/// Standard Webhooks specification says (`webhook-id`, `webhook-timestamp`,
+/// `webhook-signature`: ``WebhookSigning``), and with the older
+/// `X-Tokenkeeper-Signature: sha256=<hex HMAC-SHA256 of the body>` for
+/// receivers written for it. A 2xx answer is success; anything else is
+/// retried, with the same `webhook-id` and a new timestamp. Redirects are
+/// not followed.
 struct WebhookChannel: NotificationChannel {
     let url: String
     let secret: Secret
     let timeout: Duration
+    let clock: any WallClock
     private let client: HTTPClient
+    private let signing: WebhookSigning
 
     var name: String { "webhook" }
 
-    init(url: String, secret: Secret, timeout: Duration) {
+    init(url: String, secret: Secret, timeout: Duration, clock: any WallClock = SystemWallClock()) {
         self.url = url
         self.secret = secret
         self.timeout = timeout
+        self.clock = clock
+        self.signing = WebhookSigning(secret: secret)
         // A client of its own: a slow receiver never takes a connection the
         // gateway calls need.
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
@@ -160,6 +168,11 @@ struct WebhookChannel: NotificationChannel {
         request.headers.add(name: "X-Tokenkeeper-Event", value: event.kind.rawValue)
         request.headers.add(name: "X-Tokenkeeper-Event-Id", value: delivery.uid)
         request.headers.add(name: "X-Tokenkeeper-Signature", value: Self.signature(of: payload, secret: secret))
+        let timestamp = clock.now().millisecondsSince1970 / 1000
+        request.headers.add(name: "webhook-id", value: delivery.uid)
+        request.headers.add(name: "webhook-timestamp", value: "\(timestamp)")
+        request.headers.add(
+            name: "webhook-signature", value: signing.signature(id: delivery.uid, timestamp: timestamp, body: payload))
         request.body = .bytes(ByteBuffer(string: payload))
         do {
             let response = try await client.execute(request, timeout: TimeAmount(timeout))
@@ -173,5 +186,35 @@ struct WebhookChannel: NotificationChannel {
 
     func shutdown() async {
         try? await client.shutdown()
+    }
+}
+
+/// Standard Webhooks signing (https://www.standardwebhooks.com): `v1,` and
+/// the base64 HMAC-SHA256 of `id.timestamp.body`. A secret that starts with
+/// `whsec_` is the standard's base64 key; any other is used as its bytes.
+struct WebhookSigning: Sendable {
+    static let standardPrefix = "whsec_"
+    private let key: SymmetricKey
+
+    init(secret: Secret) {
+        key = Self.key(for: secret) ?? SymmetricKey(data: Data(secret.exposedValue.utf8))
+    }
+
+    /// The key a `whsec_` secret stands for; nil when the rest is not base64
+    /// of at least 16 bytes. For any other secret, its bytes.
+    static func key(for secret: Secret) -> SymmetricKey? {
+        let text = secret.exposedValue
+        guard text.hasPrefix(standardPrefix) else { return SymmetricKey(data: Data(text.utf8)) }
+        var base64 = String(text.dropFirst(standardPrefix.count))
+        while base64.count % 4 != 0 { base64 += "=" }  // the standard's libraries take it unpadded too
+        guard let bytes = Data(base64Encoded: base64), bytes.count >= 16
+        else { return nil }
+        return SymmetricKey(data: bytes)
+    }
+
+    /// The `webhook-signature` header's value.
+    func signature(id: String, timestamp: Int64, body: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(id).\(timestamp).\(body)".utf8), using: key)
+        return "v1," + Data(mac).base64EncodedString()
     }
 }
