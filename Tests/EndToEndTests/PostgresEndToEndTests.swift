@@ -327,7 +327,9 @@ struct PostgresEndToEndTests {
                     let text = (try? await Browser.get(base + "/metrics"))?.body ?? ""
                     return (try? PrometheusText.parse(text))?.value("tokenkeeper_live_nodes", [:]) == 2
                 })
-            let parsed = try PrometheusText.parse(try await Browser.get(base + "/metrics").body)
+            let exposition = try await Browser.get(base + "/metrics").body
+            let parsed = try PrometheusText.parse(exposition)
+            #expect(try await PromTool.checkMetrics(exposition) == "", "promtool check metrics, on PostgreSQL")
             #expect(parsed.value("tokenkeeper_accounts", ["status": "active"]) == 20)
             #expect(parsed.value("tokenkeeper_accounts", ["status": "reauth_required"]) == 0)
             #expect(parsed.value("tokenkeeper_ready", [:]) == 1)

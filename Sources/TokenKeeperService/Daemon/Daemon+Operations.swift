@@ -74,39 +74,36 @@ extension Daemon {
             let route = HTTPRoute(path: path) { query in await reauthorizer.handle(query) }
             services.append(listener("callback", address, [route]))
         }
-        if let listener = try metricsListener(
-            metrics: metrics, status: status, clock: clock,
-            figures: { now in
-                (
-                    try await store.fleetFigures(reauthHorizon: now + configuration.notify.reauthWarning),
-                    try await store.deliveryCounts()
-                )
-            })
-        {
-            services.append(listener)
+        if context.configuration.metrics.listen != nil {
+            let sampler = FleetSampler(
+                interval: .seconds(10), clock: clock, logger: Logger(label: "tokenkeeper.metrics"),
+                waitUntilReady: { await status.waitUntilReady() },
+                read: { now in
+                    FleetSample(
+                        figures: try await store.fleetFigures(reauthHorizon: now + configuration.notify.reauthWarning),
+                        deliveries: try await store.deliveryCounts(), at: now)
+                })
+            services.append(.init(service: sampler, successTerminationBehavior: .ignore, serviceName: "fleet sampler"))
+            if let listener = try metricsListener(metrics: metrics, status: status, clock: clock, sampler: sampler) {
+                services.append(listener)
+            }
         }
         return services
     }
 
-    /// `metrics.listen`: `/metrics` (the store's figures read by `figures`
-    /// at each scrape), `/healthz` and `/readyz`; nil when not configured.
+    /// `metrics.listen`: `/metrics` (the fleet's figures from `sampler`,
+    /// never read from the store by a scrape), `/healthz` and `/readyz`;
+    /// nil when not configured.
     func metricsListener(
-        metrics: DaemonMetrics, status: DaemonStatus, clock: any WallClock,
-        figures: @escaping @Sendable (Timestamp) async throws -> (FleetFigures, [String: DeliveryCounts])
+        metrics: DaemonMetrics, status: DaemonStatus, clock: any WallClock, sampler: FleetSampler
     ) throws(CommandFailure) -> ServiceGroupConfiguration.ServiceConfiguration? {
         guard let listen = context.configuration.metrics.listen else { return nil }
         let address = try Self.address(listen, key: "metrics.listen")
         let routes = [
             HTTPRoute(path: "/metrics") { _ in
-                let now = clock.now()
-                do {
-                    let (fleet, deliveries) = try await figures(now)
-                    return HTTPReply(
-                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                        body: metrics.render(figures: fleet, deliveries: deliveries, health: status.health, now: now))
-                } catch {
-                    return .page(503, "the store cannot be read: \(error)")
-                }
+                HTTPReply(
+                    status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                    body: metrics.render(fleet: sampler.current(), health: status.health, now: clock.now()))
             },
             HTTPRoute(path: "/healthz") { _ in .page(200, "ok") },
             HTTPRoute(path: "/readyz") { _ in

@@ -1,61 +1,89 @@
-import CoreMetrics
-import Metrics
 import Prometheus
 import RefreshScheduler
 import SQLiteStore
 import Synchronization
 import TokenKeeperCore
 
-/// The daemon's metrics, through swift-metrics with swift-prometheus as the
-/// backend (a registry of the daemon's own, not the process-wide bootstrap,
-/// so that tests may run several). Counters and the latency histogram move as
-/// things happen; the fleet's gauges are read from keeper.db at each scrape.
+/// The daemon's metrics, in a swift-prometheus registry of the daemon's own
+/// (not the process-wide bootstrap, so that tests may run several), every
+/// family with its `# HELP` text (``help``), as Prometheus's own linter
+/// (`promtool check metrics`) asks. Counters and the latency histograms move
+/// as things happen; the fleet's gauges are set from figures sampled in the
+/// background (``FleetSampler``), never read from the store by a scrape.
 final class DaemonMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
-    private let factory: PrometheusMetricsFactory
     /// The per-refresh series, made once: each refresh then costs an atomic
     /// add, not a registry lookup (measured: a few per cent of the rate).
-    private let refreshCounters: [String: CoreMetrics.Counter]
-    private let rateLimitPauses: CoreMetrics.Counter
-    private let gatewayTimers: [String: Metrics.Timer]
+    private let refreshCounters: [String: Prometheus.Counter]
+    private let rateLimitPauses: Prometheus.Counter
+    private let gatewayTimers: [String: DurationHistogram]
     /// How long after its deadline each scheduled refresh started.
-    private let startDelay: Metrics.Timer
+    private let startDelay: DurationHistogram
+
+    /// Every family's `# HELP` text, by name: a family not here is a
+    /// programming error (``descriptor(_:)``).
+    static let help: [String: String] = [
+        "tokenkeeper_build_info": "The running version (always 1).",
+        "tokenkeeper_refreshes_total": "Refreshes by outcome (refreshed, failed, reauth_required) and failure class.",
+        "tokenkeeper_rate_limit_pauses_total": "Throttling answers (ApiCallLimit) that paused every call.",
+        "tokenkeeper_gateway_request_duration_seconds":
+            "Gateway call durations by API (refresh, create: the callback's code exchange) and result.",
+        "tokenkeeper_refresh_start_delay_seconds": "How long after its planned time each scheduled refresh started.",
+        "tokenkeeper_notification_attempts_total": "Notification delivery attempts by channel and result.",
+        "tokenkeeper_accounts": "Sellers by status.",
+        "tokenkeeper_accounts_reauth_due":
+            "Active sellers whose refresh token ends within notify.reauth_warning_days.",
+        "tokenkeeper_next_refresh_seconds":
+            "Seconds until the earliest scheduled refresh of an active seller (negative: overdue).",
+        "tokenkeeper_earliest_access_expiry_seconds":
+            "Seconds until the earliest access-token expiry among active sellers (negative: one has expired).",
+        "tokenkeeper_fleet_figures_age_seconds":
+            "Seconds since the fleet gauges (accounts, due, next refresh, expiry, notifications) were read from the store.",
+        "tokenkeeper_degraded": "1 while the reason holds refreshing back.",
+        "tokenkeeper_ready": "1 once the schedule is loaded, until a stop begins.",
+        "tokenkeeper_refreshes_in_flight": "Gateway refresh calls under way.",
+        "tokenkeeper_notifications_pending": "Deliveries not yet made nor given up, by channel.",
+        "tokenkeeper_notifications_failed": "Deliveries given up after notify.retry_hours, by channel.",
+        "tokenkeeper_live_nodes": "PostgreSQL: the live nodes sharing the sellers, this one included.",
+    ]
+
+    static func descriptor(_ name: String) -> MetricNameDescriptor {
+        guard let text = help[name] else { preconditionFailure("\(name) has no help text in DaemonMetrics.help") }
+        return MetricNameDescriptor(metricName: name, unitName: "", helpText: text)
+    }
+
+    static let durationBuckets: [Duration] = [
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+        .seconds(30),
+    ]
 
     init() {
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [
-            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
-            .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
-            .seconds(30),
-        ]
-        self.factory = factory
-        Gauge(label: "tokenkeeper_build_info", dimensions: [("version", TokenKeeperVersion.current)], factory: factory)
-            .record(1)
+        registry.makeGauge(
+            descriptor: Self.descriptor("tokenkeeper_build_info"), labels: [("version", TokenKeeperVersion.current)]
+        ).set(Double(1))
         // Every series exists from the start, at zero.
         var series = [("refreshed", "none"), ("reauth_required", "account_rejected")]
         series += ["transient", "throttled", "configuration", "account_rejected"].map { ("failed", $0) }
-        var refreshCounters: [String: CoreMetrics.Counter] = [:]
+        var refreshCounters: [String: Prometheus.Counter] = [:]
         for (outcome, failureClass) in series {
-            let counter = CoreMetrics.Counter(
-                label: "tokenkeeper_refreshes_total", dimensions: [("outcome", outcome), ("class", failureClass)],
-                factory: factory)
-            counter.increment(by: 0)
-            refreshCounters[outcome + "/" + failureClass] = counter
+            refreshCounters[outcome + "/" + failureClass] = registry.makeCounter(
+                descriptor: Self.descriptor("tokenkeeper_refreshes_total"),
+                labels: [("outcome", outcome), ("class", failureClass)])
         }
         self.refreshCounters = refreshCounters
-        rateLimitPauses = CoreMetrics.Counter(label: "tokenkeeper_rate_limit_pauses_total", factory: factory)
-        rateLimitPauses.increment(by: 0)
-        var timers: [String: Metrics.Timer] = [:]
+        rateLimitPauses = registry.makeCounter(descriptor: Self.descriptor("tokenkeeper_rate_limit_pauses_total"))
+        var timers: [String: DurationHistogram] = [:]
         for api in ["refresh", "create"] {
             for result in ["ok", "error"] {
-                timers[api + "/" + result] = Metrics.Timer(
-                    label: "tokenkeeper_gateway_request_duration_seconds",
-                    dimensions: [("api", api), ("result", result)],
-                    factory: factory)
+                timers[api + "/" + result] = registry.makeDurationHistogram(
+                    descriptor: Self.descriptor("tokenkeeper_gateway_request_duration_seconds"),
+                    labels: [("api", api), ("result", result)], buckets: Self.durationBuckets)
             }
         }
         gatewayTimers = timers
-        startDelay = Metrics.Timer(label: "tokenkeeper_refresh_start_delay_seconds", factory: factory)
+        startDelay = registry.makeDurationHistogram(
+            descriptor: Self.descriptor("tokenkeeper_refresh_start_delay_seconds"), buckets: Self.durationBuckets)
     }
 
     static func name(of failureClass: FailureClass) -> String {
@@ -80,7 +108,7 @@ final class DaemonMetrics: Sendable {
         case .reauthRequired:
             refreshes(outcome: "reauth_required", failureClass: "account_rejected")
         case .started(_, let delay):
-            startDelay.recordNanoseconds(Self.nanoseconds(delay))
+            startDelay.record(max(delay, .zero))
         case .ready, .degraded, .recovered, .tick, .stopped, .rotationUnstored:
             break
         }
@@ -92,46 +120,45 @@ final class DaemonMetrics: Sendable {
 
     /// One gateway call's duration, by API (`refresh`, `create`) and result.
     func gatewayCall(api: String, duration: Duration, succeeded: Bool) {
-        gatewayTimers[api + "/" + (succeeded ? "ok" : "error")]?.recordNanoseconds(Self.nanoseconds(duration))
-    }
-
-    private static func nanoseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds &* 1_000_000_000 &+ duration.components.attoseconds / 1_000_000_000
+        gatewayTimers[api + "/" + (succeeded ? "ok" : "error")]?.record(duration)
     }
 
     /// One delivery attempt on a notification channel.
     func deliveryAttempt(channel: String, succeeded: Bool) {
-        Counter(
-            label: "tokenkeeper_notification_attempts_total",
-            dimensions: [("channel", channel), ("result", succeeded ? "delivered" : "failed")], factory: factory
+        registry.makeCounter(
+            descriptor: Self.descriptor("tokenkeeper_notification_attempts_total"),
+            labels: [("channel", channel), ("result", succeeded ? "delivered" : "failed")]
         ).increment()
     }
 
-    /// The exposition: fleet gauges set from `figures` first.
-    func render(figures: FleetFigures, deliveries: [String: DeliveryCounts], health: DaemonHealth, now: Timestamp)
-        -> String
-    {
-        for status in AccountStatus.allCases {
-            gauge("tokenkeeper_accounts", [("status", status.rawValue)], Double(figures.byStatus[status] ?? 0))
-        }
-        gauge("tokenkeeper_accounts_reauth_due", [], Double(figures.reauthDue))
-        // With nothing scheduled the figure is absent rather than a made-up number.
-        if let next = figures.nextRefreshAt {
-            gauge("tokenkeeper_next_refresh_seconds", [], (next - now).seconds)
-        }
-        if let expiry = figures.earliestAccessExpiry {
-            gauge("tokenkeeper_earliest_access_expiry_seconds", [], (expiry - now).seconds)
+    /// The exposition: the fleet gauges from the last sample (absent before
+    /// the first), the daemon's own from `health`.
+    func render(fleet: FleetSample?, health: DaemonHealth, now: Timestamp) -> String {
+        if let fleet {
+            let figures = fleet.figures
+            for status in AccountStatus.allCases {
+                gauge("tokenkeeper_accounts", [("status", status.rawValue)], Double(figures.byStatus[status] ?? 0))
+            }
+            gauge("tokenkeeper_accounts_reauth_due", [], Double(figures.reauthDue))
+            // With nothing scheduled the figure is absent rather than a made-up number.
+            if let next = figures.nextRefreshAt {
+                gauge("tokenkeeper_next_refresh_seconds", [], (next - now).seconds)
+            }
+            if let expiry = figures.earliestAccessExpiry {
+                gauge("tokenkeeper_earliest_access_expiry_seconds", [], (expiry - now).seconds)
+            }
+            gauge("tokenkeeper_fleet_figures_age_seconds", [], max(0, (now - fleet.at).seconds))
+            for channel in health.channels {
+                let counts = fleet.deliveries[channel] ?? DeliveryCounts()
+                gauge("tokenkeeper_notifications_pending", [("channel", channel)], Double(counts.pending))
+                gauge("tokenkeeper_notifications_failed", [("channel", channel)], Double(counts.abandoned))
+            }
         }
         for reason in DaemonHealth.reasons {
             gauge("tokenkeeper_degraded", [("reason", reason)], health.degraded[reason] == nil ? 0 : 1)
         }
         gauge("tokenkeeper_ready", [], health.isReady ? 1 : 0)
         gauge("tokenkeeper_refreshes_in_flight", [], Double(health.inFlight))
-        for channel in health.channels {
-            let counts = deliveries[channel] ?? DeliveryCounts()
-            gauge("tokenkeeper_notifications_pending", [("channel", channel)], Double(counts.pending))
-            gauge("tokenkeeper_notifications_failed", [("channel", channel)], Double(counts.abandoned))
-        }
         return registry.emitToString()
     }
 
@@ -140,8 +167,8 @@ final class DaemonMetrics: Sendable {
         gauge("tokenkeeper_live_nodes", [], Double(count))
     }
 
-    private func gauge(_ name: String, _ dimensions: [(String, String)], _ value: Double) {
-        Gauge(label: name, dimensions: dimensions, factory: factory).record(value)
+    private func gauge(_ name: String, _ labels: [(String, String)], _ value: Double) {
+        registry.makeGauge(descriptor: Self.descriptor(name), labels: labels).set(value)
     }
 }
 
