@@ -46,6 +46,10 @@ public struct GatewayBehavior: Sendable, Equatable {
     /// The seller "logged in" on the authorization page when the request
     /// names none (a test's stand-in for the seller's browser session).
     public var loggedInSeller: String?
+    /// Closes every connection after its answer (`Connection: close`), as
+    /// some proxies do: each call then costs the client a new connection
+    /// (and a descriptor).
+    public var closesConnectionAfterAnswer = false
 
     /// - Parameters:
     ///   - apps: App keys with their secrets.

@@ -1,7 +1,9 @@
 import HTTPTypes
 public import Hummingbird
+import HummingbirdCore
 public import Logging
 import NIOCore
+import NIOHTTPTypes
 public import ServiceLifecycle
 
 /// What a route answers: a status, a content type and a body (and extra
@@ -44,10 +46,13 @@ public struct HTTPRoute: Sendable {
 public enum HTTPListener {
     /// The router for `routes`: `GET` (and `HEAD`) on each path, 404
     /// elsewhere, no caching of any answer.
-    public static func router(_ routes: [HTTPRoute]) -> Router<BasicRequestContext> {
+    public static func router(_ routes: [HTTPRoute], maxURLLength: Int = 8192) -> Router<BasicRequestContext> {
         let router = Router()
         for route in routes {
             router.get(RouterPath(route.path)) { request, _ -> Response in
+                guard request.uri.string.utf8.count <= maxURLLength else {
+                    return response(.page(414, "The link is too long: use the one tokenkeeper made."))
+                }
                 var query: [String: String] = [:]
                 for (key, value) in request.uri.queryParameters {
                     query[String(key)] = String(value)
@@ -58,17 +63,59 @@ public enum HTTPListener {
         return router
     }
 
+    /// What a listener allows a stranger: every listener is assumed to face
+    /// the internet (the callback does).
+    public struct Limits: Sendable, Equatable {
+        /// Connections open at once; more wait in the kernel's backlog, and
+        /// take none of the process's descriptors.
+        public var maxConnections: Int
+        /// A whole request must arrive within this, from the connection's
+        /// start or the previous answer's end (a request sent a byte at a
+        /// time, an idle keep-alive, a body that never ends are closed).
+        public var requestDeadline: Duration
+        /// The request line's URL.
+        public var maxURLLength: Int
+        /// One header field, all of them, and how many.
+        public var maxHeaderFieldSize: Int
+        public var maxHeaderListSize: Int
+        public var maxHeaderFieldCount: Int
+
+        public init(
+            maxConnections: Int = 256, requestDeadline: Duration = .seconds(10), maxURLLength: Int = 8192,
+            maxHeaderFieldSize: Int = 8192, maxHeaderListSize: Int = 16384, maxHeaderFieldCount: Int = 64
+        ) {
+            self.maxConnections = maxConnections
+            self.requestDeadline = requestDeadline
+            self.maxURLLength = maxURLLength
+            self.maxHeaderFieldSize = maxHeaderFieldSize
+            self.maxHeaderListSize = maxHeaderListSize
+            self.maxHeaderFieldCount = maxHeaderFieldCount
+        }
+    }
+
     /// A listener on `host:port` serving `routes`.
     /// - Parameters:
     ///   - name: Names the listener in logs ("callback", "metrics").
     ///   - onBound: Called with the bound port once the socket listens.
     public static func make(
-        name: String, host: String, port: Int, routes: [HTTPRoute], logger: Logger,
+        name: String, host: String, port: Int, routes: [HTTPRoute], limits: Limits = Limits(), logger: Logger,
         onBound: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some Service {
-        Application(
-            router: router(routes),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: nil),
+        let deadline = TimeAmount.nanoseconds(
+            limits.requestDeadline.components.seconds * 1_000_000_000
+                + limits.requestDeadline.components.attoseconds / 1_000_000_000)
+        var http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [RequestDeadlineHandler(deadline: deadline)],
+            idleTimeout: deadline * 3,
+            httpDecoderConfiguration: .init(
+                maxHeaderFieldSize: limits.maxHeaderFieldSize, maxHeaderListSize: limits.maxHeaderListSize,
+                maxHeaderFieldCount: limits.maxHeaderFieldCount))
+        return Application(
+            router: router(routes, maxURLLength: limits.maxURLLength),
+            server: .http1(configuration: http1),
+            configuration: ApplicationConfiguration(
+                address: .hostname(host, port: port), serverName: nil,
+                availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections, logger: logger)),
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? port
                 logger.notice("\(name) listener ready", metadata: ["address": "\(host):\(bound)"])
@@ -78,12 +125,61 @@ public enum HTTPListener {
     }
 
     static func response(_ reply: HTTPReply) -> Response {
-        var headers: HTTPFields = [.contentType: reply.contentType, .cacheControl: "no-store"]
+        var headers: HTTPFields = [
+            .contentType: reply.contentType, .cacheControl: "no-store",
+            HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+        ]
         for (name, value) in reply.headers {
             if let field = HTTPField.Name(name) { headers[field] = value }
         }
         return Response(
             status: HTTPResponse.Status(code: reply.status), headers: headers,
             body: ResponseBody(byteBuffer: ByteBuffer(string: reply.body)))
+    }
+}
+
+/// Closes a connection on which a whole request has not arrived within
+/// `deadline` of the connection's start or of the previous answer's end:
+/// a request sent a byte at a time (slowloris), a keep-alive connection
+/// left idle, a body that never ends. The time to answer is not counted.
+final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private let deadline: TimeAmount
+    private var timer: Scheduled<Void>?
+
+    init(deadline: TimeAmount) {
+        self.deadline = deadline
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        arm(context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .end = unwrapInboundIn(data) {
+            timer?.cancel()
+            timer = nil
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { arm(context) }
+        context.write(data, promise: promise)
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        timer?.cancel()
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: deadline) { bound.value.close(promise: nil) }
     }
 }

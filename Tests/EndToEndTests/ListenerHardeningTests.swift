@@ -1,5 +1,7 @@
 import Foundation
 import IOPSimulator
+import NIOCore
+import NIOPosix
 import Testing
 import TokenKeeperCore
 
@@ -61,5 +63,109 @@ struct ListenerHardeningTests {
             #expect(raw == nil, "a raw control character: \(line.debugDescription)")
         }
         world.expectNoSecretsLeaked()
+    }
+
+    @Test(
+        "1,500 half-sent connections to the callback for 40 s, under 1,024 open files, with a gateway that closes every connection: refreshing stays on schedule; then the callback and /healthz answer at once"
+    )
+    func halfSentConnectionsStarveNothing() async throws {
+        // The test process opens 1,500 sockets itself.
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let world = try await EndToEndWorld {
+            $0.closesConnectionAfterAnswer = true
+        }
+        defer { Task { await world.tearDown() } }
+        let callbackPort = try freePort()
+        let metricsPort = try freePort()
+        let callback = "http://127.0.0.1:\(callbackPort)/aliexpress/callback"
+        try world.writeConfig([
+            "callback.listen": "127.0.0.1:\(callbackPort)", "app.redirect_uri": callback,
+            "metrics.listen": "127.0.0.1:\(metricsPort)",
+        ])
+        let (ids, jsonl) = try world.seedSellers(20, accessTokenLifetime: .seconds(15))
+        #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+        let daemon = try world.startDaemon(launcher: ["/usr/bin/prlimit", "--nofile=1024:1024", "--"])
+        #expect(
+            await eventually { daemon.stderr.text.contains("callback listener ready") },
+            "\(daemon.stderr.text.suffix(2000))")
+        let rotationsBefore = ids.map { world.simulator.sellerStats(for: $0)?.rotations ?? 0 }
+
+        let attack = HalfSentConnections()
+        let attackStarted = ContinuousClock.now
+        let connected = await attack.open(1500, port: callbackPort, connectTimeout: .seconds(20))
+        try await Task.sleep(until: attackStarted + .seconds(40))
+        // Still under attack: every seller was refreshed meanwhile, and none
+        // is without a valid access token.
+        let rotationsDuring = ids.map { world.simulator.sellerStats(for: $0)?.rotations ?? 0 }
+        let readers = try ReaderRow.all(in: world.storage)
+        await attack.closeAll()
+
+        let answeredAt = ContinuousClock.now
+        let page = try await Browser.get(callback)
+        let health = try await Browser.get("http://127.0.0.1:\(metricsPort)/healthz")
+        let answerTime = ContinuousClock.now - answeredAt
+        let metrics = try PrometheusText.parse(try await Browser.get("http://127.0.0.1:\(metricsPort)/metrics").body)
+        await world.stop(daemon)
+
+        print("half-sent connections: \(connected) connected of 1,500; answers after: \(answerTime)")
+        #expect(page.status == 400 && health.status == 200)
+        #expect(answerTime < .seconds(5), "the listeners answer at once once the connections are gone")
+        for (index, sellerID) in ids.enumerated() {
+            #expect(rotationsDuring[index] - rotationsBefore[index] >= 2, "\(sellerID) refreshed during the attack")
+            let row = readers.first { $0.sellerID == sellerID }
+            #expect((row?.expireTime ?? 0) > nowMilliseconds() - 10_000, "\(sellerID)'s token was valid during it")
+        }
+        let failed = ["transient", "throttled", "configuration", "account_rejected"].reduce(0.0) {
+            $0 + (metrics.value("tokenkeeper_refreshes_total", ["outcome": "failed", "class": $1]) ?? 0)
+        }
+        #expect(failed == 0, "no refresh failed")
+        let started = metrics.value("tokenkeeper_refresh_start_delay_seconds_count", [:]) ?? 0
+        let onTime = metrics.value("tokenkeeper_refresh_start_delay_seconds_bucket", ["le": "1.0"]) ?? -1
+        #expect(started > 0 && onTime == started, "every refresh started within a second of its time")
+        let log = daemon.stderr.text
+        #expect(!log.contains("Too many open files") && !log.contains("EMFILE"), "\(log.suffix(3000))")
+        #expect(log.contains("max_connections=192"), "the callback's cap follows the 1,024 open files")
+    }
+}
+
+/// Connections that send half a request and then nothing: a slowloris, a
+/// port scanner, a broken proxy.
+final class HalfSentConnections: @unchecked Sendable {
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let lock = NSLock()
+    private var channels: [any Channel] = []
+
+    /// Opens `count` connections to `port` at once, each sending the start
+    /// of a request; returns how many connected (the rest waited in the
+    /// server's backlog past `connectTimeout`).
+    func open(_ count: Int, port: Int, connectTimeout: Duration) async -> Int {
+        let group = self.group
+        let timeout = TimeAmount.seconds(connectTimeout.components.seconds)
+        await withTaskGroup(of: (any Channel)?.self) { tasks in
+            for _ in 0..<count {
+                tasks.addTask {
+                    let bootstrap = ClientBootstrap(group: group).connectTimeout(timeout)
+                    guard let channel = try? await bootstrap.connect(host: "127.0.0.1", port: port).get() else {
+                        return nil
+                    }
+                    let start = "GET /aliexpress/callback?state=x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+                    try? await channel.writeAndFlush(channel.allocator.buffer(string: start)).get()
+                    return channel
+                }
+            }
+            for await channel in tasks {
+                if let channel { lock.withLock { channels.append(channel) } }
+            }
+        }
+        return lock.withLock { channels.count }
+    }
+
+    func closeAll() async {
+        for channel in lock.withLock({ channels }) { try? await channel.close().get() }
+        lock.withLock { channels.removeAll() }
+        try? await group.shutdownGracefully()
     }
 }

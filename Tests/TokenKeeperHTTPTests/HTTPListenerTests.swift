@@ -26,6 +26,10 @@ import Testing
             #expect(String(buffer: page.body) == "code=a+b state=x.y\n")
             #expect(page.headers[.contentType] == "text/plain; charset=utf-8")
             #expect(page.headers[.cacheControl] == "no-store")
+            #expect(page.headers[HTTPField.Name("X-Content-Type-Options")!] == "nosniff")
+            let long = try await client.execute(
+                uri: "/aliexpress/callback?code=" + String(repeating: "a", count: 9000), method: .get)
+            #expect(long.status == .uriTooLong)
             let refused = try await client.execute(uri: "/aliexpress/callback", method: .get)
             #expect(refused.status == .badRequest)
             let metrics = try await client.execute(uri: "/metrics", method: .get)

@@ -16,6 +16,8 @@ struct GatewayAnswer: Sendable {
     /// Handed back through ``SimulatorCore/finish(_:delivered:)`` once the answer
     /// is written or abandoned.
     var ticket: RequestTicket
+    /// Close the connection after this answer (`Connection: close`), whatever the client asked.
+    var closesConnection = false
 }
 
 /// The bookkeeping a request leaves open until its answer is out.

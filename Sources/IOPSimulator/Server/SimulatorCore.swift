@@ -16,7 +16,11 @@ final class SimulatorCore: Sendable {
     }
 
     func answer(_ request: GatewayRequest) -> GatewayAnswer {
-        gateway.withLock { $0.answer(request) }
+        gateway.withLock { gateway in
+            var answer = gateway.answer(request)
+            answer.closesConnection = gateway.behavior.closesConnectionAfterAnswer
+            return answer
+        }
     }
 
     func finish(_ ticket: RequestTicket, delivered: Bool) {

@@ -73,10 +73,11 @@ final class SimulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
                 body: body, bodyTooLarge: bodyTooLarge)
             body.removeAll(keepingCapacity: true)
             let answer = core.answer(request)
+            let keepAlive = head.isKeepAlive && !answer.closesConnection
             if answer.delay > .zero {
-                hold(answer, version: head.version, keepAlive: head.isKeepAlive, context: context)
+                hold(answer, version: head.version, keepAlive: keepAlive, context: context)
             } else {
-                send(answer, version: head.version, keepAlive: head.isKeepAlive, context: context)
+                send(answer, version: head.version, keepAlive: keepAlive, context: context)
             }
         }
     }

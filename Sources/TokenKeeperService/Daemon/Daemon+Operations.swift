@@ -132,8 +132,19 @@ extension Daemon {
         -> ServiceGroupConfiguration.ServiceConfiguration
     {
         let logger = Logger(label: "tokenkeeper.\(name)")
+        let configuration = context.configuration
+        let listeners = [configuration.callback.listen, configuration.metrics.listen].compactMap { $0 }.count
+        let softLimit = OpenFileLimit.raise()
+        let limits = HTTPListener.Limits(
+            maxConnections: OpenFileLimit.connectionCap(softLimit: softLimit, listeners: listeners))
+        logger.info(
+            "\(name) listener limits",
+            metadata: [
+                "max_connections": "\(limits.maxConnections)", "open_files": "\(softLimit)",
+                "request_deadline": "\(limits.requestDeadline)",
+            ])
         let service = HTTPListener.make(
-            name: name, host: address.host, port: address.port, routes: routes, logger: logger)
+            name: name, host: address.host, port: address.port, routes: routes, limits: limits, logger: logger)
         return .init(
             service: GuardedService(name: "\(name) listener on \(address)", service: service, logger: logger),
             successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore, serviceName: name)

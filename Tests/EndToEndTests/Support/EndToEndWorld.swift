@@ -89,8 +89,8 @@ final class EndToEndWorld: @unchecked Sendable {
     }
 
     /// Starts the daemon.
-    func startDaemon(environment: [String: String] = [:]) throws -> TokenKeeperProcess {
-        try TokenKeeperProcess(["run", "--config", configPath], environment: environment)
+    func startDaemon(environment: [String: String] = [:], launcher: [String] = []) throws -> TokenKeeperProcess {
+        try TokenKeeperProcess(["run", "--config", configPath], environment: environment, launcher: launcher)
     }
 
     /// Stops a daemon with SIGTERM, expects it to exit 0, and keeps what it

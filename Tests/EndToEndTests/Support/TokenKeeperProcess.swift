@@ -58,9 +58,18 @@ final class TokenKeeperProcess: @unchecked Sendable {
     let stdout: OutputCollector
     let stderr: OutputCollector
 
-    init(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws {
-        process.executableURL = URL(fileURLWithPath: TokenKeeperBinary.path)
-        process.arguments = arguments
+    /// - Parameter launcher: A program (and its arguments) that execs the
+    ///   binary in the same process, such as `prlimit --nofile=1024:1024 --`.
+    init(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil, launcher: [String] = [])
+        throws
+    {
+        if let program = launcher.first {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = Array(launcher.dropFirst()) + [TokenKeeperBinary.path] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: TokenKeeperBinary.path)
+            process.arguments = arguments
+        }
         var env = ProcessInfo.processInfo.environment
         for key in env.keys
         where key.hasPrefix("TOKENKEEPER_") || key == "NOTIFY_SOCKET" || key == "CREDENTIALS_DIRECTORY" {
