@@ -25,24 +25,33 @@ extension PostgresAccountStore {
         return try stored.decode(String.self)
     }
 
-    /// Records a state's nonce as used; false if it already was (two nodes
-    /// at once: one of them). Forgets nonces whose states have expired
-    /// first, as keeper.db does (such states are refused as expired).
+    /// Records a state's nonce as used; false if it already is (two nodes
+    /// at once: one of them). A released state may be used again. Forgets
+    /// nonces whose states have expired first, as keeper.db does (such
+    /// states are refused as expired).
     public func consumeState(nonce: String, expiresAt: Timestamp, now: Timestamp) async throws -> Bool {
         _ = try await run("DELETE FROM \(unescaped: s).used_states WHERE expires_at < \(now.millisecondsSince1970)")
         let stored = try await run(
             """
             INSERT INTO \(unescaped: s).used_states (nonce, used_at, expires_at)
             VALUES (\(nonce), \(now.millisecondsSince1970), \(expiresAt.millisecondsSince1970))
-            ON CONFLICT (nonce) DO NOTHING
+            ON CONFLICT (nonce) DO UPDATE SET in_use = true, used_at = excluded.used_at
+                WHERE NOT \(unescaped: s).used_states.in_use
             RETURNING nonce
             """)
         return !stored.isEmpty
     }
 
-    /// Makes a consumed state usable again.
-    public func releaseState(nonce: String) async throws {
-        _ = try await run("DELETE FROM \(unescaped: s).used_states WHERE nonce = \(nonce)")
+    /// Makes a consumed state usable again, unless it was released
+    /// `maxReleases` times already (it then stays spent); true when released.
+    public func releaseState(nonce: String, maxReleases: Int) async throws -> Bool {
+        let released = try await run(
+            """
+            UPDATE \(unescaped: s).used_states SET in_use = false, releases = releases + 1
+            WHERE nonce = \(nonce) AND in_use AND releases < \(maxReleases)
+            RETURNING nonce
+            """)
+        return !released.isEmpty
     }
 
     /// As ``enroll(grant:nextRefreshAt:now:)`` for a new seller or one that

@@ -280,6 +280,15 @@ enum PostgresSchema {
                 $$
                 """
             ]),
+        Migration(
+            version: 4,
+            statements: [
+                // A state whose code could not be exchanged is released (usable
+                // again) rather than forgotten, and counted: after a few failed
+                // exchanges it stays spent, on every node.
+                "ALTER TABLE {S}.used_states ADD COLUMN in_use boolean NOT NULL DEFAULT true",
+                "ALTER TABLE {S}.used_states ADD COLUMN releases integer NOT NULL DEFAULT 0",
+            ]),
     ]
 
     static var latestVersion: Int { migrations.map(\.version).max() ?? 0 }

@@ -55,13 +55,16 @@ public protocol CallbackStateStore: Sendable {
     /// processes create it at once, the first one stored wins for both.
     func key(named name: String, now: Timestamp, make: @Sendable () -> String) async throws -> String
 
-    /// Marks a state's nonce used; false when it already was (a replay).
+    /// Marks a state's nonce used; false when it already is (a replay, or
+    /// another node's use right now). A released state may be used again.
     /// Nonces of expired states are forgotten (the states are refused as expired).
     func consumeState(nonce: String, expiresAt: Timestamp, now: Timestamp) async throws -> Bool
 
     /// Makes a consumed state usable again (its code could not be exchanged
-    /// through no fault of the seller's).
-    func releaseState(nonce: String) async throws
+    /// through no fault of the seller's), unless it was released
+    /// `maxReleases` times already: it then stays spent, so that one link
+    /// cannot make the daemon call the gateway without end. True when released.
+    func releaseState(nonce: String, maxReleases: Int) async throws -> Bool
 
     /// Stores a new seller, or new tokens for one that needs
     /// re-authorization; leaves a seller tokenkeeper manages (active or

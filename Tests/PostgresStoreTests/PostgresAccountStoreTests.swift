@@ -54,7 +54,7 @@ struct PostgresAccountStoreTests {
         #expect(
             try postgres.psql(
                 "SELECT string_agg(version::text, ',' ORDER BY version) FROM \(schema).schema_migrations",
-                database: database) == "1,2,3")
+                database: database) == "1,2,3,4")
         let relations = try postgres.psql(
             """
             SELECT table_name || ' ' || table_type FROM information_schema.tables
@@ -76,7 +76,7 @@ struct PostgresAccountStoreTests {
         // Opening again changes nothing.
         let again = try await open(schema: schema, database: database)
         #expect(try await again.schemaVersion() == PostgresSchema.latestVersion)
-        #expect(try postgres.psql("SELECT count(*) FROM \(schema).schema_migrations", database: database) == "3")
+        #expect(try postgres.psql("SELECT count(*) FROM \(schema).schema_migrations", database: database) == "4")
         #expect(try await again.account(sellerID: "1001")?.refreshToken == refreshToken)
         again.close()
 
@@ -96,7 +96,7 @@ struct PostgresAccountStoreTests {
         #expect(
             try postgres.psql(
                 "SELECT string_agg(version::text, ',' ORDER BY version) FROM \(schema).schema_migrations",
-                database: database) == "1,2,3,999")
+                database: database) == "1,2,3,4,999")
     }
 
     // MARK: - Import

@@ -58,7 +58,7 @@ import TokenKeeperTesting
         #expect(
             error.description
                 == "\(fileName) at \(scratch.file(fileName)) has schema version 99 "
-                + "but this tokenkeeper knows up to \(fileName == "keeper.db" ? 4 : 1); upgrade tokenkeeper"
+                + "but this tokenkeeper knows up to \(fileName == "keeper.db" ? 5 : 1); upgrade tokenkeeper"
         )
         #expect(snapshot(scratch, fileName) == before)
     }

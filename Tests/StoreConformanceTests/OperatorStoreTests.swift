@@ -387,7 +387,7 @@ struct OperatorStoreTests {
     }
 
     @Test(arguments: Backend.available)
-    func aStateIsConsumedOnceCanBeReleasedAndIsForgottenOnceExpired(_ backend: Backend) async throws {
+    func aStateIsConsumedOnceCanBeReleasedAFewTimesAndIsForgottenOnceExpired(_ backend: Backend) async throws {
         let subject = try await backend.open()
         let store = subject.store
         let other = try await subject.openAnother()
@@ -396,9 +396,15 @@ struct OperatorStoreTests {
         #expect(try await store.consumeState(nonce: "n1", expiresAt: expires, now: now))
         #expect(!(try await store.consumeState(nonce: "n1", expiresAt: expires, now: now)), "replayed")
         #expect(!(try await other.store.consumeState(nonce: "n1", expiresAt: expires, now: now)), "replayed elsewhere")
-        try await store.releaseState(nonce: "n1")
+        #expect(try await store.releaseState(nonce: "n1", maxReleases: 2))
+        #expect(!(try await store.releaseState(nonce: "n1", maxReleases: 2)), "not in use: nothing to release")
         #expect(try await other.store.consumeState(nonce: "n1", expiresAt: expires, now: now), "released")
         #expect(!(try await store.consumeState(nonce: "n1", expiresAt: expires, now: now)))
+        // Released twice at most: the third failed exchange leaves it spent, everywhere.
+        #expect(try await other.store.releaseState(nonce: "n1", maxReleases: 2))
+        #expect(try await store.consumeState(nonce: "n1", expiresAt: expires, now: now), "released again")
+        #expect(!(try await store.releaseState(nonce: "n1", maxReleases: 2)), "spent")
+        #expect(!(try await other.store.consumeState(nonce: "n1", expiresAt: expires, now: now)), "spent")
 
         // Expired states are forgotten (the callback refuses them as expired).
         #expect(try await store.consumeState(nonce: "n2", expiresAt: now + .seconds(1), now: now))

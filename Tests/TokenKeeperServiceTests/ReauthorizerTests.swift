@@ -103,6 +103,40 @@ import TokenKeeperTesting
         try await store.close()
     }
 
+    @Test func oneLinkCallsTheGatewayAFewTimesAtMost() async throws {
+        let store = try await SQLiteAccountStore.open(directory: scratch.path, clock: clock)
+        let gateway = ScriptedGateway([:])  // every code refused
+        let link = state(for: "1001")
+        var statuses: [Int] = []
+        for attempt in 0..<10 {
+            statuses.append(
+                await reauthorizer(store, gateway).handle(["code": "bad-\(attempt)", "state": link]).status)
+        }
+        #expect(gateway.calls.withLock { $0 } == Reauthorizer.maxReleases + 1, "\(statuses)")
+        #expect(statuses.dropFirst(Reauthorizer.maxReleases + 1).allSatisfy { $0 == 400 })
+        // A good code on the spent link is refused too, without a call.
+        gateway.answers.withLock { $0["good"] = .success(grant("1001")) }
+        let spent = await reauthorizer(store, gateway).handle(["code": "good", "state": link])
+        #expect(spent.status == 400 && spent.body.contains("already used"), "\(spent.body)")
+        #expect(gateway.calls.withLock { $0 } == Reauthorizer.maxReleases + 1)
+        try await store.close()
+    }
+
+    @Test func codeExchangesKeepToTheirShareOfTheCallRate() async throws {
+        let store = try await SQLiteAccountStore.open(directory: scratch.path, clock: clock)
+        let gateway = ScriptedGateway([:])
+        var handler = reauthorizer(store, gateway)
+        // 0.05 exchanges a second (a 5 % share of 1/s): the burst, then none.
+        handler.budget = ExchangeBudget(rate: { 0.05 })
+        var statuses: [Int] = []
+        for seller in 0..<10 {
+            statuses.append(await handler.handle(["code": "c", "state": state(for: "\(2000 + seller)")]).status)
+        }
+        #expect(gateway.calls.withLock { $0 } == Int(ExchangeBudget.burst), "\(statuses)")
+        #expect(statuses.filter { $0 == 503 }.count == 10 - Int(ExchangeBudget.burst))
+        try await store.close()
+    }
+
     @Test func refusalsStoreNothingAndCallNoGateway() async throws {
         let store = try await SQLiteAccountStore.open(directory: scratch.path, clock: clock)
         let gateway = ScriptedGateway(["code": .success(grant("1001"))])

@@ -168,5 +168,15 @@ extension DatabaseSchema {
                     CREATE INDEX accounts_reauth_required ON accounts (seller_id) WHERE status = 'reauth_required';
                     CREATE INDEX accounts_disabled ON accounts (seller_id) WHERE status = 'disabled';
                     """),
+            Migration(
+                version: 5,
+                sql: """
+                    -- A state whose code could not be exchanged is released
+                    -- (usable again) rather than forgotten, and counted: after
+                    -- a few failed exchanges it stays spent, so that one link
+                    -- cannot make the daemon call /auth/token/create forever.
+                    ALTER TABLE used_states ADD COLUMN in_use INTEGER NOT NULL DEFAULT 1;
+                    ALTER TABLE used_states ADD COLUMN releases INTEGER NOT NULL DEFAULT 0;
+                    """),
         ])
 }

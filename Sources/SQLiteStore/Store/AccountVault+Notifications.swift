@@ -167,23 +167,31 @@ extension AccountVault {
         }
     }
 
-    /// Records a state's nonce as used; false if it already was. Forgets
-    /// nonces whose states have expired (they are refused as expired).
+    /// Records a state's nonce as used; false if it already is. A released
+    /// state may be used again. Forgets nonces whose states have expired
+    /// (they are refused as expired).
     func consumeState(nonce: String, expiresAt: Timestamp, now: Timestamp) throws -> Bool {
         try write { _ in
             try keeper.execute("DELETE FROM used_states WHERE expires_at < ?", [now.stored])
             try keeper.execute(
-                "INSERT OR IGNORE INTO used_states (nonce, used_at, expires_at) VALUES (?, ?, ?)",
+                """
+                INSERT INTO used_states (nonce, used_at, expires_at) VALUES (?, ?, ?)
+                ON CONFLICT (nonce) DO UPDATE SET in_use = 1, used_at = excluded.used_at WHERE in_use = 0
+                """,
                 [nonce, now.stored, expiresAt.stored])
             return keeper.changes == 1
         }
     }
 
     /// Makes a consumed state usable again (its code could not be exchanged
-    /// through no fault of the seller's).
-    func releaseState(nonce: String) throws {
+    /// through no fault of the seller's), unless it was released
+    /// `maxReleases` times already: it then stays spent. True when released.
+    func releaseState(nonce: String, maxReleases: Int) throws -> Bool {
         try write { _ in
-            try keeper.execute("DELETE FROM used_states WHERE nonce = ?", [nonce])
+            try keeper.execute(
+                "UPDATE used_states SET in_use = 0, releases = releases + 1 WHERE nonce = ? AND in_use = 1 AND releases < ?",
+                [nonce, maxReleases])
+            return keeper.changes == 1
         }
     }
 

@@ -51,8 +51,8 @@ extension SQLiteAccountStore {
         try vault.consumeState(nonce: nonce, expiresAt: expiresAt, now: now)
     }
 
-    public func releaseState(nonce: String) throws {
-        try vault.releaseState(nonce: nonce)
+    public func releaseState(nonce: String, maxReleases: Int) throws -> Bool {
+        try vault.releaseState(nonce: nonce, maxReleases: maxReleases)
     }
 
     /// Events matching `query`, newest first.

@@ -18,8 +18,13 @@ struct Reauthorizer: Sendable {
     let storageDirectory: String
     let clock: any WallClock
     let logger: Logger
+    /// Code exchanges allowed now (a share of the app's call rate).
+    var budget = ExchangeBudget(rate: { nil })
     /// Called after a seller was stored (the daemon rings the notifier).
     var onStored: @Sendable (String) -> Void = { _ in }
+    /// A link whose code could not be exchanged works again, this many times;
+    /// then it is spent (one link must not call the gateway without end).
+    static let maxReleases = 2
 
     func handle(_ query: [String: String]) async -> HTTPReply {
         var logger = self.logger
@@ -45,6 +50,11 @@ struct Reauthorizer: Sendable {
             logger.warning("callback refused: no code")
             return .page(400, "Refused: the link carries no authorization code. Nothing was changed.")
         }
+        guard budget.tryTake() else {
+            logger.warning("callback refused: code exchanges are over their share of the app's call rate")
+            return .page(
+                503, "Too many authorizations at once; open the same link again in a minute. Nothing was changed.")
+        }
         do {
             guard try await store.consumeState(nonce: state.nonce, expiresAt: state.issuedAt + stateTTL, now: now)
             else {
@@ -60,9 +70,18 @@ struct Reauthorizer: Sendable {
         do throws(GatewayFailure) {
             grant = try await gateway.createToken(code: code)
         } catch {
-            // The code was not turned into tokens: the link may be used again.
-            try? await store.releaseState(nonce: state.nonce)
-            logger.warning("callback: the code could not be exchanged", metadata: ["error": "\(error)"])
+            // The code was not turned into tokens: the link may be used
+            // again, a few times.
+            let released = (try? await store.releaseState(nonce: state.nonce, maxReleases: Self.maxReleases)) ?? false
+            logger.warning(
+                "callback: the code could not be exchanged",
+                metadata: ["error": "\(error)", "link": released ? "usable again" : "spent"])
+            guard released else {
+                return .page(
+                    400,
+                    "The authorization code could not be exchanged (\(error.code)), and this link has been tried too "
+                        + "often: ask for a new one (tokenkeeper authorize-url --seller \(state.sellerID)).")
+            }
             if error.isUnknownCode || error.failureClass == .accountRejected {
                 return .page(
                     400, "The authorization code was refused (\(error.code)); open the same link again to log in anew.")
@@ -90,7 +109,7 @@ struct Reauthorizer: Sendable {
                     // the stored token), and the link works again.
                     GrantSalvage.saveReporting(
                         grant, sellerID: grant.sellerID, replacing: nil, directory: storageDirectory, logger: logger)
-                    try? await store.releaseState(nonce: state.nonce)
+                    _ = try? await store.releaseState(nonce: state.nonce, maxReleases: Self.maxReleases)
                     return .page(
                         409,
                         "This login was for seller \(grant.sellerID), not \(state.sellerID), and tokenkeeper already "

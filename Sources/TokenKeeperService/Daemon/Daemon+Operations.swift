@@ -54,7 +54,8 @@ extension Daemon {
     /// The listeners the configuration asks for.
     func listeners(
         store: any OperatorStore, gateway: any TokenGateway, links: AuthorizationLinks?, clock: any WallClock,
-        metrics: DaemonMetrics, status: DaemonStatus, onStored: @escaping @Sendable (String) -> Void
+        metrics: DaemonMetrics, status: DaemonStatus, exchangeRate: @escaping @Sendable () -> Double?,
+        onStored: @escaping @Sendable (String) -> Void
     ) throws(CommandFailure) -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let configuration = context.configuration
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -70,7 +71,8 @@ extension Daemon {
                 store: store, gateway: gateway, signer: links.signer,
                 stateTTL: .milliseconds(Int64(configuration.callback.stateTTLHours * 3_600_000)),
                 policy: configuration.refreshPolicy, storageDirectory: configuration.storage.directory, clock: clock,
-                logger: Logger(label: "tokenkeeper.callback"), onStored: onStored)
+                logger: Logger(label: "tokenkeeper.callback"), budget: ExchangeBudget(rate: exchangeRate),
+                onStored: onStored)
             let route = HTTPRoute(path: path) { query in await reauthorizer.handle(query) }
             services.append(listener("callback", address, [route]))
         }

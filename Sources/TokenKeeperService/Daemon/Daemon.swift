@@ -69,7 +69,8 @@ struct Daemon {
         // This node's share of refresh.max_calls_per_second: all of it
         // unless several daemons share the store.
         let share = RateShare(
-            base: configuration.schedulerConfiguration(leaseOwner: leaseOwner, environment: context.environment))
+            base: configuration.schedulerConfiguration(leaseOwner: leaseOwner, environment: context.environment),
+            reservedForCallback: configuration.callback.listen == nil ? 0 : ExchangeBudget.share)
         let schedulerSettings = share.current
         let status = DaemonStatus(notifier: notifier)
         // Room for saving rotated pairs on a full disk, and the pairs saved
@@ -133,7 +134,7 @@ struct Daemon {
                 }))
         services += try listeners(
             store: store, gateway: gateway, links: links, clock: clock, metrics: metrics, status: status,
-            onStored: { _ in events.notifier.nudge() })
+            exchangeRate: { share.callbackRate }, onStored: { _ in events.notifier.nudge() })
         services += extraServices(store)
         return await runGroup(
             services, shutdownGrace: schedulerSettings.shutdownGracePeriod, storage: opened.startingMetadata)
