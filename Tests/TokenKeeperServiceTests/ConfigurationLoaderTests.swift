@@ -43,12 +43,12 @@ import TokenKeeperTesting
 
     @Test func environmentVariablesOverrideTheFileKeyByKey() throws {
         let scratch = try ScratchDirectory()
-        let file = scratch.write("config.yaml", "gateway:\n  url: http://a.example/rest\napp:\n  key: fromfile\n")
+        let file = scratch.write("config.yaml", "gateway:\n  url: https://a.example/rest\napp:\n  key: fromfile\n")
         let configuration = try ConfigurationLoader(environment: [
-            "TOKENKEEPER_GATEWAY_URL": "http://b.example/rest",
+            "TOKENKEEPER_GATEWAY_URL": "https://b.example/rest",
             "TOKENKEEPER_REFRESH_CONCURRENCY": "9",
         ]).load(explicitPath: file)
-        #expect(configuration.gateway.url == "http://b.example/rest")
+        #expect(configuration.gateway.url == "https://b.example/rest")
         #expect(configuration.refresh.concurrency == 9)
         #expect(configuration.app.key == "fromfile")
     }
@@ -102,6 +102,10 @@ import TokenKeeperTesting
             ("refresh:\n  retry_max_seconds: 1\n", "refresh.retry_max_seconds"),
             ("refresh:\n  change_poll_seconds: 30\n", "refresh.change_poll_seconds"),
             ("gateway:\n  url: ftp://x\n", "gateway.url"),
+            // In clear to a host on the network.
+            ("gateway:\n  url: http://api-sg.aliexpress.com/rest\n", "gateway.url"),
+            ("gateway:\n  url: http://127.evil.example/rest\n", "gateway.url"),
+            ("gateway:\n  url: http://10.0.0.5/rest\n", "gateway.url"),
             ("gateway:\n  refresh_path: auth/token/refresh\n", "gateway.refresh_path"),
             ("log:\n  level: loud\n", "log.level"),
             // Edges that would spin, stall or crash the daemon.

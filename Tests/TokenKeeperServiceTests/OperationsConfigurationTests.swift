@@ -88,6 +88,14 @@ import TokenKeeperTesting
                 .exposedValue == "from-systemd")
         #expect(try loader.webhookSecret(for: try load("")) == nil, "no webhook, no secret needed")
         #expect { try load("notify:\n  webhook_url: ftp://x\n") } throws: { "\($0)".contains("notify.webhook_url") }
+        #expect { try load("notify:\n  webhook_url: http://hooks.example.com/tk\n") } throws: {
+            "\($0)".contains("notify.webhook_url") && "\($0)".contains("loopback")
+        }
+        for loopback in ["http://127.0.0.1:8080/tk", "http://[::1]:8080/tk", "http://localhost/tk"] {
+            #expect(throws: Never.self, "\(loopback)") {
+                try load("notify:\n  webhook_url: \(loopback)\n")
+            }
+        }
     }
 
     @Test func everyOperationsNumberHasARange() throws {

@@ -208,6 +208,22 @@ public struct ConfigurationLoader: Sendable {
         else {
             throw ConfigurationError(key: key, problem: "'\(url)' is not an http(s) URL", remedy: "use e.g. \(example)")
         }
+        // In clear over a network, tokens and events can be read and
+        // changed on the way: only a loopback address may be plain http.
+        if scheme == "http", !isLoopback(host: components.host ?? "") {
+            throw ConfigurationError(
+                key: key, problem: "'\(url)' is plain http to a host that is not a loopback address",
+                remedy: "use https:// (e.g. \(example)); plain http:// is accepted only for 127.0.0.1, ::1 or localhost"
+            )
+        }
+    }
+
+    /// `localhost`, `127.0.0.0/8` or `::1`.
+    static func isLoopback(host: String) -> Bool {
+        let host = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        if host == "localhost" || host.hasSuffix(".localhost") || host == "::1" { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
     static func validate(_ configuration: TokenKeeperConfiguration) throws(ConfigurationError) {
