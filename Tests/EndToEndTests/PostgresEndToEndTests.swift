@@ -85,6 +85,99 @@ struct PostgresEndToEndTests {
         "refresh.max_calls_per_second": "50", "refresh.concurrency": "8", "gateway.timeout_seconds": "5",
     ]
 
+    @Test(
+        "two daemons with hook, webhook and callback: a revocation told once in all, the link honoured by the other node's callback, a replay refused, and after kill -9 the survivor tells the next one once"
+    )
+    func operatorLoopAcrossTwoNodes() async throws {
+        let receiver = WebhookReceiver(secret: "two-node-" + UUID().uuidString)
+        try await receiver.start()
+        defer { Task { await receiver.stop() } }
+        let ports = [try freePort(), try freePort()]
+        let callbackPath = "/aliexpress/callback"
+        try await Self.withCluster(settings: Self.settings) { cluster in
+            let world = cluster.world
+            let hook = try Hook(in: world.root)
+            let secretPath = world.root.appendingPathComponent("webhook_secret").path
+            _ = FileManager.default.createFile(
+                atPath: secretPath, contents: Data(receiver.secret.utf8), attributes: [.posixPermissions: 0o600])
+            try world.writeConfig([
+                "notify.command": "[\"\(hook.path)\"]", "notify.webhook_url": receiver.url,
+                "notify.webhook_secret_file": secretPath, "notify.retry_initial_seconds": "0.5",
+                "notify.retry_max_seconds": "2",
+                "app.redirect_uri": "http://127.0.0.1:\(ports[0])\(callbackPath)",
+            ])
+            let (ids, jsonl) = try world.seedSellers(3, accessTokenLifetime: .seconds(30))
+            #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+            let daemons = try ports.map {
+                try world.startDaemon(environment: ["TOKENKEEPER_CALLBACK_LISTEN": "127.0.0.1:\($0)"])
+            }
+            for daemon in daemons {
+                #expect(
+                    await eventually { daemon.stderr.text.contains("callback listener ready") }, "\(daemon.stderr.text)"
+                )
+            }
+
+            // A revocation: one reauth_required through the hook and one
+            // through the webhook, in all (not one per node).
+            try world.simulator.revoke(sellerID: ids[0])
+            #expect(
+                await eventually(timeout: .seconds(60)) {
+                    receiver.deliveries.contains { $0.kind == "reauth_required" && $0.sellerID == ids[0] }
+                        && hook.calls().contains { $0.kind == "reauth_required" && $0.sellerID == ids[0] }
+                }, "\(daemons.map { $0.stderr.text.suffix(2000) })")
+            try await Task.sleep(for: .seconds(4))
+            let told = receiver.deliveries.filter { $0.kind == "reauth_required" && $0.sellerID == ids[0] }
+            #expect(told.count == 1, "one webhook delivery in all")
+            #expect(hook.calls().filter { $0.kind == "reauth_required" && $0.sellerID == ids[0] }.count == 1)
+            let link = try #require(told.first?.object["authorize_url"] as? String)
+
+            // The link, followed through the authorization page, lands on
+            // node A's address; it is sent to node B's callback instead.
+            world.simulator.updateBehavior { $0.loggedInSeller = ids[0] }
+            let page = try await Browser.get(link)
+            let landingOnA = try #require(page.location)
+            let landingOnB = landingOnA.replacingOccurrences(of: ":\(ports[0])/", with: ":\(ports[1])/")
+            #expect(landingOnB != landingOnA)
+            let landing = try await Browser.get(landingOnB)
+            #expect(landing.status == 200, "\(landing.body)")
+            #expect(try cluster.accounts()[ids[0]]?.status == "active")
+            #expect(
+                await eventually(timeout: .seconds(30)) {
+                    receiver.deliveries.contains { $0.kind == "reactivated" && $0.sellerID == ids[0] }
+                        && hook.calls().contains { $0.kind == "reactivated" && $0.sellerID == ids[0] }
+                })
+            // A replay of the used link, on either node, is refused and spends no code.
+            let exchanges = world.simulator.counters.codeExchanges
+            for landing in [landingOnA, landingOnB] {
+                let replay = try await Browser.get(landing)
+                #expect(replay.status == 400 && replay.body.contains("already used"), "\(replay.body)")
+            }
+            #expect(world.simulator.counters.codeExchanges == exchanges, "a replay spends no code")
+            try await Task.sleep(for: .seconds(3))
+            #expect(receiver.deliveries.filter { $0.kind == "reactivated" }.count == 1, "one reactivated")
+            #expect(hook.calls().filter { $0.kind == "reactivated" }.count == 1)
+
+            // kill -9 of node B; the survivor tells the next revocation, once.
+            daemons[1].signal(SIGKILL)
+            _ = await daemons[1].wait(timeout: .seconds(10))
+            try world.simulator.revoke(sellerID: ids[1])
+            #expect(
+                await eventually(timeout: .seconds(60)) {
+                    receiver.deliveries.contains { $0.kind == "reauth_required" && $0.sellerID == ids[1] }
+                        && hook.calls().contains { $0.kind == "reauth_required" && $0.sellerID == ids[1] }
+                }, "\(daemons[0].stderr.text.suffix(3000))")
+            try await Task.sleep(for: .seconds(4))
+            #expect(receiver.deliveries.filter { $0.kind == "reauth_required" && $0.sellerID == ids[1] }.count == 1)
+            #expect(hook.calls().filter { $0.kind == "reauth_required" && $0.sellerID == ids[1] }.count == 1)
+
+            await world.stop(daemons[0])
+            let verdicts = try receiver.standardWebhooksVerdicts()
+            #expect(!verdicts.isEmpty && verdicts.allSatisfy { $0 == nil }, "standardwebhooks: \(verdicts)")
+            world.expectNoSecretsLeaked(
+                in: receiver.deliveries.map(\.body) + hook.calls().map(\.body), extraSecrets: [receiver.secret])
+        }
+    }
+
     @Test("two daemons, 50 sellers with 20 s tokens for 90 s, one killed with SIGKILL at 45 s")
     func twoNodesShareTheWorkAndSurviveAKill() async throws {
         try await Self.withCluster(settings: Self.settings) { cluster in
