@@ -10,16 +10,50 @@ import TokenKeeperCore
 /// `TOKENKEEPER_STORAGE_POSTGRES_PASSWORD`, resolved by the caller.
 public struct PostgresSettings: Sendable, Equatable {
     /// How the connection is encrypted, in libpq's words.
+    /// Whenever TLS is used, the server's certificate is checked, unless the
+    /// mode says otherwise by name (`require-unverified`).
     public enum TLSMode: String, Sendable, CaseIterable {
         /// Never.
         case disable
-        /// When the server offers it; the certificate is not checked.
+        /// When the server offers it, checked as `verify-full`; in clear
+        /// otherwise (an on-path attacker can refuse TLS).
         case prefer
-        /// Always; the certificate is not checked (libpq's `require`).
+        /// Always, checked as `verify-full` (unlike libpq's `require`, which
+        /// checks nothing: that is `require-unverified`).
         case require
         /// Always, with the certificate checked against `tls_ca_file` (or the
-        /// system's roots) and the host name.
+        /// system's roots) and the host name. The default over TCP.
         case verifyFull = "verify-full"
+        /// Always, with no check of the certificate: encrypted, but the
+        /// server is not authenticated (an on-path attacker can stand in).
+        case requireUnverified = "require-unverified"
+    }
+
+    /// What a log line and `check-config` say when the server is not
+    /// authenticated (nil when it is, or the connection never leaves the
+    /// machine: a Unix socket or a loopback address in clear).
+    public var unauthenticatedServer: String? {
+        let local = host == nil || host.map(Self.isLoopback) == true
+        switch tls {
+        case .verifyFull, .require: return nil
+        case .disable:
+            return local
+                ? nil
+                : "storage.postgres.tls is disable: tokens cross the network in clear, to a server that is not "
+                    + "authenticated; use verify-full"
+        case .prefer:
+            return local
+                ? nil
+                : "storage.postgres.tls is prefer: an on-path attacker can refuse TLS and read every token in "
+                    + "clear; use verify-full"
+        case .requireUnverified:
+            return "storage.postgres.tls is require-unverified: the server's certificate is not checked, so an "
+                + "on-path attacker can stand in for it and read every token; use verify-full"
+        }
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 
     /// A TCP host, or nil for a Unix socket (`socketPath`).
@@ -61,7 +95,7 @@ public struct PostgresSettings: Sendable, Equatable {
     public static let defaultSchema = "tokenkeeper"
 
     public init(
-        url: String, password: String?, schema: String = defaultSchema, tls: TLSMode = .prefer, caFile: String? = nil,
+        url: String, password: String?, schema: String = defaultSchema, tls: TLSMode? = nil, caFile: String? = nil,
         maximumConnections: Int = 8
     ) throws(PostgresSettingsError) {
         guard let components = URLComponents(string: url),
@@ -107,16 +141,17 @@ public struct PostgresSettings: Sendable, Equatable {
             host = name
             socketPath = nil
         }
-        if tls == .verifyFull, host == nil {
+        if let tls, tls != .disable, host == nil {
             throw PostgresSettingsError(
-                key: "storage.postgres.tls", problem: "verify-full needs a TCP host, not a Unix socket",
-                remedy: "connect over TCP, or set storage.postgres.tls to disable for a local socket")
+                key: "storage.postgres.tls", problem: "\(tls.rawValue) needs a TCP host, not a Unix socket",
+                remedy: "connect over TCP, or leave storage.postgres.tls unset (or disable) for a local socket")
         }
         self.port = port
         self.username = user.removingPercentEncoding ?? user
         self.database = database.removingPercentEncoding ?? database
         self.schema = schema
-        self.tls = tls
+        // Unset: checked TLS over TCP; a Unix socket never leaves the machine.
+        self.tls = tls ?? (host == nil ? .disable : .verifyFull)
         self.caFile = caFile
         self.password = password
         self.maximumConnections = maximumConnections
@@ -168,14 +203,15 @@ public struct PostgresSettings: Sendable, Equatable {
         case .disable:
             return .disable
         case .prefer:
-            context.certificateVerification = .none
-            return .prefer(context)
-        case .require:
-            context.certificateVerification = .none
-            return .require(context)
-        case .verifyFull:
             context.certificateVerification = .fullVerification
             if let caFile { context.trustRoots = .file(caFile) }
+            return .prefer(context)
+        case .require, .verifyFull:
+            context.certificateVerification = .fullVerification
+            if let caFile { context.trustRoots = .file(caFile) }
+            return .require(context)
+        case .requireUnverified:
+            context.certificateVerification = .none
             return .require(context)
         }
     }

@@ -53,6 +53,23 @@ import TokenKeeperTesting
         #expect(socket.socketPath == "/run/postgresql/.s.PGSQL.5432")
     }
 
+    @Test func theServerIsAuthenticatedWheneverTLSIsUsedUnlessTheModeSaysOtherwise() throws {
+        let remote = "postgres://keeper@db.example.com:5432/tokens"
+        let byDefault = try PostgresSettings(url: remote, password: nil)
+        #expect(byDefault.tls == .verifyFull && byDefault.unauthenticatedServer == nil)
+        let socket = try PostgresSettings(url: "postgres://keeper@/tokens?host=/run/postgresql", password: nil)
+        #expect(socket.tls == .disable && socket.unauthenticatedServer == nil, "a socket never leaves the machine")
+        #expect(try PostgresSettings(url: remote, password: nil, tls: .require).unauthenticatedServer == nil)
+        for mode in [PostgresSettings.TLSMode.disable, .prefer, .requireUnverified] {
+            let warning = try PostgresSettings(url: remote, password: nil, tls: mode).unauthenticatedServer
+            #expect(warning?.contains(mode.rawValue) == true && warning?.contains("verify-full") == true, "\(mode)")
+        }
+        let loopback = "postgres://keeper@127.0.0.1:5432/tokens"
+        #expect(try PostgresSettings(url: loopback, password: nil, tls: .disable).unauthenticatedServer == nil)
+        #expect(
+            try PostgresSettings(url: loopback, password: nil, tls: .requireUnverified).unauthenticatedServer != nil)
+    }
+
     @Test func badValuesAreRefusedByName() {
         let cases: [(String, String)] = [
             ("storage:\n  backend: mysql\n", "storage.backend"),

@@ -335,7 +335,7 @@ private struct ValueReader {
         postgres.url = string("storage.postgres.url")
         postgres.passwordFile = string("storage.postgres.password_file")
         postgres.schema = string("storage.postgres.schema") ?? postgres.schema
-        postgres.tls = string("storage.postgres.tls")?.lowercased() ?? postgres.tls
+        postgres.tls = string("storage.postgres.tls")?.lowercased()
         postgres.tlsCAFile = string("storage.postgres.tls_ca_file")
         postgres.heartbeatSeconds = try double("storage.postgres.heartbeat_seconds") ?? postgres.heartbeatSeconds
         postgres.takeoverSeconds = try double("storage.postgres.takeover_seconds") ?? postgres.takeoverSeconds

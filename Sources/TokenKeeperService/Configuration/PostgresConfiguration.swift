@@ -11,9 +11,9 @@ extension ConfigurationLoader {
         try range(postgres.takeoverSeconds, 0.5...3600, "storage.postgres.takeover_seconds")
         try range(Double(postgres.maxConnections), 2...200, "storage.postgres.max_connections")
         try range(postgres.statementTimeoutSeconds, 0.5...600, "storage.postgres.statement_timeout_seconds")
-        guard PostgresSettings.TLSMode(rawValue: postgres.tls) != nil else {
+        if let tls = postgres.tls, PostgresSettings.TLSMode(rawValue: tls) == nil {
             throw ConfigurationError(
-                key: "storage.postgres.tls", problem: "\"\(postgres.tls)\" is not a TLS mode",
+                key: "storage.postgres.tls", problem: "\"\(tls)\" is not a TLS mode",
                 remedy: "use one of " + PostgresSettings.TLSMode.allCases.map(\.rawValue).joined(separator: ", "))
         }
         guard storage.backend == .postgres || postgres.url != nil else { return }
@@ -23,7 +23,9 @@ extension ConfigurationLoader {
                 remedy: "set it to postgres://USER@HOST:PORT/DATABASE")
         }
         do {
-            _ = try PostgresSettings(url: url, password: nil, schema: postgres.schema, tls: .disable)
+            _ = try PostgresSettings(
+                url: url, password: nil, schema: postgres.schema,
+                tls: postgres.tls.flatMap(PostgresSettings.TLSMode.init(rawValue:)))
         } catch {
             throw ConfigurationError(key: error.key, problem: error.problem, remedy: error.remedy)
         }
@@ -66,7 +68,7 @@ extension TokenKeeperConfiguration {
         do {
             var settings = try PostgresSettings(
                 url: url, password: password?.exposedValue, schema: postgres.schema,
-                tls: PostgresSettings.TLSMode(rawValue: postgres.tls) ?? .prefer, caFile: postgres.tlsCAFile,
+                tls: postgres.tls.flatMap(PostgresSettings.TLSMode.init(rawValue:)), caFile: postgres.tlsCAFile,
                 maximumConnections: max(postgres.maxConnections, refresh.concurrency + 3))
             settings.statementTimeout = .milliseconds(Int64(postgres.statementTimeoutSeconds * 1000))
             return settings

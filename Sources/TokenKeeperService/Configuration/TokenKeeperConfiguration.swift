@@ -52,8 +52,10 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
             public var passwordFile: String?
             /// `storage.postgres.schema`: where the tables and views are.
             public var schema: String = "tokenkeeper"
-            /// `storage.postgres.tls`: disable, prefer, require or verify-full.
-            public var tls: String = "prefer"
+            /// `storage.postgres.tls`: disable, prefer, require, verify-full or
+            /// require-unverified; nil (unset): verify-full over TCP, none on
+            /// a Unix socket.
+            public var tls: String?
             /// `storage.postgres.tls_ca_file`: the CA for verify-full (else the system's).
             public var tlsCAFile: String?
             /// `storage.postgres.heartbeat_seconds`: how often a node says it is live;

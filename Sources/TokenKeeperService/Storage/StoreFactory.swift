@@ -74,6 +74,8 @@ extension CommandContext {
                     "  storage.directory  \(configuration.storage.directory)",
                     "  storage.backend    postgres: \(settings.displayURL) schema \(settings.schema) (\(password); "
                         + "not contacted)",
+                    "  storage.postgres.tls \(settings.tls.rawValue)"
+                        + (settings.unauthenticatedServer.map { " (warning: \($0))" } ?? ""),
                 ]
             } catch {
                 throw CommandFailure(.configuration, error.description)
@@ -248,6 +250,9 @@ extension CommandContext {
             }
         } catch {
             throw CommandFailure(.configuration, error.description)
+        }
+        if let warning = settings.unauthenticatedServer, lockTimeout {
+            logger.warning("the PostgreSQL server is not authenticated", metadata: ["problem": "\(warning)"])
         }
         // Never below info: postgres-nio's debug lines carry statements,
         // whose values hold tokens.
