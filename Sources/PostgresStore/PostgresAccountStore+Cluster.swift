@@ -104,14 +104,9 @@ extension PostgresAccountStore {
                             failing = false
                         }
                         delay = .milliseconds(200)
+                        let maxPending = settings.maxPendingChanges
                         for try await notification in notifications {
-                            feed.withLock { feed in
-                                if notification.payload == "*" {
-                                    feed.everything = true
-                                } else {
-                                    feed.pending.insert(notification.payload)
-                                }
-                            }
+                            feed.withLock { $0.announce(notification.payload, maxPending: maxPending) }
                         }
                     }
                 }

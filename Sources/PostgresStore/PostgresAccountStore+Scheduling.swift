@@ -96,12 +96,19 @@ extension PostgresAccountStore {
     /// live nodes changed. Touches PostgreSQL only when something was announced.
     public func changes(since cursor: ChangeCursor?) async throws -> (changed: [ScheduledAccount], cursor: ChangeCursor)
     {
+        let interval = settings.fullReloadInterval
         let (announced, everything, sequence) = feed.withLock { feed in
+            feed.sequence += 1
+            // A full reload at most once per interval, whatever is announced:
+            // until then the flag (and what it covers) waits.
+            if feed.everything, let last = feed.lastFullReload, ContinuousClock.now - last < interval {
+                return (Set<String>(), false, feed.sequence)
+            }
             defer {
                 feed.pending.removeAll()
+                if feed.everything { feed.lastFullReload = .now }
                 feed.everything = false
             }
-            feed.sequence += 1
             return (feed.pending, feed.everything, feed.sequence)
         }
         let next = ChangeCursor(dataVersion: 0, sequence: sequence)

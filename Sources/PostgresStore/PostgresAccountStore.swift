@@ -225,6 +225,29 @@ struct ChangeFeed {
     var pending: Set<String> = []
     var everything = false
     var sequence: Int64 = 0
+    /// When the schedule was last read whole for ``everything``.
+    var lastFullReload: ContinuousClock.Instant?
+
+    /// Takes a notification's payload: `*`, or a seller id (checked for
+    /// shape only here: it is looked up before anything is scheduled).
+    mutating func announce(_ payload: String, maxPending: Int) {
+        if payload == "*" {
+            everything = true
+        } else if Self.isPlausibleSellerID(payload) {
+            if pending.count >= maxPending {
+                pending.removeAll()
+                everything = true
+            } else if !everything {
+                pending.insert(payload)
+            }
+        }
+    }
+
+    /// Seller ids are short and printable; a payload that is not cannot name one.
+    static func isPlausibleSellerID(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.count <= 128
+            && text.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F }
+    }
 }
 
 extension PostgresAccountStore {

@@ -91,6 +91,13 @@ public struct PostgresSettings: Sendable, Equatable {
     /// has stopped too (a live node's claim stands; see
     /// `PostgresAccountStore.dueDeliveries`).
     public var deliveryClaim: Duration = .seconds(30)
+    /// A notification is only a hint, and any role may send one: a full
+    /// reload of the schedule (`*`, or too many sellers announced at once)
+    /// happens at most once per this, whatever arrives.
+    public var fullReloadInterval: Duration = .seconds(5)
+    /// Sellers announced and not yet read, at most; past it, one full
+    /// reload instead (the set stays bounded whatever is sent).
+    public var maxPendingChanges = 10_000
 
     public static let defaultSchema = "tokenkeeper"
 

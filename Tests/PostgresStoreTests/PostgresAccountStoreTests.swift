@@ -489,6 +489,61 @@ struct PostgresAccountStoreTests {
         #expect(try await nodeA.changes(since: cursor).changed.isEmpty)
     }
 
+    /// Any role may NOTIFY the channel: a notification is a hint. Full
+    /// reloads are spaced by `fullReloadInterval` whatever arrives, and the
+    /// announced set is bounded (past it, one full reload instead).
+    @Test func notificationsAreHintsBoundedAndRateLimited() async throws {
+        let schema = SharedPostgres.uniqueName("t_")
+        var settings = try PostgresSettings(
+            url: postgres.server.url(user: postgres.role, database: postgres.name), password: postgres.password,
+            schema: schema, tls: .disable, maximumConnections: 4)
+        settings.fullReloadInterval = .seconds(1)
+        settings.maxPendingChanges = 50
+        var logger = logs.logger()
+        logger.logLevel = .info
+        let node = try await PostgresAccountStore.open(settings: settings, logger: logger)
+        defer { node.close() }
+        _ = try await node.importAccounts(
+            (0..<3).map { ImportRecord(sellerID: "520\($0)", refreshToken: makeToken("RT")) }, now: Moments.now)
+        let cursor = try await node.changes(since: nil).cursor
+        let cluster = Task {
+            await node.runCluster(
+                node: "node-n", host: "host-n", pid: 1, heartbeat: .milliseconds(200), takeover: .seconds(5)
+            ) { _ in }
+        }
+        defer { cluster.cancel() }
+        #expect(try await poll { try await nonEmpty(node.changes(since: cursor).changed) } != nil, "listening")
+
+        // A stranger asks for a full reload twenty times in two seconds.
+        let channel = "\(schema)_changes"
+        var fullReloads = 0
+        let start = ContinuousClock.now
+        for _ in 0..<20 {
+            try postgres.psql("SELECT pg_notify('\(channel)', '*')")
+            if try await node.changes(since: cursor).changed.count == 3 { fullReloads += 1 }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(fullReloads >= 1 && Double(fullReloads) <= elapsed / .seconds(1) + 1, "\(fullReloads) in \(elapsed)")
+
+        // Made-up sellers, past the bound, and payloads that cannot be seller ids.
+        try postgres.psql(
+            "SELECT pg_notify('\(channel)', 'fake-' || g) FROM generate_series(1, 500) g; "
+                + "SELECT pg_notify('\(channel)', E'bad\\nid')")
+        var fakes = 0
+        var reloaded = false
+        let deadline = ContinuousClock.now + .seconds(4)
+        while ContinuousClock.now < deadline {
+            let changed = try await node.changes(since: cursor).changed
+            fakes += changed.filter { $0.sellerID.hasPrefix("fake-") }.count
+            #expect(!changed.contains { $0.sellerID.contains("\n") })
+            if changed.count == 3 { reloaded = true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(reloaded, "past the bound, one full reload")
+        #expect(fakes <= settings.maxPendingChanges, "\(fakes) made-up sellers looked up")
+    }
+
     /// A failed attempt's backoff (`next_refresh_at`) reaches the other
     /// nodes as it is: not capped by the access token's expiry, which for a
     /// failing seller is already past (every node would retry it every tick).

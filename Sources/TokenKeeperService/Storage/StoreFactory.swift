@@ -227,12 +227,29 @@ extension CommandContext {
                 return StorePresence(postgres: location, nodes: nodes, heartbeatSeconds: postgres.heartbeatSeconds)
             },
             backup: { _ throws(CommandFailure) in
-                throw CommandFailure(
-                    .configuration,
-                    "configuration error: storage.backend: backup copies keeper.db; the sellers are in PostgreSQL (\(location)): back it up with its own "
-                        + "tools (pg_dump --schema \(store.settings.schema), or the server's base backups)")
+                throw CommandFailure(.usage, Self.postgresBackupAdvice(store.settings, location: location))
             },
             close: { store.close() })
+    }
+
+    /// What `backup` says on PostgreSQL: the command that backs up the schema.
+    static func postgresBackupAdvice(_ settings: PostgresSettings, location: String) -> String {
+        var command = ["pg_dump"]
+        if let host = settings.host {
+            command += ["--host=\(host)", "--port=\(settings.port)"]
+        } else if let socket = settings.socketPath {
+            command += ["--host=\((socket as NSString).deletingLastPathComponent)", "--port=\(settings.port)"]
+        }
+        command += [
+            "--username=\(settings.username)", "--schema=\(settings.schema)", "--format=custom",
+            "--file=tokenkeeper-$(date +%Y%m%d-%H%M%S).dump", settings.database,
+        ]
+        return """
+            backup copies keeper.db; the sellers are in PostgreSQL (\(location)). Back up the schema with \
+            PostgreSQL's own tools, as a role that may read it (the dump holds every refresh token: keep it \
+            private): \(command.joined(separator: " ")) (restore with pg_restore --dbname=\(settings.database)), \
+            or the server's base backups and WAL archive
+            """
     }
 
     /// Opens the PostgreSQL store (creating or upgrading its schema).
