@@ -302,6 +302,7 @@ struct OperationsEndToEndTests {
         let result = await world.stop(daemon)
         #expect(result.stderr.contains("notification failed; it will be retried"))
         #expect(world.simulator.counters.refreshTokenReuses == 0)
+        #expect(try receiver.standardWebhooksVerdicts().allSatisfy { $0 == nil }, "standardwebhooks verifies each")
         world.expectNoSecretsLeaked(in: receiver.deliveries.map(\.body))
     }
 
@@ -357,6 +358,7 @@ struct OperationsEndToEndTests {
             (object["reauth_by"] as? NSNumber)?.int64Value
                 == world.simulator.refreshTokenValidTime(for: soon)?.millisecondsSince1970)
         #expect((object["authorize_url"] as? String)?.contains("state=") == true)
+        #expect(try receiver.standardWebhooksVerdicts().allSatisfy { $0 == nil }, "standardwebhooks verifies each")
         world.expectNoSecretsLeaked(in: receiver.deliveries.map(\.body) + hook.calls().map(\.body))
     }
 

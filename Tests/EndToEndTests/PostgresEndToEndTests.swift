@@ -157,6 +157,16 @@ struct PostgresEndToEndTests {
             #expect(receiver.deliveries.filter { $0.kind == "reactivated" }.count == 1, "one reactivated")
             #expect(hook.calls().filter { $0.kind == "reactivated" }.count == 1)
 
+            // status and events read the same on PostgreSQL.
+            let events = try await world.run(["events", "--seller", ids[0], "--kind", "reactivated", "--json"])
+            #expect(events.exitCode == 0 && events.stdout.split(separator: "\n").count == 1, "\(events)")
+            let status = try await world.run(["status", "--json"])
+            let statusObject = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            #expect((statusObject?["accounts"] as? [String: Any])?["active"] as? Int == 3, "\(status)")
+            #expect(status.stdout.contains("webhook"), "notification figures: \(status.stdout)")
+            let link2 = try await world.run(["authorize-url", "--seller", ids[2]])
+            #expect(link2.exitCode == 0 && link2.stdout.contains("state="), "\(link2)")
+
             // kill -9 of node B; the survivor tells the next revocation, once.
             daemons[1].signal(SIGKILL)
             _ = await daemons[1].wait(timeout: .seconds(10))
