@@ -195,15 +195,18 @@ struct PostgresEndToEndTests {
                 }, "\(advice)")
             let dump = world.root.appendingPathComponent("tokenkeeper.dump").path
             let passwordFile = world.root.appendingPathComponent("postgres_password").path
-            let shell = try TokenKeeperShell.run(
-                "PGPASSWORD=\"$(cat '\(passwordFile)')\" "
-                    + command.replacingOccurrences(
-                        of: "pg_dump ", with: "\"$(ls /usr/lib/postgresql/*/bin/pg_dump | tail -1)\" "
-                    )
-                    .replacingOccurrences(
-                        of: "--file=tokenkeeper-$(date +%Y%m%d-%H%M%S).dump", with: "--file='\(dump)'")
-                    + " && \"$(ls /usr/lib/postgresql/*/bin/pg_restore | tail -1)\" --list '\(dump)'")
-            #expect(shell.status == 0 && shell.output.contains("TABLE \(cluster.schema) accounts"), "\(shell.output)")
+            let shell = try InstallTests.shell(
+                [
+                    "/bin/sh", "-c",
+                    "PGPASSWORD=\"$(cat '\(passwordFile)')\" "
+                        + command.replacingOccurrences(
+                            of: "pg_dump ", with: "\"$(ls /usr/lib/postgresql/*/bin/pg_dump | tail -1)\" "
+                        )
+                        .replacingOccurrences(
+                            of: "--file=tokenkeeper-$(date +%Y%m%d-%H%M%S).dump", with: "--file='\(dump)'")
+                        + " && \"$(ls /usr/lib/postgresql/*/bin/pg_restore | tail -1)\" --list '\(dump)'",
+                ])
+            #expect(shell.status == 0 && shell.text.contains("TABLE \(cluster.schema) accounts"), "\(shell.text)")
             let verdicts = try receiver.standardWebhooksVerdicts()
             #expect(!verdicts.isEmpty && verdicts.allSatisfy { $0 == nil }, "standardwebhooks: \(verdicts)")
             world.expectNoSecretsLeaked(
@@ -582,21 +585,5 @@ struct PostgresEndToEndTests {
             )
             #expect(stored.values.allSatisfy { $0.status == "active" })
         }
-    }
-}
-
-/// `/bin/sh -c`, for a command line a message printed.
-enum TokenKeeperShell {
-    static func run(_ line: String) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", line]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
