@@ -30,6 +30,13 @@ public import TokenKeeperCore
 /// the caller, who knows whose token it sent. Lifetimes are seconds, absolute
 /// times epoch milliseconds, each a JSON number or a numeric string; null and
 /// `""` mean absent.
+///
+/// Lazada answers in its own shape on the same protocol: no top-level
+/// `seller_id`, but `country` and a list of the sellers the token serves
+/// (`country_user_info`, or `user_info`), one per country of a cross-border
+/// account. They become the profile's ``TokenKeeperCore/SellerProfile/ventures``,
+/// and the first of them keys the grant (`seller_id`, then `user_id`, then
+/// the first listed seller).
 public struct IOPResponseDecoder: Sendable {
     /// Bodies longer than this are refused unread.
     public var maxResponseBytes: Int
@@ -215,10 +222,14 @@ public struct IOPResponseDecoder: Sendable {
         // that looks passed may be our clock's doing.
         let isFinal = refreshExpiresIn == .zero
 
-        let sellerID = fields.sellerID?.text ?? fields.userID?.text ?? ""
+        let ventures = Self.ventures(from: fields, anomalies: &anomalies)
+        // Lazada names no seller at the top: its account is keyed by the first
+        // seller it lists, as tokenkeeper files it.
+        let sellerID = fields.sellerID?.text ?? fields.userID?.text ?? ventures.first?.sellerID ?? ""
         let profile = SellerProfile(
             userID: fields.userID?.text, userNick: fields.userNick?.text, account: fields.account?.text,
-            accountPlatform: fields.accountPlatform?.text, sp: fields.sp?.text, locale: fields.locale?.text)
+            accountPlatform: fields.accountPlatform?.text, sp: fields.sp?.text, locale: fields.locale?.text,
+            country: Self.country(fields.country), ventures: ventures)
         return .success(
             TokenGrant(
                 sellerID: sellerID, profile: profile, accessToken: accessToken, refreshToken: refreshToken,

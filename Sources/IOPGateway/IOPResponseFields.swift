@@ -101,6 +101,9 @@ struct IOPResponseFields: Decodable {
     var accountPlatform: JSONScalar?
     var sp: JSONScalar?
     var locale: JSONScalar?
+    var country: JSONScalar?
+    var countryUserInfo: VentureEntries?
+    var userInfo: VentureEntries?
 
     enum CodingKeys: String, CodingKey {
         case code, type, message, msg
@@ -118,7 +121,9 @@ struct IOPResponseFields: Decodable {
         case userNick = "user_nick"
         case account
         case accountPlatform = "account_platform"
-        case sp, locale
+        case sp, locale, country
+        case countryUserInfo = "country_user_info"
+        case userInfo = "user_info"
     }
 
     /// The older `{"error_response": {"type", "code", "msg", "request_id"}}` form.
@@ -142,6 +147,59 @@ struct IOPResponseFields: Decodable {
             message = try container.decodeIfPresent(JSONScalar.self, forKey: .message)
             msg = try container.decodeIfPresent(JSONScalar.self, forKey: .msg)
             requestID = try container.decodeIfPresent(JSONScalar.self, forKey: .requestID)
+        }
+    }
+
+    /// Lazada's `country_user_info` (or `user_info`): the sellers one token
+    /// serves, one per country. A list, or for some local sellers one object;
+    /// decodes from anything, so that an odd value never hides the grant it
+    /// travels with.
+    struct VentureEntries: Decodable {
+        /// In the order listed; an element that is not an object has every field nil.
+        var entries: [Entry] = []
+        /// True when the value was neither a list, an object nor absent (null, `""`).
+        var isUnreadable = false
+
+        init(from decoder: any Decoder) throws {
+            if var list = try? decoder.unkeyedContainer() {
+                while !list.isAtEnd {
+                    // An entry decodes from anything; should one throw all the
+                    // same, the list stops there (a container that failed to
+                    // decode an element does not move past it).
+                    guard let entry = try? list.decode(Entry.self) else {
+                        isUnreadable = true
+                        break
+                    }
+                    entries.append(entry)
+                }
+            } else if (try? decoder.container(keyedBy: Entry.CodingKeys.self)) != nil {
+                entries = [try Entry(from: decoder)]
+            } else {
+                isUnreadable = !((try? JSONScalar(from: decoder))?.isAbsent ?? false)
+            }
+        }
+
+        /// One `{country, user_id, seller_id, short_code}`; ids come as strings or numbers.
+        struct Entry: Decodable {
+            var country: JSONScalar?
+            var userID: JSONScalar?
+            var sellerID: JSONScalar?
+            var shortCode: JSONScalar?
+
+            enum CodingKeys: String, CodingKey {
+                case country
+                case userID = "user_id"
+                case sellerID = "seller_id"
+                case shortCode = "short_code"
+            }
+
+            init(from decoder: any Decoder) throws {
+                guard let container = try? decoder.container(keyedBy: CodingKeys.self) else { return }
+                country = try container.decodeIfPresent(JSONScalar.self, forKey: .country)
+                userID = try container.decodeIfPresent(JSONScalar.self, forKey: .userID)
+                sellerID = try container.decodeIfPresent(JSONScalar.self, forKey: .sellerID)
+                shortCode = try container.decodeIfPresent(JSONScalar.self, forKey: .shortCode)
+            }
         }
     }
 }

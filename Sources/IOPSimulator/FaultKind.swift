@@ -22,7 +22,8 @@ public enum FaultKind: String, Sendable, Hashable, CaseIterable, CustomStringCon
     /// The connection is reset (TCP RST) without an answer.
     case connectionReset
     /// `ApiCallLimit` with "… ban will last N seconds"; the simulator then refuses
-    /// every call for those N seconds (``GatewayBehavior/enforcesThrottleBan``).
+    /// every call of the same app key for those N seconds
+    /// (``GatewayBehavior/enforcesThrottleBan``).
     case throttled
     /// HTTP 200 with a JSON body cut short (dummy tokens, never issued ones).
     case malformedJSON

@@ -3,7 +3,8 @@ public import TokenKeeperCore
 /// What the simulated gateway does, changeable while it runs
 /// (``IOPSimulator/updateBehavior(_:)``); a change applies to the next request.
 public struct GatewayBehavior: Sendable, Equatable {
-    /// App keys the gateway knows, with their secrets.
+    /// App keys the gateway knows, with their secrets: each request's
+    /// signature is checked with the secret of the app key it names.
     public var apps: [String: Secret]
     /// `expires_in` of access tokens, unless a seller has its own.
     public var accessTokenLifetime: Duration
@@ -26,9 +27,10 @@ public struct GatewayBehavior: Sendable, Equatable {
     public var slowResponseDelay: Duration
     /// The N of "ban will last N seconds" in a ``FaultKind/throttled`` answer.
     public var throttleBanSeconds: Int
-    /// When true, after a ``FaultKind/throttled`` answer every call is refused
-    /// with `ApiCallLimit` until the ban is over, and counted in
-    /// ``SimulatorCounters/callsDuringBan``: a client that ignores the ban shows.
+    /// When true, after a ``FaultKind/throttled`` answer every call of the
+    /// same app key is refused with `ApiCallLimit` until the ban is over, and
+    /// counted in ``SimulatorCounters/callsDuringBan``: a client that ignores
+    /// the ban shows. Other apps' calls go on, as the gateway limits each app.
     public var enforcesThrottleBan: Bool
     /// A delay added to every answer (not to resets). The request takes effect
     /// on arrival and the answer travels for this long, so a client whose
@@ -37,7 +39,8 @@ public struct GatewayBehavior: Sendable, Equatable {
     /// Whether every issued token pair is kept for ``IOPSimulator/issuedTokens(for:)``.
     /// Turn it off for long benchmarks to keep memory flat.
     public var recordsIssuedTokens: Bool
-    /// Odd-but-legal answers, per seller id, for the seller's next rotations.
+    /// Odd-but-legal answers, per seller id (under every app key), for the
+    /// seller's next rotations.
     public var quirks: [String: AnswerQuirk] = [:]
     /// While true, every refresh token is refused with `IllegalRefreshToken`
     /// and none is consumed: a platform incident (or a wrong regional
@@ -91,11 +94,16 @@ public enum AnswerQuirk: String, Sendable, Equatable, CaseIterable {
     /// The shape of `/auth/token/security/refresh` answers: tokens and
     /// lifetimes only, no seller fields (`seller_id`, `user_id`, `account`, …).
     case securityShape
+    /// In ``AnswerShape/lazada`` answers, authorizations included: the sellers
+    /// listed under `user_info` instead of `country_user_info`, as some local
+    /// sellers' answers are, and a single seller as an object, not a list.
+    case userInfo
 }
 
 /// How the numeric fields of a success (`expires_in`, `refresh_expires_in`,
-/// `expire_time`, `refresh_token_valid_time`) and `code` are encoded: the real
-/// gateway has sent both forms.
+/// `expire_time`, `refresh_token_valid_time`), `code`, and in Lazada's shape
+/// the ids of `country_user_info`, are encoded: the real gateways have sent
+/// both forms.
 public enum NumberEncoding: String, Sendable, Equatable, CaseIterable {
     /// JSON numbers; `code` stays the string `"0"`, as the gateway sends it.
     case numbers

@@ -8,11 +8,13 @@ extension IOPSimulator {
 
     /// Makes the next `count` requests (any API, any seller) fail with `kind`,
     /// before any random fault is drawn: for tests that need one fault exactly.
-    public func injectFaults(_ kind: FaultKind, count: Int = 1) {
-        core.gateway.withLock { $0.injectFaults(kind, count: count) }
+    /// - Parameter appKey: Only requests naming this app key meet these faults
+    ///   (a ``FaultKind/throttled`` then bans that app alone); nil for requests of any app.
+    public func injectFaults(_ kind: FaultKind, count: Int = 1, forApp appKey: String? = nil) {
+        core.gateway.withLock { $0.injectFaults(kind, count: count, appKey: appKey) }
     }
 
-    /// Drops scripted faults, random fault probabilities and any running throttling ban.
+    /// Drops scripted faults, random fault probabilities and any running throttling ban (of every app).
     public func clearFaults() {
         core.gateway.withLock { $0.clearFaults() }
     }

@@ -1,9 +1,12 @@
 import Synchronization
 public import TokenKeeperCore
 
+// A seller is named by its id and, where sellers are registered per app, the
+// app key: with an app key, the seller under it (or one open to every app);
+// without, the one open to every app, or else the only one with that id.
 extension IOPSimulator {
     /// Adds a seller, or replaces the profile and lifetimes of one already known
-    /// (its tokens stay).
+    /// (its tokens stay). A seller id under two app keys is two sellers.
     public func addSeller(_ seller: SimulatedSeller) {
         core.gateway.withLock { $0.addSeller(seller) }
     }
@@ -11,26 +14,37 @@ extension IOPSimulator {
     /// Adds a seller with a generated profile where fields are not given.
     /// - Parameters:
     ///   - sellerID: The seller id (the key under which it is filed, unless empty).
+    ///   - appKey: The app the seller authorized; nil for any app the gateway knows.
     ///   - accessTokenLifetime: This seller's `expires_in`; nil for the gateway's default.
     ///   - refreshTokenValidity: This seller's refresh validity; nil for the gateway's default.
+    ///   - country: Lazada's `country` of the account (``SimulatedSeller/country``).
+    ///   - ventures: The sellers a Lazada answer lists (``SimulatedSeller/ventures``).
     /// - Returns: The seller as added.
     @discardableResult
     public func addSeller(
-        sellerID: String, userID: String? = nil, nick: String? = nil, account: String? = nil,
+        sellerID: String, appKey: String? = nil, userID: String? = nil, nick: String? = nil, account: String? = nil,
         accountID: String? = nil, accountPlatform: String = "seller_center",
-        accessTokenLifetime: Duration? = nil, refreshTokenValidity: Duration? = nil
+        accessTokenLifetime: Duration? = nil, refreshTokenValidity: Duration? = nil, country: String? = nil,
+        ventures: [VentureSeller] = []
     ) -> SimulatedSeller {
         let seller = SimulatedSeller(
-            sellerID: sellerID, userID: userID, userNick: nick, account: account, accountID: accountID,
-            accountPlatform: accountPlatform, accessTokenLifetime: accessTokenLifetime,
-            refreshTokenValidity: refreshTokenValidity)
+            sellerID: sellerID, appKey: appKey, userID: userID, userNick: nick, account: account,
+            accountID: accountID, accountPlatform: accountPlatform, accessTokenLifetime: accessTokenLifetime,
+            refreshTokenValidity: refreshTokenValidity, country: country, ventures: ventures)
         addSeller(seller)
         return seller
     }
 
-    /// Every seller key, sorted.
+    /// Every seller key, sorted, each once whatever the app keys it is under.
     public var sellerIDs: [String] {
-        core.gateway.withLock { $0.sellers.keys.sorted() }
+        core.gateway.withLock { Set($0.sellers.keys.map(\.sellerID)).sorted() }
+    }
+
+    /// The keys of the sellers registered under `appKey` (not those open to every app), sorted.
+    public func sellerIDs(forApp appKey: String) -> [String] {
+        core.gateway.withLock { gateway in
+            gateway.sellers.keys.filter { $0.appKey == appKey }.map(\.sellerID).sorted()
+        }
     }
 
     /// Issues a one-use authorization code, as the seller's consent on the
@@ -39,12 +53,13 @@ extension IOPSimulator {
     /// previous refresh token.
     /// - Parameters:
     ///   - sellerID: A seller added before.
+    ///   - appKey: The app key it is registered under, where several have the id.
     ///   - validity: How long the code may be exchanged; nil for the gateway's default.
-    public func issueAuthorizationCode(for sellerID: String, validity: Duration? = nil) throws(IOPSimulatorError)
-        -> String
+    public func issueAuthorizationCode(for sellerID: String, appKey: String? = nil, validity: Duration? = nil)
+        throws(IOPSimulatorError) -> String
     {
         try core.gateway.withLock { (gateway: inout SimulatedGateway) throws(IOPSimulatorError) in
-            try gateway.issueAuthorizationCode(for: sellerID, validity: validity)
+            gateway.issueAuthorizationCode(for: try gateway.sellerRef(sellerID, appKey: appKey), validity: validity)
         }
     }
 
@@ -53,70 +68,72 @@ extension IOPSimulator {
     /// held. The seller's previous refresh token is superseded.
     /// - Parameters:
     ///   - sellerID: A seller added before.
+    ///   - appKey: The app key it is registered under, where several have the id.
     ///   - issuedAt: When the pair was issued; in the past to hand over an
     ///     expired access token or a refresh validity nearly used up. Default: now.
     /// - Returns: The pair, with its expiry times.
     @discardableResult
-    public func seedTokens(for sellerID: String, issuedAt: Timestamp? = nil) throws(IOPSimulatorError)
-        -> IssuedTokenPair
+    public func seedTokens(for sellerID: String, appKey: String? = nil, issuedAt: Timestamp? = nil)
+        throws(IOPSimulatorError) -> IssuedTokenPair
     {
         try core.gateway.withLock { (gateway: inout SimulatedGateway) throws(IOPSimulatorError) in
-            try gateway.seedTokens(for: sellerID, issuedAt: issuedAt)
+            gateway.seedTokens(for: try gateway.sellerRef(sellerID, appKey: appKey), issuedAt: issuedAt)
         }
     }
 
     /// Revokes the seller's authorization: its current refresh token answers
     /// `IllegalRefreshToken` from now on, until a new code is exchanged or
     /// tokens are seeded. Access tokens already issued keep their expiry.
-    public func revoke(sellerID: String) throws(IOPSimulatorError) {
+    public func revoke(sellerID: String, appKey: String? = nil) throws(IOPSimulatorError) {
         try core.gateway.withLock { (gateway: inout SimulatedGateway) throws(IOPSimulatorError) in
-            try gateway.revoke(sellerID)
+            gateway.revoke(try gateway.sellerRef(sellerID, appKey: appKey))
         }
     }
 
     /// Sets a seller's own lifetimes; nil falls back to the gateway's default.
     /// Applies to pairs issued from now on; a refresh validity already running
     /// keeps its end.
-    public func setLifetimes(for sellerID: String, accessToken: Duration?, refreshTokenValidity: Duration?)
-        throws(IOPSimulatorError)
-    {
+    public func setLifetimes(
+        for sellerID: String, appKey: String? = nil, accessToken: Duration?, refreshTokenValidity: Duration?
+    ) throws(IOPSimulatorError) {
         try core.gateway.withLock { (gateway: inout SimulatedGateway) throws(IOPSimulatorError) in
-            try gateway.setLifetimes(
-                for: sellerID, accessToken: accessToken, refreshTokenValidity: refreshTokenValidity)
+            gateway.setLifetimes(
+                for: try gateway.sellerRef(sellerID, appKey: appKey), accessToken: accessToken,
+                refreshTokenValidity: refreshTokenValidity)
         }
     }
 
     /// The refresh token that would rotate now; nil when revoked or never issued.
-    public func currentRefreshToken(for sellerID: String) -> Secret? {
-        core.gateway.withLock { $0.sellers[sellerID]?.currentRefreshToken.map(Secret.init) }
+    public func currentRefreshToken(for sellerID: String, appKey: String? = nil) -> Secret? {
+        core.gateway.withLock { $0.record(sellerID, appKey: appKey)?.currentRefreshToken.map(Secret.init) }
     }
 
     /// When the seller's refresh validity ends (`refresh_token_valid_time`).
-    public func refreshTokenValidTime(for sellerID: String) -> Timestamp? {
-        core.gateway.withLock { $0.sellers[sellerID]?.refreshTokenValidTime }
+    public func refreshTokenValidTime(for sellerID: String, appKey: String? = nil) -> Timestamp? {
+        core.gateway.withLock { $0.record(sellerID, appKey: appKey)?.refreshTokenValidTime }
     }
 
     /// Every pair issued to the seller, oldest first (empty when
     /// ``GatewayBehavior/recordsIssuedTokens`` is off).
-    public func issuedTokens(for sellerID: String) -> [IssuedTokenPair] {
-        core.gateway.withLock { $0.sellers[sellerID]?.issued ?? [] }
+    public func issuedTokens(for sellerID: String, appKey: String? = nil) -> [IssuedTokenPair] {
+        core.gateway.withLock { $0.record(sellerID, appKey: appKey)?.issued ?? [] }
     }
 
     /// The rotations whose answer was written to the client: each one's refresh
     /// token is the only key to the seller's future, so a correct client has
     /// stored every one (the last one, at least, must be in its store).
-    public func rotationsHandedOut(for sellerID: String) -> [IssuedTokenPair] {
-        issuedTokens(for: sellerID).filter { $0.origin == .rotation && $0.wasHandedOut }
+    public func rotationsHandedOut(for sellerID: String, appKey: String? = nil) -> [IssuedTokenPair] {
+        issuedTokens(for: sellerID, appKey: appKey).filter { $0.origin == .rotation && $0.wasHandedOut }
     }
 
     /// The seller's statistics; nil for an unknown seller.
-    public func sellerStats(for sellerID: String) -> SellerStats? {
-        core.gateway.withLock { $0.sellers[sellerID]?.stats }
+    public func sellerStats(for sellerID: String, appKey: String? = nil) -> SellerStats? {
+        core.gateway.withLock { $0.record(sellerID, appKey: appKey)?.stats }
     }
 
     /// Refreshes of the seller being answered right now (arrived, answer not yet written).
-    public func inFlightRefreshes(for sellerID: String) -> Int {
-        core.gateway.withLock { $0.sellers[sellerID]?.inFlightRefreshes ?? 0 }
+    public func inFlightRefreshes(for sellerID: String, appKey: String? = nil) -> Int {
+        core.gateway.withLock { $0.record(sellerID, appKey: appKey)?.inFlightRefreshes ?? 0 }
     }
 
     /// Whether an access token was issued here and is still valid, in the gateway's clock.

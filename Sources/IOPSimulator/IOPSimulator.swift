@@ -24,6 +24,19 @@ public import TokenKeeperCore
 /// // … point a client at address.baseURL …
 /// await simulator.shutdown()
 /// ```
+///
+/// One simulator can serve several apps, each with its own secret, sellers
+/// registered under one app key, counters per app, and Lazada's answer shape
+/// (cross-border accounts included) for the apps configured so:
+///
+/// ```swift
+/// let simulator = IOPSimulator(configuration: .init(
+///     apps: ["500102": Secret("s3cret"), "600200": Secret("other")], answerShapesByApp: ["600200": .lazada]))
+/// simulator.addSeller(.crossBorderAccount(ventures: [
+///     VentureSeller(country: "sg", sellerID: "100015339"), VentureSeller(country: "th", sellerID: "100015340"),
+/// ], appKey: "600200"))
+/// // … later: simulator.counters(forApp: "600200").rotations
+/// ```
 public final class IOPSimulator: Sendable {
     private enum ServerState {
         case idle
@@ -45,11 +58,12 @@ public final class IOPSimulator: Sendable {
 
     /// A simulator that knows one app.
     public convenience init(
-        appKey: String, appSecret: Secret, clock: any WallClock = SystemWallClock(), randomSeed: UInt64 = 0x5EED
+        appKey: String, appSecret: Secret, clock: any WallClock = SystemWallClock(), randomSeed: UInt64 = 0x5EED,
+        answerShape: AnswerShape = .aliExpress
     ) {
         self.init(
             configuration: SimulatorConfiguration(
-                appKey: appKey, appSecret: appSecret, clock: clock, randomSeed: randomSeed))
+                appKey: appKey, appSecret: appSecret, clock: clock, randomSeed: randomSeed, answerShape: answerShape))
     }
 
     // MARK: - Lifecycle
@@ -129,14 +143,27 @@ public final class IOPSimulator: Sendable {
         core.gateway.withLock { gateway in change(&gateway.behavior) }
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters, every app's requests together.
     public var counters: SimulatorCounters {
         core.gateway.withLock { $0.counters }
     }
 
-    /// Sets every counter to zero (per-seller statistics and token logs stay).
+    /// A snapshot of the counters of one app: the requests that named
+    /// `appKey` (`app_key`, or `client_id` on the authorization page) while the
+    /// gateway knew it. All zero for an app that made no call. Requests naming
+    /// no known app key count only in ``counters``.
+    public func counters(forApp appKey: String) -> SimulatorCounters {
+        core.gateway.withLock { $0.countersByApp[appKey] ?? SimulatorCounters() }
+    }
+
+    /// A snapshot of every app's counters, by app key; only apps that called appear.
+    public var countersByApp: [String: SimulatorCounters] {
+        core.gateway.withLock { $0.countersByApp }
+    }
+
+    /// Sets every counter to zero, every app's too (per-seller statistics and token logs stay).
     public func resetCounters() {
-        core.gateway.withLock { $0.counters = SimulatorCounters() }
+        core.gateway.withLock { $0.resetCounters() }
     }
 
     /// The gateway's current time.

@@ -23,6 +23,8 @@ public struct IssuedTokenPair: Sendable, Equatable {
     }
 
     public var sellerID: String
+    /// The app key the seller is registered under; nil when open to every app.
+    public var appKey: String? = nil
     public var origin: Origin
     public var accessToken: Secret
     public var refreshToken: Secret

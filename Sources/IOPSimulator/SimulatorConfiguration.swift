@@ -2,7 +2,8 @@ public import Logging
 public import TokenKeeperCore
 
 /// How an ``IOPSimulator`` is set up. Everything but ``behavior`` is fixed at
-/// creation; ``behavior`` can be changed while it runs.
+/// creation; ``behavior`` (the apps and their secrets among it) can be
+/// changed while it runs.
 public struct SimulatorConfiguration: Sendable {
     /// The address to listen on; loopback by default.
     public var host: String
@@ -22,6 +23,12 @@ public struct SimulatorConfiguration: Sendable {
     public var logger: Logger
     /// What the gateway does.
     public var behavior: GatewayBehavior
+    /// The shape of success answers: AliExpress's, or Lazada's for a
+    /// simulator standing in for `https://auth.lazada.com/rest`.
+    public var answerShape: AnswerShape
+    /// Apps answered in another shape than ``answerShape``, by app key: one
+    /// simulator standing in for both marketplaces.
+    public var answerShapesByApp: [String: AnswerShape]
 
     /// A simulator that knows one app.
     /// - Parameters:
@@ -29,10 +36,31 @@ public struct SimulatorConfiguration: Sendable {
     ///   - appSecret: The secret the signature is checked with.
     ///   - clock: The gateway's clock.
     ///   - randomSeed: Seeds faults, encodings and token texts.
+    ///   - answerShape: The marketplace whose answers it gives.
     public init(
-        appKey: String, appSecret: Secret, clock: any WallClock = SystemWallClock(), randomSeed: UInt64 = 0x5EED
+        appKey: String, appSecret: Secret, clock: any WallClock = SystemWallClock(), randomSeed: UInt64 = 0x5EED,
+        answerShape: AnswerShape = .aliExpress
     ) {
-        self.init(behavior: GatewayBehavior(apps: [appKey: appSecret]), clock: clock, randomSeed: randomSeed)
+        self.init(apps: [appKey: appSecret], clock: clock, randomSeed: randomSeed, answerShape: answerShape)
+    }
+
+    /// A simulator that knows several apps, each request checked with the
+    /// secret of the app key it names. Sellers are open to every app unless
+    /// registered under one (``SimulatedSeller/appKey``); counters are kept
+    /// per app as well (``IOPSimulator/counters(forApp:)``).
+    /// - Parameters:
+    ///   - apps: App keys with their secrets.
+    ///   - clock: The gateway's clock.
+    ///   - randomSeed: Seeds faults, encodings and token texts.
+    ///   - answerShape: The marketplace whose answers it gives.
+    ///   - answerShapesByApp: Apps answered in another shape, by app key.
+    public init(
+        apps: [String: Secret], clock: any WallClock = SystemWallClock(), randomSeed: UInt64 = 0x5EED,
+        answerShape: AnswerShape = .aliExpress, answerShapesByApp: [String: AnswerShape] = [:]
+    ) {
+        self.init(
+            behavior: GatewayBehavior(apps: apps), clock: clock, randomSeed: randomSeed, answerShape: answerShape,
+            answerShapesByApp: answerShapesByApp)
     }
 
     /// A simulator with the given behaviour.
@@ -40,9 +68,12 @@ public struct SimulatorConfiguration: Sendable {
         behavior: GatewayBehavior, clock: any WallClock = SystemWallClock(), randomSeed: UInt64 = 0x5EED,
         host: String = "127.0.0.1", port: Int = 0, basePath: String = "/rest",
         maxRequestBodyBytes: Int = 64 * 1024,
-        logger: Logger = Logger(label: "iop-simulator", factory: { _ in SwiftLogNoOpLogHandler() })
+        logger: Logger = Logger(label: "iop-simulator", factory: { _ in SwiftLogNoOpLogHandler() }),
+        answerShape: AnswerShape = .aliExpress, answerShapesByApp: [String: AnswerShape] = [:]
     ) {
         self.behavior = behavior
+        self.answerShape = answerShape
+        self.answerShapesByApp = answerShapesByApp
         self.clock = clock
         self.randomSeed = randomSeed
         self.host = host

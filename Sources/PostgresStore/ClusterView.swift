@@ -1,9 +1,9 @@
 public import TokenKeeperCore
 
 /// Which live node a seller belongs to, by rendezvous (highest random weight)
-/// hashing of node and seller: each node computes the same order of nodes
-/// for a seller from the same list of live nodes, without talking to the
-/// others. The first node schedules the seller at its deadline; the node
+/// hashing of node and account (app and seller id): each node computes the
+/// same order of nodes for a seller from the same list of live nodes,
+/// without talking to the others. The first node schedules the seller at its deadline; the node
 /// ranked `r` after it, `r` × `takeover` later (never past half the time left
 /// to expiry), so that a dead node's sellers are refreshed by the next one
 /// at once, and a live node's refresh (announced by NOTIFY) moves the
@@ -34,20 +34,20 @@ public struct ClusterView: Sendable, Equatable {
     /// How many nodes share the work (this one included).
     public var liveNodes: Int { others.count + 1 }
 
-    /// How many live nodes come before this one for `sellerID`.
-    public func rank(of sellerID: String) -> Int {
+    /// How many live nodes come before this one for `account`.
+    public func rank(of account: AccountKey) -> Int {
         guard let node, !others.isEmpty else { return 0 }
-        let own = Self.weight(node: node, sellerID: sellerID)
+        let own = Self.weight(node: node, account: account)
         return others.reduce(0) { count, other in
-            let weight = Self.weight(node: other, sellerID: sellerID)
+            let weight = Self.weight(node: other, account: account)
             return count + (weight > own || (weight == own && other < node) ? 1 : 0)
         }
     }
 
-    /// The deadline this node keeps for a seller whose stored deadline is
+    /// The deadline this node keeps for an account whose stored deadline is
     /// `due` and whose access token expires at `expireTime`.
-    public func deadline(sellerID: String, due: Timestamp, expireTime: Timestamp?) -> Timestamp {
-        let rank = rank(of: sellerID)
+    public func deadline(account: AccountKey, due: Timestamp, expireTime: Timestamp?) -> Timestamp {
+        let rank = rank(of: account)
         guard rank > 0 else { return due }
         var delay = takeover * rank
         if let expireTime, expireTime > due {
@@ -59,16 +59,18 @@ public struct ClusterView: Sendable, Equatable {
     }
 
     /// FNV-1a, 64 bits: stable across processes and builds (Swift's Hasher
-    /// is seeded per process).
-    static func weight(node: String, sellerID: String) -> UInt64 {
+    /// is seeded per process). A zero byte ends the node and the app, so
+    /// that no two different triples hash the same bytes.
+    static func weight(node: String, account: AccountKey) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in node.utf8 {
+        func mix(_ byte: UInt8) {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
-        hash = (hash ^ 0) &* 0x100_0000_01b3
-        for byte in sellerID.utf8 {
-            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
-        }
+        node.utf8.forEach(mix)
+        mix(0)
+        account.app.rawValue.utf8.forEach(mix)
+        mix(0)
+        account.sellerID.utf8.forEach(mix)
         // A final mix, so that ids differing in their last byte spread well.
         hash ^= hash >> 33
         hash = hash &* 0xff51_afd7_ed55_8ccd

@@ -54,12 +54,12 @@ extension PostgresAccountStore {
         return !released.isEmpty
     }
 
-    /// As ``enroll(grant:nextRefreshAt:now:)`` for a new seller or one that
-    /// needs re-authorization; a seller tokenkeeper manages (active or
+    /// As ``enroll(app:grant:nextRefreshAt:now:)`` for a new seller or one
+    /// that needs re-authorization; a seller tokenkeeper manages (active or
     /// disabled) is left untouched and nil returned.
-    public func enrollUnlessManaged(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) async throws
-        -> Account?
+    public func enrollUnlessManaged(app: AppName, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp)
+        async throws -> Account?
     {
-        try await enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: false)
+        try await enroll(app: app, grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: false)
     }
 }

@@ -43,7 +43,7 @@ extension PostgresAccountStore {
             """
             SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts
             WHERE status = 'reauth_required'
-            ORDER BY updated_at, seller_id COLLATE "C" LIMIT \(max(0, limit))
+            ORDER BY updated_at, app COLLATE "C", seller_id COLLATE "C" LIMIT \(max(0, limit))
             """
         ).map(Self.account(from:))
     }
@@ -55,7 +55,7 @@ extension PostgresAccountStore {
             """
             SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts
             WHERE status = 'active' AND refresh_token_valid_time <= \(horizon.millisecondsSince1970)
-            ORDER BY refresh_token_valid_time, seller_id COLLATE "C" LIMIT \(max(0, limit))
+            ORDER BY refresh_token_valid_time, app COLLATE "C", seller_id COLLATE "C" LIMIT \(max(0, limit))
             """
         ).map(Self.account(from:))
     }
@@ -67,7 +67,7 @@ extension PostgresAccountStore {
             """
             SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts
             WHERE status = 'active'
-            ORDER BY next_refresh_at NULLS FIRST, seller_id COLLATE "C" LIMIT \(max(0, limit))
+            ORDER BY next_refresh_at NULLS FIRST, app COLLATE "C", seller_id COLLATE "C" LIMIT \(max(0, limit))
             """
         ).map(Self.account(from:))
     }

@@ -11,6 +11,7 @@ extension PostgresAccountStore {
     // The names are the table's columns, which jsonb_to_recordset matches.
     // swift-format-ignore: AlwaysUseLowerCamelCase
     struct AccountRecord: Encodable {
+        var app: String
         var seller_id: String
         var refresh_token: String
         var access_token: String?
@@ -33,11 +34,13 @@ extension PostgresAccountStore {
         var account_platform: String?
         var sp: String?
         var locale: String?
+        var country: String?
         var answer_lost: Bool
         var created_at: Int64
         var updated_at: Int64
 
         init(_ account: Account, createdAt: Timestamp) {
+            app = account.app.rawValue
             seller_id = account.sellerID
             refresh_token = account.refreshToken.exposedValue
             access_token = account.accessToken?.exposedValue
@@ -60,6 +63,7 @@ extension PostgresAccountStore {
             account_platform = account.profile.accountPlatform
             sp = account.profile.sp
             locale = account.profile.locale
+            country = account.profile.country
             answer_lost = account.lastAnswerLost
             created_at = createdAt.millisecondsSince1970
             updated_at = account.updatedAt.millisecondsSince1970
@@ -67,17 +71,18 @@ extension PostgresAccountStore {
     }
 
     static let recordColumns = """
-        seller_id text, refresh_token text, access_token text, expire_time bigint, access_lifetime_ms bigint, \
-        refresh_token_valid_time bigint, refreshable boolean, status text, status_reason text, next_refresh_at bigint, \
-        failed_attempts integer, last_error text, last_request_id text, refreshed_at bigint, lease_owner text, \
-        lease_expires_at bigint, user_id text, user_nick text, account text, account_platform text, sp text, \
-        locale text, answer_lost boolean, created_at bigint, updated_at bigint
+        app text, seller_id text, refresh_token text, access_token text, expire_time bigint, \
+        access_lifetime_ms bigint, refresh_token_valid_time bigint, refreshable boolean, status text, \
+        status_reason text, next_refresh_at bigint, failed_attempts integer, last_error text, last_request_id text, \
+        refreshed_at bigint, lease_owner text, lease_expires_at bigint, user_id text, user_nick text, account text, \
+        account_platform text, sp text, locale text, country text, answer_lost boolean, created_at bigint, \
+        updated_at bigint
         """
     static let insertColumns = """
-        seller_id, refresh_token, access_token, expire_time, access_lifetime_ms, refresh_token_valid_time, \
+        app, seller_id, refresh_token, access_token, expire_time, access_lifetime_ms, refresh_token_valid_time, \
         refreshable, status, status_reason, next_refresh_at, failed_attempts, last_error, last_request_id, \
         refreshed_at, lease_owner, lease_expires_at, user_id, user_nick, account, account_platform, sp, locale, \
-        answer_lost, created_at, updated_at
+        country, answer_lost, created_at, updated_at
         """
 
     static func json(_ records: [AccountRecord]) throws -> String {
@@ -86,20 +91,21 @@ extension PostgresAccountStore {
 
     /// Imports sellers as keeper.db's import does: one transaction per
     /// `batchSize`; a seller already managed (active or disabled) is skipped
-    /// unless `replace`; a `reauth_required` one gets the new tokens. Every
-    /// node hears of it once ('*'), not once per seller.
+    /// unless `replace`; a `reauth_required` one gets the new tokens, and
+    /// the ventures its record lists. Every node hears of it once ('*'),
+    /// not once per seller.
     public func importAccounts(
         _ records: [ImportRecord], replace: Bool = false, batchSize: Int? = nil, now: Timestamp
     ) async throws -> ImportSummary {
         let batchSize = batchSize ?? 5000
         var summary = ImportSummary()
         var valid: [ImportRecord] = []
-        var seen = Set<String>()
+        var seen = Set<AccountKey>()
         for (index, record) in records.enumerated() {
             if let problem = record.problem {
                 summary.refused.append(RefusedRecord(index: index, sellerID: record.sellerID, problem: problem))
-            } else if !seen.insert(record.sellerID).inserted {
-                summary.alreadyManaged.append(record.sellerID)
+            } else if !seen.insert(record.key).inserted {
+                summary.alreadyManaged.append(record.key)
             } else {
                 valid.append(record)
             }
@@ -109,8 +115,8 @@ extension PostgresAccountStore {
             let batch = valid[start..<min(start + max(1, batchSize), valid.count)]
             let rows = batch.map { record in
                 var account = Account(
-                    sellerID: record.sellerID, profile: record.profile, refreshToken: record.refreshToken,
-                    accessToken: record.accessToken,
+                    app: record.app, sellerID: record.sellerID, profile: record.profile,
+                    refreshToken: record.refreshToken, accessToken: record.accessToken,
                     expireTime: record.accessToken == nil ? nil : record.expireTime,
                     accessTokenLifetime: record.accessToken == nil ? nil : record.accessTokenLifetime,
                     refreshTokenValidTime: record.refreshTokenValidTime, nextRefreshAt: record.nextRefreshAt ?? now,
@@ -119,7 +125,8 @@ extension PostgresAccountStore {
                 return AccountRecord(account, createdAt: now)
             }
             let json = try Self.json(rows)
-            let stored: Set<String> = try await bulk { connection in
+            let ventures = try Self.json(batch.flatMap { Self.ventureRecords($0.profile.ventures, of: $0.key) })
+            let stored: Set<AccountKey> = try await bulk { connection in
                 let upserted = try await Self.rows(
                     connection.query(
                         """
@@ -127,7 +134,7 @@ extension PostgresAccountStore {
                             INSERT INTO \(unescaped: s).accounts (\(unescaped: Self.insertColumns))
                             SELECT \(unescaped: Self.insertColumns)
                             FROM jsonb_to_recordset(\(json)::jsonb) AS r(\(unescaped: Self.recordColumns))
-                            ON CONFLICT (seller_id) DO UPDATE SET
+                            ON CONFLICT (app, seller_id) DO UPDATE SET
                                 refresh_token = excluded.refresh_token, access_token = excluded.access_token,
                                 expire_time = excluded.expire_time, access_lifetime_ms = excluded.access_lifetime_ms,
                                 refresh_token_valid_time = excluded.refresh_token_valid_time, refreshable = true,
@@ -138,18 +145,24 @@ extension PostgresAccountStore {
                                 account = coalesce(excluded.account, accounts.account),
                                 account_platform = coalesce(excluded.account_platform, accounts.account_platform),
                                 sp = coalesce(excluded.sp, accounts.sp), locale = coalesce(excluded.locale, accounts.locale),
+                                country = coalesce(excluded.country, accounts.country),
                                 updated_at = excluded.updated_at, answer_lost = false, reauth_warned = false,
                                 lease_owner = NULL, lease_expires_at = NULL
                             WHERE \(replace) OR accounts.status = 'reauth_required'
-                            RETURNING seller_id)
-                        INSERT INTO \(unescaped: s).events (at, seller_id, kind)
-                        SELECT \(now.millisecondsSince1970), seller_id, 'imported' FROM upserted ORDER BY seller_id
-                        RETURNING seller_id
+                            RETURNING app, seller_id),
+                        listed AS (
+                            SELECT * FROM jsonb_to_recordset(\(ventures)::jsonb)
+                                AS r(\(unescaped: Self.ventureColumns))),
+                        \(unescaped: venturesReplacement(written: "upserted"))
+                        INSERT INTO \(unescaped: s).events (at, app, seller_id, kind)
+                        SELECT \(now.millisecondsSince1970), app, seller_id, 'imported' FROM upserted
+                        ORDER BY app, seller_id
+                        RETURNING app, seller_id
                         """, logger: logger))
-                return Set(try upserted.map { try $0[0].decode(String.self) })
+                return Set(try upserted.map { try Self.key(from: $0) })
             }
             summary.imported += stored.count
-            summary.alreadyManaged += batch.map(\.sellerID).filter { !stored.contains($0) }
+            summary.alreadyManaged += batch.map(\.key).filter { !stored.contains($0) }
             start += batch.count
         }
         return summary
@@ -166,9 +179,9 @@ extension PostgresAccountStore {
         }
     }
 
-    /// Copies accounts as they are (status, failures, times; no lease) into
-    /// the schema, in one transaction: `migrate --to postgres` gives it a
-    /// page of keeper.db at a time.
+    /// Copies accounts as they are (status, failures, times, the ventures
+    /// their profiles list; no lease) into the schema, in one transaction:
+    /// `migrate --to postgres` gives it a page of keeper.db at a time.
     public func copyAccounts(_ accounts: [Account], now: Timestamp) async throws {
         let rows = accounts.map { account in
             var account = account
@@ -176,12 +189,19 @@ extension PostgresAccountStore {
             return AccountRecord(account, createdAt: now)
         }
         let json = try Self.json(rows)
+        let ventures = try Self.json(accounts.flatMap { Self.ventureRecords($0.profile.ventures, of: $0.key) })
         _ = try await bulk { connection in
             try await connection.query(
                 """
                 INSERT INTO \(unescaped: s).accounts (\(unescaped: Self.insertColumns))
                 SELECT \(unescaped: Self.insertColumns)
                 FROM jsonb_to_recordset(\(json)::jsonb) AS r(\(unescaped: Self.recordColumns))
+                """, logger: logger)
+            try await connection.query(
+                """
+                INSERT INTO \(unescaped: s).ventures (app, account_id, country, seller_id, user_id, short_code)
+                SELECT app, account_id, country, seller_id, user_id, short_code
+                FROM jsonb_to_recordset(\(ventures)::jsonb) AS r(\(unescaped: Self.ventureColumns))
                 """, logger: logger)
         }
     }
@@ -232,72 +252,95 @@ extension PostgresAccountStore {
     }
 
     /// One account as stored, or nil.
-    public func account(sellerID: String) async throws -> Account? {
+    public func account(_ key: AccountKey) async throws -> Account? {
         try await run(
-            "SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts WHERE seller_id = \(sellerID)"
+            """
+            SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts
+            WHERE app = \(key.app.rawValue) AND seller_id = \(key.sellerID)
+            """
         )
         .first.map(Self.account(from:))
     }
 
-    /// At most `limit` accounts after `sellerID`, by seller id (`C` collation,
-    /// bytewise as in keeper.db).
-    public func accounts(after sellerID: String?, limit: Int) async throws -> [Account] {
+    /// The accounts with this seller id, one per app, by app.
+    public func accountKeys(sellerID: String) async throws -> [AccountKey] {
         try await run(
             """
+            SELECT app FROM \(unescaped: s).accounts WHERE seller_id = \(sellerID) ORDER BY app COLLATE "C"
+            """
+        ).map { AccountKey(app: try Self.app(stored: try $0[0].decode(String.self)), sellerID: sellerID) }
+    }
+
+    /// At most `limit` accounts of `app` (of every app when nil) after
+    /// `key`, by app and seller id (`C` collation, bytewise as in keeper.db).
+    public func accounts(app: AppName?, after key: AccountKey?, limit: Int) async throws -> [Account] {
+        // Before any account when no key is given: no app name is empty.
+        let (afterApp, afterSellerID) = (key?.app.rawValue ?? "", key?.sellerID ?? "")
+        return try await run(
+            """
             SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts
-            WHERE seller_id COLLATE "C" > \(sellerID ?? "") ORDER BY seller_id COLLATE "C" LIMIT \(limit)
+            WHERE (\(app?.rawValue)::text IS NULL OR app = \(app?.rawValue))
+              AND (app COLLATE "C", seller_id COLLATE "C") > (\(afterApp), \(afterSellerID))
+            ORDER BY app COLLATE "C", seller_id COLLATE "C" LIMIT \(limit)
             """
         ).map(Self.account(from:))
     }
 
-    /// How many accounts have each status (every status, 0 when none, as
-    /// keeper.db answers).
-    public func countByStatus() async throws -> [AccountStatus: Int] {
-        var counts = Dictionary(uniqueKeysWithValues: AccountStatus.allCases.map { ($0, 0) })
-        for row in try await run("SELECT status, count(*) FROM \(unescaped: s).accounts GROUP BY status") {
-            if let status = AccountStatus(rawValue: try row[0].decode(String.self)) {
-                counts[status] = try row[1].decode(Int.self)
+    /// How many accounts of each app have each status (every status, 0 when
+    /// none, for each app that has accounts).
+    public func statusCounts() async throws -> [AppName: [AccountStatus: Int]] {
+        let none = Dictionary(uniqueKeysWithValues: AccountStatus.allCases.map { ($0, 0) })
+        var counts: [AppName: [AccountStatus: Int]] = [:]
+        for row in try await run("SELECT app, status, count(*) FROM \(unescaped: s).accounts GROUP BY app, status") {
+            let app = try Self.app(stored: try row[0].decode(String.self))
+            if let status = AccountStatus(rawValue: try row[1].decode(String.self)) {
+                counts[app, default: none][status] = try row[2].decode(Int.self)
             }
         }
         return counts
     }
 
-    /// Stores a seller from an authorization code, new or re-authorized:
-    /// active, with its failures and status reason cleared; the profile
-    /// keeps stored fields the grant leaves out. A `reauth_required` seller
-    /// moving to active gets its `reactivated` event from the schema's
-    /// trigger, whatever wrote the new token.
-    public func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) async throws -> Account {
+    /// Stores a seller of `app` from an authorization code, new or
+    /// re-authorized: active, with its failures and status reason cleared;
+    /// the profile keeps stored fields the grant leaves out, and the
+    /// ventures it lists replace the stored ones. A `reauth_required`
+    /// seller moving to active gets its `reactivated` event from the
+    /// schema's trigger, whatever wrote the new token.
+    public func enroll(app: AppName, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) async throws
+        -> Account
+    {
         guard
-            let account = try await enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: true)
-        else { throw PostgresStoreError.unknownSeller(grant.sellerID) }
+            let account = try await enroll(
+                app: app, grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: true)
+        else { throw PostgresStoreError.unknownSeller(AccountKey(app: app, sellerID: grant.sellerID)) }
         return account
     }
 
-    /// As ``enroll(grant:nextRefreshAt:now:)``; with `replacingManaged`
+    /// As ``enroll(app:grant:nextRefreshAt:now:)``; with `replacingManaged`
     /// false, a seller tokenkeeper manages (active or disabled) is left as
     /// it is and nil returned (a `reauth_required` one always gets the new
     /// tokens: they are its only way back).
-    func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp, replacingManaged: Bool) async throws
-        -> Account?
-    {
+    func enroll(
+        app: AppName, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp, replacingManaged: Bool
+    ) async throws -> Account? {
+        let key = AccountKey(app: app, sellerID: grant.sellerID)
         guard let refreshToken = grant.refreshToken else {
-            throw PostgresStoreError.invalidAccount(
-                sellerID: grant.sellerID, problem: "the grant carries no refresh token")
+            throw PostgresStoreError.invalidAccount(key, problem: "the grant carries no refresh token")
         }
         let record = ImportRecord(
-            sellerID: grant.sellerID, refreshToken: refreshToken, accessToken: grant.accessToken,
+            app: app, sellerID: grant.sellerID, refreshToken: refreshToken, accessToken: grant.accessToken,
             expireTime: grant.expireTime, refreshTokenValidTime: grant.refreshTokenValidTime)
         if let problem = record.problem {
-            throw PostgresStoreError.invalidAccount(sellerID: grant.sellerID, problem: problem)
+            throw PostgresStoreError.invalidAccount(key, problem: problem)
         }
         let account = Account(
-            sellerID: grant.sellerID, profile: grant.profile, refreshToken: refreshToken,
+            app: app, sellerID: grant.sellerID, profile: grant.profile, refreshToken: refreshToken,
             accessToken: grant.accessToken,
             expireTime: grant.expireTime, accessTokenLifetime: grant.accessTokenLifetime,
             refreshTokenValidTime: grant.refreshTokenValidTime, isRefreshable: !grant.isFinalGrant,
             nextRefreshAt: nextRefreshAt, lastRequestID: grant.requestID, refreshedAt: grant.receivedAt, updatedAt: now)
         let json = try Self.json([AccountRecord(account, createdAt: now)])
+        let ventures = try Self.json(Self.ventureRecords(grant.profile.ventures, of: key))
         // `xmax = 0` in RETURNING: the row was inserted, not updated (an
         // existing seller is "re-authorized", as in keeper.db's event).
         let stored = try await run(
@@ -306,7 +349,7 @@ extension PostgresAccountStore {
                 INSERT INTO \(unescaped: s).accounts (\(unescaped: Self.insertColumns))
                 SELECT \(unescaped: Self.insertColumns)
                 FROM jsonb_to_recordset(\(json)::jsonb) AS r(\(unescaped: Self.recordColumns))
-                ON CONFLICT (seller_id) DO UPDATE SET
+                ON CONFLICT (app, seller_id) DO UPDATE SET
                     refresh_token = excluded.refresh_token, access_token = excluded.access_token,
                     expire_time = excluded.expire_time, access_lifetime_ms = excluded.access_lifetime_ms,
                     refresh_token_valid_time = excluded.refresh_token_valid_time, refreshable = excluded.refreshable,
@@ -319,29 +362,31 @@ extension PostgresAccountStore {
                     account = coalesce(excluded.account, accounts.account),
                     account_platform = coalesce(excluded.account_platform, accounts.account_platform),
                     sp = coalesce(excluded.sp, accounts.sp), locale = coalesce(excluded.locale, accounts.locale),
+                    country = coalesce(excluded.country, accounts.country),
                     updated_at = excluded.updated_at,
                     answer_lost = false, reauth_warned = false, lease_owner = NULL, lease_expires_at = NULL
                 WHERE \(replacingManaged) OR accounts.status = 'reauth_required'
                 RETURNING \(unescaped: Self.accountColumns), (xmax = 0) AS inserted),
             event AS (
-                INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id)
-                SELECT \(now.millisecondsSince1970), seller_id, 'enrolled',
+                INSERT INTO \(unescaped: s).events (at, app, seller_id, kind, detail, request_id)
+                SELECT \(now.millisecondsSince1970), app, seller_id, 'enrolled',
                     CASE WHEN inserted THEN 'new account' ELSE 're-authorized' END
                         || \("; access token expires \(grant.expireTime)"),
                     \(grant.requestID)
-                FROM upserted)
-            SELECT * FROM upserted
+                FROM upserted),
+            listed AS (SELECT * FROM jsonb_to_recordset(\(ventures)::jsonb) AS r(\(unescaped: Self.ventureColumns))),
+            \(unescaped: venturesReplacement(written: "upserted"))
+            SELECT \(unescaped: Self.accountColumns) FROM upserted
             """)
         return try stored.first.map(Self.account(from:))
     }
 
     /// Disables or enables an account (not one that needs re-authorization).
-    public func setStatus(sellerID: String, to status: AccountStatus, nextRefreshAt: Timestamp? = nil, now: Timestamp)
-        async throws -> Account
-    {
+    public func setStatus(
+        account: AccountKey, to status: AccountStatus, nextRefreshAt: Timestamp? = nil, now: Timestamp
+    ) async throws -> Account {
         guard status != .reauthRequired else {
-            throw PostgresStoreError.invalidAccount(
-                sellerID: sellerID, problem: "only a refresh can require re-authorization")
+            throw PostgresStoreError.invalidAccount(account, problem: "only a refresh can require re-authorization")
         }
         let rows = try await run(
             """
@@ -351,42 +396,51 @@ extension PostgresAccountStore {
                 next_refresh_at = CASE WHEN \(status.rawValue) = 'active'
                     THEN \((nextRefreshAt ?? now).millisecondsSince1970) ELSE next_refresh_at END,
                 updated_at = \(now.millisecondsSince1970)
-            WHERE seller_id = \(sellerID) AND status <> 'reauth_required'
+            WHERE app = \(account.app.rawValue) AND seller_id = \(account.sellerID) AND status <> 'reauth_required'
             RETURNING \(unescaped: Self.accountColumns)
             """)
         guard let row = rows.first else {
-            if try await account(sellerID: sellerID) == nil { throw PostgresStoreError.unknownSeller(sellerID) }
+            if try await self.account(account) == nil { throw PostgresStoreError.unknownSeller(account) }
             throw PostgresStoreError.invalidAccount(
-                sellerID: sellerID, problem: "needs re-authorization first ('tokenkeeper add --code')")
+                account, problem: "needs re-authorization first ('tokenkeeper add --code')")
         }
         _ = try await run(
             """
-            INSERT INTO \(unescaped: s).events (at, seller_id, kind)
-            VALUES (\(now.millisecondsSince1970), \(sellerID), \(status == .active ? "enabled" : "disabled"))
+            INSERT INTO \(unescaped: s).events (at, app, seller_id, kind)
+            VALUES (
+                \(now.millisecondsSince1970), \(account.app.rawValue), \(account.sellerID),
+                \(status == .active ? "enabled" : "disabled"))
             """)
         return try Self.account(from: row)
     }
 
-    /// Removes an account; its events stay.
-    public func remove(sellerID: String, now: Timestamp) async throws {
+    /// Removes an account (its ventures with it, the schema's cascade);
+    /// its events stay.
+    public func remove(account: AccountKey, now: Timestamp) async throws {
         let rows = try await run(
             """
-            WITH removed AS (DELETE FROM \(unescaped: s).accounts WHERE seller_id = \(sellerID) RETURNING seller_id)
-            INSERT INTO \(unescaped: s).events (at, seller_id, kind)
-            SELECT \(now.millisecondsSince1970), seller_id, 'removed' FROM removed RETURNING id
+            WITH removed AS (
+                DELETE FROM \(unescaped: s).accounts
+                WHERE app = \(account.app.rawValue) AND seller_id = \(account.sellerID)
+                RETURNING app, seller_id)
+            INSERT INTO \(unescaped: s).events (at, app, seller_id, kind)
+            SELECT \(now.millisecondsSince1970), app, seller_id, 'removed' FROM removed RETURNING id
             """)
-        if rows.isEmpty { throw PostgresStoreError.unknownSeller(sellerID) }
+        if rows.isEmpty { throw PostgresStoreError.unknownSeller(account) }
     }
 
-    /// Seller ids and refresh tokens after `sellerID`, by seller id: what
-    /// `migrate` verifies the copy with.
-    public func refreshTokens(after sellerID: String?, limit: Int) async throws -> [(String, Secret)] {
-        try await run(
+    /// Accounts and refresh tokens after `key`, by app and seller id
+    /// (bytewise, as ``accounts(app:after:limit:)``): what `migrate`
+    /// verifies the copy with.
+    public func refreshTokens(after key: AccountKey?, limit: Int) async throws -> [(AccountKey, Secret)] {
+        let (afterApp, afterSellerID) = (key?.app.rawValue ?? "", key?.sellerID ?? "")
+        return try await run(
             """
-            SELECT seller_id, refresh_token FROM \(unescaped: s).accounts
-            WHERE seller_id COLLATE "C" > \(sellerID ?? "") ORDER BY seller_id COLLATE "C" LIMIT \(limit)
+            SELECT app, seller_id, refresh_token FROM \(unescaped: s).accounts
+            WHERE (app COLLATE "C", seller_id COLLATE "C") > (\(afterApp), \(afterSellerID))
+            ORDER BY app COLLATE "C", seller_id COLLATE "C" LIMIT \(limit)
             """
-        ).map { (try $0[0].decode(String.self), Secret(try $0[1].decode(String.self))) }
+        ).map { (try Self.key(from: $0), Secret(try $0[2].decode(String.self))) }
     }
 }
 
@@ -394,21 +448,26 @@ extension PostgresAccountStore {
 extension PostgresAccountStore {
     /// The newest `limit` events matching, newest first.
     public func events(_ query: EventQuery) async throws -> [StoredEvent] {
-        let (sellerID, since, kind, limit) = (query.sellerID, query.since, query.kind?.rawValue, query.limit)
+        let (app, sellerID, since) = (query.app?.rawValue, query.sellerID, query.since)
+        let (kind, limit) = (query.kind?.rawValue, query.limit)
         return try await run(
             """
-            SELECT id, at, seller_id, kind, detail, request_id, node FROM \(unescaped: s).events
-            WHERE (\(sellerID)::text IS NULL OR seller_id = \(sellerID))
+            SELECT id, at, app, seller_id, kind, detail, request_id, node FROM \(unescaped: s).events
+            WHERE (\(app)::text IS NULL OR app = \(app))
+              AND (\(sellerID)::text IS NULL OR seller_id = \(sellerID))
               AND (\(since?.millisecondsSince1970)::bigint IS NULL OR at >= \(since?.millisecondsSince1970))
               AND (\(kind)::text IS NULL OR kind = \(kind))
             ORDER BY id DESC LIMIT \(limit)
             """
-        ).map { row in
-            StoredEvent(
-                id: try row[0].decode(Int64.self), at: Timestamp(millisecondsSince1970: try row[1].decode(Int64.self)),
-                sellerID: try row[2].decode(String?.self), kind: EventKind(rawValue: try row[3].decode(String.self)),
-                detail: try row[4].decode(String?.self), requestID: try row[5].decode(String?.self),
-                node: try row[6].decode(String?.self))
-        }
+        ).map(Self.event(from:))
+    }
+
+    /// An event from `id, at, app, seller_id, kind, detail, request_id, node`.
+    static func event(from row: [PostgresCell]) throws -> StoredEvent {
+        StoredEvent(
+            id: try row[0].decode(Int64.self), at: Timestamp(millisecondsSince1970: try row[1].decode(Int64.self)),
+            app: try row[2].decode(String?.self).map(app(stored:)), sellerID: try row[3].decode(String?.self),
+            kind: EventKind(rawValue: try row[4].decode(String.self)), detail: try row[5].decode(String?.self),
+            requestID: try row[6].decode(String?.self), node: try row[7].decode(String?.self))
     }
 }

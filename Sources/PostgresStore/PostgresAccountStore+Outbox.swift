@@ -26,12 +26,15 @@ extension PostgresAccountStore {
     /// Appends an event; a notified kind is queued in the outbox by the
     /// schema's trigger, in the same statement.
     public func appendEvent(
-        _ kind: EventKind, sellerID: String? = nil, detail: String? = nil, requestID: String? = nil, at: Timestamp
+        _ kind: EventKind, app: AppName?, sellerID: String? = nil, detail: String? = nil, requestID: String? = nil,
+        at: Timestamp
     ) async throws {
         _ = try await run(
             """
-            INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
-            VALUES (\(at.millisecondsSince1970), \(sellerID), \(kind.rawValue), \(detail), \(requestID), \(node))
+            INSERT INTO \(unescaped: s).events (at, app, seller_id, kind, detail, request_id, node)
+            VALUES (
+                \(at.millisecondsSince1970), \(app?.rawValue), \(sellerID), \(kind.rawValue), \(detail), \(requestID),
+                \(node))
             """)
     }
 
@@ -43,28 +46,28 @@ extension PostgresAccountStore {
     /// after every row lock is taken (the ORDER BY reads them all first), so
     /// that two nodes warn each seller once and the outbox lock is never
     /// waited for while holding it.
-    public func raiseReauthDue(horizon: Timestamp, now: Timestamp, limit: Int = 1000) async throws -> [String] {
+    public func raiseReauthDue(horizon: Timestamp, now: Timestamp, limit: Int = 1000) async throws -> [AccountKey] {
         try await run(
             """
             WITH entering AS (
-                SELECT seller_id FROM \(unescaped: s).accounts
+                SELECT app, seller_id FROM \(unescaped: s).accounts
                 WHERE status = 'active' AND refresh_token_valid_time <= \(horizon.millisecondsSince1970)
                   AND NOT reauth_warned
-                ORDER BY refresh_token_valid_time, seller_id COLLATE "C"
+                ORDER BY refresh_token_valid_time, app COLLATE "C", seller_id COLLATE "C"
                 LIMIT \(max(1, limit))
                 FOR UPDATE SKIP LOCKED),
             marked AS (
                 UPDATE \(unescaped: s).accounts a SET reauth_warned = true
-                FROM entering WHERE a.seller_id = entering.seller_id
-                RETURNING a.seller_id, a.refresh_token_valid_time AS ends),
+                FROM entering WHERE a.app = entering.app AND a.seller_id = entering.seller_id
+                RETURNING a.app, a.seller_id, a.refresh_token_valid_time AS ends),
             raised AS (
-                INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, node)
-                SELECT \(now.millisecondsSince1970), seller_id, 'reauth_due',
+                INSERT INTO \(unescaped: s).events (at, app, seller_id, kind, detail, node)
+                SELECT \(now.millisecondsSince1970), app, seller_id, 'reauth_due',
                     'the refresh token ends ' || \(unescaped: Self.iso8601SQL("ends")), \(node)
-                FROM marked ORDER BY ends, seller_id COLLATE "C")
-            SELECT seller_id FROM marked ORDER BY ends, seller_id COLLATE "C"
+                FROM marked ORDER BY ends, app COLLATE "C", seller_id COLLATE "C")
+            SELECT app, seller_id FROM marked ORDER BY ends, app COLLATE "C", seller_id COLLATE "C"
             """
-        ).map { try $0[0].decode(String.self) }
+        ).map { try Self.key(from: $0) }
     }
 
     /// `column` (epoch milliseconds) as ``TokenKeeperCore/Timestamp``'s
@@ -148,27 +151,21 @@ extension PostgresAccountStore {
                     claimed_until = (extract(epoch FROM clock_timestamp()) * 1000)::bigint + \(length)
                 FROM due WHERE d.event_id = due.event_id AND d.channel = \(channel)
                 RETURNING d.event_id, d.attempts, d.taken_at, d.next_attempt_at)
-            SELECT e.id, e.at, e.seller_id, e.kind, e.detail, e.request_id, e.node, o.payload, c.attempts,
+            SELECT e.id, e.at, e.app, e.seller_id, e.kind, e.detail, e.request_id, e.node, o.payload, c.attempts,
                 a.refresh_token_valid_time, o.uid, c.taken_at
             FROM claimed c
             JOIN \(unescaped: s).events e ON e.id = c.event_id
             JOIN \(unescaped: s).outbox o ON o.event_id = c.event_id
-            LEFT JOIN \(unescaped: s).accounts a ON a.seller_id = e.seller_id
+            LEFT JOIN \(unescaped: s).accounts a ON a.app = e.app AND a.seller_id = e.seller_id
             ORDER BY c.next_attempt_at, c.event_id
             """
         return try await run(query).map { row in
             PendingDelivery(
-                event: StoredEvent(
-                    id: try row[0].decode(Int64.self),
-                    at: Timestamp(millisecondsSince1970: try row[1].decode(Int64.self)),
-                    sellerID: try row[2].decode(String?.self),
-                    kind: EventKind(rawValue: try row[3].decode(String.self)),
-                    detail: try row[4].decode(String?.self), requestID: try row[5].decode(String?.self),
-                    node: try row[6].decode(String?.self)),
-                uid: try row[10].decode(String.self), payload: try row[7].decode(String?.self),
-                attempts: try row[8].decode(Int.self),
-                reauthBy: try row[9].decode(Int64?.self).map { Timestamp(millisecondsSince1970: $0) },
-                takenAt: Timestamp(millisecondsSince1970: try row[11].decode(Int64.self)))
+                event: try Self.event(from: Array(row[0..<8])),
+                uid: try row[11].decode(String.self), payload: try row[8].decode(String?.self),
+                attempts: try row[9].decode(Int.self),
+                reauthBy: try row[10].decode(Int64?.self).map { Timestamp(millisecondsSince1970: $0) },
+                takenAt: Timestamp(millisecondsSince1970: try row[12].decode(Int64.self)))
         }
     }
 

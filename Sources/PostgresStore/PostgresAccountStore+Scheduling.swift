@@ -9,8 +9,22 @@ extension PostgresAccountStore {
         seller_id, refresh_token, access_token, expire_time, access_lifetime_ms, refresh_token_valid_time, \
         refreshable, status, status_reason, next_refresh_at, failed_attempts, last_error, last_request_id, \
         refreshed_at, lease_owner, lease_expires_at, user_id, user_nick, account, account_platform, sp, locale, \
-        answer_lost, updated_at
+        answer_lost, updated_at, app, country
         """
+
+    /// An app name as stored (the table's CHECK admits valid names only).
+    static func app(stored name: String) throws -> AppName {
+        guard let app = AppName(rawValue: name) else {
+            throw PostgresStoreError.server(sqlState: "22023", message: "the stored app name \(name) is not valid")
+        }
+        return app
+    }
+
+    /// The account whose `app` and `seller_id` are `row[column]` and the cell after it.
+    static func key(from row: [PostgresCell], at column: Int = 0) throws -> AccountKey {
+        let stored = try app(stored: try row[column].decode(String.self))
+        return AccountKey(app: stored, sellerID: try row[column + 1].decode(String.self))
+    }
 
     static func account(from cells: [PostgresCell]) throws -> Account {
         func string(_ index: Int) throws -> String? { try cells[index].decode(String?.self) }
@@ -20,10 +34,11 @@ extension PostgresAccountStore {
         let leaseOwner = try string(14)
         let leaseUntil = try time(15)
         return Account(
+            app: try app(stored: try cells[24].decode(String.self)),
             sellerID: try cells[0].decode(String.self),
             profile: SellerProfile(
                 userID: try string(16), userNick: try string(17), account: try string(18),
-                accountPlatform: try string(19), sp: try string(20), locale: try string(21)),
+                accountPlatform: try string(19), sp: try string(20), locale: try string(21), country: try string(25)),
             refreshToken: Secret(try cells[1].decode(String.self)),
             accessToken: try string(2).map(Secret.init),
             expireTime: try time(3),
@@ -71,10 +86,14 @@ extension PostgresAccountStore {
         let due = capped ? Self.dueSQL : "coalesce(next_refresh_at, updated_at)"
         do {
             let rows = try await client.query(
-                "SELECT seller_id, \(unescaped: due), expire_time FROM \(unescaped: s).accounts WHERE status = 'active'",
+                """
+                SELECT app, seller_id, \(unescaped: due), expire_time FROM \(unescaped: s).accounts
+                WHERE status = 'active'
+                """,
                 logger: logger)
-            for try await (sellerID, due, expire) in rows.decode((String, Int64, Int64?).self) {
-                schedule.append(scheduled(sellerID, due: due, expire: expire, view: view))
+            for try await (app, sellerID, due, expire) in rows.decode((String, String, Int64, Int64?).self) {
+                let account = AccountKey(app: try Self.app(stored: app), sellerID: sellerID)
+                schedule.append(scheduled(account, due: due, expire: expire, view: view))
             }
         } catch {
             throw PostgresStoreError.from(error)
@@ -82,16 +101,18 @@ extension PostgresAccountStore {
         return schedule
     }
 
-    private func scheduled(_ sellerID: String, due: Int64?, expire: Int64?, view: ClusterView) -> ScheduledAccount {
-        guard let due else { return ScheduledAccount(sellerID: sellerID, due: nil) }
+    private func scheduled(_ account: AccountKey, due: Int64?, expire: Int64?, view: ClusterView)
+        -> ScheduledAccount
+    {
+        guard let due else { return ScheduledAccount(account, due: nil) }
         let expireTime = expire.map { Timestamp(millisecondsSince1970: $0) }
         return ScheduledAccount(
-            sellerID: sellerID,
-            due: view.deadline(sellerID: sellerID, due: Timestamp(millisecondsSince1970: due), expireTime: expireTime),
+            account,
+            due: view.deadline(account: account, due: Timestamp(millisecondsSince1970: due), expireTime: expireTime),
             expireTime: expireTime)
     }
 
-    /// The sellers announced (NOTIFY) since the last call; everything when
+    /// The accounts announced (NOTIFY) since the last call; everything when
     /// announcements may have been missed (the listener reconnected) or the
     /// live nodes changed. Touches PostgreSQL only when something was announced.
     public func changes(since cursor: ChangeCursor?) async throws -> (changed: [ScheduledAccount], cursor: ChangeCursor)
@@ -102,7 +123,7 @@ extension PostgresAccountStore {
             // A full reload at most once per interval, whatever is announced:
             // until then the flag (and what it covers) waits.
             if feed.everything, let last = feed.lastFullReload, ContinuousClock.now - last < interval {
-                return (Set<String>(), false, feed.sequence)
+                return (Set<AccountKey>(), false, feed.sequence)
             }
             defer {
                 feed.pending.removeAll()
@@ -116,20 +137,23 @@ extension PostgresAccountStore {
         do {
             if everything { return (try await schedule(capped: false), next) }
             guard !announced.isEmpty else { return ([], next) }
-            let ids = Array(announced)
+            let keys = Array(announced)
             let view = cluster.withLock { $0 }
-            var found: [String: ScheduledAccount] = [:]
+            var found: [AccountKey: ScheduledAccount] = [:]
             let rows = try await run(
                 """
-                SELECT seller_id, CASE WHEN status = 'active' THEN coalesce(next_refresh_at, updated_at) END, expire_time
-                FROM \(unescaped: s).accounts WHERE seller_id = ANY(\(ids))
+                SELECT app, seller_id, CASE WHEN status = 'active' THEN coalesce(next_refresh_at, updated_at) END,
+                    expire_time
+                FROM \(unescaped: s).accounts
+                WHERE (app, seller_id) IN (
+                    SELECT * FROM unnest(\(keys.map(\.app.rawValue))::text[], \(keys.map(\.sellerID))::text[]))
                 """)
             for row in rows {
-                let sellerID = try row[0].decode(String.self)
-                found[sellerID] = scheduled(
-                    sellerID, due: try row[1].decode(Int64?.self), expire: try row[2].decode(Int64?.self), view: view)
+                let account = try Self.key(from: row)
+                found[account] = scheduled(
+                    account, due: try row[2].decode(Int64?.self), expire: try row[3].decode(Int64?.self), view: view)
             }
-            return (ids.map { found[$0] ?? ScheduledAccount(sellerID: $0, due: nil) }, next)
+            return (keys.map { found[$0] ?? ScheduledAccount($0, due: nil) }, next)
         } catch {
             // Reported again next time.
             feed.withLock { feed in
@@ -144,7 +168,7 @@ extension PostgresAccountStore {
     /// lease's end is kept on PostgreSQL's clock (its length from `until` −
     /// `now`), so that hosts whose clocks disagree still agree on whether a
     /// lease has lapsed; the result is given back on this host's clock.
-    public func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) async throws
+    public func acquireLease(account: AccountKey, owner: String, until: Timestamp, now: Timestamp) async throws
         -> LeaseResult
     {
         let length = max(0, (until - now).wholeMilliseconds)
@@ -159,7 +183,7 @@ extension PostgresAccountStore {
                 UPDATE \(unescaped: s).accounts SET lease_owner = \(owner),
                     lease_expires_at = (SELECT ms FROM clock) + \(length),
                     answer_lost = answer_lost OR (lease_owner IS NOT NULL AND lease_owner <> \(owner))
-                WHERE seller_id = \(sellerID)
+                WHERE app = \(account.app.rawValue) AND seller_id = \(account.sellerID)
                   AND (lease_owner IS NULL OR lease_owner = \(owner)
                     OR (lease_expires_at <= (SELECT ms FROM clock) AND NOT EXISTS (
                         SELECT 1 FROM \(unescaped: s).nodes n WHERE n.node = accounts.lease_owner
@@ -174,7 +198,7 @@ extension PostgresAccountStore {
             let holder = try await run(
                 """
                 SELECT lease_owner, lease_expires_at - (extract(epoch FROM clock_timestamp()) * 1000)::bigint
-                FROM \(unescaped: s).accounts WHERE seller_id = \(sellerID)
+                FROM \(unescaped: s).accounts WHERE app = \(account.app.rawValue) AND seller_id = \(account.sellerID)
                 """)
             guard let row = holder.first else { return .notFound }
             if let owner = try row[0].decode(String?.self), let left = try row[1].decode(Int64?.self) {
@@ -185,11 +209,11 @@ extension PostgresAccountStore {
         return .busy(Lease(owner: "unknown", expiresAt: now))
     }
 
-    public func releaseLease(sellerID: String, owner: String) async throws {
+    public func releaseLease(account: AccountKey, owner: String) async throws {
         _ = try await run(
             """
             UPDATE \(unescaped: s).accounts SET lease_owner = NULL, lease_expires_at = NULL
-            WHERE seller_id = \(sellerID) AND lease_owner = \(owner)
+            WHERE app = \(account.app.rawValue) AND seller_id = \(account.sellerID) AND lease_owner = \(owner)
             """)
     }
 
@@ -199,9 +223,10 @@ extension PostgresAccountStore {
     /// `accounts_reactivated` trigger writes its one `reactivated` event
     /// (with this node, from `tokenkeeper.node`, set for this statement's
     /// transaction only by the `writer` step, which the fence's row reads
-    /// before anything is updated).
+    /// before anything is updated). The ventures the answer lists replace
+    /// the stored ones in the same statement.
     public func commitRotation(
-        sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
+        account: AccountKey, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
     ) async throws -> Bool {
         let profile = grant.profile
         let hasAccessToken = grant.accessToken != nil
@@ -212,14 +237,15 @@ extension PostgresAccountStore {
         if grant.isFinalGrant { detail += "; final grant (refresh_expires_in 0)" }
         if !grant.anomalies.isEmpty { detail += "; sanitized: " + grant.anomalies.joined(separator: ", ") }
         let validity = grant.refreshTokenValidTime?.millisecondsSince1970
+        let ventures = try Self.json(Self.ventureRecords(profile.ventures, of: account))
         let rows = try await run(
             """
             WITH writer AS MATERIALIZED (
                 SELECT set_config('tokenkeeper.node', coalesce(\(node)::text, ''), true) AS node),
             old AS (
-                SELECT a.seller_id FROM \(unescaped: s).accounts a, writer
-                WHERE a.seller_id = \(sellerID) AND a.refresh_token = \(sent.exposedValue)
-                  AND writer.node IS NOT NULL
+                SELECT a.app, a.seller_id FROM \(unescaped: s).accounts a, writer
+                WHERE a.app = \(account.app.rawValue) AND a.seller_id = \(account.sellerID)
+                  AND a.refresh_token = \(sent.exposedValue) AND writer.node IS NOT NULL
                 FOR UPDATE OF a),
             updated AS (
                 UPDATE \(unescaped: s).accounts a SET
@@ -239,16 +265,20 @@ extension PostgresAccountStore {
                     account = coalesce(\(profile.account), account),
                     account_platform = coalesce(\(profile.accountPlatform), account_platform),
                     sp = coalesce(\(profile.sp), sp), locale = coalesce(\(profile.locale), locale),
+                    country = coalesce(\(profile.country), country),
                     reauth_warned = CASE WHEN \(validity)::bigint IS NOT NULL
                         AND refresh_token_valid_time IS DISTINCT FROM \(validity)::bigint THEN false ELSE reauth_warned END,
                     refresh_token_valid_time = coalesce(\(validity)::bigint, refresh_token_valid_time),
                     updated_at = \(now.millisecondsSince1970)
-                FROM old WHERE a.seller_id = old.seller_id
-                RETURNING a.seller_id),
+                FROM old WHERE a.app = old.app AND a.seller_id = old.seller_id
+                RETURNING a.app, a.seller_id),
             refreshed AS (
-                INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
-                SELECT \(now.millisecondsSince1970), seller_id, 'refreshed', \(detail), \(grant.requestID), \(node)
-                FROM updated)
+                INSERT INTO \(unescaped: s).events (at, app, seller_id, kind, detail, request_id, node)
+                SELECT \(now.millisecondsSince1970), app, seller_id, 'refreshed', \(detail), \(grant.requestID),
+                    \(node)
+                FROM updated),
+            listed AS (SELECT * FROM jsonb_to_recordset(\(ventures)::jsonb) AS r(\(unescaped: Self.ventureColumns))),
+            \(unescaped: venturesReplacement(written: "updated"))
             SELECT seller_id FROM updated
             """)
         if !rows.isEmpty { return true }
@@ -257,14 +287,15 @@ extension PostgresAccountStore {
         let landed = try await run(
             """
             SELECT 1 FROM \(unescaped: s).accounts
-            WHERE seller_id = \(sellerID) AND refresh_token = \(rotated.exposedValue)
+            WHERE app = \(account.app.rawValue) AND seller_id = \(account.sellerID)
+              AND refresh_token = \(rotated.exposedValue)
             """)
         return !landed.isEmpty
     }
 
     @discardableResult
     public func recordFailure(
-        sellerID: String, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
+        account: AccountKey, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
         now: Timestamp
     ) async throws -> Bool {
         // Only the lease's owner records its failure.
@@ -276,10 +307,10 @@ extension PostgresAccountStore {
                     next_refresh_at = \(nextRefreshAt.millisecondsSince1970),
                     answer_lost = (answer_lost OR \(failure.answerMayBeLost)),
                     lease_owner = NULL, lease_expires_at = NULL
-                WHERE seller_id = \(sellerID) AND lease_owner = \(owner)
-                RETURNING seller_id)
-            INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
-            SELECT \(now.millisecondsSince1970), seller_id, 'refresh_failed',
+                WHERE app = \(account.app.rawValue) AND seller_id = \(account.sellerID) AND lease_owner = \(owner)
+                RETURNING app, seller_id)
+            INSERT INTO \(unescaped: s).events (at, app, seller_id, kind, detail, request_id, node)
+            SELECT \(now.millisecondsSince1970), app, seller_id, 'refresh_failed',
                 \("\(failure.code): \(failure.message); attempt \(failedAttempts), next try \(nextRefreshAt)"),
                 \(failure.requestID), \(node)
             FROM updated
@@ -299,7 +330,7 @@ extension PostgresAccountStore {
     }
 
     @discardableResult
-    public func noteRefusedPair(sellerID: String, owner: String, reason: String, until: Timestamp, now: Timestamp)
+    public func noteRefusedPair(account: AccountKey, owner: String, reason: String, until: Timestamp, now: Timestamp)
         async throws -> Bool
     {
         let length = max(0, (until - now).wholeMilliseconds)
@@ -308,17 +339,18 @@ extension PostgresAccountStore {
             WITH updated AS (
                 UPDATE \(unescaped: s).accounts SET last_error = \(reason),
                     lease_expires_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint + \(length)
-                WHERE seller_id = \(sellerID) AND lease_owner = \(owner)
-                RETURNING seller_id)
-            INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
-            SELECT \(now.millisecondsSince1970), seller_id, 'refresh_failed', \(reason), NULL::text, \(node) FROM updated
+                WHERE app = \(account.app.rawValue) AND seller_id = \(account.sellerID) AND lease_owner = \(owner)
+                RETURNING app, seller_id)
+            INSERT INTO \(unescaped: s).events (at, app, seller_id, kind, detail, request_id, node)
+            SELECT \(now.millisecondsSince1970), app, seller_id, 'refresh_failed', \(reason), NULL::text, \(node)
+            FROM updated
             RETURNING id
             """)
         return !rows.isEmpty
     }
 
     public func markReauthRequired(
-        sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
+        account: AccountKey, sent: Secret, reason: String, requestID: String?, now: Timestamp
     ) async throws -> Bool {
         let rows = try await run(
             """
@@ -326,10 +358,11 @@ extension PostgresAccountStore {
                 UPDATE \(unescaped: s).accounts SET status = 'reauth_required', status_reason = \(reason),
                     last_request_id = coalesce(\(requestID), last_request_id), next_refresh_at = NULL,
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = \(now.millisecondsSince1970)
-                WHERE seller_id = \(sellerID) AND refresh_token = \(sent.exposedValue)
-                RETURNING seller_id)
-            INSERT INTO \(unescaped: s).events (at, seller_id, kind, detail, request_id, node)
-            SELECT \(now.millisecondsSince1970), seller_id, 'reauth_required', \(reason), \(requestID), \(node)
+                WHERE app = \(account.app.rawValue) AND seller_id = \(account.sellerID)
+                  AND refresh_token = \(sent.exposedValue)
+                RETURNING app, seller_id)
+            INSERT INTO \(unescaped: s).events (at, app, seller_id, kind, detail, request_id, node)
+            SELECT \(now.millisecondsSince1970), app, seller_id, 'reauth_required', \(reason), \(requestID), \(node)
             FROM updated
             RETURNING id
             """)

@@ -13,7 +13,7 @@ public import TokenKeeperCore
 ///   fence), so a node that lost its lease (paused, partitioned, dead) can
 ///   never overwrite a newer token.
 /// - Changes reach the other nodes by `LISTEN`/`NOTIFY` (``runCluster(node:heartbeat:onLiveNodes:)``):
-///   ``changes(since:)`` reads only the sellers announced since the last call,
+///   ``changes(since:)`` reads only the accounts announced since the last call,
 ///   and nothing at all when none was.
 /// - Sellers are divided among live nodes (rendezvous hashing over the
 ///   `nodes` heartbeat table): each seller's first node schedules it at its
@@ -189,7 +189,7 @@ public final class PostgresAccountStore: AccountStore, Sendable {
     }
 
     /// Creates the reader role if `password` is given and it does not exist
-    /// (or sets its password), and grants it the two views and nothing else.
+    /// (or sets its password), and grants it the readers' views and nothing else.
     public func grantReaders(password: String?) async throws -> [String] {
         var done: [String] = []
         let role = PostgresSchema.readerRole
@@ -207,7 +207,8 @@ public final class PostgresAccountStore: AccountStore, Sendable {
         for statement in PostgresSchema.readerGrants(schema: settings.schema) {
             _ = try await run(PostgresQuery(unsafeSQL: statement))
         }
-        done.append("granted \(role) SELECT on \(settings.schema).tokens and \(settings.schema).valid_tokens only")
+        let views = ["tokens", "valid_tokens", "seller_tokens"].map { "\(settings.schema).\($0)" }
+        done.append("granted \(role) SELECT on \(views.joined(separator: ", ")) only")
         return done
     }
 
@@ -218,29 +219,40 @@ public final class PostgresAccountStore: AccountStore, Sendable {
     }
 }
 
-/// What ``PostgresAccountStore/changes(since:)`` has to report: the sellers
+/// What ``PostgresAccountStore/changes(since:)`` has to report: the accounts
 /// announced since the last call, or everything (after the listener
 /// reconnected, or the live nodes changed).
 struct ChangeFeed {
-    var pending: Set<String> = []
+    var pending: Set<AccountKey> = []
     var everything = false
     var sequence: Int64 = 0
     /// When the schedule was last read whole for ``everything``.
     var lastFullReload: ContinuousClock.Instant?
 
-    /// Takes a notification's payload: `*`, or a seller id (checked for
+    /// Takes a notification's payload: `*`, or `app:seller_id` (checked for
     /// shape only here: it is looked up before anything is scheduled).
     mutating func announce(_ payload: String, maxPending: Int) {
         if payload == "*" {
             everything = true
-        } else if Self.isPlausibleSellerID(payload) {
+        } else if let account = Self.account(announcedAs: payload) {
             if pending.count >= maxPending {
                 pending.removeAll()
                 everything = true
             } else if !everything {
-                pending.insert(payload)
+                pending.insert(account)
             }
         }
+    }
+
+    /// The account a payload names: a valid app name, `:` (which no app name
+    /// has) and a plausible seller id (which may have one); nil otherwise.
+    static func account(announcedAs payload: String) -> AccountKey? {
+        let scalars = payload.unicodeScalars
+        guard let colon = scalars.firstIndex(of: ":"),
+            let app = AppName(rawValue: String(scalars[..<colon]))
+        else { return nil }
+        let sellerID = String(scalars[scalars.index(after: colon)...])
+        return isPlausibleSellerID(sellerID) ? AccountKey(app: app, sellerID: sellerID) : nil
     }
 
     /// Seller ids are short and printable; a payload that is not cannot name one.

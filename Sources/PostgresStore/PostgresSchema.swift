@@ -5,11 +5,11 @@ import Foundation
 /// A database whose version is newer than the binary's is refused, as with
 /// keeper.db.
 ///
-/// The readers' contract (docs/DATABASE.md, "PostgreSQL") is the view
-/// `tokens` and the view `valid_tokens`, with the same columns and meaning as
-/// in tokens.db; the role `tokenkeeper_reader` is granted those two and
-/// nothing else. Views run with their owner's rights, so the reader reads no
-/// table, and no view shows a refresh token.
+/// The readers' contract (docs/DATABASE.md, "PostgreSQL") is the views
+/// `tokens`, `valid_tokens` and `seller_tokens`, with the same columns and
+/// meaning as in tokens.db; the role `tokenkeeper_reader` is granted those
+/// three and nothing else. Views run with their owner's rights, so the
+/// reader reads no table, and no view shows a refresh token.
 enum PostgresSchema {
     struct Migration {
         var version: Int
@@ -289,6 +289,119 @@ enum PostgresSchema {
                 "ALTER TABLE {S}.used_states ADD COLUMN in_use boolean NOT NULL DEFAULT true",
                 "ALTER TABLE {S}.used_states ADD COLUMN releases integer NOT NULL DEFAULT 0",
             ]),
+        // Several apps in one schema: an account is keyed by (app, seller id).
+        // Additive: every row there is belongs to the app `default`, and the
+        // readers' views keep their columns (new ones are appended, as
+        // CREATE OR REPLACE VIEW allows). A node of the previous version
+        // cannot write this schema (its upserts name the old key): every
+        // node is upgraded together.
+        Migration(
+            version: 5,
+            statements: [
+                // A constant default is stored once, not written into every
+                // row; the check reads the table once.
+                """
+                ALTER TABLE {S}.accounts ADD COLUMN app text NOT NULL DEFAULT 'default'
+                    CONSTRAINT accounts_app_name CHECK (app ~ '^[a-z0-9_-]{1,32}$')
+                """,
+                "ALTER TABLE {S}.accounts DROP CONSTRAINT accounts_pkey",
+                "ALTER TABLE {S}.accounts ADD CONSTRAINT accounts_pkey PRIMARY KEY (app, seller_id)",
+                // A seller id across apps: the commands given no app, and
+                // the readers, who look tokens up by seller id alone.
+                "CREATE INDEX accounts_by_seller ON {S}.accounts (seller_id)",
+                // Lazada's `country` (`cb` for a cross-border account).
+                "ALTER TABLE {S}.accounts ADD COLUMN country text",
+                // The events of an account written before belong to
+                // `default` (the default stored once, then dropped: a new
+                // event always names its app, or none for the daemon's own);
+                // the daemon's own events (no seller) to no app. Those are
+                // few, and found through the seller index.
+                "ALTER TABLE {S}.events ADD COLUMN app text DEFAULT 'default'",
+                "ALTER TABLE {S}.events ALTER COLUMN app DROP DEFAULT",
+                "UPDATE {S}.events SET app = NULL WHERE seller_id IS NULL",
+                // `events_by_seller` stays, for a seller's events across apps.
+                "CREATE INDEX events_by_account ON {S}.events (app, seller_id, id)",
+                // The sellers a Lazada account serves, one per country
+                // (`country_user_info`): the account's token serves each.
+                // Replaced whenever an answer lists them, kept when one does
+                // not; they go with their account.
+                """
+                CREATE TABLE {S}.ventures (
+                    app text NOT NULL,
+                    account_id text NOT NULL,
+                    country text NOT NULL,
+                    seller_id text NOT NULL CHECK (seller_id <> ''),
+                    user_id text,
+                    short_code text,
+                    PRIMARY KEY (app, account_id, country),
+                    FOREIGN KEY (app, account_id) REFERENCES {S}.accounts (app, seller_id) ON DELETE CASCADE
+                )
+                """,
+                "CREATE INDEX ventures_by_seller ON {S}.ventures (seller_id)",
+                // Announced as `app:seller_id` (an app name has no ':'; a
+                // seller id may).
+                """
+                CREATE OR REPLACE FUNCTION {S}.announce_change() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF coalesce(current_setting('tokenkeeper.bulk', true), '') <> 'on' THEN
+                        PERFORM pg_notify(TG_TABLE_SCHEMA || '_changes',
+                            CASE WHEN TG_OP = 'DELETE' THEN OLD.app || ':' || OLD.seller_id
+                                ELSE NEW.app || ':' || NEW.seller_id END);
+                    END IF;
+                    RETURN NULL;
+                END
+                $$
+                """,
+                """
+                CREATE OR REPLACE FUNCTION {S}.note_reactivated() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO {S}.events (at, app, seller_id, kind, detail, request_id, node)
+                    VALUES (NEW.updated_at, NEW.app, NEW.seller_id, 'reactivated',
+                        'was ' || coalesce(OLD.status_reason, 'reauth_required'), NEW.last_request_id,
+                        nullif(current_setting('tokenkeeper.node', true), ''));
+                    RETURN NULL;
+                END
+                $$
+                """,
+                """
+                CREATE OR REPLACE VIEW {S}.tokens AS
+                SELECT seller_id, user_id, user_nick, account, account_platform, sp, locale, access_token, expire_time,
+                    CASE WHEN NOT refreshable
+                        THEN least(coalesce(refresh_token_valid_time, expire_time), expire_time)
+                        ELSE refresh_token_valid_time END AS reauth_by,
+                    status, status_reason, coalesce(refreshed_at, updated_at) AS refreshed_at, updated_at,
+                    app, country
+                FROM {S}.accounts
+                WHERE access_token IS NOT NULL AND expire_time IS NOT NULL
+                """,
+                """
+                CREATE OR REPLACE VIEW {S}.valid_tokens AS
+                SELECT seller_id, access_token, expire_time, app
+                FROM {S}.tokens
+                WHERE status = 'active'
+                  AND expire_time > (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+                """,
+                // One row per seller an account's token serves: the account's
+                // own seller id when it lists no ventures, each venture's
+                // otherwise. Two branches, each a plain column, so that a
+                // reader's `WHERE seller_id = …` reaches the seller indexes
+                // of both tables.
+                """
+                CREATE VIEW {S}.seller_tokens AS
+                SELECT a.app, a.seller_id, NULL::text AS country, NULL::text AS short_code, a.access_token,
+                    a.expire_time, a.status
+                FROM {S}.accounts a
+                WHERE a.access_token IS NOT NULL AND a.expire_time IS NOT NULL
+                  AND NOT EXISTS (
+                    SELECT 1 FROM {S}.ventures v WHERE v.app = a.app AND v.account_id = a.seller_id)
+                UNION ALL
+                SELECT v.app, v.seller_id, v.country, v.short_code, a.access_token, a.expire_time, a.status
+                FROM {S}.ventures v
+                JOIN {S}.accounts a ON a.app = v.app AND a.seller_id = v.account_id
+                WHERE a.access_token IS NOT NULL AND a.expire_time IS NOT NULL
+                """,
+                "REVOKE ALL ON ALL TABLES IN SCHEMA {S} FROM PUBLIC",
+            ]),
     ]
 
     static var latestVersion: Int { migrations.map(\.version).max() ?? 0 }
@@ -304,14 +417,14 @@ enum PostgresSchema {
     }
 
     /// What `tokenkeeper postgres init` runs (and docs/DATABASE.md shows):
-    /// the reader role, allowed into the schema and to the two views only.
+    /// the reader role, allowed into the schema and to the readers' views only.
     static func readerGrants(schema: String) -> [String] {
         [
             "GRANT USAGE ON SCHEMA {S} TO \(readerRole)",
             "REVOKE ALL ON ALL TABLES IN SCHEMA {S} FROM \(readerRole)",
             "REVOKE ALL ON ALL SEQUENCES IN SCHEMA {S} FROM \(readerRole)",
             "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {S} FROM \(readerRole)",
-            "GRANT SELECT ON {S}.tokens, {S}.valid_tokens TO \(readerRole)",
+            "GRANT SELECT ON {S}.tokens, {S}.valid_tokens, {S}.seller_tokens TO \(readerRole)",
         ].map { sql($0, schema: schema) }
     }
 }

@@ -11,10 +11,10 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible, Scoped
     case server(sqlState: String, message: String)
     /// The server could not be reached or the connection broke.
     case connection(String)
-    /// No such seller.
-    case unknownSeller(String)
+    /// No such account.
+    case unknownSeller(AccountKey)
     /// A record or account that cannot be stored.
-    case invalidAccount(sellerID: String, problem: String)
+    case invalidAccount(AccountKey, problem: String)
     /// `migrate --to postgres` found sellers already in the schema, or a
     /// copy that does not match.
     case notEmpty(accounts: Int)
@@ -27,8 +27,8 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible, Scoped
                 + "run the tokenkeeper that wrote it, or a newer one; nothing was changed"
         case .server(let sqlState, let message): "PostgreSQL refused: \(message) (SQLSTATE \(sqlState))"
         case .connection(let what): "cannot reach PostgreSQL: \(what)"
-        case .unknownSeller(let sellerID): "no seller \(sellerID)"
-        case .invalidAccount(let sellerID, let problem): "seller \(sellerID): \(problem)"
+        case .unknownSeller(let account): "no seller \(account)"
+        case .invalidAccount(let account, let problem): "seller \(account): \(problem)"
         case .notEmpty(let accounts):
             "the PostgreSQL schema already holds \(accounts) sellers: migrate into an empty schema "
                 + "(storage.postgres.schema) so that nothing there is overwritten"

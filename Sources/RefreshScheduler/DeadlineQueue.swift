@@ -8,85 +8,167 @@ import TokenKeeperCore
 /// account's. So rescheduling is O(log n) with no search in the heap, and a
 /// compaction rebuilds the heap when stale entries outnumber live ones.
 ///
-/// Memory counts at a million accounts: an entry is a deadline and a seller
-/// id (24 bytes), `current` maps the id to a deadline (24 bytes a slot).
+/// Several apps share the one heap, but each app calls the gateway at its
+/// own pace and may be held back alone (throttled, its configuration
+/// rejected). A due account whose app cannot call yet is *set aside*: taken
+/// off the heap into its app's line of due accounts, kept in deadline order,
+/// while `current` keeps its deadline, so it stays
+/// scheduled (``contains(_:)``, ``due(of:)``, ``count``) and a change of its
+/// deadline or its removal makes the set-aside entry stale exactly as it
+/// makes a heap entry stale. The heap's top then moves on to the other apps'
+/// accounts, and the held app's accounts wait in line without being pushed
+/// back onto the heap at every wake-up (which, for a crowd waiting for the
+/// rate limit, would cost a push per account per call).
+///
+/// Memory counts at a million accounts: an entry is a deadline and a key
+/// (40 bytes), `current` maps the key to a deadline (40 bytes a slot).
 struct DeadlineQueue {
     private struct Entry: Comparable {
         var due: Int64
-        var sellerID: String
+        var key: AccountKey
 
         static func < (lhs: Entry, rhs: Entry) -> Bool {
-            (lhs.due, lhs.sellerID) < (rhs.due, rhs.sellerID)
+            lhs.due != rhs.due ? lhs.due < rhs.due : lhs.key < rhs.key
+        }
+    }
+
+    /// One app's accounts set aside, earliest deadline first (an array read
+    /// from `head`, so that taking the first is O(1)).
+    private struct Line {
+        var entries: [Entry] = []
+        var head = 0
+
+        var first: Entry? { head < entries.count ? entries[head] : nil }
+
+        /// Entries come off the heap in deadline order and are appended; one
+        /// that comes later with an earlier deadline (a retry due in seconds,
+        /// a forced refresh) goes to its place rather than behind the rest.
+        mutating func insert(_ entry: Entry) {
+            guard let last = entries.last, head < entries.count, entry < last else {
+                entries.append(entry)
+                return
+            }
+            var low = head
+            var high = entries.count
+            while low < high {
+                let middle = (low + high) / 2
+                if entries[middle] < entry { low = middle + 1 } else { high = middle }
+            }
+            entries.insert(entry, at: low)
+        }
+
+        mutating func removeFirst() {
+            head += 1
+            if head == entries.count {
+                entries.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head > 1024, head * 2 > entries.count {
+                entries.removeFirst(head)
+                head = 0
+            }
         }
     }
 
     private var heap = Heap<Entry>()
-    /// The live deadline of each account, in milliseconds.
-    private var current: [String: Int64] = [:]
+    /// The live deadline of each account, in milliseconds (set-aside ones included).
+    private var current: [AccountKey: Int64] = [:]
+    private var setAside: [AppName: Line] = [:]
 
-    /// Accounts with a deadline.
+    /// Accounts with a deadline (set-aside ones included).
     var count: Int { current.count }
 
     /// Heap entries, live and stale (for tests of compaction).
     var storedEntries: Int { heap.count }
 
-    func due(of sellerID: String) -> Timestamp? {
-        current[sellerID].map(Timestamp.init(millisecondsSince1970:))
+    func due(of key: AccountKey) -> Timestamp? {
+        current[key].map(Timestamp.init(millisecondsSince1970:))
     }
 
-    func contains(_ sellerID: String) -> Bool {
-        current[sellerID] != nil
+    func contains(_ key: AccountKey) -> Bool {
+        current[key] != nil
     }
 
     /// Replaces the whole schedule in O(n).
     mutating func load(_ accounts: some Sequence<ScheduledAccount>) {
         current.removeAll(keepingCapacity: true)
+        setAside.removeAll()
         // Sized once: growing a million-slot dictionary rehashes it ~20 times.
         current.reserveCapacity(accounts.underestimatedCount)
         var entries: [Entry] = []
         entries.reserveCapacity(accounts.underestimatedCount)
         for account in accounts {
             guard let due = account.due?.millisecondsSince1970 else { continue }
-            if let existing = current[account.sellerID], existing <= due { continue }
-            current[account.sellerID] = due
-            entries.append(Entry(due: due, sellerID: account.sellerID))
+            if let existing = current[account.key], existing <= due { continue }
+            current[account.key] = due
+            entries.append(Entry(due: due, key: account.key))
         }
         heap = Heap(entries)
     }
 
     /// Sets the account's deadline, replacing the one it had.
-    mutating func schedule(_ sellerID: String, at due: Timestamp) {
+    mutating func schedule(_ key: AccountKey, at due: Timestamp) {
         let milliseconds = due.millisecondsSince1970
-        if current[sellerID] == milliseconds { return }
-        current[sellerID] = milliseconds
-        heap.insert(Entry(due: milliseconds, sellerID: sellerID))
+        if current[key] == milliseconds { return }
+        current[key] = milliseconds
+        heap.insert(Entry(due: milliseconds, key: key))
         compactIfNeeded()
     }
 
-    /// Removes the account's deadline; its heap entry is discarded later.
-    mutating func remove(_ sellerID: String) {
-        current.removeValue(forKey: sellerID)
+    /// Removes the account's deadline; its heap or set-aside entry is discarded later.
+    mutating func remove(_ key: AccountKey) {
+        current.removeValue(forKey: key)
     }
 
-    /// The earliest live deadline. An entry is live while its deadline is
-    /// still the account's (a second entry with the same deadline, left by
-    /// a remove and a re-add, is found stale once the first is popped).
-    mutating func peek() -> (sellerID: String, due: Timestamp)? {
+    /// The earliest live deadline on the heap (set-aside accounts are not on
+    /// it). An entry is live while its deadline is still the account's (a
+    /// second entry with the same deadline, left by a remove and a re-add, is
+    /// found stale once the first is taken).
+    mutating func peek() -> (key: AccountKey, due: Timestamp)? {
         while let top = heap.min {
-            if current[top.sellerID] == top.due {
-                return (top.sellerID, Timestamp(millisecondsSince1970: top.due))
+            if current[top.key] == top.due {
+                return (top.key, Timestamp(millisecondsSince1970: top.due))
             }
             _ = heap.popMin()
         }
         return nil
     }
 
-    /// Removes and returns the earliest deadline if it is at or before `now`.
-    mutating func popDue(notAfter now: Timestamp) -> (sellerID: String, due: Timestamp)? {
+    /// Removes and returns the earliest deadline on the heap if it is at or before `now`.
+    mutating func popDue(notAfter now: Timestamp) -> (key: AccountKey, due: Timestamp)? {
         guard let top = peek(), top.due <= now else { return nil }
         _ = heap.popMin()
-        current.removeValue(forKey: top.sellerID)
+        current.removeValue(forKey: top.key)
         return top
+    }
+
+    /// Takes the earliest deadline off the heap and sets it aside in its
+    /// app's line; the account stays scheduled.
+    mutating func setAsideEarliest() {
+        guard peek() != nil, let top = heap.popMin() else { return }
+        setAside[top.key.app, default: Line()].insert(top)
+    }
+
+    /// The apps with accounts set aside (some may have gone stale since).
+    var appsWithSetAside: [AppName] { Array(setAside.keys) }
+
+    /// The first live account set aside for `app`, discarding stale ones.
+    mutating func firstSetAside(of app: AppName) -> (key: AccountKey, due: Timestamp)? {
+        while let entry = setAside[app]?.first {
+            if current[entry.key] == entry.due {
+                return (entry.key, Timestamp(millisecondsSince1970: entry.due))
+            }
+            setAside[app]!.removeFirst()
+        }
+        setAside[app] = nil
+        return nil
+    }
+
+    /// Removes and returns the first live account set aside for `app`.
+    mutating func popSetAside(of app: AppName) -> (key: AccountKey, due: Timestamp)? {
+        guard let first = firstSetAside(of: app) else { return nil }
+        setAside[app]!.removeFirst()
+        current.removeValue(forKey: first.key)
+        return first
     }
 
     /// Moves every deadline by `offset` in O(n): the wall clock was stepped.
@@ -96,8 +178,11 @@ struct DeadlineQueue {
         rebuildHeap()
     }
 
+    /// Puts every live deadline back on the heap, set-aside ones included:
+    /// whatever must wait for its app is set aside again when it comes up.
     private mutating func rebuildHeap() {
-        heap = Heap(current.map { Entry(due: $0.value, sellerID: $0.key) })
+        heap = Heap(current.map { Entry(due: $0.value, key: $0.key) })
+        setAside.removeAll()
     }
 
     /// How long before its deadline each account must be allowed to start
@@ -106,8 +191,26 @@ struct DeadlineQueue {
     /// max over i > j of ((i - j) / rate - (d[i] - d[j])) over the sorted
     /// deadlines. Zero when the calls fit. O(n log n).
     func requiredLead(callsPerSecond: Double) -> Duration {
-        guard current.count > 1, callsPerSecond > 0 else { return .zero }
-        let deadlines = current.values.sorted()
+        Self.requiredLead(deadlines: Array(current.values), callsPerSecond: callsPerSecond)
+    }
+
+    /// ``requiredLead(callsPerSecond:)`` for each app over its own accounts
+    /// at its own rate (nil: no limit, no lead); apps that need none are left out.
+    func requiredLeads(callsPerSecond rate: (AppName) -> Double?) -> [AppName: Duration] {
+        var byApp: [AppName: [Int64]] = [:]
+        for (key, due) in current { byApp[key.app, default: []].append(due) }
+        var leads: [AppName: Duration] = [:]
+        for (app, deadlines) in byApp {
+            guard let callsPerSecond = rate(app) else { continue }
+            let lead = Self.requiredLead(deadlines: deadlines, callsPerSecond: callsPerSecond)
+            if lead > .zero { leads[app] = lead }
+        }
+        return leads
+    }
+
+    private static func requiredLead(deadlines unsorted: [Int64], callsPerSecond: Double) -> Duration {
+        guard unsorted.count > 1, callsPerSecond > 0 else { return .zero }
+        let deadlines = unsorted.sorted()
         let spacingMs = 1000 / callsPerSecond
         var lowest = Double.infinity
         var leadMs = 0.0

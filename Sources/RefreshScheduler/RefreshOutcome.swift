@@ -9,8 +9,9 @@ public enum RefreshOutcome: Sendable, Equatable {
     /// A transient or throttling failure; the account stays active and is
     /// tried again at `retryAt`.
     case failed(GatewayFailure, retryAt: Timestamp)
-    /// The gateway rejected our configuration (signature, app key, clock); no
-    /// account is marked, and the accounts are held back until it is fixed.
+    /// The gateway rejected the configuration of the account's app (signature,
+    /// app key, clock), or the app has no gateway; no account is marked, and
+    /// the app's accounts are held back until it is fixed.
     case configurationRejected(GatewayFailure)
     /// The account is now `reauth_required` with `reason` (the gateway's code,
     /// or ``StatusReason/refreshTokenExpired``).
@@ -41,8 +42,9 @@ public enum RefreshOutcome: Sendable, Equatable {
         /// The stored refresh token changed during the call (another process or
         /// a re-authorization): nothing was written; the stored state stands.
         case tokenChanged
-        /// Calls were paused (throttling or configuration trouble) by the time
-        /// its lease was taken.
+        /// Its app's calls were paused (throttling or configuration trouble),
+        /// or the store could not take rotated pairs, by the time its lease
+        /// was taken.
         case heldBack
     }
 

@@ -15,16 +15,16 @@ extension RefreshScheduler {
 
     /// One attempt: lease, re-read, decide, call, make the outcome durable.
     private func perform(_ job: Job) async -> AttemptResult {
-        let sellerID = job.sellerID
+        let key = job.account
         let leaseTakenAt = clock.now()
         let lease: LeaseResult
         do {
             lease = try await store.acquireLease(
-                sellerID: sellerID, owner: configuration.leaseOwner,
+                account: key, owner: configuration.leaseOwner,
                 until: leaseTakenAt + configuration.leaseDuration, now: leaseTakenAt)
             storeWorked()
         } catch {
-            let retryAt = storeFailed("take the lease", error, sellerID: sellerID)
+            let retryAt = storeFailed("take the lease", error, account: key)
             return AttemptResult(outcome: .storeFailed(message: "\(error)", retryAt: retryAt))
         }
         let account: Account
@@ -33,12 +33,12 @@ extension RefreshScheduler {
         case .busy(let other): return AttemptResult(outcome: .busy(until: other.expiresAt))
         case .acquired(let stored): account = stored
         }
-        if let refused = refusedPairs[sellerID] {
+        if let refused = refusedPairs[key] {
             // A pair the store refused earlier: store it, never call again
             // (the refresh token stored is one the gateway rotated away).
             guard account.refreshToken == refused.sent else {
-                refusedPairs[sellerID] = nil
-                return AttemptResult(outcome: await fenceLost(refused.grant, sellerID: sellerID, sent: refused.sent))
+                refusedPairs[key] = nil
+                return AttemptResult(outcome: await fenceLost(refused.grant, account: key, sent: refused.sent))
             }
             return AttemptResult(outcome: await commit(refused.grant, for: account, nextDue: refused.nextDue))
         }
@@ -48,10 +48,10 @@ extension RefreshScheduler {
         let now = clock.now()
         switch configuration.policy.action(for: account, now: now) {
         case .none:
-            await releaseLease(sellerID)
+            await releaseLease(key)
             return AttemptResult(outcome: .skipped(.inactive, nextDue: nil))
         case .expireAt(let expiry):
-            await releaseLease(sellerID)
+            await releaseLease(key)
             return AttemptResult(outcome: .skipped(.awaitingExpiry, nextDue: expiry))
         case .markReauthRequired(let reason):
             return AttemptResult(outcome: await markReauthRequired(account, reason: reason, requestID: nil))
@@ -62,18 +62,25 @@ extension RefreshScheduler {
             if !job.forced, let stored = RefreshPolicy.effectiveDeadline(of: account),
                 stored > max(now, job.planned ?? now)
             {
-                await releaseLease(sellerID)
+                await releaseLease(key)
                 return AttemptResult(outcome: .skipped(.notDue, nextDue: stored))
             }
         }
         if phase == .stopping || phase == .stopped {
-            await releaseLease(sellerID)
+            await releaseLease(key)
             return AttemptResult(outcome: .notAttempted)
         }
         // Trouble that began while the lease was being taken holds this call too.
         if let resumeAt = holdBack(job, now: now) {
-            await releaseLease(sellerID)
+            await releaseLease(key)
             return AttemptResult(outcome: .skipped(.heldBack, nextDue: resumeAt))
+        }
+        // Read at the call: a reload may have replaced the app's client (a
+        // new secret) or removed the app meanwhile.
+        guard let gateway = gateways[key.app] else {
+            await releaseLease(key)
+            noteMissingGateway(key.app)
+            return AttemptResult(outcome: .configurationRejected(Self.appNotConfigured(key.app)))
         }
 
         let answer: Result<TokenGrant, GatewayFailure>
@@ -90,9 +97,11 @@ extension RefreshScheduler {
         }
     }
 
+    /// Only this account's app's own trouble holds it back here, and the store's.
     private func holdBack(_ job: Job, now: Timestamp) -> Timestamp? {
-        if let pausedUntil, pausedUntil > now { return pausedUntil }
-        if configurationFailure != nil, !job.isProbe { return now }
+        let lane = lanes[job.account.app]
+        if let pausedUntil = lane?.pausedUntil, pausedUntil > now { return pausedUntil }
+        if lane?.configurationFailure != nil, !job.isProbe { return now }
         if !undurable.isEmpty { return now }
         return nil
     }
@@ -110,10 +119,10 @@ extension RefreshScheduler {
     private func commit(_ grant: TokenGrant, for account: Account, nextDue planned: Timestamp? = nil) async
         -> RefreshOutcome
     {
-        let sellerID = account.sellerID
+        let key = account.key
         if planned == nil {
             noteGatewayClock(grant)
-            noteAnomalies(grant, sellerID: sellerID)
+            noteAnomalies(grant, account: key)
         }
         let nextDue =
             planned
@@ -130,20 +139,19 @@ extension RefreshScheduler {
         while true {
             do {
                 let stored = try await store.commitRotation(
-                    sellerID: sellerID, sent: account.refreshToken, grant: grant, nextRefreshAt: nextDue,
-                    now: clock.now())
+                    account: key, sent: account.refreshToken, grant: grant, nextRefreshAt: nextDue, now: clock.now())
                 storeWorked()
-                if failures > 0 { pairBecameDurable(sellerID, afterFailures: failures) }
-                if let refused = refusedPairs.removeValue(forKey: sellerID), stored {
+                if failures > 0 { pairBecameDurable(key, afterFailures: failures) }
+                if let refused = refusedPairs.removeValue(forKey: key), stored {
                     logger.notice(
                         "the rotated pair the store had refused is stored",
-                        metadata: ["seller": "\(sellerID)", "refusals": "\(refused.refusals)"])
+                        metadata: key.metadata(["refusals": "\(refused.refusals)"]))
                 }
                 if stored {
-                    noteExpiry(sellerID, grant.expireTime, due: nextDue)
+                    noteExpiry(key, grant.expireTime, due: nextDue)
                     return .refreshed(requestID: grant.requestID, nextDue: nextDue, isFinalGrant: grant.isFinalGrant)
                 }
-                return await fenceLost(grant, sellerID: sellerID, sent: account.refreshToken)
+                return await fenceLost(grant, account: key, sent: account.refreshToken)
             } catch {
                 failures += 1
                 if failures == 1 { unstoredPairs += 1 }
@@ -153,21 +161,21 @@ extension RefreshScheduler {
                     // slot and waits on its own backoff, the pair in memory
                     // and the lease kept (no one may send the old token).
                     return await parkRefusedPair(
-                        grant, sellerID: sellerID, sent: account.refreshToken, nextDue: nextDue, error: error)
+                        grant, account: key, sent: account.refreshToken, nextDue: nextDue, error: error)
                 }
-                if failures == 1 || (scope == .store && undurable[sellerID] == nil) {
-                    pairNotDurable(sellerID, requestID: grant.requestID, error: error, scope: scope)
+                if failures == 1 || (scope == .store && undurable[key] == nil) {
+                    pairNotDurable(key, requestID: grant.requestID, error: error, scope: scope)
                 } else {
                     logger.debug(
                         "rotated pair still not durable; retrying",
-                        metadata: ["seller": "\(sellerID)", "attempt": "\(failures)", "error": "\(error)"])
+                        metadata: key.metadata(["attempt": "\(failures)", "error": "\(error)"]))
                 }
                 if stopping {
                     // The final attempt failed too: hand the grant over to be
                     // kept outside the store rather than lose it.
-                    refusedPairs[sellerID] = nil
-                    handOverUnstored(grant, sellerID: sellerID, sent: account.refreshToken, error: error)
-                    pairBecameDurable(sellerID, afterFailures: 0)
+                    refusedPairs[key] = nil
+                    handOverUnstored(grant, account: key, sent: account.refreshToken, error: error)
+                    pairBecameDurable(key, afterFailures: 0)
                     return .storeFailed(message: "\(error)", retryAt: clock.now())
                 }
                 let wait = scope == .contention ? Self.contentionRetry : delay
@@ -183,8 +191,7 @@ extension RefreshScheduler {
                 // mark the seller dead.
                 let now = clock.now()
                 _ = try? await store.acquireLease(
-                    sellerID: sellerID, owner: configuration.leaseOwner, until: now + configuration.leaseDuration,
-                    now: now)
+                    account: key, owner: configuration.leaseOwner, until: now + configuration.leaseDuration, now: now)
             }
         }
     }
@@ -193,44 +200,41 @@ extension RefreshScheduler {
     /// re-authorization, an `import --replace`): the stored one stands, and
     /// the pair the gateway just issued is kept all the same, outside the
     /// store, for the operator to decide.
-    private func fenceLost(_ grant: TokenGrant, sellerID: String, sent: Secret) async -> RefreshOutcome {
+    private func fenceLost(_ grant: TokenGrant, account key: AccountKey, sent: Secret) async -> RefreshOutcome {
         logger.error(
             """
             the stored refresh token changed while this seller was being refreshed; the stored one \
             stands, and the pair the gateway just issued is saved beside the store (see the next line)
             """,
-            metadata: [
-                "seller": "\(sellerID)", "outcome": "fence_lost", "request_id": "\(grant.requestID ?? "")",
-            ])
-        emit(.rotationUnstored(sellerID: sellerID, grant: grant, replacing: sent))
-        await releaseLease(sellerID)
+            metadata: key.metadata(["outcome": "fence_lost", "request_id": "\(grant.requestID ?? "")"]))
+        emit(.rotationUnstored(account: key, grant: grant, replacing: sent))
+        await releaseLease(key)
         return .skipped(.tokenChanged, nextDue: clock.now())
     }
 
     /// Hands a pair the store never took over to be kept outside it (a
     /// salvage file), with a critical line.
-    func handOverUnstored(_ grant: TokenGrant, sellerID: String, sent: Secret, error: any Error) {
+    func handOverUnstored(_ grant: TokenGrant, account key: AccountKey, sent: Secret, error: any Error) {
         logger.critical(
             """
             stopped before the rotated pair could be stored; it is handed over to be saved in a \
             file beside the store (see the next line)
             """,
-            metadata: [
-                "seller": "\(sellerID)", "outcome": "commit_lost",
-                "request_id": "\(grant.requestID ?? "")", "error": "\(error)",
-            ])
-        emit(.rotationUnstored(sellerID: sellerID, grant: grant, replacing: sent))
+            metadata: key.metadata([
+                "outcome": "commit_lost", "request_id": "\(grant.requestID ?? "")", "error": "\(error)",
+            ]))
+        emit(.rotationUnstored(account: key, grant: grant, replacing: sent))
     }
 
     /// Parks a pair the store refused for this seller's own values: noted on
     /// the seller (its last error, shown by `list` and `status`) with the
     /// lease kept, retried on the seller's own backoff.
     private func parkRefusedPair(
-        _ grant: TokenGrant, sellerID: String, sent: Secret, nextDue: Timestamp, error: any Error
+        _ grant: TokenGrant, account key: AccountKey, sent: Secret, nextDue: Timestamp, error: any Error
     ) async -> RefreshOutcome {
-        var refused = refusedPairs[sellerID] ?? RefusedPair(grant: grant, sent: sent, nextDue: nextDue)
+        var refused = refusedPairs[key] ?? RefusedPair(grant: grant, sent: sent, nextDue: nextDue)
         refused.refusals += 1
-        refusedPairs[sellerID] = refused
+        refusedPairs[key] = refused
         let exponent = min(refused.refusals - 1, 16)
         let now = clock.now()
         let retryAt = now + min(configuration.storeRetryInitial * (1 << exponent), configuration.storeRetryMax)
@@ -242,24 +246,23 @@ extension RefreshScheduler {
                 the store refused this seller's rotated pair; it is kept in memory and the write is retried; \
                 other sellers are not held back
                 """,
-                metadata: [
-                    "seller": "\(sellerID)", "outcome": "commit_refused", "request_id": "\(grant.requestID ?? "")",
-                    "error": "\(error)",
-                ])
+                metadata: key.metadata([
+                    "outcome": "commit_refused", "request_id": "\(grant.requestID ?? "")", "error": "\(error)",
+                ]))
         }
         do {
             try await store.noteRefusedPair(
-                sellerID: sellerID, owner: configuration.leaseOwner, reason: reason,
+                account: key, owner: configuration.leaseOwner, reason: reason,
                 until: retryAt + configuration.leaseDuration, now: now)
         } catch {
-            _ = storeFailed("note a refused pair", error, sellerID: nil)
+            _ = storeFailed("note a refused pair", error, account: nil)
         }
         return .storeFailed(message: reason, retryAt: retryAt)
     }
 
     /// Logs once per seller what was odd about its answers: a lifetime so
     /// short that the minimum interval decides, or values that were sanitized.
-    private func noteAnomalies(_ grant: TokenGrant, sellerID: String) {
+    private func noteAnomalies(_ grant: TokenGrant, account key: AccountKey) {
         var anomalies = grant.anomalies
         if configuration.policy.lifetimeIsAnomalous(grant) {
             anomalies.append(
@@ -267,11 +270,10 @@ extension RefreshScheduler {
                     + "refresh.min_interval_seconds (\(configuration.policy.minimumInterval.seconds) s)")
         }
         guard !anomalies.isEmpty else { return }
-        let details: Logger.Metadata = [
-            "seller": "\(sellerID)", "request_id": "\(grant.requestID ?? "")",
-            "anomalies": "\(anomalies.joined(separator: "; "))",
-        ]
-        if anomaliesReported.insert(sellerID).inserted {
+        let details = key.metadata([
+            "request_id": "\(grant.requestID ?? "")", "anomalies": "\(anomalies.joined(separator: "; "))",
+        ])
+        if anomaliesReported.insert(key).inserted {
             logger.warning(
                 "gateway anomaly: the answer was odd and was sanitized; the rotation is stored", metadata: details)
         } else {
@@ -281,10 +283,13 @@ extension RefreshScheduler {
 
     private func handle(_ failure: GatewayFailure, for account: Account) async -> RefreshOutcome {
         let now = clock.now()
+        let app = account.app
         switch failure.failureClass {
         case .accountRejected:
-            breaker.record(rejected: true, at: now)
-            if breaker.holds(at: now) {
+            // This app's breaker: another app's sellers revoking it say
+            // nothing of this app's gateway, key or region.
+            lanes[app, default: newLane(for: app)].breaker.record(rejected: true, at: now)
+            if lanes[app]!.breaker.holds(at: now) {
                 return await holdRejection(failure, for: account, now: now)
             }
             // A call whose answer was lost may have rotated the token: its
@@ -295,10 +300,11 @@ extension RefreshScheduler {
             }
             return await markReauthRequired(account, reason: failure.code, requestID: failure.requestID)
         case .configuration:
-            configurationRejected(failure, sellerID: account.sellerID, now: now)
+            configurationRejected(failure, account: account.key, now: now)
             // Neither the attempt count nor the deadline moves: the account is
-            // not to blame, and it is held back in memory until a probe
-            // succeeds (its stored deadline has passed: at a restart it is due at once).
+            // not to blame, and it is held back in memory until a probe of its
+            // app succeeds (its stored deadline has passed: at a restart it is
+            // due at once).
             await recordFailure(
                 account, failure, failedAttempts: account.failedAttempts, nextRefreshAt: account.nextRefreshAt ?? now)
             return .configurationRejected(failure)
@@ -307,7 +313,7 @@ extension RefreshScheduler {
             var delay = configuration.policy.retryDelay(
                 failedAttempts: attempts, now: now, expireTime: account.expireTime, using: &random)
             if case .throttled(let retryAfter) = failure.failureClass {
-                pause(until: now + retryAfter, failure: failure)
+                pause(app, until: now + retryAfter, failure: failure)
                 delay = max(delay, retryAfter)
             }
             let retryAt = now + delay
@@ -318,7 +324,8 @@ extension RefreshScheduler {
 
     /// The breaker holds this rejection: the seller stays active (its access
     /// token still works) and waits, off the heap, for the gateway to accept a
-    /// refresh token again; one held seller is retried per probe interval.
+    /// refresh token of its app again; one held seller of the app is retried
+    /// per probe interval.
     private func holdRejection(_ failure: GatewayFailure, for account: Account, now: Timestamp) async -> RefreshOutcome
     {
         let retryAt = now + configuration.configurationProbeInterval
@@ -333,14 +340,14 @@ extension RefreshScheduler {
         while true {
             do {
                 let marked = try await store.markReauthRequired(
-                    sellerID: account.sellerID, sent: account.refreshToken, reason: reason, requestID: requestID,
+                    account: account.key, sent: account.refreshToken, reason: reason, requestID: requestID,
                     now: clock.now())
                 storeWorked()
                 if marked { return .reauthRequired(reason: reason, requestID: requestID) }
-                await releaseLease(account.sellerID)
+                await releaseLease(account.key)
                 return .skipped(.tokenChanged, nextDue: clock.now())
             } catch {
-                _ = storeFailed("mark the account reauth_required", error, sellerID: account.sellerID)
+                _ = storeFailed("mark the account reauth_required", error, account: account.key)
                 // Retried rather than rescheduled: rescheduling would send the
                 // dead refresh token to the gateway again.
                 guard await sleep(until: clock.now() + delay) else {
@@ -356,22 +363,22 @@ extension RefreshScheduler {
     ) async {
         do {
             try await store.recordFailure(
-                sellerID: account.sellerID, owner: configuration.leaseOwner, failure: failure,
+                account: account.key, owner: configuration.leaseOwner, failure: failure,
                 failedAttempts: failedAttempts, nextRefreshAt: nextRefreshAt, now: clock.now())
             storeWorked()
         } catch {
             // The retry is scheduled in memory anyway; the lease expires on its own.
-            _ = storeFailed("record a failed attempt", error, sellerID: account.sellerID)
-            await releaseLease(account.sellerID)
+            _ = storeFailed("record a failed attempt", error, account: account.key)
+            await releaseLease(account.key)
         }
     }
 
-    private func releaseLease(_ sellerID: String) async {
+    private func releaseLease(_ key: AccountKey) async {
         do {
-            try await store.releaseLease(sellerID: sellerID, owner: configuration.leaseOwner)
+            try await store.releaseLease(account: key, owner: configuration.leaseOwner)
             storeWorked()
         } catch {
-            _ = storeFailed("release the lease", error, sellerID: sellerID)
+            _ = storeFailed("release the lease", error, account: key)
         }
     }
 }

@@ -42,12 +42,10 @@ extension RefreshScheduler {
             "the wall clock was stepped; every deadline is moved with it, so no wait changes length",
             metadata: ["step_seconds": "\(step.seconds)"])
         queue.shiftAll(by: step)
-        pausedUntil = pausedUntil.map { $0 + step }
-        nextProbeAt = nextProbeAt + step
+        for app in Array(lanes.keys) { lanes[app]!.shift(by: step) }
         nextTickAt = nextTickAt.map { $0 + step }
         shutdownDeadline = shutdownDeadline.map { $0 + step }
         for index in sleepers.indices { sleepers[index].until = sleepers[index].until + step }
-        breaker.shift(by: step)
         armedDeadline = nil
         guard phase == .running || phase == .stopping else { return }
         pendingClockShift = (pendingClockShift ?? .zero) + step
@@ -66,7 +64,7 @@ extension RefreshScheduler {
                 try await store.shiftSchedules(by: step)
                 shifted = true
             } catch {
-                _ = storeFailed("move the stored deadlines after a clock step", error, sellerID: nil)
+                _ = storeFailed("move the stored deadlines after a clock step", error, account: nil)
             }
             clockShiftDone(step, shifted: shifted)
         }
@@ -140,7 +138,7 @@ extension RefreshScheduler {
             cursor = answer.cursor
             changes = answer.changed
         } catch {
-            _ = storeFailed("read changes", error, sellerID: nil)
+            _ = storeFailed("read changes", error, account: nil)
             return
         }
         guard phase == .running else { return }
@@ -150,17 +148,16 @@ extension RefreshScheduler {
             // re-reads it under the lease first); a forced one is answered then.
             // A seller held by the breaker waits for the probe, whatever its
             // stored deadline says.
-            if inFlight.contains(change.sellerID) || forced.contains(change.sellerID)
-                || heldByBreaker[change.sellerID] != nil
-            {
+            let key = change.key
+            if inFlight.contains(key) || forced.contains(key) || lanes[key.app]?.heldByBreaker[key] != nil {
                 continue
             }
-            noteExpiry(change.sellerID, change.expireTime, due: change.due)
+            noteExpiry(key, change.expireTime, due: change.due)
             if let due = change.due {
-                queue.schedule(change.sellerID, at: due)
+                queue.schedule(key, at: due)
             } else {
-                queue.remove(change.sellerID)
-                if breakerProbe == change.sellerID { breakerProbeLeft(now: clock.now()) }
+                queue.remove(key)
+                if lanes[key.app]?.breakerProbe == key { breakerProbeLeft(key.app, now: clock.now()) }
             }
         }
         if !changes.isEmpty {
@@ -168,29 +165,38 @@ extension RefreshScheduler {
         }
     }
 
-    /// Recomputes the lead when the schedule changed unseen; only a call
+    /// Recomputes the leads when the schedule changed unseen; only a call
     /// rate limit makes one.
     func planLead(now: Timestamp? = nil) {
-        guard leadIsStale, configuration.maxCallsPerSecond != nil || lead > .zero else { return }
+        let limited =
+            configuration.maxCallsPerSecond != nil || configuration.maxCallsPerSecondByApp.values.contains { $0 > 0 }
+        guard leadIsStale, limited || lead > .zero else { return }
         // Planned at most once a tick, and at a million sellers no more than
         // every 20 s: a sort of every deadline (about 0.1 s at a million).
         let interval = max(configuration.tickInterval, .milliseconds(Int64(queue.count / 50)))
         if let now, let lastLeadPlan, now < lastLeadPlan + interval { return }
         lastLeadPlan = now
         leadIsStale = false
-        lead = configuration.maxCallsPerSecond.map { queue.requiredLead(callsPerSecond: $0) } ?? .zero
+        leads = queue.requiredLeads { [configuration] app in configuration.maxCallsPerSecond(for: app) }
+        lead = leads.values.max() ?? .zero
         // Once an hour at most: a fleet that needs more than the rate keeps
         // crossing the line.
         let moment = now ?? clock.now()
         if lead > .seconds(1), leadReportedAt.map({ moment - $0 >= .seconds(3600) }) ?? true {
             leadReportedAt = moment
+            let app = leads.max { $0.value < $1.value }?.key ?? .default
             logger.notice(
                 """
-                more accounts fall due together than refresh.max_calls_per_second can serve on time; \
+                more accounts of an app fall due together than its max_calls_per_second can serve on time; \
                 the earliest start early
                 """,
-                metadata: ["lead_seconds": "\(lead.seconds)", "accounts": "\(queue.count)"])
+                metadata: ["app": "\(app)", "lead_seconds": "\(lead.seconds)", "accounts": "\(queue.count)"])
         }
+    }
+
+    /// How long before its deadline an account of `app` may start.
+    func lead(of app: AppName) -> Duration {
+        leads[app] ?? .zero
     }
 
     /// Starts every due account the limits allow, overdue first, then re-arms.
@@ -198,42 +204,78 @@ extension RefreshScheduler {
     func pump() {
         noticeClockStep()
         let now = clock.now()
-        while mayStartAttempt(now), let next = queue.peek(), next.due <= now + lead {
-            if bucket?.tryTake(now) == false { break }
-            _ = queue.popDue(notAfter: now + lead)
-            start(next.sellerID, planned: next.due, now: now)
+        while mayStartAttempt(now), let next = takeNextStartable(now) {
+            start(next.key, planned: next.due, now: now)
         }
         arm(now)
         checkIdle()
     }
 
+    /// What holds every app back: the phase, the concurrency slots, a rotated
+    /// pair the store has not taken, a clock step not yet applied to the store.
     private func mayStartAttempt(_ now: Timestamp) -> Bool {
         guard phase == .idle || phase == .running else { return false }
-        guard inFlight.count < configuration.concurrency, undurable.isEmpty, pendingClockShift == nil else {
-            return false
-        }
-        if let pausedUntil {
-            guard pausedUntil <= now else { return false }
-            self.pausedUntil = nil
-            logger.notice("throttling pause over; calls resume")
-        }
-        if configurationFailure != nil {
-            return !probeInFlight && now >= nextProbeAt
-        }
-        return true
+        return inFlight.count < configuration.concurrency && undurable.isEmpty && pendingClockShift == nil
     }
 
-    private func start(_ sellerID: String, planned: Timestamp, now: Timestamp) {
-        let isProbe = configurationFailure != nil
-        if isProbe {
-            probeInFlight = true
-            nextProbeAt = now + configuration.configurationProbeInterval
-            logger.debug("probing the gateway with one account", metadata: ["seller": "\(sellerID)"])
+    /// Takes off the queue the earliest due account whose app may call now,
+    /// whether it is the heap's top or first in an app's line of set-aside
+    /// accounts, and spends a call of that app's budget.
+    ///
+    /// An account at the top of the heap whose app may not call yet (its
+    /// own pause, configuration trouble, call budget, lead, or no gateway) is
+    /// set aside on the way (``DeadlineQueue/setAsideEarliest()``), keeping
+    /// its deadline: the one heap moves on to the other apps' accounts
+    /// without losing it, and it starts, in deadline order with its app's
+    /// others, once its app may call.
+    private func takeNextStartable(_ now: Timestamp) -> (key: AccountKey, due: Timestamp)? {
+        while true {
+            var best: (key: AccountKey, due: Timestamp)?
+            for app in queue.appsWithSetAside where laneMayCall(app, now) {
+                guard let first = queue.firstSetAside(of: app), first.due <= now + lead(of: app) else { continue }
+                if best.map({ first.due < $0.due }) ?? true { best = first }
+            }
+            if let top = queue.peek(), top.due <= now + lead, best.map({ top.due < $0.due }) ?? true {
+                guard top.due <= now + lead(of: top.key.app), laneMayCall(top.key.app, now) else {
+                    queue.setAsideEarliest()
+                    continue
+                }
+                _ = queue.popDue(notAfter: top.due)
+                lanes[top.key.app]!.takeCall(now)
+                return top
+            }
+            guard let best else { return nil }
+            _ = queue.popSetAside(of: best.key.app)
+            lanes[best.key.app]!.takeCall(now)
+            return best
         }
-        let isForced = forced.remove(sellerID) != nil
-        let job = Job(sellerID: sellerID, forced: isForced, isProbe: isProbe, planned: isForced ? nil : planned)
-        if !isForced { emit(.started(sellerID: sellerID, delay: max(.zero, now - planned))) }
-        inFlight.insert(sellerID)
+    }
+
+    /// Whether `app` may start a call now by its own lane (which this makes
+    /// when the app is new); notes the end of its throttling pause.
+    private func laneMayCall(_ app: AppName, _ now: Timestamp) -> Bool {
+        guard gateways[app] != nil else {
+            noteMissingGateway(app)
+            return false
+        }
+        if lanes[app, default: newLane(for: app)].endPause(at: now) {
+            logger.notice("throttling pause over; this app's calls resume", metadata: ["app": "\(app)"])
+        }
+        guard let moment = lanes[app]!.nextCallAt(now) else { return false }
+        return moment <= now
+    }
+
+    private func start(_ key: AccountKey, planned: Timestamp, now: Timestamp) {
+        let isProbe = lanes[key.app]?.configurationFailure != nil
+        if isProbe {
+            lanes[key.app]!.probeInFlight = true
+            lanes[key.app]!.nextProbeAt = now + configuration.configurationProbeInterval
+            logger.debug("probing the gateway with one account of the app", metadata: key.metadata())
+        }
+        let isForced = forced.remove(key) != nil
+        let job = Job(account: key, forced: isForced, isProbe: isProbe, planned: isForced ? nil : planned)
+        if !isForced { emit(.started(account: key, delay: max(.zero, now - planned))) }
+        inFlight.insert(key)
         runningTasks += 1
         // Unstructured on purpose: cancelling run() must not cut a call short.
         Task { await self.attempt(job) }
@@ -248,20 +290,15 @@ extension RefreshScheduler {
         if phase == .running || phase == .stopping, let nextTickAt { consider(nextTickAt) }
         for sleeper in sleepers { consider(sleeper.until) }
         if phase == .stopping, let shutdownDeadline { consider(shutdownDeadline) }
-        if phase == .idle || phase == .running, inFlight.count < configuration.concurrency, undurable.isEmpty,
-            pendingClockShift == nil, let next = queue.peek()
-        {
-            var moment: Timestamp? = next.due - lead
-            if let pausedUntil { moment = max(next.due - lead, pausedUntil) }
-            if configurationFailure != nil {
-                moment = probeInFlight ? nil : moment.map { max($0, nextProbeAt) }
-            }
-            if let candidate = moment {
-                if let available = bucket?.nextAvailable(now) {
-                    consider(max(candidate, available))
-                } else {
-                    consider(candidate)
-                }
+        if mayStartAttempt(now) {
+            // The heap's top is looked at when it comes within the longest
+            // lead: started then, or set aside for its app.
+            if let next = queue.peek() { consider(next.due - lead) }
+            for app in queue.appsWithSetAside where gateways[app] != nil {
+                guard let first = queue.firstSetAside(of: app),
+                    let moment = lanes[app, default: newLane(for: app)].nextCallAt(now)
+                else { continue }
+                consider(max(moment, first.due - lead(of: app)))
             }
         }
         guard let deadline else { return }

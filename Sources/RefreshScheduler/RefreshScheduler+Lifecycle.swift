@@ -22,18 +22,27 @@ extension RefreshScheduler {
             let schedule = try await store.loadSchedule()
             let now = clock.now()
             queue.load(schedule)
+            var apps: Set<AppName> = []
+            var lastApp: AppName?
             for account in schedule {
                 if let due = account.due, let expiry = account.expireTime, expiry - due < expiryWatchWindow {
-                    nearExpiry[account.sellerID] = expiry
+                    nearExpiry[account.key] = expiry
+                }
+                // A store lists an app's accounts together: one set insert per run of them.
+                if account.key.app != lastApp {
+                    lastApp = account.key.app
+                    apps.insert(account.key.app)
                 }
             }
-            for sellerID in forced where !inFlight.contains(sellerID) {
-                queue.schedule(sellerID, at: now)
+            // Said at start, not when the first of them falls due.
+            for app in apps.sorted() where gateways[app] == nil { noteMissingGateway(app) }
+            for key in forced where !inFlight.contains(key) {
+                queue.schedule(key, at: now)
             }
             leadIsStale = true
         } catch {
             phase = .stopped
-            answerBatches(for: Array(batchesBySeller.keys), with: .notAttempted)
+            answerBatches(for: Array(batchesByAccount.keys), with: .notAttempted)
             timer.cancel()
             throw error
         }
@@ -46,6 +55,7 @@ extension RefreshScheduler {
                 "accounts": "\(ready.scheduled)", "next_refresh": "\(ready.nextDue.map { "\($0)" } ?? "none")",
                 "concurrency": "\(configuration.concurrency)",
                 "max_calls_per_second": "\(configuration.maxCallsPerSecond.map { "\($0)" } ?? "unlimited")",
+                "apps": "\(gateways.keys.sorted().map(\.rawValue).joined(separator: ","))",
             ])
         emit(.ready(ready))
         planLead()
@@ -73,7 +83,7 @@ extension RefreshScheduler {
             metadata: [
                 "in_flight": "\(inFlight.count)", "grace_seconds": "\(configuration.shutdownGracePeriod.seconds)",
             ])
-        answerBatches(for: batchesBySeller.keys.filter { !inFlight.contains($0) }, with: .notAttempted)
+        answerBatches(for: batchesByAccount.keys.filter { !inFlight.contains($0) }, with: .notAttempted)
         pump()
         if !inFlight.isEmpty {
             await withCheckedContinuation { drainWaiter = $0 }
@@ -81,7 +91,7 @@ extension RefreshScheduler {
         if !inFlight.isEmpty {
             logger.warning(
                 "stopped with refreshes still in flight; their leases expire on their own",
-                metadata: ["sellers": "\(inFlight.sorted().joined(separator: ","))"])
+                metadata: ["sellers": "\(inFlight.sorted().map(\.description).joined(separator: ","))"])
         }
         phase = .stopped
         // Store retries still waiting make one last attempt now and hand over
@@ -99,7 +109,7 @@ extension RefreshScheduler {
             await withCheckedContinuation { unstoredPairsWaiter = $0 }
         }
         await storeOrHandOverRefusedPairs()
-        answerBatches(for: Array(batchesBySeller.keys), with: .notAttempted)
+        answerBatches(for: Array(batchesByAccount.keys), with: .notAttempted)
         timer.cancel()
         emit(.stopped(snapshot()))
         logger.notice("stopped")
@@ -111,14 +121,14 @@ extension RefreshScheduler {
         drainWaiter = nil
     }
 
-    /// Hands `outcome` to every ``refreshNow(_:)`` caller waiting for these sellers.
-    func answerBatches(for sellerIDs: some Sequence<String>, with outcome: RefreshOutcome) {
-        for sellerID in sellerIDs {
-            guard let ids = batchesBySeller.removeValue(forKey: sellerID) else { continue }
+    /// Hands `outcome` to every ``refreshNow(_:)`` caller waiting for these accounts.
+    func answerBatches(for keys: some Sequence<AccountKey>, with outcome: RefreshOutcome) {
+        for key in keys {
+            guard let ids = batchesByAccount.removeValue(forKey: key) else { continue }
             for id in ids {
                 guard var batch = batches[id] else { continue }
-                batch.results[sellerID] = outcome
-                batch.remaining.remove(sellerID)
+                batch.results[key] = outcome
+                batch.remaining.remove(key)
                 if batch.remaining.isEmpty {
                     batches[id] = nil
                     batch.continuation.resume(returning: batch.results)
@@ -134,20 +144,19 @@ extension RefreshScheduler {
     private func storeOrHandOverRefusedPairs() async {
         let refused = refusedPairs
         refusedPairs.removeAll()
-        for (sellerID, pair) in refused.sorted(by: { $0.key < $1.key }) {
+        for (key, pair) in refused.sorted(by: { $0.key < $1.key }) {
             do {
                 if try await store.commitRotation(
-                    sellerID: sellerID, sent: pair.sent, grant: pair.grant, nextRefreshAt: pair.nextDue,
-                    now: clock.now())
+                    account: key, sent: pair.sent, grant: pair.grant, nextRefreshAt: pair.nextDue, now: clock.now())
                 {
                     continue
                 }
                 logger.error(
                     "the stored refresh token changed while the store refused this seller's pair; the pair is handed over",
-                    metadata: ["seller": "\(sellerID)", "outcome": "fence_lost"])
-                emit(.rotationUnstored(sellerID: sellerID, grant: pair.grant, replacing: pair.sent))
+                    metadata: key.metadata(["outcome": "fence_lost"]))
+                emit(.rotationUnstored(account: key, grant: pair.grant, replacing: pair.sent))
             } catch {
-                handOverUnstored(pair.grant, sellerID: sellerID, sent: pair.sent, error: error)
+                handOverUnstored(pair.grant, account: key, sent: pair.sent, error: error)
             }
         }
     }

@@ -5,193 +5,231 @@ extension RefreshScheduler {
     /// Applies an attempt's outcome: log it, reschedule or drop the account,
     /// report it, answer ``refreshNow(_:)`` callers, start what is next.
     func finish(_ job: Job, _ result: AttemptResult) {
-        let sellerID = job.sellerID
+        let key = job.account
+        let app = key.app
         let outcome = result.outcome
-        inFlight.remove(sellerID)
+        inFlight.remove(key)
         runningTasks -= 1
-        if job.isProbe { probeInFlight = false }
+        if job.isProbe { lanes[app]?.probeInFlight = false }
         let now = clock.now()
-        log(outcome, sellerID: sellerID)
+        log(outcome, account: key)
 
         switch outcome {
         case .refreshed(let requestID, let nextDue, let isFinalGrant):
             refreshedCount += 1
-            breaker.record(rejected: false, at: now)
-            if breakerProbe == sellerID { massRejectionEnded(sellerID) }
-            reschedule(sellerID, at: nextDue)
-            emit(.refreshed(sellerID: sellerID, requestID: requestID, nextDue: nextDue, isFinalGrant: isFinalGrant))
+            lanes[app, default: newLane(for: app)].breaker.record(rejected: false, at: now)
+            if lanes[app]?.breakerProbe == key { massRejectionEnded(key) }
+            reschedule(key, at: nextDue)
+            emit(.refreshed(account: key, requestID: requestID, nextDue: nextDue, isFinalGrant: isFinalGrant))
         case .failed(let failure, let retryAt):
             failedCount += 1
-            reschedule(sellerID, at: retryAt)
-            emit(.failed(sellerID: sellerID, failure: failure, nextDue: retryAt))
+            reschedule(key, at: retryAt)
+            emit(.failed(account: key, failure: failure, nextDue: retryAt))
         case .configurationRejected:
             failedCount += 1
-            reschedule(sellerID, at: now)
+            reschedule(key, at: now)
         case .heldByBreaker(let failure):
-            holdByBreaker(sellerID, failure, now: now)
+            holdByBreaker(key, failure, now: now)
         case .reauthRequired(let reason, let requestID):
             reauthRequiredCount += 1
-            if breakerProbe == sellerID { massRejectionOutlastedHold() }
+            if lanes[app]?.breakerProbe == key { massRejectionOutlastedHold(app) }
             // Never again to the gateway: only a re-authorization or re-import
             // (seen as a change) brings it back.
-            queue.remove(sellerID)
-            noteExpiry(sellerID, nil, due: nil)
-            emit(.reauthRequired(sellerID: sellerID, reason: reason, requestID: requestID))
+            queue.remove(key)
+            noteExpiry(key, nil, due: nil)
+            emit(.reauthRequired(account: key, reason: reason, requestID: requestID))
         case .skipped(_, let nextDue):
-            if let nextDue { reschedule(sellerID, at: nextDue) } else { queue.remove(sellerID) }
+            if let nextDue { reschedule(key, at: nextDue) } else { queue.remove(key) }
         case .busy(let until):
-            reschedule(sellerID, at: until + configuration.busyLeaseMargin)
+            reschedule(key, at: until + configuration.busyLeaseMargin)
         case .storeFailed(_, let retryAt):
-            reschedule(sellerID, at: retryAt)
+            reschedule(key, at: retryAt)
         case .notFound:
-            queue.remove(sellerID)
-            noteExpiry(sellerID, nil, due: nil)
+            queue.remove(key)
+            noteExpiry(key, nil, due: nil)
         case .notAttempted:
-            reschedule(sellerID, at: now)
+            reschedule(key, at: now)
         }
 
-        if breakerProbe == sellerID, !outcome.judgesTheRefreshToken, !queue.contains(sellerID) {
-            breakerProbeLeft(now: now)
+        if lanes[app]?.breakerProbe == key, !outcome.judgesTheRefreshToken, !queue.contains(key) {
+            breakerProbeLeft(app, now: now)
         }
-        if job.isProbe, configurationFailure != nil {
+        if job.isProbe, lanes[app]?.configurationFailure != nil {
             if result.calledGateway && outcome.judgesTheRefreshToken {
-                recoverFromConfigurationFailure()
+                recoverFromConfigurationFailure(of: app)
             } else if !result.calledGateway {
                 // The probe never reached the gateway (not due, busy, …):
-                // another account may try at once.
-                nextProbeAt = now
+                // another account of the app may try at once.
+                lanes[app]!.nextProbeAt = now
             }
         }
-        answerBatches(for: [sellerID], with: outcome)
+        answerBatches(for: [key], with: outcome)
         if phase == .stopping, inFlight.isEmpty { endDrain() }
         pump()
     }
 
     /// Puts the account back on the heap, unless this is a one-shot
     /// (``refreshNow(_:)`` without ``run()``) or the scheduler is stopping.
-    func reschedule(_ sellerID: String, at due: Timestamp) {
+    func reschedule(_ key: AccountKey, at due: Timestamp) {
         guard phase == .running else { return }
-        queue.schedule(sellerID, at: due)
+        queue.schedule(key, at: due)
         // New deadlines may crowd together (the jitter of sellers refreshed
         // one after another): the lead is planned again at the next tick.
         leadIsStale = true
     }
 
-    // MARK: - Mass rejections
+    // MARK: - Mass rejections (each app's own)
 
-    private func holdByBreaker(_ sellerID: String, _ failure: GatewayFailure, now: Timestamp) {
-        let first = heldByBreaker.isEmpty
-        heldByBreaker[sellerID] = failure
+    private func holdByBreaker(_ key: AccountKey, _ failure: GatewayFailure, now: Timestamp) {
+        let app = key.app
+        let first = lanes[app, default: newLane(for: app)].heldByBreaker.isEmpty
+        lanes[app]!.heldByBreaker[key] = failure
         if first {
             logger.error(
                 """
-                the gateway rejects the refresh tokens of many sellers at once (\(failure.code)): a platform \
-                incident, a wrong regional gateway.url or an app-level change; sellers rejected now are held \
-                active, not marked, and one is retried every \(configuration.configurationProbeInterval.seconds) s; \
-                they are marked after \(configuration.massRejection.hold.seconds) s of rejections
+                the gateway rejects the refresh tokens of many sellers at once (\(failure.code)), all of one app: a \
+                platform incident, a wrong regional gateway.url or an app-level change; its sellers rejected now are \
+                held active, not marked, and one is retried every \(configuration.configurationProbeInterval.seconds) s; \
+                they are marked after \(configuration.massRejection.hold.seconds) s of rejections; other apps go on
                 """,
-                metadata: ["code": "\(failure.code)", "seller": "\(sellerID)"])
-            emit(.degraded(.massRejection(code: failure.code, held: 1)))
+                metadata: key.metadata(["code": "\(failure.code)"]))
+            emit(.degraded(.massRejection(app: app, code: failure.code, held: 1)))
         }
-        if breakerProbe == sellerID || breakerProbe == nil {
+        if lanes[app]!.breakerProbe == key || lanes[app]!.breakerProbe == nil {
             // This seller probes again after the interval; the rest wait.
-            breakerProbe = sellerID
-            heldByBreaker[sellerID] = nil
-            reschedule(sellerID, at: now + configuration.configurationProbeInterval)
+            lanes[app]!.breakerProbe = key
+            lanes[app]!.heldByBreaker[key] = nil
+            reschedule(key, at: now + configuration.configurationProbeInterval)
         } else {
-            queue.remove(sellerID)
+            queue.remove(key)
         }
     }
 
-    /// The probe left the story (removed, disabled, re-authorized): another
-    /// held seller probes instead, or the held ones would wait for ever.
-    func breakerProbeLeft(now: Timestamp) {
-        breakerProbe = nil
-        guard let next = heldByBreaker.keys.first else { return }
-        breakerProbe = next
-        heldByBreaker[next] = nil
+    /// The app's probe left the story (removed, disabled, re-authorized):
+    /// another held seller of the app probes instead, or the held ones would
+    /// wait for ever.
+    func breakerProbeLeft(_ app: AppName, now: Timestamp) {
+        lanes[app]?.breakerProbe = nil
+        guard let next = lanes[app]?.heldByBreaker.keys.first else { return }
+        lanes[app]!.breakerProbe = next
+        lanes[app]!.heldByBreaker[next] = nil
         reschedule(next, at: now + configuration.configurationProbeInterval)
     }
 
-    /// A held seller's refresh token was accepted: the rejections were a
-    /// glitch. Every held seller is tried again at once.
-    private func massRejectionEnded(_ probe: String) {
-        breaker.reset()
-        breakerProbe = nil
-        let held = heldByBreaker
-        heldByBreaker.removeAll()
+    /// A held seller's refresh token was accepted: the app's rejections were
+    /// a glitch. Every seller of the app held is tried again at once.
+    private func massRejectionEnded(_ probe: AccountKey) {
+        let app = probe.app
+        guard var lane = lanes[app] else { return }
+        lane.breaker.reset()
+        lane.breakerProbe = nil
+        let held = lane.heldByBreaker
+        lane.heldByBreaker.removeAll()
+        lanes[app] = lane
         logger.notice(
-            "the gateway accepts refresh tokens again; the held sellers are tried again now",
-            metadata: ["held": "\(held.count)", "seller": "\(probe)"])
+            "the gateway accepts this app's refresh tokens again; its held sellers are tried again now",
+            metadata: probe.metadata(["held": "\(held.count)"]))
         let now = clock.now()
-        for sellerID in held.keys { reschedule(sellerID, at: now) }
-        if let failure = held.values.first { emit(.recovered(.massRejection(code: failure.code, held: held.count))) }
+        for key in held.keys { reschedule(key, at: now) }
+        if let failure = held.values.first {
+            emit(.recovered(.massRejection(app: app, code: failure.code, held: held.count)))
+        }
     }
 
-    /// The rejections went on past the hold: the held sellers are tried
-    /// again and marked as usual.
-    private func massRejectionOutlastedHold() {
-        breakerProbe = nil
-        let held = heldByBreaker
-        heldByBreaker.removeAll()
+    /// The app's rejections went on past the hold: its held sellers are
+    /// tried again and marked as usual.
+    private func massRejectionOutlastedHold(_ app: AppName) {
+        guard var lane = lanes[app] else { return }
+        lane.breakerProbe = nil
+        let held = lane.heldByBreaker
+        lane.heldByBreaker.removeAll()
+        lanes[app] = lane
         logger.error(
-            "rejections went on past refresh.mass_rejection.hold_hours: the held sellers are tried once more and marked as usual",
-            metadata: ["held": "\(held.count)"])
+            "rejections went on past refresh.mass_rejection.hold_hours: the app's held sellers are tried once more and marked as usual",
+            metadata: ["app": "\(app)", "held": "\(held.count)"])
         let now = clock.now()
-        for sellerID in held.keys { reschedule(sellerID, at: now) }
-        if let failure = held.values.first { emit(.recovered(.massRejection(code: failure.code, held: held.count))) }
+        for key in held.keys { reschedule(key, at: now) }
+        if let failure = held.values.first {
+            emit(.recovered(.massRejection(app: app, code: failure.code, held: held.count)))
+        }
     }
 
-    // MARK: - Trouble that holds everyone back
+    // MARK: - One app's trouble
 
-    func configurationRejected(_ failure: GatewayFailure, sellerID: String, now: Timestamp) {
+    /// The gateway rejects the configuration of the account's app: that
+    /// app's accounts are held back, one probing at a time; other apps go on.
+    func configurationRejected(_ failure: GatewayFailure, account key: AccountKey, now: Timestamp) {
+        let app = key.app
         guard phase == .running else {
             logger.error(
-                "the gateway rejects our configuration; no account is to blame",
-                metadata: metadata(for: failure, sellerID: sellerID))
+                "the gateway rejects the app's configuration; no account is to blame",
+                metadata: metadata(for: failure, account: key))
             return
         }
-        guard configurationFailure == nil else {
-            logger.debug("configuration still rejected", metadata: metadata(for: failure, sellerID: sellerID))
+        guard lanes[app]?.configurationFailure == nil else {
+            logger.debug("configuration still rejected", metadata: metadata(for: failure, account: key))
             return
         }
-        configurationFailure = failure
-        nextProbeAt = max(nextProbeAt, now + configuration.configurationProbeInterval)
-        var details = metadata(for: failure, sellerID: sellerID)
+        lanes[app, default: newLane(for: app)].configurationFailure = failure
+        lanes[app]!.nextProbeAt = max(lanes[app]!.nextProbeAt, now + configuration.configurationProbeInterval)
+        var details = metadata(for: failure, account: key)
         details["probe_interval_seconds"] = "\(configuration.configurationProbeInterval.seconds)"
+        let keys = app == .default ? "app.key, the app secret" : "apps.\(app).key, the app's secret"
         // One line for the whole episode, not one per seller.
         logger.error(
             """
-            the gateway rejects our configuration (\(failure.code)): check app.key, the app secret and \
-            the system clock; no account is marked, refreshing is held back and one account is tried \
-            at a time until it works; send SIGHUP after fixing it
+            the gateway rejects the configuration of app \(app) (\(failure.code)): check \(keys) and the system \
+            clock; no account is marked, this app's refreshing is held back and one of its accounts is tried at a \
+            time until it works (other apps go on); send SIGHUP after fixing it
             """,
             metadata: details)
-        emit(.degraded(.configuration(failure)))
+        emit(.degraded(.configuration(app: app, failure)))
     }
 
-    private func recoverFromConfigurationFailure() {
-        guard let failure = configurationFailure else { return }
-        configurationFailure = nil
-        logger.notice("the gateway accepts our configuration again; refreshing resumes")
-        emit(.recovered(.configuration(failure)))
+    func recoverFromConfigurationFailure(of app: AppName) {
+        guard let failure = lanes[app]?.configurationFailure else { return }
+        lanes[app]!.configurationFailure = nil
+        logger.notice(
+            "the gateway accepts the app's configuration again; its refreshing resumes", metadata: ["app": "\(app)"])
+        emit(.recovered(.configuration(app: app, failure)))
     }
 
-    func pause(until end: Timestamp, failure: GatewayFailure) {
-        if let pausedUntil, pausedUntil >= end { return }
-        let wasPaused = pausedUntil.map { $0 > clock.now() } ?? false
-        pausedUntil = end
-        if !wasPaused {
-            logger.warning(
-                "the gateway throttles us; all calls pause",
-                metadata: ["until": "\(end)", "code": "\(failure.code)", "request_id": "\(failure.requestID ?? "")"])
-        }
+    /// An app with accounts and no gateway: nothing to call. Reported once,
+    /// as a configuration failure of that app; its accounts wait, never
+    /// marked, until ``update(gateways:)`` brings a gateway.
+    func noteMissingGateway(_ app: AppName) {
+        guard lanes[app]?.gatewayMissing != true else { return }
+        lanes[app, default: newLane(for: app)].gatewayMissing = true
+        let failure = Self.appNotConfigured(app)
+        logger.error(
+            """
+            accounts of app \(app) are stored but no gateway is configured for it: they are not refreshed \
+            (nor marked) until the configuration has the app again
+            """,
+            metadata: ["app": "\(app)", "code": "\(failure.code)"])
+        guard lanes[app]!.configurationFailure == nil else { return }
+        lanes[app]!.configurationFailure = failure
+        emit(.degraded(.configuration(app: app, failure)))
     }
 
-    func pairNotDurable(_ sellerID: String, requestID: String?, error: any Error, scope: StoreFailureScope) {
+    /// Pauses the app's calls until `end` (its gateway throttles it); other
+    /// apps' calls go on.
+    func pause(_ app: AppName, until end: Timestamp, failure: GatewayFailure) {
+        guard lanes[app, default: newLane(for: app)].pause(until: end, now: clock.now()) else { return }
+        logger.warning(
+            "the gateway throttles this app; its calls pause",
+            metadata: [
+                "app": "\(app)", "until": "\(end)", "code": "\(failure.code)",
+                "request_id": "\(failure.requestID ?? "")",
+            ])
+    }
+
+    // MARK: - The store's trouble, which holds everyone back
+
+    func pairNotDurable(_ key: AccountKey, requestID: String?, error: any Error, scope: StoreFailureScope) {
         let message = "\(error)"
         if scope == .contention {
-            logContention(["seller": "\(sellerID)", "request_id": "\(requestID ?? "")", "error": "\(message)"])
+            logContention(key.metadata(["request_id": "\(requestID ?? "")", "error": "\(message)"]))
             return
         }
         guard scope == .store else {
@@ -202,32 +240,30 @@ extension RefreshScheduler {
                 the store refused this seller's rotated pair; it is kept in memory and the write is retried; \
                 other sellers are not held back
                 """,
-                metadata: [
-                    "seller": "\(sellerID)", "outcome": "commit_refused", "request_id": "\(requestID ?? "")",
-                    "error": "\(message)",
-                ])
+                metadata: key.metadata([
+                    "outcome": "commit_refused", "request_id": "\(requestID ?? "")", "error": "\(message)",
+                ]))
             return
         }
         let first = undurable.isEmpty
-        undurable[sellerID] = message
+        undurable[key] = message
         logger.critical(
             """
             a rotated token pair could not be stored; it is kept in memory, all refreshes are held \
             and the write is retried until it succeeds
             """,
-            metadata: [
-                "seller": "\(sellerID)", "outcome": "commit_failed", "request_id": "\(requestID ?? "")",
-                "error": "\(message)",
-            ])
+            metadata: key.metadata([
+                "outcome": "commit_failed", "request_id": "\(requestID ?? "")", "error": "\(message)",
+            ]))
         if first { emit(.degraded(.storage(message: message))) }
     }
 
-    func pairBecameDurable(_ sellerID: String, afterFailures failures: Int) {
-        guard let message = undurable.removeValue(forKey: sellerID) else { return }
+    func pairBecameDurable(_ key: AccountKey, afterFailures failures: Int) {
+        guard let message = undurable.removeValue(forKey: key) else { return }
         if failures > 0 {
             logger.notice(
                 "rotated token pair stored after failed writes",
-                metadata: ["seller": "\(sellerID)", "failed_writes": "\(failures)"])
+                metadata: key.metadata(["failed_writes": "\(failures)"]))
         }
         if undurable.isEmpty { emit(.recovered(.storage(message: message))) }
     }
@@ -237,13 +273,14 @@ extension RefreshScheduler {
     /// Returns when to try this account again: backed off by this seller's
     /// own failures in a row (a batch of failed leases must not make the
     /// k-th seller wait 2^k seconds), and sooner when a write works.
-    func storeFailed(_ operation: String, _ error: any Error, sellerID: String?) -> Timestamp {
-        var details: Logger.Metadata = ["operation": "\(operation)", "error": "\(error)"]
-        if let sellerID { details["seller"] = "\(sellerID)" }
+    func storeFailed(_ operation: String, _ error: any Error, account key: AccountKey?) -> Timestamp {
+        let details: Logger.Metadata = (key?.metadata() ?? [:]).merging([
+            "operation": "\(operation)", "error": "\(error)",
+        ]) { $1 }
         if StoreFailureScope.of(error) == .contention {
             // Another process's transaction: not a failure. Soon again, and
             // at once when a write works.
-            if let sellerID, parkedByStore[sellerID] == nil { parkedByStore[sellerID] = 0 }
+            if let key, parkedByStore[key] == nil { parkedByStore[key] = 0 }
             logContention(details)
             return clock.now() + Self.contentionRetry
         }
@@ -254,14 +291,14 @@ extension RefreshScheduler {
             logger.debug("the store failed again", metadata: details)
         }
         var failures = storeFailureStreak
-        if let sellerID {
-            failures = parkedByStore[sellerID, default: 0] + 1
-            parkedByStore[sellerID] = failures
+        if let key {
+            failures = parkedByStore[key, default: 0] + 1
+            parkedByStore[key] = failures
         }
         let exponent = min(failures - 1, 16)
         var delay = min(configuration.storeRetryInitial * (1 << exponent), configuration.storeRetryMax)
         let now = clock.now()
-        if let sellerID, let expiry = nearExpiry[sellerID], expiry > now {
+        if let key, let expiry = nearExpiry[key], expiry > now {
             // Never past the token's expiry: half the time left, again and
             // again, while there is any.
             delay = min(delay, max((expiry - now) / 2, Self.contentionRetry))
@@ -278,11 +315,11 @@ extension RefreshScheduler {
     var expiryWatchWindow: Duration { configuration.storeRetryMax * 4 }
 
     /// Keeps or forgets a seller's expiry as its deadline moves.
-    func noteExpiry(_ sellerID: String, _ expireTime: Timestamp?, due: Timestamp?) {
+    func noteExpiry(_ key: AccountKey, _ expireTime: Timestamp?, due: Timestamp?) {
         if let due, let expireTime, expireTime - due < expiryWatchWindow {
-            nearExpiry[sellerID] = expireTime
+            nearExpiry[key] = expireTime
         } else if !nearExpiry.isEmpty {
-            nearExpiry[sellerID] = nil
+            nearExpiry[key] = nil
         }
     }
 
@@ -310,8 +347,8 @@ extension RefreshScheduler {
         let parked = parkedByStore.keys
         parkedByStore.removeAll()
         let now = clock.now()
-        for sellerID in parked where !inFlight.contains(sellerID) && queue.contains(sellerID) {
-            reschedule(sellerID, at: now)
+        for key in parked where !inFlight.contains(key) && queue.contains(key) {
+            reschedule(key, at: now)
         }
     }
 
@@ -334,23 +371,20 @@ extension RefreshScheduler {
 
     // MARK: - Logging
 
-    private func metadata(for failure: GatewayFailure, sellerID: String) -> Logger.Metadata {
-        var details: Logger.Metadata = [
-            "seller": "\(sellerID)", "code": "\(failure.code)", "message": "\(failure.message)",
-        ]
+    private func metadata(for failure: GatewayFailure, account key: AccountKey) -> Logger.Metadata {
+        var details = key.metadata(["code": "\(failure.code)", "message": "\(failure.message)"])
         if let requestID = failure.requestID { details["request_id"] = "\(requestID)" }
         if let status = failure.httpStatus { details["http_status"] = "\(status)" }
         return details
     }
 
-    /// One line per attempt: seller, outcome, request id. Never a token.
-    private func log(_ outcome: RefreshOutcome, sellerID: String) {
+    /// One line per attempt: app, seller, outcome, request id. Never a token.
+    private func log(_ outcome: RefreshOutcome, account key: AccountKey) {
         switch outcome {
         case .refreshed(let requestID, let nextDue, let isFinalGrant):
-            let details: Logger.Metadata = [
-                "seller": "\(sellerID)", "outcome": "refreshed", "request_id": "\(requestID ?? "")",
-                "next_refresh": "\(nextDue)",
-            ]
+            let details = key.metadata([
+                "outcome": "refreshed", "request_id": "\(requestID ?? "")", "next_refresh": "\(nextDue)",
+            ])
             if isFinalGrant {
                 logger.notice(
                     """
@@ -362,7 +396,7 @@ extension RefreshScheduler {
                 logger.info("refreshed", metadata: details)
             }
         case .failed(let failure, let retryAt):
-            var details = metadata(for: failure, sellerID: sellerID)
+            var details = metadata(for: failure, account: key)
             details["retry_at"] = "\(retryAt)"
             if case .throttled = failure.failureClass {
                 details["outcome"] = "throttled"
@@ -376,25 +410,24 @@ extension RefreshScheduler {
                 logger.warning("refresh failed; will retry", metadata: details)
             }
         case .configurationRejected(let failure):
-            var details = metadata(for: failure, sellerID: sellerID)
+            var details = metadata(for: failure, account: key)
             details["outcome"] = "configuration_rejected"
             logger.debug("refresh held back: configuration rejected", metadata: details)
         case .heldByBreaker(let failure):
-            var details = metadata(for: failure, sellerID: sellerID)
+            var details = metadata(for: failure, account: key)
             details["outcome"] = "held"
             logger.warning("refresh token rejected during a mass rejection: held, not marked", metadata: details)
         case .reauthRequired(let reason, let requestID):
             logger.warning(
                 "seller must authorize again",
-                metadata: [
-                    "seller": "\(sellerID)", "outcome": "reauth_required", "reason": "\(reason)",
-                    "request_id": "\(requestID ?? "")",
-                ])
+                metadata: key.metadata([
+                    "outcome": "reauth_required", "reason": "\(reason)", "request_id": "\(requestID ?? "")",
+                ]))
         case .skipped(let reason, let nextDue):
-            let details: Logger.Metadata = [
-                "seller": "\(sellerID)", "outcome": "skipped", "reason": "\(reason.rawValue)",
+            let details = key.metadata([
+                "outcome": "skipped", "reason": "\(reason.rawValue)",
                 "next_refresh": "\(nextDue.map { "\($0)" } ?? "none")",
-            ]
+            ])
             switch reason {
             case .notDue: logger.info("skipped: refreshed by another process", metadata: details)
             case .inactive: logger.info("skipped: account not active", metadata: details)
@@ -404,13 +437,23 @@ extension RefreshScheduler {
         case .busy(let until):
             logger.info(
                 "skipped: another process holds the lease",
-                metadata: ["seller": "\(sellerID)", "outcome": "busy", "lease_until": "\(until)"])
+                metadata: key.metadata(["outcome": "busy", "lease_until": "\(until)"]))
         case .storeFailed:
             break  // logged where it happened, once per streak
         case .notFound:
-            logger.info("skipped: seller no longer stored", metadata: ["seller": "\(sellerID)", "outcome": "removed"])
+            logger.info("skipped: seller no longer stored", metadata: key.metadata(["outcome": "removed"]))
         case .notAttempted:
-            logger.debug("not attempted: stopping", metadata: ["seller": "\(sellerID)", "outcome": "not_attempted"])
+            logger.debug("not attempted: stopping", metadata: key.metadata(["outcome": "not_attempted"]))
         }
+    }
+}
+
+extension AccountKey {
+    /// A log line's fields for this account, `app` and `seller`, with `extra`.
+    func metadata(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+        var details = extra
+        details["app"] = "\(app)"
+        details["seller"] = "\(sellerID)"
+        return details
     }
 }

@@ -6,9 +6,15 @@ public struct RefreshSchedulerConfiguration: Sendable, Equatable {
     public var policy: RefreshPolicy
     /// Refreshes in flight at once (`refresh.concurrency`); at least 1.
     public var concurrency: Int
-    /// Gateway calls started per second (`refresh.max_calls_per_second`); nil
-    /// or 0 means no limit (benchmarks).
+    /// Gateway calls started per second by each app that
+    /// ``maxCallsPerSecondByApp`` does not list (`refresh.max_calls_per_second`);
+    /// nil or 0 means no limit (benchmarks). Each app has its own budget at
+    /// the gateway, so each is limited on its own: two apps may make twice
+    /// the calls of one.
     public var maxCallsPerSecond: Double?
+    /// An app's own call rate (`apps.<name>.max_calls_per_second`), where
+    /// it has one; 0 means no limit for that app. See ``maxCallsPerSecond(for:)``.
+    public var maxCallsPerSecondByApp: [AppName: Double]
     /// Names this process in the leases it takes; unique per process.
     public var leaseOwner: String
     /// How long a lease on an account lasts. It must outlive the gateway
@@ -22,8 +28,9 @@ public struct RefreshSchedulerConfiguration: Sendable, Equatable {
     /// emits ``SchedulerEvent/tick(_:)`` (the watchdog's heartbeat). Keep it
     /// at most half the systemd watchdog interval.
     public var tickInterval: Duration
-    /// While the gateway rejects our configuration, one account is tried at
-    /// most this often.
+    /// While the gateway rejects an app's configuration, one account of that
+    /// app is tried at most this often (and one seller held by that app's
+    /// mass-rejection breaker).
     public var configurationProbeInterval: Duration
     /// Backoff for failed writes to the store (a rotated pair that is not yet
     /// durable is retried from `storeRetryInitial`, doubling up to `storeRetryMax`).
@@ -33,13 +40,15 @@ public struct RefreshSchedulerConfiguration: Sendable, Equatable {
     /// Keep it above the gateway request timeout: a call that is walked away
     /// from may have rotated a token nobody will store.
     public var shutdownGracePeriod: Duration
-    /// When rejections of many sellers at once are held rather than marked.
+    /// When rejections of many sellers of one app at once are held rather
+    /// than marked (each app has a breaker of its own).
     public var massRejection: MassRejectionPolicy
 
     public init(
         policy: RefreshPolicy = RefreshPolicy(),
         concurrency: Int = 4,
         maxCallsPerSecond: Double? = 10,
+        maxCallsPerSecondByApp: [AppName: Double] = [:],
         leaseOwner: String = RefreshSchedulerConfiguration.uniqueLeaseOwner(),
         leaseDuration: Duration = RefreshSchedulerConfiguration.leaseDuration(requestTimeout: .seconds(30)),
         busyLeaseMargin: Duration = .seconds(1),
@@ -53,6 +62,7 @@ public struct RefreshSchedulerConfiguration: Sendable, Equatable {
         self.policy = policy
         self.concurrency = max(1, concurrency)
         self.maxCallsPerSecond = maxCallsPerSecond.flatMap { $0 > 0 ? $0 : nil }
+        self.maxCallsPerSecondByApp = maxCallsPerSecondByApp
         self.leaseOwner = leaseOwner
         self.leaseDuration = leaseDuration
         self.busyLeaseMargin = busyLeaseMargin
@@ -62,6 +72,13 @@ public struct RefreshSchedulerConfiguration: Sendable, Equatable {
         self.storeRetryMax = max(storeRetryMax, self.storeRetryInitial)
         self.shutdownGracePeriod = shutdownGracePeriod
         self.massRejection = massRejection
+    }
+
+    /// The calls per second `app` may start: its own rate where it has one,
+    /// else ``maxCallsPerSecond``; nil means no limit.
+    public func maxCallsPerSecond(for app: AppName) -> Double? {
+        guard let rate = maxCallsPerSecondByApp[app] else { return maxCallsPerSecond }
+        return rate > 0 ? rate : nil
     }
 
     /// A lease that outlives a request that takes the whole timeout, twice

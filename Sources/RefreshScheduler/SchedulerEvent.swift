@@ -9,15 +9,16 @@ public enum SchedulerEvent: Sendable, Equatable {
     /// An attempt on a scheduled account started, `delay` after its
     /// deadline (zero when it started on time or early). Not sent for
     /// accounts forced by ``RefreshScheduler/refreshNow(_:)``.
-    case started(sellerID: String, delay: Duration)
+    case started(account: AccountKey, delay: Duration)
     /// A rotated pair is durable; see ``RefreshOutcome/refreshed(requestID:nextDue:isFinalGrant:)``.
-    case refreshed(sellerID: String, requestID: String?, nextDue: Timestamp, isFinalGrant: Bool)
+    case refreshed(account: AccountKey, requestID: String?, nextDue: Timestamp, isFinalGrant: Bool)
     /// A transient or throttling failure; the account is tried again at `nextDue`.
-    case failed(sellerID: String, failure: GatewayFailure, nextDue: Timestamp)
+    case failed(account: AccountKey, failure: GatewayFailure, nextDue: Timestamp)
     /// The account is now `reauth_required`; the gateway gets no more calls for it.
-    case reauthRequired(sellerID: String, reason: String, requestID: String?)
-    /// Refreshing is held back (configuration rejected, or the store cannot
-    /// make a rotated pair durable). Reported once per episode.
+    case reauthRequired(account: AccountKey, reason: String, requestID: String?)
+    /// Refreshing is held back (an app's configuration rejected, or the store
+    /// cannot make a rotated pair durable). Reported once per episode (per
+    /// app, for an app's trouble).
     case degraded(DegradedReason)
     /// The trouble reported by ``degraded(_:)`` is over.
     case recovered(DegradedReason)
@@ -32,19 +33,31 @@ public enum SchedulerEvent: Sendable, Equatable {
     /// it can be kept elsewhere (a file `import` reads): the gateway issued
     /// it, and nothing else holds it.
     /// `replacing` is the refresh token the grant replaces (the one sent).
-    case rotationUnstored(sellerID: String, grant: TokenGrant, replacing: Secret)
+    case rotationUnstored(account: AccountKey, grant: TokenGrant, replacing: Secret)
 }
 
-/// Why refreshing is held back.
+/// Why refreshing is held back, and for whom.
 public enum DegradedReason: Sendable, Equatable {
-    /// The gateway rejects our configuration (bad signature, app key, clock).
-    case configuration(GatewayFailure)
-    /// A rotated pair could not be written; no new calls until it is.
+    /// The gateway rejects the configuration of `app` (bad signature, app
+    /// key, clock), or no gateway is configured for it (code
+    /// ``RefreshScheduler/appNotConfiguredCode``): that app's sellers are
+    /// held back; other apps go on.
+    case configuration(app: AppName, GatewayFailure)
+    /// A rotated pair could not be written; no new calls until it is, for
+    /// any app (there is one store).
     case storage(message: String)
-    /// The gateway rejected the refresh tokens of many sellers at once: no
-    /// seller is marked while the hold lasts; one probe per interval tells
-    /// whether it was a glitch.
-    case massRejection(code: String, held: Int)
+    /// The gateway rejected the refresh tokens of many sellers of `app` at
+    /// once: none of them is marked while the hold lasts; one probe per
+    /// interval tells whether it was a glitch. Other apps go on.
+    case massRejection(app: AppName, code: String, held: Int)
+
+    /// The app it concerns; nil for the store's trouble, which holds every app.
+    public var app: AppName? {
+        switch self {
+        case .configuration(let app, _), .massRejection(let app, _, _): app
+        case .storage: nil
+        }
+    }
 }
 
 /// The scheduler's state at a glance, for `STATUS=` lines and `status`.
@@ -57,8 +70,11 @@ public struct SchedulerSnapshot: Sendable, Equatable {
     public var nextDue: Timestamp?
     /// What holds refreshing back, if anything.
     public var degraded: [DegradedReason]
-    /// Throttled by the gateway: no calls before this.
-    public var pausedUntil: Timestamp?
+    /// The apps the gateway throttles now, each with the end of its pause:
+    /// none of that app's calls before it; other apps' calls go on.
+    public var pausedApps: [AppName: Timestamp]
+    /// The earliest end of a throttling pause in force, if any app is throttled.
+    public var pausedUntil: Timestamp? { pausedApps.values.min() }
     /// Since start: rotations committed, failed attempts, accounts marked
     /// `reauth_required`.
     public var refreshed: Int
@@ -75,7 +91,7 @@ public struct SchedulerSnapshot: Sendable, Equatable {
 
     public init(
         scheduled: Int = 0, inFlight: Int = 0, nextDue: Timestamp? = nil, degraded: [DegradedReason] = [],
-        pausedUntil: Timestamp? = nil, refreshed: Int = 0, failed: Int = 0, reauthRequired: Int = 0,
+        pausedApps: [AppName: Timestamp] = [:], refreshed: Int = 0, failed: Int = 0, reauthRequired: Int = 0,
         isStopping: Bool = false, pairsRefused: Int = 0, storeUnanswered: Duration? = nil
     ) {
         self.pairsRefused = pairsRefused
@@ -84,7 +100,7 @@ public struct SchedulerSnapshot: Sendable, Equatable {
         self.inFlight = inFlight
         self.nextDue = nextDue
         self.degraded = degraded
-        self.pausedUntil = pausedUntil
+        self.pausedApps = pausedApps
         self.refreshed = refreshed
         self.failed = failed
         self.reauthRequired = reauthRequired

@@ -33,26 +33,33 @@ public final class EventRecorder: Sendable {
         events.compactMap { if case .recovered(let reason) = $0 { reason } else { nil } }
     }
 
-    public var reauthRequired: [(sellerID: String, reason: String, requestID: String?)] {
+    public var reauthRequired: [(account: AccountKey, reason: String, requestID: String?)] {
         events.compactMap {
-            if case .reauthRequired(let seller, let reason, let requestID) = $0 {
-                (seller, reason, requestID)
+            if case .reauthRequired(let account, let reason, let requestID) = $0 {
+                (account, reason, requestID)
             } else {
                 nil
             }
         }
     }
 
-    public func refreshed(_ sellerID: String) -> [(nextDue: Timestamp, isFinalGrant: Bool)] {
+    public func refreshed(_ account: AccountKey) -> [(nextDue: Timestamp, isFinalGrant: Bool)] {
         events.compactMap {
-            if case .refreshed(sellerID, _, let nextDue, let isFinal) = $0 { (nextDue, isFinal) } else { nil }
+            if case .refreshed(account, _, let nextDue, let isFinal) = $0 { (nextDue, isFinal) } else { nil }
         }
     }
 
-    public var failures: [(at: Timestamp, sellerID: String, failure: GatewayFailure, nextDue: Timestamp)] {
+    /// Every rotation committed, with the manual time it was reported at.
+    public var refreshes: [(at: Timestamp, account: AccountKey)] {
         all.compactMap {
-            if case .failed(let seller, let failure, let nextDue) = $0.event {
-                ($0.at, seller, failure, nextDue)
+            if case .refreshed(let account, _, _, _) = $0.event { ($0.at, account) } else { nil }
+        }
+    }
+
+    public var failures: [(at: Timestamp, account: AccountKey, failure: GatewayFailure, nextDue: Timestamp)] {
+        all.compactMap {
+            if case .failed(let account, let failure, let nextDue) = $0.event {
+                ($0.at, account, failure, nextDue)
             } else {
                 nil
             }

@@ -1,6 +1,7 @@
 /// A seller account as `keeper.db` stores it: the refresh token, the current
 /// access token and everything the scheduler needs.
 public struct Account: Sendable, Equatable {
+    public var app: AppName
     public var sellerID: String
     public var profile: SellerProfile
     public var refreshToken: Secret
@@ -35,13 +36,14 @@ public struct Account: Sendable, Equatable {
     public var lastAnswerLost: Bool
 
     public init(
-        sellerID: String, profile: SellerProfile = SellerProfile(), refreshToken: Secret,
+        app: AppName = .default, sellerID: String, profile: SellerProfile = SellerProfile(), refreshToken: Secret,
         accessToken: Secret? = nil, expireTime: Timestamp? = nil, accessTokenLifetime: Duration? = nil,
         refreshTokenValidTime: Timestamp? = nil, isRefreshable: Bool = true,
         status: AccountStatus = .active, statusReason: String? = nil, nextRefreshAt: Timestamp? = nil,
         failedAttempts: Int = 0, lastError: String? = nil, lastRequestID: String? = nil,
         refreshedAt: Timestamp? = nil, lease: Lease? = nil, updatedAt: Timestamp, lastAnswerLost: Bool = false
     ) {
+        self.app = app
         self.sellerID = sellerID
         self.profile = profile
         self.refreshToken = refreshToken
@@ -61,6 +63,9 @@ public struct Account: Sendable, Equatable {
         self.updatedAt = updatedAt
         self.lastAnswerLost = lastAnswerLost
     }
+
+    /// What identifies the account in every store.
+    public var key: AccountKey { AccountKey(app: app, sellerID: sellerID) }
 
     /// The access token readers may use at `now`: present, unexpired, active.
     public func hasUsableAccessToken(at now: Timestamp) -> Bool {

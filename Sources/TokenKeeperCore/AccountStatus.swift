@@ -1,6 +1,14 @@
 /// The status of a seller account, as stored and as readers see it in
 /// `tokens.status`.
 public enum AccountStatus: String, Sendable, Codable, CaseIterable {
+    /// The counts of every app added up, with every status present (zero
+    /// where no account has it).
+    public static func total(of counts: [AppName: [AccountStatus: Int]]) -> [AccountStatus: Int] {
+        var total = Dictionary(uniqueKeysWithValues: allCases.map { ($0, 0) })
+        for perApp in counts.values { total.merge(perApp, uniquingKeysWith: +) }
+        return total
+    }
+
     /// Refreshed by the daemon; its access token is usable while unexpired.
     case active
     /// The refresh token was rejected or has run out: the seller must authorize

@@ -21,10 +21,10 @@ public protocol AccountStore: Sendable {
     /// because its owner could not renew it (the store failing while it holds
     /// a rotated pair) is never taken over from a live owner, since the
     /// refresh token stored is one the gateway has already rotated away.
-    func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) async throws -> LeaseResult
+    func acquireLease(account: AccountKey, owner: String, until: Timestamp, now: Timestamp) async throws -> LeaseResult
 
     /// Gives the lease back without changing anything else.
-    func releaseLease(sellerID: String, owner: String) async throws
+    func releaseLease(account: AccountKey, owner: String) async throws
 
     /// Commits a rotated pair, durably, if the stored refresh token is still
     /// `sent`; clears the failure count and the lease, stores `nextRefreshAt`.
@@ -39,7 +39,7 @@ public protocol AccountStore: Sendable {
     /// Returns false (and writes nothing) when the stored token changed to
     /// anything else: the caller keeps the grant (salvaged where a restart finds it).
     func commitRotation(
-        sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
+        account: AccountKey, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
     ) async throws -> Bool
 
     /// Records a failed attempt that leaves the account active: the failure
@@ -49,7 +49,7 @@ public protocol AccountStore: Sendable {
     /// false.
     @discardableResult
     func recordFailure(
-        sellerID: String, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
+        account: AccountKey, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
         now: Timestamp
     ) async throws -> Bool
 
@@ -61,7 +61,7 @@ public protocol AccountStore: Sendable {
     /// gateway has rotated away. Changes no token and no deadline. Only the
     /// lease's owner notes it; false otherwise.
     @discardableResult
-    func noteRefusedPair(sellerID: String, owner: String, reason: String, until: Timestamp, now: Timestamp)
+    func noteRefusedPair(account: AccountKey, owner: String, reason: String, until: Timestamp, now: Timestamp)
         async throws -> Bool
 
     /// Moves every stored deadline (and lease) by `offset`, because the wall
@@ -73,18 +73,18 @@ public protocol AccountStore: Sendable {
     /// token is still `sent`; records an event; releases the lease. Returns false
     /// (and writes nothing) when the token changed meanwhile: a lost race.
     func markReauthRequired(
-        sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
+        account: AccountKey, sent: Secret, reason: String, requestID: String?, now: Timestamp
     ) async throws -> Bool
 }
 
 /// One account's next deadline, as the scheduler keeps it.
 ///
 /// A start-up loads one per seller (a million at once), so the two moments
-/// are kept as plain milliseconds with a sentinel for "none": 32 bytes a
-/// seller, as when it held the deadline alone, not the 48 that two optional
-/// timestamps would take.
+/// are kept as plain milliseconds with a sentinel for "none": 48 bytes a
+/// seller (its key, app and seller id, inline for names and ids of up to
+/// 15 bytes), not the 64 that two optional timestamps would take.
 public struct ScheduledAccount: Sendable, Equatable {
-    public var sellerID: String
+    public var key: AccountKey
     private var dueMilliseconds: Int64
     private var expireMilliseconds: Int64
 
@@ -105,8 +105,8 @@ public struct ScheduledAccount: Sendable, Equatable {
         set { expireMilliseconds = newValue?.millisecondsSince1970 ?? Self.none }
     }
 
-    public init(sellerID: String, due: Timestamp?, expireTime: Timestamp? = nil) {
-        self.sellerID = sellerID
+    public init(_ key: AccountKey, due: Timestamp?, expireTime: Timestamp? = nil) {
+        self.key = key
         dueMilliseconds = due?.millisecondsSince1970 ?? Self.none
         expireMilliseconds = expireTime?.millisecondsSince1970 ?? Self.none
     }

@@ -1,6 +1,7 @@
 /// One seller to import (`tokenkeeper import`): a refresh token, and where the
 /// previous tool had them, the access token and its times.
 public struct ImportRecord: Sendable, Equatable {
+    public var app: AppName
     public var sellerID: String
     public var refreshToken: Secret
     /// Without one the seller has no row in `tokens.db` until its first refresh.
@@ -17,10 +18,12 @@ public struct ImportRecord: Sendable, Equatable {
     public var nextRefreshAt: Timestamp?
 
     public init(
-        sellerID: String, refreshToken: Secret, accessToken: Secret? = nil, expireTime: Timestamp? = nil,
+        app: AppName = .default, sellerID: String, refreshToken: Secret, accessToken: Secret? = nil,
+        expireTime: Timestamp? = nil,
         accessTokenLifetime: Duration? = nil, refreshTokenValidTime: Timestamp? = nil,
         profile: SellerProfile = SellerProfile(), nextRefreshAt: Timestamp? = nil
     ) {
+        self.app = app
         self.sellerID = sellerID
         self.refreshToken = refreshToken
         self.accessToken = accessToken
@@ -30,6 +33,8 @@ public struct ImportRecord: Sendable, Equatable {
         self.profile = profile
         self.nextRefreshAt = nextRefreshAt
     }
+
+    public var key: AccountKey { AccountKey(app: app, sellerID: sellerID) }
 
     /// Why the record cannot be stored, or nil. Never quotes a token.
     public var problem: String? {
@@ -54,9 +59,9 @@ public struct ImportSummary: Sendable, Equatable {
     public var refused: [RefusedRecord]
     /// Sellers skipped because tokenkeeper already manages them (without
     /// `replace`); their stored tokens were left as they were.
-    public var alreadyManaged: [String]
+    public var alreadyManaged: [AccountKey]
 
-    public init(imported: Int = 0, refused: [RefusedRecord] = [], alreadyManaged: [String] = []) {
+    public init(imported: Int = 0, refused: [RefusedRecord] = [], alreadyManaged: [AccountKey] = []) {
         self.imported = imported
         self.refused = refused
         self.alreadyManaged = alreadyManaged

@@ -11,12 +11,15 @@ public protocol OperatorStore: ManagedAccountStore, EventOutbox, CallbackStateSt
 public protocol EventOutbox: Sendable {
     /// Appends an event (and queues it when its kind is notified). `detail`
     /// must not contain a token (a ``Secret`` interpolates as its fingerprint).
-    func appendEvent(_ kind: EventKind, sellerID: String?, detail: String?, requestID: String?, at: Timestamp)
-        async throws
+    /// `app` without `sellerID` is an event of the app as a whole (its
+    /// configuration rejected, say).
+    func appendEvent(
+        _ kind: EventKind, app: AppName?, sellerID: String?, detail: String?, requestID: String?, at: Timestamp
+    ) async throws
 
     /// Raises `reauth_due` for active sellers whose refresh token ends by
     /// `horizon`, once per refresh token; returns the sellers warned now.
-    func raiseReauthDue(horizon: Timestamp, now: Timestamp, limit: Int) async throws -> [String]
+    func raiseReauthDue(horizon: Timestamp, now: Timestamp, limit: Int) async throws -> [AccountKey]
 
     /// The newest event id in the outbox (0 when empty): a cheap check for new events.
     func latestOutboxEventID() async throws -> Int64
@@ -66,10 +69,11 @@ public protocol CallbackStateStore: Sendable {
     /// cannot make the daemon call the gateway without end. True when released.
     func releaseState(nonce: String, maxReleases: Int) async throws -> Bool
 
-    /// Stores a new seller, or new tokens for one that needs
+    /// Stores a new seller of `app`, or new tokens for one that needs
     /// re-authorization; leaves a seller tokenkeeper manages (active or
     /// disabled) untouched and returns nil for it.
-    func enrollUnlessManaged(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) async throws -> Account?
+    func enrollUnlessManaged(app: AppName, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) async throws
+        -> Account?
 }
 
 /// What health, metrics and `status` read, and the event log's upkeep.
@@ -95,4 +99,14 @@ public protocol FleetReporting: Sendable {
     /// `batchSize` at a time; returns how many.
     @discardableResult
     func pruneEvents(before cutoff: Timestamp, batchSize: Int) async throws -> Int
+}
+
+extension EventOutbox {
+    /// Appends an event about one account (or about none: the daemon's own).
+    public func appendEvent(
+        _ kind: EventKind, account: AccountKey?, detail: String?, requestID: String?, at: Timestamp
+    ) async throws {
+        try await appendEvent(
+            kind, app: account?.app, sellerID: account?.sellerID, detail: detail, requestID: requestID, at: at)
+    }
 }

@@ -48,6 +48,8 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, ExpressibleByStri
 public struct StoredEvent: Sendable, Equatable {
     public var id: Int64
     public var at: Timestamp
+    /// The app it concerns; nil for an event of the daemon as a whole.
+    public var app: AppName?
     public var sellerID: String?
     public var kind: EventKind
     public var detail: String?
@@ -57,27 +59,38 @@ public struct StoredEvent: Sendable, Equatable {
     public var node: String?
 
     public init(
-        id: Int64, at: Timestamp, sellerID: String?, kind: EventKind, detail: String?, requestID: String?,
-        node: String? = nil
+        id: Int64, at: Timestamp, app: AppName? = nil, sellerID: String?, kind: EventKind, detail: String?,
+        requestID: String?, node: String? = nil
     ) {
         self.id = id
         self.at = at
+        self.app = app
         self.sellerID = sellerID
         self.kind = kind
         self.detail = detail
         self.requestID = requestID
         self.node = node
     }
+
+    /// The account it concerns, if any.
+    public var account: AccountKey? {
+        sellerID.map { AccountKey(app: app ?? .default, sellerID: $0) }
+    }
 }
 
 /// What `events` asks for; nil fields do not filter.
 public struct EventQuery: Sendable, Equatable {
+    public var app: AppName?
     public var sellerID: String?
     public var since: Timestamp?
     public var kind: EventKind?
     public var limit: Int
 
-    public init(sellerID: String? = nil, since: Timestamp? = nil, kind: EventKind? = nil, limit: Int = 100) {
+    public init(
+        app: AppName? = nil, sellerID: String? = nil, since: Timestamp? = nil, kind: EventKind? = nil,
+        limit: Int = 100
+    ) {
+        self.app = app
         self.sellerID = sellerID
         self.since = since
         self.kind = kind

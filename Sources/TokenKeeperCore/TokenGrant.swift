@@ -71,16 +71,41 @@ public struct SellerProfile: Sendable, Equatable, Codable {
     public var accountPlatform: String?
     public var sp: String?
     public var locale: String?
+    /// Lazada's `country` (`sg`, `th`, …, or `cb` for a cross-border account).
+    public var country: String?
+    /// Lazada's `country_user_info` (or `user_info`): each seller the token
+    /// serves, one per country. Empty for an AliExpress seller.
+    public var ventures: [VentureSeller]
 
     public init(
         userID: String? = nil, userNick: String? = nil, account: String? = nil,
-        accountPlatform: String? = nil, sp: String? = nil, locale: String? = nil
+        accountPlatform: String? = nil, sp: String? = nil, locale: String? = nil, country: String? = nil,
+        ventures: [VentureSeller] = []
     ) {
+        self.country = country
+        self.ventures = ventures
         self.userID = userID
         self.userNick = userNick
         self.account = account
         self.accountPlatform = accountPlatform
         self.sp = sp
         self.locale = locale
+    }
+}
+
+/// One seller of a Lazada account, in one country (a "venture"): the answer's
+/// `country_user_info` lists one per country a cross-border account sells in.
+/// Readers find the account's token by any of these seller ids.
+public struct VentureSeller: Sendable, Equatable, Codable {
+    public var country: String
+    public var sellerID: String
+    public var userID: String?
+    public var shortCode: String?
+
+    public init(country: String, sellerID: String, userID: String? = nil, shortCode: String? = nil) {
+        self.country = country
+        self.sellerID = sellerID
+        self.userID = userID
+        self.shortCode = shortCode
     }
 }

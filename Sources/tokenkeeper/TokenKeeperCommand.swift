@@ -173,9 +173,11 @@ struct Token: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @Argument(help: "The seller id.")
     var seller: String
+    @Option(help: "The app the seller belongs to (a name under apps:); needed when several apps have the seller.")
+    var app: String?
 
     func run() async throws {
-        try await perform { await Commands.token(sellerID: seller, configPath: options.config) }
+        try await perform { await Commands.token(sellerID: seller, app: app, configPath: options.config) }
     }
 }
 
@@ -187,13 +189,17 @@ struct Refresh: AsyncParsableCommand {
     var allDue = false
     @Argument(help: "Seller ids.")
     var sellers: [String] = []
+    @Option(help: "The app the sellers belong to (a name under apps:); with --all-due, only that app's sellers.")
+    var app: String?
 
     func validate() throws {
         if allDue == !sellers.isEmpty { throw ValidationError("give seller ids or --all-due (not both)") }
     }
 
     func run() async throws {
-        try await perform { await Commands.refresh(sellerIDs: sellers, allDue: allDue, configPath: options.config) }
+        try await perform {
+            await Commands.refresh(sellerIDs: sellers, app: app, allDue: allDue, configPath: options.config)
+        }
     }
 }
 
@@ -217,9 +223,11 @@ struct Disable: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop refreshing a seller (kept, marked disabled).")
     @OptionGroup var options: GlobalOptions
     @Argument(help: "The seller id.") var seller: String
+    @Option(help: "The app the seller belongs to (a name under apps:); needed when several apps have the seller.")
+    var app: String?
 
     func run() async throws {
-        try await perform { await Commands.setEnabled(false, sellerID: seller, configPath: options.config) }
+        try await perform { await Commands.setEnabled(false, sellerID: seller, app: app, configPath: options.config) }
     }
 }
 
@@ -227,9 +235,11 @@ struct Enable: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Resume refreshing a disabled seller.")
     @OptionGroup var options: GlobalOptions
     @Argument(help: "The seller id.") var seller: String
+    @Option(help: "The app the seller belongs to (a name under apps:); needed when several apps have the seller.")
+    var app: String?
 
     func run() async throws {
-        try await perform { await Commands.setEnabled(true, sellerID: seller, configPath: options.config) }
+        try await perform { await Commands.setEnabled(true, sellerID: seller, app: app, configPath: options.config) }
     }
 }
 
@@ -237,9 +247,11 @@ struct Remove: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Delete a seller and its tokens from both databases.")
     @OptionGroup var options: GlobalOptions
     @Argument(help: "The seller id.") var seller: String
+    @Option(help: "The app the seller belongs to (a name under apps:); needed when several apps have the seller.")
+    var app: String?
 
     func run() async throws {
-        try await perform { await Commands.remove(sellerID: seller, configPath: options.config) }
+        try await perform { await Commands.remove(sellerID: seller, app: app, configPath: options.config) }
     }
 }
 

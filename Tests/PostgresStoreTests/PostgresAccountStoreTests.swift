@@ -10,7 +10,7 @@ import TokenKeeperTesting
 /// The PostgreSQL store against a real server: the schema and its version,
 /// imports, leases raced by two nodes, rotations fenced by the refresh token,
 /// changes announced by NOTIFY, the nodes sharing the sellers, the readers'
-/// role, and the copy `migrate --to postgres` makes.
+/// role, several apps in one schema, and the copy `migrate --to postgres` makes.
 ///
 /// One server for the suite (``SharedPostgres``); every test works in a schema
 /// of its own, so the tests run in parallel.
@@ -54,7 +54,7 @@ struct PostgresAccountStoreTests {
         #expect(
             try postgres.psql(
                 "SELECT string_agg(version::text, ',' ORDER BY version) FROM \(schema).schema_migrations",
-                database: database) == "1,2,3,4")
+                database: database) == "1,2,3,4,5")
         let relations = try postgres.psql(
             """
             SELECT table_name || ' ' || table_type FROM information_schema.tables
@@ -63,8 +63,8 @@ struct PostgresAccountStoreTests {
         #expect(
             relations.split(separator: "\n") == [
                 "accounts BASE TABLE", "deliveries BASE TABLE", "events BASE TABLE", "keys BASE TABLE",
-                "nodes BASE TABLE", "outbox BASE TABLE", "schema_migrations BASE TABLE", "tokens VIEW",
-                "used_states BASE TABLE", "valid_tokens VIEW",
+                "nodes BASE TABLE", "outbox BASE TABLE", "schema_migrations BASE TABLE", "seller_tokens VIEW",
+                "tokens VIEW", "used_states BASE TABLE", "valid_tokens VIEW", "ventures BASE TABLE",
             ])
         let refreshToken = makeToken("RT")
         let summary = try await first.importAccounts(
@@ -76,8 +76,8 @@ struct PostgresAccountStoreTests {
         // Opening again changes nothing.
         let again = try await open(schema: schema, database: database)
         #expect(try await again.schemaVersion() == PostgresSchema.latestVersion)
-        #expect(try postgres.psql("SELECT count(*) FROM \(schema).schema_migrations", database: database) == "4")
-        #expect(try await again.account(sellerID: "1001")?.refreshToken == refreshToken)
+        #expect(try postgres.psql("SELECT count(*) FROM \(schema).schema_migrations", database: database) == "5")
+        #expect(try await again.account("1001")?.refreshToken == refreshToken)
         again.close()
 
         // A schema written by a newer tokenkeeper is refused, untouched.
@@ -96,7 +96,7 @@ struct PostgresAccountStoreTests {
         #expect(
             try postgres.psql(
                 "SELECT string_agg(version::text, ',' ORDER BY version) FROM \(schema).schema_migrations",
-                database: database) == "1,2,3,4,999")
+                database: database) == "1,2,3,4,5,999")
     }
 
     // MARK: - Import
@@ -121,17 +121,17 @@ struct PostgresAccountStoreTests {
         #expect(summary.refused.map(\.sellerID) == ["1003", "1004"])
         #expect(summary.alreadyManaged.isEmpty)
         #expect(try await store.accountCount() == 2)
-        #expect(try await store.account(sellerID: "1003") == nil)
-        #expect(try await store.account(sellerID: "1004") == nil)
+        #expect(try await store.account("1003") == nil)
+        #expect(try await store.account("1004") == nil)
 
-        let first = try #require(try await store.account(sellerID: "1001"))
+        let first = try #require(try await store.account("1001"))
         #expect(first.refreshToken == refresh1)
         #expect(first.accessToken == access1)
         #expect(first.expireTime == Moments.farFuture)
         #expect(first.status == .active)
         #expect(first.profile.userNick == "alpha")
         #expect(first.nextRefreshAt == Moments.now)
-        let second = try #require(try await store.account(sellerID: "1002"))
+        let second = try #require(try await store.account("1002"))
         #expect(second.refreshToken == refresh2)
         #expect(second.accessToken == nil)
         #expect(second.status == .active)
@@ -143,24 +143,24 @@ struct PostgresAccountStoreTests {
             [ImportRecord(sellerID: "1001", refreshToken: newer)], now: Moments.now + .seconds(1))
         #expect(again.imported == 0)
         #expect(again.alreadyManaged == ["1001"])
-        #expect(try await store.account(sellerID: "1001")?.refreshToken == refresh1)
+        #expect(try await store.account("1001")?.refreshToken == refresh1)
 
         // With replace, the record wins.
         let replaced = try await store.importAccounts(
             [ImportRecord(sellerID: "1001", refreshToken: newer)], replace: true, now: Moments.now + .seconds(2))
         #expect(replaced.imported == 1)
-        #expect(try await store.account(sellerID: "1001")?.refreshToken == newer)
+        #expect(try await store.account("1001")?.refreshToken == newer)
 
         // A seller waiting for re-authorization takes the imported tokens without replace.
         #expect(
             try await store.markReauthRequired(
-                sellerID: "1002", sent: refresh2, reason: "IllegalRefreshToken", requestID: nil,
+                account: "1002", sent: refresh2, reason: "IllegalRefreshToken", requestID: nil,
                 now: Moments.now + .seconds(3)))
         let revived = makeToken("RT")
         let reimported = try await store.importAccounts(
             [ImportRecord(sellerID: "1002", refreshToken: revived)], now: Moments.now + .seconds(4))
         #expect(reimported.imported == 1)
-        let back = try #require(try await store.account(sellerID: "1002"))
+        let back = try #require(try await store.account("1002"))
         #expect(back.refreshToken == revived)
         #expect(back.status == .active)
         #expect(back.statusReason == nil)
@@ -195,7 +195,7 @@ struct PostgresAccountStoreTests {
             let results = try await withThrowingTaskGroup(of: (Int, LeaseResult).self) { group in
                 for (index, (owner, store)) in nodes.enumerated() {
                     group.addTask {
-                        (index, try await store.acquireLease(sellerID: "3001", owner: owner, until: until, now: now))
+                        (index, try await store.acquireLease(account: "3001", owner: owner, until: until, now: now))
                     }
                 }
                 var results: [LeaseResult?] = [nil, nil]
@@ -227,17 +227,17 @@ struct PostgresAccountStoreTests {
             }
 
             // Given back, the lease goes to the other node, with nothing lost.
-            try await winnerStore.releaseLease(sellerID: "3001", owner: winnerOwner)
-            let after = try await loserStore.acquireLease(sellerID: "3001", owner: loserOwner, until: until, now: now)
+            try await winnerStore.releaseLease(account: "3001", owner: winnerOwner)
+            let after = try await loserStore.acquireLease(account: "3001", owner: loserOwner, until: until, now: now)
             guard case .acquired(let account) = after else {
                 Issue.record("round \(round): the released lease was not taken: \(after)")
                 return
             }
             #expect(account.lease == Lease(owner: loserOwner, expiresAt: until))
             #expect(account.lastAnswerLost == false)
-            try await loserStore.releaseLease(sellerID: "3001", owner: loserOwner)
+            try await loserStore.releaseLease(account: "3001", owner: loserOwner)
         }
-        #expect(try await nodeA.account(sellerID: "3001")?.lease == nil)
+        #expect(try await nodeA.account("3001")?.lease == nil)
     }
 
     @Test func anExpiredLeaseIsTakenOverAndTheLostAnswerRemembered() async throws {
@@ -253,7 +253,7 @@ struct PostgresAccountStoreTests {
         // Leases end on PostgreSQL's clock: a long one first, so that the
         // next statement comes inside it however loaded the machine is.
         let firstUntil = Moments.now + .seconds(60)
-        let first = try await nodeA.acquireLease(sellerID: "3002", owner: "node-a", until: firstUntil, now: Moments.now)
+        let first = try await nodeA.acquireLease(account: "3002", owner: "node-a", until: firstUntil, now: Moments.now)
         guard case .acquired = first else {
             Issue.record("expected acquired, got \(first)")
             return
@@ -261,7 +261,7 @@ struct PostgresAccountStoreTests {
 
         let secondUntil = Moments.now + .seconds(90)
         let early = try await nodeB.acquireLease(
-            sellerID: "3002", owner: "node-b", until: secondUntil, now: Moments.now)
+            account: "3002", owner: "node-b", until: secondUntil, now: Moments.now)
         guard case .busy(let held) = early else {
             Issue.record("expected busy while the lease runs, got \(early)")
             return
@@ -272,7 +272,7 @@ struct PostgresAccountStoreTests {
         // node-a renews it for 300 ms and goes quiet: that one is really
         // waited out.
         let renewed = try await nodeA.acquireLease(
-            sellerID: "3002", owner: "node-a", until: Moments.now + .milliseconds(300), now: Moments.now)
+            account: "3002", owner: "node-a", until: Moments.now + .milliseconds(300), now: Moments.now)
         guard case .acquired = renewed else {
             Issue.record("expected node-a to renew its own lease, got \(renewed)")
             return
@@ -281,7 +281,7 @@ struct PostgresAccountStoreTests {
         let deadline = ContinuousClock.now + .seconds(10)
         while case .busy = late, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))
-            late = try await nodeB.acquireLease(sellerID: "3002", owner: "node-b", until: secondUntil, now: Moments.now)
+            late = try await nodeB.acquireLease(account: "3002", owner: "node-b", until: secondUntil, now: Moments.now)
         }
         guard case .acquired(let account) = late else {
             Issue.record("expected the expired lease to be taken over, got \(late)")
@@ -292,12 +292,12 @@ struct PostgresAccountStoreTests {
         #expect(account.lastAnswerLost == true)
 
         // The old holder's release is a no-op now.
-        try await nodeA.releaseLease(sellerID: "3002", owner: "node-a")
-        let stored = try await nodeA.account(sellerID: "3002")
+        try await nodeA.releaseLease(account: "3002", owner: "node-a")
+        let stored = try await nodeA.account("3002")
         #expect(stored?.lease?.owner == "node-b")
         #expect(stored?.lastAnswerLost == true)
         #expect(
-            try await nodeA.acquireLease(sellerID: "nobody", owner: "node-a", until: secondUntil, now: Moments.now)
+            try await nodeA.acquireLease(account: "nobody", owner: "node-a", until: secondUntil, now: Moments.now)
                 == .notFound)
     }
 
@@ -319,9 +319,9 @@ struct PostgresAccountStoreTests {
         let nextRefreshAt = Moments.now + .seconds(3_600)
         #expect(
             try await nodeB.commitRotation(
-                sellerID: "4001", sent: sent, grant: rotated, nextRefreshAt: nextRefreshAt,
+                account: "4001", sent: sent, grant: rotated, nextRefreshAt: nextRefreshAt,
                 now: Moments.now + .seconds(1)))
-        let stored = try #require(try await nodeA.account(sellerID: "4001"))
+        let stored = try #require(try await nodeA.account("4001"))
         #expect(stored.refreshToken == rotated.refreshToken)
         #expect(stored.accessToken == rotated.accessToken)
         #expect(stored.expireTime == rotated.expireTime)
@@ -332,23 +332,23 @@ struct PostgresAccountStoreTests {
         let stale = makeGrant(seller: "4001", receivedAt: Moments.now + .seconds(2))
         #expect(
             try await nodeA.commitRotation(
-                sellerID: "4001", sent: sent, grant: stale, nextRefreshAt: Moments.now + .seconds(60),
+                account: "4001", sent: sent, grant: stale, nextRefreshAt: Moments.now + .seconds(60),
                 now: Moments.now + .seconds(2)) == false)
-        #expect(try await nodeA.account(sellerID: "4001") == stored)
+        #expect(try await nodeA.account("4001") == stored)
 
         // A rejection of the old token does not touch the account...
         #expect(
             try await nodeA.markReauthRequired(
-                sellerID: "4001", sent: sent, reason: "IllegalRefreshToken", requestID: "req-2",
+                account: "4001", sent: sent, reason: "IllegalRefreshToken", requestID: "req-2",
                 now: Moments.now + .seconds(3)) == false)
-        #expect(try await nodeA.account(sellerID: "4001")?.status == .active)
+        #expect(try await nodeA.account("4001")?.status == .active)
 
         // ...a rejection of the current one marks it.
         #expect(
             try await nodeA.markReauthRequired(
-                sellerID: "4001", sent: try #require(rotated.refreshToken), reason: "IllegalRefreshToken",
+                account: "4001", sent: try #require(rotated.refreshToken), reason: "IllegalRefreshToken",
                 requestID: "req-3", now: Moments.now + .seconds(4)))
-        let marked = try #require(try await nodeA.account(sellerID: "4001"))
+        let marked = try #require(try await nodeA.account("4001"))
         #expect(marked.status == .reauthRequired)
         #expect(marked.statusReason == "IllegalRefreshToken")
         #expect(marked.refreshToken == rotated.refreshToken)
@@ -374,11 +374,11 @@ struct PostgresAccountStoreTests {
         let broken = makeGrant(seller: "4002", refresh: Secret(""), receivedAt: Moments.now)
         let error = await #expect(throws: PostgresStoreError.self) {
             try await store.commitRotation(
-                sellerID: "4002", sent: sent, grant: broken, nextRefreshAt: Moments.now + .seconds(60),
+                account: "4002", sent: sent, grant: broken, nextRefreshAt: Moments.now + .seconds(60),
                 now: Moments.now)
         }
         #expect(error.map { StoreFailureScope.of($0) } == .account)
-        #expect(try await store.account(sellerID: "4002")?.refreshToken == sent)
+        #expect(try await store.account("4002")?.refreshToken == sent)
     }
 
     @Test func aFailureIsRecordedAndReleasesTheLease() async throws {
@@ -387,14 +387,14 @@ struct PostgresAccountStoreTests {
         let sent = makeToken("RT")
         _ = try await store.importAccounts([ImportRecord(sellerID: "4003", refreshToken: sent)], now: Moments.now)
         _ = try await store.acquireLease(
-            sellerID: "4003", owner: "node-a", until: Moments.now + .seconds(60), now: Moments.now)
+            account: "4003", owner: "node-a", until: Moments.now + .seconds(60), now: Moments.now)
         let failure = GatewayFailure(
             .transient, code: "Timeout", message: "no answer within 30 s", requestID: "req-5", answerMayBeLost: true)
         let retryAt = Moments.now + .seconds(120)
         try await store.recordFailure(
-            sellerID: "4003", owner: "node-a", failure: failure, failedAttempts: 2, nextRefreshAt: retryAt,
+            account: "4003", owner: "node-a", failure: failure, failedAttempts: 2, nextRefreshAt: retryAt,
             now: Moments.now)
-        let failed = try #require(try await store.account(sellerID: "4003"))
+        let failed = try #require(try await store.account("4003"))
         #expect(failed.failedAttempts == 2)
         #expect(failed.lastError == "Timeout: no answer within 30 s")
         #expect(failed.lastRequestID == "req-5")
@@ -407,9 +407,9 @@ struct PostgresAccountStoreTests {
         // The next success clears all of it.
         #expect(
             try await store.commitRotation(
-                sellerID: "4003", sent: sent, grant: makeGrant(seller: "4003", receivedAt: Moments.now),
+                account: "4003", sent: sent, grant: makeGrant(seller: "4003", receivedAt: Moments.now),
                 nextRefreshAt: Moments.now + .seconds(3_600), now: Moments.now))
-        let refreshed = try #require(try await store.account(sellerID: "4003"))
+        let refreshed = try #require(try await store.account("4003"))
         #expect(refreshed.failedAttempts == 0)
         #expect(refreshed.lastError == nil)
         #expect(refreshed.lastAnswerLost == false)
@@ -424,7 +424,7 @@ struct PostgresAccountStoreTests {
         _ = try await store.importAccounts(records, now: longAgo)
         #expect(
             try await store.commitRotation(
-                sellerID: "4900", sent: records[0].refreshToken,
+                account: "4900", sent: records[0].refreshToken,
                 grant: makeGrant(seller: "4900", receivedAt: Moments.now), nextRefreshAt: Moments.now + .seconds(3_600),
                 now: Moments.now))
 
@@ -464,28 +464,37 @@ struct PostgresAccountStoreTests {
         // Once listening, node-a reports everything once: what was announced
         // while no one listened.
         let everything = try await poll { try await nonEmpty(nodeA.changes(since: cursor).changed) }
-        #expect(everything.map { Set($0.map(\.sellerID)) } == ["5000", "5001", "5002"])
+        #expect(everything.map { Set($0.map(\.key)) } == ["5000", "5001", "5002"])
         #expect(try await nodeA.changes(since: cursor).changed.isEmpty)
+
+        // An account of another app is announced with its app: the same
+        // seller id, another account.
+        let lazada = AccountKey(app: "lazada_sg", sellerID: "5001")
+        _ = try await nodeB.enroll(
+            app: lazada.app, grant: makeGrant(seller: lazada.sellerID, receivedAt: Moments.now),
+            nextRefreshAt: Moments.now, now: Moments.now)
+        let other = try await poll { try await nonEmpty(nodeA.changes(since: cursor).changed) }
+        #expect(other?.map(\.key) == [lazada])
 
         // A rotation committed by node-b moves the seller's deadline on node-a.
         let nextRefreshAt = Moments.now + .seconds(600)
         #expect(
             try await nodeB.commitRotation(
-                sellerID: "5001", sent: tokens[1], grant: makeGrant(seller: "5001", receivedAt: Moments.now),
+                account: "5001", sent: tokens[1], grant: makeGrant(seller: "5001", receivedAt: Moments.now),
                 nextRefreshAt: nextRefreshAt, now: Moments.now))
         let rotated = try await poll { try await nonEmpty(nodeA.changes(since: cursor).changed) }
-        #expect(rotated?.deadlines == [ScheduledAccount(sellerID: "5001", due: nextRefreshAt)])
+        #expect(rotated?.deadlines == [ScheduledAccount("5001", due: nextRefreshAt)])
         // Nothing announced since: nothing to report.
         #expect(try await nodeA.changes(since: cursor).changed.isEmpty)
 
         // A lease changes no deadline and is not announced.
         _ = try await nodeB.acquireLease(
-            sellerID: "5002", owner: "node-b", until: Moments.now + .seconds(60), now: Moments.now)
+            account: "5002", owner: "node-b", until: Moments.now + .seconds(60), now: Moments.now)
 
         // A removed seller is reported without a deadline.
-        try await nodeB.remove(sellerID: "5000", now: Moments.now)
+        try await nodeB.remove(account: "5000", now: Moments.now)
         let removed = try await poll { try await nonEmpty(nodeA.changes(since: cursor).changed) }
-        #expect(removed == [ScheduledAccount(sellerID: "5000", due: nil)])
+        #expect(removed == [ScheduledAccount("5000", due: nil)])
         #expect(try await nodeA.changes(since: cursor).changed.isEmpty)
     }
 
@@ -526,17 +535,17 @@ struct PostgresAccountStoreTests {
         let elapsed = ContinuousClock.now - start
         #expect(fullReloads >= 1 && Double(fullReloads) <= elapsed / .seconds(1) + 1, "\(fullReloads) in \(elapsed)")
 
-        // Made-up sellers, past the bound, and payloads that cannot be seller ids.
+        // Made-up sellers, past the bound, and payloads that cannot name accounts.
         try postgres.psql(
-            "SELECT pg_notify('\(channel)', 'fake-' || g) FROM generate_series(1, 500) g; "
-                + "SELECT pg_notify('\(channel)', E'bad\\nid')")
+            "SELECT pg_notify('\(channel)', 'default:fake-' || g) FROM generate_series(1, 500) g; "
+                + "SELECT pg_notify('\(channel)', E'default:bad\\nid')")
         var fakes = 0
         var reloaded = false
         let deadline = ContinuousClock.now + .seconds(4)
         while ContinuousClock.now < deadline {
             let changed = try await node.changes(since: cursor).changed
-            fakes += changed.filter { $0.sellerID.hasPrefix("fake-") }.count
-            #expect(!changed.contains { $0.sellerID.contains("\n") })
+            fakes += changed.filter { $0.key.sellerID.hasPrefix("fake-") }.count
+            #expect(!changed.contains { $0.key.sellerID.contains("\n") })
             if changed.count == 3 { reloaded = true }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -565,7 +574,7 @@ struct PostgresAccountStoreTests {
             ], now: Moments.now)
         #expect(
             try await nodeA.loadSchedule().deadlines == [
-                ScheduledAccount(sellerID: "5100", due: Moments.now - .seconds(2))
+                ScheduledAccount("5100", due: Moments.now - .seconds(2))
             ])
         let cursor = try await nodeA.changes(since: nil).cursor
         let cluster = Task {
@@ -578,19 +587,19 @@ struct PostgresAccountStoreTests {
 
         let retryAt = Moments.now + .seconds(600)
         _ = try await nodeB.acquireLease(
-            sellerID: "5100", owner: "node-b", until: Moments.now + .seconds(60), now: Moments.now)
+            account: "5100", owner: "node-b", until: Moments.now + .seconds(60), now: Moments.now)
         try await nodeB.recordFailure(
-            sellerID: "5100", owner: "node-b",
+            account: "5100", owner: "node-b",
             failure: GatewayFailure(.transient, code: "ServiceUnavailable", message: "try later"),
             failedAttempts: 3, nextRefreshAt: retryAt, now: Moments.now)
         let announced = try await poll { try await nonEmpty(nodeA.changes(since: cursor).changed) }
-        #expect(announced?.deadlines == [ScheduledAccount(sellerID: "5100", due: retryAt)])
+        #expect(announced?.deadlines == [ScheduledAccount("5100", due: retryAt)])
     }
 
     // MARK: - Cluster
 
     @Test func eachSellerHasExactlyOneFirstNode() {
-        let sellers = (0..<1000).map { "\(3_000_000_000 + $0)" }
+        let sellers = (0..<1000).map { AccountKey(app: .default, sellerID: "\(3_000_000_000 + $0)") }
         let viewA = ClusterView(node: "a", others: ["b"], takeover: .seconds(5))
         let viewB = ClusterView(node: "b", others: ["a"], takeover: .seconds(5))
         let firstOnA = Set(sellers.filter { viewA.rank(of: $0) == 0 })
@@ -613,14 +622,15 @@ struct PostgresAccountStoreTests {
     @Test func theSecondNodeWaitsTheTakeoverButNeverPastHalfTheTimeLeft() throws {
         let viewA = ClusterView(node: "a", others: ["b"], takeover: .seconds(5))
         let viewB = ClusterView(node: "b", others: ["a"], takeover: .seconds(5))
-        let seller = try #require((0..<100).map { "\(3_000_000_000 + $0)" }.first { viewA.rank(of: $0) == 0 })
+        let sellers = (0..<100).map { AccountKey(app: .default, sellerID: "\(3_000_000_000 + $0)") }
+        let seller = try #require(sellers.first { viewA.rank(of: $0) == 0 })
         let due = Moments.now
         for expireTime in [due + .seconds(60), due + .seconds(4), nil] {
-            #expect(viewA.deadline(sellerID: seller, due: due, expireTime: expireTime) == due)
+            #expect(viewA.deadline(account: seller, due: due, expireTime: expireTime) == due)
         }
-        #expect(viewB.deadline(sellerID: seller, due: due, expireTime: due + .seconds(60)) == due + .seconds(5))
-        #expect(viewB.deadline(sellerID: seller, due: due, expireTime: due + .seconds(4)) == due + .seconds(2))
-        #expect(viewB.deadline(sellerID: seller, due: due, expireTime: nil) == due + .seconds(5))
+        #expect(viewB.deadline(account: seller, due: due, expireTime: due + .seconds(60)) == due + .seconds(5))
+        #expect(viewB.deadline(account: seller, due: due, expireTime: due + .seconds(4)) == due + .seconds(2))
+        #expect(viewB.deadline(account: seller, due: due, expireTime: nil) == due + .seconds(5))
     }
 
     @Test func liveNodesShareTheSellersAndALeavingNodeHandsThemBack() async throws {
@@ -665,8 +675,8 @@ struct PostgresAccountStoreTests {
 
         // Each seller is due first on one node, takeover later on the other.
         let shared = try await poll { () async throws -> Bool? in
-            let onA = Dictionary(uniqueKeysWithValues: try await nodeA.loadSchedule().map { ($0.sellerID, $0.due) })
-            let onB = Dictionary(uniqueKeysWithValues: try await nodeB.loadSchedule().map { ($0.sellerID, $0.due) })
+            let onA = Dictionary(uniqueKeysWithValues: try await nodeA.loadSchedule().map { ($0.key.sellerID, $0.due) })
+            let onB = Dictionary(uniqueKeysWithValues: try await nodeB.loadSchedule().map { ($0.key.sellerID, $0.due) })
             let split = sellers.allSatisfy { seller in
                 let pair = [onA[seller] ?? nil, onB[seller] ?? nil]
                 return pair == [due, due + .seconds(5)] || pair == [due + .seconds(5), due]
@@ -717,9 +727,9 @@ struct PostgresAccountStoreTests {
         #expect(try await store.importAccounts(records, now: Moments.now).imported == records.count)
         #expect(
             try await store.markReauthRequired(
-                sellerID: "7005", sent: records[4].refreshToken, reason: "IllegalRefreshToken", requestID: nil,
+                account: "7005", sent: records[4].refreshToken, reason: "IllegalRefreshToken", requestID: nil,
                 now: Moments.now))
-        _ = try await store.setStatus(sellerID: "7006", to: .disabled, now: Moments.now)
+        _ = try await store.setStatus(account: "7006", to: .disabled, now: Moments.now)
         _ = try await store.key(named: "callback-state", now: Moments.now) { "a state key" }
 
         // Creating the role needs CREATEROLE (or a superuser).
@@ -735,6 +745,7 @@ struct PostgresAccountStoreTests {
             try asReader("SELECT string_agg(seller_id, ',' ORDER BY seller_id) FROM \(schema).valid_tokens")
                 == "7001,7002")
         #expect(try asReader("SELECT count(*) FROM \(schema).tokens") == "5")
+        #expect(try asReader("SELECT count(*) FROM \(schema).seller_tokens") == "5")
         let accessTokensMatch =
             try asReader("SELECT access_token FROM \(schema).valid_tokens ORDER BY seller_id")
             == [records[0], records[1]].compactMap { $0.accessToken?.exposedValue }.joined(separator: "\n")
@@ -746,6 +757,7 @@ struct PostgresAccountStoreTests {
             // The callback's state key is a secret; the outbox and its state are the daemon's.
             "SELECT value FROM \(schema).keys", "SELECT count(*) FROM \(schema).outbox",
             "SELECT count(*) FROM \(schema).deliveries", "SELECT count(*) FROM \(schema).used_states",
+            "SELECT count(*) FROM \(schema).ventures",
         ] {
             let error = #expect(throws: PostgresServerError.self, "\(forbidden)") { try asReader(forbidden) }
             #expect(error?.standardError.contains("permission denied") == true, "\(forbidden)")
@@ -755,6 +767,154 @@ struct PostgresAccountStoreTests {
             try asReader("SELECT refresh_token FROM \(schema).tokens")
         }
         #expect(error?.standardError.contains("does not exist") == true)
+    }
+
+    // MARK: - Apps
+
+    @Test func aSchemaOfThePreviousVersionIsMigratedWithEveryAccountInTheDefaultApp() async throws {
+        let schema = SharedPostgres.uniqueName("t_")
+        // Version 4 as the previous release left it, with a seller, its
+        // event, one of the daemon's own, and a reader's view over the contract.
+        let previous = PostgresSchema.migrations.filter { $0.version <= 4 }
+        let script =
+            [
+                "CREATE SCHEMA \(schema)",
+                """
+                CREATE TABLE \(schema).schema_migrations (
+                    version integer NOT NULL PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())
+                """,
+            ] + previous.flatMap { $0.statements.map { PostgresSchema.sql($0, schema: schema) } } + [
+                "INSERT INTO \(schema).schema_migrations (version) VALUES (1), (2), (3), (4)",
+                """
+                INSERT INTO \(schema).accounts (seller_id, refresh_token, access_token, expire_time, status,
+                    created_at, updated_at)
+                VALUES ('1001', 'RT-old', 'AT-old', \(Moments.farFuture.millisecondsSince1970), 'active', 1, 1)
+                """,
+                """
+                INSERT INTO \(schema).events (at, seller_id, kind)
+                VALUES (1, '1001', 'imported'), (2, NULL, 'degraded')
+                """,
+                "CREATE VIEW \(schema).mine AS SELECT seller_id, access_token FROM \(schema).valid_tokens",
+            ]
+        try postgres.server.psql(script.joined(separator: ";\n"), database: postgres.name, user: postgres.role)
+
+        let store = try await open(schema: schema)
+        defer { store.close() }
+        #expect(try await store.schemaVersion() == PostgresSchema.latestVersion)
+        let account = try #require(try await store.account("1001"))
+        #expect(account.app == .default)
+        #expect(account.refreshToken == Secret("RT-old"))
+        #expect(try await store.accountKeys(sellerID: "1001") == ["1001"])
+        // The readers' queries answer as before; the new columns and view too.
+        #expect(try postgres.psql("SELECT seller_id || ' ' || access_token FROM \(schema).mine") == "1001 AT-old")
+        #expect(
+            try postgres.psql("SELECT app || ' ' || access_token FROM \(schema).valid_tokens WHERE seller_id = '1001'")
+                == "default AT-old")
+        #expect(
+            try postgres.psql(
+                "SELECT app || ' ' || coalesce(country, '-') FROM \(schema).seller_tokens WHERE seller_id = '1001'")
+                == "default -")
+        // The seller's events belong to its app; the daemon's own to none.
+        let events = try await store.events(EventQuery())
+        #expect(events.map(\.kind) == ["degraded", "imported"])
+        #expect(events.map(\.app) == [nil, .default])
+        // A name that cannot be an app's is refused by the schema itself.
+        #expect(throws: PostgresServerError.self) {
+            try postgres.psql("UPDATE \(schema).accounts SET app = 'Not:an_app'")
+        }
+    }
+
+    @Test func sellerTokensFindsALazadaAccountByEachOfItsSellersAndKeepsAppsApart() async throws {
+        let schema = SharedPostgres.uniqueName("t_")
+        let store = try await open(schema: schema)
+        defer { store.close() }
+        let lazada: AppName = "lazada_sg"
+        let ventures = [
+            VentureSeller(country: "sg", sellerID: "100015339", userID: "100027341", shortCode: "SG10XF3"),
+            VentureSeller(country: "th", sellerID: "200015339", shortCode: "TH10XF3"),
+            VentureSeller(country: "my", sellerID: "300015339", shortCode: "MY10XF3"),
+        ]
+        let enrolled = try await store.enroll(
+            app: lazada,
+            grant: makeGrant(
+                seller: "100015339", receivedAt: Moments.now,
+                profile: SellerProfile(country: "cb", ventures: ventures)),
+            nextRefreshAt: Moments.now + .seconds(600), now: Moments.now)
+        let key = AccountKey(app: lazada, sellerID: "100015339")
+        #expect(enrolled.key == key)
+        #expect(enrolled.profile.country == "cb")
+        // The same seller id under the default app is another account, with its own tokens.
+        let own = makeToken("AT")
+        _ = try await store.importAccounts(
+            [
+                ImportRecord(
+                    sellerID: "100015339", refreshToken: makeToken("RT"), accessToken: own,
+                    expireTime: Moments.farFuture)
+            ], now: Moments.now)
+        #expect(try await store.accountKeys(sellerID: "100015339") == ["100015339", key])
+
+        func tokens(of seller: String) throws -> String {
+            try postgres.psql(
+                """
+                SELECT string_agg(app || ' ' || coalesce(country, '-') || ' ' || coalesce(short_code, '-') || ' '
+                    || access_token, ',' ORDER BY app)
+                FROM \(schema).seller_tokens WHERE seller_id = '\(seller)'
+                """)
+        }
+        let first = try #require(enrolled.accessToken).exposedValue
+        #expect(try tokens(of: "100015339") == "default - - \(own.exposedValue),lazada_sg sg SG10XF3 \(first)")
+        #expect(try tokens(of: "200015339") == "lazada_sg th TH10XF3 \(first)")
+        #expect(try tokens(of: "300015339") == "lazada_sg my MY10XF3 \(first)")
+        // By the seller indexes of both tables, not by reading them whole.
+        let plan = try postgres.psql(
+            """
+            SET enable_seqscan = off;
+            EXPLAIN SELECT access_token FROM \(schema).seller_tokens WHERE seller_id = '200015339'
+            """)
+        #expect(plan.contains("accounts_by_seller") && plan.contains("ventures_by_seller"), "\(plan)")
+
+        // An answer that lists no sellers keeps them; one that lists fewer replaces them.
+        let unlisted = makeGrant(seller: "100015339", receivedAt: Moments.now + .seconds(1))
+        #expect(
+            try await store.commitRotation(
+                account: key, sent: enrolled.refreshToken, grant: unlisted, nextRefreshAt: Moments.now + .seconds(600),
+                now: Moments.now + .seconds(1)))
+        let second = try #require(unlisted.accessToken).exposedValue
+        #expect(try tokens(of: "300015339") == "lazada_sg my MY10XF3 \(second)")
+        let fewer = makeGrant(
+            seller: "100015339", receivedAt: Moments.now + .seconds(2),
+            profile: SellerProfile(ventures: Array(ventures.prefix(2))))
+        #expect(
+            try await store.commitRotation(
+                account: key, sent: try #require(unlisted.refreshToken), grant: fewer,
+                nextRefreshAt: Moments.now + .seconds(600), now: Moments.now + .seconds(2)))
+        let third = try #require(fewer.accessToken).exposedValue
+        #expect(try tokens(of: "300015339") == "")
+        #expect(try tokens(of: "200015339") == "lazada_sg th TH10XF3 \(third)")
+        #expect(try await store.account(key)?.profile.country == "cb")
+
+        // Removed, the account's sellers go with it; the other app's seller stays.
+        try await store.remove(account: key, now: Moments.now + .seconds(3))
+        #expect(try tokens(of: "200015339") == "")
+        #expect(try tokens(of: "100015339") == "default - - \(own.exposedValue)")
+        #expect(try postgres.psql("SELECT count(*) FROM \(schema).ventures") == "0")
+    }
+
+    @Test func anAnnouncementNamesAnAppAndASellerAndNothingElseIsTaken() {
+        #expect(ChangeFeed.account(announcedAs: "default:1001") == "1001")
+        #expect(ChangeFeed.account(announcedAs: "lazada_sg:a:b") == AccountKey(app: "lazada_sg", sellerID: "a:b"))
+        let implausible = [
+            "1001", ":1001", "default:", "Default:1001", "default:bad id", "default:bad\nid",
+            String(repeating: "a", count: 33) + ":1001",
+        ]
+        for payload in implausible {
+            #expect(ChangeFeed.account(announcedAs: payload) == nil, "\(payload)")
+        }
+        var feed = ChangeFeed()
+        feed.announce("lazada_sg:7", maxPending: 10)
+        feed.announce("7", maxPending: 10)
+        #expect(feed.pending == [AccountKey(app: "lazada_sg", sellerID: "7")])
+        #expect(feed.everything == false)
     }
 
     // MARK: - Copy (migrate --to postgres)
@@ -774,7 +934,7 @@ struct PostgresAccountStoreTests {
         try await store.copyAccounts(accounts, now: Moments.now)
         #expect(try await store.accountCount() == accounts.count)
 
-        var read: [(String, Secret)] = []
+        var read: [(AccountKey, Secret)] = []
         var pageSizes: [Int] = []
         while true {
             let page = try await store.refreshTokens(after: read.last?.0, limit: 1_000)
@@ -784,7 +944,7 @@ struct PostgresAccountStoreTests {
         }
         #expect(pageSizes == [1_000, 1_000, 500, 0])
         let expected = accounts.sorted { $0.sellerID.utf8.lexicographicallyPrecedes($1.sellerID.utf8) }
-        #expect(read.map(\.0) == expected.map(\.sellerID))
+        #expect(read.map(\.0) == expected.map(\.key))
         let differing = zip(read, expected).filter { $0.0.1 != $0.1.refreshToken }.map(\.1.sellerID)
         #expect(differing.isEmpty)
     }
@@ -793,10 +953,10 @@ struct PostgresAccountStoreTests {
         let store = try await open(schema: SharedPostgres.uniqueName("t_"))
         defer { store.close() }
         let original = Account(
-            sellerID: "8001",
+            app: "lazada_sg", sellerID: "8001",
             profile: SellerProfile(
                 userID: "u-8001", userNick: "shop", account: "shop@example.com", accountPlatform: "seller_center",
-                sp: "ae", locale: "en_US"),
+                sp: "ae", locale: "en_US", country: "sg"),
             refreshToken: makeToken("RT"), accessToken: makeToken("AT"), expireTime: Moments.farFuture,
             accessTokenLifetime: .seconds(86_400), refreshTokenValidTime: Moments.farFuture + .seconds(86_400),
             isRefreshable: false, status: .disabled, statusReason: StatusReason.disabledByOperator,
@@ -807,7 +967,7 @@ struct PostgresAccountStoreTests {
         try await store.copyAccounts([original], now: Moments.now)
         var expected = original
         expected.lease = nil
-        #expect(try await store.account(sellerID: "8001") == expected)
+        #expect(try await store.account(AccountKey(app: "lazada_sg", sellerID: "8001")) == expected)
 
         // A copy over a seller already there stores nothing of the batch and
         // names no token.
@@ -819,7 +979,7 @@ struct PostgresAccountStoreTests {
         let errorLeaks = batch.contains { described.contains($0.refreshToken.exposedValue) }
         #expect(errorLeaks == false)
         #expect(try await store.accountCount() == 1)
-        #expect(try await store.account(sellerID: "8002") == nil)
+        #expect(try await store.account("8002") == nil)
     }
 }
 
@@ -918,9 +1078,11 @@ private func makeToken(_ kind: String) -> Secret {
     Secret("\(kind)-\(UUID().uuidString)")
 }
 
-private func makeGrant(seller: String, refresh: Secret = makeToken("RT"), receivedAt: Timestamp) -> TokenGrant {
+private func makeGrant(
+    seller: String, refresh: Secret = makeToken("RT"), receivedAt: Timestamp, profile: SellerProfile = SellerProfile()
+) -> TokenGrant {
     TokenGrant(
-        sellerID: seller, profile: SellerProfile(), accessToken: makeToken("AT"), refreshToken: refresh,
+        sellerID: seller, profile: profile, accessToken: makeToken("AT"), refreshToken: refresh,
         accessTokenLifetime: .seconds(86_400), refreshTokenLifetime: .seconds(86_400 * 30),
         expireTime: receivedAt + .seconds(86_400), refreshTokenValidTime: receivedAt + .seconds(86_400 * 30),
         receivedAt: receivedAt, requestID: "req-1")

@@ -18,10 +18,10 @@ struct DegradedTests {
 
         // The first batch was already under way; then everything holds.
         #expect(await harness.gateway.calls.count == 4)
-        #expect(harness.events.degraded == [.configuration(.badSignature)])
+        #expect(harness.events.degraded == [.configuration(app: .default, .badSignature)])
         let errors = harness.logs.lines(atLeast: .error)
         #expect(errors.count == 1, "one clear error, not one per seller: \(errors.map(\.message))")
-        #expect(await harness.scheduler.snapshot().degraded == [.configuration(.badSignature)])
+        #expect(await harness.scheduler.snapshot().degraded == [.configuration(app: .default, .badSignature)])
 
         await harness.advance(by: .seconds(600))
 
@@ -41,7 +41,7 @@ struct DegradedTests {
         // Fixed: the next probe succeeds and everyone is refreshed at once.
         await harness.gateway.setDefault(.succeed)
         await harness.advance(by: .seconds(60))
-        #expect(harness.events.recovered == [.configuration(.badSignature)])
+        #expect(harness.events.recovered == [.configuration(app: .default, .badSignature)])
         #expect(await harness.scheduler.snapshot().refreshed == 10)
         #expect(await harness.scheduler.snapshot().degraded.isEmpty)
         #expect(await harness.gateway.violations.isEmpty)
@@ -123,7 +123,7 @@ struct DegradedTests {
 
     @Test func noSecretAppearsInAnyLogLine() async throws {
         let harness = SchedulerHarness()
-        for seller in ["ok", "dead", "flaky", "limited", "bad"] { await harness.addAccount(seller) }
+        for seller: AccountKey in ["ok", "dead", "flaky", "limited", "bad"] { await harness.addAccount(seller) }
         await harness.gateway.script("dead", .fail(.illegalRefreshToken))
         await harness.gateway.script("flaky", .fail(.serviceUnavailable))
         await harness.gateway.script("limited", .fail(.throttled(seconds: 5)))

@@ -63,7 +63,7 @@ struct FailureTests {
 
     @Test func rejectedRefreshTokenMarksOnlyThatSellerAndItGetsNoMoreCalls() async throws {
         let harness = SchedulerHarness()
-        for seller in ["dead", "alive1", "alive2"] { await harness.addAccount(seller) }
+        for seller: AccountKey in ["dead", "alive1", "alive2"] { await harness.addAccount(seller) }
         await harness.gateway.script("dead", .fail(.illegalRefreshToken))
         let run = try await harness.start()
         await harness.settle()
@@ -72,7 +72,7 @@ struct FailureTests {
         #expect(dead.status == .reauthRequired)
         #expect(dead.statusReason == "IllegalRefreshToken")
         #expect(dead.lastRequestID == "req-dead")
-        #expect(harness.events.reauthRequired.map(\.sellerID) == ["dead"])
+        #expect(harness.events.reauthRequired.map(\.account) == ["dead"])
         #expect(harness.events.reauthRequired.first?.requestID == "req-dead")
         #expect(await harness.scheduler.deadline(of: "dead") == nil)
 

@@ -11,7 +11,7 @@ import TokenKeeperTesting
 @Suite struct HardeningTests {
     @Test func finalGrantWithoutARefreshTokenHoldsBackNoOtherSeller() async throws {
         let harness = SchedulerHarness()
-        for id in ["a", "b", "c", "last"] { await harness.addAccount(id, due: .seconds(60)) }
+        for id: AccountKey in ["a", "b", "c", "last"] { await harness.addAccount(id, due: .seconds(60)) }
         await harness.gateway.script("last", .succeedFinal)
         let run = try await harness.start()
         await harness.advance(by: .seconds(60))
@@ -22,12 +22,12 @@ import TokenKeeperTesting
         // The old refresh token stays stored (never sent again); the new access token is kept.
         #expect(last.refreshToken == Secret("rt-last-initial"))
         #expect(last.accessToken != Secret("at-last-initial"))
-        for id in ["a", "b", "c"] { #expect(harness.events.refreshed(id).count == 1) }
+        for id: AccountKey in ["a", "b", "c"] { #expect(harness.events.refreshed(id).count == 1) }
         #expect(harness.events.degraded.isEmpty)
 
         // The others go on being refreshed on schedule; "last" never again.
         await harness.advance(by: .seconds(3000))
-        for id in ["a", "b", "c"] { #expect(harness.events.refreshed(id).count == 2) }
+        for id: AccountKey in ["a", "b", "c"] { #expect(harness.events.refreshed(id).count == 2) }
         #expect(await harness.gateway.calls(for: "last") == 1)
         #expect(await harness.gateway.violations.isEmpty)
         run.cancel()
@@ -36,7 +36,7 @@ import TokenKeeperTesting
 
     @Test func storeRefusingOneSellersPairHoldsBackOnlyThatSeller() async throws {
         let harness = SchedulerHarness()
-        for id in ["a", "b", "odd"] { await harness.addAccount(id, due: .zero) }
+        for id: AccountKey in ["a", "b", "odd"] { await harness.addAccount(id, due: .zero) }
         await harness.store.refuseValues(of: "odd", times: 3)
         let run = try await harness.start()
         await harness.settle()
@@ -164,7 +164,7 @@ import TokenKeeperTesting
     @Test func massRejectionMarksAtMostTheThresholdAndAGlitchReleasesTheRest() async throws {
         let policy = MassRejectionPolicy(sellers: 3, fraction: 0.2, window: .seconds(600), hold: .seconds(6 * 3600))
         let harness = SchedulerHarness(concurrency: 4, probeInterval: .seconds(60), massRejection: policy)
-        let ids = (1...12).map { "m\($0)" }
+        let ids: [AccountKey] = (1...12).map { "m\($0)" }
         for id in ids { await harness.addAccount(id, due: .zero) }
         await harness.gateway.setDefault(.glitch(.illegalRefreshToken))
         let run = try await harness.start()
@@ -189,11 +189,11 @@ import TokenKeeperTesting
 
     @Test func aSingleRevokedSellerIsStillMarkedAtOnce() async throws {
         let harness = SchedulerHarness()
-        for id in ["a", "b", "c"] { await harness.addAccount(id, due: .zero) }
+        for id: AccountKey in ["a", "b", "c"] { await harness.addAccount(id, due: .zero) }
         await harness.gateway.script("b", .fail(.illegalRefreshToken))
         let run = try await harness.start()
         await harness.settle()
-        #expect(harness.events.reauthRequired.map(\.sellerID) == ["b"])
+        #expect(harness.events.reauthRequired.map(\.account) == ["b"])
         run.cancel()
         try await run.value
     }
@@ -270,7 +270,7 @@ extension Sequence {
     @Test func outageAfterManySuccessesStillMarksAtMostTheThreshold() async throws {
         let policy = MassRejectionPolicy(sellers: 3, fraction: 0.2, window: .seconds(600), hold: .seconds(6 * 3600))
         let harness = SchedulerHarness(concurrency: 1, massRejection: policy)
-        let ids = (1...40).map { "o\($0)" }
+        let ids: [AccountKey] = (1...40).map { "o\($0)" }
         // 30 successes fill the window, then the gateway rejects everything.
         for id in ids.prefix(30) { await harness.addAccount(id, due: .zero) }
         for id in ids.suffix(10) {
@@ -279,7 +279,7 @@ extension Sequence {
         }
         let run = try await harness.start()
         await harness.advance(by: .seconds(5))
-        #expect(harness.events.reauthRequired.count == 3, "\(harness.events.reauthRequired.map(\.sellerID))")
+        #expect(harness.events.reauthRequired.count == 3, "\(harness.events.reauthRequired.map(\.account))")
         run.cancel()
         try await run.value
     }
@@ -287,16 +287,17 @@ extension Sequence {
     @Test func removedProbeHandsTheProbeToAnotherHeldSeller() async throws {
         let policy = MassRejectionPolicy(sellers: 1, fraction: 0.2, window: .seconds(600), hold: .seconds(6 * 3600))
         let harness = SchedulerHarness(concurrency: 1, probeInterval: .seconds(60), massRejection: policy)
-        for id in ["a", "b", "c", "d"] { await harness.addAccount(id, due: .zero) }
+        for id: AccountKey in ["a", "b", "c", "d"] { await harness.addAccount(id, due: .zero) }
         await harness.gateway.setDefault(.glitch(.illegalRefreshToken))
         let run = try await harness.start()
         await harness.advance(by: .seconds(1))
         #expect(harness.events.reauthRequired.count == 1)
-        let probe = try #require(await harness.scheduler.breakerProbe)
+        let probe = try #require(await harness.scheduler.lanes[.default]?.breakerProbe)
         await harness.store.delete(probe)
         await harness.gateway.setDefault(.succeed)
         await harness.advance(by: .seconds(130))
-        let stillActive = await ["a", "b", "c", "d"].asyncFilter { await harness.store.account($0)?.status == .active }
+        let sellers: [AccountKey] = ["a", "b", "c", "d"]
+        let stillActive = await sellers.asyncFilter { await harness.store.account($0)?.status == .active }
         #expect(stillActive.count == 2)
         for id in stillActive { #expect(harness.events.refreshed(id).count == 1, "\(id) released after another probe") }
         run.cancel()

@@ -232,7 +232,7 @@ struct SchedulingTests {
         let limited = try #require(await harness.store.account("limited"))
         #expect(limited.status == .active && limited.failedAttempts == 1)
         let failure = try #require(harness.events.failures.first)
-        #expect(failure.sellerID == "limited")
+        #expect(failure.account == "limited")
         #expect(failure.nextDue == start + .seconds(30))
 
         await harness.advance(to: start + .milliseconds(29_999))

@@ -16,22 +16,22 @@ struct DeadlineQueueTests {
         queue.schedule("a", at: Timestamp(millisecondsSince1970: 300))
 
         #expect(queue.count == 2)
-        #expect(queue.popDue(notAfter: Timestamp(millisecondsSince1970: 250))?.sellerID == "b")
+        #expect(queue.popDue(notAfter: Timestamp(millisecondsSince1970: 250))?.key == "b")
         #expect(queue.popDue(notAfter: Timestamp(millisecondsSince1970: 250)) == nil)
-        #expect(queue.popDue(notAfter: Timestamp(millisecondsSince1970: 300))?.sellerID == "a")
+        #expect(queue.popDue(notAfter: Timestamp(millisecondsSince1970: 300))?.key == "a")
         #expect(queue.count == 0)
     }
 
     @Test func removedAccountIsNeverPopped() {
         var queue = DeadlineQueue()
         queue.load([
-            ScheduledAccount(sellerID: "a", due: Timestamp(millisecondsSince1970: 1)),
-            ScheduledAccount(sellerID: "b", due: nil),
-            ScheduledAccount(sellerID: "c", due: Timestamp(millisecondsSince1970: 2)),
+            ScheduledAccount("a", due: Timestamp(millisecondsSince1970: 1)),
+            ScheduledAccount("b", due: nil),
+            ScheduledAccount("c", due: Timestamp(millisecondsSince1970: 2)),
         ])
         queue.remove("a")
         #expect(queue.count == 1)
-        #expect(queue.peek()?.sellerID == "c")
+        #expect(queue.peek()?.key == "c")
     }
 
     @Test func staleEntriesAreCompactedAway() {

@@ -29,36 +29,36 @@ import TokenKeeperTesting
     @Test func leaseIsAcquiredAndReturnsTheStoredAccount() async throws {
         let store = try await storeWithSeller()
         let until = Moments.now + .seconds(120)
-        let result = try await store.acquireLease(sellerID: "1001", owner: "daemon", until: until, now: Moments.now)
+        let result = try await store.acquireLease(account: "1001", owner: "daemon", until: until, now: Moments.now)
         guard case .acquired(let account) = result else {
             Issue.record("expected acquired, got \(result)")
             return
         }
         #expect(account.refreshToken == refresh)
         #expect(account.lease == Lease(owner: "daemon", expiresAt: until))
-        #expect(try await store.account(sellerID: "1001")?.lease == Lease(owner: "daemon", expiresAt: until))
+        #expect(try await store.account("1001")?.lease == Lease(owner: "daemon", expiresAt: until))
         try await store.close()
     }
 
     @Test func unexpiredLeaseOfAnotherOwnerIsBusy() async throws {
         let store = try await storeWithSeller()
         let until = Moments.now + .seconds(120)
-        _ = try await store.acquireLease(sellerID: "1001", owner: "daemon", until: until, now: Moments.now)
+        _ = try await store.acquireLease(account: "1001", owner: "daemon", until: until, now: Moments.now)
         let result = try await store.acquireLease(
-            sellerID: "1001", owner: "cli", until: Moments.now + .seconds(300), now: Moments.now + .seconds(119))
+            account: "1001", owner: "cli", until: Moments.now + .seconds(300), now: Moments.now + .seconds(119))
         #expect(result == .busy(Lease(owner: "daemon", expiresAt: until)))
         // The busy attempt changed nothing.
-        #expect(try await store.account(sellerID: "1001")?.lease == Lease(owner: "daemon", expiresAt: until))
+        #expect(try await store.account("1001")?.lease == Lease(owner: "daemon", expiresAt: until))
         try await store.close()
     }
 
     @Test func holderCanRenewItsOwnLease() async throws {
         let store = try await storeWithSeller()
         _ = try await store.acquireLease(
-            sellerID: "1001", owner: "daemon", until: Moments.now + .seconds(10), now: Moments.now)
+            account: "1001", owner: "daemon", until: Moments.now + .seconds(10), now: Moments.now)
         let later = Moments.now + .seconds(300)
         let result = try await store.acquireLease(
-            sellerID: "1001", owner: "daemon", until: later, now: Moments.now + .seconds(5))
+            account: "1001", owner: "daemon", until: later, now: Moments.now + .seconds(5))
         guard case .acquired(let account) = result else {
             Issue.record("expected acquired, got \(result)")
             return
@@ -70,9 +70,9 @@ import TokenKeeperTesting
     @Test func expiredLeaseCanBeTakenByAnotherOwner() async throws {
         let store = try await storeWithSeller()
         _ = try await store.acquireLease(
-            sellerID: "1001", owner: "crashed", until: Moments.now + .seconds(10), now: Moments.now)
+            account: "1001", owner: "crashed", until: Moments.now + .seconds(10), now: Moments.now)
         let result = try await store.acquireLease(
-            sellerID: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now + .seconds(10))
+            account: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now + .seconds(10))
         guard case .acquired(let account) = result else {
             Issue.record("expected acquired, got \(result)")
             return
@@ -84,7 +84,7 @@ import TokenKeeperTesting
     @Test func leaseOnUnknownSellerIsNotFound() async throws {
         let store = try await scratch.open()
         let result = try await store.acquireLease(
-            sellerID: "nobody", owner: "daemon", until: Moments.now + .seconds(10), now: Moments.now)
+            account: "nobody", owner: "daemon", until: Moments.now + .seconds(10), now: Moments.now)
         #expect(result == .notFound)
         try await store.close()
     }
@@ -92,11 +92,11 @@ import TokenKeeperTesting
     @Test func onlyTheHolderReleasesTheLease() async throws {
         let store = try await storeWithSeller()
         let lease = Lease(owner: "daemon", expiresAt: Moments.now + .seconds(100))
-        _ = try await store.acquireLease(sellerID: "1001", owner: lease.owner, until: lease.expiresAt, now: Moments.now)
-        try await store.releaseLease(sellerID: "1001", owner: "cli")
-        #expect(try await store.account(sellerID: "1001")?.lease == lease)
-        try await store.releaseLease(sellerID: "1001", owner: "daemon")
-        #expect(try await store.account(sellerID: "1001")?.lease == nil)
+        _ = try await store.acquireLease(account: "1001", owner: lease.owner, until: lease.expiresAt, now: Moments.now)
+        try await store.releaseLease(account: "1001", owner: "cli")
+        #expect(try await store.account("1001")?.lease == lease)
+        try await store.releaseLease(account: "1001", owner: "daemon")
+        #expect(try await store.account("1001")?.lease == nil)
         try await store.close()
     }
 
@@ -106,10 +106,10 @@ import TokenKeeperTesting
         let rotated = Tokens.refresh("cli")
         #expect(
             try await cli.commitRotation(
-                sellerID: "1001", sent: refresh, grant: makeGrant(seller: "1001", refresh: rotated),
+                account: "1001", sent: refresh, grant: makeGrant(seller: "1001", refresh: rotated),
                 nextRefreshAt: Moments.now + .seconds(3600), now: Moments.now))
         let result = try await daemon.acquireLease(
-            sellerID: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
+            account: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
         guard case .acquired(let account) = result else {
             Issue.record("expected acquired, got \(result)")
             return
@@ -124,9 +124,9 @@ import TokenKeeperTesting
         let daemon = try await storeWithSeller()
         let cli = try await scratch.open()
         _ = try await cli.acquireLease(
-            sellerID: "1001", owner: "cli", until: Moments.now + .seconds(100), now: Moments.now)
+            account: "1001", owner: "cli", until: Moments.now + .seconds(100), now: Moments.now)
         let result = try await daemon.acquireLease(
-            sellerID: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
+            account: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
         #expect(result == .busy(Lease(owner: "cli", expiresAt: Moments.now + .seconds(100))))
         try await cli.close()
         try await daemon.close()
@@ -137,9 +137,9 @@ import TokenKeeperTesting
     @Test func rotationOverTheSentTokenIsCommitted() async throws {
         let store = try await storeWithSeller()
         _ = try await store.acquireLease(
-            sellerID: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
+            account: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
         try await store.recordFailure(
-            sellerID: "1001", owner: "daemon",
+            account: "1001", owner: "daemon",
             failure: GatewayFailure(.transient, code: "HTTP503", message: "unavailable"),
             failedAttempts: 2, nextRefreshAt: Moments.now, now: Moments.now)
         let (access, rotated) = (Tokens.access(), Tokens.refresh("new"))
@@ -150,9 +150,9 @@ import TokenKeeperTesting
         let next = Moments.now + .seconds(7200)
         #expect(
             try await store.commitRotation(
-                sellerID: "1001", sent: refresh, grant: grant, nextRefreshAt: next, now: receivedAt))
+                account: "1001", sent: refresh, grant: grant, nextRefreshAt: next, now: receivedAt))
 
-        let account = try #require(try await store.account(sellerID: "1001"))
+        let account = try #require(try await store.account("1001"))
         #expect(account.refreshToken == rotated)
         #expect(account.accessToken == access)
         #expect(account.nextRefreshAt == next)
@@ -170,17 +170,17 @@ import TokenKeeperTesting
 
     @Test func rotationOverAStaleTokenWritesNothing() async throws {
         let store = try await storeWithSeller()
-        let before = try await store.account(sellerID: "1001")
+        let before = try await store.account("1001")
         let readersBefore = try ReaderView.rows(scratch)
         let eventsBefore = try await store.recentEvents(limit: 100)
         let cursor = try await store.changes(since: nil).cursor
 
         let stored = try await store.commitRotation(
-            sellerID: "1001", sent: Tokens.refresh("stale"), grant: makeGrant(seller: "1001"),
+            account: "1001", sent: Tokens.refresh("stale"), grant: makeGrant(seller: "1001"),
             nextRefreshAt: Moments.now, now: Moments.now + .seconds(1))
 
         #expect(!stored)
-        #expect(try await store.account(sellerID: "1001") == before)
+        #expect(try await store.account("1001") == before)
         #expect(try ReaderView.rows(scratch) == readersBefore)
         #expect(try await store.recentEvents(limit: 100) == eventsBefore)
         #expect(try await store.changes(since: cursor).changed.isEmpty)
@@ -189,23 +189,23 @@ import TokenKeeperTesting
 
     @Test func rotationForARemovedSellerWritesNothing() async throws {
         let store = try await storeWithSeller()
-        try await store.remove(sellerID: "1001", now: Moments.now)
+        try await store.remove(account: "1001", now: Moments.now)
         #expect(
             !(try await store.commitRotation(
-                sellerID: "1001", sent: refresh, grant: makeGrant(seller: "1001"), nextRefreshAt: Moments.now,
+                account: "1001", sent: refresh, grant: makeGrant(seller: "1001"), nextRefreshAt: Moments.now,
                 now: Moments.now)))
-        #expect(try await store.account(sellerID: "1001") == nil)
+        #expect(try await store.account("1001") == nil)
         try await store.close()
     }
 
     @Test func rotationOfADisabledAccountKeepsItDisabled() async throws {
         let store = try await storeWithSeller()
-        _ = try await store.setStatus(sellerID: "1001", to: .disabled, now: Moments.now)
+        _ = try await store.setStatus(account: "1001", to: .disabled, now: Moments.now)
         #expect(
             try await store.commitRotation(
-                sellerID: "1001", sent: refresh, grant: makeGrant(seller: "1001"), nextRefreshAt: Moments.now,
+                account: "1001", sent: refresh, grant: makeGrant(seller: "1001"), nextRefreshAt: Moments.now,
                 now: Moments.now))
-        let account = try #require(try await store.account(sellerID: "1001"))
+        let account = try #require(try await store.account("1001"))
         #expect(account.status == .disabled)
         #expect(account.statusReason == StatusReason.disabledByOperator)
         try await store.close()
@@ -217,13 +217,13 @@ import TokenKeeperTesting
         let store = try await storeWithSeller()
         let readersBefore = try ReaderView.rows(scratch)
         _ = try await store.acquireLease(
-            sellerID: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
+            account: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
         let retryAt = Moments.now + .seconds(30)
         try await store.recordFailure(
-            sellerID: "1001", owner: "daemon",
+            account: "1001", owner: "daemon",
             failure: GatewayFailure(.transient, code: "ServiceTimeout", message: "timed out", requestID: "r-7"),
             failedAttempts: 3, nextRefreshAt: retryAt, now: Moments.now + .seconds(1))
-        let account = try #require(try await store.account(sellerID: "1001"))
+        let account = try #require(try await store.account("1001"))
         #expect(account.status == .active)
         #expect(account.failedAttempts == 3)
         #expect(account.lastError == "ServiceTimeout: timed out")
@@ -237,12 +237,12 @@ import TokenKeeperTesting
 
     @Test func markingReauthRequiredOverAStaleTokenWritesNothing() async throws {
         let store = try await storeWithSeller()
-        let before = try await store.account(sellerID: "1001")
+        let before = try await store.account("1001")
         let marked = try await store.markReauthRequired(
-            sellerID: "1001", sent: Tokens.refresh("stale"), reason: "IllegalRefreshToken", requestID: "r-1",
+            account: "1001", sent: Tokens.refresh("stale"), reason: "IllegalRefreshToken", requestID: "r-1",
             now: Moments.now + .seconds(1))
         #expect(!marked)
-        #expect(try await store.account(sellerID: "1001") == before)
+        #expect(try await store.account("1001") == before)
         #expect(try ReaderView.validSellers(scratch) == ["1001"])
         try await store.close()
     }
@@ -250,11 +250,11 @@ import TokenKeeperTesting
     @Test func markingReauthRequiredOverTheSentTokenTakesTheAccountOutOfService() async throws {
         let store = try await storeWithSeller()
         _ = try await store.acquireLease(
-            sellerID: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
+            account: "1001", owner: "daemon", until: Moments.now + .seconds(100), now: Moments.now)
         let marked = try await store.markReauthRequired(
-            sellerID: "1001", sent: refresh, reason: "IllegalRefreshToken", requestID: "r-dead", now: Moments.now)
+            account: "1001", sent: refresh, reason: "IllegalRefreshToken", requestID: "r-dead", now: Moments.now)
         #expect(marked)
-        let account = try #require(try await store.account(sellerID: "1001"))
+        let account = try #require(try await store.account("1001"))
         #expect(account.status == .reauthRequired)
         #expect(account.statusReason == "IllegalRefreshToken")
         #expect(account.lastRequestID == "r-dead")
@@ -269,7 +269,7 @@ import TokenKeeperTesting
 
         // Enabling cannot revive it; a new authorization can.
         await #expect(throws: SQLiteStoreError.needsReauthorization(sellerID: "1001")) {
-            try await store.setStatus(sellerID: "1001", to: .active, now: Moments.now)
+            try await store.setStatus(account: "1001", to: .active, now: Moments.now)
         }
         let revived = try await store.enroll(
             grant: makeGrant(seller: "1001"), nextRefreshAt: Moments.now + .seconds(60), now: Moments.now)
@@ -288,27 +288,27 @@ import TokenKeeperTesting
             grant: makeGrant(seller: "b"), nextRefreshAt: Moments.now + .seconds(20), now: Moments.now)
         _ = try await store.enroll(
             grant: makeGrant(seller: "c"), nextRefreshAt: Moments.now + .seconds(30), now: Moments.now)
-        _ = try await store.setStatus(sellerID: "b", to: .disabled, now: Moments.now)
-        let schedule = try await store.loadSchedule().sorted { $0.sellerID < $1.sellerID }
+        _ = try await store.setStatus(account: "b", to: .disabled, now: Moments.now)
+        let schedule = try await store.loadSchedule().sorted { $0.key < $1.key }
         #expect(
             schedule.deadlines == [
-                ScheduledAccount(sellerID: "a", due: Moments.now + .seconds(10)),
-                ScheduledAccount(sellerID: "c", due: Moments.now + .seconds(30)),
+                ScheduledAccount("a", due: Moments.now + .seconds(10)),
+                ScheduledAccount("c", due: Moments.now + .seconds(30)),
             ])
         try await store.close()
     }
 
     @Test func disablingAndEnablingChangeStatusAndDeadline() async throws {
         let store = try await storeWithSeller()
-        let disabled = try await store.setStatus(sellerID: "1001", to: .disabled, now: Moments.now)
+        let disabled = try await store.setStatus(account: "1001", to: .disabled, now: Moments.now)
         #expect(disabled.status == .disabled && disabled.statusReason == StatusReason.disabledByOperator)
         #expect(try ReaderView.rows(scratch).first?.status == "disabled")
         let due = Moments.now + .seconds(1)
-        let enabled = try await store.setStatus(sellerID: "1001", to: .active, nextRefreshAt: due, now: Moments.now)
+        let enabled = try await store.setStatus(account: "1001", to: .active, nextRefreshAt: due, now: Moments.now)
         #expect(enabled.status == .active && enabled.statusReason == nil && enabled.nextRefreshAt == due)
         #expect(try ReaderView.rows(scratch).first?.status == "active")
         await #expect(throws: SQLiteStoreError.unknownSeller("nobody")) {
-            try await store.setStatus(sellerID: "nobody", to: .disabled, now: Moments.now)
+            try await store.setStatus(account: "nobody", to: .disabled, now: Moments.now)
         }
         let kinds = try await store.recentEvents(limit: 2, sellerID: "1001").map(\.kind)
         #expect(kinds == [.enabled, .disabled])
@@ -346,7 +346,7 @@ import TokenKeeperTesting
         var seen: [String] = []
         var last: String?
         while true {
-            let page = try await store.accounts(after: last, limit: 1000)
+            let page = try await store.accounts(app: nil, after: last.map(AccountKey.seller), limit: 1000)
             guard let final = page.last else { break }
             #expect(page.count <= 1000)
             seen += page.map(\.sellerID)

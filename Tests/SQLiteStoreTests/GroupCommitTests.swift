@@ -33,7 +33,8 @@ import TokenKeeperTesting
                 group.addTask {
                     do {
                         let stored = try await store.commitRotation(
-                            sellerID: seller, sent: token, grant: grant, nextRefreshAt: Moments.now + .seconds(60),
+                            account: .seller(seller), sent: token, grant: grant,
+                            nextRefreshAt: Moments.now + .seconds(60),
                             now: Moments.now)
                         return (seller, .success(stored))
                     } catch {
@@ -62,7 +63,7 @@ import TokenKeeperTesting
         #expect(after.largest == 40)
         for seller in sellers {
             #expect(try results[seller]?.get() == true)
-            let account = try #require(try await store.account(sellerID: seller))
+            let account = try #require(try await store.account(.seller(seller)))
             #expect(account.refreshToken == grants[seller]?.refreshToken)
             #expect(account.nextRefreshAt == Moments.now + .seconds(60))
         }
@@ -74,7 +75,7 @@ import TokenKeeperTesting
         #expect(readersHoldNewTokens, "the readers' rows hold every new access token")
         // One change sequence for the batch: the change feed reports all 40.
         let changed = try await store.changes(since: ChangeCursor(dataVersion: -1, sequence: 0)).changed
-        #expect(Set(changed.map(\.sellerID)).isSuperset(of: sellers))
+        #expect(Set(changed.map(\.key.sellerID)).isSuperset(of: sellers))
         try await store.close()
     }
 
@@ -94,14 +95,14 @@ import TokenKeeperTesting
         #expect(await store.groupCommits.largest == 3)
         for seller in ["a", "c"] {
             #expect(try results[seller]?.get() == true)
-            #expect(try await store.account(sellerID: seller)?.refreshToken == grants[seller]?.refreshToken)
+            #expect(try await store.account(.seller(seller))?.refreshToken == grants[seller]?.refreshToken)
         }
         guard case .failure(let error) = results["bad"] else {
             Issue.record("the refused rotation was reported stored")
             return
         }
         #expect(StoreFailureScope.of(error) == .account)
-        let bad = try #require(try await store.account(sellerID: "bad"))
+        let bad = try #require(try await store.account("bad"))
         #expect(bad.refreshToken == sent["bad"])
         // Nothing of the refused write stayed: not its event, not its reader row.
         let events = try await store.recentEvents(limit: 50, sellerID: "bad")

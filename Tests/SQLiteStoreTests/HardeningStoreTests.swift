@@ -20,9 +20,9 @@ import TokenKeeperTesting
         var notRotated = makeGrant(seller: "1")
         notRotated.refreshToken = nil
         let stored = try await store.commitRotation(
-            sellerID: "1", sent: first, grant: notRotated, nextRefreshAt: Moments.now, now: Moments.now)
+            account: "1", sent: first, grant: notRotated, nextRefreshAt: Moments.now, now: Moments.now)
         #expect(stored)
-        var account = try #require(try await store.account(sellerID: "1"))
+        var account = try #require(try await store.account("1"))
         #expect(account.refreshToken == first)
         #expect(account.accessToken == notRotated.accessToken)
         #expect(account.isRefreshable)
@@ -31,9 +31,9 @@ import TokenKeeperTesting
         final.refreshToken = nil
         #expect(final.isFinalGrant)
         let storedFinal = try await store.commitRotation(
-            sellerID: "1", sent: first, grant: final, nextRefreshAt: Moments.now, now: Moments.now)
+            account: "1", sent: first, grant: final, nextRefreshAt: Moments.now, now: Moments.now)
         #expect(storedFinal)
-        account = try #require(try await store.account(sellerID: "1"))
+        account = try #require(try await store.account("1"))
         #expect(account.refreshToken == first)
         #expect(!account.isRefreshable)
         #expect(account.status == AccountStatus.active)
@@ -49,9 +49,9 @@ import TokenKeeperTesting
         var odd = makeGrant(seller: "1", expireTime: Moments.now)
         odd.accessToken = nil
         let stored = try await store.commitRotation(
-            sellerID: "1", sent: first, grant: odd, nextRefreshAt: Moments.now, now: Moments.now)
+            account: "1", sent: first, grant: odd, nextRefreshAt: Moments.now, now: Moments.now)
         #expect(stored)
-        let account = try #require(try await store.account(sellerID: "1"))
+        let account = try #require(try await store.account("1"))
         #expect(account.refreshToken == odd.refreshToken)
         #expect(account.accessToken == enrolled.accessToken)
         #expect(account.expireTime == enrolled.expireTime)
@@ -70,11 +70,11 @@ import TokenKeeperTesting
         let summary = try await store.importAccounts(stale, now: Moments.now)
         #expect(summary.imported == 1)
         #expect(summary.alreadyManaged == ["1"])
-        #expect(try await store.account(sellerID: "1")?.refreshToken == rotated)
+        #expect(try await store.account("1")?.refreshToken == rotated)
 
         let replaced = try await store.importAccounts(Array(stale.prefix(1)), replace: true, now: Moments.now)
         #expect(replaced.imported == 1 && replaced.alreadyManaged.isEmpty)
-        #expect(try await store.account(sellerID: "1")?.refreshToken == stale[0].refreshToken)
+        #expect(try await store.account("1")?.refreshToken == stale[0].refreshToken)
         try await store.close()
     }
 
@@ -82,9 +82,9 @@ import TokenKeeperTesting
         let store = try await scratch.open()
         _ = try await store.enroll(grant: makeGrant(seller: "1"), nextRefreshAt: Moments.now, now: Moments.now)
         _ = try await store.acquireLease(
-            sellerID: "1", owner: "me", until: Moments.now + .seconds(60), now: Moments.now)
+            account: "1", owner: "me", until: Moments.now + .seconds(60), now: Moments.now)
         try await store.shiftSchedules(by: .seconds(-3600))
-        let account = try #require(try await store.account(sellerID: "1"))
+        let account = try #require(try await store.account("1"))
         #expect(account.nextRefreshAt == Moments.now - .seconds(3600))
         #expect(account.lease?.expiresAt == Moments.now - Duration.seconds(3540))
         try await store.close()
@@ -136,25 +136,25 @@ import TokenKeeperTesting
         let store = try await scratch.open()
         _ = try await store.enroll(grant: makeGrant(seller: "1"), nextRefreshAt: Moments.now, now: Moments.now)
         _ = try await store.acquireLease(
-            sellerID: "1", owner: "dead", until: Moments.now + .seconds(60), now: Moments.now)
+            account: "1", owner: "dead", until: Moments.now + .seconds(60), now: Moments.now)
         let later = Moments.now + .seconds(61)
         guard
             case .acquired(let account) = try await store.acquireLease(
-                sellerID: "1", owner: "alive", until: later + .seconds(60), now: later)
+                account: "1", owner: "alive", until: later + .seconds(60), now: later)
         else {
             Issue.record("the expired lease was not taken over")
             return
         }
         #expect(account.lastAnswerLost)
-        #expect(try await store.account(sellerID: "1")?.lastAnswerLost == true)
-        try await store.releaseLease(sellerID: "1", owner: "alive")
+        #expect(try await store.account("1")?.lastAnswerLost == true)
+        try await store.releaseLease(account: "1", owner: "alive")
         // Taking one's own released lease again flags nothing new; a commit clears it.
-        _ = try await store.acquireLease(sellerID: "1", owner: "alive", until: later + .seconds(60), now: later)
-        let stored = try #require(try await store.account(sellerID: "1"))
+        _ = try await store.acquireLease(account: "1", owner: "alive", until: later + .seconds(60), now: later)
+        let stored = try #require(try await store.account("1"))
         let committed = try await store.commitRotation(
-            sellerID: "1", sent: stored.refreshToken, grant: makeGrant(seller: "1"), nextRefreshAt: later, now: later)
+            account: "1", sent: stored.refreshToken, grant: makeGrant(seller: "1"), nextRefreshAt: later, now: later)
         #expect(committed)
-        #expect(try await store.account(sellerID: "1")?.lastAnswerLost == false)
+        #expect(try await store.account("1")?.lastAnswerLost == false)
         try await store.close()
     }
 }
@@ -169,7 +169,7 @@ import TokenKeeperTesting
         _ = try await store.enroll(grant: grant, nextRefreshAt: Moments.now + .seconds(2 * 86_400), now: Moments.now)
         let schedule = try await store.loadSchedule()
         // A fifth of the stated life (one day) before the gateway's expire_time.
-        #expect(schedule.deadlines == [ScheduledAccount(sellerID: "1", due: Moments.now + .seconds(86_400 - 17_280))])
+        #expect(schedule.deadlines == [ScheduledAccount("1", due: Moments.now + .seconds(86_400 - 17_280))])
         try await store.close()
     }
 }
@@ -201,11 +201,11 @@ import TokenKeeperTesting
         for seller in ["a", "b", "c", "d"] {
             _ = try await store.enroll(grant: makeGrant(seller: seller), nextRefreshAt: Moments.now, now: Moments.now)
         }
-        _ = try await store.setStatus(sellerID: "b", to: .disabled, now: Moments.now)
-        let c = try #require(try await store.account(sellerID: "c"))
+        _ = try await store.setStatus(account: "b", to: .disabled, now: Moments.now)
+        let c = try #require(try await store.account("c"))
         #expect(
             try await store.markReauthRequired(
-                sellerID: "c", sent: c.refreshToken, reason: "x", requestID: nil, now: Moments.now))
+                account: "c", sent: c.refreshToken, reason: "x", requestID: nil, now: Moments.now))
         #expect(try await store.countByStatus() == [.active: 2, .disabled: 1, .reauthRequired: 1])
         #expect(try await store.countReauthRequired() == 1)
         try await store.close()

@@ -64,13 +64,13 @@ import TokenKeeperTesting
             return record
         }
         _ = try await store.importAccounts(records, now: Moments.now)
-        let schedule = try await store.loadSchedule().sorted { $0.sellerID < $1.sellerID }
+        let schedule = try await store.loadSchedule().sorted { $0.key < $1.key }
         #expect(
             schedule.deadlines == [
-                ScheduledAccount(sellerID: "known", due: Moments.now + .seconds(480)),
-                ScheduledAccount(sellerID: "unknown", due: Moments.now + .seconds(480)),
+                ScheduledAccount("known", due: Moments.now + .seconds(480)),
+                ScheduledAccount("unknown", due: Moments.now + .seconds(480)),
             ])
-        #expect(try await store.account(sellerID: "known")?.accessTokenLifetime == .seconds(600))
+        #expect(try await store.account("known")?.accessTokenLifetime == .seconds(600))
         try await store.close()
     }
 
@@ -78,7 +78,7 @@ import TokenKeeperTesting
         let store = try await scratch.open()
         _ = try await store.importAccounts(
             [ImportRecord(sellerID: "1", refreshToken: Tokens.refresh())], now: Moments.now)
-        #expect(try await store.loadSchedule() == [ScheduledAccount(sellerID: "1", due: Moments.now)])
+        #expect(try await store.loadSchedule() == [ScheduledAccount("1", due: Moments.now)])
         try await store.close()
     }
 
@@ -89,14 +89,14 @@ import TokenKeeperTesting
             grant: makeGrant(seller: "1001", refresh: old, profile: SellerProfile(userNick: "shop")),
             nextRefreshAt: Moments.now, now: Moments.now)
         _ = try await store.markReauthRequired(
-            sellerID: "1001", sent: old, reason: "IllegalRefreshToken", requestID: nil, now: Moments.now)
+            account: "1001", sent: old, reason: "IllegalRefreshToken", requestID: nil, now: Moments.now)
         let (access, new) = (Tokens.access(), Tokens.refresh("new"))
         let later = Moments.now + .seconds(60)
         let summary = try await store.importAccounts(
             [ImportRecord(sellerID: "1001", refreshToken: new, accessToken: access, expireTime: Moments.farFuture)],
             now: later)
         #expect(summary == ImportSummary(imported: 1))
-        let account = try #require(try await store.account(sellerID: "1001"))
+        let account = try #require(try await store.account("1001"))
         #expect(account.refreshToken == new && account.accessToken == access)
         #expect(account.status == .active && account.statusReason == nil && account.failedAttempts == 0)
         #expect(account.profile.userNick == "shop")

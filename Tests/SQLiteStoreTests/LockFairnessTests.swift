@@ -85,7 +85,7 @@ import TokenKeeperTesting
         // between two looks at the clock, and commits.
         let summary = try await store.importAccounts(records, transactionBudget: .zero, now: Moments.now)
         #expect(summary.imported == 90)
-        #expect(summary.alreadyManaged == records[40..<50].map(\.sellerID))
+        #expect(summary.alreadyManaged == records[40..<50].map(\.key))
         let keeper = try SQLiteConnection(path: scratch.keeperPath)
         let transactions = try keeper.cachedStatement(
             "SELECT count(DISTINCT change_seq) FROM accounts WHERE seller_id NOT BETWEEN 's040' AND 's049'"

@@ -24,10 +24,71 @@ import TokenKeeperTesting
         _ = try await store.enroll(grant: makeGrant(seller: "1001"), nextRefreshAt: Moments.now, now: Moments.now)
         try await store.close()
         store = try await scratch.open()
-        #expect(try await store.account(sellerID: "1001") != nil)
+        #expect(try await store.account("1001") != nil)
         try await store.close()
         let connection = try SQLiteConnection(path: scratch.keeperPath, flags: [.readOnly])
         #expect(try connection.userVersion() == DatabaseSchema.keeper.latestVersion)
+    }
+
+    /// A store written by the single-app release (keeper.db version 5,
+    /// tokens.db version 1) is migrated at open: its accounts, tombstones and
+    /// events belong to the default app, and the readers' queries of that
+    /// release still answer.
+    @Test func aSingleAppStoreIsMigratedToAppsWithItsReadersQueriesAnswering() async throws {
+        let scratch = try ScratchDirectory()
+        let now = Timestamp(millisecondsSince1970: 4_102_444_800_000)  // 2100: a valid token for the view
+        for (schema, version) in [(DatabaseSchema.keeper, Int64(5)), (DatabaseSchema.tokens, Int64(1))] {
+            let old = DatabaseSchema(
+                fileName: schema.fileName, applicationID: schema.applicationID,
+                migrations: schema.migrations.filter { $0.version <= version })
+            let connection = try SQLiteConnection(path: scratch.file(schema.fileName), flags: [.readWrite, .create])
+            try old.migrate(connection)
+            try connection.close()
+        }
+        let keeper = try SQLiteConnection(path: scratch.keeperPath)
+        try keeper.execute(
+            """
+            INSERT INTO accounts (seller_id, refresh_token, access_token, expire_time, status, next_refresh_at,
+                refreshed_at, created_at, updated_at, change_seq, user_nick)
+            VALUES ('1001', 'RT-old', 'AT-old', \(now.stored), 'active', 0, 0, 0, 0, 1, 'nick');
+            INSERT INTO removed_accounts (seller_id, removed_at, change_seq) VALUES ('0999', 0, 1);
+            INSERT INTO events (at, seller_id, kind, detail) VALUES (0, '1001', 'enrolled', 'old');
+            INSERT INTO events (at, seller_id, kind, detail) VALUES (0, NULL, 'readers_repaired', 'old');
+            """)
+        try keeper.close()
+        let tokens = try SQLiteConnection(path: scratch.file("tokens.db"))
+        try tokens.execute(
+            """
+            INSERT INTO tokens (seller_id, user_nick, access_token, expire_time, status, refreshed_at, updated_at)
+            VALUES ('1001', 'nick', 'AT-old', \(now.stored), 'active', 0, 0)
+            """)
+        try tokens.close()
+
+        let store = try await scratch.open()
+        let account = try #require(try await store.account("1001"))
+        #expect(account.key == AccountKey(app: .default, sellerID: "1001"))
+        #expect(account.refreshToken == Secret("RT-old"))
+        #expect(try await store.accountKeys(sellerID: "1001") == ["1001"])
+        let events = try await store.recentEvents(limit: 10)
+        #expect(events.map(\.app) == [nil, .default])
+        #expect(try await store.loadSchedule().map(\.key) == ["1001"])
+        try await store.close()
+
+        let reader = try SQLiteConnection(path: scratch.file("tokens.db"), flags: [.readOnly])
+        defer { try? reader.close() }
+        #expect(try reader.userVersion() == DatabaseSchema.tokens.latestVersion)
+        func strings(_ sql: String) throws -> [String] {
+            let statement = try reader.prepare(sql)
+            defer { statement.finalize() }
+            return try statement.rows { $0.string(0) }
+        }
+        #expect(try strings("SELECT access_token FROM tokens WHERE seller_id = '1001'") == ["AT-old"])
+        #expect(try strings("SELECT access_token FROM valid_tokens WHERE seller_id = '1001'") == ["AT-old"])
+        #expect(try strings("SELECT app || ' ' || user_nick FROM tokens") == ["default nick"])
+        #expect(
+            try strings("SELECT app || ' ' || access_token FROM seller_tokens WHERE seller_id = '1001'") == [
+                "default AT-old"
+            ])
     }
 
     @Test func twoProcessesOpeningAFreshDirectoryAtOnceBothSucceed() async throws {
@@ -36,7 +97,7 @@ import TokenKeeperTesting
         async let second = scratch.open()
         let (a, b) = try await (first, second)
         _ = try await a.enroll(grant: makeGrant(seller: "1001"), nextRefreshAt: Moments.now, now: Moments.now)
-        #expect(try await b.account(sellerID: "1001") != nil)
+        #expect(try await b.account("1001") != nil)
         try await a.close()
         try await b.close()
     }
@@ -58,7 +119,7 @@ import TokenKeeperTesting
         #expect(
             error.description
                 == "\(fileName) at \(scratch.file(fileName)) has schema version 99 "
-                + "but this tokenkeeper knows up to \(fileName == "keeper.db" ? 5 : 1); upgrade tokenkeeper"
+                + "but this tokenkeeper knows up to \(fileName == "keeper.db" ? DatabaseSchema.keeper.latestVersion : DatabaseSchema.tokens.latestVersion); upgrade tokenkeeper"
         )
         #expect(snapshot(scratch, fileName) == before)
     }

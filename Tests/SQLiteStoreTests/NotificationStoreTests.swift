@@ -17,7 +17,7 @@ import TokenKeeperTesting
             grant: makeGrant(seller: "1", refresh: refresh), nextRefreshAt: Moments.now, now: Moments.now)
         #expect(try await store.latestOutboxEventID() == 0, "enrolled is not notified")
         let marked = try await store.markReauthRequired(
-            sellerID: "1", sent: refresh, reason: "IllegalRefreshToken", requestID: "req-1", now: Moments.now)
+            account: "1", sent: refresh, reason: "IllegalRefreshToken", requestID: "req-1", now: Moments.now)
         #expect(marked)
         try await store.appendEvent(.degraded, detail: "storage: disk full", at: Moments.now)
         try await store.appendEvent(.refreshFailed, sellerID: "1", detail: "timeout", at: Moments.now)
@@ -34,7 +34,7 @@ import TokenKeeperTesting
         _ = try await store.enroll(
             grant: makeGrant(seller: "1", refresh: first), nextRefreshAt: Moments.now, now: Moments.now)
         _ = try await store.markReauthRequired(
-            sellerID: "1", sent: first, reason: "RotationLost", requestID: nil, now: Moments.now)
+            account: "1", sent: first, reason: "RotationLost", requestID: nil, now: Moments.now)
         _ = try await store.enroll(
             grant: makeGrant(seller: "1"), nextRefreshAt: Moments.now, now: Moments.now + .seconds(5))
         let reactivated = try await store.events(EventQuery(kind: .reactivated))

@@ -52,7 +52,7 @@ import TokenKeeperTesting
         // A change made while the reader's files are in place is seen.
         let newAccess = Tokens.access()
         _ = try await store.commitRotation(
-            sellerID: "1001", sent: refresh, grant: makeGrant(seller: "1001", access: newAccess),
+            account: "1001", sent: refresh, grant: makeGrant(seller: "1001", access: newAccess),
             nextRefreshAt: Moments.now, now: Moments.now)
         answer = try sqlite3Reader(scratch, group: Self.readersGroup)
         #expect(answer.status == 0, "reader failed after a write: \(answer.error)")
@@ -142,7 +142,7 @@ import TokenKeeperTesting
             let next = Tokens.refresh()
             #expect(
                 try await store.commitRotation(
-                    sellerID: "1001", sent: refresh, grant: makeGrant(seller: "1001", refresh: next),
+                    account: "1001", sent: refresh, grant: makeGrant(seller: "1001", refresh: next),
                     nextRefreshAt: Moments.now, now: Moments.now))
             refresh = next
         }

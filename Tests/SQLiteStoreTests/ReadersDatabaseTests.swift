@@ -41,7 +41,7 @@ import TokenKeeperTesting
         _ = try await store.enroll(
             grant: makeGrant(seller: "expired", expireTime: Moments.past), nextRefreshAt: Moments.now, now: Moments.now)
         _ = try await store.enroll(grant: makeGrant(seller: "off"), nextRefreshAt: Moments.now, now: Moments.now)
-        _ = try await store.setStatus(sellerID: "off", to: .disabled, now: Moments.now)
+        _ = try await store.setStatus(account: "off", to: .disabled, now: Moments.now)
         #expect(try ReaderView.validSellers(scratch) == ["fresh"])
         #expect(try ReaderView.rows(scratch).map(\.sellerID) == ["expired", "fresh", "off"])
     }
@@ -54,7 +54,7 @@ import TokenKeeperTesting
             [ImportRecord(sellerID: "2001", refreshToken: refresh)], now: Moments.now)
         #expect(try ReaderView.rows(scratch).isEmpty)
         let stored = try await store.commitRotation(
-            sellerID: "2001", sent: refresh, grant: makeGrant(seller: "2001"), nextRefreshAt: Moments.now,
+            account: "2001", sent: refresh, grant: makeGrant(seller: "2001"), nextRefreshAt: Moments.now,
             now: Moments.now)
         #expect(stored)
         #expect(try ReaderView.rows(scratch).map(\.sellerID) == ["2001"])
@@ -79,7 +79,7 @@ import TokenKeeperTesting
             let sent = refresh
             (access, refresh) = newPair()
             let stored = try await store.commitRotation(
-                sellerID: "1001", sent: sent, grant: makeGrant(seller: "1001", access: access, refresh: refresh),
+                account: "1001", sent: sent, grant: makeGrant(seller: "1001", access: access, refresh: refresh),
                 nextRefreshAt: Moments.now, now: Moments.now)
             #expect(stored)
         }
@@ -91,13 +91,13 @@ import TokenKeeperTesting
                     expireTime: Moments.farFuture)
             ], now: Moments.now)
         _ = try await store.acquireLease(
-            sellerID: "2001", owner: "daemon", until: Moments.now + .seconds(60), now: Moments.now)
+            account: "2001", owner: "daemon", until: Moments.now + .seconds(60), now: Moments.now)
         try await store.recordFailure(
-            sellerID: "2001", owner: "daemon",
+            account: "2001", owner: "daemon",
             failure: GatewayFailure(.transient, code: "HTTP503", message: "unavailable"),
             failedAttempts: 1, nextRefreshAt: Moments.now, now: Moments.now)
         _ = try await store.markReauthRequired(
-            sellerID: "2001", sent: importedRefresh, reason: "IllegalRefreshToken", requestID: "r-9", now: Moments.now)
+            account: "2001", sent: importedRefresh, reason: "IllegalRefreshToken", requestID: "r-9", now: Moments.now)
 
         func readersFiles() -> Data {
             scratch.listing().filter { $0.hasPrefix("tokens.db") }.reduce(into: Data()) { $0.append(scratch.bytes($1)) }
@@ -129,11 +129,11 @@ import TokenKeeperTesting
             grant: makeGrant(seller: "1001", access: access, refresh: refresh), nextRefreshAt: Moments.now,
             now: Moments.now)
         _ = try await store.commitRotation(
-            sellerID: "1001", sent: refresh, grant: makeGrant(seller: "1001", refresh: next),
+            account: "1001", sent: refresh, grant: makeGrant(seller: "1001", refresh: next),
             nextRefreshAt: Moments.now,
             now: Moments.now)
         _ = try await store.markReauthRequired(
-            sellerID: "1001", sent: next, reason: "IllegalRefreshToken", requestID: "r-2", now: Moments.now)
+            account: "1001", sent: next, reason: "IllegalRefreshToken", requestID: "r-2", now: Moments.now)
         let events = try await store.recentEvents(limit: 100)
         #expect(events.map(\.kind) == [.reauthRequired, .refreshed, .enrolled])
         let text = events.map { "\($0.sellerID ?? "") \($0.kind) \($0.detail ?? "") \($0.requestID ?? "")" }.joined()
@@ -160,14 +160,14 @@ import TokenKeeperTesting
         try blocker.execute("BEGIN IMMEDIATE")
         let newAccess = Tokens.access()
         let stored = try await store.commitRotation(
-            sellerID: "1001", sent: refresh, grant: makeGrant(seller: "1001", access: newAccess),
+            account: "1001", sent: refresh, grant: makeGrant(seller: "1001", access: newAccess),
             nextRefreshAt: Moments.now, now: Moments.now + .seconds(1))
         try blocker.execute("ROLLBACK")
         try blocker.close()
 
         // keeper.db has the rotation (durable first); tokens.db missed it.
         #expect(stored)
-        #expect(try await store.account(sellerID: "1001")?.accessToken == newAccess)
+        #expect(try await store.account("1001")?.accessToken == newAccess)
         #expect(try ReaderView.rows(scratch) == rowBefore)
 
         // The next write brings the missed row in line too.
@@ -262,11 +262,11 @@ import TokenKeeperTesting
         let scratch = try ScratchDirectory()
         let store = try await scratch.open()
         _ = try await store.enroll(grant: makeGrant(seller: "1001"), nextRefreshAt: Moments.now, now: Moments.now)
-        try await store.remove(sellerID: "1001", now: Moments.now)
+        try await store.remove(account: "1001", now: Moments.now)
         #expect(try ReaderView.rows(scratch).isEmpty)
-        #expect(try await store.account(sellerID: "1001") == nil)
+        #expect(try await store.account("1001") == nil)
         await #expect(throws: SQLiteStoreError.unknownSeller("1001")) {
-            try await store.remove(sellerID: "1001", now: Moments.now)
+            try await store.remove(account: "1001", now: Moments.now)
         }
     }
 
@@ -279,7 +279,7 @@ import TokenKeeperTesting
             nextRefreshAt: Moments.now, now: Moments.now)
         let row = try #require(try ReaderView.rows(scratch).first)
         #expect(row.values[9] == .integer(expiry.millisecondsSince1970))
-        #expect(try await store.account(sellerID: "1001")?.isRefreshable == false)
+        #expect(try await store.account("1001")?.isRefreshable == false)
     }
 }
 

@@ -91,6 +91,28 @@ struct StoreUnderTest: Sendable {
         try await closing()
     }
 
+    /// Runs a reader's query where readers read the tokens (SQLite: tokens.db,
+    /// read-only; PostgreSQL: the schema's views) and returns its rows, each
+    /// column as text ("" for NULL).
+    func readersQuery(_ sql: String) throws -> [[String]] {
+        switch backend {
+        case .sqlite:
+            let scratch = try #require(scratch)
+            let connection = try SQLiteConnection(path: scratch.path + "/tokens.db", flags: .readOnly)
+            defer { try? connection.close() }
+            let statement = try connection.prepare(sql)
+            defer { statement.finalize() }
+            return try statement.rows { row in (0..<row.count).map { row.optionalString($0) ?? "" } }
+        case .postgres:
+            let database = try #require(ConformancePostgres.current, "the suite's PostgreSQL did not start")
+            let schema = try #require(schema)
+            let output = try database.psql("SET search_path TO \"\(schema)\";\n\(sql)")
+            return output.split(separator: "\n").map { line in
+                line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+            }
+        }
+    }
+
     /// A lease owner known to be alive: on SQLite a process of this host that
     /// runs (this one, under another owner name); on PostgreSQL a node whose
     /// heartbeat is current.

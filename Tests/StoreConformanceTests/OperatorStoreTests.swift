@@ -36,13 +36,13 @@ struct OperatorStoreTests {
         let rotated = makeToken("RT")
         #expect(
             try await store.commitRotation(
-                sellerID: "1001", sent: sent, grant: grant("1001", refresh: rotated, at: now),
+                account: "1001", sent: sent, grant: grant("1001", refresh: rotated, at: now),
                 nextRefreshAt: now + .seconds(600), now: now))
         #expect(try await store.latestOutboxEventID() == 0, "refreshed is not notified")
 
         #expect(
             try await store.markReauthRequired(
-                sellerID: "1001", sent: rotated, reason: "IllegalRefreshToken", requestID: "req-1", now: now))
+                account: "1001", sent: rotated, reason: "IllegalRefreshToken", requestID: "req-1", now: now))
         let marked = try #require(try await store.events(EventQuery(kind: .reauthRequired)).first)
         #expect(try await store.latestOutboxEventID() == marked.id, "queued with the event")
 
@@ -109,7 +109,7 @@ struct OperatorStoreTests {
             grant: grant("1001", refresh: sent, at: now, validUntil: validity), nextRefreshAt: now, now: now)
         #expect(
             try await store.markReauthRequired(
-                sellerID: "1001", sent: sent, reason: "IllegalRefreshToken", requestID: nil, now: now))
+                account: "1001", sent: sent, reason: "IllegalRefreshToken", requestID: nil, now: now))
         try await store.appendEvent(.degraded, sellerID: nil, detail: "storage: full", requestID: nil, at: now)
         try await store.appendEvent(.recovered, sellerID: nil, detail: "storage: full", requestID: nil, at: now)
         #expect(try await store.enqueueDeliveries(channel: "webhook", oldest: now - Self.day, now: now) == 3)
@@ -217,7 +217,7 @@ struct OperatorStoreTests {
         let rotated = makeToken("RT")
         #expect(
             try await store.commitRotation(
-                sellerID: "1", sent: sent, grant: grant("1", refresh: rotated, at: later, validUntil: ends),
+                account: "1", sent: sent, grant: grant("1", refresh: rotated, at: later, validUntil: ends),
                 nextRefreshAt: later + .seconds(600), now: later))
         #expect(try await store.raiseReauthDue(horizon: later + week, now: later, limit: 100).isEmpty)
 
@@ -262,7 +262,7 @@ struct OperatorStoreTests {
         func mark(_ reason: String, at moment: Timestamp) async throws {
             #expect(
                 try await store.markReauthRequired(
-                    sellerID: "1001", sent: current, reason: reason, requestID: nil, now: moment))
+                    account: "1001", sent: current, reason: reason, requestID: nil, now: moment))
         }
         func reactivated() async throws -> [StoredEvent] {
             try await store.events(EventQuery(sellerID: "1001", kind: .reactivated, limit: 100))
@@ -277,7 +277,7 @@ struct OperatorStoreTests {
         #expect(events.count == 1)
         #expect(events.first?.detail == "was RotationLost")
         #expect(events.first?.at == now + .seconds(5))
-        #expect(try await store.account(sellerID: "1001")?.status == .active)
+        #expect(try await store.account("1001")?.status == .active)
         #expect(try await store.latestOutboxEventID() == events.first?.id, "queued")
         // Enrolling an active seller again is no reactivation.
         current = makeToken("RT")
@@ -299,7 +299,7 @@ struct OperatorStoreTests {
         let rotated = makeToken("RT")
         #expect(
             try await store.commitRotation(
-                sellerID: "1001", sent: current, grant: grant("1001", refresh: rotated, at: now),
+                account: "1001", sent: current, grant: grant("1001", refresh: rotated, at: now),
                 nextRefreshAt: now + .seconds(600), now: now))
         current = rotated
         #expect(try await reactivated().count == 3)
@@ -311,7 +311,7 @@ struct OperatorStoreTests {
             try await store.enrollUnlessManaged(
                 grant: grant("1001", refresh: current, at: now), nextRefreshAt: now, now: now) != nil)
         #expect(try await reactivated().count == 4)
-        #expect(try await store.account(sellerID: "1001")?.status == .active)
+        #expect(try await store.account("1001")?.status == .active)
         try await subject.close()
     }
 
@@ -334,12 +334,12 @@ struct OperatorStoreTests {
         // Active: untouched.
         #expect(
             try await store.enrollUnlessManaged(grant: grant("1001", at: now), nextRefreshAt: now, now: now) == nil)
-        #expect(try await store.account(sellerID: "1001") == stored)
+        #expect(try await store.account("1001") == stored)
         // Disabled: untouched.
-        let disabled = try await store.setStatus(sellerID: "1001", to: .disabled, nextRefreshAt: nil, now: now)
+        let disabled = try await store.setStatus(account: "1001", to: .disabled, nextRefreshAt: nil, now: now)
         #expect(
             try await store.enrollUnlessManaged(grant: grant("1001", at: now), nextRefreshAt: now, now: now) == nil)
-        #expect(try await store.account(sellerID: "1001") == disabled)
+        #expect(try await store.account("1001") == disabled)
         #expect(try await store.events(EventQuery(sellerID: "1001", kind: .enrolled)).count == 1)
 
         // Needing re-authorization: the new tokens, active again.
@@ -347,7 +347,7 @@ struct OperatorStoreTests {
         _ = try await store.enroll(grant: grant("1002", refresh: marked, at: now), nextRefreshAt: now, now: now)
         #expect(
             try await store.markReauthRequired(
-                sellerID: "1002", sent: marked, reason: "IllegalRefreshToken", requestID: nil, now: now))
+                account: "1002", sent: marked, reason: "IllegalRefreshToken", requestID: nil, now: now))
         let fresh = makeToken("RT")
         let back = try #require(
             try await store.enrollUnlessManaged(
@@ -355,7 +355,7 @@ struct OperatorStoreTests {
         #expect(back.status == .active)
         #expect(back.statusReason == nil)
         #expect(back.refreshToken == fresh)
-        #expect(try await store.account(sellerID: "1002") == back)
+        #expect(try await store.account("1002") == back)
         let reauthorized = try await store.events(EventQuery(sellerID: "1002", kind: .enrolled, limit: 1))
         #expect(reauthorized.first?.detail?.hasPrefix("re-authorized; access token expires ") == true)
         #expect(try await store.events(EventQuery(sellerID: "1002", kind: .reactivated)).count == 1)
@@ -444,12 +444,12 @@ struct OperatorStoreTests {
             _ = try await store.enroll(grant: grant(seller, refresh: sent, at: now), nextRefreshAt: now, now: now)
             #expect(
                 try await store.markReauthRequired(
-                    sellerID: seller, sent: sent, reason: "IllegalRefreshToken", requestID: nil, now: moment))
+                    account: .seller(seller), sent: sent, reason: "IllegalRefreshToken", requestID: nil, now: moment))
         }
         // Disabled, its token ending soon (not counted).
         _ = try await store.enroll(
             grant: grant("2004", at: now, validUntil: now + Self.day), nextRefreshAt: now, now: now)
-        _ = try await store.setStatus(sellerID: "2004", to: .disabled, nextRefreshAt: nil, now: now)
+        _ = try await store.setStatus(account: "2004", to: .disabled, nextRefreshAt: nil, now: now)
 
         let horizon = now + Self.day * 7
         let figures = try await store.fleetFigures(reauthHorizon: horizon)
@@ -469,7 +469,7 @@ struct OperatorStoreTests {
         #expect(try await store.nextRefreshes(limit: 10).map(\.sellerID) == ["2002", "2001"])
         #expect(try await store.nextRefreshes(limit: 1).map(\.sellerID) == ["2002"])
         let listed = try #require(try await store.nextRefreshes(limit: 1).first)
-        #expect(try await store.account(sellerID: "2002") == listed)
+        #expect(try await store.account("2002") == listed)
         try await subject.close()
     }
 
@@ -685,11 +685,11 @@ extension OperatorStoreTests {
         _ = try await command.enroll(grant: grant("1001", refresh: current, at: now), nextRefreshAt: now, now: now)
         #expect(
             try await command.markReauthRequired(
-                sellerID: "1001", sent: current, reason: "IllegalRefreshToken", requestID: nil, now: now))
+                account: "1001", sent: current, reason: "IllegalRefreshToken", requestID: nil, now: now))
         let rotated = makeToken("RT")
         #expect(
             try await node.commitRotation(
-                sellerID: "1001", sent: current, grant: grant("1001", refresh: rotated, at: now),
+                account: "1001", sent: current, grant: grant("1001", refresh: rotated, at: now),
                 nextRefreshAt: now + .seconds(600), now: now))
         current = rotated
         let byRotation = try await node.events(EventQuery(sellerID: "1001", limit: 2))
@@ -700,7 +700,7 @@ extension OperatorStoreTests {
         for _ in 0..<8 {
             #expect(
                 try await node.markReauthRequired(
-                    sellerID: "1001", sent: current, reason: "IllegalRefreshToken", requestID: nil, now: now))
+                    account: "1001", sent: current, reason: "IllegalRefreshToken", requestID: nil, now: now))
             current = makeToken("RT")
             _ = try await node.enroll(grant: grant("1001", refresh: current, at: now), nextRefreshAt: now, now: now)
             let reactivated = try #require(

@@ -28,7 +28,7 @@ struct SchedulerOverStore {
         store = FaultyStore(real)
         clock = ManualWallClock(currentTime())
         gateway = FakeTokenGateway(clock: clock) { sellerID, token in
-            (try? await real.account(sellerID: sellerID))?.refreshToken == token
+            (try? await real.account(sellerID))?.refreshToken == token
         }
         let events = EventRecorder(clock: clock)
         self.events = events
@@ -86,17 +86,17 @@ struct SchedulerOverStore {
             expireTime: now + expiresIn, refreshTokenValidTime: receivedAt + .seconds(30 * 86_400),
             receivedAt: receivedAt, requestID: "req-enroll-\(sellerID)")
         _ = try await subject.store.enroll(grant: grant, nextRefreshAt: now + due, now: now)
-        await gateway.register(sellerID, refreshToken: refresh)
+        await gateway.register(.seller(sellerID), refreshToken: refresh)
     }
 
     func stored(_ sellerID: String) async throws -> Account {
-        try #require(try await subject.store.account(sellerID: sellerID), "\(sellerID) is not stored")
+        try #require(try await subject.store.account(.seller(sellerID)), "\(sellerID) is not stored")
     }
 
     /// The pairs the scheduler handed over to be kept outside the store.
     var handedOver: [(sellerID: String, grant: TokenGrant)] {
         events.events.compactMap { event in
-            if case .rotationUnstored(let sellerID, let grant, _) = event { return (sellerID, grant) }
+            if case .rotationUnstored(let account, let grant, _) = event { return (account.sellerID, grant) }
             return nil
         }
     }
@@ -213,45 +213,46 @@ final class FaultyStore: AccountStore {
         return try await real.changes(since: cursor)
     }
 
-    func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) async throws -> LeaseResult {
-        try await enter(.acquireLease, sellerID: sellerID)
-        return try await real.acquireLease(sellerID: sellerID, owner: owner, until: until, now: now)
+    func acquireLease(account: AccountKey, owner: String, until: Timestamp, now: Timestamp) async throws -> LeaseResult
+    {
+        try await enter(.acquireLease, sellerID: account.sellerID)
+        return try await real.acquireLease(account: account, owner: owner, until: until, now: now)
     }
 
-    func releaseLease(sellerID: String, owner: String) async throws {
-        try await real.releaseLease(sellerID: sellerID, owner: owner)
+    func releaseLease(account: AccountKey, owner: String) async throws {
+        try await real.releaseLease(account: account, owner: owner)
     }
 
     func commitRotation(
-        sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
+        account: AccountKey, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
     ) async throws -> Bool {
         try await real.commitRotation(
-            sellerID: sellerID, sent: sent, grant: grant, nextRefreshAt: nextRefreshAt, now: now)
+            account: account, sent: sent, grant: grant, nextRefreshAt: nextRefreshAt, now: now)
     }
 
     func recordFailure(
-        sellerID: String, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
+        account: AccountKey, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
         now: Timestamp
     ) async throws -> Bool {
         try await real.recordFailure(
-            sellerID: sellerID, owner: owner, failure: failure, failedAttempts: failedAttempts,
+            account: account, owner: owner, failure: failure, failedAttempts: failedAttempts,
             nextRefreshAt: nextRefreshAt, now: now)
     }
 
-    func noteRefusedPair(sellerID: String, owner: String, reason: String, until: Timestamp, now: Timestamp)
+    func noteRefusedPair(account: AccountKey, owner: String, reason: String, until: Timestamp, now: Timestamp)
         async throws -> Bool
     {
-        try await real.noteRefusedPair(sellerID: sellerID, owner: owner, reason: reason, until: until, now: now)
+        try await real.noteRefusedPair(account: account, owner: owner, reason: reason, until: until, now: now)
     }
 
     func shiftSchedules(by offset: Duration) async throws {
         try await real.shiftSchedules(by: offset)
     }
 
-    func markReauthRequired(sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp)
+    func markReauthRequired(account: AccountKey, sent: Secret, reason: String, requestID: String?, now: Timestamp)
         async throws -> Bool
     {
         try await real.markReauthRequired(
-            sellerID: sellerID, sent: sent, reason: reason, requestID: requestID, now: now)
+            account: account, sent: sent, reason: reason, requestID: requestID, now: now)
     }
 }

@@ -69,12 +69,12 @@ struct SchedulerWritePathTests {
             await harness.driver.settle()
 
             for seller in sellers {
-                let deadline = await harness.scheduler.deadline(of: seller)
+                let deadline = await harness.scheduler.deadline(of: .seller(seller))
                 #expect(deadline == start + .seconds(1), "\(seller): \(String(describing: deadline))")
             }
             await harness.driver.advance(by: .seconds(1))
             for seller in sellers {
-                #expect(harness.events.refreshed(seller).count == 1, "\(seller)")
+                #expect(harness.events.refreshed(.seller(seller)).count == 1, "\(seller)")
                 #expect(try await harness.stored(seller).refreshedAt != nil, "\(seller)")
             }
             try await harness.stop(run)
@@ -125,7 +125,7 @@ struct SchedulerWritePathTests {
             let refused = ["r1", "r2", "r3", "r4"]
             for seller in refused {
                 try await harness.enroll(seller)
-                await harness.gateway.script(seller, .succeedOddly({ $0.refreshToken = Secret("") }))
+                await harness.gateway.script(.seller(seller), .succeedOddly({ $0.refreshToken = Secret("") }))
             }
             try await harness.enroll("ok", due: .seconds(10))
             let run = try await harness.driver.start()
@@ -142,7 +142,9 @@ struct SchedulerWritePathTests {
             #expect(harness.events.degraded.isEmpty)
             await harness.driver.advance(by: .seconds(60))
             for seller in refused {
-                #expect(await harness.gateway.calls(for: seller) == 1, "\(seller)'s refresh token was never sent again")
+                #expect(
+                    await harness.gateway.calls(for: .seller(seller)) == 1,
+                    "\(seller)'s refresh token was never sent again")
             }
 
             try await harness.stop(run)
@@ -201,7 +203,7 @@ struct SchedulerWritePathTests {
             try await waitUntil("the call is in flight") { await harness.gateway.heldCount == 1 }
 
             let replaced = makeToken("rt-replaced")
-            try await harness.subject.store.importAccounts(
+            _ = try await harness.subject.store.importAccounts(
                 [ImportRecord(sellerID: "s1", refreshToken: replaced)], replace: true, batchSize: nil,
                 now: harness.clock.now())
             await harness.gateway.release("s1", with: .succeed)
@@ -237,19 +239,19 @@ struct SchedulerWritePathTests {
             grant: makeGrant(seller: "7002", refresh: before.b, receivedAt: now), nextRefreshAt: now, now: now)
         let rotated = (a: makeToken("RT-a2"), b: makeToken("RT-b2"))
         let applies = try GrantSalvage.save(
-            makeGrant(seller: "7001", refresh: rotated.a, receivedAt: now), sellerID: "7001", replacing: before.a,
+            makeGrant(seller: "7001", refresh: rotated.a, receivedAt: now), account: "7001", replacing: before.a,
             directory: directory, now: now)
         let stale = try GrantSalvage.save(
-            makeGrant(seller: "7002", refresh: rotated.b, receivedAt: now), sellerID: "7002",
+            makeGrant(seller: "7002", refresh: rotated.b, receivedAt: now), account: "7002",
             replacing: makeToken("RT-older"), directory: directory, now: now)
         let logs = LogRecorder()
 
         let stored = await GrantSalvage.recover(into: store, directory: directory, now: now, logger: logs.logger())
 
         #expect(stored == 1)
-        #expect(try await store.account(sellerID: "7001")?.refreshToken == rotated.a)
-        #expect(try await store.account(sellerID: "7001")?.status == .active)
-        #expect(try await store.account(sellerID: "7002")?.refreshToken == before.b)
+        #expect(try await store.account("7001")?.refreshToken == rotated.a)
+        #expect(try await store.account("7001")?.status == .active)
+        #expect(try await store.account("7002")?.refreshToken == before.b)
         #expect(!FileManager.default.fileExists(atPath: applies))
         #expect(FileManager.default.fileExists(atPath: stale))
         #expect(logs.rendered.contains { $0.contains("left for the operator") && $0.contains("7002") })

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TokenKeeperCore
+import TokenKeeperTesting
 
 /// The write path's rules, the same test functions against every backend
 /// (issue 15's cases): a rotation that commits leaves the seller active; a
@@ -31,26 +32,26 @@ struct WritePathTests {
         let owner = try subject.liveOwner()
         guard
             case .acquired = try await store.acquireLease(
-                sellerID: "1001", owner: owner, until: now + .seconds(30), now: now)
+                account: "1001", owner: owner, until: now + .seconds(30), now: now)
         else {
             Issue.record("the lease was not taken")
             return
         }
         #expect(
             try await store.markReauthRequired(
-                sellerID: "1001", sent: sent, reason: "IllegalRefreshToken", requestID: "req-other", now: now))
+                account: "1001", sent: sent, reason: "IllegalRefreshToken", requestID: "req-other", now: now))
 
         let rotated = makeToken("RT")
         let committed = try await store.commitRotation(
-            sellerID: "1001", sent: sent, grant: makeGrant(seller: "1001", refresh: rotated, receivedAt: now),
+            account: "1001", sent: sent, grant: makeGrant(seller: "1001", refresh: rotated, receivedAt: now),
             nextRefreshAt: now + .seconds(600), now: now + .seconds(1))
         #expect(committed)
-        let stored = try #require(try await store.account(sellerID: "1001"))
+        let stored = try #require(try await store.account("1001"))
         #expect(stored.refreshToken == rotated)
         #expect(stored.status == .active)
         #expect(stored.statusReason == nil)
         let schedule = try await store.loadSchedule()
-        #expect(schedule.map(\.sellerID) == ["1001"])
+        #expect(schedule.map(\.key) == ["1001"])
         let kinds = try await store.events(EventQuery(sellerID: "1001", limit: 10)).map(\.kind)
         #expect(kinds.prefix(2).contains(.reactivated), "\(kinds)")
         #expect(kinds.contains(.reauthRequired))
@@ -63,13 +64,13 @@ struct WritePathTests {
         let subject = try await enrolled(backend, refresh: sent)
         let store = subject.store
         let now = currentTime()
-        _ = try await store.setStatus(sellerID: "1001", to: .disabled, nextRefreshAt: nil, now: now)
+        _ = try await store.setStatus(account: "1001", to: .disabled, nextRefreshAt: nil, now: now)
         let rotated = makeToken("RT")
         #expect(
             try await store.commitRotation(
-                sellerID: "1001", sent: sent, grant: makeGrant(seller: "1001", refresh: rotated, receivedAt: now),
+                account: "1001", sent: sent, grant: makeGrant(seller: "1001", refresh: rotated, receivedAt: now),
                 nextRefreshAt: now + .seconds(600), now: now))
-        let stored = try #require(try await store.account(sellerID: "1001"))
+        let stored = try #require(try await store.account("1001"))
         #expect(stored.refreshToken == rotated)
         #expect(stored.status == .disabled)
         try await subject.close()
@@ -84,17 +85,17 @@ struct WritePathTests {
         let owner = try subject.liveOwner()
         let now = currentTime()
         // A lease of no length: lapsed at once, on either clock.
-        _ = try await store.acquireLease(sellerID: "1001", owner: owner, until: now, now: now)
+        _ = try await store.acquireLease(account: "1001", owner: owner, until: now, now: now)
         let later = now + .seconds(1)
         let result = try await store.acquireLease(
-            sellerID: "1001", owner: "cli-1@elsewhere/x", until: later + .seconds(60), now: later)
+            account: "1001", owner: "cli-1@elsewhere/x", until: later + .seconds(60), now: later)
         guard case .busy(let lease) = result else {
             Issue.record("the lapsed lease of a live owner was taken over: \(result)")
             try await subject.close()
             return
         }
         #expect(lease.owner == owner)
-        #expect(try await store.account(sellerID: "1001")?.lease?.owner == owner)
+        #expect(try await store.account("1001")?.lease?.owner == owner)
         try await subject.close()
     }
 
@@ -104,10 +105,10 @@ struct WritePathTests {
         let store = subject.store
         let owner = try subject.goneOwner()
         let now = currentTime()
-        _ = try await store.acquireLease(sellerID: "1001", owner: owner, until: now, now: now)
+        _ = try await store.acquireLease(account: "1001", owner: owner, until: now, now: now)
         let later = now + .seconds(1)
         let result = try await store.acquireLease(
-            sellerID: "1001", owner: "cli-1@elsewhere/x", until: later + .seconds(60), now: later)
+            account: "1001", owner: "cli-1@elsewhere/x", until: later + .seconds(60), now: later)
         guard case .acquired(let account) = result else {
             Issue.record("the lapsed lease of a gone owner was not taken over: \(result)")
             try await subject.close()
@@ -123,9 +124,9 @@ struct WritePathTests {
         let subject = try await enrolled(backend, refresh: makeToken("RT"))
         let store = subject.store
         let now = currentTime()
-        _ = try await store.acquireLease(sellerID: "1001", owner: "a", until: now + .seconds(60), now: now)
+        _ = try await store.acquireLease(account: "1001", owner: "a", until: now + .seconds(60), now: now)
         guard
-            case .busy = try await store.acquireLease(sellerID: "1001", owner: "b", until: now + .seconds(60), now: now)
+            case .busy = try await store.acquireLease(account: "1001", owner: "b", until: now + .seconds(60), now: now)
         else {
             Issue.record("an unexpired lease was taken over")
             try await subject.close()
@@ -133,18 +134,18 @@ struct WritePathTests {
         }
         guard
             case .acquired = try await store.acquireLease(
-                sellerID: "1001", owner: "a", until: now + .seconds(120), now: now)
+                account: "1001", owner: "a", until: now + .seconds(120), now: now)
         else {
             Issue.record("the owner could not renew its lease")
             try await subject.close()
             return
         }
-        try await store.releaseLease(sellerID: "1001", owner: "b")
-        #expect(try await store.account(sellerID: "1001")?.lease?.owner == "a")
-        try await store.releaseLease(sellerID: "1001", owner: "a")
-        #expect(try await store.account(sellerID: "1001")?.lease == nil)
+        try await store.releaseLease(account: "1001", owner: "b")
+        #expect(try await store.account("1001")?.lease?.owner == "a")
+        try await store.releaseLease(account: "1001", owner: "a")
+        #expect(try await store.account("1001")?.lease == nil)
         #expect(
-            try await store.acquireLease(sellerID: "9999", owner: "a", until: now + .seconds(60), now: now) == .notFound
+            try await store.acquireLease(account: "9999", owner: "a", until: now + .seconds(60), now: now) == .notFound
         )
         try await subject.close()
     }
@@ -155,21 +156,21 @@ struct WritePathTests {
         let subject = try await enrolled(backend, refresh: makeToken("RT"))
         let store = subject.store
         let now = currentTime()
-        _ = try await store.acquireLease(sellerID: "1001", owner: "taker", until: now + .seconds(60), now: now)
+        _ = try await store.acquireLease(account: "1001", owner: "taker", until: now + .seconds(60), now: now)
         let recorded = try await store.recordFailure(
-            sellerID: "1001", owner: "lapsed", failure: transientFailure, failedAttempts: 3,
+            account: "1001", owner: "lapsed", failure: transientFailure, failedAttempts: 3,
             nextRefreshAt: now + .seconds(5), now: now)
         #expect(recorded == false)
-        let untouched = try #require(try await store.account(sellerID: "1001"))
+        let untouched = try #require(try await store.account("1001"))
         #expect(untouched.lease?.owner == "taker")
         #expect(untouched.failedAttempts == 0)
         #expect(untouched.lastError == nil)
 
         #expect(
             try await store.recordFailure(
-                sellerID: "1001", owner: "taker", failure: transientFailure, failedAttempts: 1,
+                account: "1001", owner: "taker", failure: transientFailure, failedAttempts: 1,
                 nextRefreshAt: now + .seconds(5), now: now))
-        let failed = try #require(try await store.account(sellerID: "1001"))
+        let failed = try #require(try await store.account("1001"))
         #expect(failed.lease == nil)
         #expect(failed.failedAttempts == 1)
         #expect(failed.lastError == "Timeout: no answer")
@@ -191,10 +192,10 @@ struct WritePathTests {
         let grant = makeGrant(seller: "1001", refresh: makeToken("RT"), receivedAt: now)
         #expect(
             try await store.commitRotation(
-                sellerID: "1001", sent: sent, grant: grant, nextRefreshAt: now + .seconds(600), now: now))
+                account: "1001", sent: sent, grant: grant, nextRefreshAt: now + .seconds(600), now: now))
         #expect(
             try await store.commitRotation(
-                sellerID: "1001", sent: sent, grant: grant, nextRefreshAt: now + .seconds(600), now: now))
+                account: "1001", sent: sent, grant: grant, nextRefreshAt: now + .seconds(600), now: now))
         let refreshed = try await store.events(EventQuery(sellerID: "1001", kind: .refreshed, limit: 10))
         #expect(refreshed.count == 1)
 
@@ -207,8 +208,8 @@ struct WritePathTests {
         let late = makeGrant(seller: "1001", refresh: makeToken("RT"), receivedAt: now)
         #expect(
             try await store.commitRotation(
-                sellerID: "1001", sent: sent, grant: late, nextRefreshAt: now + .seconds(600), now: now) == false)
-        #expect(try await store.account(sellerID: "1001")?.refreshToken == reauthorized)
+                account: "1001", sent: sent, grant: late, nextRefreshAt: now + .seconds(600), now: now) == false)
+        #expect(try await store.account("1001")?.refreshToken == reauthorized)
         try await subject.close()
     }
 
@@ -220,13 +221,13 @@ struct WritePathTests {
         let now = currentTime()
         #expect(
             try await store.markReauthRequired(
-                sellerID: "1001", sent: makeToken("RT"), reason: "IllegalRefreshToken", requestID: nil, now: now)
+                account: "1001", sent: makeToken("RT"), reason: "IllegalRefreshToken", requestID: nil, now: now)
                 == false)
-        #expect(try await store.account(sellerID: "1001")?.status == .active)
+        #expect(try await store.account("1001")?.status == .active)
         #expect(
             try await store.markReauthRequired(
-                sellerID: "1001", sent: sent, reason: "IllegalRefreshToken", requestID: "req-9", now: now))
-        let marked = try #require(try await store.account(sellerID: "1001"))
+                account: "1001", sent: sent, reason: "IllegalRefreshToken", requestID: "req-9", now: now))
+        let marked = try #require(try await store.account("1001"))
         #expect(marked.status == .reauthRequired)
         #expect(marked.statusReason == "IllegalRefreshToken")
         #expect(try await store.loadSchedule().isEmpty)

@@ -207,7 +207,7 @@ import TokenKeeperTesting
         chmod(path, 0o600)
         let (secret, source) = try AppSecretLoader(environment: [:]).load(for: configuration)
         #expect(secret.exposedValue == "s3cr3t-value", "the trailing newline is trimmed")
-        #expect(source == .file(path: path))
+        #expect(source == .file(key: "app.secret_file", path: path))
     }
 
     @Test func systemdCredentialComesFirstThenFileThenEnvironment() throws {

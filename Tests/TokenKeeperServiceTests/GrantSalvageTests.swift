@@ -18,8 +18,8 @@ import TokenKeeperTesting
             expireTime: ManualWallClock.start + .seconds(3600), refreshTokenValidTime: nil,
             receivedAt: ManualWallClock.start, requestID: "req-9")
         let path = try GrantSalvage.save(
-            grant, sellerID: "9001", replacing: Secret("RT-before"), directory: scratch.path, now: ManualWallClock.start
-        )
+            grant, account: AccountKey(app: "lazada_sg", sellerID: "9001"), replacing: Secret("RT-before"),
+            directory: scratch.path, now: ManualWallClock.start)
 
         #expect(path.hasPrefix(scratch.path + "/unstored-grant-9001-"))
         var info = stat()
@@ -28,12 +28,12 @@ import TokenKeeperTesting
         let line = try String(contentsOfFile: path, encoding: .utf8)
         let record = try #require(
             try ImportLineParser.parse(Substring(line.trimmingCharacters(in: .newlines)), number: 1))
-        #expect(record.sellerID == "9001")
+        #expect(record.key == AccountKey(app: "lazada_sg", sellerID: "9001"), "the app comes back with the seller")
         #expect(record.refreshToken == Secret("RT-salvage"))
         #expect(record.accessToken == Secret("AT-salvage"))
         // A second save of the same moment never overwrites the first.
         let second = try GrantSalvage.save(
-            grant, sellerID: "9001", replacing: Secret("RT-before"), directory: scratch.path, now: ManualWallClock.start
+            grant, account: "9001", replacing: Secret("RT-before"), directory: scratch.path, now: ManualWallClock.start
         )
         #expect(second != path)
         try? FileManager.default.removeItem(atPath: second)
@@ -64,7 +64,7 @@ import TokenKeeperTesting
             receivedAt: ManualWallClock.start, requestID: "req-full")
 
         let path = try GrantSalvage.save(
-            grant, sellerID: "9002", replacing: Secret("RT-before"), directory: mountPoint, now: ManualWallClock.start)
+            grant, account: "9002", replacing: Secret("RT-before"), directory: mountPoint, now: ManualWallClock.start)
 
         let line = try String(contentsOfFile: path, encoding: .utf8)
         let record = try #require(

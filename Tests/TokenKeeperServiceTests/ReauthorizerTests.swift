@@ -62,8 +62,8 @@ import TokenKeeperTesting
         let reply = await reauthorizer(store, gateway).handle(["code": "code-b", "state": state(for: "1001")])
         #expect(reply.status == 200)
         #expect(reply.body.contains("seller 2002 is active again"))
-        #expect(try await store.account(sellerID: "2002")?.status == .active)
-        #expect(try await store.account(sellerID: "1001") == nil, "nothing stored under the state's seller")
+        #expect(try await store.account("2002")?.status == .active)
+        #expect(try await store.account("1001") == nil, "nothing stored under the state's seller")
         try await store.close()
     }
 
@@ -75,7 +75,7 @@ import TokenKeeperTesting
         let link = state(for: "1001")
         let reply = await reauthorizer(store, gateway).handle(["code": "code-b", "state": link])
         #expect(reply.status == 409, "\(reply.body)")
-        #expect(try await store.account(sellerID: "2002")?.refreshToken == live.refreshToken, "the live token stays")
+        #expect(try await store.account("2002")?.refreshToken == live.refreshToken, "the live token stays")
         #expect(
             try FileManager.default.contentsOfDirectory(atPath: scratch.path).contains {
                 $0.hasPrefix("unstored-grant-2002-")

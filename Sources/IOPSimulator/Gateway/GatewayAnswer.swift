@@ -23,8 +23,10 @@ struct GatewayAnswer: Sendable {
 /// The bookkeeping a request leaves open until its answer is out.
 struct RequestTicket: Sendable {
     var number: UInt64
+    /// The app key the request named, when the gateway knows it: whose counters it goes to.
+    var appKey: String?
     /// The seller whose in-flight refresh count this request raised.
-    var inFlightSeller: String?
+    var inFlightSeller: SellerRef?
     /// True when the answer hands out a token pair (a success).
     var carriesGrant = false
     /// Where that pair sits in the seller's log, to mark it if it is never delivered.
@@ -32,8 +34,34 @@ struct RequestTicket: Sendable {
 }
 
 struct IssuedReference: Sendable {
-    var sellerKey: String
+    var sellerKey: SellerRef
     var index: Int
+}
+
+/// Where the gateway files a seller: its key (``SimulatedSeller/key``) under
+/// the app key it was registered for, or open to every app (nil), as sellers
+/// were before the simulator served several apps.
+struct SellerRef: Hashable, Sendable, CustomStringConvertible {
+    var appKey: String?
+    var sellerID: String
+
+    init(appKey: String?, sellerID: String) {
+        self.appKey = appKey
+        self.sellerID = sellerID
+    }
+
+    init(_ seller: SimulatedSeller) {
+        self.init(appKey: seller.appKey, sellerID: seller.key)
+    }
+
+    /// Whether a request of `appKey` may use this seller's codes and tokens.
+    func serves(_ appKey: String?) -> Bool {
+        self.appKey == nil || self.appKey == appKey
+    }
+
+    var description: String {
+        appKey.map { "\($0)/\(sellerID)" } ?? sellerID
+    }
 }
 
 /// A refusal in the gateway's own words.

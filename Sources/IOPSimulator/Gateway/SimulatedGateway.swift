@@ -20,17 +20,17 @@ struct SimulatedGateway {
     }
 
     private struct RefreshTokenRecord {
-        var sellerKey: String
+        var seller: SellerRef
         var state: RefreshTokenState
     }
 
     private struct AccessTokenRecord {
-        var sellerKey: String
+        var seller: SellerRef
         var expireTime: Timestamp
     }
 
     private struct CodeRecord {
-        var sellerKey: String
+        var seller: SellerRef
         var expiresAt: Timestamp
         var used: Bool
     }
@@ -47,18 +47,30 @@ struct SimulatedGateway {
     }
 
     var behavior: GatewayBehavior
+    /// Every request's counts.
     var counters = SimulatorCounters()
-    private(set) var sellers: [String: SellerRecord] = [:]
+    /// The same counts, for the requests of each app key the gateway knew.
+    var countersByApp: [String: SimulatorCounters] = [:]
+    private(set) var sellers: [SellerRef: SellerRecord] = [:]
+    /// The app keys of the sellers registered under one, by seller id: how
+    /// the Swift API finds such a seller when no app key is given.
+    private var appKeysBySellerID: [String: [String]] = [:]
     /// Refreshes being answered, every seller's together (the peak is a counter).
     private var refreshesInFlight = 0
+    private var refreshesInFlightByApp: [String: Int] = [:]
     private let clock: any WallClock
     private let basePath: String
     private let logger: Logger
+    private let answerShape: AnswerShape
+    private let answerShapesByApp: [String: AnswerShape]
     private var refreshTokens: [String: RefreshTokenRecord] = [:]
     private var accessTokens: [String: AccessTokenRecord] = [:]
     private var codes: [String: CodeRecord] = [:]
-    private var scriptedFaults: [FaultKind] = []
-    private var banUntil: Timestamp?
+    /// Scripted faults in order; each for the next request of its app, or of any app (nil).
+    private var scriptedFaults: [(kind: FaultKind, appKey: String?)] = []
+    /// Throttling bans by the app key they hit (`""` for requests of no known app):
+    /// the real gateway limits calls per app.
+    private var bans: [String: Timestamp] = [:]
     private var random: SeededRandom
     private var serial: UInt64 = 0
 
@@ -67,7 +79,20 @@ struct SimulatedGateway {
         clock = configuration.clock
         basePath = configuration.basePath
         logger = configuration.logger
+        answerShape = configuration.answerShape
+        answerShapesByApp = configuration.answerShapesByApp
         random = SeededRandom(seed: configuration.randomSeed)
+    }
+
+    /// Counts in the gateway's counters and in those of the request's app.
+    private mutating func count(_ appKey: String?, _ change: (inout SimulatorCounters) -> Void) {
+        change(&counters)
+        if let appKey { change(&countersByApp[appKey, default: SimulatorCounters()]) }
+    }
+
+    mutating func resetCounters() {
+        counters = SimulatorCounters()
+        countersByApp.removeAll()
     }
 
     var now: Timestamp { clock.now() }
@@ -79,18 +104,23 @@ struct SimulatedGateway {
         let now = clock.now()
         serial += 1
         var ticket = RequestTicket(number: serial)
-        counters.requests += 1
+        // The app a request is counted for: the key it names (`client_id` on
+        // the authorization page), when the gateway knows it.
+        let namedKey = request.parameters[request.path == Self.authorizePagePath ? "client_id" : "app_key"]
+        ticket.appKey = namedKey.flatMap { behavior.apps[$0] == nil ? nil : $0 }
+        let app = ticket.appKey
+        count(app) { $0.requests += 1 }
 
         if request.path == Self.authorizePagePath {
-            counters.requestsByAPI[request.path, default: 0] += 1
+            count(app) { $0.requestsByAPI[request.path, default: 0] += 1 }
             return authorizePage(request, now: now, ticket: ticket)
         }
         guard request.path.hasPrefix(basePath + "/") else {
-            counters.requestsByAPI[request.path, default: 0] += 1
+            count(app) { $0.requestsByAPI[request.path, default: 0] += 1 }
             return plainStatus(404, "Not Found", now: now, ticket: ticket)
         }
         let api = String(request.path.dropFirst(basePath.count))
-        counters.requestsByAPI[api, default: 0] += 1
+        count(app) { $0.requestsByAPI[api, default: 0] += 1 }
         guard request.method == "GET" || request.method == "POST" else {
             return plainStatus(405, "Not Allowed", now: now, ticket: ticket)
         }
@@ -101,30 +131,35 @@ struct SimulatedGateway {
         // A refresh is "in flight" for its seller from arrival until its answer
         // is written or abandoned; a second one arriving meanwhile is an overlap.
         if api == Self.refreshPath, let token = request.parameters["refresh_token"],
-            let sellerKey = refreshTokens[token]?.sellerKey, sellers[sellerKey] != nil
+            let sellerKey = refreshTokens[token]?.seller, sellers[sellerKey] != nil
         {
             sellers[sellerKey]!.stats.refreshRequests += 1
             if sellers[sellerKey]!.inFlightRefreshes > 0 {
-                counters.overlappingRefreshes += 1
+                count(app) { $0.overlappingRefreshes += 1 }
                 sellers[sellerKey]!.stats.overlappingRefreshes += 1
                 logger.warning("overlapping refresh", metadata: ["seller": "\(sellerKey)"])
             }
             sellers[sellerKey]!.inFlightRefreshes += 1
             refreshesInFlight += 1
             counters.peakConcurrentRefreshes = max(counters.peakConcurrentRefreshes, refreshesInFlight)
+            if let app {
+                refreshesInFlightByApp[app, default: 0] += 1
+                let peak = max(countersByApp[app]?.peakConcurrentRefreshes ?? 0, refreshesInFlightByApp[app]!)
+                countersByApp[app, default: SimulatorCounters()].peakConcurrentRefreshes = peak
+            }
             if let expiry = sellers[sellerKey]!.accessTokenExpireTime, now >= expiry {
-                counters.refreshesAfterAccessExpiry += 1
+                count(app) { $0.refreshesAfterAccessExpiry += 1 }
             }
             ticket.inFlightSeller = sellerKey
         }
 
-        if behavior.enforcesThrottleBan, let banUntil, now < banUntil {
-            counters.callsDuringBan += 1
+        if behavior.enforcesThrottleBan, let banUntil = bans[app ?? ""], now < banUntil {
+            count(app) { $0.callsDuringBan += 1 }
             let seconds = Int((banUntil - now).wholeMilliseconds + 999) / 1000
             return refusal(.apiCallLimit(banSeconds: max(seconds, 1)), now: now, ticket: ticket)
         }
 
-        let fault = nextFault()
+        let fault = nextFault(for: app)
         if let fault, !fault.consumesRequest {
             return faultAnswer(fault, now: now, ticket: ticket)
         }
@@ -135,9 +170,9 @@ struct SimulatedGateway {
             if let error = checkSystemParameters(request.parameters, api: api, now: now) {
                 outcome = .failure(error)
             } else if api == Self.createPath {
-                outcome = exchangeCode(request.parameters["code"], now: now)
+                outcome = exchangeCode(request.parameters["code"], appKey: app, now: now)
             } else {
-                outcome = rotate(request.parameters["refresh_token"], now: now)
+                outcome = rotate(request.parameters["refresh_token"], appKey: app, now: now)
             }
         default:
             outcome = .failure(.invalidApiPath)
@@ -151,11 +186,11 @@ struct SimulatedGateway {
             logger.debug("refused", metadata: ["api": "\(api)", "code": "\(error.code)"])
             return refusal(error, now: now, ticket: ticket)
         case .success(let reference):
-            counters.successes[api, default: 0] += 1
+            count(app) { $0.successes[api, default: 0] += 1 }
             let pair = sellers[reference.sellerKey]!.issued[reference.index]
             defer { if !behavior.recordsIssuedTokens { sellers[reference.sellerKey]!.issued.removeAll() } }
             if fault == .resetAfterRotation {
-                counters.faults[.resetAfterRotation, default: 0] += 1
+                count(app) { $0.faults[.resetAfterRotation, default: 0] += 1 }
                 sellers[reference.sellerKey]!.issued[reference.index].delivery = .lostByFault
                 if api == Self.refreshPath, let sent = request.parameters["refresh_token"] {
                     refreshTokens[sent]?.state = .rotated(answerLost: true)
@@ -172,7 +207,8 @@ struct SimulatedGateway {
                 ])
             return GatewayAnswer(
                 action: .respond(
-                    status: 200, contentType: "application/json;charset=UTF-8", body: successBody(pair)),
+                    status: 200, contentType: "application/json;charset=UTF-8",
+                    body: successBody(reference, shape: shape(for: app))),
                 date: IMFDate.format(now), delay: behavior.responseLatency, ticket: ticket)
         }
     }
@@ -182,16 +218,21 @@ struct SimulatedGateway {
         if let seller = ticket.inFlightSeller, sellers[seller] != nil {
             sellers[seller]!.inFlightRefreshes = max(0, sellers[seller]!.inFlightRefreshes - 1)
             refreshesInFlight = max(0, refreshesInFlight - 1)
+            if let app = ticket.appKey, let inFlight = refreshesInFlightByApp[app] {
+                refreshesInFlightByApp[app] = inFlight > 1 ? inFlight - 1 : nil
+            }
         }
         guard !delivered, ticket.carriesGrant else { return }
-        counters.answersNotDelivered += 1
+        count(ticket.appKey) { $0.answersNotDelivered += 1 }
         if let issued = ticket.issued, let record = sellers[issued.sellerKey], issued.index < record.issued.count {
             sellers[issued.sellerKey]!.issued[issued.index].delivery = .notDelivered
         }
     }
 
-    private mutating func nextFault() -> FaultKind? {
-        if !scriptedFaults.isEmpty { return scriptedFaults.removeFirst() }
+    private mutating func nextFault(for appKey: String?) -> FaultKind? {
+        if let next = scriptedFaults.firstIndex(where: { $0.appKey == nil || $0.appKey == appKey }) {
+            return scriptedFaults.remove(at: next).kind
+        }
         guard !behavior.faults.probabilities.isEmpty else { return nil }
         return behavior.faults.pick(random.unit())
     }
@@ -230,35 +271,45 @@ struct SimulatedGateway {
 
     // MARK: - The two APIs
 
-    private mutating func exchangeCode(_ code: String?, now: Timestamp) -> Result<IssuedReference, GatewayError> {
+    /// `appKey` is the calling app's: a code or token of a seller registered
+    /// under another app is not valid for it, as the real gateway issues
+    /// each app its own.
+    private mutating func exchangeCode(_ code: String?, appKey: String?, now: Timestamp)
+        -> Result<IssuedReference, GatewayError>
+    {
         guard let code, !code.isEmpty else { return .failure(.missingParameter("code")) }
-        guard let record = codes[code], sellers[record.sellerKey] != nil else { return .failure(.invalidCode) }
+        guard let record = codes[code], sellers[record.seller] != nil, record.seller.serves(appKey) else {
+            return .failure(.invalidCode)
+        }
         guard !record.used else {
-            counters.codeReuses += 1
+            count(appKey) { $0.codeReuses += 1 }
             return .failure(.invalidCode)
         }
         guard now < record.expiresAt else { return .failure(.invalidCode) }
         codes[code]!.used = true
-        counters.codeExchanges += 1
-        sellers[record.sellerKey]!.stats.codeExchanges += 1
-        return .success(authorize(record.sellerKey, origin: .authorizationCode, now: now, requestID: requestID()))
+        count(appKey) { $0.codeExchanges += 1 }
+        sellers[record.seller]!.stats.codeExchanges += 1
+        return .success(authorize(record.seller, origin: .authorizationCode, now: now, requestID: requestID()))
     }
 
-    private mutating func rotate(_ token: String?, now: Timestamp) -> Result<IssuedReference, GatewayError> {
+    private mutating func rotate(_ token: String?, appKey: String?, now: Timestamp)
+        -> Result<IssuedReference, GatewayError>
+    {
         guard let token, !token.isEmpty else { return .failure(.missingParameter("refresh_token")) }
-        guard let record = refreshTokens[token], let seller = sellers[record.sellerKey] else {
+        guard let record = refreshTokens[token], let seller = sellers[record.seller], record.seller.serves(appKey)
+        else {
             return .failure(.illegalRefreshToken)
         }
         switch record.state {
         case .rotated(let answerLost):
             if answerLost {
-                counters.reusesAfterLostAnswer += 1
+                count(appKey) { $0.reusesAfterLostAnswer += 1 }
             } else {
-                counters.refreshTokenReuses += 1
-                sellers[record.sellerKey]!.stats.refreshTokenReuses += 1
+                count(appKey) { $0.refreshTokenReuses += 1 }
+                sellers[record.seller]!.stats.refreshTokenReuses += 1
                 logger.warning(
                     "rotated refresh token used again",
-                    metadata: ["seller": "\(record.sellerKey)", "refresh_token": "\(Secret(token))"])
+                    metadata: ["seller": "\(record.seller)", "refresh_token": "\(Secret(token))"])
             }
             return .failure(.illegalRefreshToken)
         case .revoked, .superseded:
@@ -271,30 +322,30 @@ struct SimulatedGateway {
             return .failure(.illegalRefreshToken)
         }
         if behavior.rejectsAllRefreshTokens {
-            counters.massRejections += 1
+            count(appKey) { $0.massRejections += 1 }
             return .failure(.illegalRefreshToken)
         }
         refreshTokens[token]!.state = .rotated(answerLost: false)
-        counters.rotations += 1
-        sellers[record.sellerKey]!.stats.rotations += 1
+        count(appKey) { $0.rotations += 1 }
+        sellers[record.seller]!.stats.rotations += 1
         let reference = issuePair(
-            for: record.sellerKey, origin: .rotation, now: now, refreshTokenValidTime: validTime,
+            for: record.seller, origin: .rotation, now: now, refreshTokenValidTime: validTime,
             requestID: requestID())
-        switch behavior.quirks[record.sellerKey] {
+        switch behavior.quirks[record.seller.sellerID] {
         case .finalGrant:
             // The pair's refresh token is never handed out: it is dead from birth.
-            let issued = sellers[record.sellerKey]!.issued[reference.index]
+            let issued = sellers[record.seller]!.issued[reference.index]
             refreshTokens[issued.refreshToken.exposedValue]?.state = .revoked
-            sellers[record.sellerKey]!.currentRefreshToken = nil
-            sellers[record.sellerKey]!.issued[reference.index].refreshExpiresIn = .zero
-            sellers[record.sellerKey]!.issued[reference.index].isFinal = true
+            sellers[record.seller]!.currentRefreshToken = nil
+            sellers[record.seller]!.issued[reference.index].refreshExpiresIn = .zero
+            sellers[record.seller]!.issued[reference.index].isFinal = true
         case .zeroLifetime:
-            sellers[record.sellerKey]!.issued[reference.index].accessTokenLifetime = .zero
-            sellers[record.sellerKey]!.issued[reference.index].expireTime = now
-            let accessToken = sellers[record.sellerKey]!.issued[reference.index].accessToken.exposedValue
+            sellers[record.seller]!.issued[reference.index].accessTokenLifetime = .zero
+            sellers[record.seller]!.issued[reference.index].expireTime = now
+            let accessToken = sellers[record.seller]!.issued[reference.index].accessToken.exposedValue
             accessTokens[accessToken]?.expireTime = now
-            sellers[record.sellerKey]!.accessTokenExpireTime = now
-        case .securityShape, nil:
+            sellers[record.seller]!.accessTokenExpireTime = now
+        case .securityShape, .userInfo, nil:
             break
         }
         return .success(reference)
@@ -305,7 +356,7 @@ struct SimulatedGateway {
     /// Starts a new authorization for a seller: its previous refresh token is
     /// superseded and a new validity period begins.
     mutating func authorize(
-        _ sellerKey: String, origin: IssuedTokenPair.Origin, now: Timestamp, requestID: String?
+        _ sellerKey: SellerRef, origin: IssuedTokenPair.Origin, now: Timestamp, requestID: String?
     ) -> IssuedReference {
         let seller = sellers[sellerKey]!
         if let old = seller.currentRefreshToken { refreshTokens[old]?.state = .superseded }
@@ -317,7 +368,7 @@ struct SimulatedGateway {
     }
 
     private mutating func issuePair(
-        for sellerKey: String, origin: IssuedTokenPair.Origin, now: Timestamp, refreshTokenValidTime: Timestamp,
+        for sellerKey: SellerRef, origin: IssuedTokenPair.Origin, now: Timestamp, refreshTokenValidTime: Timestamp,
         requestID: String?
     ) -> IssuedReference {
         let lifetime = sellers[sellerKey]!.seller.accessTokenLifetime ?? behavior.accessTokenLifetime
@@ -325,12 +376,12 @@ struct SimulatedGateway {
         let refreshToken = newToken(prefix: "50001")
         let remainingMilliseconds = max(0, (refreshTokenValidTime - now).wholeMilliseconds)
         let pair = IssuedTokenPair(
-            sellerID: sellerKey, origin: origin, accessToken: Secret(accessToken),
+            sellerID: sellerKey.sellerID, appKey: sellerKey.appKey, origin: origin, accessToken: Secret(accessToken),
             refreshToken: Secret(refreshToken), issuedAt: now, accessTokenLifetime: lifetime,
             expireTime: now + lifetime, refreshTokenValidTime: refreshTokenValidTime,
             refreshExpiresIn: .seconds(remainingMilliseconds / 1000), requestID: requestID, delivery: .sent)
-        refreshTokens[refreshToken] = RefreshTokenRecord(sellerKey: sellerKey, state: .current)
-        accessTokens[accessToken] = AccessTokenRecord(sellerKey: sellerKey, expireTime: pair.expireTime)
+        refreshTokens[refreshToken] = RefreshTokenRecord(seller: sellerKey, state: .current)
+        accessTokens[accessToken] = AccessTokenRecord(seller: sellerKey, expireTime: pair.expireTime)
         sellers[sellerKey]!.currentRefreshToken = refreshToken
         sellers[sellerKey]!.accessTokenExpireTime = pair.expireTime
         sellers[sellerKey]!.issued.append(pair)
@@ -340,64 +391,78 @@ struct SimulatedGateway {
     // MARK: - The Swift API's operations
 
     mutating func addSeller(_ seller: SimulatedSeller) {
-        if sellers[seller.key] != nil {
-            sellers[seller.key]!.seller = seller
+        let key = SellerRef(seller)
+        if sellers[key] != nil {
+            sellers[key]!.seller = seller
         } else {
-            sellers[seller.key] = SellerRecord(seller: seller)
+            sellers[key] = SellerRecord(seller: seller)
+            if let appKey = key.appKey { appKeysBySellerID[key.sellerID, default: []].append(appKey) }
         }
     }
 
-    mutating func issueAuthorizationCode(for sellerKey: String, validity: Duration?) throws(IOPSimulatorError)
-        -> String
-    {
-        guard sellers[sellerKey] != nil else { throw .unknownSeller(sellerKey) }
+    /// The seller a Swift API call means. With an app key: the seller
+    /// registered under it, else the one open to every app. Without: the one
+    /// open to every app, else the only one with this id under any app key.
+    func sellerRef(_ sellerID: String, appKey: String?) throws(IOPSimulatorError) -> SellerRef {
+        let open = SellerRef(appKey: nil, sellerID: sellerID)
+        if let appKey {
+            let scoped = SellerRef(appKey: appKey, sellerID: sellerID)
+            if sellers[scoped] != nil { return scoped }
+            if sellers[open] != nil { return open }
+            throw .unknownSeller(sellerID)
+        }
+        if sellers[open] != nil { return open }
+        let appKeys = appKeysBySellerID[sellerID] ?? []
+        guard appKeys.count <= 1 else { throw .ambiguousSeller(sellerID, appKeys: appKeys.sorted()) }
+        guard let only = appKeys.first else { throw .unknownSeller(sellerID) }
+        return SellerRef(appKey: only, sellerID: sellerID)
+    }
+
+    /// The seller's record, or nil when unknown or ambiguous (for the queries that do not throw).
+    func record(_ sellerID: String, appKey: String?) -> SellerRecord? {
+        (try? sellerRef(sellerID, appKey: appKey)).flatMap { sellers[$0] }
+    }
+
+    mutating func issueAuthorizationCode(for sellerKey: SellerRef, validity: Duration?) -> String {
         serial += 1
         let code = "3_\(serial)_" + random.text(count: 25, from: Self.tokenAlphabet)
         codes[code] = CodeRecord(
-            sellerKey: sellerKey, expiresAt: clock.now() + (validity ?? behavior.authorizationCodeValidity),
-            used: false)
+            seller: sellerKey, expiresAt: clock.now() + (validity ?? behavior.authorizationCodeValidity), used: false)
         return code
     }
 
-    mutating func seedTokens(for sellerKey: String, issuedAt: Timestamp?) throws(IOPSimulatorError)
-        -> IssuedTokenPair
-    {
-        guard sellers[sellerKey] != nil else { throw .unknownSeller(sellerKey) }
+    mutating func seedTokens(for sellerKey: SellerRef, issuedAt: Timestamp?) -> IssuedTokenPair {
         let reference = authorize(sellerKey, origin: .seed, now: issuedAt ?? clock.now(), requestID: nil)
         let pair = sellers[sellerKey]!.issued[reference.index]
         if !behavior.recordsIssuedTokens { sellers[sellerKey]!.issued.removeAll() }
         return pair
     }
 
-    mutating func revoke(_ sellerKey: String) throws(IOPSimulatorError) {
-        guard let seller = sellers[sellerKey] else { throw .unknownSeller(sellerKey) }
-        if let token = seller.currentRefreshToken { refreshTokens[token]?.state = .revoked }
+    mutating func revoke(_ sellerKey: SellerRef) {
+        if let token = sellers[sellerKey]!.currentRefreshToken { refreshTokens[token]?.state = .revoked }
         sellers[sellerKey]!.currentRefreshToken = nil
     }
 
-    mutating func setLifetimes(for sellerKey: String, accessToken: Duration?, refreshTokenValidity: Duration?)
-        throws(IOPSimulatorError)
-    {
-        guard sellers[sellerKey] != nil else { throw .unknownSeller(sellerKey) }
+    mutating func setLifetimes(for sellerKey: SellerRef, accessToken: Duration?, refreshTokenValidity: Duration?) {
         sellers[sellerKey]!.seller.accessTokenLifetime = accessToken
         sellers[sellerKey]!.seller.refreshTokenValidity = refreshTokenValidity
     }
 
-    mutating func injectFaults(_ kind: FaultKind, count: Int) {
-        scriptedFaults.append(contentsOf: repeatElement(kind, count: max(0, count)))
+    mutating func injectFaults(_ kind: FaultKind, count: Int, appKey: String?) {
+        scriptedFaults.append(contentsOf: repeatElement((kind: kind, appKey: appKey), count: max(0, count)))
     }
 
     mutating func clearFaults() {
         scriptedFaults.removeAll()
         behavior.faults = .none
-        banUntil = nil
+        bans.removeAll()
     }
 
     func accessTokenStatus(_ token: String) -> AccessTokenStatus {
         guard let record = accessTokens[token] else { return .unknown }
         return clock.now() < record.expireTime
-            ? .valid(sellerID: record.sellerKey, expireTime: record.expireTime)
-            : .expired(sellerID: record.sellerKey, expireTime: record.expireTime)
+            ? .valid(sellerID: record.seller.sellerID, expireTime: record.expireTime)
+            : .expired(sellerID: record.seller.sellerID, expireTime: record.expireTime)
     }
 
     // MARK: - Bodies
@@ -426,12 +491,37 @@ struct SimulatedGateway {
         }
     }
 
-    private mutating func successBody(_ pair: IssuedTokenPair) -> [UInt8] {
-        let seller = sellers[pair.sellerID]!.seller
-        if pair.origin == .rotation, behavior.quirks[pair.sellerID] == .securityShape {
+    /// The answer shape for a request of `appKey`.
+    private func shape(for appKey: String?) -> AnswerShape {
+        appKey.flatMap { answerShapesByApp[$0] } ?? answerShape
+    }
+
+    private mutating func successBody(_ reference: IssuedReference, shape: AnswerShape) -> [UInt8] {
+        let record = sellers[reference.sellerKey]!
+        let pair = record.issued[reference.index]
+        let quirk = behavior.quirks[reference.sellerKey.sellerID]
+        if pair.origin == .rotation, quirk == .securityShape {
             return securityShapeBody(pair)
         }
-        return successBody(pair, seller: seller)
+        return successBody(pair, seller: record.seller, shape: shape, quirk: quirk)
+    }
+
+    private mutating func successBody(
+        _ pair: IssuedTokenPair, seller: SimulatedSeller, shape: AnswerShape, quirk: AnswerQuirk? = nil
+    ) -> [UInt8] {
+        switch shape {
+        case .aliExpress: aliExpressBody(pair, seller: seller)
+        case .lazada: lazadaBody(pair, seller: seller, listsUnderUserInfo: quirk == .userInfo)
+        }
+    }
+
+    /// `"code":"0"`, or in ``NumberEncoding/mixed`` now and then the number 0.
+    private mutating func writeSuccessCode(into json: inout JSONObjectWriter) {
+        if behavior.numberEncoding == .mixed, random.coinFlip() {
+            json.number("code", 0)
+        } else {
+            json.string("code", "0")
+        }
     }
 
     /// `/auth/token/security/refresh`'s shape: tokens and lifetimes, no seller fields.
@@ -450,16 +540,12 @@ struct SimulatedGateway {
     }
 
     /// A success in the field order of the vendor's sample answer.
-    private mutating func successBody(_ pair: IssuedTokenPair, seller: SimulatedSeller) -> [UInt8] {
+    private mutating func aliExpressBody(_ pair: IssuedTokenPair, seller: SimulatedSeller) -> [UInt8] {
         var json = JSONObjectWriter()
         json.number(
             "refresh_token_valid_time", pair.refreshTokenValidTime.millisecondsSince1970, asString: numberAsString())
         json.string("havana_id", seller.havanaID)
-        if behavior.numberEncoding == .mixed, random.coinFlip() {
-            json.number("code", 0)
-        } else {
-            json.string("code", "0")
-        }
+        writeSuccessCode(into: &json)
         json.number("expire_time", pair.expireTime.millisecondsSince1970, asString: numberAsString())
         json.string("locale", seller.locale)
         json.string("user_nick", seller.userNick)
@@ -477,8 +563,51 @@ struct SimulatedGateway {
         return json.finished()
     }
 
+    /// Lazada's shape, in the field order of its answers: no seller fields at
+    /// the top and no absolute times, but the account's `country` (`cb` for a
+    /// cross-border one) and the sellers the token serves, one per country.
+    private mutating func lazadaBody(_ pair: IssuedTokenPair, seller: SimulatedSeller, listsUnderUserInfo: Bool)
+        -> [UInt8]
+    {
+        var json = JSONObjectWriter()
+        writeSuccessCode(into: &json)
+        json.string("access_token", pair.accessToken.exposedValue)
+        if !pair.isFinal { json.string("refresh_token", pair.refreshToken.exposedValue) }
+        json.number("expires_in", pair.accessTokenLifetime.wholeMilliseconds / 1000, asString: numberAsString())
+        json.number("refresh_expires_in", pair.refreshExpiresIn.wholeMilliseconds / 1000, asString: numberAsString())
+        json.string("account", seller.account)
+        json.string("country", seller.lazadaCountry)
+        json.string("account_platform", seller.accountPlatform)
+        var entries: [JSONObjectWriter] = []
+        for venture in seller.lazadaVentures {
+            var entry = JSONObjectWriter()
+            entry.string("country", venture.country)
+            if let userID = venture.userID { identifier("user_id", userID, into: &entry) }
+            identifier("seller_id", venture.sellerID, into: &entry)
+            if let shortCode = venture.shortCode { entry.string("short_code", shortCode) }
+            entries.append(entry)
+        }
+        if listsUnderUserInfo, entries.count == 1 {
+            json.object("user_info", entries[0])
+        } else {
+            json.array(listsUnderUserInfo ? "user_info" : "country_user_info", entries)
+        }
+        json.string("request_id", pair.requestID ?? requestID())
+        return json.finished()
+    }
+
+    /// An id as Lazada sends it: a numeric string or, where it reads back the
+    /// same, a JSON number (drawn as ``NumberEncoding`` says).
+    private mutating func identifier(_ key: String, _ value: String, into json: inout JSONObjectWriter) {
+        if let number = Int64(value), String(number) == value, !numberAsString() {
+            json.number(key, number)
+        } else {
+            json.string(key, value)
+        }
+    }
+
     private mutating func refusal(_ error: GatewayError, now: Timestamp, ticket: RequestTicket) -> GatewayAnswer {
-        counters.rejections[error.code, default: 0] += 1
+        count(ticket.appKey) { $0.rejections[error.code, default: 0] += 1 }
         return GatewayAnswer(
             action: .respond(status: 200, contentType: "application/json;charset=UTF-8", body: errorBody(error)),
             date: IMFDate.format(now), delay: behavior.responseLatency, ticket: ticket)
@@ -520,16 +649,15 @@ struct SimulatedGateway {
         else {
             return plainStatus(400, "Bad authorization request", now: now, ticket: ticket)
         }
-        guard let seller = parameters["seller_id"] ?? behavior.loggedInSeller else {
+        guard let sellerID = parameters["seller_id"] ?? behavior.loggedInSeller else {
             return plainStatus(400, "No seller is logged in", now: now, ticket: ticket)
         }
-        let code: String
-        do {
-            code = try issueAuthorizationCode(for: seller, validity: nil)
-        } catch {
+        // The seller authorizes the app whose page this is.
+        guard let sellerKey = try? sellerRef(sellerID, appKey: clientID) else {
             return plainStatus(400, "Unknown seller", now: now, ticket: ticket)
         }
-        counters.authorizations += 1
+        let code = issueAuthorizationCode(for: sellerKey, validity: nil)
+        count(ticket.appKey) { $0.authorizations += 1 }
         var query: [(key: String, value: String)] = [("code", code)]
         if let state = parameters["state"] { query.append(("state", state)) }
         let location = redirectURI + (redirectURI.contains("?") ? "&" : "?") + PercentEncoding.formEncode(query)
@@ -540,14 +668,14 @@ struct SimulatedGateway {
     private mutating func plainStatus(_ status: Int, _ reason: String, now: Timestamp, ticket: RequestTicket)
         -> GatewayAnswer
     {
-        counters.rejections["HTTP\(status)", default: 0] += 1
+        count(ticket.appKey) { $0.rejections["HTTP\(status)", default: 0] += 1 }
         return GatewayAnswer(
             action: .respond(status: status, contentType: "text/html", body: HTMLPages.status(status, reason)),
             date: IMFDate.format(now), delay: .zero, ticket: ticket)
     }
 
     private mutating func faultAnswer(_ kind: FaultKind, now: Timestamp, ticket: RequestTicket) -> GatewayAnswer {
-        counters.faults[kind, default: 0] += 1
+        count(ticket.appKey) { $0.faults[kind, default: 0] += 1 }
         logger.debug("fault", metadata: ["kind": "\(kind)"])
         let date = IMFDate.format(now)
         let latency = behavior.responseLatency
@@ -572,7 +700,7 @@ struct SimulatedGateway {
             return GatewayAnswer(action: .reset, date: date, delay: .zero, ticket: ticket)
         case .throttled:
             let seconds = max(behavior.throttleBanSeconds, 1)
-            banUntil = now + .seconds(seconds)
+            bans[ticket.appKey ?? ""] = now + .seconds(seconds)
             return json(errorBody(.apiCallLimit(banSeconds: seconds)))
         case .serviceTimeout: return json(errorBody(.serviceTimeout))
         case .ispError: return json(errorBody(.internalError))
@@ -584,7 +712,7 @@ struct SimulatedGateway {
                 refreshToken: Secret(newToken(prefix: "50001")), issuedAt: now, accessTokenLifetime: .seconds(60),
                 expireTime: now + .seconds(60), refreshTokenValidTime: now + .seconds(120),
                 refreshExpiresIn: .seconds(120), requestID: requestID(), delivery: .sent)
-            let body = successBody(dummy, seller: SimulatedSeller(sellerID: "0"))
+            let body = successBody(dummy, seller: SimulatedSeller(sellerID: "0"), shape: shape(for: ticket.appKey))
             let cut = 1 + Int(random.next() % UInt64(body.count - 2))
             return json(Array(body[..<cut]))
         case .resetAfterRotation:

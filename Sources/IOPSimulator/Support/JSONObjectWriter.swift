@@ -33,6 +33,16 @@ struct JSONObjectWriter {
         bytes.append(contentsOf: nested.finished())
     }
 
+    mutating func array(_ key: String, _ elements: [JSONObjectWriter]) {
+        self.key(key)
+        bytes.append(UInt8(ascii: "["))
+        for (index, element) in elements.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes.append(contentsOf: element.finished())
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
     func finished() -> [UInt8] {
         bytes + [UInt8(ascii: "}")]
     }

@@ -178,5 +178,111 @@ extension DatabaseSchema {
                     ALTER TABLE used_states ADD COLUMN in_use INTEGER NOT NULL DEFAULT 1;
                     ALTER TABLE used_states ADD COLUMN releases INTEGER NOT NULL DEFAULT 0;
                     """),
+            Migration(
+                version: 6,
+                sql: """
+                    -- Several apps: an account is keyed by (app, seller_id). A
+                    -- primary key cannot be altered in place, so the table is
+                    -- rebuilt; the rows a single-app release stored belong to
+                    -- 'default'. Its indexes and trigger go with the old table
+                    -- and are made again on the new one.
+                    CREATE TABLE accounts_by_app (
+                        app TEXT NOT NULL DEFAULT 'default'
+                            CHECK (length(app) BETWEEN 1 AND 32 AND app NOT GLOB '*[^a-z0-9_-]*'),
+                        seller_id TEXT NOT NULL CHECK (seller_id <> ''),
+                        refresh_token TEXT NOT NULL CHECK (refresh_token <> ''),
+                        access_token TEXT,
+                        expire_time INTEGER,
+                        access_lifetime_ms INTEGER,
+                        refresh_token_valid_time INTEGER,
+                        refreshable INTEGER NOT NULL DEFAULT 1 CHECK (refreshable IN (0, 1)),
+                        status TEXT NOT NULL CHECK (status IN ('active', 'reauth_required', 'disabled')),
+                        status_reason TEXT,
+                        next_refresh_at INTEGER,
+                        failed_attempts INTEGER NOT NULL DEFAULT 0,
+                        last_error TEXT,
+                        last_request_id TEXT,
+                        refreshed_at INTEGER,
+                        lease_owner TEXT,
+                        lease_expires_at INTEGER,
+                        user_id TEXT,
+                        user_nick TEXT,
+                        account TEXT,
+                        account_platform TEXT,
+                        sp TEXT,
+                        locale TEXT,
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL,
+                        change_seq INTEGER NOT NULL,
+                        answer_lost INTEGER NOT NULL DEFAULT 0,
+                        reauth_warned INTEGER NOT NULL DEFAULT 0,
+                        -- Lazada's `country` (`cb`: cross-border); NULL for AliExpress.
+                        country TEXT,
+                        PRIMARY KEY (app, seller_id)
+                    ) WITHOUT ROWID;
+                    INSERT INTO accounts_by_app (
+                        seller_id, refresh_token, access_token, expire_time, access_lifetime_ms,
+                        refresh_token_valid_time, refreshable, status, status_reason, next_refresh_at,
+                        failed_attempts, last_error, last_request_id, refreshed_at, lease_owner, lease_expires_at,
+                        user_id, user_nick, account, account_platform, sp, locale, created_at, updated_at,
+                        change_seq, answer_lost, reauth_warned)
+                    SELECT seller_id, refresh_token, access_token, expire_time, access_lifetime_ms,
+                        refresh_token_valid_time, refreshable, status, status_reason, next_refresh_at,
+                        failed_attempts, last_error, last_request_id, refreshed_at, lease_owner, lease_expires_at,
+                        user_id, user_nick, account, account_platform, sp, locale, created_at, updated_at,
+                        change_seq, answer_lost, reauth_warned
+                    FROM accounts;
+                    DROP TABLE accounts;
+                    ALTER TABLE accounts_by_app RENAME TO accounts;
+                    CREATE INDEX accounts_by_change ON accounts (change_seq);
+                    CREATE INDEX accounts_by_seller ON accounts (seller_id);
+                    CREATE INDEX accounts_by_reauth ON accounts (refresh_token_valid_time)
+                        WHERE status = 'active';
+                    CREATE INDEX accounts_schedule ON accounts (
+                        app, seller_id, refreshable, expire_time, access_lifetime_ms, refreshed_at, next_refresh_at,
+                        updated_at, status)
+                        WHERE status = 'active';
+                    CREATE INDEX accounts_reauth_required ON accounts (app, seller_id)
+                        WHERE status = 'reauth_required';
+                    CREATE INDEX accounts_disabled ON accounts (app, seller_id) WHERE status = 'disabled';
+
+                    CREATE TABLE removed_by_app (
+                        app TEXT NOT NULL DEFAULT 'default',
+                        seller_id TEXT NOT NULL,
+                        removed_at INTEGER NOT NULL,
+                        change_seq INTEGER NOT NULL,
+                        PRIMARY KEY (app, seller_id)
+                    ) WITHOUT ROWID;
+                    INSERT INTO removed_by_app (seller_id, removed_at, change_seq)
+                        SELECT seller_id, removed_at, change_seq FROM removed_accounts;
+                    DROP TABLE removed_accounts;
+                    ALTER TABLE removed_by_app RENAME TO removed_accounts;
+                    CREATE INDEX removed_accounts_by_change ON removed_accounts (change_seq);
+
+                    -- NULL for the daemon's own events; events of a single-app
+                    -- release that name a seller belong to 'default'.
+                    ALTER TABLE events ADD COLUMN app TEXT;
+                    DROP TRIGGER events_are_append_only;
+                    UPDATE events SET app = 'default' WHERE seller_id IS NOT NULL;
+                    CREATE TRIGGER events_are_append_only BEFORE UPDATE ON events
+                    BEGIN
+                        SELECT RAISE(ABORT, 'events are append-only');
+                    END;
+                    CREATE INDEX events_by_account ON events (app, seller_id, id);
+
+                    -- The sellers a Lazada account serves, one per country
+                    -- (`country_user_info`), replaced by every answer that
+                    -- lists them. tokens.db has the same table for readers.
+                    \(venturesTableSQL) WITHOUT ROWID;
+
+                    CREATE TRIGGER accounts_reactivated AFTER UPDATE OF status ON accounts
+                    WHEN OLD.status = 'reauth_required' AND NEW.status = 'active'
+                    BEGIN
+                        INSERT INTO events (at, app, seller_id, kind, detail, request_id)
+                        VALUES (NEW.updated_at, NEW.app, NEW.seller_id, 'reactivated',
+                                'was ' || coalesce(OLD.status_reason, 'reauth_required'), NEW.last_request_id);
+                        INSERT INTO outbox (event_id) VALUES (last_insert_rowid());
+                    END;
+                    """),
         ])
 }

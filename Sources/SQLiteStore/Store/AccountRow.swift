@@ -7,7 +7,7 @@ enum AccountRow {
         seller_id, refresh_token, access_token, expire_time, access_lifetime_ms, refresh_token_valid_time, \
         refreshable, status, status_reason, next_refresh_at, failed_attempts, last_error, last_request_id, \
         refreshed_at, lease_owner, lease_expires_at, user_id, user_nick, account, account_platform, sp, locale, \
-        updated_at, answer_lost
+        updated_at, answer_lost, app, country
         """
 
     static func decode(_ row: SQLiteRow) throws -> Account {
@@ -16,15 +16,20 @@ enum AccountRow {
         guard let status = AccountStatus(rawValue: statusText) else {
             throw SQLiteStoreError.damagedRow(sellerID: sellerID, problem: "unknown status '\(statusText)'")
         }
+        let appText = row.string(24)
+        guard let app = AppName(rawValue: appText) else {
+            throw SQLiteStoreError.damagedRow(sellerID: sellerID, problem: "invalid app name '\(appText)'")
+        }
         var lease: Lease?
         if let owner = row.optionalString(14), let expiresAt = row.optionalInt64(15) {
             lease = Lease(owner: owner, expiresAt: Timestamp(millisecondsSince1970: expiresAt))
         }
         return Account(
-            sellerID: sellerID,
+            app: app, sellerID: sellerID,
             profile: SellerProfile(
                 userID: row.optionalString(16), userNick: row.optionalString(17), account: row.optionalString(18),
-                accountPlatform: row.optionalString(19), sp: row.optionalString(20), locale: row.optionalString(21)),
+                accountPlatform: row.optionalString(19), sp: row.optionalString(20), locale: row.optionalString(21),
+                country: row.optionalString(25)),
             refreshToken: Secret(row.string(1)),
             accessToken: row.optionalString(2).map(Secret.init),
             expireTime: timestamp(row, 3),
@@ -46,6 +51,11 @@ enum AccountRow {
     static func timestamp(_ row: SQLiteRow, _ index: Int) -> Timestamp? {
         row.optionalInt64(index).map { Timestamp(millisecondsSince1970: $0) }
     }
+}
+
+extension AccountKey {
+    /// The values bound for `app = ? AND seller_id = ?`.
+    var bound: [(any SQLiteBindable)?] { [app.rawValue, sellerID] }
 }
 
 extension Timestamp {

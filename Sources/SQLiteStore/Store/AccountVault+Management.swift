@@ -11,12 +11,12 @@ extension AccountVault {
     /// `reauth_required` one always is, since a new token is its only way back.
     static let upsertAccountSQL = """
         INSERT INTO accounts (
-            seller_id, refresh_token, access_token, expire_time, access_lifetime_ms, refresh_token_valid_time,
+            app, seller_id, refresh_token, access_token, expire_time, access_lifetime_ms, refresh_token_valid_time,
             refreshable, status, status_reason, next_refresh_at, failed_attempts, last_error, last_request_id,
-            refreshed_at, user_id, user_nick, account, account_platform, sp, locale, created_at, updated_at,
-            change_seq)
-        VALUES (?, ?, ?, ?, ?, ?, ?, 'active', NULL, ?, 0, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT (seller_id) DO UPDATE SET
+            refreshed_at, user_id, user_nick, account, account_platform, sp, locale, country, created_at,
+            updated_at, change_seq)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', NULL, ?, 0, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (app, seller_id) DO UPDATE SET
             refresh_token = excluded.refresh_token, access_token = excluded.access_token,
             expire_time = excluded.expire_time, access_lifetime_ms = excluded.access_lifetime_ms,
             refresh_token_valid_time = excluded.refresh_token_valid_time, refreshable = excluded.refreshable,
@@ -28,27 +28,33 @@ extension AccountVault {
             account = coalesce(excluded.account, account),
             account_platform = coalesce(excluded.account_platform, account_platform),
             sp = coalesce(excluded.sp, sp), locale = coalesce(excluded.locale, locale),
-            updated_at = excluded.updated_at, change_seq = excluded.change_seq,
+            country = coalesce(excluded.country, country), updated_at = excluded.updated_at, change_seq = excluded.change_seq,
             answer_lost = 0, reauth_warned = 0
         WHERE ? OR accounts.status = 'reauth_required'
         """
 
     static func profileValues(_ profile: SellerProfile) -> [(any SQLiteBindable)?] {
-        [profile.userID, profile.userNick, profile.account, profile.accountPlatform, profile.sp, profile.locale]
+        [
+            profile.userID, profile.userNick, profile.account, profile.accountPlatform, profile.sp, profile.locale,
+            profile.country,
+        ]
     }
 
-    func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) throws -> Account {
-        guard let account = try enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: true)
+    func enroll(app: AppName, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) throws -> Account {
+        guard
+            let account = try enroll(
+                app: app, grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: true)
         else { throw SQLiteStoreError.unknownSeller(grant.sellerID) }
         return account
     }
 
-    /// As ``enroll(grant:nextRefreshAt:now:)``; with `replacingManaged`
+    /// As ``enroll(app:grant:nextRefreshAt:now:)``; with `replacingManaged`
     /// false, an account tokenkeeper manages (active or disabled) is left as
     /// it is and nil returned.
-    func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp, replacingManaged: Bool) throws
-        -> Account?
+    func enroll(app: AppName, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp, replacingManaged: Bool)
+        throws -> Account?
     {
+        let key = AccountKey(app: app, sellerID: grant.sellerID)
         guard let refreshToken = grant.refreshToken else {
             throw SQLiteStoreError.invalidAccount(
                 sellerID: grant.sellerID, problem: "the grant carries no refresh token")
@@ -60,11 +66,11 @@ extension AccountVault {
             throw SQLiteStoreError.invalidAccount(sellerID: grant.sellerID, problem: problem)
         }
         return try write { write in
-            let existed = try fetchExists(grant.sellerID)
+            let existed = try fetchExists(key)
             try keeper.execute(
                 Self.upsertAccountSQL,
-                [
-                    grant.sellerID, refreshToken.exposedValue, grant.accessToken?.exposedValue,
+                key.bound + [
+                    refreshToken.exposedValue, grant.accessToken?.exposedValue,
                     grant.expireTime.stored, grant.accessTokenLifetime.wholeMilliseconds,
                     grant.refreshTokenValidTime?.stored, !grant.isFinalGrant, nextRefreshAt.stored, grant.requestID,
                     grant.receivedAt.stored,
@@ -72,13 +78,14 @@ extension AccountVault {
                     now.stored, now.stored, try write.changeSequence(), replacingManaged,
                 ])
             guard keeper.changes > 0 else { return nil }
-            try keeper.execute("DELETE FROM removed_accounts WHERE seller_id = ?", [grant.sellerID])
+            try keeper.execute("DELETE FROM removed_accounts WHERE app = ? AND seller_id = ?", key.bound)
+            try replaceVentures(of: key, with: grant.profile.ventures)
             try insertEvent(
-                .enrolled, sellerID: grant.sellerID,
+                .enrolled, account: key,
                 detail: (existed ? "re-authorized" : "new account") + "; access token expires \(grant.expireTime)",
                 requestID: grant.requestID, at: now)
-            write.touch(grant.sellerID)
-            guard let account = try fetchAccount(grant.sellerID) else {
+            write.touch(key)
+            guard let account = try fetchAccount(key) else {
                 throw SQLiteStoreError.unknownSeller(grant.sellerID)
             }
             return account
@@ -135,7 +142,7 @@ extension AccountVault {
         while start < valid.count {
             let limit = min(start + size, valid.count)
             var end = start
-            var skipped: [String] = []
+            var skipped: [AccountKey] = []
             let sequence: Int64
             do {
                 // The sellers stored carry this batch's change sequence (the
@@ -156,24 +163,28 @@ extension AccountVault {
                         let record = valid[end].record
                         end += 1
                         try upsert.run(
-                            [
-                                record.sellerID, record.refreshToken.exposedValue, record.accessToken?.exposedValue,
+                            record.key.bound + [
+                                record.refreshToken.exposedValue, record.accessToken?.exposedValue,
                                 record.accessToken == nil ? nil : record.expireTime?.stored,
                                 record.accessToken == nil ? nil : record.accessTokenLifetime?.wholeMilliseconds,
                                 record.refreshTokenValidTime?.stored, true, (record.nextRefreshAt ?? now).stored, nil,
                                 record.accessToken == nil ? nil : now.stored,
                             ] + Self.profileValues(record.profile) + [now.stored, now.stored, sequence, replace])
-                        if keeper.changes == 0 { skipped.append(record.sellerID) }
+                        if keeper.changes == 0 {
+                            skipped.append(record.key)
+                        } else {
+                            try replaceVentures(of: record.key, with: record.profile.ventures)
+                        }
                     }
                     try keeper.execute(
                         """
-                        DELETE FROM removed_accounts WHERE seller_id IN (
-                            SELECT seller_id FROM accounts WHERE change_seq = ?)
+                        DELETE FROM removed_accounts WHERE (app, seller_id) IN (
+                            SELECT app, seller_id FROM accounts WHERE change_seq = ?)
                         """, [sequence])
                     try keeper.execute(
                         """
-                        INSERT INTO events (at, seller_id, kind)
-                        SELECT ?, seller_id, ? FROM accounts WHERE change_seq = ? ORDER BY seller_id
+                        INSERT INTO events (at, app, seller_id, kind)
+                        SELECT ?, app, seller_id, ? FROM accounts WHERE change_seq = ? ORDER BY app, seller_id
                         """, [now.stored, EventKind.imported.rawValue, sequence])
                     return sequence
                 }
@@ -188,13 +199,13 @@ extension AccountVault {
         return summary
     }
 
-    func setStatus(sellerID: String, to status: AccountStatus, nextRefreshAt: Timestamp?, now: Timestamp) throws
-        -> Account
+    func setStatus(account key: AccountKey, to status: AccountStatus, nextRefreshAt: Timestamp?, now: Timestamp)
+        throws -> Account
     {
         try write { write in
-            guard let account = try fetchAccount(sellerID) else { throw SQLiteStoreError.unknownSeller(sellerID) }
+            guard let account = try fetchAccount(key) else { throw SQLiteStoreError.unknownSeller("\(key)") }
             if account.status == .reauthRequired || status == .reauthRequired {
-                throw SQLiteStoreError.needsReauthorization(sellerID: sellerID)
+                throw SQLiteStoreError.needsReauthorization(sellerID: "\(key)")
             }
             guard account.status != status else { return account }
             switch status {
@@ -202,58 +213,83 @@ extension AccountVault {
                 try keeper.execute(
                     """
                     UPDATE accounts SET status = 'disabled', status_reason = ?, updated_at = ?, change_seq = ?
-                    WHERE seller_id = ?
+                    WHERE app = ? AND seller_id = ?
                     """,
-                    [StatusReason.disabledByOperator, now.stored, try write.changeSequence(), sellerID])
-                try insertEvent(.disabled, sellerID: sellerID, at: now)
+                    [StatusReason.disabledByOperator, now.stored, try write.changeSequence()] + key.bound)
+                try insertEvent(.disabled, account: key, at: now)
             case .active, .reauthRequired:
                 try keeper.execute(
                     """
                     UPDATE accounts SET status = 'active', status_reason = NULL, failed_attempts = 0, last_error = NULL,
                         next_refresh_at = ?, updated_at = ?, change_seq = ?
-                    WHERE seller_id = ?
+                    WHERE app = ? AND seller_id = ?
                     """,
-                    [(nextRefreshAt ?? now).stored, now.stored, try write.changeSequence(), sellerID])
-                try insertEvent(.enabled, sellerID: sellerID, at: now)
+                    [(nextRefreshAt ?? now).stored, now.stored, try write.changeSequence()] + key.bound)
+                try insertEvent(.enabled, account: key, at: now)
             }
-            write.touch(sellerID)
-            return try fetchAccount(sellerID) ?? account
+            write.touch(key)
+            return try fetchAccount(key) ?? account
         }
     }
 
-    func remove(sellerID: String, now: Timestamp) throws {
+    func remove(account key: AccountKey, now: Timestamp) throws {
         try write { write in
-            guard try fetchExists(sellerID) else { throw SQLiteStoreError.unknownSeller(sellerID) }
+            guard try fetchExists(key) else { throw SQLiteStoreError.unknownSeller("\(key)") }
             let sequence = try write.changeSequence()
-            try keeper.execute("DELETE FROM accounts WHERE seller_id = ?", [sellerID])
+            try keeper.execute("DELETE FROM accounts WHERE app = ? AND seller_id = ?", key.bound)
+            try keeper.execute("DELETE FROM ventures WHERE app = ? AND account_id = ?", key.bound)
             try keeper.execute(
                 """
-                INSERT INTO removed_accounts (seller_id, removed_at, change_seq) VALUES (?, ?, ?)
-                ON CONFLICT (seller_id) DO UPDATE SET removed_at = excluded.removed_at, change_seq = excluded.change_seq
+                INSERT INTO removed_accounts (app, seller_id, removed_at, change_seq) VALUES (?, ?, ?, ?)
+                ON CONFLICT (app, seller_id) DO UPDATE SET
+                    removed_at = excluded.removed_at, change_seq = excluded.change_seq
                 """,
-                [sellerID, now.stored, sequence])
-            try insertEvent(.removed, sellerID: sellerID, at: now)
-            write.touch(sellerID)
+                key.bound + [now.stored, sequence])
+            try insertEvent(.removed, account: key, at: now)
+            write.touch(key)
         }
     }
 
-    func account(sellerID: String) throws -> Account? {
+    func account(_ key: AccountKey) throws -> Account? {
         try ensureOpen()
-        return try fetchAccount(sellerID)
+        return try fetchAccount(key)
     }
 
-    func accounts(after sellerID: String?, limit: Int) throws -> [Account] {
+    func accountKeys(sellerID: String) throws -> [AccountKey] {
+        try ensureOpen()
+        return try keeper.cachedStatement("SELECT app, seller_id FROM accounts WHERE seller_id = ? ORDER BY app")
+            .rows([sellerID]) { try Self.key($0, 0) }
+    }
+
+    func accounts(app: AppName?, after key: AccountKey?, limit: Int) throws -> [Account] {
         try ensureOpen()
         // Keyset paging on the primary key: each page costs one index seek,
         // however far into the table it is.
+        if let app {
+            // A key of another app bounds the page at that app's start or end.
+            var after = ""
+            if let key {
+                if key.app > app { return [] }
+                if key.app == app { after = key.sellerID }
+            }
+            return try keeper.cachedStatement(
+                """
+                SELECT \(AccountRow.columns) FROM accounts WHERE app = ? AND seller_id > ?
+                ORDER BY app, seller_id LIMIT ?
+                """
+            ).rows([app.rawValue, after, max(1, limit)], AccountRow.decode)
+        }
         return try keeper.cachedStatement(
-            "SELECT \(AccountRow.columns) FROM accounts WHERE seller_id > ? ORDER BY seller_id LIMIT ?"
-        ).rows([sellerID ?? "", max(1, limit)], AccountRow.decode)
+            """
+            SELECT \(AccountRow.columns) FROM accounts WHERE (app, seller_id) > (?, ?)
+            ORDER BY app, seller_id LIMIT ?
+            """
+        ).rows([key?.app.rawValue ?? "", key?.sellerID ?? "", max(1, limit)], AccountRow.decode)
     }
 
     func allAccounts() throws -> [Account] {
         try ensureOpen()
-        let statement = try keeper.prepare("SELECT \(AccountRow.columns) FROM accounts ORDER BY seller_id")
+        let statement = try keeper.prepare("SELECT \(AccountRow.columns) FROM accounts ORDER BY app, seller_id")
         defer { statement.finalize() }
         return try statement.rows([], AccountRow.decode)
     }
@@ -266,33 +302,33 @@ extension AccountVault {
             .firstRow { Int($0.int64(0)) } ?? 0
     }
 
-    func countByStatus() throws -> [AccountStatus: Int] {
+    func statusCounts() throws -> [AppName: [AccountStatus: Int]] {
         try ensureOpen()
-        // One count per status, each from its partial index (a GROUP BY
-        // reads the whole table: 1.2 s at a million sellers).
+        // Counted per status, each from its partial index (a GROUP BY status
+        // reads the whole table: 1.2 s at a million sellers); each index
+        // leads with the app, so grouping by it reads the index in order.
         let rows = try keeper.cachedStatement(
             """
-            SELECT 'active', count(*) FROM accounts WHERE status = 'active'
-            UNION ALL SELECT 'reauth_required', count(*) FROM accounts WHERE status = 'reauth_required'
-            UNION ALL SELECT 'disabled', count(*) FROM accounts WHERE status = 'disabled'
+            SELECT app, 'active', count(*) FROM accounts WHERE status = 'active' GROUP BY app
+            UNION ALL SELECT app, 'reauth_required', count(*) FROM accounts WHERE status = 'reauth_required' GROUP BY app
+            UNION ALL SELECT app, 'disabled', count(*) FROM accounts WHERE status = 'disabled' GROUP BY app
             """
-        ).rows([]) { row in (row.string(0), Int(row.int64(1))) }
-        var counts: [AccountStatus: Int] = [:]
-        for (status, count) in rows {
-            if let status = AccountStatus(rawValue: status) { counts[status, default: 0] += count }
+        ).rows([]) { row in (row.string(0), row.string(1), Int(row.int64(2))) }
+        var counts: [AppName: [AccountStatus: Int]] = [:]
+        for (app, status, count) in rows {
+            guard let app = AppName(rawValue: app), let status = AccountStatus(rawValue: status) else { continue }
+            // Every status of an app that has accounts, zero where none has it.
+            counts[app, default: Dictionary(uniqueKeysWithValues: AccountStatus.allCases.map { ($0, 0) })][
+                status, default: 0] += count
         }
         return counts
     }
 
-    func recentEvents(limit: Int, sellerID: String?) throws -> [StoredEvent] {
-        try events(EventQuery(sellerID: sellerID, limit: limit))
-    }
-
     func appendEvent(
-        kind: EventKind, sellerID: String?, detail: String?, requestID: String?, at: Timestamp
+        kind: EventKind, app: AppName?, sellerID: String?, detail: String?, requestID: String?, at: Timestamp
     ) throws {
         try write { _ in
-            try insertEvent(kind, sellerID: sellerID, detail: detail, requestID: requestID, at: at)
+            try insertEvent(kind, app: app, sellerID: sellerID, detail: detail, requestID: requestID, at: at)
         }
     }
 }

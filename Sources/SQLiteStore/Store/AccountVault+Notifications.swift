@@ -13,22 +13,22 @@ extension AccountVault {
     /// Read from `accounts_by_reauth` once a minute (tested: another index
     /// on active sellers must not draw it into reading them all).
     static let reauthEnteringSQL = """
-        SELECT seller_id, refresh_token_valid_time FROM accounts
+        SELECT app, seller_id, refresh_token_valid_time FROM accounts
         WHERE status = 'active' AND refresh_token_valid_time <= ? AND reauth_warned = 0
         ORDER BY refresh_token_valid_time LIMIT ?
         """
 
-    func raiseReauthDue(horizon: Timestamp, now: Timestamp, limit: Int) throws -> [String] {
+    func raiseReauthDue(horizon: Timestamp, now: Timestamp, limit: Int) throws -> [AccountKey] {
         try write { _ in
             let entering = try keeper.cachedStatement(Self.reauthEnteringSQL).rows([horizon.stored, max(1, limit)]) {
                 row in
-                (row.string(0), Timestamp(millisecondsSince1970: row.int64(1)))
+                (try Self.key(row, 0), Timestamp(millisecondsSince1970: row.int64(2)))
             }
-            let mark = try keeper.cachedStatement("UPDATE accounts SET reauth_warned = 1 WHERE seller_id = ?")
-            for (sellerID, reauthBy) in entering {
-                try mark.run([sellerID])
-                try insertEvent(
-                    .reauthDue, sellerID: sellerID, detail: "the refresh token ends \(reauthBy)", at: now)
+            let mark = try keeper.cachedStatement(
+                "UPDATE accounts SET reauth_warned = 1 WHERE app = ? AND seller_id = ?")
+            for (key, reauthBy) in entering {
+                try mark.run(key.bound)
+                try insertEvent(.reauthDue, account: key, detail: "the refresh token ends \(reauthBy)", at: now)
             }
             return entering.map(\.0)
         }
@@ -58,20 +58,20 @@ extension AccountVault {
         try ensureOpen()
         return try keeper.cachedStatement(
             """
-            SELECT e.id, e.at, e.seller_id, e.kind, e.detail, e.request_id, o.payload, d.attempts,
+            SELECT e.id, e.at, e.seller_id, e.kind, e.detail, e.request_id, e.app, o.payload, d.attempts,
                 a.refresh_token_valid_time, o.uid, d.taken_at
             FROM deliveries d
             JOIN events e ON e.id = d.event_id
             JOIN outbox o ON o.event_id = d.event_id
-            LEFT JOIN accounts a ON a.seller_id = e.seller_id
+            LEFT JOIN accounts a ON a.app = e.app AND a.seller_id = e.seller_id
             WHERE d.channel = ? AND d.delivered_at IS NULL AND d.abandoned_at IS NULL AND d.next_attempt_at <= ?
             ORDER BY d.next_attempt_at, d.event_id LIMIT ?
             """
         ).rows([channel, now.stored, max(1, limit)]) { row in
             PendingDelivery(
-                event: Self.decodeEvent(row), uid: row.string(9), payload: row.optionalString(6),
-                attempts: row.int(7), reauthBy: AccountRow.timestamp(row, 8),
-                takenAt: Timestamp(millisecondsSince1970: row.int64(10)))
+                event: Self.decodeEvent(row), uid: row.string(10), payload: row.optionalString(7),
+                attempts: row.int(8), reauthBy: AccountRow.timestamp(row, 9),
+                takenAt: Timestamp(millisecondsSince1970: row.int64(11)))
         }
     }
 
@@ -197,11 +197,12 @@ extension AccountVault {
 
     // MARK: - Reading for people and metrics
 
-    static let eventColumns = "e.id, e.at, e.seller_id, e.kind, e.detail, e.request_id"
+    static let eventColumns = "e.id, e.at, e.seller_id, e.kind, e.detail, e.request_id, e.app"
 
     static func decodeEvent(_ row: SQLiteRow) -> StoredEvent {
         StoredEvent(
-            id: row.int64(0), at: Timestamp(millisecondsSince1970: row.int64(1)), sellerID: row.optionalString(2),
+            id: row.int64(0), at: Timestamp(millisecondsSince1970: row.int64(1)),
+            app: row.optionalString(6).flatMap(AppName.init(rawValue:)), sellerID: row.optionalString(2),
             kind: EventKind(rawValue: row.string(3)), detail: row.optionalString(4), requestID: row.optionalString(5))
     }
 
@@ -210,6 +211,10 @@ extension AccountVault {
         try ensureOpen()
         var conditions: [String] = []
         var values: [(any SQLiteBindable)?] = []
+        if let app = query.app {
+            conditions.append("e.app = ?")
+            values.append(app.rawValue)
+        }
         if let sellerID = query.sellerID {
             conditions.append("e.seller_id = ?")
             values.append(sellerID)
@@ -231,7 +236,7 @@ extension AccountVault {
 
     func fleetFigures(reauthHorizon: Timestamp) throws -> FleetFigures {
         try ensureOpen()
-        var figures = FleetFigures(byStatus: try countByStatus())
+        var figures = FleetFigures(byStatus: AccountStatus.total(of: try statusCounts()))
         figures.reauthDue =
             try keeper.cachedStatement(
                 "SELECT count(*) FROM accounts WHERE status = 'active' AND refresh_token_valid_time <= ?"

@@ -18,7 +18,7 @@ extension AccountVault {
     /// The readers' columns, in `tokens` column order.
     static let readerColumns = """
         seller_id, user_id, user_nick, account, account_platform, sp, locale, access_token, expire_time, \
-        reauth_by, status, status_reason, refreshed_at, updated_at
+        reauth_by, status, status_reason, refreshed_at, updated_at, app, country
         """
 
     /// The tokens.db rows that keeper.db's `accounts` (in schema `schema`)
@@ -31,24 +31,24 @@ extension AccountVault {
             CASE WHEN refreshable = 0
                 THEN min(coalesce(refresh_token_valid_time, expire_time), expire_time)
                 ELSE refresh_token_valid_time END,
-            status, status_reason, coalesce(refreshed_at, updated_at), updated_at
+            status, status_reason, coalesce(refreshed_at, updated_at), updated_at, app, country
         FROM \(schema).accounts
         WHERE access_token IS NOT NULL AND expire_time IS NOT NULL
         """
     }
 
     static let upsertReaderRowSQL = """
-        INSERT INTO tokens (\(readerColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        INSERT INTO tokens (\(readerColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         \(readerRowConflictSQL)
         """
 
     static let readerRowConflictSQL = """
-        ON CONFLICT (seller_id) DO UPDATE SET
+        ON CONFLICT (app, seller_id) DO UPDATE SET
             user_id = excluded.user_id, user_nick = excluded.user_nick, account = excluded.account,
             account_platform = excluded.account_platform, sp = excluded.sp, locale = excluded.locale,
             access_token = excluded.access_token, expire_time = excluded.expire_time,
             reauth_by = excluded.reauth_by, status = excluded.status, status_reason = excluded.status_reason,
-            refreshed_at = excluded.refreshed_at, updated_at = excluded.updated_at
+            refreshed_at = excluded.refreshed_at, updated_at = excluded.updated_at, country = excluded.country
         """
 
     /// After a keeper.db commit: rewrites the sellers' readers' rows; never
@@ -56,8 +56,8 @@ extension AccountVault {
     /// earlier failure, the next write that succeeds also repairs the whole
     /// file; a repair that fails is retried no sooner than
     /// ``AccountVault/repairRetryInterval``.
-    func updateReaders(_ sellerIDs: [String]) {
-        updateReaders(sellerIDs.count) { try copyToReaders(sellerIDs) }
+    func updateReaders(_ keys: [AccountKey]) {
+        updateReaders(keys.count) { try copyToReaders(keys) }
     }
 
     /// As ``updateReaders(_:)`` for every seller written by the keeper.db
@@ -107,30 +107,56 @@ extension AccountVault {
                 """, [changeSequence])
             try tokens.execute(
                 """
-                DELETE FROM main.tokens WHERE seller_id IN (
-                    SELECT seller_id FROM keeper.accounts
+                DELETE FROM main.tokens WHERE (app, seller_id) IN (
+                    SELECT app, seller_id FROM keeper.accounts
                     WHERE change_seq = ? AND (access_token IS NULL OR expire_time IS NULL))
+                """, [changeSequence])
+            try tokens.execute(
+                """
+                DELETE FROM main.ventures WHERE (app, account_id) IN (
+                    SELECT app, seller_id FROM keeper.accounts WHERE change_seq = ?)
+                """, [changeSequence])
+            try tokens.execute(
+                """
+                INSERT INTO main.ventures (app, account_id, country, seller_id, user_id, short_code)
+                SELECT v.app, v.account_id, v.country, v.seller_id, v.user_id, v.short_code
+                FROM keeper.ventures AS v JOIN keeper.accounts AS a ON a.app = v.app AND a.seller_id = v.account_id
+                WHERE a.change_seq = ?
                 """, [changeSequence])
         }
     }
 
     /// Copies the sellers' rows from keeper.db as it is now (deleting those
     /// that have no access token or no account) in one tokens.db transaction.
-    func copyToReaders(_ sellerIDs: [String]) throws {
+    func copyToReaders(_ keys: [AccountKey]) throws {
         try tokens.transaction(.immediate) {
-            let read = try keeper.cachedStatement(Self.readerRowSQL(from: "main") + " AND seller_id = ?")
+            let read = try keeper.cachedStatement(Self.readerRowSQL(from: "main") + " AND app = ? AND seller_id = ?")
             let upsert = try tokens.cachedStatement(Self.upsertReaderRowSQL)
-            let delete = try tokens.cachedStatement("DELETE FROM tokens WHERE seller_id = ?")
-            var seen = Set<String>()
-            for sellerID in sellerIDs where seen.insert(sellerID).inserted {
-                let values = try read.firstRow([sellerID]) { row in
+            let delete = try tokens.cachedStatement("DELETE FROM tokens WHERE app = ? AND seller_id = ?")
+            let readVentures = try keeper.cachedStatement(
+                "SELECT country, seller_id, user_id, short_code FROM ventures WHERE app = ? AND account_id = ?")
+            let deleteVentures = try tokens.cachedStatement("DELETE FROM ventures WHERE app = ? AND account_id = ?")
+            let insertVenture = try tokens.cachedStatement(
+                """
+                INSERT INTO ventures (app, account_id, country, seller_id, user_id, short_code)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """)
+            var seen = Set<AccountKey>()
+            for key in keys where seen.insert(key).inserted {
+                let values = try read.firstRow(key.bound) { row in
                     (0..<row.count).map { row.value($0) as (any SQLiteBindable)? }
                 }
                 if let values {
                     try upsert.run(values)
                 } else {
-                    try delete.run([sellerID])
+                    try delete.run(key.bound)
                 }
+                // A Lazada account's sellers: few rows, rewritten whole.
+                let ventures = try readVentures.rows(key.bound) { row in
+                    (0..<row.count).map { row.value($0) as (any SQLiteBindable)? }
+                }
+                try deleteVentures.run(key.bound)
+                for venture in ventures { try insertVenture.run(key.bound + venture) }
             }
         }
     }
@@ -148,8 +174,8 @@ extension AccountVault {
             try copyToReaders(differing)
             try keeper.transaction(.immediate) {
                 try insertEvent(
-                    .readersRepaired, sellerID: nil, detail: "rewrote \(differing.count) tokens.db rows from keeper.db",
-                    at: clock.now())
+                    .readersRepaired, app: nil, sellerID: nil,
+                    detail: "rewrote \(differing.count) tokens.db rows from keeper.db", at: clock.now())
             }
         }
         readersNeedRepair = false
@@ -157,22 +183,46 @@ extension AccountVault {
         return differing.count
     }
 
-    /// The sellers whose tokens.db row differs from what keeper.db calls
-    /// for, among those after `lower` up to `upper` (nil: no bound).
-    func sellersDifferingInReaders(after lower: String? = nil, upTo upper: String? = nil) throws -> [String] {
+    /// The accounts whose tokens.db rows (their `tokens` row and their
+    /// ventures) differ from what keeper.db calls for, among those after
+    /// `lower` up to `upper` (nil: no bound), in (app, seller id) order.
+    func sellersDifferingInReaders(after lower: AccountKey? = nil, upTo upper: AccountKey? = nil) throws
+        -> [AccountKey]
+    {
         let matches = Self.readerColumnNames.map { "t.\($0) IS w.\($0)" }.joined(separator: " AND ")
-        // Two plain range conditions, so that both sides seek the primary key
-        // (an `?2 IS NULL OR` would turn the tokens side into a full scan).
-        let range = upper == nil ? "seller_id > ?1" : "seller_id > ?1 AND seller_id <= ?2"
+        // Plain range conditions on the primary key's row value, so that both
+        // sides seek it (an `?3 IS NULL OR` would turn the tokens side into a
+        // full scan).
+        let range =
+            upper == nil
+            ? "(app, seller_id) > (?1, ?2)" : "(app, seller_id) > (?1, ?2) AND (app, seller_id) <= (?3, ?4)"
+        let tokensRange =
+            upper == nil
+            ? "(t.app, t.seller_id) > (?1, ?2)"
+            : "(t.app, t.seller_id) > (?1, ?2) AND (t.app, t.seller_id) <= (?3, ?4)"
+        let ventureRange =
+            upper == nil
+            ? "(app, account_id) > (?1, ?2)" : "(app, account_id) > (?1, ?2) AND (app, account_id) <= (?3, ?4)"
+        let ventureColumns = "app, account_id, country, seller_id, user_id, short_code"
         let sql = """
             WITH wanted (\(Self.readerColumns)) AS (\(Self.readerRowSQL(from: "keeper")) AND \(range))
-            SELECT w.seller_id FROM wanted AS w
-            WHERE NOT EXISTS (SELECT 1 FROM main.tokens AS t WHERE t.seller_id = w.seller_id AND \(matches))
-            UNION ALL
-            SELECT t.seller_id FROM main.tokens AS t
-            WHERE t.\(range) AND NOT EXISTS (
+            SELECT w.app, w.seller_id FROM wanted AS w
+            WHERE NOT EXISTS (
+                SELECT 1 FROM main.tokens AS t WHERE t.app = w.app AND t.seller_id = w.seller_id AND \(matches))
+            UNION
+            SELECT t.app, t.seller_id FROM main.tokens AS t
+            WHERE \(tokensRange) AND NOT EXISTS (
                 SELECT 1 FROM keeper.accounts AS a
-                WHERE a.seller_id = t.seller_id AND a.access_token IS NOT NULL AND a.expire_time IS NOT NULL)
+                WHERE a.app = t.app AND a.seller_id = t.seller_id
+                    AND a.access_token IS NOT NULL AND a.expire_time IS NOT NULL)
+            UNION
+            SELECT app, account_id FROM (
+                SELECT \(ventureColumns) FROM keeper.ventures WHERE \(ventureRange)
+                EXCEPT SELECT \(ventureColumns) FROM main.ventures WHERE \(ventureRange))
+            UNION
+            SELECT app, account_id FROM (
+                SELECT \(ventureColumns) FROM main.ventures WHERE \(ventureRange)
+                EXCEPT SELECT \(ventureColumns) FROM keeper.ventures WHERE \(ventureRange))
             """
         try tokens.execute("ATTACH DATABASE ? AS keeper", [Self.readOnlyURI(keeperPath)])
         defer {
@@ -184,8 +234,9 @@ extension AccountVault {
         }
         let statement = try tokens.prepare(sql)
         defer { statement.finalize() }
-        let bounds: [(any SQLiteBindable)?] = upper == nil ? [lower ?? ""] : [lower ?? "", upper]
-        return try statement.rows(bounds) { $0.string(0) }
+        var bounds: [(any SQLiteBindable)?] = [lower?.app.rawValue ?? "", lower?.sellerID ?? ""]
+        if let upper { bounds += upper.bound }
+        return try statement.rows(bounds) { try Self.key($0, 0) }
     }
 
     /// Compares one stretch of sellers, the `limit` after `lower` (the last
@@ -194,11 +245,14 @@ extension AccountVault {
     ///
     /// - Returns: Where the next stretch starts (nil: the check is done) and
     ///   how many rows were rewritten.
-    func checkReaders(after lower: String?, limit: Int) throws -> (next: String?, repaired: Int) {
+    func checkReaders(after lower: AccountKey?, limit: Int) throws -> (next: AccountKey?, repaired: Int) {
         try ensureOpen()
         let upper = try keeper.cachedStatement(
-            "SELECT seller_id FROM accounts WHERE seller_id > ? ORDER BY seller_id LIMIT 1 OFFSET ?"
-        ).firstRow([lower ?? "", max(1, limit) - 1]) { $0.string(0) }
+            """
+            SELECT app, seller_id FROM accounts WHERE (app, seller_id) > (?, ?)
+            ORDER BY app, seller_id LIMIT 1 OFFSET ?
+            """
+        ).firstRow([lower?.app.rawValue ?? "", lower?.sellerID ?? "", max(1, limit) - 1]) { try Self.key($0, 0) }
         let differing = try sellersDifferingInReaders(after: lower, upTo: upper)
         if !differing.isEmpty { try copyToReaders(differing) }
         return (upper, differing.count)

@@ -14,7 +14,7 @@ extension AccountVault {
     /// million expiries read for nothing cost a tenth of a second before READY.
     /// Read from the covering index `accounts_schedule` (keeper.db v4).
     static let scheduleSQL = """
-        SELECT seller_id, CASE
+        SELECT app, seller_id, CASE
             WHEN refreshable = 1 AND expire_time IS NOT NULL
             THEN min(
                 coalesce(next_refresh_at, updated_at),
@@ -28,8 +28,8 @@ extension AccountVault {
         try ensureOpen()
         return try keeper.cachedStatement(Self.scheduleSQL).rows { row in
             ScheduledAccount(
-                sellerID: row.string(0), due: Timestamp(millisecondsSince1970: row.int64(1)),
-                expireTime: AccountRow.timestamp(row, 2))
+                try Self.key(row, 0), due: Timestamp(millisecondsSince1970: row.int64(2)),
+                expireTime: AccountRow.timestamp(row, 3))
         }
     }
 
@@ -54,26 +54,25 @@ extension AccountVault {
             let since = cursor.sequence > sequence ? 0 : cursor.sequence
             let changed = try keeper.cachedStatement(
                 """
-                SELECT seller_id, CASE WHEN status = 'active' THEN coalesce(next_refresh_at, updated_at) END,
-                    expire_time
+                SELECT app, seller_id,
+                    CASE WHEN status = 'active' THEN coalesce(next_refresh_at, updated_at) END, expire_time
                 FROM accounts WHERE change_seq > ?1
                 UNION ALL
-                SELECT seller_id, NULL, NULL FROM removed_accounts WHERE change_seq > ?1
+                SELECT app, seller_id, NULL, NULL FROM removed_accounts WHERE change_seq > ?1
                 """
             ).rows([since]) { row in
                 ScheduledAccount(
-                    sellerID: row.string(0), due: AccountRow.timestamp(row, 1), expireTime: AccountRow.timestamp(row, 2)
-                )
+                    try Self.key(row, 0), due: AccountRow.timestamp(row, 2), expireTime: AccountRow.timestamp(row, 3))
             }
             return (changed, next)
         }
     }
 
-    func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) throws -> LeaseResult {
+    func acquireLease(account key: AccountKey, owner: String, until: Timestamp, now: Timestamp) throws -> LeaseResult {
         try write { _ in
             // Read inside the write transaction: what is returned is what the
             // lease protects until it is released.
-            guard var account = try fetchAccount(sellerID) else { return .notFound }
+            guard var account = try fetchAccount(key) else { return .notFound }
             if let lease = account.lease, lease.owner != owner,
                 lease.expiresAt > now || LeaseOwnerLiveness.isAlive(lease.owner)
             {
@@ -90,30 +89,30 @@ extension AccountVault {
             try keeper.execute(
                 """
                 UPDATE accounts SET lease_owner = ?, lease_expires_at = ?, answer_lost = (answer_lost OR ?)
-                WHERE seller_id = ?
+                WHERE app = ? AND seller_id = ?
                 """,
-                [owner, until.stored, takeover, sellerID])
+                [owner, until.stored, takeover] + key.bound)
             account.lease = Lease(owner: owner, expiresAt: until)
             account.lastAnswerLost = account.lastAnswerLost || takeover
             return .acquired(account)
         }
     }
 
-    func releaseLease(sellerID: String, owner: String) throws {
+    func releaseLease(account key: AccountKey, owner: String) throws {
         try write { _ in
             try keeper.execute(
                 """
                 UPDATE accounts SET lease_owner = NULL, lease_expires_at = NULL
-                WHERE seller_id = ? AND lease_owner = ?
+                WHERE app = ? AND seller_id = ? AND lease_owner = ?
                 """,
-                [sellerID, owner])
+                key.bound + [owner])
         }
     }
 
     /// The stored refresh token, compared inside the write transaction.
-    private func storedRefreshTokenIs(_ sent: Secret, sellerID: String) throws -> Bool {
-        let stored = try keeper.cachedStatement("SELECT refresh_token FROM accounts WHERE seller_id = ?")
-            .firstRow([sellerID]) { $0.string(0) }
+    private func storedRefreshTokenIs(_ sent: Secret, account key: AccountKey) throws -> Bool {
+        let stored = try keeper.cachedStatement("SELECT refresh_token FROM accounts WHERE app = ? AND seller_id = ?")
+            .firstRow(key.bound) { $0.string(0) }
         return stored == sent.exposedValue
     }
 
@@ -121,13 +120,13 @@ extension AccountVault {
     /// refresh token was not rotated (or, after a final grant, is never sent
     /// again); a missing access token leaves the stored one and its expiry.
     func commitRotation(
-        sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
+        account key: AccountKey, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
     ) throws -> Bool {
         try write { write in
-            guard try storedRefreshTokenIs(sent, sellerID: sellerID) else {
+            guard try storedRefreshTokenIs(sent, account: key) else {
                 // This very commit may have landed before an error hid it.
                 guard let rotated = grant.refreshToken else { return false }
-                return try storedRefreshTokenIs(rotated, sellerID: sellerID)
+                return try storedRefreshTokenIs(rotated, account: key)
             }
             let sequence = try write.changeSequence()
             let profile = grant.profile
@@ -146,9 +145,9 @@ extension AccountVault {
                     lease_owner = NULL, lease_expires_at = NULL,
                     user_id = coalesce(?, user_id), user_nick = coalesce(?, user_nick),
                     account = coalesce(?, account), account_platform = coalesce(?, account_platform),
-                    sp = coalesce(?, sp), locale = coalesce(?, locale),
+                    sp = coalesce(?, sp), locale = coalesce(?, locale), country = coalesce(?, country),
                     updated_at = ?, change_seq = ?
-                WHERE seller_id = ?
+                WHERE app = ? AND seller_id = ?
                 """,
                 [
                     grant.refreshToken?.exposedValue, grant.accessToken?.exposedValue,
@@ -156,16 +155,17 @@ extension AccountVault {
                     grant.accessTokenLifetime.wholeMilliseconds,
                     !grant.isFinalGrant, nextRefreshAt.stored, grant.requestID,
                     grant.receivedAt.stored, profile.userID, profile.userNick, profile.account,
-                    profile.accountPlatform, profile.sp, profile.locale, now.stored, sequence, sellerID,
-                ])
+                    profile.accountPlatform, profile.sp, profile.locale, profile.country, now.stored, sequence,
+                ] + key.bound)
+            try replaceVentures(of: key, with: profile.ventures)
             if let validity = grant.refreshTokenValidTime {
                 // Apart, and only when it changed: a rotation keeps the
                 // validity, and then touches no index on it.
                 try keeper.execute(
                     """
                     UPDATE accounts SET refresh_token_valid_time = ?1, reauth_warned = 0
-                    WHERE seller_id = ?2 AND refresh_token_valid_time IS NOT ?1
-                    """, [validity.stored, sellerID])
+                    WHERE app = ?2 AND seller_id = ?3 AND refresh_token_valid_time IS NOT ?1
+                    """, [validity.stored] + key.bound)
             }
             var detail =
                 grant.refreshToken.map { "rotated \(sent) to \($0)" } ?? "refresh token \(sent) kept (not rotated)"
@@ -174,69 +174,73 @@ extension AccountVault {
                 ? "; no access token in the answer" : "; access token expires \(grant.expireTime)"
             if grant.isFinalGrant { detail += "; final grant (refresh_expires_in 0)" }
             if !grant.anomalies.isEmpty { detail += "; sanitized: " + grant.anomalies.joined(separator: ", ") }
-            try insertEvent(.refreshed, sellerID: sellerID, detail: detail, requestID: grant.requestID, at: now)
-            write.touch(sellerID)
+            try insertEvent(.refreshed, account: key, detail: detail, requestID: grant.requestID, at: now)
+            write.touch(key)
             return true
         }
     }
 
     func recordFailure(
-        sellerID: String, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
-        now: Timestamp
+        account key: AccountKey, owner: String, failure: GatewayFailure, failedAttempts: Int,
+        nextRefreshAt: Timestamp, now: Timestamp
     ) throws -> Bool {
         try write { write in
             // Only the lease's owner records its failure: a lease that lapsed
             // and was taken over belongs to someone else now.
-            let holder = try keeper.cachedStatement("SELECT lease_owner FROM accounts WHERE seller_id = ?")
-                .firstRow([sellerID]) { $0.optionalString(0) }
+            let holder = try keeper.cachedStatement(
+                "SELECT lease_owner FROM accounts WHERE app = ? AND seller_id = ?"
+            ).firstRow(key.bound) { $0.optionalString(0) }
             guard case .some(.some(owner)) = holder else { return false }
             // Neither tokens nor status change: updated_at and tokens.db stay as they are.
             try keeper.execute(
                 """
                 UPDATE accounts SET failed_attempts = ?, last_error = ?, last_request_id = ?, next_refresh_at = ?,
                     answer_lost = (answer_lost OR ?), lease_owner = NULL, lease_expires_at = NULL, change_seq = ?
-                WHERE seller_id = ?
+                WHERE app = ? AND seller_id = ?
                 """,
                 [
                     failedAttempts, "\(failure.code): \(failure.message)", failure.requestID, nextRefreshAt.stored,
-                    failure.answerMayBeLost, try write.changeSequence(), sellerID,
-                ])
+                    failure.answerMayBeLost, try write.changeSequence(),
+                ] + key.bound)
             try insertEvent(
-                .refreshFailed, sellerID: sellerID,
+                .refreshFailed, account: key,
                 detail: "\(failure.code): \(failure.message); attempt \(failedAttempts), next try \(nextRefreshAt)",
                 requestID: failure.requestID, at: now)
             return true
         }
     }
 
-    func noteRefusedPair(sellerID: String, owner: String, reason: String, until: Timestamp, now: Timestamp) throws
-        -> Bool
+    func noteRefusedPair(account key: AccountKey, owner: String, reason: String, until: Timestamp, now: Timestamp)
+        throws -> Bool
     {
         try write { _ in
             try keeper.execute(
-                "UPDATE accounts SET last_error = ?, lease_expires_at = ? WHERE seller_id = ? AND lease_owner = ?",
-                [reason, until.stored, sellerID, owner])
+                """
+                UPDATE accounts SET last_error = ?, lease_expires_at = ?
+                WHERE app = ? AND seller_id = ? AND lease_owner = ?
+                """,
+                [reason, until.stored] + key.bound + [owner])
             guard keeper.changes > 0 else { return false }
-            try insertEvent(.refreshFailed, sellerID: sellerID, detail: reason, requestID: nil, at: now)
+            try insertEvent(.refreshFailed, account: key, detail: reason, requestID: nil, at: now)
             return true
         }
     }
 
     func markReauthRequired(
-        sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
+        account key: AccountKey, sent: Secret, reason: String, requestID: String?, now: Timestamp
     ) throws -> Bool {
         try write { write in
-            guard try storedRefreshTokenIs(sent, sellerID: sellerID) else { return false }
+            guard try storedRefreshTokenIs(sent, account: key) else { return false }
             try keeper.execute(
                 """
                 UPDATE accounts SET status = 'reauth_required', status_reason = ?,
                     last_request_id = coalesce(?, last_request_id), next_refresh_at = NULL,
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, change_seq = ?
-                WHERE seller_id = ?
+                WHERE app = ? AND seller_id = ?
                 """,
-                [reason, requestID, now.stored, try write.changeSequence(), sellerID])
-            try insertEvent(.reauthRequired, sellerID: sellerID, detail: reason, requestID: requestID, at: now)
-            write.touch(sellerID)
+                [reason, requestID, now.stored, try write.changeSequence()] + key.bound)
+            try insertEvent(.reauthRequired, account: key, detail: reason, requestID: requestID, at: now)
+            write.touch(key)
             return true
         }
     }
@@ -278,8 +282,34 @@ extension AccountVault {
             ORDER BY at, id LIMIT ?)
         """
 
-    func fetchExists(_ sellerID: String) throws -> Bool {
-        try keeper.cachedStatement("SELECT 1 FROM accounts WHERE seller_id = ?").firstRow([sellerID]) { _ in true }
-            ?? false
+    func fetchExists(_ key: AccountKey) throws -> Bool {
+        try keeper.cachedStatement("SELECT 1 FROM accounts WHERE app = ? AND seller_id = ?")
+            .firstRow(key.bound) { _ in true } ?? false
+    }
+
+    /// The key in columns `index` (app) and `index + 1` (seller id).
+    static func key(_ row: SQLiteRow, _ index: Int) throws -> AccountKey {
+        let appText = row.string(index)
+        let sellerID = row.string(index + 1)
+        guard let app = AppName(rawValue: appText) else {
+            throw SQLiteStoreError.damagedRow(sellerID: sellerID, problem: "invalid app name '\(appText)'")
+        }
+        return AccountKey(app: app, sellerID: sellerID)
+    }
+
+    /// Replaces the account's ventures (the sellers a Lazada account serves)
+    /// with `ventures`, inside the current write; an empty list (an
+    /// AliExpress answer, or one without `country_user_info`) keeps them.
+    func replaceVentures(of key: AccountKey, with ventures: [VentureSeller]) throws {
+        guard !ventures.isEmpty else { return }
+        try keeper.cachedStatement("DELETE FROM ventures WHERE app = ? AND account_id = ?").run(key.bound)
+        let insert = try keeper.cachedStatement(
+            """
+            INSERT OR REPLACE INTO ventures (app, account_id, country, seller_id, user_id, short_code)
+            VALUES (?, ?, ?, ?, ?, ?)
+            """)
+        for venture in ventures {
+            try insert.run(key.bound + [venture.country, venture.sellerID, venture.userID, venture.shortCode])
+        }
     }
 }

@@ -188,7 +188,7 @@ final class AccountVault {
     final class KeeperWrite {
         private let connection: SQLiteConnection
         private(set) var sequence: Int64?
-        private(set) var touched: [String] = []
+        private(set) var touched: [AccountKey] = []
 
         /// What the write had taken before a savepoint.
         struct Mark {
@@ -217,8 +217,8 @@ final class AccountVault {
         }
 
         /// The seller's row in tokens.db must be rewritten after the commit.
-        func touch(_ sellerID: String) {
-            touched.append(sellerID)
+        func touch(_ key: AccountKey) {
+            touched.append(key)
         }
 
         func mark() -> Mark {
@@ -296,21 +296,32 @@ final class AccountVault {
     }
 
     static let insertEventSQL =
-        "INSERT INTO events (at, seller_id, kind, detail, request_id) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO events (at, app, seller_id, kind, detail, request_id) VALUES (?, ?, ?, ?, ?, ?)"
+
+    /// Appends an event about one account inside the current keeper.db
+    /// transaction (or alone).
+    func insertEvent(
+        _ kind: EventKind, account key: AccountKey, detail: String? = nil, requestID: String? = nil, at: Timestamp
+    ) throws {
+        try insertEvent(kind, app: key.app, sellerID: key.sellerID, detail: detail, requestID: requestID, at: at)
+    }
 
     /// Appends an event inside the current keeper.db transaction (or alone);
     /// a kind that is notified goes to the outbox in the same transaction.
+    /// No app and no seller: an event of the daemon's own.
     func insertEvent(
-        _ kind: EventKind, sellerID: String?, detail: String? = nil, requestID: String? = nil, at: Timestamp
+        _ kind: EventKind, app: AppName?, sellerID: String?, detail: String? = nil, requestID: String? = nil,
+        at: Timestamp
     ) throws {
-        try keeper.execute(Self.insertEventSQL, [at.stored, sellerID, kind.rawValue, detail, requestID])
+        try keeper.execute(
+            Self.insertEventSQL, [at.stored, app?.rawValue, sellerID, kind.rawValue, detail, requestID])
         if EventKind.notified.contains(kind) {
             try keeper.execute("INSERT INTO outbox (event_id) VALUES (?)", [keeper.lastInsertRowID])
         }
     }
 
-    func fetchAccount(_ sellerID: String) throws -> Account? {
-        try keeper.cachedStatement("SELECT \(AccountRow.columns) FROM accounts WHERE seller_id = ?")
-            .firstRow([sellerID], AccountRow.decode)
+    func fetchAccount(_ key: AccountKey) throws -> Account? {
+        try keeper.cachedStatement("SELECT \(AccountRow.columns) FROM accounts WHERE app = ? AND seller_id = ?")
+            .firstRow(key.bound, AccountRow.decode)
     }
 }

@@ -5,6 +5,7 @@ public import TokenKeeperCore
 public enum ReadersView {
     /// One seller's row in `tokens`.
     public struct Row: Sendable, Equatable {
+        public var app: String
         public var sellerID: String
         public var accessToken: Secret
         public var expireTime: Timestamp
@@ -12,21 +13,25 @@ public enum ReadersView {
         public var statusReason: String?
     }
 
-    /// The seller's row, or nil when tokens.db has none.
+    /// The seller's rows (of `app`, or of every app that has the seller),
+    /// empty when tokens.db has none.
     ///
     /// - Throws: ``SQLiteError`` when tokens.db cannot be opened or read.
-    public static func row(sellerID: String, directory: String) throws -> Row? {
+    public static func rows(sellerID: String, app: AppName?, directory: String) throws -> [Row] {
         let connection = try SQLiteConnection(path: directory + "/tokens.db", flags: .readOnly)
         defer { try? connection.close() }
         try connection.setBusyTimeout(.seconds(5))
         let statement = try connection.prepare(
-            "SELECT seller_id, access_token, expire_time, status, status_reason FROM tokens WHERE seller_id = ?")
+            """
+            SELECT seller_id, access_token, expire_time, status, status_reason, app FROM tokens
+            WHERE seller_id = ?1 AND (?2 IS NULL OR app = ?2) ORDER BY app
+            """)
         defer { statement.finalize() }
-        return try statement.rows([sellerID]) { row in
+        return try statement.rows([sellerID, app?.rawValue]) { row in
             Row(
-                sellerID: row.string(0), accessToken: Secret(row.string(1)),
+                app: row.string(5), sellerID: row.string(0), accessToken: Secret(row.string(1)),
                 expireTime: Timestamp(millisecondsSince1970: row.int64(2)),
                 status: AccountStatus(rawValue: row.string(3)), statusReason: row.optionalString(4))
-        }.first
+        }
     }
 }

@@ -5,7 +5,7 @@ public import TokenKeeperCore
 extension SQLiteAccountStore {
     /// Raises `reauth_due` for accounts entering the window that ends at
     /// `horizon` (once per entry); returns the sellers warned now.
-    public func raiseReauthDue(horizon: Timestamp, now: Timestamp, limit: Int = 1000) throws -> [String] {
+    public func raiseReauthDue(horizon: Timestamp, now: Timestamp, limit: Int = 1000) throws -> [AccountKey] {
         try vault.raiseReauthDue(horizon: horizon, now: now, limit: limit)
     }
 

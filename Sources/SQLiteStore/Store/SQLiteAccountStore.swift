@@ -146,54 +146,54 @@ public actor SQLiteAccountStore: AccountStore {
     // is durable, so a rotated pair is stored before its seller can be
     // refreshed again or its access token is published.
 
-    public func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) async throws
+    public func acquireLease(account: AccountKey, owner: String, until: Timestamp, now: Timestamp) async throws
         -> LeaseResult
     {
         try await groupCommitted { [vault] in
-            try vault.acquireLease(sellerID: sellerID, owner: owner, until: until, now: now)
+            try vault.acquireLease(account: account, owner: owner, until: until, now: now)
         }
     }
 
-    public func releaseLease(sellerID: String, owner: String) async throws {
-        try await groupCommitted { [vault] in try vault.releaseLease(sellerID: sellerID, owner: owner) }
+    public func releaseLease(account: AccountKey, owner: String) async throws {
+        try await groupCommitted { [vault] in try vault.releaseLease(account: account, owner: owner) }
     }
 
     public func commitRotation(
-        sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
+        account: AccountKey, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
     ) async throws -> Bool {
         try await groupCommitted { [vault] in
             try vault.commitRotation(
-                sellerID: sellerID, sent: sent, grant: grant, nextRefreshAt: nextRefreshAt, now: now)
+                account: account, sent: sent, grant: grant, nextRefreshAt: nextRefreshAt, now: now)
         }
     }
 
     @discardableResult
     public func recordFailure(
-        sellerID: String, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
+        account: AccountKey, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
         now: Timestamp
     ) async throws -> Bool {
         try await groupCommitted { [vault] in
             try vault.recordFailure(
-                sellerID: sellerID, owner: owner, failure: failure, failedAttempts: failedAttempts,
+                account: account, owner: owner, failure: failure, failedAttempts: failedAttempts,
                 nextRefreshAt: nextRefreshAt, now: now)
         }
     }
 
     @discardableResult
-    public func noteRefusedPair(sellerID: String, owner: String, reason: String, until: Timestamp, now: Timestamp)
-        async throws -> Bool
-    {
+    public func noteRefusedPair(
+        account: AccountKey, owner: String, reason: String, until: Timestamp, now: Timestamp
+    ) async throws -> Bool {
         try await groupCommitted { [vault] in
-            try vault.noteRefusedPair(sellerID: sellerID, owner: owner, reason: reason, until: until, now: now)
+            try vault.noteRefusedPair(account: account, owner: owner, reason: reason, until: until, now: now)
         }
     }
 
     public func markReauthRequired(
-        sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
+        account: AccountKey, sent: Secret, reason: String, requestID: String?, now: Timestamp
     ) async throws -> Bool {
         try await groupCommitted { [vault] in
             try vault.markReauthRequired(
-                sellerID: sellerID, sent: sent, reason: reason, requestID: requestID, now: now)
+                account: account, sent: sent, reason: reason, requestID: requestID, now: now)
         }
     }
 
@@ -264,19 +264,24 @@ public actor SQLiteAccountStore: AccountStore {
     /// its failures and status reason cleared.
     ///
     /// - Parameters:
-    ///   - grant: The answer of `/auth/token/create`; `grant.sellerID` is the key.
+    ///   - app: The app whose authorization code it was.
+    ///   - grant: The answer of `/auth/token/create`; `grant.sellerID` is the key within the app.
     ///   - nextRefreshAt: When the scheduler should refresh it first.
     ///   - now: Dates the change.
     /// - Returns: The account as stored.
-    public func enroll(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) throws -> Account {
-        try vault.enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now)
+    public func enroll(app: AppName = .default, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) throws
+        -> Account
+    {
+        try vault.enroll(app: app, grant: grant, nextRefreshAt: nextRefreshAt, now: now)
     }
 
     /// Stores a new seller, or new tokens for one that needs re-authorization;
     /// leaves an account tokenkeeper manages (active or disabled) untouched
     /// and returns nil for it.
-    public func enrollUnlessManaged(grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp) throws -> Account? {
-        try vault.enroll(grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: false)
+    public func enrollUnlessManaged(app: AppName, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp)
+        throws -> Account?
+    {
+        try vault.enroll(app: app, grant: grant, nextRefreshAt: nextRefreshAt, now: now, replacingManaged: false)
     }
 
     /// Imports sellers from another tool, in transactions of at most
@@ -333,34 +338,38 @@ public actor SQLiteAccountStore: AccountStore {
     /// - Throws: ``SQLiteStoreError/unknownSeller(_:)``;
     ///   ``SQLiteStoreError/needsReauthorization(sellerID:)`` for an account
     ///   that is `reauth_required`, or when asked to set that status (only
-    ///   ``markReauthRequired(sellerID:sent:reason:requestID:now:)`` does).
+    ///   ``markReauthRequired(account:sent:reason:requestID:now:)`` does).
     public func setStatus(
-        sellerID: String, to status: AccountStatus, nextRefreshAt: Timestamp? = nil, now: Timestamp
+        account: AccountKey, to status: AccountStatus, nextRefreshAt: Timestamp? = nil, now: Timestamp
     ) throws -> Account {
-        try vault.setStatus(sellerID: sellerID, to: status, nextRefreshAt: nextRefreshAt, now: now)
+        try vault.setStatus(account: account, to: status, nextRefreshAt: nextRefreshAt, now: now)
     }
 
-    /// Removes an account and its readers' row; the change feed reports it
+    /// Removes an account and its readers' rows; the change feed reports it
     /// with no deadline. Its events stay.
     ///
     /// - Throws: ``SQLiteStoreError/unknownSeller(_:)``.
-    public func remove(sellerID: String, now: Timestamp) throws {
-        try vault.remove(sellerID: sellerID, now: now)
+    public func remove(account: AccountKey, now: Timestamp) throws {
+        try vault.remove(account: account, now: now)
     }
 
     /// One account as stored, or nil.
-    public func account(sellerID: String) throws -> Account? {
-        try vault.account(sellerID: sellerID)
+    public func account(_ key: AccountKey) throws -> Account? {
+        try vault.account(key)
     }
 
-    /// At most `limit` accounts after `sellerID` (from the first when nil),
-    /// by seller id: a page, so that a million accounts are read with
-    /// bounded memory (`list`).
-    public func accounts(after sellerID: String?, limit: Int) throws -> [Account] {
-        try vault.accounts(after: sellerID, limit: limit)
+    public func accountKeys(sellerID: String) throws -> [AccountKey] {
+        try vault.accountKeys(sellerID: sellerID)
     }
 
-    /// Every account, by seller id.
+    /// At most `limit` accounts (of `app`, or of all) after `key` (from the
+    /// first when nil), by app and seller id: a page, so that a million
+    /// accounts are read with bounded memory (`list`).
+    public func accounts(app: AppName?, after key: AccountKey?, limit: Int) throws -> [Account] {
+        try vault.accounts(app: app, after: key, limit: limit)
+    }
+
+    /// Every account, by app and seller id.
     public func allAccounts() throws -> [Account] {
         try vault.allAccounts()
     }
@@ -370,22 +379,26 @@ public actor SQLiteAccountStore: AccountStore {
         try vault.countReauthRequired()
     }
 
-    /// How many accounts have each status.
-    public func countByStatus() throws -> [AccountStatus: Int] {
-        try vault.countByStatus()
+    /// How many accounts of each app have each status.
+    public func statusCounts() throws -> [AppName: [AccountStatus: Int]] {
+        try vault.statusCounts()
     }
 
-    /// The latest events, newest first, of one seller or of all.
+    /// The latest events, newest first, of one seller (of any app) or of all.
     public func recentEvents(limit: Int, sellerID: String? = nil) throws -> [StoredEvent] {
-        try vault.recentEvents(limit: limit, sellerID: sellerID)
+        try vault.events(EventQuery(sellerID: sellerID, limit: limit))
     }
 
     /// Appends an event. `detail` must not contain a token (a ``Secret``
-    /// interpolates as its fingerprint, which is fine).
+    /// interpolates as its fingerprint, which is fine). An event naming a
+    /// seller and no app is the default app's.
     public func appendEvent(
-        _ kind: EventKind, sellerID: String? = nil, detail: String? = nil, requestID: String? = nil, at: Timestamp
+        _ kind: EventKind, app: AppName? = nil, sellerID: String? = nil, detail: String? = nil,
+        requestID: String? = nil, at: Timestamp
     ) throws {
-        try vault.appendEvent(kind: kind, sellerID: sellerID, detail: detail, requestID: requestID, at: at)
+        try vault.appendEvent(
+            kind: kind, app: app ?? (sellerID == nil ? nil : .default), sellerID: sellerID, detail: detail,
+            requestID: requestID, at: at)
     }
 
     /// True when called on the store's own dispatch queue, where every
@@ -400,7 +413,7 @@ public actor SQLiteAccountStore: AccountStore {
     /// rewritten; logs a warning when any were.
     @discardableResult
     public func checkReaders(stretch: Int = 10_000) async throws -> Int {
-        var next: String?
+        var next: AccountKey?
         var repaired = 0
         repeat {
             let checked = try vault.checkReaders(after: next, limit: stretch)
@@ -415,7 +428,8 @@ public actor SQLiteAccountStore: AccountStore {
                 metadata: ["rows": "\(repaired)", "path": "\(tokensPath)"])
             try vault.write { _ in
                 try vault.insertEvent(
-                    .readersRepaired, sellerID: nil, detail: "rewrote \(repaired) tokens.db rows from keeper.db",
+                    .readersRepaired, app: nil, sellerID: nil,
+                    detail: "rewrote \(repaired) tokens.db rows from keeper.db",
                     at: vault.clock.now())
             }
         }

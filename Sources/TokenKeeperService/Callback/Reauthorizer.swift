@@ -11,6 +11,8 @@ import TokenKeeperHTTP
 /// page and one log line, with nothing stored.
 struct Reauthorizer: Sendable {
     let store: any OperatorStore
+    /// The app whose sellers this callback authorizes (its gateway, its accounts).
+    var app: AppName = .default
     let gateway: any TokenGateway
     let signer: AuthorizationStateSigner
     let stateTTL: Duration
@@ -93,7 +95,7 @@ struct Reauthorizer: Sendable {
         let nextRefresh = policy.nextRefresh(after: grant, using: &random)
         do {
             if grant.sellerID == state.sellerID {
-                _ = try await store.enroll(grant: grant, nextRefreshAt: nextRefresh, now: clock.now())
+                _ = try await store.enroll(app: app, grant: grant, nextRefreshAt: nextRefresh, now: clock.now())
             } else {
                 // Someone logged in as another seller than the link was made
                 // for: that seller is stored if new or in need of it, never
@@ -102,13 +104,15 @@ struct Reauthorizer: Sendable {
                     "callback: the code belongs to another seller than the link was made for",
                     metadata: ["code_seller_id": "\(grant.sellerID)"])
                 guard
-                    try await store.enrollUnlessManaged(grant: grant, nextRefreshAt: nextRefresh, now: clock.now())
+                    try await store.enrollUnlessManaged(
+                        app: app, grant: grant, nextRefreshAt: nextRefresh, now: clock.now())
                         != nil
                 else {
                     // Kept all the same (the new authorization may have ended
                     // the stored token), and the link works again.
                     GrantSalvage.saveReporting(
-                        grant, sellerID: grant.sellerID, replacing: nil, directory: storageDirectory, logger: logger)
+                        grant, account: AccountKey(app: app, sellerID: grant.sellerID), replacing: nil,
+                        directory: storageDirectory, logger: logger)
                     _ = try? await store.releaseState(nonce: state.nonce, maxReleases: Self.maxReleases)
                     return .page(
                         409,
@@ -120,7 +124,8 @@ struct Reauthorizer: Sendable {
         } catch {
             // The code is spent: the tokens must not be lost with it.
             GrantSalvage.saveReporting(
-                grant, sellerID: grant.sellerID, replacing: nil, directory: storageDirectory, logger: logger)
+                grant, account: AccountKey(app: app, sellerID: grant.sellerID), replacing: nil,
+                directory: storageDirectory, logger: logger)
             logger.critical("callback: the new tokens could not be stored", metadata: ["error": "\(error)"])
             return .page(
                 500, "Authorized, but tokenkeeper could not store the tokens; the operator has been told (see the log)."

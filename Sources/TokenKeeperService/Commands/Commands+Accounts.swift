@@ -28,7 +28,9 @@ extension Commands {
     /// *before* the code is exchanged, so an unusable store costs the seller
     /// nothing. If storing still fails afterwards, the grant is written to a
     /// 0600 file beside the store and the command says how to import it.
-    static func enroll(code: String, context: CommandContext) async throws(CommandFailure) -> Account {
+    static func enroll(code: String, app: AppName = .default, context: CommandContext) async throws(CommandFailure)
+        -> Account
+    {
         try await context.withAnyStore(creating: true) { store throws(CommandFailure) in
             try await storeCall("checking that the store can be written before the code is spent") {
                 try await store.checkWritable()
@@ -57,9 +59,10 @@ extension Commands {
             let nextRefresh = context.configuration.refreshPolicy.nextRefresh(after: grant, using: &random)
             let now = SystemWallClock().now()
             do {
-                return try await store.enroll(grant: grant, nextRefreshAt: nextRefresh, now: now)
+                return try await store.enroll(app: app, grant: grant, nextRefreshAt: nextRefresh, now: now)
             } catch {
-                throw salvageFailure(grant, error: error, directory: context.configuration.storage.directory, now: now)
+                throw salvageFailure(
+                    grant, app: app, error: error, directory: context.configuration.storage.directory, now: now)
             }
         }
     }
@@ -67,13 +70,14 @@ extension Commands {
     /// The failure for a grant that was issued and could not be stored: it is
     /// saved to a file first, and the message says where and what to do.
     private static func salvageFailure(
-        _ grant: TokenGrant, error: any Error, directory: String, now: Timestamp
+        _ grant: TokenGrant, app: AppName, error: any Error, directory: String, now: Timestamp
     ) -> CommandFailure {
         let seller = grant.sellerID.isEmpty ? "(the answer named no seller)" : grant.sellerID
         let spent = "the authorization code was spent at the gateway for seller \(seller), but storing failed: \(error)"
         do {
             let path = try GrantSalvage.save(
-                grant, sellerID: grant.sellerID, replacing: nil, directory: directory, now: now)
+                grant, account: AccountKey(app: app, sellerID: grant.sellerID), replacing: nil, directory: directory,
+                now: now)
             return CommandFailure(
                 .failure,
                 "\(spent). The tokens were saved to \(path) (mode 0600): fix the store, run "
@@ -241,8 +245,11 @@ extension Commands {
     /// A user that may only read tokens.db (the readers' group) gets the
     /// answer from tokens.db; the service user gets it from keeper.db, with
     /// the precise reason.
-    public static func token(sellerID: String, configPath: String?) async -> CommandOutcome {
+    public static func token(sellerID: String, app appText: String? = nil, configPath: String?) async
+        -> CommandOutcome
+    {
         await execute(configPath: configPath) { context throws(CommandFailure) in
+            let app = try AccountResolution.appName(appText)
             let directory = context.configuration.storage.directory
             let now = SystemWallClock().now()
             let status: AccountStatus
@@ -252,7 +259,8 @@ extension Commands {
             var lastError: String?
             if context.canOpenConfiguredStore {
                 let account = try await context.withAnyStore { store throws(CommandFailure) in
-                    try await storeCall("reading seller \(sellerID)") { try await store.account(sellerID: sellerID) }
+                    let key = try await AccountResolution.key(sellerID: sellerID, app: app, in: store)
+                    return try await storeCall("reading seller \(key)") { try await store.account(key) }
                 }
                 guard let account else {
                     throw CommandFailure(.failure, "no account for seller \(sellerID) ('tokenkeeper list' shows them)")
@@ -261,13 +269,19 @@ extension Commands {
                     (account.status, account.statusReason, account.accessToken, account.expireTime)
                 lastError = account.lastError
             } else {
-                let row: ReadersView.Row?
+                let rows: [ReadersView.Row]
                 do {
-                    row = try ReadersView.row(sellerID: sellerID, directory: directory)
+                    rows = try ReadersView.rows(sellerID: sellerID, app: app, directory: directory)
                 } catch {
                     throw CommandFailure(.failure, "cannot read \(directory)/tokens.db: \(error)")
                 }
-                guard let row else {
+                if rows.count > 1 {
+                    throw CommandFailure(
+                        .usage,
+                        "seller \(sellerID) is enrolled under several apps (\(rows.map(\.app).joined(separator: ", "))): "
+                            + "name one with --app")
+                }
+                guard let row = rows.first else {
                     throw CommandFailure(
                         .failure,
                         "no access token for seller \(sellerID) in tokens.db (unknown seller, or not "
@@ -305,35 +319,44 @@ extension Commands {
     }
 
     /// `tokenkeeper enable|disable SELLER`.
-    public static func setEnabled(_ enabled: Bool, sellerID: String, configPath: String?) async -> CommandOutcome {
+    public static func setEnabled(_ enabled: Bool, sellerID: String, app appText: String? = nil, configPath: String?)
+        async -> CommandOutcome
+    {
         await execute(configPath: configPath) { context throws(CommandFailure) in
+            let app = try AccountResolution.appName(appText)
             let policy = context.configuration.refreshPolicy
             let account = try await context.withAnyStore { store throws(CommandFailure) in
-                try await storeCall(enabled ? "enabling seller \(sellerID)" : "disabling seller \(sellerID)") {
+                let key = try await AccountResolution.key(sellerID: sellerID, app: app, in: store)
+                return try await storeCall(enabled ? "enabling seller \(key)" : "disabling seller \(key)") {
                     let now = SystemWallClock().now()
                     var nextRefresh: Timestamp?
-                    if enabled, let stored = try await store.account(sellerID: sellerID) {
+                    if enabled, let stored = try await store.account(key) {
                         var random = SystemRandomNumberGenerator()
                         nextRefresh = policy.nextRefresh(for: stored, now: now, using: &random)
                     }
                     return try await store.setStatus(
-                        sellerID: sellerID, to: enabled ? .active : .disabled, nextRefreshAt: nextRefresh, now: now)
+                        account: key, to: enabled ? .active : .disabled, nextRefreshAt: nextRefresh, now: now)
                 }
             }
-            Console.out("\(account.sellerID) \(account.status.rawValue)")
+            Console.out("\(account.key) \(account.status.rawValue)")
             return .success
         }
     }
 
     /// `tokenkeeper remove SELLER`: the account and its readers' row go; its events stay.
-    public static func remove(sellerID: String, configPath: String?) async -> CommandOutcome {
+    public static func remove(sellerID: String, app appText: String? = nil, configPath: String?) async
+        -> CommandOutcome
+    {
         await execute(configPath: configPath) { context throws(CommandFailure) in
-            try await context.withAnyStore { store throws(CommandFailure) in
-                try await storeCall("removing seller \(sellerID)") {
-                    try await store.remove(sellerID: sellerID, now: SystemWallClock().now())
+            let app = try AccountResolution.appName(appText)
+            let key = try await context.withAnyStore { store throws(CommandFailure) in
+                let key = try await AccountResolution.key(sellerID: sellerID, app: app, in: store)
+                try await storeCall("removing seller \(key)") {
+                    try await store.remove(account: key, now: SystemWallClock().now())
                 }
+                return key
             }
-            Console.out("\(sellerID) removed")
+            Console.out("\(key) removed")
             return .success
         }
     }

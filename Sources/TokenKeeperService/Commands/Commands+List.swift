@@ -45,12 +45,12 @@ extension Commands {
     private static func forEachPage(
         of store: any ManagedAccountStore, _ body: ([Account]) throws -> Void
     ) async throws {
-        var last: String?
+        var last: AccountKey?
         while true {
-            let page = try await store.accounts(after: last, limit: listPageSize)
+            let page = try await store.accounts(app: nil, after: last, limit: listPageSize)
             guard let final = page.last else { return }
             try body(page)
-            last = final.sellerID
+            last = final.key
         }
     }
 }

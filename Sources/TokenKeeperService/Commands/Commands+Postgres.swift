@@ -90,10 +90,10 @@ extension Commands {
         }
         let now = SystemWallClock().now()
         var copied = 0
-        var last: String?
+        var last: AccountKey?
         while true {
             let page = try await storeCall("reading keeper.db") {
-                try await source.accounts(after: last, limit: migratePageSize)
+                try await source.accounts(app: nil, after: last, limit: migratePageSize)
             }
             guard !page.isEmpty else { break }
             try await storeCall(
@@ -101,7 +101,7 @@ extension Commands {
                     + "with them: empty it before trying again)"
             ) { try await target.copyAccounts(page, now: now) }
             copied += page.count
-            last = page.last?.sellerID
+            last = page.last?.key
             if copied % 100_000 == 0 { Console.error("copied \(copied) sellers") }
         }
         let verified = try await verifyCopy(from: source, to: target, expected: copied)
@@ -136,11 +136,11 @@ extension Commands {
                 .failure,
                 "\(PostgresStoreError.verificationFailed("\(count) sellers in PostgreSQL, \(expected) copied"))")
         }
-        var last: String?
+        var last: AccountKey?
         var compared = 0
         while true {
             let mine = try await storeCall("reading keeper.db") {
-                try await source.accounts(after: last, limit: migratePageSize)
+                try await source.accounts(app: nil, after: last, limit: migratePageSize)
             }
             let theirs = try await storeCall("reading the copy") {
                 try await target.refreshTokens(after: last, limit: migratePageSize)
@@ -148,24 +148,25 @@ extension Commands {
             guard mine.count == theirs.count else {
                 throw CommandFailure(
                     .failure,
-                    "\(PostgresStoreError.verificationFailed("the sellers after \(last ?? "the first") differ"))")
+                    "\(PostgresStoreError.verificationFailed("the sellers after \(last?.description ?? "the first") differ"))"
+                )
             }
             for (account, copy) in zip(mine, theirs) {
-                guard account.sellerID == copy.0 else {
+                guard account.key == copy.0 else {
                     throw CommandFailure(
                         .failure,
-                        "\(PostgresStoreError.verificationFailed("seller \(account.sellerID) is missing or out of order"))"
+                        "\(PostgresStoreError.verificationFailed("seller \(account.key) is missing or out of order"))"
                     )
                 }
                 guard account.refreshToken == copy.1 else {
                     throw CommandFailure(
                         .failure,
-                        "\(PostgresStoreError.verificationFailed("seller \(account.sellerID)'s refresh token differs"))"
+                        "\(PostgresStoreError.verificationFailed("seller \(account.key)'s refresh token differs"))"
                     )
                 }
             }
             compared += mine.count
-            guard let next = mine.last?.sellerID else { return compared }
+            guard let next = mine.last?.key else { return compared }
             last = next
         }
     }

@@ -9,21 +9,27 @@ import UnixSignals
 extension Commands {
     /// `tokenkeeper refresh SELLER… | --all-due`: refreshes now, beside a
     /// running daemon (the same lease keeps one refresh per seller at a time).
-    public static func refresh(sellerIDs: [String], allDue: Bool, configPath: String?) async -> CommandOutcome {
+    public static func refresh(sellerIDs: [String], app appText: String? = nil, allDue: Bool, configPath: String?)
+        async -> CommandOutcome
+    {
         await execute(configPath: configPath) { context throws(CommandFailure) in
+            let app = try AccountResolution.appName(appText)
             let logger = Logger(label: "tokenkeeper.refresh")
             let client = try context.gatewayClient(logger: logger)
-            let outcomes: [String: RefreshOutcome]
+            let outcomes: [AccountKey: RefreshOutcome]
             do throws(CommandFailure) {
                 outcomes = try await context.withAnyStore { store throws(CommandFailure) in
-                    var targets = sellerIDs
+                    var targets: [AccountKey] = []
+                    for sellerID in sellerIDs {
+                        targets.append(try await AccountResolution.key(sellerID: sellerID, app: app, in: store))
+                    }
                     if allDue {
                         let now = SystemWallClock().now()
                         let accounts = try await storeCall("listing accounts") { try await store.allAccounts() }
                         targets += accounts.filter { account in
                             account.status == .active
                                 && (account.nextRefreshAt.map { $0 <= now } ?? true || account.accessToken == nil)
-                        }.map(\.sellerID)
+                        }.map(\.key).filter { app == nil || $0.app == app }
                     }
                     guard !targets.isEmpty else { return [:] }
                     let directory = context.configuration.storage.directory
@@ -33,9 +39,9 @@ extension Commands {
                             leaseOwner: CommandContext.leaseOwner(role: "cli")),
                         logger: logger,
                         onEvent: { event in
-                            if case .rotationUnstored(let sellerID, let grant, let sent) = event {
+                            if case .rotationUnstored(let account, let grant, let sent) = event {
                                 GrantSalvage.saveReporting(
-                                    grant, sellerID: sellerID, replacing: sent, directory: directory, logger: logger)
+                                    grant, account: account, replacing: sent, directory: directory, logger: logger)
                             }
                         })
                     // SIGINT/SIGTERM (Ctrl-C, a timeout wrapper) stop starting
@@ -61,8 +67,8 @@ extension Commands {
                 return .success
             }
             var worst = CommandOutcome.success
-            for sellerID in outcomes.keys.sorted() {
-                let (line, outcome) = RefreshReport.describe(outcomes[sellerID]!, of: sellerID)
+            for key in outcomes.keys.sorted() {
+                let (line, outcome) = RefreshReport.describe(outcomes[key]!, of: key.description)
                 if outcome == .success { Console.out(line) } else { Console.error(line) }
                 worst = RefreshReport.worse(worst, outcome)
             }

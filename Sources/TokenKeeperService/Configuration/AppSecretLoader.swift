@@ -1,9 +1,10 @@
 import Foundation
 public import TokenKeeperCore
 
-/// Finds the app secret, in order: systemd's credential `app_secret`
-/// (`$CREDENTIALS_DIRECTORY/app_secret`), the file named by `app.secret_file`,
-/// the `TOKENKEEPER_APP_SECRET` variable. The secret is never printed.
+/// Finds an app's secret, in order: systemd's credential (`app_secret`, or
+/// `app_secret_<name>` for an app of `apps:`), the file its `secret_file`
+/// names, the variable `TOKENKEEPER_APP_SECRET` (`TOKENKEEPER_APPS_<NAME>_SECRET`).
+/// The secret is never printed.
 public struct AppSecretLoader: Sendable {
     public var environment: [String: String]
 
@@ -14,46 +15,69 @@ public struct AppSecretLoader: Sendable {
     /// Where the secret came from, for messages (never the secret itself).
     public enum Source: Sendable, Equatable, CustomStringConvertible {
         case credential(path: String)
-        case file(path: String)
-        case environment
+        case file(key: String, path: String)
+        case environment(variable: String)
 
         public var description: String {
             switch self {
             case .credential(let path): "systemd credential \(path)"
-            case .file(let path): "app.secret_file \(path)"
-            case .environment: "TOKENKEEPER_APP_SECRET"
+            case .file(let key, let path): "\(key) \(path)"
+            case .environment(let variable): variable
             }
         }
     }
 
+    /// The single app's secret (`app:`), or the first app's of `apps:`.
     public func load(for configuration: TokenKeeperConfiguration) throws(ConfigurationError) -> (
         secret: Secret, source: Source
     ) {
+        guard let app = configuration.apps.first else {
+            throw ConfigurationError(key: "apps", problem: "no app is configured")
+        }
+        return try load(for: app, in: configuration)
+    }
+
+    /// The names an app's secret is looked for under: its systemd credential
+    /// and its environment variable.
+    public static func secretNames(
+        of app: TokenKeeperConfiguration.AppSettings, in configuration: TokenKeeperConfiguration
+    ) -> (credential: String, variable: String) {
+        guard configuration.declaresApps else { return ("app_secret", "TOKENKEEPER_APP_SECRET") }
+        let upper = app.name.rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
+        return ("app_secret_\(app.name)", "TOKENKEEPER_APPS_\(upper)_SECRET")
+    }
+
+    /// The secret of `app`.
+    public func load(for app: TokenKeeperConfiguration.AppSettings, in configuration: TokenKeeperConfiguration)
+        throws(ConfigurationError) -> (secret: Secret, source: Source)
+    {
+        let (credential, variable) = Self.secretNames(of: app, in: configuration)
+        let fileKey = configuration.keyName("secret_file", of: app)
         if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
-            let path = directory + "/app_secret"
+            let path = directory + "/" + credential
             if FileManager.default.fileExists(atPath: path) {
                 // systemd lays credentials down with safe modes; no mode check.
                 return (
-                    try Self.readSecretFile(path, key: "app_secret credential", checkMode: false),
+                    try Self.readSecretFile(path, key: "\(credential) credential", checkMode: false),
                     .credential(path: path)
                 )
             }
         }
-        if let path = configuration.app.secretFile {
-            return (try Self.readSecretFile(path, key: "app.secret_file", checkMode: true), .file(path: path))
+        if let path = app.secretFile {
+            return (try Self.readSecretFile(path, key: fileKey, checkMode: true), .file(key: fileKey, path: path))
         }
-        if let value = environment["TOKENKEEPER_APP_SECRET"] {
+        if let value = environment[variable] {
             let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !trimmed.isEmpty else {
-                throw ConfigurationError(
-                    key: "TOKENKEEPER_APP_SECRET", problem: "is empty", remedy: "set it to the app secret")
+                throw ConfigurationError(key: variable, problem: "is empty", remedy: "set it to the app secret")
             }
-            return (Secret(trimmed), .environment)
+            return (Secret(trimmed), .environment(variable: variable))
         }
         throw ConfigurationError(
-            key: "app.secret_file", problem: "no app secret is configured",
-            remedy: "set app.secret_file to a file holding the app secret (mode 0600), "
-                + "use systemd LoadCredential=app_secret:PATH, or set TOKENKEEPER_APP_SECRET")
+            key: fileKey,
+            problem: "no app secret is configured" + (configuration.declaresApps ? " for app \(app.name)" : ""),
+            remedy: "set \(fileKey) to a file holding the app secret (mode 0600), "
+                + "use systemd LoadCredential=\(credential):PATH, or set \(variable)")
     }
 
     /// Reads a secret file: it must exist, be UTF-8 and not empty, and (for a

@@ -1,5 +1,6 @@
 import Configuration
 import Foundation
+import TokenKeeperCore
 import Yams
 
 /// Reads the configuration: the YAML file, overridden key by key by
@@ -19,6 +20,10 @@ public struct ConfigurationLoader: Sendable {
         "gateway.url", "gateway.timeout_seconds", "gateway.connect_timeout_seconds",
         "gateway.refresh_path", "gateway.create_path", "gateway.authorize_url",
         "app.key", "app.secret_file", "app.redirect_uri",
+        // Each app of `apps:`; `*` stands for the app's name (see ``template(of:)``).
+        "apps.*.key", "apps.*.secret_file", "apps.*.redirect_uri", "apps.*.authorize_url",
+        "apps.*.max_calls_per_second", "apps.*.gateway.url", "apps.*.gateway.timeout_seconds",
+        "apps.*.gateway.connect_timeout_seconds", "apps.*.gateway.refresh_path", "apps.*.gateway.create_path",
         "storage.directory", "storage.backend", "storage.postgres.url", "storage.postgres.password_file",
         "storage.postgres.schema", "storage.postgres.tls", "storage.postgres.tls_ca_file",
         "storage.postgres.heartbeat_seconds", "storage.postgres.takeover_seconds", "storage.postgres.max_connections",
@@ -96,6 +101,7 @@ public struct ConfigurationLoader: Sendable {
         var configuration = TokenKeeperConfiguration()
         configuration.sourcePath = sourcePath
         try values.read(into: &configuration)
+        try values.readApps(Self.appNames(in: fileValues), into: &configuration)
         try Self.validate(configuration)
         return configuration
     }
@@ -138,22 +144,52 @@ public struct ConfigurationLoader: Sendable {
         return values
     }
 
-    /// Walks one section (and its subsections, as `refresh.mass_rejection`)
-    /// into dotted keys, refusing any key that is not known.
+    /// The known key `key` is an instance of: an app's key with its name
+    /// replaced by `*` (`apps.ae.key` → `apps.*.key`); any other key itself.
+    static func template(of key: String) -> String {
+        guard key.hasPrefix("apps.") else { return key }
+        var parts = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        if parts.count > 1 { parts[1] = "*" }
+        return parts.joined(separator: ".")
+    }
+
+    /// The names under `apps:` in the file's keys, in order.
+    static func appNames(in values: [String: String]) -> [String] {
+        Set(values.keys.filter { $0.hasPrefix("apps.") }.compactMap { $0.split(separator: ".").dropFirst().first })
+            .map(String.init).sorted()
+    }
+
+    /// Walks one section (and its subsections, as `refresh.mass_rejection`
+    /// or an app of `apps:`) into dotted keys, refusing any key that is not
+    /// known and any app name that is not valid.
     private static func collect(
         _ node: Node, prefix: String, into values: inout [String: String], path: String
     ) throws(ConfigurationError) {
         guard let entries = node.mapping else { return }
         for (keyNode, valueNode) in entries {
-            let key = "\(prefix).\(keyNode.string ?? "?")"
-            if valueNode.mapping != nil, knownKeys.contains(where: { $0.hasPrefix(key + ".") }) {
+            let name = keyNode.string ?? "?"
+            let key = "\(prefix).\(name)"
+            if prefix == "apps" {
+                if let problem = AppName.problem(with: name) {
+                    throw ConfigurationError(
+                        key: key, problem: "'\(name)' is not an app name: \(problem)",
+                        remedy: "name each app with 1 to 32 of a-z, 0-9, _ and -, e.g. ae or lazada_sg")
+                }
+                guard valueNode.mapping != nil else {
+                    throw ConfigurationError(
+                        key: key, problem: "must be a section of the app's keys (key, secret_file, redirect_uri, …)",
+                        remedy: "see apps: in config/config.example.yaml")
+                }
+            }
+            let template = template(of: key)
+            if valueNode.mapping != nil, knownKeys.contains(where: { $0.hasPrefix(template + ".") }) {
                 try collect(valueNode, prefix: key, into: &values, path: path)
                 continue
             }
-            guard knownKeys.contains(key) else {
+            guard knownKeys.contains(template) else {
                 throw ConfigurationError(
                     key: key, problem: "unknown key in \(path)",
-                    remedy: suggestion(for: key).map { "did you mean \($0)?" }
+                    remedy: suggestion(for: template).map { "did you mean \($0)?" }
                         ?? "see config/config.example.yaml for the keys")
             }
             if valueNode.null != nil { continue }
@@ -226,21 +262,44 @@ public struct ConfigurationLoader: Sendable {
         return octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
-    static func validate(_ configuration: TokenKeeperConfiguration) throws(ConfigurationError) {
-        try requireHTTPURL(configuration.gateway.url, key: "gateway.url", example: "https://api-sg.aliexpress.com/rest")
+    /// A gateway's settings, whose keys start with `prefix` (`gateway`, `apps.ae.gateway`).
+    static func validate(_ gateway: TokenKeeperConfiguration.Gateway, prefix: String) throws(ConfigurationError) {
+        try requireHTTPURL(gateway.url, key: "\(prefix).url", example: "https://api-sg.aliexpress.com/rest")
         for (key, path) in [
-            ("gateway.refresh_path", configuration.gateway.refreshPath),
-            ("gateway.create_path", configuration.gateway.createPath),
+            ("\(prefix).refresh_path", gateway.refreshPath), ("\(prefix).create_path", gateway.createPath),
         ]
         where !path.hasPrefix("/") {
             throw ConfigurationError(key: key, problem: "'\(path)' must start with /")
         }
+        try range(gateway.timeoutSeconds, 1...300, "\(prefix).timeout_seconds")
+        try range(gateway.connectTimeoutSeconds, 1...300, "\(prefix).connect_timeout_seconds")
+    }
+
+    /// Each app of `apps:`: its key, its gateway, its call budget.
+    static func validateApps(_ configuration: TokenKeeperConfiguration) throws(ConfigurationError) {
+        for app in configuration.declaredApps {
+            let prefix = "apps.\(app.name)"
+            try require(!app.key.isEmpty, "\(prefix).key", "is not set: every app needs its app key")
+            try validate(app.gateway, prefix: "\(prefix).gateway")
+            if let rate = app.maxCallsPerSecond {
+                try require(
+                    rate == 0 || (0.1...10_000).contains(rate), "\(prefix).max_calls_per_second",
+                    "must be 0 (no limit) or from 0.1 to 10000")
+            }
+            if let page = app.gateway.authorizeURL {
+                try requireHTTPURL(
+                    page, key: "\(prefix).authorize_url", example: "https://auth.lazada.com/oauth/authorize")
+            }
+        }
+    }
+
+    static func validate(_ configuration: TokenKeeperConfiguration) throws(ConfigurationError) {
+        try validate(configuration.gateway, prefix: "gateway")
+        try validateApps(configuration)
         // Every number has a range: nothing in the file may crash the daemon,
         // spin it, or make it wait for ever.
         let refresh = configuration.refresh
         let gateway = configuration.gateway
-        try range(gateway.timeoutSeconds, 1...300, "gateway.timeout_seconds")
-        try range(gateway.connectTimeoutSeconds, 1...300, "gateway.connect_timeout_seconds")
         try range(refresh.remainingFraction, 0.01...0.9, "refresh.remaining_fraction")
         try require(
             refresh.jitterFraction >= 0 && refresh.jitterFraction < refresh.remainingFraction,
@@ -383,6 +442,45 @@ private struct ValueReader {
         configuration.log.level = string("log.level")?.lowercased() ?? configuration.log.level
     }
 
+    /// The `apps:` map (`names` as the file lists them). A configuration has
+    /// either the one `app:` or `apps:`, not both: which app `app.key` would
+    /// then mean is anybody's guess.
+    mutating func readApps(_ names: [String], into configuration: inout TokenKeeperConfiguration)
+        throws(ConfigurationError)
+    {
+        guard !names.isEmpty else { return }
+        if let set = ["app.key", "app.secret_file", "app.redirect_uri"].first(where: { string($0) != nil }) {
+            throw ConfigurationError(
+                key: source(set), problem: "app: and apps: are both set",
+                remedy: "move the app: section into apps: as one entry (docs/OPERATIONS.md, \"Moving to apps:\")")
+        }
+        var apps: [TokenKeeperConfiguration.AppSettings] = []
+        for text in names {
+            guard let name = AppName(rawValue: text) else { continue }  // refused by name when the file was read
+            let prefix = "apps.\(text)"
+            var app = TokenKeeperConfiguration.AppSettings(name: name, gateway: configuration.gateway)
+            app.key = string("\(prefix).key") ?? ""
+            app.secretFile = string("\(prefix).secret_file")
+            app.redirectURI = string("\(prefix).redirect_uri")
+            app.maxCallsPerSecond = try double("\(prefix).max_calls_per_second")
+            var gateway = app.gateway
+            gateway.url = string("\(prefix).gateway.url") ?? gateway.url
+            gateway.timeoutSeconds = try double("\(prefix).gateway.timeout_seconds") ?? gateway.timeoutSeconds
+            gateway.connectTimeoutSeconds =
+                try double("\(prefix).gateway.connect_timeout_seconds") ?? gateway.connectTimeoutSeconds
+            gateway.refreshPath = string("\(prefix).gateway.refresh_path") ?? gateway.refreshPath
+            gateway.createPath = string("\(prefix).gateway.create_path") ?? gateway.createPath
+            // The top-level authorize page belongs to the top-level gateway:
+            // an app on another gateway (Lazada's) gets its own or none.
+            gateway.authorizeURL =
+                string("\(prefix).authorize_url")
+                ?? (gateway.url == configuration.gateway.url ? configuration.gateway.authorizeURL : nil)
+            app.gateway = gateway
+            apps.append(app)
+        }
+        configuration.declaredApps = apps
+    }
+
     func string(_ key: String) -> String? {
         guard let value = text(key)?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
         return value
@@ -467,13 +565,24 @@ extension ConfigurationLoader {
         }
         if let listen = configuration.callback.listen {
             _ = try ListenAddress(listen, key: "callback.listen")
-            guard let redirect = configuration.app.redirectURI, URLComponents(string: redirect)?.path.isEmpty == false
-            else {
-                throw ConfigurationError(
-                    key: "app.redirect_uri",
-                    problem: "callback.listen is set but app.redirect_uri is not a URL with a path",
-                    remedy: "set app.redirect_uri to the callback URL registered with the app, "
-                        + "e.g. https://tokens.example.com/aliexpress/callback")
+            // One listener serves every app: the path of each app's
+            // redirect_uri picks the app.
+            var paths: [String: AppName] = [:]
+            for app in configuration.apps {
+                let key = configuration.keyName("redirect_uri", of: app)
+                guard let redirect = app.redirectURI, let path = URLComponents(string: redirect)?.path, !path.isEmpty
+                else {
+                    throw ConfigurationError(
+                        key: key, problem: "callback.listen is set but \(key) is not a URL with a path",
+                        remedy: "set \(key) to the callback URL registered with the app, "
+                            + "e.g. https://tokens.example.com/\(app.name == .default ? "aliexpress" : app.name.rawValue)/callback"
+                    )
+                }
+                if let other = paths.updateValue(app.name, forKey: path) {
+                    throw ConfigurationError(
+                        key: key, problem: "has the same path (\(path)) as the redirect_uri of app \(other)",
+                        remedy: "give each app a callback path of its own, e.g. /callback/\(app.name)")
+                }
             }
         }
         if let listen = configuration.metrics.listen {

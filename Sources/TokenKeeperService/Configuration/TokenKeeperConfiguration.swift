@@ -29,6 +29,36 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
         public var redirectURI: String?
     }
 
+    /// One app whose sellers the daemon keeps: an entry of `apps:`, or the
+    /// single `app:` (with the top-level `gateway:`) as ``AppName/default``.
+    public struct AppSettings: Sendable, Equatable {
+        public var name: AppName
+        /// `apps.<name>.key`.
+        public var key: String = ""
+        /// `apps.<name>.secret_file` (else the credential `app_secret_<name>`
+        /// or `TOKENKEEPER_APPS_<NAME>_SECRET`).
+        public var secretFile: String?
+        /// `apps.<name>.redirect_uri`: its path picks the app at the callback.
+        public var redirectURI: String?
+        /// `apps.<name>.max_calls_per_second`: this app's own call budget; nil
+        /// means `refresh.max_calls_per_second`.
+        public var maxCallsPerSecond: Double?
+        /// `apps.<name>.gateway.*` over the top-level `gateway:` key by key;
+        /// `apps.<name>.authorize_url` is its `authorizeURL`.
+        public var gateway: Gateway
+
+        public init(name: AppName, gateway: Gateway) {
+            self.name = name
+            self.gateway = gateway
+        }
+
+        /// The configuration key of one of this app's settings, for messages:
+        /// `app.key` for the single app, `apps.NAME.key` for a declared one.
+        public func keyName(_ setting: String, declared: Bool) -> String {
+            declared ? "apps.\(name).\(setting)" : "app.\(setting)"
+        }
+    }
+
     public struct Storage: Sendable, Equatable {
         /// `storage.directory`: holds keeper.db, tokens.db and the lock file.
         public var directory: String = "/var/lib/tokenkeeper"
@@ -163,6 +193,8 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
 
     public var gateway = Gateway()
     public var app = App()
+    /// The `apps:` map, by name; empty for a single-app configuration.
+    public var declaredApps: [AppSettings] = []
     public var storage = Storage()
     public var refresh = Refresh()
     public var notify = Notify()
@@ -173,6 +205,30 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
     public var sourcePath: String?
 
     public init() {}
+
+    /// Every app the daemon serves, by name: the `apps:` map, or the single
+    /// `app:` as the one app ``AppName/default``.
+    public var apps: [AppSettings] {
+        guard declaredApps.isEmpty else { return declaredApps }
+        var single = AppSettings(name: .default, gateway: gateway)
+        single.key = app.key
+        single.secretFile = app.secretFile
+        single.redirectURI = app.redirectURI
+        return [single]
+    }
+
+    /// True when the apps come from an `apps:` map.
+    public var declaresApps: Bool { !declaredApps.isEmpty }
+
+    /// The app named `name`, if the configuration has it.
+    public func app(named name: AppName) -> AppSettings? {
+        apps.first { $0.name == name }
+    }
+
+    /// The configuration key of `setting` of `app`, for messages.
+    public func keyName(_ setting: String, of app: AppSettings) -> String {
+        app.keyName(setting, declared: declaresApps)
+    }
 
     /// The refresh policy these settings describe.
     public var refreshPolicy: RefreshPolicy {

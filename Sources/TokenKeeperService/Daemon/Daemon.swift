@@ -100,9 +100,9 @@ struct Daemon {
                 status.handle(event)
                 metrics.record(event)
                 events.notifier.observe(event)
-                if case .rotationUnstored(let sellerID, let grant, let sent) = event {
+                if case .rotationUnstored(let account, let grant, let sent) = event {
                     GrantSalvage.saveReporting(
-                        grant, sellerID: sellerID, replacing: sent, directory: configuration.storage.directory,
+                        grant, account: account, replacing: sent, directory: configuration.storage.directory,
                         logger: logger)
                 }
                 if case .tick = event, status.recountIsDue() {

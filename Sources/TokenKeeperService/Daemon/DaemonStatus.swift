@@ -98,12 +98,12 @@ final class DaemonStatus: Sendable {
         case .degraded(let reason):
             state.withLock {
                 $0.degraded = Self.describe(reason)
-                $0.health.degraded[DaemonHealth.name(of: reason)] = Self.describe(reason)
+                $0.health.degraded[DaemonHealth.key(of: reason)] = Self.describe(reason)
             }
         case .recovered(let reason):
             state.withLock {
                 $0.degraded = nil
-                $0.health.degraded[DaemonHealth.name(of: reason)] = nil
+                $0.health.degraded[DaemonHealth.key(of: reason)] = nil
             }
         case .stopped(let snapshot):
             state.withLock { $0.health.isReady = false }
@@ -130,15 +130,23 @@ final class DaemonStatus: Sendable {
         return text
     }
 
+    /// "app NAME: " for an app of a several-app configuration; nothing for
+    /// the single app (whose messages read as they always did).
+    static func appPrefix(_ app: AppName) -> String {
+        app == .default ? "" : "app \(app): "
+    }
+
     static func describe(_ reason: DegradedReason) -> String {
         switch reason {
-        case .configuration(let failure):
-            "the gateway rejects our configuration (\(failure.code)): fix it, then systemctl reload tokenkeeper "
+        case .configuration(let app, let failure):
+            Self.appPrefix(app)
+                + "the gateway rejects our configuration (\(failure.code)): fix it, then systemctl reload tokenkeeper "
                 + "(restart instead when the secret comes from LoadCredential=: systemd copies credentials only at start)"
         case .storage(let message):
             "storage failing: \(message)"
-        case .massRejection(let code, let held):
-            "the gateway rejects many sellers' refresh tokens at once (\(code)); \(held) held, not marked, while "
+        case .massRejection(let app, let code, let held):
+            Self.appPrefix(app)
+                + "the gateway rejects many sellers' refresh tokens at once (\(code)); \(held) held, not marked, while "
                 + "one is retried per probe interval"
         }
     }

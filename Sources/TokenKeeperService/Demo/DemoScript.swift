@@ -64,7 +64,7 @@ struct DemoScript: Service {
             let links = try? await AuthorizationLinks.load(store: store, configuration: configuration, now: now),
             let link = links.url(for: victim, now: now)
         else { return false }
-        let account = try? await store.account(sellerID: victim)
+        let account = try? await store.account(AccountKey(app: .default, sellerID: victim))
         let uid = (try? await store.outboxUID(eventID: event.id)) ?? nil
         narrator.say("")
         narrator.say("event (what notify.command and notify.webhook_url receive):")
@@ -98,7 +98,7 @@ struct DemoScript: Service {
         } catch {
             narrator.say("the simulated click failed: \(error)")
         }
-        if let status = try? await store.account(sellerID: victim)?.status {
+        if let status = try? await store.account(AccountKey(app: .default, sellerID: victim))?.status {
             narrator.say("seller \(victim) is now \(status.rawValue); no command was typed")
         }
         if let reactivated = try? await store.events(EventQuery(sellerID: victim, kind: .reactivated, limit: 1)).first {

@@ -78,8 +78,15 @@ public enum ImportLineParser {
         if accessToken != nil && expireTime == nil {
             throw refuse("access_token is given without expire_time")
         }
+        var app = AppName.default
+        if let appText = try text("app") {
+            guard let named = AppName(rawValue: appText) else {
+                throw refuse("app '\(appText)': \(AppName.problem(with: appText) ?? "not an app name")")
+            }
+            app = named
+        }
         return ImportRecord(
-            sellerID: sellerID, refreshToken: Secret(refreshToken), accessToken: accessToken.map(Secret.init),
+            app: app, sellerID: sellerID, refreshToken: Secret(refreshToken), accessToken: accessToken.map(Secret.init),
             expireTime: accessToken == nil ? nil : expireTime,
             accessTokenLifetime: accessToken == nil ? nil : try lifetime("expires_in"),
             refreshTokenValidTime: try milliseconds("refresh_token_valid_time"),

@@ -155,7 +155,7 @@ final class DaemonMetrics: Sendable {
             }
         }
         for reason in DaemonHealth.reasons {
-            gauge("tokenkeeper_degraded", [("reason", reason)], health.degraded[reason] == nil ? 0 : 1)
+            gauge("tokenkeeper_degraded", [("reason", reason)], health.isDegraded(reason) ? 1 : 0)
         }
         gauge("tokenkeeper_ready", [], health.isReady ? 1 : 0)
         gauge("tokenkeeper_refreshes_in_flight", [], Double(health.inFlight))
@@ -178,7 +178,7 @@ struct DaemonHealth: Sendable, Equatable {
     static let reasons = ["configuration", "storage", "mass_rejection"]
     /// The schedule is loaded (READY=1 was sent) and the daemon is not stopping.
     var isReady = false
-    /// Reason name → what is wrong.
+    /// ``key(of:)`` → what is wrong.
     var degraded: [String: String] = [:]
     var inFlight = 0
     /// The notification channels configured.
@@ -190,6 +190,18 @@ struct DaemonHealth: Sendable, Equatable {
         case .storage: "storage"
         case .massRejection: "mass_rejection"
         }
+    }
+
+    /// What a reason is kept under while it holds: its name, and for one
+    /// app's trouble the app too (`configuration/ae`), so that one app's
+    /// recovery does not clear another's.
+    static func key(of reason: DegradedReason) -> String {
+        name(of: reason) + (reason.app.map { "/\($0)" } ?? "")
+    }
+
+    /// True while the reason named `name` holds, for any app.
+    func isDegraded(_ name: String) -> Bool {
+        degraded.keys.contains { $0 == name || $0.hasPrefix(name + "/") }
     }
 }
 

@@ -42,7 +42,10 @@ final class EventNotifier: Service, Sendable {
     private let logger: Logger
     private let doorbells: [String: Doorbell]
     private let records:
-        (stream: AsyncStream<(EventKind, String)>, continuation: AsyncStream<(EventKind, String)>.Continuation)
+        (
+            stream: AsyncStream<(EventKind, AppName?, String)>,
+            continuation: AsyncStream<(EventKind, AppName?, String)>.Continuation
+        )
     /// Set by a graceful stop: delivery loops end after the attempt in flight.
     private let stopping = Atomic(false)
     private let stopRequested = Doorbell()
@@ -75,9 +78,9 @@ final class EventNotifier: Service, Sendable {
     func observe(_ event: SchedulerEvent) {
         switch event {
         case .degraded(let reason):
-            records.continuation.yield((.degraded, Self.describe(reason)))
+            records.continuation.yield((.degraded, reason.app, Self.describe(reason)))
         case .recovered(let reason):
-            records.continuation.yield((.recovered, Self.describe(reason)))
+            records.continuation.yield((.recovered, reason.app, Self.describe(reason)))
         case .reauthRequired:
             nudge()
         case .ready, .started, .refreshed, .failed, .tick, .stopped, .rotationUnstored:
@@ -85,8 +88,10 @@ final class EventNotifier: Service, Sendable {
         }
     }
 
+    /// `reason: what is wrong`; `reason/app: …` for one app's trouble (what
+    /// `status` pairs a recovery with its degradation by).
     static func describe(_ reason: DegradedReason) -> String {
-        "\(DaemonHealth.name(of: reason)): " + DaemonStatus.describe(reason)
+        "\(DaemonHealth.key(of: reason)): " + DaemonStatus.describe(reason)
     }
 
     func run() async throws {
@@ -148,11 +153,12 @@ final class EventNotifier: Service, Sendable {
     // MARK: - Events the daemon raises
 
     private func recordEvents() async {
-        for await (kind, detail) in records.stream {
+        for await (kind, app, detail) in records.stream {
             var delay: Duration = .seconds(1)
             while !Task.isCancelled {
                 do {
-                    try await store.appendEvent(kind, sellerID: nil, detail: detail, requestID: nil, at: clock.now())
+                    try await store.appendEvent(
+                        kind, app: app, sellerID: nil, detail: detail, requestID: nil, at: clock.now())
                     nudge()
                     break
                 } catch {
@@ -180,7 +186,8 @@ final class EventNotifier: Service, Sendable {
                     logger.notice(
                         "sellers must authorize again soon",
                         metadata: [
-                            "sellers": "\(warned.prefix(20).joined(separator: ","))", "count": "\(warned.count)",
+                            "sellers": "\(warned.prefix(20).map(\.description).joined(separator: ","))",
+                            "count": "\(warned.count)",
                         ])
                     nudge()
                 }

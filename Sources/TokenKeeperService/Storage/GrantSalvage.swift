@@ -33,9 +33,12 @@ enum GrantSalvage {
     ///     kept as a fingerprint only: a restart stores the pair if that one
     ///     is still stored.
     static func save(
-        _ grant: TokenGrant, sellerID: String, replacing: Secret?, directory: String, now: Timestamp
+        _ grant: TokenGrant, account: AccountKey, replacing: Secret?, directory: String, now: Timestamp
     ) throws -> String {
-        var object: [String: Any] = ["seller_id": sellerID, "received_at": grant.receivedAt.millisecondsSince1970]
+        let sellerID = account.sellerID
+        var object: [String: Any] = [
+            "app": account.app.rawValue, "seller_id": sellerID, "received_at": grant.receivedAt.millisecondsSince1970,
+        ]
         if let refreshToken = grant.refreshToken { object["refresh_token"] = refreshToken.exposedValue }
         if let accessToken = grant.accessToken {
             object["access_token"] = accessToken.exposedValue
@@ -67,21 +70,21 @@ enum GrantSalvage {
     /// Saves a rotated pair the store did not take and logs where, with the
     /// command that stores it, or that it is lost.
     static func saveReporting(
-        _ grant: TokenGrant, sellerID: String, replacing: Secret?, directory: String, logger: Logger
+        _ grant: TokenGrant, account: AccountKey, replacing: Secret?, directory: String, logger: Logger
     ) {
         do {
             let path = try save(
-                grant, sellerID: sellerID, replacing: replacing, directory: directory, now: SystemWallClock().now())
+                grant, account: account, replacing: replacing, directory: directory, now: SystemWallClock().now())
             logger.critical(
                 "a rotated pair the store did not take was saved to a file; the next start stores it if it still applies",
                 metadata: [
-                    "seller": "\(sellerID)", "file": "\(path)",
+                    "seller": "\(account)", "file": "\(path)",
                     "command": "tokenkeeper import --replace --file \(path)",
                 ])
         } catch {
             logger.critical(
                 "a rotated pair could be neither stored nor saved to a file: this seller must authorize again",
-                metadata: ["seller": "\(sellerID)", "error": "\(error)"])
+                metadata: ["seller": "\(account)", "error": "\(error)"])
         }
     }
 
@@ -131,7 +134,7 @@ enum GrantSalvage {
                     let record = try ImportLineParser.parse(line, number: 1),
                     let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
                 else { continue }
-                let account = try await store.account(sellerID: record.sellerID)
+                let account = try await store.account(record.key)
                 guard let account, let replaces = object["replaces"] as? String,
                     account.refreshToken.fingerprint == replaces
                 else {
@@ -141,7 +144,7 @@ enum GrantSalvage {
                         re-authorized, imported or removed since); it is left for the operator
                         """,
                         metadata: [
-                            "seller": "\(record.sellerID)", "file": "\(path)",
+                            "seller": "\(record.key)", "file": "\(path)",
                             "command": "tokenkeeper import --replace --file \(path)",
                         ])
                     continue
@@ -157,13 +160,13 @@ enum GrantSalvage {
                     requestID: object["request_id"] as? String)
                 // Due at once: the scheduler refreshes it from the pair now stored.
                 if try await store.commitRotation(
-                    sellerID: record.sellerID, sent: account.refreshToken, grant: grant, nextRefreshAt: now, now: now)
+                    account: record.key, sent: account.refreshToken, grant: grant, nextRefreshAt: now, now: now)
                 {
                     unlink(path)
                     stored += 1
                     logger.notice(
                         "a saved rotated pair was stored",
-                        metadata: ["seller": "\(record.sellerID)", "file": "\(path)"])
+                        metadata: ["seller": "\(record.key)", "file": "\(path)"])
                 }
             } catch {
                 logger.error(

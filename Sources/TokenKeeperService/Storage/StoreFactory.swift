@@ -330,8 +330,8 @@ protocol BulkCopyTarget: Sendable {
     /// Stores accounts as they are (tokens, status, schedule; no lease), one
     /// transaction per call; refused whole if any seller is already there.
     func copyAccounts(_ accounts: [Account], now: Timestamp) async throws
-    /// Seller ids and refresh tokens after `sellerID`, bytewise by seller id.
-    func refreshTokens(after sellerID: String?, limit: Int) async throws -> [(String, Secret)]
+    /// Account keys and refresh tokens after `key`, by app and then seller id bytewise.
+    func refreshTokens(after key: AccountKey?, limit: Int) async throws -> [(AccountKey, Secret)]
     func close()
 }
 

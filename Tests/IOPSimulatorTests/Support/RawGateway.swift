@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import IOPGateway
 import IOPSimulator
+import Logging
 import NIOCore
 import NIOHTTP1
 import TokenKeeperCore
@@ -164,17 +165,23 @@ struct SimulatorHarness: Sendable {
     let clock: ManualWallClock
     let gateway: RawGateway
 
+    /// - Parameters:
+    ///   - otherApps: App keys the gateway knows besides ``appKey``, with their secrets.
+    ///   - answerShape: The shape of every app's answers but those in `answerShapesByApp`.
     static func run(
-        seed: UInt64 = 7, configure: (inout GatewayBehavior) -> Void = { _ in },
+        seed: UInt64 = 7, otherApps: [String: String] = [:], answerShape: AnswerShape = .aliExpress,
+        answerShapesByApp: [String: AnswerShape] = [:], configure: (inout GatewayBehavior) -> Void = { _ in },
         _ body: (SimulatorHarness) async throws -> Void
     ) async throws {
         let clock = ManualWallClock()
         var behavior = GatewayBehavior(
-            apps: [appKey: Secret(secret)], accessTokenLifetime: .seconds(600),
-            refreshTokenValidity: .seconds(3600))
+            apps: otherApps.mapValues(Secret.init).merging([appKey: Secret(secret)]) { _, harness in harness },
+            accessTokenLifetime: .seconds(600), refreshTokenValidity: .seconds(3600))
         configure(&behavior)
         let simulator = IOPSimulator(
-            configuration: SimulatorConfiguration(behavior: behavior, clock: clock, randomSeed: seed))
+            configuration: SimulatorConfiguration(
+                behavior: behavior, clock: clock, randomSeed: seed, answerShape: answerShape,
+                answerShapesByApp: answerShapesByApp))
         let address = try await simulator.start()
         let harness = SimulatorHarness(
             simulator: simulator, clock: clock,
@@ -186,6 +193,29 @@ struct SimulatorHarness: Sendable {
             throw error
         }
         await simulator.shutdown()
+    }
+
+    /// A raw client of another app the gateway knows.
+    func gateway(appKey: String, secret: String) -> RawGateway {
+        RawGateway(baseURL: gateway.baseURL, appKey: appKey, secret: secret, clock: clock)
+    }
+
+    /// The real client (IOPGateway's) for an app, shut down after the body.
+    func withClient(
+        appKey: String = SimulatorHarness.appKey, secret: String = SimulatorHarness.secret,
+        _ body: (IOPGatewayClient) async throws -> Void
+    ) async throws {
+        let client = IOPGatewayClient(
+            configuration: GatewayConfiguration(
+                baseURL: gateway.baseURL, appKey: appKey, appSecret: Secret(secret), requestTimeout: .seconds(10)),
+            clock: clock, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        do {
+            try await body(client)
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        await client.shutdown()
     }
 
     /// Adds a seller and seeds an enrolled pair for it.

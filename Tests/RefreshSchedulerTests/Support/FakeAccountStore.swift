@@ -21,51 +21,51 @@ actor FakeAccountStore: AccountStore {
     }
 
     /// Sellers whose rotated pairs the store refuses for their own values, and how many more times.
-    private var refusedSellers: [String: Int] = [:]
+    private var refusedSellers: [AccountKey: Int] = [:]
     /// Owners known to be alive: their leases are never taken over, expired or not.
     var liveOwners: Set<String> = []
     /// Every clock-step shift applied.
     private(set) var shifts: [Duration] = []
 
-    private(set) var accounts: [String: Account] = [:]
+    private(set) var accounts: [AccountKey: Account] = [:]
     /// Every owner a lease was taken for, in order.
     private(set) var leaseOwners: [String] = []
     private var sequence: Int64 = 0
-    private var changedAt: [String: Int64] = [:]
+    private var changedAt: [AccountKey: Int64] = [:]
     /// Operations that throw, and how many more times.
     private var failures: [Operation: Int] = [:]
     private(set) var calls: [Operation: Int] = [:]
     /// Every refresh token this store ever held: the gateway asks whether the
     /// token it is sent was made durable first.
     private(set) var storedRefreshTokens: Set<String> = []
-    private(set) var recordedFailures: [(sellerID: String, failedAttempts: Int, nextRefreshAt: Timestamp)] = []
+    private(set) var recordedFailures: [(account: AccountKey, failedAttempts: Int, nextRefreshAt: Timestamp)] = []
 
     // MARK: Test knobs
 
     /// Adds or replaces an account as another process would (the change feed sees it).
     func put(_ account: Account) {
-        accounts[account.sellerID] = account
+        accounts[account.key] = account
         storedRefreshTokens.insert(account.refreshToken.exposedValue)
-        touch(account.sellerID)
+        touch(account.key)
     }
 
     /// Changes an account without the change feed noticing (a feed that lags).
-    func modifyQuietly(_ sellerID: String, _ change: (inout Account) -> Void) {
-        guard var account = accounts[sellerID] else { return }
+    func modifyQuietly(_ key: AccountKey, _ change: (inout Account) -> Void) {
+        guard var account = accounts[key] else { return }
         change(&account)
-        accounts[sellerID] = account
+        accounts[key] = account
         storedRefreshTokens.insert(account.refreshToken.exposedValue)
     }
 
     /// Changes an account as another process would.
-    func modify(_ sellerID: String, _ change: (inout Account) -> Void) {
-        modifyQuietly(sellerID, change)
-        touch(sellerID)
+    func modify(_ key: AccountKey, _ change: (inout Account) -> Void) {
+        modifyQuietly(key, change)
+        touch(key)
     }
 
-    func delete(_ sellerID: String) {
-        accounts[sellerID] = nil
-        touch(sellerID)
+    func delete(_ key: AccountKey) {
+        accounts[key] = nil
+        touch(key)
     }
 
     func fail(_ operation: Operation, times: Int = Int.max) {
@@ -73,12 +73,12 @@ actor FakeAccountStore: AccountStore {
     }
 
     /// Refuses this seller's rotated pairs as a constraint would, `times` times.
-    func refuseValues(of sellerID: String, times: Int = Int.max) {
-        refusedSellers[sellerID] = times
+    func refuseValues(of key: AccountKey, times: Int = Int.max) {
+        refusedSellers[key] = times
     }
 
-    func account(_ sellerID: String) -> Account? {
-        accounts[sellerID]
+    func account(_ key: AccountKey) -> Account? {
+        accounts[key]
     }
 
     func count(_ operation: Operation) -> Int {
@@ -89,6 +89,11 @@ actor FakeAccountStore: AccountStore {
         accounts.values.contains { $0.refreshToken == token }
     }
 
+    /// Whether `token` is the refresh token stored for `key` (not merely for some account).
+    func isCurrentRefreshToken(_ token: Secret, of key: AccountKey) -> Bool {
+        accounts[key]?.refreshToken == token
+    }
+
     // MARK: AccountStore
 
     func loadSchedule() async throws -> [ScheduledAccount] {
@@ -96,8 +101,7 @@ actor FakeAccountStore: AccountStore {
         // As the real store: capped by the gateway's expiry (RefreshPolicy.effectiveDeadline).
         return accounts.values.compactMap { account in
             due(of: account).map { due in
-                ScheduledAccount(
-                    sellerID: account.sellerID, due: min(due, RefreshPolicy.effectiveDeadline(of: account) ?? due))
+                ScheduledAccount(account.key, due: min(due, RefreshPolicy.effectiveDeadline(of: account) ?? due))
             }
         }
     }
@@ -106,45 +110,47 @@ actor FakeAccountStore: AccountStore {
         try check(.changes)
         let current = ChangeCursor(dataVersion: 1, sequence: sequence)
         guard let cursor else { return ([], current) }
-        let changed = changedAt.filter { $0.value > cursor.sequence }.keys.sorted().map { sellerID in
-            ScheduledAccount(sellerID: sellerID, due: accounts[sellerID].flatMap(due(of:)))
+        let changed = changedAt.filter { $0.value > cursor.sequence }.keys.sorted().map { key in
+            ScheduledAccount(key, due: accounts[key].flatMap(due(of:)))
         }
         return (changed, current)
     }
 
-    func acquireLease(sellerID: String, owner: String, until: Timestamp, now: Timestamp) async throws -> LeaseResult {
+    func acquireLease(account key: AccountKey, owner: String, until: Timestamp, now: Timestamp) async throws
+        -> LeaseResult
+    {
         try check(.acquireLease)
-        guard var account = accounts[sellerID] else { return .notFound }
+        guard var account = accounts[key] else { return .notFound }
         if let lease = account.lease, lease.owner != owner, lease.expiresAt > now || liveOwners.contains(lease.owner) {
             return .busy(lease)
         }
         account.lastAnswerLost = account.lastAnswerLost || (account.lease.map { $0.owner != owner } ?? false)
         account.lease = Lease(owner: owner, expiresAt: until)
         leaseOwners.append(owner)
-        accounts[sellerID] = account
-        touch(sellerID)
+        accounts[key] = account
+        touch(key)
         return .acquired(account)
     }
 
-    func releaseLease(sellerID: String, owner: String) async throws {
+    func releaseLease(account key: AccountKey, owner: String) async throws {
         try check(.releaseLease)
-        guard var account = accounts[sellerID], account.lease?.owner == owner else { return }
+        guard var account = accounts[key], account.lease?.owner == owner else { return }
         account.lease = nil
-        accounts[sellerID] = account
-        touch(sellerID)
+        accounts[key] = account
+        touch(key)
     }
 
     func commitRotation(
-        sellerID: String, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
+        account key: AccountKey, sent: Secret, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp
     ) async throws -> Bool {
         try check(.commitRotation)
-        guard var account = accounts[sellerID] else { return false }
+        guard var account = accounts[key] else { return false }
         guard account.refreshToken == sent else {
             return grant.refreshToken != nil && account.refreshToken == grant.refreshToken
         }
         if grant.refreshToken?.isEmpty == true { throw ValueRejected() }
-        if let remaining = refusedSellers[sellerID], remaining > 0 {
-            refusedSellers[sellerID] = remaining - 1
+        if let remaining = refusedSellers[key], remaining > 0 {
+            refusedSellers[key] = remaining - 1
             throw ValueRejected()
         }
         // What the answer left out is kept, as keeper.db does.
@@ -166,29 +172,29 @@ actor FakeAccountStore: AccountStore {
         account.lastRequestID = grant.requestID
         account.lease = nil
         account.updatedAt = now
-        accounts[sellerID] = account
+        accounts[key] = account
         storedRefreshTokens.insert(account.refreshToken.exposedValue)
-        touch(sellerID)
+        touch(key)
         return true
     }
 
     func shiftSchedules(by offset: Duration) async throws {
         try check(.shiftSchedules)
         shifts.append(offset)
-        for sellerID in accounts.keys {
-            accounts[sellerID]!.nextRefreshAt = accounts[sellerID]!.nextRefreshAt.map { $0 + offset }
-            if let lease = accounts[sellerID]!.lease {
-                accounts[sellerID]!.lease = Lease(owner: lease.owner, expiresAt: lease.expiresAt + offset)
+        for key in accounts.keys {
+            accounts[key]!.nextRefreshAt = accounts[key]!.nextRefreshAt.map { $0 + offset }
+            if let lease = accounts[key]!.lease {
+                accounts[key]!.lease = Lease(owner: lease.owner, expiresAt: lease.expiresAt + offset)
             }
         }
     }
 
     func recordFailure(
-        sellerID: String, owner: String, failure: GatewayFailure, failedAttempts: Int, nextRefreshAt: Timestamp,
-        now: Timestamp
+        account key: AccountKey, owner: String, failure: GatewayFailure, failedAttempts: Int,
+        nextRefreshAt: Timestamp, now: Timestamp
     ) async throws -> Bool {
         try check(.recordFailure)
-        guard var account = accounts[sellerID], account.lease?.owner == owner else { return false }
+        guard var account = accounts[key], account.lease?.owner == owner else { return false }
         account.failedAttempts = failedAttempts
         account.lastError = "\(failure.code): \(failure.message)"
         account.lastRequestID = failure.requestID
@@ -196,36 +202,36 @@ actor FakeAccountStore: AccountStore {
         account.nextRefreshAt = nextRefreshAt
         account.lease = nil
         account.updatedAt = now
-        accounts[sellerID] = account
-        recordedFailures.append((sellerID, failedAttempts, nextRefreshAt))
-        touch(sellerID)
+        accounts[key] = account
+        recordedFailures.append((key, failedAttempts, nextRefreshAt))
+        touch(key)
         return true
     }
 
-    func noteRefusedPair(sellerID: String, owner: String, reason: String, until: Timestamp, now: Timestamp)
+    func noteRefusedPair(account key: AccountKey, owner: String, reason: String, until: Timestamp, now: Timestamp)
         async throws -> Bool
     {
         try check(.noteRefusedPair)
-        guard var account = accounts[sellerID], let lease = account.lease, lease.owner == owner else { return false }
+        guard var account = accounts[key], let lease = account.lease, lease.owner == owner else { return false }
         account.lastError = reason
         account.lease = Lease(owner: owner, expiresAt: until)
-        accounts[sellerID] = account
+        accounts[key] = account
         return true
     }
 
     func markReauthRequired(
-        sellerID: String, sent: Secret, reason: String, requestID: String?, now: Timestamp
+        account key: AccountKey, sent: Secret, reason: String, requestID: String?, now: Timestamp
     ) async throws -> Bool {
         try check(.markReauthRequired)
-        guard var account = accounts[sellerID], account.refreshToken == sent else { return false }
+        guard var account = accounts[key], account.refreshToken == sent else { return false }
         account.status = .reauthRequired
         account.statusReason = reason
         account.lastRequestID = requestID
         account.nextRefreshAt = nil
         account.lease = nil
         account.updatedAt = now
-        accounts[sellerID] = account
-        touch(sellerID)
+        accounts[key] = account
+        touch(key)
         return true
     }
 
@@ -236,9 +242,9 @@ actor FakeAccountStore: AccountStore {
         return account.nextRefreshAt ?? Timestamp(millisecondsSince1970: 0)
     }
 
-    private func touch(_ sellerID: String) {
+    private func touch(_ key: AccountKey) {
         sequence += 1
-        changedAt[sellerID] = sequence
+        changedAt[key] = sequence
     }
 
     private func check(_ operation: Operation) throws {
