@@ -51,13 +51,24 @@ public final class PostgresAccountStore: AccountStore, Sendable {
         let store = PostgresAccountStore(settings: settings, configuration: configuration, logger: logger)
         do {
             // Bounded: the pool would wait for an unreachable server forever.
-            try await store.bounded(by: settings.statementTimeout * 3) { try await store.migrate() }
+            _ = try await store.bounded(by: settings.statementTimeout * 3) { try await store.run("SELECT 1") }
+            // The server answers: a migration may take its time (adding a
+            // primary key to a million accounts, or waiting for another
+            // node's migration), far longer than a statement should. Bounded
+            // all the same, by ``migrationLimit``, against a server that
+            // stops answering half way.
+            try await store.bounded(by: max(settings.statementTimeout * 3, Self.migrationLimit)) {
+                try await store.migrate()
+            }
         } catch {
             store.close()
             throw PostgresStoreError.from(error)
         }
         return store
     }
+
+    /// The longest a start waits for the schema's migration.
+    static let migrationLimit: Duration = .seconds(600)
 
     private init(settings: PostgresSettings, configuration: PostgresClient.Configuration, logger: Logger) {
         self.settings = settings

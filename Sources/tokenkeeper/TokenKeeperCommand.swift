@@ -70,13 +70,15 @@ struct Add: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @Option(help: "The authorization code from the redirect after the seller authorized the app.")
     var code: String
+    @Option(help: "The app the seller authorized (a name under apps:); needed when there are several.")
+    var app: String?
 
     func validate() throws {
         if code.allSatisfy(\.isWhitespace) { throw ValidationError("--code must not be empty") }
     }
 
     func run() async throws {
-        try await perform { await Commands.add(code: code, configPath: options.config) }
+        try await perform { await Commands.add(code: code, app: app, configPath: options.config) }
     }
 }
 
@@ -116,6 +118,11 @@ struct Import: AsyncParsableCommand {
     var refreshTokenValidTime: Int64?
     @Option(help: "A JSON Lines file of sellers ('-' for standard input).")
     var file: String?
+    @Option(
+        help:
+            "The app the sellers belong to (a name under apps:); a line's own \"app\" field wins. Needed when there are several apps."
+    )
+    var app: String?
 
     func validate() throws {
         if file != nil {
@@ -143,12 +150,14 @@ struct Import: AsyncParsableCommand {
 
     func run() async throws {
         if let file {
-            try await perform { await Commands.importFile(path: file, replace: replace, configPath: options.config) }
+            try await perform {
+                await Commands.importFile(path: file, app: app, replace: replace, configPath: options.config)
+            }
         } else {
             let source: RefreshTokenSource = refreshTokenFile.map { .file($0) } ?? .argument(refreshToken!)
             let record = ImportRequest(
                 sellerID: sellerID!, refreshToken: source, accessToken: accessToken,
-                expireTime: expireTime, refreshTokenValidTime: refreshTokenValidTime, replace: replace)
+                expireTime: expireTime, refreshTokenValidTime: refreshTokenValidTime, replace: replace, app: app)
             try await perform { await Commands.importOne(record, configPath: options.config) }
         }
     }
@@ -161,9 +170,11 @@ struct List: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @Flag(help: "Print one JSON array of objects.")
     var json = false
+    @Option(help: "Only the sellers of this app (a name under apps:).")
+    var app: String?
 
     func run() async throws {
-        try await perform { await Commands.list(json: json, configPath: options.config) }
+        try await perform { await Commands.list(json: json, app: app, configPath: options.config) }
     }
 }
 
@@ -213,9 +224,13 @@ struct AuthorizeURL: AsyncParsableCommand {
     var seller: String?
     @Option(help: "An opaque value of your own for the redirect to carry back (instead of --seller).")
     var state: String?
+    @Option(help: "The app to authorize (a name under apps:); needed when there are several and the seller is new.")
+    var app: String?
 
     func run() async throws {
-        try await perform { await Commands.authorizeURL(sellerID: seller, state: state, configPath: options.config) }
+        try await perform {
+            await Commands.authorizeURL(sellerID: seller, app: app, state: state, configPath: options.config)
+        }
     }
 }
 
@@ -285,6 +300,8 @@ struct Events: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @Option(help: "Only this seller's events.")
     var seller: String?
+    @Option(help: "Only the events of this app (a name under apps:).")
+    var app: String?
     @Option(
         help: "Only events at or after this time: ISO 8601 (2026-12-01T08:00:00Z), a date, or an age (30m, 6h, 2d).")
     var since: String?
@@ -301,7 +318,8 @@ struct Events: AsyncParsableCommand {
     func run() async throws {
         try await perform {
             await Commands.events(
-                sellerID: seller, since: since, kind: kind, limit: limit, json: json, configPath: options.config)
+                sellerID: seller, app: app, since: since, kind: kind, limit: limit, json: json,
+                configPath: options.config)
         }
     }
 }

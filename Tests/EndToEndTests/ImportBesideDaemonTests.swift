@@ -154,7 +154,7 @@ struct ImportBesideDaemonTests {
         #expect(!watch.statusLines.isEmpty)
         let degraded = watch.statusLines.filter { $0.contains("DEGRADED") }
         #expect(degraded.isEmpty, "\(degraded.prefix(3))")
-        #expect(parsed.value("tokenkeeper_degraded", ["reason": "storage"]) == 0)
+        #expect(parsed.value("tokenkeeper_degraded", ["reason": "storage", "app": ""]) == 0)
 
         print(
             """

@@ -112,7 +112,9 @@ struct ListenerHardeningTests {
             #expect((row?.expireTime ?? 0) > readAt, "\(sellerID)'s token was valid at the attack's end")
         }
         let failed = ["transient", "throttled", "configuration", "account_rejected"].reduce(0.0) {
-            $0 + (metrics.value("tokenkeeper_refreshes_total", ["outcome": "failed", "class": $1]) ?? 0)
+            $0
+                + (metrics.value("tokenkeeper_refreshes_total", ["app": "default", "outcome": "failed", "class": $1])
+                    ?? 0)
         }
         #expect(failed == 0, "no refresh failed")
         let started = metrics.value("tokenkeeper_refresh_start_delay_seconds_count", [:]) ?? 0

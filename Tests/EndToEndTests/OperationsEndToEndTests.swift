@@ -81,8 +81,10 @@ struct OperationsEndToEndTests {
         #expect(event["at"] is NSNumber && event["event_id"] is NSNumber && event["id"] is String)
         #expect(
             Set(event.keys) == [
-                "id", "event_id", "kind", "seller_id", "reason", "reauth_by", "at", "request_id", "authorize_url",
+                "id", "event_id", "kind", "app", "seller_id", "reason", "reauth_by", "at", "request_id",
+                "authorize_url",
             ])
+        #expect(event["app"] as? String == "default")
         let hookCall = try #require(hook.calls().first { $0.kind == "reauth_required" })
         #expect(hookCall.body == told[0].body, "the hook and the webhook get the same JSON")
         #expect(hookCall.id == told[0].id, "TOKENKEEPER_EVENT_ID is the JSON's id")
@@ -393,21 +395,27 @@ struct OperationsEndToEndTests {
                 metrics = try await Browser.get(base + "/metrics")
                 parsed = try PrometheusText.parse(metrics.body)
                 return ["active", "reauth_required", "disabled"].allSatisfy {
-                    parsed.value("tokenkeeper_accounts", ["status": $0]) == stored[$0] ?? 0
+                    parsed.value("tokenkeeper_accounts", ["app": "default", "status": $0]) == stored[$0] ?? 0
                 }
             }, "\(metrics.body)")
         #expect(metrics.status == 200)
         #expect((parsed.value("tokenkeeper_fleet_figures_age_seconds", [:]) ?? 99) < 40)
         #expect(try await PromTool.checkMetrics(metrics.body) == "", "promtool check metrics")
-        #expect(parsed.value("tokenkeeper_refreshes_total", ["outcome": "refreshed", "class": "none"]) ?? 0 >= 2)
         #expect(
-            parsed.value("tokenkeeper_refreshes_total", ["outcome": "reauth_required", "class": "account_rejected"])
+            parsed.value("tokenkeeper_refreshes_total", ["app": "default", "outcome": "refreshed", "class": "none"])
+                ?? 0 >= 2)
+        #expect(
+            parsed.value(
+                "tokenkeeper_refreshes_total",
+                ["app": "default", "outcome": "reauth_required", "class": "account_rejected"])
                 == 1)
         #expect(
-            parsed.value("tokenkeeper_gateway_request_duration_seconds_count", ["api": "refresh", "result": "ok"]) ?? 0
+            parsed.value(
+                "tokenkeeper_gateway_request_duration_seconds_count",
+                ["app": "default", "api": "refresh", "result": "ok"]) ?? 0
                 >= 2)
         #expect(parsed.value("tokenkeeper_ready", [:]) == 1)
-        #expect(parsed.value("tokenkeeper_degraded", ["reason": "storage"]) == 0)
+        #expect(parsed.value("tokenkeeper_degraded", ["reason": "storage", "app": ""]) == 0)
         #expect((parsed.value("tokenkeeper_next_refresh_seconds", [:]) ?? -1000) > -10)
         #expect((parsed.value("tokenkeeper_earliest_access_expiry_seconds", [:]) ?? -1) > 0)
         #expect(parsed.samples.contains { $0.name == "tokenkeeper_build_info" && $0.value == 1 })

@@ -175,7 +175,13 @@ struct OperatorSlipTests {
         #expect(result.stdout.contains("sqlite3"))
         #expect(result.stdout.contains("daemon stopped"))
         let rows = try ReaderRow.all(in: scratch)
-        #expect(rows.count == 6 && rows.allSatisfy { $0.status == "active" })
+        // Six AliExpress sellers and one Lazada account, of two apps.
+        #expect(rows.count == 7 && rows.allSatisfy { $0.status == "active" })
+        let apps = try SQLiteReader.query(scratch + "/tokens.db", "SELECT app, count(*) FROM tokens GROUP BY app")
+        #expect(apps == [["ae", "6"], ["lazada_sg", "1"]])
+        let ventures = try SQLiteReader.query(
+            scratch + "/tokens.db", "SELECT country FROM seller_tokens WHERE app = 'lazada_sg' ORDER BY country")
+        #expect(ventures == [["my"], ["sg"], ["th"]], "the cross-border account's three sellers")
     }
 
     @Test(
@@ -196,6 +202,6 @@ struct OperatorSlipTests {
         #expect(out.contains("\"kind\":\"reactivated\""))
         #expect(!out.contains("code=") || out.contains("code=…"), "the one-use code is not printed")
         let rows = try ReaderRow.all(in: scratch)
-        #expect(rows.count == 6 && rows.allSatisfy { $0.status == "active" })
+        #expect(rows.count == 7 && rows.allSatisfy { $0.status == "active" })
     }
 }

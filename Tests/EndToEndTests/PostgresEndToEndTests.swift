@@ -457,8 +457,8 @@ struct PostgresEndToEndTests {
             let exposition = try await Browser.get(base + "/metrics").body
             let parsed = try PrometheusText.parse(exposition)
             #expect(try await PromTool.checkMetrics(exposition) == "", "promtool check metrics, on PostgreSQL")
-            #expect(parsed.value("tokenkeeper_accounts", ["status": "active"]) == 20)
-            #expect(parsed.value("tokenkeeper_accounts", ["status": "reauth_required"]) == 0)
+            #expect(parsed.value("tokenkeeper_accounts", ["app": "default", "status": "active"]) == 20)
+            #expect(parsed.value("tokenkeeper_accounts", ["app": "default", "status": "reauth_required"]) == 0)
             #expect(parsed.value("tokenkeeper_ready", [:]) == 1)
             #expect((parsed.value("tokenkeeper_earliest_access_expiry_seconds", [:]) ?? -1) > 0)
             // Sellers fall due from about 30 s on: the outage is among them.

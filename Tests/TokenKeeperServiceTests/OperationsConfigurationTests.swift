@@ -126,7 +126,7 @@ import TokenKeeperTesting
 
     func issue(_ seller: String, at moment: Timestamp? = nil) -> (AuthorizationState, String) {
         var random = SystemRandomNumberGenerator()
-        let state = AuthorizationState.issue(for: seller, at: moment ?? now, using: &random)
+        let state = AuthorizationState.issue(for: .seller(seller), at: moment ?? now, using: &random)
         return (state, signer.encode(state))
     }
 
@@ -179,8 +179,10 @@ import TokenKeeperTesting
         let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         #expect(
             Set(object.keys) == [
-                "id", "event_id", "kind", "seller_id", "reason", "reauth_by", "at", "request_id", "authorize_url",
+                "id", "event_id", "kind", "app", "seller_id", "reason", "reauth_by", "at", "request_id",
+                "authorize_url",
             ])
+        #expect(object["app"] as? String == "default", "a seller's event names its app")
         #expect(object["id"] as? String == "u-1")
         #expect((object["event_id"] as? NSNumber)?.int64Value == 7)
         #expect(object["kind"] as? String == "reauth_required")
@@ -218,7 +220,8 @@ import TokenKeeperTesting
 enum StoredEventFixture {
     static func make(kind: EventKind, seller: String?, detail: String?) -> StoredEvent {
         StoredEvent(
-            id: 7, at: Timestamp(millisecondsSince1970: 1_800_000_000_000), sellerID: seller, kind: kind,
+            id: 7, at: Timestamp(millisecondsSince1970: 1_800_000_000_000), app: seller == nil ? nil : .default,
+            sellerID: seller, kind: kind,
             detail: detail,
             requestID: "req-1")
     }

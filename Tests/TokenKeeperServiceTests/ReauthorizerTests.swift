@@ -53,7 +53,7 @@ import TokenKeeperTesting
 
     func state(for seller: String) -> String {
         var random = SystemRandomNumberGenerator()
-        return signer.encode(AuthorizationState.issue(for: seller, at: clock.now(), using: &random))
+        return signer.encode(AuthorizationState.issue(for: .seller(seller), at: clock.now(), using: &random))
     }
 
     @Test func aCodeOfAnotherSellerIsStoredForTheSellerItBelongsTo() async throws {

@@ -59,9 +59,14 @@ final class AccountVault {
                 persistentWAL: true, busyTimeout: busyTimeout, logger: logger, extraFlags: .uri)
         }
         let tokens: SQLiteConnection
+        // A tokens.db made anew holds no row: it is filled before the store
+        // is handed out, whoever opens it (the daemon otherwise compares
+        // later, a stretch at a time, and readers would find nothing meanwhile).
+        var rebuilt = access(tokensPath, F_OK) != 0
         do {
             tokens = try openTokens()
         } catch  where Self.isDamage(error) {
+            rebuilt = true
             // tokens.db is derived from keeper.db: a damaged one is moved
             // aside (kept for a post-mortem) and rebuilt, never patched.
             let aside = try Self.moveAside(tokensPath, at: clock.now())
@@ -81,7 +86,7 @@ final class AccountVault {
         self.keeper = keeper
         self.tokens = tokens
         // A daemon checks later, a stretch at a time (SQLiteAccountStore.checkReaders()).
-        guard checkReaders else { return }
+        guard checkReaders || rebuilt else { return }
         do {
             let repaired = try repairReaders()
             if repaired > 0 {

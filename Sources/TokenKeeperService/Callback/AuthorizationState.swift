@@ -8,26 +8,36 @@ public import TokenKeeperCore
 /// if the signature holds, it is younger than its time to live, and its
 /// nonce was never used (checked against keeper.db).
 ///
-/// Format: `base64url(seller_id|issued_ms|nonce).base64url(mac)`. Opaque to
-/// the gateway, which returns it unchanged.
+/// Format: `base64url(seller_id|issued_ms|nonce|app).base64url(mac)`; a
+/// state a single-app release signed has no `|app` and is the default
+/// app's. Opaque to the gateway, which returns it unchanged.
 public struct AuthorizationState: Sendable, Equatable {
+    /// The app whose authorization page the link opens: its callback path
+    /// must be the one the seller comes back to.
+    public var app: AppName
     public var sellerID: String
     public var issuedAt: Timestamp
     /// 128 random bits, hex.
     public var nonce: String
 
-    public init(sellerID: String, issuedAt: Timestamp, nonce: String) {
+    public init(app: AppName = .default, sellerID: String, issuedAt: Timestamp, nonce: String) {
+        self.app = app
         self.sellerID = sellerID
         self.issuedAt = issuedAt
         self.nonce = nonce
     }
 
-    /// A new state for `sellerID` with a fresh nonce.
+    /// A new state for `account` with a fresh nonce.
     public static func issue(
-        for sellerID: String, at now: Timestamp, using random: inout some RandomNumberGenerator
+        for account: AccountKey, at now: Timestamp, using random: inout some RandomNumberGenerator
     ) -> AuthorizationState {
         let nonce = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &random)) }.joined()
-        return AuthorizationState(sellerID: sellerID, issuedAt: now, nonce: nonce)
+        return AuthorizationState(app: account.app, sellerID: account.sellerID, issuedAt: now, nonce: nonce)
+    }
+
+    /// True for a nonce ``issue(for:at:using:)`` makes: 32 hex digits.
+    static func isNonce(_ text: Substring) -> Bool {
+        text.utf8.count == 32 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     /// Why a state was refused; each says what the seller or operator does next.
@@ -67,7 +77,8 @@ public struct AuthorizationStateSigner: Sendable {
     }
 
     public func encode(_ state: AuthorizationState) -> String {
-        let payload = Data("\(state.sellerID)|\(state.issuedAt.millisecondsSince1970)|\(state.nonce)".utf8)
+        let payload = Data(
+            "\(state.sellerID)|\(state.issuedAt.millisecondsSince1970)|\(state.nonce)|\(state.app)".utf8)
         let mac = Data(HMAC<SHA256>.authenticationCode(for: payload, using: key))
         return Self.base64URL(payload) + "." + Self.base64URL(mac)
     }
@@ -83,11 +94,20 @@ public struct AuthorizationStateSigner: Sendable {
         guard parts.count == 2, let payload = Self.data(base64URL: parts[0]), let mac = Self.data(base64URL: parts[1]),
             HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: payload, using: key)
         else { return .failure(.forged) }
-        // The seller id may itself hold '|': the two last fields are ours.
-        let fields = String(decoding: payload, as: UTF8.self).split(separator: "|", omittingEmptySubsequences: false)
+        // The seller id may itself hold '|': the last fields are ours. A
+        // state with the app ends in `|nonce|app`; one signed before there
+        // were apps ends in `|issued|nonce` (a number is never a nonce).
+        var fields = String(decoding: payload, as: UTF8.self).split(separator: "|", omittingEmptySubsequences: false)
+        var app = AppName.default
+        if fields.count >= 4, AuthorizationState.isNonce(fields[fields.count - 2]),
+            let named = AppName(rawValue: String(fields[fields.count - 1]))
+        {
+            app = named
+            fields.removeLast()
+        }
         guard fields.count >= 3, let issued = Int64(fields[fields.count - 2]) else { return .failure(.forged) }
         let state = AuthorizationState(
-            sellerID: fields[..<(fields.count - 2)].joined(separator: "|"),
+            app: app, sellerID: fields[..<(fields.count - 2)].joined(separator: "|"),
             issuedAt: Timestamp(millisecondsSince1970: issued), nonce: String(fields[fields.count - 1]))
         let age = now - state.issuedAt
         guard age <= ttl, age >= .seconds(-60) else { return .failure(.expired(sellerID: state.sellerID)) }

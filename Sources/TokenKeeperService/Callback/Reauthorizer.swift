@@ -40,6 +40,16 @@ struct Reauthorizer: Sendable {
             return .page(400, "Refused: \(rejection). Nothing was changed.")
         }
         logger[metadataKey: "seller_id"] = "\(state.sellerID)"
+        guard state.app == app else {
+            // A link of one app came back to another app's callback path:
+            // its code belongs to the other app's key.
+            logger.warning(
+                "callback refused: the link was made for another app", metadata: ["link_app": "\(state.app)"])
+            return .page(
+                400,
+                "Refused: this link was made for app \(state.app), not \(app); open the link tokenkeeper made as it is. "
+                    + "Nothing was changed.")
+        }
         if let error = query["error"] {
             // The seller declined, or the gateway refused the app: nothing to
             // exchange, and the link still works.

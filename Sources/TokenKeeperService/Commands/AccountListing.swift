@@ -6,6 +6,7 @@ enum AccountListing {
     // The names are `list --json`'s keys, as the readers' files spell them.
     // swift-format-ignore: AlwaysUseLowerCamelCase
     struct Entry: Encodable {
+        var app: String
         var seller_id: String
         var user_nick: String?
         var status: String
@@ -21,6 +22,7 @@ enum AccountListing {
         var updated_at: Int64
 
         init(_ account: Account) {
+            app = account.app.rawValue
             seller_id = account.sellerID
             user_nick = account.profile.userNick
             status = account.status.rawValue
@@ -78,7 +80,9 @@ enum AccountListing {
     /// The table: a first pass measures the columns and counts, a second
     /// writes the rows.
     struct Table {
-        static let titles = ["SELLER", "STATUS", "REASON", "ACCESS EXPIRES", "REAUTH BY", "NEXT REFRESH", "LAST ERROR"]
+        static let titles = [
+            "APP", "SELLER", "STATUS", "REASON", "ACCESS EXPIRES", "REAUTH BY", "NEXT REFRESH", "LAST ERROR",
+        ]
         let now: Timestamp
         private var widths = Table.titles.map(\.count)
         private(set) var count = 0
@@ -92,7 +96,7 @@ enum AccountListing {
 
         private static func cells(_ account: Account) -> [String] {
             [
-                account.sellerID, account.status.rawValue, account.statusReason ?? "-",
+                account.app.rawValue, account.sellerID, account.status.rawValue, account.statusReason ?? "-",
                 account.accessToken == nil ? "(no token)" : (account.expireTime.map(\.description) ?? "-"),
                 account.refreshTokenValidTime.map(\.description) ?? "-",
                 account.status == .active ? (account.nextRefreshAt.map(\.description) ?? "now") : "-",

@@ -19,16 +19,22 @@ extension CommandContext {
             role: role, pid: ProcessInfo.processInfo.processIdentifier, host: ProcessInfo.processInfo.hostName)
     }
 
-    /// The gateway client for commands that call the gateway; the settings
-    /// are validated first so that a bad URL is a configuration error.
-    func gatewayClient(logger: Logger) throws(CommandFailure) -> IOPGatewayClient {
-        let settings = try gatewayConfiguration()
-        do throws(GatewayFailure) {
-            try settings.validate()
-        } catch {
-            throw CommandFailure(.configuration, "configuration error: gateway: \(error.message)")
+    /// The gateway client of `app`, for commands that call the gateway; the
+    /// settings are validated first so that a bad URL is a configuration error.
+    func gatewayClient(for app: TokenKeeperConfiguration.AppSettings, logger: Logger) throws(CommandFailure)
+        -> IOPGatewayClient
+    {
+        IOPGatewayClient(configuration: try validatedGatewayConfiguration(for: app), clock: wallClock, logger: logger)
+    }
+
+    /// A gateway client for every app (the daemon, `refresh`): each app's
+    /// key and secret, each validated.
+    func gatewayClients(logger: Logger) throws(CommandFailure) -> [AppName: IOPGatewayClient] {
+        try gatewayConfigurations().mapValues { settings in
+            var logger = logger
+            logger[metadataKey: "app_key"] = "\(settings.appKey)"
+            return IOPGatewayClient(configuration: settings, clock: wallClock, logger: logger)
         }
-        return IOPGatewayClient(configuration: settings, clock: wallClock, logger: logger)
     }
 }
 
@@ -48,17 +54,20 @@ extension TokenKeeperConfiguration {
     func schedulerConfiguration(leaseOwner: String)
         -> RefreshSchedulerConfiguration
     {
-        RefreshSchedulerConfiguration(
+        // Leases and the stop's grace outlast the slowest app's calls.
+        let timeoutSeconds = apps.map(\.gateway.timeoutSeconds).max() ?? gateway.timeoutSeconds
+        return RefreshSchedulerConfiguration(
             policy: refreshPolicy,
             concurrency: refresh.concurrency,
             maxCallsPerSecond: refresh.maxCallsPerSecond,
+            maxCallsPerSecondByApp: apps.reduce(into: [:]) { rates, app in rates[app.name] = app.maxCallsPerSecond },
             leaseOwner: leaseOwner,
             leaseDuration: RefreshSchedulerConfiguration.leaseDuration(
-                requestTimeout: .milliseconds(Int64(gateway.timeoutSeconds * 1000))),
+                requestTimeout: .milliseconds(Int64(timeoutSeconds * 1000))),
             tickInterval: .milliseconds(Int64(refresh.changePollSeconds * 1000)),
             configurationProbeInterval: .milliseconds(Int64(refresh.configurationProbeSeconds * 1000)),
             shutdownGracePeriod: .milliseconds(
-                Int64(refresh.effectiveShutdownGraceSeconds(timeout: gateway.timeoutSeconds) * 1000)),
+                Int64(refresh.effectiveShutdownGraceSeconds(timeout: timeoutSeconds) * 1000)),
             massRejection: MassRejectionPolicy(
                 sellers: refresh.massRejectionSellers, fraction: refresh.massRejectionFraction,
                 hold: .milliseconds(Int64(refresh.massRejectionHoldHours * 3_600_000))))

@@ -37,12 +37,35 @@ struct CommandContext {
         return OffsetWallClock(offset: .seconds(seconds))
     }
 
-    func appSecret() throws(CommandFailure) -> Secret {
+    /// The secret of `app`.
+    func appSecret(for app: TokenKeeperConfiguration.AppSettings) throws(CommandFailure) -> Secret {
         do {
-            return try AppSecretLoader(environment: environment).load(for: configuration).secret
+            return try AppSecretLoader(environment: environment).load(for: app, in: configuration).secret
         } catch {
             throw CommandFailure(.configuration, error.description)
         }
+    }
+
+    /// The app `name` names (`--app`), or, when none is named, the only app;
+    /// a configuration of several apps needs a name.
+    func app(named name: AppName?) throws(CommandFailure) -> TokenKeeperConfiguration.AppSettings {
+        let apps = configuration.apps
+        if let name {
+            guard let app = configuration.app(named: name) else {
+                throw CommandFailure(
+                    .usage,
+                    "--app \(name): no such app in the configuration (apps: \(apps.map(\.name.rawValue).joined(separator: ", ")))"
+                )
+            }
+            return app
+        }
+        guard apps.count == 1, let only = apps.first else {
+            throw CommandFailure(
+                .usage,
+                "the configuration has several apps (\(apps.map(\.name.rawValue).joined(separator: ", "))): "
+                    + "name one with --app")
+        }
+        return only
     }
 
     /// The webhook's signing secret; nil when no webhook is configured.
@@ -54,32 +77,60 @@ struct CommandContext {
         }
     }
 
-    /// The gateway settings, including the app key and secret.
-    func gatewayConfiguration() throws(CommandFailure) -> GatewayConfiguration {
-        guard !configuration.app.key.isEmpty else {
+    /// The gateway settings of `app`, including its key and secret.
+    func gatewayConfiguration(for app: TokenKeeperConfiguration.AppSettings) throws(CommandFailure)
+        -> GatewayConfiguration
+    {
+        guard !app.key.isEmpty else {
+            let key = configuration.keyName("key", of: app)
             throw CommandFailure(
                 .configuration,
                 ConfigurationError(
-                    key: "app.key", problem: "is not set",
-                    remedy:
-                        "set it in \(configuration.sourcePath ?? ConfigurationLoader.defaultPath) or TOKENKEEPER_APP_KEY"
+                    key: key, problem: "is not set",
+                    remedy: "set it in \(configuration.sourcePath ?? ConfigurationLoader.defaultPath)"
+                        + (configuration.declaresApps ? "" : " or TOKENKEEPER_APP_KEY")
                 ).description)
         }
-        return GatewayConfiguration(configuration, appSecret: try appSecret())
+        return GatewayConfiguration(
+            app, concurrency: configuration.refresh.concurrency, appSecret: try appSecret(for: app))
+    }
+
+    /// The gateway settings of `app`, validated, so that a bad URL is a
+    /// configuration error naming the key.
+    func validatedGatewayConfiguration(for app: TokenKeeperConfiguration.AppSettings) throws(CommandFailure)
+        -> GatewayConfiguration
+    {
+        let settings = try gatewayConfiguration(for: app)
+        do throws(GatewayFailure) {
+            try settings.validate()
+        } catch {
+            let prefix = configuration.declaresApps ? "apps.\(app.name).gateway" : "gateway"
+            throw CommandFailure(.configuration, "configuration error: \(prefix): \(error.message)")
+        }
+        return settings
+    }
+
+    /// The gateway settings of every app, validated, by app name.
+    func gatewayConfigurations() throws(CommandFailure) -> [AppName: GatewayConfiguration] {
+        var all: [AppName: GatewayConfiguration] = [:]
+        for app in configuration.apps {
+            all[app.name] = try validatedGatewayConfiguration(for: app)
+        }
+        return all
     }
 }
 
 extension GatewayConfiguration {
-    init(_ configuration: TokenKeeperConfiguration, appSecret: Secret) {
+    init(_ app: TokenKeeperConfiguration.AppSettings, concurrency: Int, appSecret: Secret) {
+        let gateway = app.gateway
         self.init(
-            baseURL: configuration.gateway.url, appKey: configuration.app.key, appSecret: appSecret,
-            refreshPath: configuration.gateway.refreshPath, createPath: configuration.gateway.createPath,
+            baseURL: gateway.url, appKey: app.key, appSecret: appSecret,
+            refreshPath: gateway.refreshPath, createPath: gateway.createPath,
             // Connecting is part of the request: never longer than the whole.
-            connectTimeout: .milliseconds(
-                Int64(min(configuration.gateway.connectTimeoutSeconds, configuration.gateway.timeoutSeconds) * 1000)),
-            requestTimeout: .milliseconds(Int64(configuration.gateway.timeoutSeconds * 1000)),
+            connectTimeout: .milliseconds(Int64(min(gateway.connectTimeoutSeconds, gateway.timeoutSeconds) * 1000)),
+            requestTimeout: .milliseconds(Int64(gateway.timeoutSeconds * 1000)),
             // One connection per call the scheduler may have under way.
-            maxConnections: configuration.refresh.concurrency)
+            maxConnections: concurrency)
     }
 }
 

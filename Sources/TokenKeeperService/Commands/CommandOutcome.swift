@@ -23,6 +23,8 @@ public enum TokenKeeperVersion {
 
 /// One seller given on the command line to `tokenkeeper import`.
 public struct ImportRequest: Sendable {
+    /// `--app`: the app the seller belongs to; nil for the configuration's only app.
+    public var app: String?
     public var sellerID: String
     public var refreshToken: RefreshTokenSource
     public var accessToken: String?
@@ -33,8 +35,9 @@ public struct ImportRequest: Sendable {
 
     public init(
         sellerID: String, refreshToken: RefreshTokenSource, accessToken: String?, expireTime: Int64?,
-        refreshTokenValidTime: Int64?, replace: Bool = false
+        refreshTokenValidTime: Int64?, replace: Bool = false, app: String? = nil
     ) {
+        self.app = app
         self.sellerID = sellerID
         self.refreshToken = refreshToken
         self.accessToken = accessToken

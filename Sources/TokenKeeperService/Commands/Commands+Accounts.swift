@@ -14,9 +14,10 @@ extension Commands {
     /// `tokenkeeper add --code CODE`: exchanges an authorization code and
     /// stores the seller (a re-authorized seller gets new tokens and becomes
     /// active); prints the seller id.
-    public static func add(code: String, configPath: String?) async -> CommandOutcome {
+    public static func add(code: String, app appText: String? = nil, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
-            let account = try await enroll(code: code, context: context)
+            let app = try context.app(named: try AccountResolution.appName(appText))
+            let account = try await enroll(code: code, app: app, context: context)
             Console.out(account.sellerID)
             return .success
         }
@@ -28,14 +29,15 @@ extension Commands {
     /// *before* the code is exchanged, so an unusable store costs the seller
     /// nothing. If storing still fails afterwards, the grant is written to a
     /// 0600 file beside the store and the command says how to import it.
-    static func enroll(code: String, app: AppName = .default, context: CommandContext) async throws(CommandFailure)
-        -> Account
+    static func enroll(code: String, app settings: TokenKeeperConfiguration.AppSettings, context: CommandContext)
+        async throws(CommandFailure) -> Account
     {
-        try await context.withAnyStore(creating: true) { store throws(CommandFailure) in
+        let app = settings.name
+        return try await context.withAnyStore(creating: true) { store throws(CommandFailure) in
             try await storeCall("checking that the store can be written before the code is spent") {
                 try await store.checkWritable()
             }
-            let client = try context.gatewayClient(logger: Logger(label: "tokenkeeper.add"))
+            let client = try context.gatewayClient(for: settings, logger: Logger(label: "tokenkeeper.add"))
             let result: Result<TokenGrant, GatewayFailure>
             do throws(GatewayFailure) {
                 result = .success(try await client.createToken(code: code.trimmingCharacters(in: .whitespaces)))
@@ -94,9 +96,10 @@ extension Commands {
     /// warning, from the command line.
     public static func importOne(_ request: ImportRequest, configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
+            let app = try context.app(named: try AccountResolution.appName(request.app))
             let refreshToken = try readRefreshToken(request.refreshToken)
             let seller = ImportRecord(
-                sellerID: request.sellerID, refreshToken: refreshToken,
+                app: app.name, sellerID: request.sellerID, refreshToken: refreshToken,
                 accessToken: request.accessToken.map(Secret.init),
                 expireTime: request.expireTime.map(Timestamp.init(millisecondsSince1970:)),
                 refreshTokenValidTime: request.refreshTokenValidTime.map(Timestamp.init(millisecondsSince1970:)),
@@ -146,8 +149,11 @@ extension Commands {
     /// A pipeline of chunks: parsing a chunk (this task) overlaps with storing
     /// the one before (the store's queue), so a million lines use both cores
     /// and hold only two chunks of records at a time.
-    public static func importFile(path: String, replace: Bool, configPath: String?) async -> CommandOutcome {
+    public static func importFile(path: String, app appText: String? = nil, replace: Bool, configPath: String?) async
+        -> CommandOutcome
+    {
         await execute(configPath: configPath) { context throws(CommandFailure) in
+            let apps = try importApps(named: appText, context: context)
             let data: Data
             do {
                 data =
@@ -164,7 +170,8 @@ extension Commands {
                 try await storeCall("importing") {
                     do {
                         try await importChunks(
-                            of: data, into: store, replace: replace, policy: policy, now: now, totals: &totals)
+                            of: data, into: store, apps: apps, replace: replace, policy: policy, now: now,
+                            totals: &totals)
                     } catch SQLiteStoreError.importInterrupted(let imported, let error) {
                         // Counted from the start of the file, not of the chunk.
                         throw SQLiteStoreError.importInterrupted(imported: totals.imported + imported, error: error)
@@ -175,9 +182,20 @@ extension Commands {
         }
     }
 
+    /// The apps an import may name, and the app of lines that name none:
+    /// `--app`, else the configuration's only app.
+    static func importApps(named text: String?, context: CommandContext) throws(CommandFailure) -> ImportApps {
+        let configured = context.configuration.apps.map(\.name)
+        let named = try AccountResolution.appName(text)
+        if let named, !configured.contains(named) {
+            _ = try context.app(named: named)  // refused, naming the apps there are
+        }
+        return ImportApps(fallback: named ?? (configured.count == 1 ? configured[0] : nil), known: Set(configured))
+    }
+
     private static func importChunks(
-        of data: Data, into store: any ManagedAccountStore, replace: Bool, policy: RefreshPolicy, now: Timestamp,
-        totals: inout ImportTotals
+        of data: Data, into store: any ManagedAccountStore, apps: ImportApps, replace: Bool, policy: RefreshPolicy,
+        now: Timestamp, totals: inout ImportTotals
     ) async throws {
         var random = SystemRandomNumberGenerator()
         var storing: (task: Task<ImportSummary, any Error>, lines: [Int])?
@@ -192,7 +210,7 @@ extension Commands {
         }
         try await ImportChunk.forEachLine(in: data) { line in
             number += 1
-            chunk.add(line, number: number, policy: policy, now: now, random: &random, totals: &totals)
+            chunk.add(line, number: number, apps: apps, policy: policy, now: now, random: &random, totals: &totals)
             return chunk.lines.count >= importChunkLines
         } whenFull: {
             if let storing { totals.add(try await storing.task.value, lines: storing.lines) }

@@ -7,27 +7,44 @@ extension Commands {
     /// without touching the gateway or the databases.
     public static func checkConfig(configPath: String?) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
-            let gateway = try context.gatewayConfiguration()
-            do throws(GatewayFailure) {
-                try gateway.validate()
-            } catch {
-                throw CommandFailure(.configuration, "configuration error: gateway: \(error.message)")
-            }
-            let secretSource: AppSecretLoader.Source
-            do throws(ConfigurationError) {
-                secretSource = try AppSecretLoader(environment: context.environment).load(for: context.configuration)
-                    .source
-            } catch {
-                throw CommandFailure(.configuration, error.description)
+            let configuration = context.configuration
+            let gateways = try context.gatewayConfigurations()
+            var appLines: [String] = []
+            for app in configuration.apps {
+                guard let gateway = gateways[app.name] else { continue }
+                let secretSource: AppSecretLoader.Source
+                do throws(ConfigurationError) {
+                    secretSource = try AppSecretLoader(environment: context.environment).load(
+                        for: app, in: configuration
+                    ).source
+                } catch {
+                    throw CommandFailure(.configuration, error.description)
+                }
+                let secret = "from \(secretSource) (fingerprint \(gateway.appSecret.fingerprint))"
+                if configuration.declaresApps {
+                    let rate = app.maxCallsPerSecond ?? configuration.refresh.maxCallsPerSecond
+                    appLines += [
+                        "  app \(app.name)",
+                        "    key              \(gateway.appKey)",
+                        "    secret           \(secret)",
+                        "    gateway.url      \(gateway.baseURL)",
+                        "    calls per second \(rate == 0 ? "unlimited" : "\(rate)")",
+                    ]
+                    if let redirect = app.redirectURI { appLines.append("    redirect_uri     \(redirect)") }
+                } else {
+                    appLines += [
+                        "  gateway.url        \(gateway.baseURL)",
+                        "  app.key            \(gateway.appKey)",
+                        "  app secret         \(secret)",
+                    ]
+                }
             }
             let webhookSecret = try context.webhookSecret()
             let storage = try context.describeStorage()
-            Console.out("configuration OK: \(context.configuration.sourcePath ?? "environment only")")
-            Console.out("  gateway.url        \(gateway.baseURL)")
-            Console.out("  app.key            \(gateway.appKey)")
-            Console.out("  app secret         from \(secretSource) (fingerprint \(gateway.appSecret.fingerprint))")
+            Console.out("configuration OK: \(configuration.sourcePath ?? "environment only")")
+            if configuration.declaresApps { Console.out("  apps               \(configuration.apps.count)") }
+            for line in appLines { Console.out(line) }
             for line in storage { Console.out(line) }
-            let configuration = context.configuration
             if let command = configuration.notify.command {
                 Console.out("  notify.command     \(command.joined(separator: " "))")
             }
@@ -37,7 +54,8 @@ extension Commands {
                 Console.out("  notify.webhook_url \(shown) (signing secret fingerprint \(webhookSecret.fingerprint))")
             }
             if let listen = configuration.callback.listen {
-                Console.out("  callback.listen    \(listen) (serves \(configuration.app.redirectURI ?? ""))")
+                let served = configuration.apps.compactMap(\.redirectURI).joined(separator: ", ")
+                Console.out("  callback.listen    \(listen) (serves \(served))")
             }
             if let listen = configuration.metrics.listen {
                 Console.out("  metrics.listen     \(listen) (/metrics, /healthz, /readyz)")
@@ -50,26 +68,44 @@ extension Commands {
     /// opens to authorize the app. With `--seller`, the state is signed,
     /// single-use and expires (the callback listener checks it); `--state`
     /// passes an opaque value of the caller's own instead.
-    public static func authorizeURL(sellerID: String?, state: String?, configPath: String?) async -> CommandOutcome {
+    public static func authorizeURL(sellerID: String?, app appText: String? = nil, state: String?, configPath: String?)
+        async -> CommandOutcome
+    {
         await execute(configPath: configPath) { context throws(CommandFailure) in
             let configuration = context.configuration
+            let named = try AccountResolution.appName(appText)
             guard let sellerID else {
-                Console.out(try AuthorizationLinks.url(state: state, configuration: configuration))
+                let app = try context.app(named: named)
+                Console.out(try AuthorizationLinks.url(state: state, app: app, configuration: configuration))
                 return .success
             }
             if state != nil {
                 throw CommandFailure(.usage, "--seller and --state exclude each other: --seller makes a signed state")
             }
-            if let missing = AuthorizationLinks.missingSettings(configuration) {
-                throw CommandFailure(.configuration, missing.description)
-            }
             let now = context.wallClock.now()
-            let links = try await context.withAnyStore(creating: true) { store throws(CommandFailure) in
-                try await storeCall("reading the state key") {
+            let (links, account) = try await context.withAnyStore(creating: true) { store throws(CommandFailure) in
+                // The seller's app: named, or the one app it is enrolled
+                // under, or the only app (a seller new to tokenkeeper).
+                var app = named
+                if app == nil {
+                    let keys = try await storeCall("looking up seller \(sellerID)") {
+                        try await store.accountKeys(sellerID: sellerID)
+                    }
+                    if keys.count > 1 {
+                        _ = try await AccountResolution.key(sellerID: sellerID, app: nil, in: store)
+                    }
+                    app = keys.first?.app
+                }
+                let settings = try context.app(named: app)
+                if let missing = AuthorizationLinks.missingSettings(settings, in: configuration) {
+                    throw CommandFailure(.configuration, missing.description)
+                }
+                let links = try await storeCall("reading the state key") {
                     try await AuthorizationLinks.load(store: store, configuration: configuration, now: now)
                 }
+                return (links, AccountKey(app: settings.name, sellerID: sellerID))
             }
-            guard let url = links.url(for: sellerID, now: now) else {
+            guard let url = links.url(for: account, now: now) else {
                 throw CommandFailure(.configuration, "the authorization URL could not be made from the configuration")
             }
             Console.out(url)

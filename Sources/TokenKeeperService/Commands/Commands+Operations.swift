@@ -8,9 +8,11 @@ extension Commands {
     /// `tokenkeeper events [--seller S] [--since T] [--kind K] [--limit N] [--json]`:
     /// the audit trail, oldest first among the newest `limit`.
     public static func events(
-        sellerID: String?, since: String?, kind: String?, limit: Int, json: Bool, configPath: String?
+        sellerID: String?, app appText: String? = nil, since: String?, kind: String?, limit: Int, json: Bool,
+        configPath: String?
     ) async -> CommandOutcome {
         await execute(configPath: configPath) { context throws(CommandFailure) in
+            let app = try AccountResolution.appName(appText)
             let now = context.wallClock.now()
             if let kind, !EventKind.all.contains(EventKind(rawValue: kind)) {
                 throw CommandFailure(
@@ -18,7 +20,8 @@ extension Commands {
                     "--kind '\(kind)' is no event kind; one of: \(EventKind.all.map(\.rawValue).joined(separator: ", "))"
                 )
             }
-            var query = EventQuery(sellerID: sellerID, kind: kind.map(EventKind.init(rawValue:)), limit: limit)
+            var query = EventQuery(
+                app: app, sellerID: sellerID, kind: kind.map(EventKind.init(rawValue:)), limit: limit)
             if let since {
                 guard let start = TimeArgument.parse(since, now: now) else {
                     throw CommandFailure(
@@ -110,7 +113,7 @@ enum EventListing {
     static func line(_ event: StoredEvent) -> String {
         var text =
             "\(event.at)  \(event.kind.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0))"
-            + "  \(event.sellerID ?? "-")"
+            + "  \(event.account?.description ?? event.app.map { "app \($0)" } ?? "-")"
         if let detail = event.detail { text += "  \(detail)" }
         if let requestID = event.requestID { text += "  (request \(requestID))" }
         if let node = event.node { text += "  (node \(node))" }
@@ -120,7 +123,8 @@ enum EventListing {
     static func object(_ event: StoredEvent) -> [String: Any] {
         var object: [String: Any] = [
             "id": event.id, "at": event.at.millisecondsSince1970, "kind": event.kind.rawValue,
-            "seller_id": event.sellerID ?? NSNull(), "detail": event.detail ?? NSNull(),
+            "app": event.app?.rawValue ?? NSNull(), "seller_id": event.sellerID ?? NSNull(),
+            "detail": event.detail ?? NSNull(),
             "request_id": event.requestID ?? NSNull(),
         ]
         if let node = event.node { object["node"] = node }

@@ -15,7 +15,7 @@ extension Commands {
         await execute(configPath: configPath) { context throws(CommandFailure) in
             let app = try AccountResolution.appName(appText)
             let logger = Logger(label: "tokenkeeper.refresh")
-            let client = try context.gatewayClient(logger: logger)
+            let clients = try context.gatewayClients(logger: logger)
             let outcomes: [AccountKey: RefreshOutcome]
             do throws(CommandFailure) {
                 outcomes = try await context.withAnyStore { store throws(CommandFailure) in
@@ -34,7 +34,7 @@ extension Commands {
                     guard !targets.isEmpty else { return [:] }
                     let directory = context.configuration.storage.directory
                     let scheduler = RefreshScheduler(
-                        store: store, gateway: client, clock: context.wallClock,
+                        store: store, gateways: clients.mapValues { $0 }, clock: context.wallClock,
                         configuration: context.configuration.schedulerConfiguration(
                             leaseOwner: CommandContext.leaseOwner(role: "cli")),
                         logger: logger,
@@ -58,10 +58,10 @@ extension Commands {
                     return await scheduler.refreshNow(targets)
                 }
             } catch {
-                await client.shutdown()
+                for client in clients.values { await client.shutdown() }
                 throw error
             }
-            await client.shutdown()
+            for client in clients.values { await client.shutdown() }
             if outcomes.isEmpty {
                 Console.out(allDue ? "no account is due" : "nothing to refresh")
                 return .success

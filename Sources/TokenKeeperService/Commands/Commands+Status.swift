@@ -30,6 +30,8 @@ extension Commands {
                         var report = StatusReport(presence: presence, now: now)
                         let horizon = now + configuration.notify.reauthWarning
                         report.figures = try await store.fleetFigures(reauthHorizon: horizon)
+                        report.byApp = try await store.statusCounts()
+                        report.apps = configuration.apps.map(\.name)
                         report.warningDays = configuration.notify.reauthWarningDays
                         report.nextRefreshes = try await store.nextRefreshes(limit: 5)
                         report.reauthNow = try await store.accountsNeedingReauthorization(limit: 50)
@@ -40,11 +42,13 @@ extension Commands {
                             try await store.events(EventQuery(kind: .degraded, limit: 20))
                                 + (try await store.events(EventQuery(kind: .recovered, limit: 20))))
                         report.deliveries = try await store.deliveryCounts()
-                        if AuthorizationLinks.missingSettings(configuration) == nil {
+                        if configuration.apps.contains(where: {
+                            AuthorizationLinks.missingSettings($0, in: configuration) == nil
+                        }) {
                             let links = try await AuthorizationLinks.load(
                                 store: store, configuration: configuration, now: now)
                             for account in report.reauthNow + report.reauthSoon {
-                                report.links[account.sellerID] = links.url(for: account.sellerID, now: now)
+                                report.links[account.key] = links.url(for: account.key, now: now)
                             }
                         }
                         return report
@@ -65,6 +69,10 @@ struct StatusReport {
     var presence: StorePresence
     var now: Timestamp
     var figures = FleetFigures()
+    /// Counts by app (``ManagedAccountStore/statusCounts()``), and the apps
+    /// configured: with more than one, `status` shows a line per app.
+    var byApp: [AppName: [AccountStatus: Int]] = [:]
+    var apps: [AppName] = [.default]
     var warningDays: Double = 7
     var nextRefreshes: [Account] = []
     var reauthNow: [Account] = []
@@ -73,7 +81,7 @@ struct StatusReport {
     /// Reason name → the latest `degraded` detail not followed by `recovered`.
     var degraded: [String: String] = [:]
     var deliveries: [String: DeliveryCounts] = [:]
-    var links: [String: String] = [:]
+    var links: [AccountKey: String] = [:]
 
     init(presence: StorePresence, now: Timestamp) {
         self.presence = presence
@@ -101,6 +109,14 @@ struct StatusReport {
         let counts = AccountStatus.allCases.map { "\(figures.byStatus[$0] ?? 0) \($0.rawValue)" }.joined(
             separator: ", ")
         lines.append("accounts: \(counts)")
+        if apps.count > 1 || byApp.keys.contains(where: { $0 != .default }) {
+            for app in Set(apps).union(byApp.keys).sorted() {
+                let perApp = AccountStatus.allCases.map { "\(byApp[app]?[$0] ?? 0) \($0.rawValue)" }
+                    .joined(separator: ", ")
+                let note = apps.contains(app) ? "" : " (not in the configuration: not refreshed)"
+                lines.append("  app \(app): \(perApp)\(note)")
+            }
+        }
         if let expiry = figures.earliestAccessExpiry {
             lines.append("earliest access-token expiry: \(expiry) (\(Self.relative(expiry - now)))")
         }
@@ -108,20 +124,20 @@ struct StatusReport {
             lines.append("next refreshes:")
             for account in nextRefreshes {
                 let due = account.nextRefreshAt.map { "\($0) (\(Self.relative($0 - now)))" } ?? "now"
-                lines.append("  \(account.sellerID)  \(due)")
+                lines.append("  \(account.key)  \(due)")
             }
         }
         lines.append("must authorize again now: \(reauthNow.count)")
         for account in reauthNow {
             lines.append(
-                "  \(account.sellerID)  \(account.statusReason ?? "reauth_required")  since \(account.updatedAt)")
-            if let link = links[account.sellerID] { lines.append("    \(link)") }
+                "  \(account.key)  \(account.statusReason ?? "reauth_required")  since \(account.updatedAt)")
+            if let link = links[account.key] { lines.append("    \(link)") }
         }
         lines.append("must authorize again within \(Self.number(warningDays)) days: \(reauthSoon.count)")
         for account in reauthSoon {
             let by = account.refreshTokenValidTime.map { "\($0) (\(Self.relative($0 - now)))" } ?? "-"
-            lines.append("  \(account.sellerID)  refresh token ends \(by)")
-            if let link = links[account.sellerID] { lines.append("    \(link)") }
+            lines.append("  \(account.key)  refresh token ends \(by)")
+            if let link = links[account.key] { lines.append("    \(link)") }
         }
         lines.append("failures in the last 24 h: \(recentFailures.count)" + (recentFailures.count == 10 ? "+" : ""))
         for event in recentFailures { lines.append("  " + EventListing.line(event)) }
@@ -140,12 +156,12 @@ struct StatusReport {
     func json() -> String {
         func account(_ account: Account) -> [String: Any] {
             [
-                "seller_id": account.sellerID, "status": account.status.rawValue,
+                "app": account.app.rawValue, "seller_id": account.sellerID, "status": account.status.rawValue,
                 "status_reason": account.statusReason ?? NSNull(),
                 "reauth_by": account.refreshTokenValidTime?.millisecondsSince1970 ?? NSNull(),
                 "next_refresh_at": account.nextRefreshAt?.millisecondsSince1970 ?? NSNull(),
                 "expire_time": account.expireTime?.millisecondsSince1970 ?? NSNull(),
-                "authorize_url": links[account.sellerID] ?? NSNull(),
+                "authorize_url": links[account.key] ?? NSNull(),
             ]
         }
         let object: [String: Any] = [
@@ -157,6 +173,13 @@ struct StatusReport {
             "degraded": degraded,
             "accounts": Dictionary(
                 uniqueKeysWithValues: AccountStatus.allCases.map { ($0.rawValue, figures.byStatus[$0] ?? 0) }),
+            "accounts_by_app": Dictionary(
+                uniqueKeysWithValues: byApp.map { app, counts in
+                    (
+                        app.rawValue,
+                        Dictionary(uniqueKeysWithValues: AccountStatus.allCases.map { ($0.rawValue, counts[$0] ?? 0) })
+                    )
+                }),
             "earliest_access_expiry": figures.earliestAccessExpiry?.millisecondsSince1970 ?? NSNull(),
             "next_refreshes": nextRefreshes.map(account),
             "reauth_required": reauthNow.map(account),

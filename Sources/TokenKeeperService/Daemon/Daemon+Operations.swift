@@ -38,11 +38,14 @@ extension Daemon {
         return (notifier, channels.map(\.name))
     }
 
-    /// Links for events, when app.key and app.redirect_uri allow them.
+    /// Links for events, when some app's key and redirect_uri allow them
+    /// (events of the other apps' sellers then carry none).
     func authorizationLinks(store: any CallbackStateStore, clock: any WallClock) async throws(CommandFailure)
         -> AuthorizationLinks?
     {
-        guard AuthorizationLinks.missingSettings(context.configuration) == nil else { return nil }
+        let configuration = context.configuration
+        guard configuration.apps.contains(where: { AuthorizationLinks.missingSettings($0, in: configuration) == nil })
+        else { return nil }
         do {
             return try await AuthorizationLinks.load(
                 store: store, configuration: context.configuration, now: clock.now())
@@ -52,29 +55,41 @@ extension Daemon {
     }
 
     /// The listeners the configuration asks for.
+    /// The listeners the configuration asks for. The callback serves every
+    /// app from one listener: the path of each app's `redirect_uri` picks
+    /// the app (its gateway, its exchange budget, its accounts).
     func listeners(
-        store: any OperatorStore, gateway: any TokenGateway, links: AuthorizationLinks?, clock: any WallClock,
-        metrics: DaemonMetrics, status: DaemonStatus, exchangeRate: @escaping @Sendable () -> Double?,
-        onStored: @escaping @Sendable (String) -> Void
+        store: any OperatorStore, gateways: [AppName: any TokenGateway], links: AuthorizationLinks?,
+        clock: any WallClock, metrics: DaemonMetrics, status: DaemonStatus,
+        exchangeRate: @escaping @Sendable (AppName) -> Double?, onStored: @escaping @Sendable (String) -> Void
     ) throws(CommandFailure) -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let configuration = context.configuration
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let listen = configuration.callback.listen {
             let address = try Self.address(listen, key: "callback.listen")
-            guard let links,
-                let path = URLComponents(string: configuration.app.redirectURI ?? "")?.path, !path.isEmpty
-            else {
+            guard let links else {
                 throw CommandFailure(
-                    .configuration, "callback.listen needs app.key and app.redirect_uri (a URL with a path)")
+                    .configuration, "callback.listen needs each app's key and redirect_uri (a URL with a path)")
             }
-            let reauthorizer = Reauthorizer(
-                store: store, gateway: gateway, signer: links.signer,
-                stateTTL: .milliseconds(Int64(configuration.callback.stateTTLHours * 3_600_000)),
-                policy: configuration.refreshPolicy, storageDirectory: configuration.storage.directory, clock: clock,
-                logger: Logger(label: "tokenkeeper.callback"), budget: ExchangeBudget(rate: exchangeRate),
-                onStored: onStored)
-            let route = HTTPRoute(path: path) { query in await reauthorizer.handle(query) }
-            services.append(listener("callback", address, [route]))
+            var routes: [HTTPRoute] = []
+            for app in configuration.apps {
+                guard let path = URLComponents(string: app.redirectURI ?? "")?.path, !path.isEmpty,
+                    let gateway = gateways[app.name]
+                else {
+                    let key = configuration.keyName("redirect_uri", of: app)
+                    throw CommandFailure(.configuration, "callback.listen needs \(key) (a URL with a path)")
+                }
+                var logger = Logger(label: "tokenkeeper.callback")
+                if configuration.declaresApps { logger[metadataKey: "app"] = "\(app.name)" }
+                let reauthorizer = Reauthorizer(
+                    store: store, app: app.name, gateway: gateway, signer: links.signer,
+                    stateTTL: .milliseconds(Int64(configuration.callback.stateTTLHours * 3_600_000)),
+                    policy: configuration.refreshPolicy, storageDirectory: configuration.storage.directory,
+                    clock: clock, logger: logger, budget: ExchangeBudget(rate: { exchangeRate(app.name) }),
+                    onStored: onStored)
+                routes.append(HTTPRoute(path: path) { query in await reauthorizer.handle(query) })
+            }
+            services.append(listener("callback", address, routes))
         }
         if context.configuration.metrics.listen != nil {
             let sampler = FleetSampler(
@@ -83,7 +98,7 @@ extension Daemon {
                 read: { now in
                     FleetSample(
                         figures: try await store.fleetFigures(reauthHorizon: now + configuration.notify.reauthWarning),
-                        deliveries: try await store.deliveryCounts(), at: now)
+                        byApp: try await store.statusCounts(), deliveries: try await store.deliveryCounts(), at: now)
                 })
             services.append(.init(service: sampler, successTerminationBehavior: .ignore, serviceName: "fleet sampler"))
             if let listener = try metricsListener(metrics: metrics, status: status, clock: clock, sampler: sampler) {

@@ -40,28 +40,28 @@ struct Daemon {
     var leaseOwner = CommandContext.leaseOwner(role: "daemon")
 
     func run() async throws(CommandFailure) -> CommandOutcome {
-        let client = try context.gatewayClient(logger: Logger(label: "tokenkeeper.gateway"))
+        let clients = GatewayClients(try context.gatewayClients(logger: Logger(label: "tokenkeeper.gateway")))
         let opened: OpenedStore
         do {
             opened = try await context.openConfiguredStore(.daemon(leaseOwner: leaseOwner))
         } catch {
-            await client.shutdown()
+            await clients.shutdown()
             throw error
         }
         let outcome: CommandOutcome
         do {
-            outcome = try await run(opened, client: client)
+            outcome = try await run(opened, clients: clients)
         } catch {
             await opened.close()
-            await client.shutdown()
+            await clients.shutdown()
             throw error
         }
         await opened.close()
-        await client.shutdown()
+        await clients.shutdown()
         return outcome
     }
 
-    private func run(_ opened: OpenedStore, client: IOPGatewayClient) async throws(CommandFailure) -> CommandOutcome {
+    private func run(_ opened: OpenedStore, clients: GatewayClients) async throws(CommandFailure) -> CommandOutcome {
         let store = opened.store
         let configuration = context.configuration
         let clock = context.wallClock
@@ -86,15 +86,15 @@ struct Daemon {
             await status.waitUntilReady()
             status.reauthRequired = (try? await store.countReauthRequired()) ?? 0
         }
-        let metrics = DaemonMetrics()
-        let gateway = InstrumentedGateway(gateway: client, metrics: metrics)
+        let metrics = DaemonMetrics(apps: configuration.apps.map(\.name))
+        let gateways = clients.instrumented(metrics: metrics)
         // The state key is read once: events and the callback sign with it.
         let links = try await authorizationLinks(store: store, clock: clock)
         let events = try eventNotifier(store: store, links: links, clock: clock, metrics: metrics)
         status.setChannels(events.channelNames)
         let observer = self.observer
         let scheduler = RefreshScheduler(
-            store: store, gateway: gateway, clock: clock, configuration: schedulerSettings,
+            store: store, gateways: gateways, clock: clock, configuration: schedulerSettings,
             logger: Logger(label: "tokenkeeper.scheduler"),
             onEvent: { [logger = self.logger] event in
                 status.handle(event)
@@ -114,7 +114,8 @@ struct Daemon {
             })
         var reloader = ConfigurationReloader(
             running: configuration, leaseOwner: leaseOwner, configPath: configPath,
-            environment: context.environment, client: client, scheduler: scheduler, notifier: notifier, logger: logger)
+            environment: context.environment, clients: clients, store: store, metrics: metrics, scheduler: scheduler,
+            notifier: notifier, logger: logger)
         reloader.adjust = { share.adjusted(base: $0) }
         var services = coreServices(scheduler: scheduler, notifier: notifier, reloader: reloader, pruning: store)
         services.append(.init(service: events.notifier, successTerminationBehavior: .ignore, serviceName: "notifier"))
@@ -133,8 +134,8 @@ struct Daemon {
                     Task { await scheduler.update(configuration: settings) }
                 }))
         services += try listeners(
-            store: store, gateway: gateway, links: links, clock: clock, metrics: metrics, status: status,
-            exchangeRate: { share.callbackRate }, onStored: { _ in events.notifier.nudge() })
+            store: store, gateways: gateways, links: links, clock: clock, metrics: metrics, status: status,
+            exchangeRate: { share.callbackRate(for: $0) }, onStored: { _ in events.notifier.nudge() })
         services += extraServices(store)
         return await runGroup(
             services, shutdownGrace: schedulerSettings.shutdownGracePeriod, storage: opened.startingMetadata)
@@ -177,7 +178,8 @@ struct Daemon {
         logger.notice(
             "tokenkeeper \(TokenKeeperVersion.current) starting",
             metadata: storage.merging([
-                "gateway": "\(configuration.gateway.url)",
+                "gateway": "\(Set(configuration.apps.map(\.gateway.url)).sorted().joined(separator: ", "))",
+                "apps": "\(configuration.apps.map(\.name.rawValue).joined(separator: ","))",
                 "config": "\(configuration.sourcePath ?? "environment only")",
             ]) { $1 })
         do {

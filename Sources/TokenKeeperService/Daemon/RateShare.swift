@@ -1,10 +1,12 @@
 import RefreshScheduler
 import Synchronization
+import TokenKeeperCore
 
-/// This node's part of the app's call rate: `refresh.max_calls_per_second`
-/// is the vendor's limit for the app key, shared by every live node; of a
+/// This node's part of each app's call rate: an app's rate
+/// (`apps.<name>.max_calls_per_second`, else `refresh.max_calls_per_second`)
+/// is the vendor's limit for its app key, shared by every live node; of a
 /// node's part, `reservedForCallback` goes to the callback's code exchanges
-/// (``callbackRate``), the rest to refreshes.
+/// for that app (``callbackRate(for:)``), the rest to refreshes.
 final class RateShare: Sendable {
     private struct State {
         var liveNodes = 1
@@ -23,11 +25,11 @@ final class RateShare: Sendable {
         state.withLock { share(of: $0.base, liveNodes: $0.liveNodes) }
     }
 
-    /// The callback's code exchanges a second on this node now; nil when
-    /// the app's rate is unlimited.
-    var callbackRate: Double? {
+    /// The callback's code exchanges a second for `app` on this node now;
+    /// nil when the app's rate is unlimited.
+    func callbackRate(for app: AppName) -> Double? {
         state.withLock { state in
-            state.base.maxCallsPerSecond.map { $0 / Double(max(1, state.liveNodes)) * reserved }
+            state.base.maxCallsPerSecond(for: app).map { $0 / Double(max(1, state.liveNodes)) * reserved }
         }
     }
 
@@ -50,7 +52,10 @@ final class RateShare: Sendable {
 
     private func share(of settings: RefreshSchedulerConfiguration, liveNodes: Int) -> RefreshSchedulerConfiguration {
         var settings = settings
-        settings.maxCallsPerSecond = settings.maxCallsPerSecond.map { $0 / Double(max(1, liveNodes)) * (1 - reserved) }
+        let part = 1 / Double(max(1, liveNodes)) * (1 - reserved)
+        settings.maxCallsPerSecond = settings.maxCallsPerSecond.map { $0 * part }
+        // 0 (no limit) stays 0.
+        settings.maxCallsPerSecondByApp = settings.maxCallsPerSecondByApp.mapValues { $0 * part }
         return settings
     }
 }

@@ -14,7 +14,7 @@ import TokenKeeperCore
 /// deadlines every ten seconds and ends the demo after its duration.
 struct DemoScript: Service {
     let simulator: IOPSimulator
-    let victim: String
+    let victim: AccountKey
     let duration: Duration?
     let narrator: DemoNarrator
     let configuration: TokenKeeperConfiguration
@@ -37,10 +37,10 @@ struct DemoScript: Service {
             if !revoked, elapsed >= DemoRun.revokeAfter {
                 revoked = true
                 do {
-                    try simulator.revoke(sellerID: victim)
-                    narrator.say("simulator: revoked the refresh token of seller \(victim)")
+                    try simulator.revoke(sellerID: victim.sellerID)
+                    narrator.say("simulator: revoked the refresh token of seller \(victim.sellerID)")
                 } catch {
-                    narrator.say("simulator: could not revoke \(victim): \(error)")
+                    narrator.say("simulator: could not revoke \(victim.sellerID): \(error)")
                 }
             }
             if revoked, !loopClosed, let store, elapsed >= DemoRun.revokeAfter + DemoRun.clickDelay {
@@ -60,11 +60,14 @@ struct DemoScript: Service {
     /// browser would, and reports the outcome. False while there is no event yet.
     private func closeTheLoop(store: any OperatorStore) async -> Bool {
         let now = SystemWallClock().now()
-        guard let event = try? await store.events(EventQuery(sellerID: victim, kind: .reauthRequired, limit: 1)).first,
+        guard
+            let event = try? await store.events(
+                EventQuery(app: victim.app, sellerID: victim.sellerID, kind: .reauthRequired, limit: 1)
+            ).first,
             let links = try? await AuthorizationLinks.load(store: store, configuration: configuration, now: now),
             let link = links.url(for: victim, now: now)
         else { return false }
-        let account = try? await store.account(AccountKey(app: .default, sellerID: victim))
+        let account = try? await store.account(victim)
         let uid = (try? await store.outboxUID(eventID: event.id)) ?? nil
         narrator.say("")
         narrator.say("event (what notify.command and notify.webhook_url receive):")
@@ -75,7 +78,7 @@ struct DemoScript: Service {
         narrator.say(
             "the seller is sent this link (signed, single use, valid \(Int(configuration.callback.stateTTLHours)) h):")
         narrator.say("  " + link)
-        simulator.updateBehavior { $0.loggedInSeller = victim }
+        simulator.updateBehavior { $0.loggedInSeller = victim.sellerID }
         let client = HTTPClient(
             eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))
         defer { _ = client.shutdown() }
@@ -88,7 +91,7 @@ struct DemoScript: Service {
             }
             let shown = callback.split(separator: "?").first.map(String.init) ?? callback
             narrator.say(
-                "simulated click: seller \(victim) logs in; the marketplace sends the browser to \(shown)?code=…&state=…"
+                "simulated click: seller \(victim.sellerID) logs in; the marketplace sends the browser to \(shown)?code=…&state=…"
             )
             let landing = try await client.execute(HTTPClientRequest(url: callback), timeout: .seconds(30))
             let text = String(buffer: try await landing.body.collect(upTo: 1 << 16))
@@ -98,10 +101,12 @@ struct DemoScript: Service {
         } catch {
             narrator.say("the simulated click failed: \(error)")
         }
-        if let status = try? await store.account(AccountKey(app: .default, sellerID: victim))?.status {
-            narrator.say("seller \(victim) is now \(status.rawValue); no command was typed")
+        if let status = try? await store.account(victim)?.status {
+            narrator.say("seller \(victim.sellerID) is now \(status.rawValue); no command was typed")
         }
-        if let reactivated = try? await store.events(EventQuery(sellerID: victim, kind: .reactivated, limit: 1)).first {
+        if let reactivated = try? await store.events(
+            EventQuery(app: victim.app, sellerID: victim.sellerID, kind: .reactivated, limit: 1)
+        ).first {
             let uid = (try? await store.outboxUID(eventID: reactivated.id)) ?? nil
             narrator.say(
                 "event: " + EventPayload.render(reactivated, uid: uid ?? "-", reauthBy: nil, authorizeURL: nil))

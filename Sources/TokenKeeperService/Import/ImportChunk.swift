@@ -15,11 +15,11 @@ struct ImportChunk {
 
     /// Parses one line; a refused line is reported at once and counted.
     mutating func add(
-        _ line: Substring, number: Int, policy: RefreshPolicy, now: Timestamp,
+        _ line: Substring, number: Int, apps: ImportApps, policy: RefreshPolicy, now: Timestamp,
         random: inout some RandomNumberGenerator, totals: inout ImportTotals
     ) {
         do throws(ImportLineError) {
-            guard var record = try ImportLineParser.parse(line, number: number) else { return }
+            guard var record = try ImportLineParser.parse(line, number: number, apps: apps) else { return }
             record.nextRefreshAt = Commands.firstRefresh(of: record, policy: policy, now: now, random: &random)
             records.append(record)
             lines.append(number)

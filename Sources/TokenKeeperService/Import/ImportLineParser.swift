@@ -9,6 +9,24 @@ public struct ImportLineError: Error, Sendable, Equatable, CustomStringConvertib
     public var description: String { "line \(line): \(problem)" }
 }
 
+/// Which apps an import stores sellers under: a line's `app`, checked
+/// against the configuration's apps, or the app of a line that names none.
+public struct ImportApps: Sendable, Equatable {
+    /// The app of a line without `app` (`--app`, or the configuration's only
+    /// app); nil: such a line is refused.
+    public var fallback: AppName?
+    /// The configuration's apps; nil: any (a salvaged pair names its own).
+    public var known: Set<AppName>?
+
+    public init(fallback: AppName?, known: Set<AppName>?) {
+        self.fallback = fallback
+        self.known = known
+    }
+
+    /// Any app; a line without one is the default app's.
+    public static let any = ImportApps(fallback: .default, known: nil)
+}
+
 /// Parses import lines: one JSON object per line with the gateway's field names
 /// (`seller_id` or `user_id`, `refresh_token`, optionally `access_token`,
 /// `expire_time`, `refresh_token_valid_time`, `user_nick`, `account`, …), so a
@@ -20,7 +38,9 @@ public enum ImportLineParser {
     static let maximumLifetimeSeconds: Int64 = 10 * 366 * 86_400
 
     /// Parses one line. Blank lines and lines starting with `#` give nil.
-    public static func parse(_ line: Substring, number: Int) throws(ImportLineError) -> ImportRecord? {
+    public static func parse(_ line: Substring, number: Int, apps: ImportApps = .any) throws(ImportLineError)
+        -> ImportRecord?
+    {
         let trimmed = mayNeedTrimming(line) ? Substring(line.trimmingCharacters(in: .whitespacesAndNewlines)) : line
         if trimmed.isEmpty || trimmed.hasPrefix("#") { return nil }
         func refuse(_ problem: String) -> ImportLineError { ImportLineError(line: number, problem: problem) }
@@ -78,12 +98,21 @@ public enum ImportLineParser {
         if accessToken != nil && expireTime == nil {
             throw refuse("access_token is given without expire_time")
         }
-        var app = AppName.default
+        let app: AppName
         if let appText = try text("app") {
             guard let named = AppName(rawValue: appText) else {
                 throw refuse("app '\(appText)': \(AppName.problem(with: appText) ?? "not an app name")")
             }
+            if let known = apps.known, !known.contains(named) {
+                throw refuse(
+                    "app \(named) is not in the configuration (apps: \(known.map(\.rawValue).sorted().joined(separator: ", ")))"
+                )
+            }
             app = named
+        } else if let fallback = apps.fallback {
+            app = fallback
+        } else {
+            throw refuse("no app: the configuration has several; give the line an \"app\" or run import --app NAME")
         }
         return ImportRecord(
             app: app, sellerID: sellerID, refreshToken: Secret(refreshToken), accessToken: accessToken.map(Secret.init),

@@ -10,12 +10,16 @@ import TokenKeeperCore
 /// (`promtool check metrics`) asks. Counters and the latency histograms move
 /// as things happen; the fleet's gauges are set from figures sampled in the
 /// background (``FleetSampler``), never read from the store by a scrape.
+/// What concerns one app's sellers or calls carries the label `app`.
 final class DaemonMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
-    /// The per-refresh series, made once: each refresh then costs an atomic
-    /// add, not a registry lookup (measured: a few per cent of the rate).
+    /// The apps configured at start: their series exist from the start.
+    let apps: [AppName]
+    /// The per-refresh series of the apps configured at start, made once:
+    /// each refresh then costs an atomic add, not a registry lookup
+    /// (measured: a few per cent of the rate). An app added by a reload
+    /// gets its series from the registry on first use.
     private let refreshCounters: [String: Prometheus.Counter]
-    private let rateLimitPauses: Prometheus.Counter
     private let gatewayTimers: [String: DurationHistogram]
     /// How long after its deadline each scheduled refresh started.
     private let startDelay: DurationHistogram
@@ -24,13 +28,14 @@ final class DaemonMetrics: Sendable {
     /// programming error (``descriptor(_:)``).
     static let help: [String: String] = [
         "tokenkeeper_build_info": "The running version (always 1).",
-        "tokenkeeper_refreshes_total": "Refreshes by outcome (refreshed, failed, reauth_required) and failure class.",
-        "tokenkeeper_rate_limit_pauses_total": "Throttling answers (ApiCallLimit) that paused every call.",
+        "tokenkeeper_refreshes_total":
+            "Refreshes by app, outcome (refreshed, failed, reauth_required) and failure class.",
+        "tokenkeeper_rate_limit_pauses_total": "Throttling answers (ApiCallLimit) that paused the app's calls, by app.",
         "tokenkeeper_gateway_request_duration_seconds":
-            "Gateway call durations by API (refresh, create: the callback's code exchange) and result.",
+            "Gateway call durations by app, API (refresh, create: the callback's code exchange) and result.",
         "tokenkeeper_refresh_start_delay_seconds": "How long after its planned time each scheduled refresh started.",
         "tokenkeeper_notification_attempts_total": "Notification delivery attempts by channel and result.",
-        "tokenkeeper_accounts": "Sellers by status.",
+        "tokenkeeper_accounts": "Sellers by app and status.",
         "tokenkeeper_accounts_reauth_due":
             "Active sellers whose refresh token ends within notify.reauth_warning_days.",
         "tokenkeeper_next_refresh_seconds":
@@ -39,7 +44,7 @@ final class DaemonMetrics: Sendable {
             "Seconds until the earliest access-token expiry among active sellers (negative: one has expired).",
         "tokenkeeper_fleet_figures_age_seconds":
             "Seconds since the fleet gauges (accounts, due, next refresh, expiry, notifications) were read from the store.",
-        "tokenkeeper_degraded": "1 while the reason holds refreshing back.",
+        "tokenkeeper_degraded": "1 while the reason holds refreshing back (of the app named; storage: of every app).",
         "tokenkeeper_ready": "1 once the schedule is loaded, until a stop begins.",
         "tokenkeeper_refreshes_in_flight": "Gateway refresh calls under way.",
         "tokenkeeper_notifications_pending": "Deliveries not yet made nor given up, by channel.",
@@ -58,7 +63,8 @@ final class DaemonMetrics: Sendable {
         .seconds(30),
     ]
 
-    init() {
+    init(apps: [AppName] = [.default]) {
+        self.apps = apps
         registry.makeGauge(
             descriptor: Self.descriptor("tokenkeeper_build_info"), labels: [("version", TokenKeeperVersion.current)]
         ).set(Double(1))
@@ -66,21 +72,22 @@ final class DaemonMetrics: Sendable {
         var series = [("refreshed", "none"), ("reauth_required", "account_rejected")]
         series += ["transient", "throttled", "configuration", "account_rejected"].map { ("failed", $0) }
         var refreshCounters: [String: Prometheus.Counter] = [:]
-        for (outcome, failureClass) in series {
-            refreshCounters[outcome + "/" + failureClass] = registry.makeCounter(
-                descriptor: Self.descriptor("tokenkeeper_refreshes_total"),
-                labels: [("outcome", outcome), ("class", failureClass)])
-        }
-        self.refreshCounters = refreshCounters
-        rateLimitPauses = registry.makeCounter(descriptor: Self.descriptor("tokenkeeper_rate_limit_pauses_total"))
         var timers: [String: DurationHistogram] = [:]
-        for api in ["refresh", "create"] {
-            for result in ["ok", "error"] {
-                timers[api + "/" + result] = registry.makeDurationHistogram(
-                    descriptor: Self.descriptor("tokenkeeper_gateway_request_duration_seconds"),
-                    labels: [("api", api), ("result", result)], buckets: Self.durationBuckets)
+        for app in apps {
+            for (outcome, failureClass) in series {
+                refreshCounters["\(app)/\(outcome)/\(failureClass)"] = registry.makeCounter(
+                    descriptor: Self.descriptor("tokenkeeper_refreshes_total"),
+                    labels: [("app", app.rawValue), ("outcome", outcome), ("class", failureClass)])
+            }
+            registry.makeCounter(
+                descriptor: Self.descriptor("tokenkeeper_rate_limit_pauses_total"), labels: [("app", app.rawValue)])
+            for api in ["refresh", "create"] {
+                for result in ["ok", "error"] {
+                    timers["\(app)/\(api)/\(result)"] = Self.timer(registry, app: app, api: api, result: result)
+                }
             }
         }
+        self.refreshCounters = refreshCounters
         gatewayTimers = timers
         startDelay = registry.makeDurationHistogram(
             descriptor: Self.descriptor("tokenkeeper_refresh_start_delay_seconds"), buckets: Self.durationBuckets)
@@ -95,18 +102,29 @@ final class DaemonMetrics: Sendable {
         }
     }
 
+    private static func timer(_ registry: PrometheusCollectorRegistry, app: AppName, api: String, result: String)
+        -> DurationHistogram
+    {
+        registry.makeDurationHistogram(
+            descriptor: descriptor("tokenkeeper_gateway_request_duration_seconds"),
+            labels: [("app", app.rawValue), ("api", api), ("result", result)], buckets: durationBuckets)
+    }
+
     /// Counts what the scheduler reports.
     func record(_ event: SchedulerEvent) {
         switch event {
-        case .refreshed:
-            refreshes(outcome: "refreshed", failureClass: "none")
-        case .failed(_, let failure, _):
-            refreshes(outcome: "failed", failureClass: Self.name(of: failure.failureClass))
+        case .refreshed(let account, _, _, _):
+            refreshes(account.app, outcome: "refreshed", failureClass: "none")
+        case .failed(let account, let failure, _):
+            refreshes(account.app, outcome: "failed", failureClass: Self.name(of: failure.failureClass))
             if case .throttled = failure.failureClass {
-                rateLimitPauses.increment()
+                registry.makeCounter(
+                    descriptor: Self.descriptor("tokenkeeper_rate_limit_pauses_total"),
+                    labels: [("app", account.app.rawValue)]
+                ).increment()
             }
-        case .reauthRequired:
-            refreshes(outcome: "reauth_required", failureClass: "account_rejected")
+        case .reauthRequired(let account, _, _):
+            refreshes(account.app, outcome: "reauth_required", failureClass: "account_rejected")
         case .started(_, let delay):
             startDelay.record(max(delay, .zero))
         case .ready, .degraded, .recovered, .tick, .stopped, .rotationUnstored:
@@ -114,13 +132,22 @@ final class DaemonMetrics: Sendable {
         }
     }
 
-    private func refreshes(outcome: String, failureClass: String) {
-        refreshCounters[outcome + "/" + failureClass]?.increment()
+    private func refreshes(_ app: AppName, outcome: String, failureClass: String) {
+        if let counter = refreshCounters["\(app)/\(outcome)/\(failureClass)"] {
+            counter.increment()
+        } else {
+            registry.makeCounter(
+                descriptor: Self.descriptor("tokenkeeper_refreshes_total"),
+                labels: [("app", app.rawValue), ("outcome", outcome), ("class", failureClass)]
+            ).increment()
+        }
     }
 
-    /// One gateway call's duration, by API (`refresh`, `create`) and result.
-    func gatewayCall(api: String, duration: Duration, succeeded: Bool) {
-        gatewayTimers[api + "/" + (succeeded ? "ok" : "error")]?.record(duration)
+    /// One gateway call's duration, by app, API (`refresh`, `create`) and result.
+    func gatewayCall(app: AppName, api: String, duration: Duration, succeeded: Bool) {
+        let result = succeeded ? "ok" : "error"
+        let timer = gatewayTimers["\(app)/\(api)/\(result)"] ?? Self.timer(registry, app: app, api: api, result: result)
+        timer.record(duration)
     }
 
     /// One delivery attempt on a notification channel.
@@ -136,8 +163,12 @@ final class DaemonMetrics: Sendable {
     func render(fleet: FleetSample?, health: DaemonHealth, now: Timestamp) -> String {
         if let fleet {
             let figures = fleet.figures
-            for status in AccountStatus.allCases {
-                gauge("tokenkeeper_accounts", [("status", status.rawValue)], Double(figures.byStatus[status] ?? 0))
+            for app in Set(apps).union(fleet.byApp.keys).sorted() {
+                for status in AccountStatus.allCases {
+                    gauge(
+                        "tokenkeeper_accounts", [("app", app.rawValue), ("status", status.rawValue)],
+                        Double(fleet.byApp[app]?[status] ?? 0))
+                }
             }
             gauge("tokenkeeper_accounts_reauth_due", [], Double(figures.reauthDue))
             // With nothing scheduled the figure is absent rather than a made-up number.
@@ -154,8 +185,13 @@ final class DaemonMetrics: Sendable {
                 gauge("tokenkeeper_notifications_failed", [("channel", channel)], Double(counts.abandoned))
             }
         }
-        for reason in DaemonHealth.reasons {
-            gauge("tokenkeeper_degraded", [("reason", reason)], health.isDegraded(reason) ? 1 : 0)
+        // Storage holds every app (app=""); the others one app each.
+        gauge("tokenkeeper_degraded", [("reason", "storage"), ("app", "")], health.isDegraded("storage") ? 1 : 0)
+        for reason in DaemonHealth.reasons where reason != "storage" {
+            for app in apps {
+                let held = health.degraded[DaemonHealth.key(reason, app: app)] != nil
+                gauge("tokenkeeper_degraded", [("reason", reason), ("app", app.rawValue)], held ? 1 : 0)
+            }
         }
         gauge("tokenkeeper_ready", [], health.isReady ? 1 : 0)
         gauge("tokenkeeper_refreshes_in_flight", [], Double(health.inFlight))
@@ -196,7 +232,11 @@ struct DaemonHealth: Sendable, Equatable {
     /// app's trouble the app too (`configuration/ae`), so that one app's
     /// recovery does not clear another's.
     static func key(of reason: DegradedReason) -> String {
-        name(of: reason) + (reason.app.map { "/\($0)" } ?? "")
+        key(name(of: reason), app: reason.app)
+    }
+
+    static func key(_ name: String, app: AppName?) -> String {
+        name + (app.map { "/\($0)" } ?? "")
     }
 
     /// True while the reason named `name` holds, for any app.
@@ -210,6 +250,7 @@ struct DaemonHealth: Sendable, Equatable {
 struct InstrumentedGateway: TokenGateway {
     let gateway: any TokenGateway
     let metrics: DaemonMetrics
+    let app: AppName
 
     func refresh(refreshToken: Secret) async throws(GatewayFailure) -> TokenGrant {
         try await timed("refresh") { () async throws(GatewayFailure) in
@@ -227,10 +268,10 @@ struct InstrumentedGateway: TokenGateway {
         let start = ContinuousClock.now
         do {
             let grant = try await call()
-            metrics.gatewayCall(api: api, duration: .now - start, succeeded: true)
+            metrics.gatewayCall(app: app, api: api, duration: .now - start, succeeded: true)
             return grant
         } catch {
-            metrics.gatewayCall(api: api, duration: .now - start, succeeded: false)
+            metrics.gatewayCall(app: app, api: api, duration: .now - start, succeeded: false)
             throw error
         }
     }

@@ -6,6 +6,8 @@ import TokenKeeperCore
 /// The fleet's figures at one moment, as the store gave them.
 struct FleetSample: Sendable {
     var figures: FleetFigures
+    /// Counts by app and status.
+    var byApp: [AppName: [AccountStatus: Int]] = [:]
     var deliveries: [String: DeliveryCounts]
     /// When they were read.
     var at: Timestamp

@@ -262,7 +262,7 @@ final class EventNotifier: Service, Sendable {
         let event = delivery.event
         var payload = delivery.payload
         if payload == nil {
-            let url = event.sellerID.flatMap { links?.url(for: $0, now: clock.now()) }
+            let url = event.account.flatMap { links?.url(for: $0, now: clock.now()) }
             payload = try await store.storePayload(
                 eventID: event.id,
                 payload: EventPayload.render(event, uid: delivery.uid, reauthBy: delivery.reauthBy, authorizeURL: url))

@@ -5,10 +5,11 @@ import TokenKeeperCore
 /// The JSON an event is delivered as: the same bytes to the hook and the
 /// webhook, and on every retry (rendered once, kept in the outbox).
 ///
-/// `{"at":…,"authorize_url":…,"event_id":…,"id":…,"kind":…,"reason":…,"reauth_by":…,"request_id":…,"seller_id":…}`:
+/// `{"app":…,"at":…,"authorize_url":…,"event_id":…,"id":…,"kind":…,"reason":…,"reauth_by":…,"request_id":…,"seller_id":…}`:
 /// `id` is the outbox's random uid, what receivers deduplicate by (row ids
 /// repeat after a restore from a backup); `event_id` is the row in `events`
-/// (`tokenkeeper events`). Times in milliseconds since 1970, absent values
+/// (`tokenkeeper events`); `app` the app the seller belongs to (null for
+/// the daemon's own events). Times in milliseconds since 1970, absent values
 /// as null, never a token or secret (an event's detail never holds one).
 enum EventPayload {
     /// The kinds that concern one seller and carry a link to authorize again.
@@ -20,6 +21,7 @@ enum EventPayload {
             "id": uid,
             "event_id": event.id,
             "kind": event.kind.rawValue,
+            "app": value(event.app?.rawValue),
             "seller_id": value(event.sellerID),
             "reason": value(event.detail),
             "reauth_by": value(reauthBy?.millisecondsSince1970),

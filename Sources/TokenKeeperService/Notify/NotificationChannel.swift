@@ -25,7 +25,7 @@ protocol NotificationChannel: Sendable {
 
 /// `notify.command`: runs the program (no shell) with the event's JSON on
 /// stdin and `TOKENKEEPER_EVENT`, `TOKENKEEPER_EVENT_ID`,
-/// `TOKENKEEPER_SELLER_ID` in its environment. Exit 0 is success; anything
+/// `TOKENKEEPER_SELLER_ID`, `TOKENKEEPER_APP` in its environment. Exit 0 is success; anything
 /// else, or running past the timeout (the program is then killed), is a
 /// failure to be retried.
 struct ExecHookChannel: NotificationChannel {
@@ -59,6 +59,7 @@ struct ExecHookChannel: NotificationChannel {
         environment["TOKENKEEPER_EVENT"] = event.kind.rawValue
         environment["TOKENKEEPER_EVENT_ID"] = delivery.uid
         environment["TOKENKEEPER_SELLER_ID"] = event.sellerID ?? ""
+        environment["TOKENKEEPER_APP"] = event.app?.rawValue ?? ""
         process.environment = environment
         let input = Pipe()
         process.standardInput = input

@@ -48,8 +48,10 @@ final class EndToEndWorld: @unchecked Sendable {
     /// The configuration file's keys and values.
     private(set) var configValues: [String: String] = [:]
 
-    /// Rewrites the configuration file with `changes` on top of what it holds.
-    func writeConfig(_ changes: [String: String] = [:]) throws {
+    /// Rewrites the configuration file with `changes` on top of what it
+    /// holds, less the keys starting with one of `removing`.
+    func writeConfig(_ changes: [String: String] = [:], removing: [String] = []) throws {
+        configValues = configValues.filter { key, _ in !removing.contains { key.hasPrefix($0) } }
         configValues.merge(changes) { _, new in new }
         try Self.yaml(configValues).write(toFile: configPath, atomically: true, encoding: .utf8)
     }
@@ -61,21 +63,26 @@ final class EndToEndWorld: @unchecked Sendable {
         else { throw CocoaError(.fileWriteUnknown) }
     }
 
-    /// Nested YAML from dotted keys.
-    static func yaml(_ values: [String: String]) -> String {
-        var sections: [String: [(String, String)]] = [:]
+    /// Nested YAML from dotted keys, to any depth (`apps.ae.gateway.url`).
+    static func yaml(_ values: [String: String], indent: String = "") -> String {
+        var leaves: [(String, String)] = []
+        var sections: [String: [String: String]] = [:]
         for (key, value) in values {
             let parts = key.split(separator: ".", maxSplits: 1).map(String.init)
-            sections[parts[0], default: []].append((parts[1], value))
+            if parts.count == 1 {
+                leaves.append((parts[0], value))
+            } else {
+                sections[parts[0], default: [:]][parts[1]] = value
+            }
         }
-        return sections.keys.sorted().map { section in
-            // A value in brackets is a YAML flow sequence (a list key); the rest are quoted scalars.
-            "\(section):\n"
-                + sections[section]!.sorted { $0.0 < $1.0 }.map {
-                    $0.1.hasPrefix("[") ? "  \($0.0): \($0.1)" : "  \($0.0): \"\($0.1)\""
-                }
-                .joined(separator: "\n")
-        }.joined(separator: "\n") + "\n"
+        // A value in brackets is a YAML flow sequence (a list key); the rest are quoted scalars.
+        var lines = leaves.sorted { $0.0 < $1.0 }.map { key, value in
+            value.hasPrefix("[") ? "\(indent)\(key): \(value)\n" : "\(indent)\(key): \"\(value)\"\n"
+        }
+        for name in sections.keys.sorted() {
+            lines.append("\(indent)\(name):\n" + yaml(sections[name]!, indent: indent + "  "))
+        }
+        return lines.joined()
     }
 
     /// Runs a command to completion with this world's configuration.
