@@ -35,8 +35,8 @@ public import TokenKeeperCore
 /// `seller_id`, but `country` and a list of the sellers the token serves
 /// (`country_user_info`, or `user_info`), one per country of a cross-border
 /// account. They become the profile's ``TokenKeeperCore/SellerProfile/ventures``,
-/// and the first of them keys the grant (`seller_id`, then `user_id`, then
-/// the first listed seller).
+/// and the first of them keys the grant: a top-level `seller_id`, else the
+/// first listed seller, else `user_id` (an AliExpress answer without one).
 public struct IOPResponseDecoder: Sendable {
     /// Bodies longer than this are refused unread.
     public var maxResponseBytes: Int
@@ -225,7 +225,10 @@ public struct IOPResponseDecoder: Sendable {
         let ventures = Self.ventures(from: fields, anomalies: &anomalies)
         // Lazada names no seller at the top: its account is keyed by the first
         // seller it lists, as tokenkeeper files it.
-        let sellerID = fields.sellerID?.text ?? fields.userID?.text ?? ventures.first?.sellerID ?? ""
+        // Without a top-level seller_id, a Lazada account is keyed by the
+        // first seller it lists (whatever user_id says), an AliExpress
+        // answer by its user_id.
+        let sellerID = fields.sellerID?.text ?? ventures.first?.sellerID ?? fields.userID?.text ?? ""
         let profile = SellerProfile(
             userID: fields.userID?.text, userNick: fields.userNick?.text, account: fields.account?.text,
             accountPlatform: fields.accountPlatform?.text, sp: fields.sp?.text, locale: fields.locale?.text,

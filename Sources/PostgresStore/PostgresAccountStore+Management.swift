@@ -253,13 +253,42 @@ extension PostgresAccountStore {
 
     /// One account as stored, or nil.
     public func account(_ key: AccountKey) async throws -> Account? {
-        try await run(
+        let found = try await run(
             """
             SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts
             WHERE app = \(key.app.rawValue) AND seller_id = \(key.sellerID)
             """
         )
         .first.map(Self.account(from:))
+        guard let found else { return nil }
+        return try await withVentures([found])[0]
+    }
+
+    /// `accounts` with their ventures (a Lazada account's sellers, the one
+    /// it is keyed by first, then by country), as keeper.db's reads give them.
+    func withVentures(_ accounts: [Account]) async throws -> [Account] {
+        guard !accounts.isEmpty else { return accounts }
+        let rows = try await run(
+            """
+            SELECT app, account_id, country, seller_id, user_id, short_code FROM \(unescaped: s).ventures
+            WHERE (app, account_id) IN (
+                SELECT * FROM unnest(\(accounts.map(\.app.rawValue))::text[], \(accounts.map(\.sellerID))::text[]))
+            ORDER BY app, account_id, seller_id <> account_id, country
+            """)
+        var ventures: [AccountKey: [VentureSeller]] = [:]
+        for row in rows {
+            let key = AccountKey(
+                app: try Self.app(stored: try row[0].decode(String.self)), sellerID: try row[1].decode(String.self))
+            ventures[key, default: []].append(
+                VentureSeller(
+                    country: try row[2].decode(String.self), sellerID: try row[3].decode(String.self),
+                    userID: try row[4].decode(String?.self), shortCode: try row[5].decode(String?.self)))
+        }
+        return accounts.map { account in
+            var account = account
+            account.profile.ventures = ventures[account.key] ?? []
+            return account
+        }
     }
 
     /// The accounts with this seller id, one per app, by app.
@@ -276,7 +305,7 @@ extension PostgresAccountStore {
     public func accounts(app: AppName?, after key: AccountKey?, limit: Int) async throws -> [Account] {
         // Before any account when no key is given: no app name is empty.
         let (afterApp, afterSellerID) = (key?.app.rawValue ?? "", key?.sellerID ?? "")
-        return try await run(
+        let page = try await run(
             """
             SELECT \(unescaped: Self.accountColumns) FROM \(unescaped: s).accounts
             WHERE (\(app?.rawValue)::text IS NULL OR app = \(app?.rawValue))
@@ -284,6 +313,7 @@ extension PostgresAccountStore {
             ORDER BY app COLLATE "C", seller_id COLLATE "C" LIMIT \(limit)
             """
         ).map(Self.account(from:))
+        return try await withVentures(page)
     }
 
     /// How many accounts of each app have each status (every status, 0 when
@@ -323,18 +353,19 @@ extension PostgresAccountStore {
     func enroll(
         app: AppName, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp, replacingManaged: Bool
     ) async throws -> Account? {
-        let key = AccountKey(app: app, sellerID: grant.sellerID)
+        let key =
+            try await accountServing(grant.profile.ventures, app: app) ?? AccountKey(app: app, sellerID: grant.sellerID)
         guard let refreshToken = grant.refreshToken else {
             throw PostgresStoreError.invalidAccount(key, problem: "the grant carries no refresh token")
         }
         let record = ImportRecord(
-            app: app, sellerID: grant.sellerID, refreshToken: refreshToken, accessToken: grant.accessToken,
+            app: app, sellerID: key.sellerID, refreshToken: refreshToken, accessToken: grant.accessToken,
             expireTime: grant.expireTime, refreshTokenValidTime: grant.refreshTokenValidTime)
         if let problem = record.problem {
             throw PostgresStoreError.invalidAccount(key, problem: problem)
         }
         let account = Account(
-            app: app, sellerID: grant.sellerID, profile: grant.profile, refreshToken: refreshToken,
+            app: app, sellerID: key.sellerID, profile: grant.profile, refreshToken: refreshToken,
             accessToken: grant.accessToken,
             expireTime: grant.expireTime, accessTokenLifetime: grant.accessTokenLifetime,
             refreshTokenValidTime: grant.refreshTokenValidTime, isRefreshable: !grant.isFinalGrant,
@@ -378,7 +409,8 @@ extension PostgresAccountStore {
             \(unescaped: venturesReplacement(written: "upserted"))
             SELECT \(unescaped: Self.accountColumns) FROM upserted
             """)
-        return try stored.first.map(Self.account(from:))
+        guard let account = try stored.first.map(Self.account(from:)) else { return nil }
+        return try await withVentures([account])[0]
     }
 
     /// Disables or enables an account (not one that needs re-authorization).
@@ -469,5 +501,24 @@ extension PostgresAccountStore {
             app: try row[2].decode(String?.self).map(app(stored:)), sellerID: try row[3].decode(String?.self),
             kind: EventKind(rawValue: try row[4].decode(String.self)), detail: try row[5].decode(String?.self),
             requestID: try row[6].decode(String?.self), node: try row[7].decode(String?.self))
+    }
+
+    /// The stored account of `app` that already serves one of `ventures`
+    /// (keyed by it, or listing it), or nil: an authorization that lists a
+    /// Lazada account's sellers in another order is the same account.
+    func accountServing(_ ventures: [VentureSeller], app: AppName) async throws -> AccountKey? {
+        guard !ventures.isEmpty else { return nil }
+        let ids = ventures.map(\.sellerID)
+        let rows = try await run(
+            """
+            SELECT seller_id, array_position(\(ids)::text[], seller_id) AS rank FROM \(unescaped: s).accounts
+            WHERE app = \(app.rawValue) AND seller_id = ANY(\(ids)::text[])
+            UNION ALL
+            SELECT account_id, array_position(\(ids)::text[], seller_id) FROM \(unescaped: s).ventures
+            WHERE app = \(app.rawValue) AND seller_id = ANY(\(ids)::text[])
+            ORDER BY 2, 1 LIMIT 1
+            """)
+        guard let sellerID = try rows.first?.first?.decode(String.self) else { return nil }
+        return AccountKey(app: app, sellerID: sellerID)
     }
 }

@@ -388,7 +388,7 @@ enum PostgresSchema {
                 // of both tables.
                 """
                 CREATE VIEW {S}.seller_tokens AS
-                SELECT a.app, a.seller_id, NULL::text AS country, NULL::text AS short_code, a.access_token,
+                SELECT a.app, a.seller_id, a.country, NULL::text AS short_code, a.access_token,
                     a.expire_time, a.status
                 FROM {S}.accounts a
                 WHERE a.access_token IS NOT NULL AND a.expire_time IS NOT NULL
@@ -401,6 +401,17 @@ enum PostgresSchema {
                 WHERE a.access_token IS NOT NULL AND a.expire_time IS NOT NULL
                 """,
                 "REVOKE ALL ON ALL TABLES IN SCHEMA {S} FROM PUBLIC",
+                // Readers set up by `postgres init` before this version read
+                // the new view too, with no step of the operator's.
+                """
+                DO $$
+                BEGIN
+                    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tokenkeeper_reader') THEN
+                        EXECUTE format('GRANT SELECT ON %I.seller_tokens TO tokenkeeper_reader', '{SCHEMA_NAME}');
+                    END IF;
+                END
+                $$
+                """,
             ]),
     ]
 
@@ -408,6 +419,8 @@ enum PostgresSchema {
 
     static func sql(_ statement: String, schema: String) -> String {
         statement.replacingOccurrences(of: "{S}", with: quoted(schema))
+            // The name as a string literal's content, for format('%I').
+            .replacingOccurrences(of: "{SCHEMA_NAME}", with: schema.replacingOccurrences(of: "'", with: "''"))
     }
 
     /// A double-quoted identifier (the schema is checked to be plain, this is

@@ -797,6 +797,15 @@ struct PostgresAccountStoreTests {
                 "CREATE VIEW \(schema).mine AS SELECT seller_id, access_token FROM \(schema).valid_tokens",
             ]
         try postgres.server.psql(script.joined(separator: ";\n"), database: postgres.name, user: postgres.role)
+        // The reader role as `postgres init` of the previous release left it:
+        // granted the two views of then.
+        try postgres.server.psql(
+            """
+            DO $$ BEGIN CREATE ROLE \(PostgresSchema.readerRole) NOLOGIN;
+            EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+            GRANT USAGE ON SCHEMA \(schema) TO \(PostgresSchema.readerRole);
+            GRANT SELECT ON \(schema).tokens, \(schema).valid_tokens TO \(PostgresSchema.readerRole);
+            """, database: postgres.name)
 
         let store = try await open(schema: schema)
         defer { store.close() }
@@ -814,6 +823,11 @@ struct PostgresAccountStoreTests {
             try postgres.psql(
                 "SELECT app || ' ' || coalesce(country, '-') FROM \(schema).seller_tokens WHERE seller_id = '1001'")
                 == "default -")
+        // The reader reads the new view with no step of the operator's.
+        #expect(
+            try postgres.server.psql(
+                "SET ROLE \(PostgresSchema.readerRole); SELECT count(*) FROM \(schema).seller_tokens",
+                database: postgres.name) == "1")
         // The seller's events belong to its app; the daemon's own to none.
         let events = try await store.events(EventQuery())
         #expect(events.map(\.kind) == ["degraded", "imported"])

@@ -91,6 +91,27 @@ import TokenKeeperTesting
             ])
     }
 
+    /// `tokenkeeper token SELLER` run by a reader (who reads tokens.db only)
+    /// with this release's binary before the daemon migrated the file.
+    @Test func aReaderOfASingleAppTokensDatabaseFindsTheSellerInTheAppDefault() throws {
+        let scratch = try ScratchDirectory()
+        let old = DatabaseSchema(
+            fileName: "tokens.db", applicationID: DatabaseSchema.tokens.applicationID,
+            migrations: DatabaseSchema.tokens.migrations.filter { $0.version <= 1 })
+        let connection = try SQLiteConnection(path: scratch.file("tokens.db"), flags: [.readWrite, .create])
+        try old.migrate(connection)
+        try connection.execute(
+            """
+            INSERT INTO tokens (seller_id, access_token, expire_time, status, refreshed_at, updated_at)
+            VALUES ('1001', 'AT-old', 4102444800000, 'active', 0, 0)
+            """)
+        try connection.close()
+        let rows = try ReadersView.rows(sellerID: "1001", app: nil, directory: scratch.path)
+        #expect(rows.map(\.app) == ["default"])
+        #expect(rows.first?.accessToken == Secret("AT-old"))
+        #expect(try ReadersView.rows(sellerID: "1001", app: "lazada_sg", directory: scratch.path).isEmpty)
+    }
+
     @Test func twoProcessesOpeningAFreshDirectoryAtOnceBothSucceed() async throws {
         let scratch = try ScratchDirectory()
         async let first = scratch.open()

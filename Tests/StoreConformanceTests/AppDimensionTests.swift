@@ -171,6 +171,13 @@ struct AppDimensionTests {
             app: Self.lazada, grant: grant, nextRefreshAt: now + .seconds(600), now: now)
         #expect(stored.key == key(Self.lazada, "100015339"))
         #expect(stored.profile.country == "cb")
+        // Reads carry the sellers (what `migrate --to postgres` copies): the
+        // account's own first, then by country.
+        #expect(
+            stored.profile.ventures.map(\.sellerID) == ["100015339", "100015339-my", "100015339-th"])
+        #expect(
+            try await store.accounts(app: Self.lazada, after: nil, limit: 10).first?.profile.ventures.map(\.country)
+                == ["sg", "my", "th"])
         _ = try await store.enroll(
             app: .default, grant: makeGrant(seller: "2002", receivedAt: now), nextRefreshAt: now, now: now)
         let access = try #require(grant.accessToken).exposedValue
@@ -208,6 +215,27 @@ struct AppDimensionTests {
         try await store.remove(account: stored.key, now: now)
         #expect(try lookUp("100015339-th").isEmpty)
         #expect(try lookUp("100015339").isEmpty)
+        try await subject.close()
+    }
+
+    /// Seen failing: an authorization whose answer listed the sellers in
+    /// another order made a second account beside the first.
+    @Test(arguments: Backend.available)
+    func aLazadaAccountAuthorizedAgainWithItsSellersInAnotherOrderIsTheSameAccount(_ backend: Backend) async throws {
+        let subject = try await backend.open()
+        let store = subject.store
+        let now = currentTime()
+        let first = lazadaGrant(account: "100015339", countries: ["sg", "th", "my"], at: now)
+        let stored = try await store.enroll(app: Self.lazada, grant: first, nextRefreshAt: now, now: now)
+        var again = makeGrant(seller: "100015339-th", receivedAt: now)
+        again.profile.country = "cb"
+        again.profile.ventures = [first.profile.ventures[1], first.profile.ventures[0], first.profile.ventures[2]]
+        let reauthorized = try await store.enroll(app: Self.lazada, grant: again, nextRefreshAt: now, now: now)
+        #expect(reauthorized.key == stored.key)
+        #expect(try await store.allAccounts(app: Self.lazada).map(\.key) == [stored.key])
+        #expect(try await store.account(stored.key)?.refreshToken == again.refreshToken)
+        let rows = try subject.readersQuery("SELECT access_token FROM seller_tokens WHERE seller_id = '100015339-th'")
+        #expect(rows == [[try #require(again.accessToken).exposedValue]])
         try await subject.close()
     }
 

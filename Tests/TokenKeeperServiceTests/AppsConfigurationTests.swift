@@ -168,3 +168,31 @@ import TokenKeeperTesting
         #expect(unknown?.message.contains("ae, lazada_sg") == true)
     }
 }
+
+@Suite struct AppsSecretNamesTests {
+    /// A single-app setup moved to `apps: { default: … }` keeps the unit's
+    /// `LoadCredential=app_secret:…` (and TOKENKEEPER_APP_SECRET).
+    @Test func theAppDefaultOfAnAppsMapAlsoTakesTheSingleAppsCredential() throws {
+        let scratch = try ScratchDirectory()
+        let file = scratch.write("config.yaml", "apps:\n  default:\n    key: \"1\"\n  lazada_sg:\n    key: \"2\"\n")
+        let configuration = try ConfigurationLoader(environment: [:]).load(explicitPath: file)
+        scratch.write("app_secret", "the-old-credential")
+        let environment = ["CREDENTIALS_DIRECTORY": scratch.path]
+        let found = try AppSecretLoader(environment: environment).load(
+            for: try #require(configuration.app(named: .default)), in: configuration)
+        #expect(found.secret.exposedValue == "the-old-credential")
+        #expect(throws: ConfigurationError.self, "another app does not take it") {
+            try AppSecretLoader(environment: environment).load(
+                for: try #require(configuration.app(named: "lazada_sg")), in: configuration)
+        }
+    }
+
+    @Test func twoAppsWhoseSecretVariablesWouldBeOneAreRefused() throws {
+        let scratch = try ScratchDirectory()
+        let file = scratch.write("config.yaml", "apps:\n  lazada-sg:\n    key: \"1\"\n  lazada_sg:\n    key: \"2\"\n")
+        let error = #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader(environment: [:]).load(explicitPath: file)
+        }
+        #expect(error?.problem.contains("TOKENKEEPER_APPS_LAZADA_SG_SECRET") == true)
+    }
+}

@@ -226,3 +226,19 @@ enum StoredEventFixture {
             requestID: "req-1")
     }
 }
+
+@Suite struct HookEnvironmentTests {
+    /// Seen failing: the hook inherited every app's `TOKENKEEPER_APPS_<NAME>_SECRET`
+    /// and the PostgreSQL password, when only `TOKENKEEPER_APP_SECRET` was withheld.
+    @Test func theHookInheritsNoSecretOfTheDaemon() {
+        let daemon = [
+            "TOKENKEEPER_APP_SECRET": "a", "TOKENKEEPER_APPS_LAZADA_SG_SECRET": "b",
+            "TOKENKEEPER_STORAGE_POSTGRES_PASSWORD": "c", "TOKENKEEPER_READER_PASSWORD": "d",
+            "CREDENTIALS_DIRECTORY": "/run/credentials/tokenkeeper.service", "NOTIFY_SOCKET": "/run/systemd/notify",
+            "PATH": "/usr/bin", "LANG": "C.UTF-8", "TOKENKEEPER_CONFIG": "/etc/tokenkeeper/config.yaml",
+        ]
+        #expect(
+            ExecHookChannel.inherited(from: daemon)
+                == ["PATH": "/usr/bin", "LANG": "C.UTF-8", "TOKENKEEPER_CONFIG": "/etc/tokenkeeper/config.yaml"])
+    }
+}

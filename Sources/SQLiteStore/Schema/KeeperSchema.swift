@@ -259,11 +259,15 @@ extension DatabaseSchema {
                     ALTER TABLE removed_by_app RENAME TO removed_accounts;
                     CREATE INDEX removed_accounts_by_change ON removed_accounts (change_seq);
 
-                    -- NULL for the daemon's own events; events of a single-app
-                    -- release that name a seller belong to 'default'.
-                    ALTER TABLE events ADD COLUMN app TEXT;
+                    -- Events of a single-app release that name a seller belong
+                    -- to 'default': a default of the column, so that no row of
+                    -- the (large) log is rewritten; every event written from
+                    -- now on names its app, or NULL for the daemon's own. The
+                    -- old ones of the daemon's own (no seller, few, found by
+                    -- the seller index) are set to NULL.
+                    ALTER TABLE events ADD COLUMN app TEXT DEFAULT 'default';
                     DROP TRIGGER events_are_append_only;
-                    UPDATE events SET app = 'default' WHERE seller_id IS NOT NULL;
+                    UPDATE events SET app = NULL WHERE seller_id IS NULL;
                     CREATE TRIGGER events_are_append_only BEFORE UPDATE ON events
                     BEGIN
                         SELECT RAISE(ABORT, 'events are append-only');
@@ -274,6 +278,9 @@ extension DatabaseSchema {
                     -- (`country_user_info`), replaced by every answer that
                     -- lists them. tokens.db has the same table for readers.
                     \(venturesTableSQL) WITHOUT ROWID;
+                    -- An authorization that lists an account's sellers in
+                    -- another order finds the account by any of them.
+                    CREATE INDEX ventures_by_seller ON ventures (app, seller_id);
 
                     CREATE TRIGGER accounts_reactivated AFTER UPDATE OF status ON accounts
                     WHEN OLD.status = 'reauth_required' AND NEW.status = 'active'

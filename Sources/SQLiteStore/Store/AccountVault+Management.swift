@@ -54,7 +54,6 @@ extension AccountVault {
     func enroll(app: AppName, grant: TokenGrant, nextRefreshAt: Timestamp, now: Timestamp, replacingManaged: Bool)
         throws -> Account?
     {
-        let key = AccountKey(app: app, sellerID: grant.sellerID)
         guard let refreshToken = grant.refreshToken else {
             throw SQLiteStoreError.invalidAccount(
                 sellerID: grant.sellerID, problem: "the grant carries no refresh token")
@@ -66,6 +65,8 @@ extension AccountVault {
             throw SQLiteStoreError.invalidAccount(sellerID: grant.sellerID, problem: problem)
         }
         return try write { write in
+            let key =
+                try accountServing(grant.profile.ventures, app: app) ?? AccountKey(app: app, sellerID: grant.sellerID)
             let existed = try fetchExists(key)
             try keeper.execute(
                 Self.upsertAccountSQL,
@@ -88,8 +89,26 @@ extension AccountVault {
             guard let account = try fetchAccount(key) else {
                 throw SQLiteStoreError.unknownSeller(grant.sellerID)
             }
-            return account
+            return try withVentures([account])[0]
         }
+    }
+
+    /// The stored account of `app` that already serves one of `ventures`
+    /// (keyed by it, or listing it), or nil. A Lazada account is keyed by the
+    /// first seller its answer lists; an authorization that lists them in
+    /// another order is still the same account, not a second one beside it.
+    func accountServing(_ ventures: [VentureSeller], app: AppName) throws -> AccountKey? {
+        let keyed = try keeper.cachedStatement("SELECT 1 FROM accounts WHERE app = ? AND seller_id = ?")
+        let listed = try keeper.cachedStatement(
+            "SELECT account_id FROM ventures WHERE app = ? AND seller_id = ? ORDER BY account_id LIMIT 1")
+        for venture in ventures {
+            let candidate = AccountKey(app: app, sellerID: venture.sellerID)
+            if try keyed.firstRow(candidate.bound, { _ in true }) == true { return candidate }
+            if let account = try listed.firstRow(candidate.bound, { $0.string(0) }) {
+                return AccountKey(app: app, sellerID: account)
+            }
+        }
+        return nil
     }
 
     /// SQLite's page cache per connection during an import, in KiB.
@@ -252,7 +271,27 @@ extension AccountVault {
 
     func account(_ key: AccountKey) throws -> Account? {
         try ensureOpen()
-        return try fetchAccount(key)
+        return try fetchAccount(key).map { try withVentures([$0])[0] }
+    }
+
+    /// `accounts` with their ventures (a Lazada account's sellers, the one
+    /// it is keyed by first, then by country), as a copy to another store
+    /// (`migrate --to postgres`) must carry them.
+    func withVentures(_ accounts: [Account]) throws -> [Account] {
+        let statement = try keeper.cachedStatement(
+            """
+            SELECT country, seller_id, user_id, short_code FROM ventures WHERE app = ?1 AND account_id = ?2
+            ORDER BY seller_id <> ?2, country
+            """)
+        return try accounts.map { account in
+            var account = account
+            account.profile.ventures = try statement.rows(account.key.bound) { row in
+                VentureSeller(
+                    country: row.string(0), sellerID: row.string(1), userID: row.optionalString(2),
+                    shortCode: row.optionalString(3))
+            }
+            return account
+        }
     }
 
     func accountKeys(sellerID: String) throws -> [AccountKey] {
@@ -277,7 +316,7 @@ extension AccountVault {
                 SELECT \(AccountRow.columns) FROM accounts WHERE app = ? AND seller_id > ?
                 ORDER BY app, seller_id LIMIT ?
                 """
-            ).rows([app.rawValue, after, max(1, limit)], AccountRow.decode)
+            ).rows([app.rawValue, after, max(1, limit)], AccountRow.decode).withVentures(from: self)
         }
         return try keeper.cachedStatement(
             """
@@ -285,6 +324,7 @@ extension AccountVault {
             ORDER BY app, seller_id LIMIT ?
             """
         ).rows([key?.app.rawValue ?? "", key?.sellerID ?? "", max(1, limit)], AccountRow.decode)
+            .withVentures(from: self)
     }
 
     func allAccounts() throws -> [Account] {
@@ -330,5 +370,11 @@ extension AccountVault {
         try write { _ in
             try insertEvent(kind, app: app, sellerID: sellerID, detail: detail, requestID: requestID, at: at)
         }
+    }
+}
+
+extension [Account] {
+    fileprivate func withVentures(from vault: AccountVault) throws -> [Account] {
+        try vault.withVentures(self)
     }
 }

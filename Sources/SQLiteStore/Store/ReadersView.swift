@@ -21,10 +21,14 @@ public enum ReadersView {
         let connection = try SQLiteConnection(path: directory + "/tokens.db", flags: .readOnly)
         defer { try? connection.close() }
         try connection.setBusyTimeout(.seconds(5))
+        // A tokens.db of the single-app release (version 1, before a daemon
+        // of this one opened it) has no `app`: its rows are the app `default`'s.
+        let version = try connection.userVersion()
+        let appColumn = version >= 2 ? "app" : "'default'"
         let statement = try connection.prepare(
             """
-            SELECT seller_id, access_token, expire_time, status, status_reason, app FROM tokens
-            WHERE seller_id = ?1 AND (?2 IS NULL OR app = ?2) ORDER BY app
+            SELECT seller_id, access_token, expire_time, status, status_reason, \(appColumn) FROM tokens
+            WHERE seller_id = ?1 AND (?2 IS NULL OR \(appColumn) = ?2) ORDER BY \(appColumn)
             """)
         defer { statement.finalize() }
         return try statement.rows([sellerID, app?.rawValue]) { row in

@@ -104,7 +104,11 @@ struct Reauthorizer: Sendable {
         var random = SystemRandomNumberGenerator()
         let nextRefresh = policy.nextRefresh(after: grant, using: &random)
         do {
-            if grant.sellerID == state.sellerID {
+            // A Lazada account lists its sellers in any order: the link's
+            // seller among them is the same account.
+            if grant.sellerID == state.sellerID
+                || grant.profile.ventures.contains(where: { $0.sellerID == state.sellerID })
+            {
                 _ = try await store.enroll(app: app, grant: grant, nextRefreshAt: nextRefresh, now: clock.now())
             } else {
                 // Someone logged in as another seller than the link was made

@@ -172,13 +172,13 @@ enum ConfigurationHint {
     static func forCode(_ code: String) -> String {
         switch code {
         case IOPFailureCode.incompleteSignature:
-            "; the signature did not match: check the app secret (app.secret_file) belongs to app.key"
+            "; the signature did not match: check the app secret (secret_file) belongs to the app's key"
         case IOPFailureCode.invalidAppKey, IOPFailureCode.missingAppKey:
-            "; check app.key"
+            "; check the app's key"
         case IOPFailureCode.illegalTimestamp:
             "; the local clock is off: synchronise it (timedatectl, chrony)"
         case IOPFailureCode.invalidApiPath:
-            "; check gateway.url and gateway.refresh_path/create_path"
+            "; check the app's gateway url and refresh_path/create_path"
         default:
             ""
         }

@@ -37,25 +37,35 @@ public struct AppSecretLoader: Sendable {
         return try load(for: app, in: configuration)
     }
 
-    /// The names an app's secret is looked for under: its systemd credential
-    /// and its environment variable.
+    /// The names an app's secret is looked for under: its systemd
+    /// credential and its environment variable. The app `default` of an
+    /// `apps:` map (a single-app setup moved to `apps:`) also takes the single
+    /// app's names, so that the unit's `LoadCredential=app_secret:…` still serves it.
     public static func secretNames(
         of app: TokenKeeperConfiguration.AppSettings, in configuration: TokenKeeperConfiguration
-    ) -> (credential: String, variable: String) {
-        guard configuration.declaresApps else { return ("app_secret", "TOKENKEEPER_APP_SECRET") }
-        let upper = app.name.rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
-        return ("app_secret_\(app.name)", "TOKENKEEPER_APPS_\(upper)_SECRET")
+    ) -> (credentials: [String], variables: [String]) {
+        let single = (credentials: ["app_secret"], variables: ["TOKENKEEPER_APP_SECRET"])
+        guard configuration.declaresApps else { return single }
+        let own = (["app_secret_\(app.name)"], [environmentVariable(of: app.name)])
+        guard app.name == .default else { return own }
+        return (own.0 + single.credentials, own.1 + single.variables)
+    }
+
+    /// `TOKENKEEPER_APPS_<NAME>_SECRET`, the name upper-cased with `_` for `-`.
+    public static func environmentVariable(of app: AppName) -> String {
+        "TOKENKEEPER_APPS_\(app.rawValue.uppercased().replacingOccurrences(of: "-", with: "_"))_SECRET"
     }
 
     /// The secret of `app`.
     public func load(for app: TokenKeeperConfiguration.AppSettings, in configuration: TokenKeeperConfiguration)
         throws(ConfigurationError) -> (secret: Secret, source: Source)
     {
-        let (credential, variable) = Self.secretNames(of: app, in: configuration)
+        let (credentials, variables) = Self.secretNames(of: app, in: configuration)
         let fileKey = configuration.keyName("secret_file", of: app)
         if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
-            let path = directory + "/" + credential
-            if FileManager.default.fileExists(atPath: path) {
+            for credential in credentials {
+                let path = directory + "/" + credential
+                guard FileManager.default.fileExists(atPath: path) else { continue }
                 // systemd lays credentials down with safe modes; no mode check.
                 return (
                     try Self.readSecretFile(path, key: "\(credential) credential", checkMode: false),
@@ -66,13 +76,16 @@ public struct AppSecretLoader: Sendable {
         if let path = app.secretFile {
             return (try Self.readSecretFile(path, key: fileKey, checkMode: true), .file(key: fileKey, path: path))
         }
-        if let value = environment[variable] {
+        for variable in variables {
+            guard let value = environment[variable] else { continue }
             let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !trimmed.isEmpty else {
                 throw ConfigurationError(key: variable, problem: "is empty", remedy: "set it to the app secret")
             }
             return (Secret(trimmed), .environment(variable: variable))
         }
+        let credential = credentials[0]
+        let variable = variables[0]
         throw ConfigurationError(
             key: fileKey,
             problem: "no app secret is configured" + (configuration.declaresApps ? " for app \(app.name)" : ""),

@@ -277,6 +277,17 @@ public struct ConfigurationLoader: Sendable {
 
     /// Each app of `apps:`: its key, its gateway, its call budget.
     static func validateApps(_ configuration: TokenKeeperConfiguration) throws(ConfigurationError) {
+        // `a-b` and `a_b` would read one another's TOKENKEEPER_APPS_A_B_SECRET.
+        var variables: [String: AppName] = [:]
+        for app in configuration.declaredApps {
+            let variable = AppSecretLoader.environmentVariable(of: app.name)
+            if let other = variables.updateValue(app.name, forKey: variable) {
+                throw ConfigurationError(
+                    key: "apps.\(app.name)",
+                    problem: "its secret's variable \(variable) is also app \(other)'s",
+                    remedy: "rename one of the two apps (- and _ are the same in a variable's name)")
+            }
+        }
         for app in configuration.declaredApps {
             let prefix = "apps.\(app.name)"
             try require(!app.key.isEmpty, "\(prefix).key", "is not set: every app needs its app key")
@@ -317,11 +328,12 @@ public struct ConfigurationLoader: Sendable {
         try range(refresh.configurationProbeSeconds, 1...3600, "refresh.configuration_probe_seconds")
         try range(refresh.changePollSeconds, 0.05...5, "refresh.change_poll_seconds")
         try range(refresh.minIntervalSeconds, 1...86_400, "refresh.min_interval_seconds")
-        let minimumGrace = gateway.timeoutSeconds + 1
+        // The slowest app's calls: each app may have a timeout of its own.
+        let timeout = configuration.apps.map(\.gateway.timeoutSeconds).max() ?? gateway.timeoutSeconds
         try range(
-            refresh.effectiveShutdownGraceSeconds(timeout: gateway.timeoutSeconds), minimumGrace...3600,
+            refresh.effectiveShutdownGraceSeconds(timeout: timeout), (timeout + 1)...3600,
             "refresh.shutdown_grace_seconds",
-            "(a stop must outlast a call that takes the whole gateway.timeout_seconds, "
+            "(a stop must outlast a call that takes the whole gateway timeout_seconds of every app, "
                 + "or a rotated token could be lost; leave it out to get the timeout plus 10 s)")
         try range(Double(refresh.massRejectionSellers), 1...1_000_000, "refresh.mass_rejection.sellers")
         try range(refresh.massRejectionFraction, 0.01...1, "refresh.mass_rejection.fraction")

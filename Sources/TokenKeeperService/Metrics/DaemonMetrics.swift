@@ -79,7 +79,7 @@ final class DaemonMetrics: Sendable {
                     descriptor: Self.descriptor("tokenkeeper_refreshes_total"),
                     labels: [("app", app.rawValue), ("outcome", outcome), ("class", failureClass)])
             }
-            registry.makeCounter(
+            _ = registry.makeCounter(
                 descriptor: Self.descriptor("tokenkeeper_rate_limit_pauses_total"), labels: [("app", app.rawValue)])
             for api in ["refresh", "create"] {
                 for result in ["ok", "error"] {

@@ -36,10 +36,21 @@ struct ExecHookChannel: NotificationChannel {
 
     var name: String { "command" }
 
-    /// Variables the hook never inherits: secrets that may be set for the daemon.
-    static let withheld: Set<String> = [
-        "TOKENKEEPER_APP_SECRET", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-    ]
+    /// Variables the hook never inherits: systemd's (credentials, sd_notify).
+    static let withheld: Set<String> = ["CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
+
+    /// The daemon's environment less what the hook must not see: systemd's
+    /// variables and every secret that may be set for the daemon (an app's
+    /// secret, `TOKENKEEPER_APP_SECRET` or `TOKENKEEPER_APPS_<NAME>_SECRET`,
+    /// and any password), by name rather than by list, so that a secret
+    /// variable added later is withheld too.
+    static func inherited(from environment: [String: String]) -> [String: String] {
+        environment.filter { name, _ in
+            if withheld.contains(name) { return false }
+            guard name.hasPrefix("TOKENKEEPER_") else { return true }
+            return !name.hasSuffix("_SECRET") && !name.contains("PASSWORD") && !name.contains("_SECRET_")
+        }
+    }
 
     init(command: [String], timeout: Duration, environment: [String: String]) {
         self.command = command
@@ -55,7 +66,7 @@ struct ExecHookChannel: NotificationChannel {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
-        var environment = self.environment.filter { !Self.withheld.contains($0.key) }
+        var environment = Self.inherited(from: self.environment)
         environment["TOKENKEEPER_EVENT"] = event.kind.rawValue
         environment["TOKENKEEPER_EVENT_ID"] = delivery.uid
         environment["TOKENKEEPER_SELLER_ID"] = event.sellerID ?? ""
