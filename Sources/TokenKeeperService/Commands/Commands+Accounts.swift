@@ -275,6 +275,8 @@ extension Commands {
             let accessToken: Secret?
             let expireTime: Timestamp?
             var lastError: String?
+            // What the remedies name: ` --app NAME` for an app of an `apps:` map.
+            var appOption = ""
             if context.canOpenConfiguredStore {
                 let account = try await context.withAnyStore { store throws(CommandFailure) in
                     let key = try await AccountResolution.key(sellerID: sellerID, app: app, in: store)
@@ -283,6 +285,7 @@ extension Commands {
                 guard let account else {
                     throw CommandFailure(.failure, "no account for seller \(sellerID) ('tokenkeeper list' shows them)")
                 }
+                if context.configuration.declaresApps { appOption = " --app \(account.app)" }
                 (status, reason, accessToken, expireTime) =
                     (account.status, account.statusReason, account.accessToken, account.expireTime)
                 lastError = account.lastError
@@ -313,9 +316,10 @@ extension Commands {
                 throw CommandFailure(
                     .failure,
                     "seller \(sellerID) needs re-authorization (\(reason ?? "refresh refused")): "
-                        + "run 'tokenkeeper add --code CODE' with a new authorization code")
+                        + "run 'tokenkeeper add\(appOption) --code CODE' with a new authorization code")
             case .disabled:
-                throw CommandFailure(.failure, "seller \(sellerID) is disabled ('tokenkeeper enable \(sellerID)')")
+                throw CommandFailure(
+                    .failure, "seller \(sellerID) is disabled ('tokenkeeper enable\(appOption) \(sellerID)')")
             case .active:
                 break
             }
@@ -323,7 +327,7 @@ extension Commands {
                 throw CommandFailure(
                     .failure,
                     "seller \(sellerID) has no access token yet; it gets one at its first refresh "
-                        + "(is the daemon running? 'tokenkeeper refresh \(sellerID)' refreshes now)")
+                        + "(is the daemon running? 'tokenkeeper refresh\(appOption) \(sellerID)' refreshes now)")
             }
             guard expireTime > now else {
                 throw CommandFailure(
