@@ -198,7 +198,9 @@ struct SeveralAppsEndToEndTests {
         // Lazada's gateway throttles, then its app secret is changed on the
         // console (every signature of ours refused) for a minute.
         scene.lazada.injectFaults(.throttled, count: 3)
-        try await Task.sleep(for: .seconds(5))
+        #expect(
+            await eventually(timeout: .seconds(30)) { scene.lazada.counters.faults[.throttled, default: 0] >= 3 },
+            "the throttling answers were met")
         let before = Dictionary(
             uniqueKeysWithValues: aeSellers.map { ($0, world.simulator.rotationsHandedOut(for: $0).count) })
         let incident = ContinuousClock.now
