@@ -114,8 +114,13 @@ final class TokenKeeperProcess: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > deadline {
+                // What it was doing when it did not stop (seen once in a full
+                // run, not reproduced: the last lines say where it hung).
+                let lastLines = String(stderr.text.suffix(3000))
+                Issue.record(
+                    "tokenkeeper \(process.arguments ?? []) did not exit within \(timeout); its last lines: \(lastLines)"
+                )
                 process.terminate()
-                Issue.record("tokenkeeper \(process.arguments ?? []) did not exit within \(timeout)")
                 break
             }
             try? await Task.sleep(for: .milliseconds(20))
