@@ -100,6 +100,8 @@ let package = Package(
             dependencies: [
                 "TokenKeeperCore",
                 "IOPGateway",
+                // The digests of uploaded files that business calls echo.
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -273,7 +275,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "IOPSimulator", "TokenKeeperCore", "CSQLite", "TokenKeeperTesting",
+                "IOPSimulator", "IOPGateway", "TokenKeeperCore", "CSQLite", "TokenKeeperTesting",
                 // A real webhook receiver (Hummingbird), checking signatures
                 // (swift-crypto), and a browser's hops (async-http-client).
                 .product(name: "Hummingbird", package: "hummingbird"),

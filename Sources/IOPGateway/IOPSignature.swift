@@ -8,20 +8,30 @@ import Foundation
 /// take HMAC-SHA256 with the app secret as upper-case hex. Empty values are
 /// neither sent nor signed. This is the only implementation: the client signs
 /// with it and the simulator verifies with it.
+///
+/// Two variants the SDKs use: `/sync` calls (the iop SDKs, API named by the
+/// `method` parameter) sign no path, which is `apiPath` `""`; and the Python
+/// SDK (lazop) signs empty values too, as `key` followed by nothing
+/// (`includingEmptyValues`).
 public enum IOPSignature {
     /// The name of the signature parameter, which is never part of the signed text.
     public static let parameterName = "sign"
 
     /// Signs `parameters` for `apiPath` with `secret`.
     /// - Parameters:
-    ///   - apiPath: The API name, e.g. `/auth/token/refresh`.
-    ///   - parameters: System and API parameters; `sign` and empty values are ignored.
+    ///   - apiPath: The API name, e.g. `/auth/token/refresh`; `""` for a `/sync` call.
+    ///   - parameters: System and API parameters; `sign` is ignored.
     ///   - secret: The app secret.
+    ///   - includingEmptyValues: Sign parameters with empty values as their
+    ///     name alone, as the Python SDK does; by default they are left out,
+    ///     as the Java SDK does (which does not send them either).
     /// - Returns: 64 upper-case hex digits.
-    public static func sign(apiPath: String, parameters: [String: String], secret: String) -> String {
+    public static func sign(
+        apiPath: String, parameters: [String: String], secret: String, includingEmptyValues: Bool = false
+    ) -> String {
         var message = Array(apiPath.utf8)
         let keys = parameters.keys
-            .filter { $0 != parameterName && !(parameters[$0] ?? "").isEmpty }
+            .filter { $0 != parameterName && (includingEmptyValues || !(parameters[$0] ?? "").isEmpty) }
             .sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
         for key in keys {
             message.append(contentsOf: key.utf8)
@@ -32,10 +42,20 @@ public enum IOPSignature {
     }
 
     /// Compares a received signature with the expected one in constant time.
+    /// - Parameters:
+    ///   - signature: The `sign` received, in either case.
+    ///   - apiPath: The API name signed; `""` for a `/sync` call.
+    ///   - parameters: The parameters received.
+    ///   - secret: The app secret.
+    ///   - includingEmptyValues: Expect empty values signed (the Python SDK's way) rather than left out.
     public static func verify(
-        signature: String, apiPath: String, parameters: [String: String], secret: String
+        signature: String, apiPath: String, parameters: [String: String], secret: String,
+        includingEmptyValues: Bool = false
     ) -> Bool {
-        let expected = Array(sign(apiPath: apiPath, parameters: parameters, secret: secret).utf8)
+        let expected = Array(
+            sign(
+                apiPath: apiPath, parameters: parameters, secret: secret, includingEmptyValues: includingEmptyValues
+            ).utf8)
         let received = Array(signature.uppercased().utf8)
         guard expected.count == received.count else { return false }
         var difference: UInt8 = 0

@@ -38,7 +38,8 @@ public enum FaultKind: String, Sendable, Hashable, CaseIterable, CustomStringCon
     /// its next try gets `IllegalRefreshToken`, which no client can tell apart
     /// from a revocation. tokenkeeper has to live with it (the seller must
     /// authorize again); it is the reason a client must never lose an answer it
-    /// *did* receive. Off unless asked for by name: it is not in ``withoutEffect``.
+    /// *did* receive. A business call it meets is served, and its answer lost
+    /// the same way. Off unless asked for by name: it is not in ``withoutEffect``.
     /// Counted apart from client bugs (``SimulatorCounters/reusesAfterLostAnswer``).
     case resetAfterRotation
 

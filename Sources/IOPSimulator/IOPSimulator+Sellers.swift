@@ -90,6 +90,22 @@ extension IOPSimulator {
         }
     }
 
+    /// Makes the gateway stop accepting the seller's current access token, as
+    /// when the seller changes its password: business calls with it get
+    /// `IllegalAccessToken` from now on, before it expires. The refresh token
+    /// is untouched, so a refresh issues a new pair that works.
+    /// `accessTokenStatus(_:)` still reports the token by its expiry alone.
+    /// - Parameters:
+    ///   - sellerID: A seller added before.
+    ///   - appKey: The app key it is registered under, where several have the id.
+    /// - Throws: ``IOPSimulatorError/unknownSeller(_:)`` or
+    ///   ``IOPSimulatorError/ambiguousSeller(_:appKeys:)``.
+    public func invalidateAccessToken(for sellerID: String, appKey: String? = nil) throws(IOPSimulatorError) {
+        try core.gateway.withLock { (gateway: inout SimulatedGateway) throws(IOPSimulatorError) in
+            gateway.invalidateAccessToken(try gateway.sellerRef(sellerID, appKey: appKey))
+        }
+    }
+
     /// Sets a seller's own lifetimes; nil falls back to the gateway's default.
     /// Applies to pairs issued from now on; a refresh validity already running
     /// keeps its end.

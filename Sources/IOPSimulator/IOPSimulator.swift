@@ -13,6 +13,12 @@ public import TokenKeeperCore
 /// client did, including the mistakes a correct client never makes (reusing a
 /// rotated refresh token, two refreshes of one seller at once).
 ///
+/// Every other API under the base path (`/rest/orders/get`), and any call to
+/// ``SimulatorAddress/syncURL`` naming its API in `method`, is a business
+/// call: after the same checks it needs the seller's current access token
+/// (`access_token`, or `session`), and echoes the API, the seller and the
+/// parameters and files it read (``SimulatorCounters/businessCalls``).
+///
 /// Tests, benchmarks and `tokenkeeper demo` host it in-process and drive it
 /// through this Swift API; clients talk to it over HTTP at ``SimulatorAddress/baseURL``.
 ///

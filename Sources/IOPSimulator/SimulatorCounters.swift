@@ -8,10 +8,11 @@
 public struct SimulatorCounters: Sendable, Equatable {
     /// Every HTTP request received.
     public var requests = 0
-    /// Requests by API path (`/auth/token/refresh`); requests outside the base
-    /// path are counted under their full path.
+    /// Requests by API path (`/auth/token/refresh`, `/orders/get`), or for a
+    /// `/sync` call by its `method` (`aliexpress.solution.order.get`); requests
+    /// outside the base path are counted under their full path.
     public var requestsByAPI: [String: Int] = [:]
-    /// Successful answers by API path.
+    /// Successful answers by API (as in ``requestsByAPI``).
     public var successes: [String: Int] = [:]
     /// Refusals by error code (`IllegalRefreshToken`, `IncompleteSignature`, …).
     public var rejections: [String: Int] = [:]
@@ -51,6 +52,19 @@ public struct SimulatorCounters: Sendable, Equatable {
     public var massRejections = 0
     /// Redirects from the authorization page with a fresh code.
     public var authorizations = 0
+    /// Business API calls (any API but the token APIs, under the base path or
+    /// on `/sync`) that passed the protocol's own gates (method, size, body,
+    /// throttling ban, injected faults), whatever their outcome.
+    public var businessCalls = 0
+    /// Business calls answered with data: a valid signature and the seller's
+    /// current access token.
+    public var businessCallsServed = 0
+    /// Business calls refused for their access token: none given
+    /// (`MissingParameter`), or `IllegalAccessToken` (unknown, expired,
+    /// another app's, or not the seller's current one).
+    public var businessCallsRejectedForToken = 0
+    /// Business calls served, by the seller key of their access token.
+    public var businessCallsBySeller: [String: Int] = [:]
 
     public init() {}
 
@@ -60,8 +74,11 @@ public struct SimulatorCounters: Sendable, Equatable {
     /// The number of rejections with `code`.
     public func rejections(_ code: String) -> Int { rejections[code, default: 0] }
 
-    /// The number of requests to `apiPath`.
+    /// The number of requests to `apiPath`; for a `/sync` call, its `method`.
     public func requests(to apiPath: String) -> Int { requestsByAPI[apiPath, default: 0] }
+
+    /// The number of business calls served for `sellerID`.
+    public func businessCalls(forSeller sellerID: String) -> Int { businessCallsBySeller[sellerID, default: 0] }
 
     /// All injected faults together.
     public var totalFaults: Int { faults.values.reduce(0, +) }

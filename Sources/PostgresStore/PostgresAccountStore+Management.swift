@@ -300,6 +300,11 @@ extension PostgresAccountStore {
         ).map { AccountKey(app: try Self.app(stored: try $0[0].decode(String.self)), sellerID: sellerID) }
     }
 
+    /// The account of `app` keyed by `sellerID` or listing it among its sellers.
+    public func accountKey(app: AppName, servingSeller sellerID: String) async throws -> AccountKey? {
+        try await accountServing([VentureSeller(country: "", sellerID: sellerID)], app: app)
+    }
+
     /// At most `limit` accounts of `app` (of every app when nil) after
     /// `key`, by app and seller id (`C` collation, bytewise as in keeper.db).
     public func accounts(app: AppName?, after key: AccountKey?, limit: Int) async throws -> [Account] {

@@ -10,8 +10,13 @@ import TokenKeeperCore
 /// What holds every app back (the one store failing, a clock step, the
 /// concurrency slots) stays in the scheduler.
 struct AppLane {
+    let app: AppName
+    /// Where this app's budget is kept, shared with the signing proxy.
+    private let budgets: CallBudgets
     /// Spaces this app's calls (nil: no limit).
-    private(set) var bucket: TokenBucket?
+    private var budget: CallBudgets.Budget?
+    /// The call rate this lane spaces its calls by.
+    private(set) var callsPerSecond: Double?
     /// Throttled by the gateway: none of this app's calls before this.
     var pausedUntil: Timestamp?
     /// The gateway rejects this app's configuration (secret, key, signature,
@@ -33,18 +38,19 @@ struct AppLane {
     /// the rejections are over.
     var breakerProbe: AccountKey?
 
-    init(callsPerSecond: Double?, massRejection: MassRejectionPolicy) {
-        bucket = callsPerSecond.map { TokenBucket(ratePerSecond: $0) }
+    init(app: AppName, budgets: CallBudgets, callsPerSecond: Double?, massRejection: MassRejectionPolicy) {
+        self.app = app
+        self.budgets = budgets
+        self.callsPerSecond = callsPerSecond
+        budget = budgets.budget(for: app, rate: callsPerSecond)
         breaker = MassRejectionBreaker(policy: massRejection)
     }
 
-    /// The call rate this lane spaces its calls by.
-    var callsPerSecond: Double? { bucket?.ratePerSecond }
-
-    /// Replaces the bucket when the rate changed (a reload).
+    /// Replaces the budget when the rate changed (a reload).
     mutating func setCallsPerSecond(_ rate: Double?) {
         guard rate != callsPerSecond else { return }
-        bucket = rate.map { TokenBucket(ratePerSecond: $0) }
+        callsPerSecond = rate
+        budget = budgets.budget(for: app, rate: rate)
     }
 
     /// Ends a throttling pause that is over; true when one ended now.
@@ -65,13 +71,13 @@ struct AppLane {
             if probeInFlight { return nil }
             moment = max(moment, nextProbeAt)
         }
-        if let available = bucket?.nextAvailable(now) { moment = max(moment, available) }
+        if let available = budget?.nextAvailable(now) { moment = max(moment, available) }
         return moment
     }
 
     /// Spends one call of the budget; only after ``nextCallAt(_:)`` said now.
     mutating func takeCall(_ now: Timestamp) {
-        _ = bucket?.tryTake(now)
+        budget?.take(now)
     }
 
     /// Starts the pause, or lengthens it; true when no pause was in force.

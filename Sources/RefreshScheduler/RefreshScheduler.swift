@@ -62,6 +62,8 @@ public actor RefreshScheduler {
     // What holds calls back.
     /// Each app's own pace and trouble (created when its first account comes up).
     var lanes: [AppName: AppLane] = [:]
+    /// Each app's call budget, shared with the signing proxy's calls.
+    public nonisolated let callBudgets: CallBudgets
     /// Sellers whose rotated pair is only in memory, with the store's error.
     /// While any exists no new call starts, for any app: each would rotate
     /// another token that cannot be stored.
@@ -173,6 +175,8 @@ public actor RefreshScheduler {
     ///   - configuration: Limits, intervals and the refresh policy.
     ///   - timer: The one wake-up timer; by default a ``DispatchWakeupTimer``.
     ///   - random: The source of jitter.
+    ///   - callBudgets: Each app's call budget, shared with the signing
+    ///     proxy's calls (``CallBudgets``); by default the scheduler's own.
     ///   - logger: One line per event; never a token.
     ///   - onEvent: Called on the scheduler's executor for every ``SchedulerEvent``;
     ///     must return quickly.
@@ -184,10 +188,12 @@ public actor RefreshScheduler {
         configuration: RefreshSchedulerConfiguration = RefreshSchedulerConfiguration(),
         timer: any WakeupTimer = DispatchWakeupTimer(),
         random: some RandomNumberGenerator & Sendable = SystemRandomNumberGenerator(),
+        callBudgets: CallBudgets = CallBudgets(),
         logger: Logger = Logger(label: "tokenkeeper.scheduler"),
         onEvent: @escaping @Sendable (SchedulerEvent) -> Void = { _ in }
     ) {
         self.store = store
+        self.callBudgets = callBudgets
         self.gateways = gateways
         self.clock = clock
         self.monotonic = monotonic ?? (clock as? any MonotonicClock) ?? SystemMonotonicClock()
@@ -453,7 +459,9 @@ public actor RefreshScheduler {
     /// A lane for an app seen for the first time, at the app's rate; used as
     /// `lanes[app, default: newLane(for: app)]`, which changes a lane in place.
     func newLane(for app: AppName) -> AppLane {
-        AppLane(callsPerSecond: configuration.maxCallsPerSecond(for: app), massRejection: configuration.massRejection)
+        AppLane(
+            app: app, budgets: callBudgets, callsPerSecond: configuration.maxCallsPerSecond(for: app),
+            massRejection: configuration.massRejection)
     }
 
     func emit(_ event: SchedulerEvent) {

@@ -32,6 +32,13 @@ struct TokenBucket {
         return true
     }
 
+    /// Spends one call whether or not it is there: down to one call of debt,
+    /// which the refill pays before the next call.
+    mutating func take(_ now: Timestamp) {
+        refill(now)
+        tokens = max(-1, tokens - 1)
+    }
+
     /// When the next call may start.
     mutating func nextAvailable(_ now: Timestamp) -> Timestamp {
         refill(now)

@@ -28,6 +28,10 @@ public protocol ManagedAccountStore: AccountStore {
     /// it (what a command given a seller id and no app looks up).
     func accountKeys(sellerID: String) async throws -> [AccountKey]
 
+    /// The account of `app` that serves `sellerID`: keyed by it, or a Lazada
+    /// account listing it among its sellers (one per country); nil for none.
+    func accountKey(app: AppName, servingSeller sellerID: String) async throws -> AccountKey?
+
     /// At most `limit` accounts of `app` (of every app when nil) after `key`
     /// (from the first when nil), by app and then seller id compared
     /// bytewise: a page, so that a million are read with bounded memory.

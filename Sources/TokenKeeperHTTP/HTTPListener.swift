@@ -101,25 +101,66 @@ public enum HTTPListener {
         name: String, host: String, port: Int, routes: [HTTPRoute], limits: Limits = Limits(), logger: Logger,
         onBound: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some Service {
+        make(
+            name: name, address: .tcp(host: host, port: port),
+            router: router(routes, maxURLLength: limits.maxURLLength),
+            limits: limits, logger: logger, onBound: onBound)
+    }
+
+    /// Where a listener listens.
+    public enum Address: Sendable, Equatable, CustomStringConvertible {
+        case tcp(host: String, port: Int)
+        /// A Unix socket made with `mode` and, when given, owned by `group`
+        /// (a stale socket left by an earlier run is removed first).
+        case unix(path: String, mode: UInt16, group: String?)
+
+        public var description: String {
+            switch self {
+            case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            case .unix(let path, _, _): "unix:\(path)"
+            }
+        }
+    }
+
+    /// A listener on `address` answering with `router`.
+    public static func make(
+        name: String, address: Address, router: Router<BasicRequestContext>, limits: Limits = Limits(),
+        logger: Logger, onBound: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some Service {
         let deadline = TimeAmount.nanoseconds(
             limits.requestDeadline.components.seconds * 1_000_000_000
                 + limits.requestDeadline.components.attoseconds / 1_000_000_000)
-        var http1 = HTTP1Channel.Configuration(
+        let http1 = HTTP1Channel.Configuration(
             additionalChannelHandlers: [RequestDeadlineHandler(deadline: deadline)],
             idleTimeout: deadline * 3,
             httpDecoderConfiguration: .init(
                 maxHeaderFieldSize: limits.maxHeaderFieldSize, maxHeaderListSize: limits.maxHeaderListSize,
                 maxHeaderFieldCount: limits.maxHeaderFieldCount))
+        let bindAddress: BindAddress
+        switch address {
+        case .tcp(let host, let port): bindAddress = .hostname(host, port: port)
+        case .unix(let path, _, _):
+            UnixSocketFile.removeStale(at: path, logger: logger)
+            bindAddress = .unixDomainSocket(path: path)
+        }
         return Application(
-            router: router(routes, maxURLLength: limits.maxURLLength),
+            router: router,
             server: .http1(configuration: http1),
             configuration: ApplicationConfiguration(
-                address: .hostname(host, port: port), serverName: nil,
+                address: bindAddress, serverName: nil,
                 availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections, logger: logger)),
             onServerRunning: { channel in
-                let bound = channel.localAddress?.port ?? port
-                logger.notice("\(name) listener ready", metadata: ["address": "\(host):\(bound)"])
-                await onBound(bound)
+                switch address {
+                case .tcp(let host, let port):
+                    let bound = channel.localAddress?.port ?? port
+                    logger.notice(
+                        "\(name) listener ready", metadata: ["address": "\(Address.tcp(host: host, port: bound))"])
+                    await onBound(bound)
+                case .unix(let path, let mode, let group):
+                    UnixSocketFile.restrict(path, mode: mode, group: group, logger: logger)
+                    logger.notice("\(name) listener ready", metadata: ["address": "\(address)"])
+                    await onBound(0)
+                }
             },
             logger: logger)
     }

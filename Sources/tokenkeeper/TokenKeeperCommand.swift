@@ -15,7 +15,7 @@ struct TokenKeeperCommand: AsyncParsableCommand {
         subcommands: [
             Run.self, Demo.self, Status.self, Add.self, Import.self, List.self, Token.self, Refresh.self,
             AuthorizeURL.self, Disable.self, Enable.self, Remove.self, Events.self, Backup.self, CheckConfig.self,
-            Migrate.self, Postgres.self,
+            Migrate.self, Postgres.self, ProxyClient.self,
         ]
     )
 }
@@ -377,5 +377,27 @@ struct PostgresInit: AsyncParsableCommand {
             await Commands.postgresInit(
                 readerPasswordFile: readerPasswordFile, printSQL: printSQL, configPath: options.config)
         }
+    }
+}
+
+struct ProxyClient: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy-client", abstract: "Manage the signing proxy's clients.", subcommands: [ProxyClientNew.self]
+    )
+}
+
+struct ProxyClientNew: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "new",
+        abstract: "Print a fresh key and secret for a proxy client, and the lines to add to the configuration.")
+    @Argument(help: "The client's name (a-z, 0-9, _ and -), e.g. orders.")
+    var name: String
+    @Option(help: "Write the secret to this new file (mode 0600) instead of printing it.")
+    var secretFile: String?
+    @Option(help: "The proxy's proxy.listen, for the URL printed (default 127.0.0.1:8902).")
+    var listen: String?
+
+    func run() async throws {
+        try await perform { Commands.newProxyClient(name: name, secretFile: secretFile, listen: listen) }
     }
 }

@@ -350,7 +350,7 @@ struct SeveralAppsTests {
     let now = Timestamp(millisecondsSince1970: 1_000_000)
 
     @Test func aPauseHoldsTheLaneUntilItEnds() {
-        var lane = AppLane(callsPerSecond: nil, massRejection: MassRejectionPolicy())
+        var lane = AppLane(app: "ae", budgets: CallBudgets(), callsPerSecond: nil, massRejection: MassRejectionPolicy())
         let started = lane.pause(until: now + .seconds(30), now: now)
         let shorter = lane.pause(until: now + .seconds(10), now: now)
         let during = lane.nextCallAt(now)
@@ -364,7 +364,7 @@ struct SeveralAppsTests {
     }
 
     @Test func aRejectedConfigurationLetsOneProbeThroughPerInterval() {
-        var lane = AppLane(callsPerSecond: nil, massRejection: MassRejectionPolicy())
+        var lane = AppLane(app: "ae", budgets: CallBudgets(), callsPerSecond: nil, massRejection: MassRejectionPolicy())
         lane.configurationFailure = .badSignature
         lane.nextProbeAt = now + .seconds(60)
         let beforeTheProbe = lane.nextCallAt(now)
@@ -379,7 +379,7 @@ struct SeveralAppsTests {
     }
 
     @Test func theCallBudgetSpacesTheLanesCalls() {
-        var lane = AppLane(callsPerSecond: 4, massRejection: MassRejectionPolicy())
+        var lane = AppLane(app: "ae", budgets: CallBudgets(), callsPerSecond: 4, massRejection: MassRejectionPolicy())
         let first = lane.nextCallAt(now)
         lane.takeCall(now)
         let second = lane.nextCallAt(now)
@@ -388,5 +388,47 @@ struct SeveralAppsTests {
         #expect(first == now)
         #expect(second == now + .milliseconds(250))
         #expect(unlimited == now)
+    }
+}
+
+/// The call budget an app's refreshes share with the signing proxy (issue 18).
+@Suite struct CallBudgetTests {
+    @Test func proxiedCallsTakeAtMostTheirShareAndLeaveTheRestToRefreshes() {
+        let budgets = CallBudgets(proxyShare: 0.75)
+        var lane = AppLane(app: "ae", budgets: budgets, callsPerSecond: 4, massRejection: MassRejectionPolicy())
+        let start = Timestamp(millisecondsSince1970: 1_000_000)
+        // A proxy flooding every millisecond for ten seconds, the scheduler
+        // taking a call whenever its lane says it may.
+        var proxied = 0
+        var refreshes = 0
+        for millisecond in stride(from: 0, to: 10_000, by: 1) {
+            let now = start + .milliseconds(Int64(millisecond))
+            if case .granted = budgets.tryTakeProxied("ae", rate: 4, now: now) { proxied += 1 }
+            if let at = lane.nextCallAt(now), at <= now {
+                lane.takeCall(now)
+                refreshes += 1
+            }
+        }
+        // 4 a second in all; the proxy at most 3 of them.
+        #expect(proxied + refreshes <= 41, "\(proxied) + \(refreshes)")
+        #expect(proxied <= 31, "\(proxied)")
+        #expect(refreshes >= 9, "refreshes keep their quarter: \(refreshes)")
+    }
+
+    @Test func anAppWithoutARateGrantsEveryProxiedCall() {
+        let budgets = CallBudgets()
+        _ = AppLane(app: "ae", budgets: budgets, callsPerSecond: nil, massRejection: MassRejectionPolicy())
+        let now = Timestamp(millisecondsSince1970: 0)
+        #expect((0..<100).allSatisfy { _ in budgets.tryTakeProxied("ae", rate: nil, now: now) == .granted })
+    }
+
+    @Test func theProxyMakesTheBudgetWhenTheSchedulerHasNotYet() {
+        let budgets = CallBudgets(proxyShare: 0.5)
+        let now = Timestamp(millisecondsSince1970: 0)
+        let granted = (0..<100).filter { _ in budgets.tryTakeProxied("ae", rate: 2, now: now) == .granted }.count
+        #expect(granted == 1, "one call now at 2 a second, not every call: \(granted)")
+        // The scheduler's lane then shares the same budget.
+        var lane = AppLane(app: "ae", budgets: budgets, callsPerSecond: 2, massRejection: MassRejectionPolicy())
+        #expect(lane.nextCallAt(now).map { $0 > now } == true, "the proxy's call is spent from the lane's budget")
     }
 }

@@ -255,4 +255,27 @@ struct AppDimensionTests {
         #expect(again.alreadyManaged == [key(.default, "1001"), key(Self.lazada, "1001")])
         try await subject.close()
     }
+
+    @Test(arguments: Backend.available)
+    func anAccountIsFoundByAnyOfItsSellers(_ backend: Backend) async throws {
+        let subject = try await backend.open()
+        let store = subject.store
+        let now = currentTime()
+        _ = try await store.enroll(
+            app: Self.lazada, grant: lazadaGrant(account: "300001", countries: ["sg", "th"], at: now),
+            nextRefreshAt: now + .seconds(600), now: now)
+        _ = try await store.enroll(
+            app: .default, grant: makeGrant(seller: "300001-th", receivedAt: now), nextRefreshAt: now + .seconds(600),
+            now: now)
+        #expect(try await store.accountKey(app: Self.lazada, servingSeller: "300001") == key(Self.lazada, "300001"))
+        #expect(
+            try await store.accountKey(app: Self.lazada, servingSeller: "300001-th") == key(Self.lazada, "300001"),
+            "the Thai seller of the cross-border account")
+        #expect(
+            try await store.accountKey(app: .default, servingSeller: "300001-th") == key(.default, "300001-th"),
+            "another app's account with that id is its own")
+        #expect(try await store.accountKey(app: Self.lazada, servingSeller: "300001-my") == nil)
+        #expect(try await store.accountKey(app: .default, servingSeller: "300001") == nil)
+        try await subject.close()
+    }
 }

@@ -1,3 +1,5 @@
+import IOPGateway
+
 /// What the HTTP layer must do with a request, decided by the gateway logic.
 struct GatewayAnswer: Sendable {
     enum Action: Sendable {
@@ -85,6 +87,7 @@ struct GatewayError: Error, Sendable {
     static let invalidAppKey = isv("InvalidAppKey", "Invalid app Key")
     static let missingAppKey = isv("MissingAppKey", "App key is required")
     static let invalidApiPath = isv("InvalidApiPath", "The specified API path does not exist")
+    static let illegalAccessToken = isv("IllegalAccessToken", "The specified access token is invalid or expired")
     /// The vendor's page does not document the code for a bad authorization
     /// code; this is the IOP gateway's usual one.
     static let invalidCode = isv("InvalidCode", "The authorization code is invalid or has expired")
@@ -96,6 +99,11 @@ struct GatewayError: Error, Sendable {
         isv(
             "MissingParameter",
             "The input parameter \"\(name)\" that is mandatory for processing this request is not supplied")
+    }
+
+    /// A body that does not parse (``IOPGateway/IOPFormError``, which never quotes a value).
+    static func unreadableBody(_ error: IOPFormError) -> GatewayError {
+        isv("InvalidParameter", "The request body cannot be read: \(error)")
     }
 
     static func illegalTimestamp(_ detail: String) -> GatewayError {

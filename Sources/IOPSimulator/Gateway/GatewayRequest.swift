@@ -1,13 +1,21 @@
+import IOPGateway
+
 /// One HTTP request as the gateway logic sees it: no NIO types, so the logic
 /// can be exercised without a socket.
 struct GatewayRequest: Sendable {
     var method: String
     /// The path without the query, e.g. `/rest/auth/token/refresh`.
     var path: String
-    /// Query-string and form-body parameters, decoded. Where a key appears
-    /// twice, the first value wins (the query before the body).
-    var parameters: [String: String]
+    /// The query's and the body's parameters and files (``IOPGateway/IOPForm``).
+    let form: IOPForm
+    /// Why the body could not be read, when it could not: the gateway answers
+    /// 400, and ``form`` then holds the query's parameters alone.
+    let formError: IOPFormError?
     var bodyTooLarge: Bool
+
+    /// Text parameters by name; where a name appears twice, the first value
+    /// wins (the query before the body).
+    let parameters: [String: String]
 
     init(method: String, uri: String, contentType: String?, body: [UInt8], bodyTooLarge: Bool) {
         self.method = method
@@ -20,19 +28,13 @@ struct GatewayRequest: Sendable {
             path = uri
             query = ""
         }
-        var parameters: [String: String] = [:]
-        for pair in FormDecoding.pairs(query) where parameters[pair.key] == nil {
-            parameters[pair.key] = pair.value
+        do {
+            form = try IOPForm.decode(query: query, contentType: contentType, body: body)
+            formError = nil
+        } catch {
+            formError = error
+            form = (try? IOPForm.decode(query: query, contentType: nil, body: [])) ?? IOPForm()
         }
-        // The vendor's SDKs send a form body; a body of another type carries no
-        // parameters the gateway reads.
-        let isForm = contentType.map { $0.lowercased().contains("application/x-www-form-urlencoded") } ?? true
-        if isForm, !body.isEmpty {
-            let text = String(decoding: body, as: UTF8.self)
-            for pair in FormDecoding.pairs(text[...]) where parameters[pair.key] == nil {
-                parameters[pair.key] = pair.value
-            }
-        }
-        self.parameters = parameters
+        parameters = form.parameters
     }
 }

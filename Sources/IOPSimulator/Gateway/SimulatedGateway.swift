@@ -5,6 +5,11 @@ import TokenKeeperCore
 /// The simulated gateway's whole state and rules, free of I/O: the HTTP layer
 /// hands it a ``GatewayRequest`` and gets back what to answer. It lives inside
 /// one lock (``SimulatorCore``), so every request sees and changes it atomically.
+///
+/// Under the base path, `/auth/token/create` and `/auth/token/refresh` are the
+/// token APIs, any other `/auth/…` path is unknown, and every other path is a
+/// business API (`SimulatedGateway+BusinessAPI.swift`), as is every call to
+/// `/sync`, which names its API in `method`.
 struct SimulatedGateway {
     static let createPath = "/auth/token/create"
     static let refreshPath = "/auth/token/refresh"
@@ -24,7 +29,7 @@ struct SimulatedGateway {
         var state: RefreshTokenState
     }
 
-    private struct AccessTokenRecord {
+    struct AccessTokenRecord {
         var seller: SellerRef
         var expireTime: Timestamp
     }
@@ -38,6 +43,9 @@ struct SimulatedGateway {
     struct SellerRecord {
         var seller: SimulatedSeller
         var currentRefreshToken: String?
+        /// The only access token business calls accept for the seller: the
+        /// one issued last, until ``SimulatedGateway/invalidateAccessToken(_:)``.
+        var currentAccessToken: String?
         var refreshTokenValidTime: Timestamp?
         /// When the access token issued last expires.
         var accessTokenExpireTime: Timestamp?
@@ -60,11 +68,13 @@ struct SimulatedGateway {
     private var refreshesInFlightByApp: [String: Int] = [:]
     private let clock: any WallClock
     private let basePath: String
-    private let logger: Logger
+    /// `/sync` beside the base path (`/rest`), as on the real gateway's host.
+    private let syncPath: String
+    let logger: Logger
     private let answerShape: AnswerShape
     private let answerShapesByApp: [String: AnswerShape]
     private var refreshTokens: [String: RefreshTokenRecord] = [:]
-    private var accessTokens: [String: AccessTokenRecord] = [:]
+    private(set) var accessTokens: [String: AccessTokenRecord] = [:]
     private var codes: [String: CodeRecord] = [:]
     /// Scripted faults in order; each for the next request of its app, or of any app (nil).
     private var scriptedFaults: [(kind: FaultKind, appKey: String?)] = []
@@ -78,6 +88,7 @@ struct SimulatedGateway {
         behavior = configuration.behavior
         clock = configuration.clock
         basePath = configuration.basePath
+        syncPath = SimulatorAddress.syncPath(basePath: configuration.basePath)
         logger = configuration.logger
         answerShape = configuration.answerShape
         answerShapesByApp = configuration.answerShapesByApp
@@ -85,7 +96,7 @@ struct SimulatedGateway {
     }
 
     /// Counts in the gateway's counters and in those of the request's app.
-    private mutating func count(_ appKey: String?, _ change: (inout SimulatorCounters) -> Void) {
+    mutating func count(_ appKey: String?, _ change: (inout SimulatorCounters) -> Void) {
         change(&counters)
         if let appKey { change(&countersByApp[appKey, default: SimulatorCounters()]) }
     }
@@ -115,22 +126,28 @@ struct SimulatedGateway {
             count(app) { $0.requestsByAPI[request.path, default: 0] += 1 }
             return authorizePage(request, now: now, ticket: ticket)
         }
-        guard request.path.hasPrefix(basePath + "/") else {
+        let isSync = request.path == syncPath
+        guard isSync || request.path.hasPrefix(basePath + "/") else {
             count(app) { $0.requestsByAPI[request.path, default: 0] += 1 }
             return plainStatus(404, "Not Found", now: now, ticket: ticket)
         }
-        let api = String(request.path.dropFirst(basePath.count))
-        count(app) { $0.requestsByAPI[api, default: 0] += 1 }
+        // On `/sync` the API is the `method` parameter (counted under the path when missing).
+        let api = isSync ? request.parameters["method"] ?? "" : String(request.path.dropFirst(basePath.count))
+        count(app) { $0.requestsByAPI[api.isEmpty ? request.path : api, default: 0] += 1 }
         guard request.method == "GET" || request.method == "POST" else {
             return plainStatus(405, "Not Allowed", now: now, ticket: ticket)
         }
         guard !request.bodyTooLarge else {
             return plainStatus(413, "Request Entity Too Large", now: now, ticket: ticket)
         }
+        if let formError = request.formError {
+            logger.debug("unreadable body", metadata: ["api": "\(api)", "reason": "\(formError)"])
+            return refusal(.unreadableBody(formError), status: 400, now: now, ticket: ticket)
+        }
 
         // A refresh is "in flight" for its seller from arrival until its answer
         // is written or abandoned; a second one arriving meanwhile is an overlap.
-        if api == Self.refreshPath, let token = request.parameters["refresh_token"],
+        if !isSync, api == Self.refreshPath, let token = request.parameters["refresh_token"],
             let sellerKey = refreshTokens[token]?.seller, sellers[sellerKey] != nil
         {
             sellers[sellerKey]!.stats.refreshRequests += 1
@@ -163,11 +180,14 @@ struct SimulatedGateway {
         if let fault, !fault.consumesRequest {
             return faultAnswer(fault, now: now, ticket: ticket)
         }
+        if isSync || Self.isBusinessAPI(api) {
+            return businessCall(request, api: api, isSync: isSync, fault: fault, now: now, ticket: ticket)
+        }
 
         let outcome: Result<IssuedReference, GatewayError>
         switch api {
         case Self.createPath, Self.refreshPath:
-            if let error = checkSystemParameters(request.parameters, api: api, now: now) {
+            if let error = checkSystemParameters(request.parameters, signedPath: api, now: now) {
                 outcome = .failure(error)
             } else if api == Self.createPath {
                 outcome = exchangeCode(request.parameters["code"], appKey: app, now: now)
@@ -239,9 +259,13 @@ struct SimulatedGateway {
 
     /// The protocol checks, in the order the gateway makes them: who is calling,
     /// how it signed, when, and whether the signature holds.
-    private func checkSystemParameters(_ parameters: [String: String], api: String, now: Timestamp)
-        -> GatewayError?
-    {
+    /// - Parameters:
+    ///   - signedPath: The API path the signature covers; `""` on `/sync`.
+    ///   - acceptsSignedEmptyValues: Also accept a signature over the empty
+    ///     values (the Python SDK's), not only one that leaves them out.
+    func checkSystemParameters(
+        _ parameters: [String: String], signedPath: String, now: Timestamp, acceptsSignedEmptyValues: Bool = false
+    ) -> GatewayError? {
         guard let appKey = parameters["app_key"], !appKey.isEmpty else { return .missingAppKey }
         guard let secret = behavior.apps[appKey] else { return .invalidAppKey }
         guard let signMethod = parameters["sign_method"], !signMethod.isEmpty else {
@@ -262,11 +286,15 @@ struct SimulatedGateway {
             return .illegalTimestamp(
                 "it differs from the gateway's time by more than \(tolerance.wholeMilliseconds / 1000) seconds")
         }
-        guard
+        let secretText = secret.exposedValue
+        let verified =
             IOPSignature.verify(
-                signature: signature, apiPath: api, parameters: parameters, secret: secret.exposedValue)
-        else { return .incompleteSignature }
-        return nil
+                signature: signature, apiPath: signedPath, parameters: parameters, secret: secretText)
+            || acceptsSignedEmptyValues && parameters.values.contains("")
+                && IOPSignature.verify(
+                    signature: signature, apiPath: signedPath, parameters: parameters, secret: secretText,
+                    includingEmptyValues: true)
+        return verified ? nil : .incompleteSignature
     }
 
     // MARK: - The two APIs
@@ -383,6 +411,7 @@ struct SimulatedGateway {
         refreshTokens[refreshToken] = RefreshTokenRecord(seller: sellerKey, state: .current)
         accessTokens[accessToken] = AccessTokenRecord(seller: sellerKey, expireTime: pair.expireTime)
         sellers[sellerKey]!.currentRefreshToken = refreshToken
+        sellers[sellerKey]!.currentAccessToken = accessToken
         sellers[sellerKey]!.accessTokenExpireTime = pair.expireTime
         sellers[sellerKey]!.issued.append(pair)
         return IssuedReference(sellerKey: sellerKey, index: sellers[sellerKey]!.issued.count - 1)
@@ -443,6 +472,12 @@ struct SimulatedGateway {
         sellers[sellerKey]!.currentRefreshToken = nil
     }
 
+    /// The seller's current access token stops working for business calls
+    /// (its refresh token is untouched): the next refresh issues one that works.
+    mutating func invalidateAccessToken(_ sellerKey: SellerRef) {
+        sellers[sellerKey]!.currentAccessToken = nil
+    }
+
     mutating func setLifetimes(for sellerKey: SellerRef, accessToken: Duration?, refreshTokenValidity: Duration?) {
         sellers[sellerKey]!.seller.accessTokenLifetime = accessToken
         sellers[sellerKey]!.seller.refreshTokenValidity = refreshTokenValidity
@@ -479,7 +514,7 @@ struct SimulatedGateway {
         return prefix + random.text(count: max(fill, 8), from: Self.tokenAlphabet) + serialText
     }
 
-    private mutating func requestID() -> String {
+    mutating func requestID() -> String {
         "21" + random.text(count: 23, from: Self.hexAlphabet)
     }
 
@@ -606,10 +641,14 @@ struct SimulatedGateway {
         }
     }
 
-    private mutating func refusal(_ error: GatewayError, now: Timestamp, ticket: RequestTicket) -> GatewayAnswer {
+    /// The gateway's JSON error, with HTTP 200 as the gateway sends its
+    /// refusals (400 for a body it cannot read).
+    mutating func refusal(_ error: GatewayError, status: Int = 200, now: Timestamp, ticket: RequestTicket)
+        -> GatewayAnswer
+    {
         count(ticket.appKey) { $0.rejections[error.code, default: 0] += 1 }
         return GatewayAnswer(
-            action: .respond(status: 200, contentType: "application/json;charset=UTF-8", body: errorBody(error)),
+            action: .respond(status: status, contentType: "application/json;charset=UTF-8", body: errorBody(error)),
             date: IMFDate.format(now), delay: behavior.responseLatency, ticket: ticket)
     }
 

@@ -294,6 +294,11 @@ extension AccountVault {
         }
     }
 
+    func accountKey(app: AppName, servingSeller sellerID: String) throws -> AccountKey? {
+        try ensureOpen()
+        return try accountServing([VentureSeller(country: "", sellerID: sellerID)], app: app)
+    }
+
     func accountKeys(sellerID: String) throws -> [AccountKey] {
         try ensureOpen()
         return try keeper.cachedStatement("SELECT app, seller_id FROM accounts WHERE seller_id = ? ORDER BY app")

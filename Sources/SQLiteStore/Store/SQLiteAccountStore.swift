@@ -362,6 +362,10 @@ public actor SQLiteAccountStore: AccountStore {
         try vault.accountKeys(sellerID: sellerID)
     }
 
+    public func accountKey(app: AppName, servingSeller sellerID: String) throws -> AccountKey? {
+        try vault.accountKey(app: app, servingSeller: sellerID)
+    }
+
     /// At most `limit` accounts (of `app`, or of all) after `key` (from the
     /// first when nil), by app and seller id: a page, so that a million
     /// accounts are read with bounded memory (`list`).

@@ -60,6 +60,23 @@ extension Commands {
             if let listen = configuration.metrics.listen {
                 Console.out("  metrics.listen     \(listen) (/metrics, /healthz, /readyz)")
             }
+            if let listen = configuration.proxy.listen {
+                Console.out("  proxy.listen       \(listen)")
+                let clients = try ProxySetup.clients(of: context)
+                for client in clients {
+                    let apps = client.apps.map { $0.map(\.rawValue).sorted().joined(separator: ",") } ?? "every app"
+                    let sellers = client.sellers.map { "\($0.count) sellers" } ?? "every seller"
+                    Console.out(
+                        "    client \(client.name): key \(client.key), secret fingerprint \(client.secret.fingerprint), "
+                            + "\(apps), \(sellers)")
+                }
+                for app in configuration.apps {
+                    let urls = app.apiURLs.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                    let shown = ([app.apiURL ?? (app.apiURLs.isEmpty ? app.gateway.url : nil)].compactMap { $0 } + urls)
+                        .joined(separator: ", ")
+                    Console.out("    app \(app.name) forwards to \(shown)")
+                }
+            }
             return .success
         }
     }

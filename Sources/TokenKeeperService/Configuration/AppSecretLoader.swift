@@ -98,13 +98,15 @@ public struct AppSecretLoader: Sendable {
     static func readSecretFile(
         _ path: String, key: String, checkMode: Bool, what: String = "the app secret"
     ) throws(ConfigurationError) -> Secret {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
+        // The file a link leads to is the one whose mode matters (stat, not lstat).
+        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target) else {
             throw ConfigurationError(
                 key: key, problem: "\(path) does not exist or cannot be reached",
                 remedy: "create it with \(what) and chmod 600 it")
         }
-        if checkMode && info.st_mode & 0o007 != 0 {
+        let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue ?? 0o777
+        if checkMode && mode & 0o007 != 0 {
             throw ConfigurationError(
                 key: key, problem: "\(path) is readable or writable by other users",
                 remedy: "chmod 600 \(path) (or 640 with the daemon's group)")
@@ -160,5 +162,42 @@ extension AppSecretLoader {
                     + "or a secret without the whsec_ prefix, which is used as its bytes")
         }
         return secret
+    }
+}
+
+extension AppSecretLoader {
+    /// The shortest client secret taken: a guessable one would let anyone
+    /// on the host call as the client.
+    static let minimumProxySecretLength = 16
+
+    /// A proxy client's secret: systemd's credential `proxy_<name>`, else the
+    /// file its `secret_file` names.
+    public func proxyClientSecret(for client: TokenKeeperConfiguration.ProxyClient) throws(ConfigurationError) -> Secret
+    {
+        let key = "proxy.clients.\(client.name).secret_file"
+        let what = "the client's secret"
+        var found: (secret: Secret, key: String)?
+        if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
+            let path = directory + "/proxy_\(client.name)"
+            if FileManager.default.fileExists(atPath: path) {
+                let credential = "proxy_\(client.name) credential"
+                found = (try Self.readSecretFile(path, key: credential, checkMode: false, what: what), credential)
+            }
+        }
+        if found == nil, let path = client.secretFile {
+            found = (try Self.readSecretFile(path, key: key, checkMode: true, what: what), key)
+        }
+        guard let found else {
+            throw ConfigurationError(
+                key: key, problem: "no secret is configured for proxy client \(client.name)",
+                remedy: "run tokenkeeper proxy-client new \(client.name) and follow what it prints "
+                    + "(a secret file of mode 0600, or systemd LoadCredential=proxy_\(client.name):PATH)")
+        }
+        guard found.secret.exposedValue.count >= Self.minimumProxySecretLength else {
+            throw ConfigurationError(
+                key: found.key, problem: "the secret is shorter than \(Self.minimumProxySecretLength) characters",
+                remedy: "use the one tokenkeeper proxy-client new \(client.name) prints")
+        }
+        return found.secret
     }
 }

@@ -19,9 +19,11 @@ public struct ConfigurationLoader: Sendable {
     public static let knownKeys: Set<String> = [
         "gateway.url", "gateway.timeout_seconds", "gateway.connect_timeout_seconds",
         "gateway.refresh_path", "gateway.create_path", "gateway.authorize_url",
-        "app.key", "app.secret_file", "app.redirect_uri",
-        // Each app of `apps:`; `*` stands for the app's name (see ``template(of:)``).
+        "app.key", "app.secret_file", "app.redirect_uri", "app.api_url", "app.api_urls.*",
+        // Each app of `apps:`; `*` stands for a name the user gives (an app,
+        // a country, a proxy client; see ``template(of:)``).
         "apps.*.key", "apps.*.secret_file", "apps.*.redirect_uri", "apps.*.authorize_url",
+        "apps.*.api_url", "apps.*.api_urls.*",
         "apps.*.max_calls_per_second", "apps.*.gateway.url", "apps.*.gateway.timeout_seconds",
         "apps.*.gateway.connect_timeout_seconds", "apps.*.gateway.refresh_path", "apps.*.gateway.create_path",
         "storage.directory", "storage.backend", "storage.postgres.url", "storage.postgres.password_file",
@@ -39,12 +41,16 @@ public struct ConfigurationLoader: Sendable {
         "notify.retry_max_seconds", "notify.reauth_warning_days", "notify.reauth_check_seconds",
         "callback.listen", "callback.state_ttl_hours",
         "metrics.listen",
+        "proxy.listen", "proxy.socket_mode", "proxy.socket_group", "proxy.timeout_seconds", "proxy.refresh_share",
+        "proxy.app_daily_calls", "proxy.app_daily_calls.*", "proxy.max_request_bytes",
+        "proxy.clients.*.key", "proxy.clients.*.secret_file", "proxy.clients.*.apps", "proxy.clients.*.sellers",
+        "proxy.clients.*.max_calls_per_second",
         "log.level",
     ]
 
     /// Keys whose value is a list; in the file a YAML sequence, in the
     /// environment a JSON array.
-    static let listKeys: Set<String> = ["notify.command"]
+    static let listKeys: Set<String> = ["notify.command", "proxy.clients.*.apps", "proxy.clients.*.sellers"]
 
     public var environment: [String: String]
     /// Where the file is looked for by default: ``defaultPath``, or a test's.
@@ -101,7 +107,8 @@ public struct ConfigurationLoader: Sendable {
         var configuration = TokenKeeperConfiguration()
         configuration.sourcePath = sourcePath
         try values.read(into: &configuration)
-        try values.readApps(Self.appNames(in: fileValues), into: &configuration)
+        try values.readApps(Self.appNames(in: fileValues), fileValues: fileValues, into: &configuration)
+        try values.readProxy(fileValues: fileValues, into: &configuration)
         try Self.validate(configuration)
         return configuration
     }
@@ -144,19 +151,46 @@ public struct ConfigurationLoader: Sendable {
         return values
     }
 
-    /// The known key `key` is an instance of: an app's key with its name
-    /// replaced by `*` (`apps.ae.key` → `apps.*.key`); any other key itself.
+    /// The known key (or the start of one) that `key` is an instance of:
+    /// the names a user gives replaced by `*` (`apps.ae.key` → `apps.*.key`,
+    /// `proxy.clients.orders` → `proxy.clients.*`); a key that matches no
+    /// known key is returned as it is. A literal part wins over `*`.
     static func template(of key: String) -> String {
-        guard key.hasPrefix("apps.") else { return key }
-        var parts = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        if parts.count > 1 { parts[1] = "*" }
-        return parts.joined(separator: ".")
+        let parts = key.split(separator: ".", omittingEmptySubsequences: false)
+        var best: (parts: ArraySlice<Substring>, wildcards: Int)?
+        for known in knownKeys {
+            let candidate = known.split(separator: ".", omittingEmptySubsequences: false)
+            guard candidate.count >= parts.count else { continue }
+            var wildcards = 0
+            var matches = true
+            for (part, pattern) in zip(parts, candidate) where part != pattern {
+                guard pattern == "*" else {
+                    matches = false
+                    break
+                }
+                wildcards += 1
+            }
+            if matches, wildcards < best?.wildcards ?? Int.max {
+                best = (candidate.prefix(parts.count), wildcards)
+            }
+        }
+        return best.map { $0.parts.joined(separator: ".") } ?? key
+    }
+
+    /// The names under `prefix` (`apps`, `proxy.clients`, `apps.ae.api_urls`)
+    /// in the file's keys, sorted.
+    static func names(under prefix: String, in values: [String: String]) -> [String] {
+        let depth = prefix.split(separator: ".").count
+        return Set(
+            values.keys.filter { $0.hasPrefix(prefix + ".") }.compactMap {
+                $0.split(separator: ".").dropFirst(depth).first
+            }
+        ).map(String.init).sorted()
     }
 
     /// The names under `apps:` in the file's keys, in order.
     static func appNames(in values: [String: String]) -> [String] {
-        Set(values.keys.filter { $0.hasPrefix("apps.") }.compactMap { $0.split(separator: ".").dropFirst().first })
-            .map(String.init).sorted()
+        names(under: "apps", in: values)
     }
 
     /// Walks one section (and its subsections, as `refresh.mass_rejection`
@@ -169,6 +203,23 @@ public struct ConfigurationLoader: Sendable {
         for (keyNode, valueNode) in entries {
             let name = keyNode.string ?? "?"
             let key = "\(prefix).\(name)"
+            if prefix == "proxy.clients" || prefix == "proxy.app_daily_calls",
+                let problem = AppName.problem(with: name)
+            {
+                let what = prefix == "proxy.clients" ? "a client name" : "an app name"
+                throw ConfigurationError(
+                    key: key,
+                    problem:
+                        "'\(name)' is not \(what): \(problem.replacingOccurrences(of: "an app name", with: "a name"))",
+                    remedy: "use 1 to 32 of a-z, 0-9, _ and -, e.g. orders")
+            }
+            if prefix.hasSuffix(".api_urls"),
+                name.utf8.count != 2 || !name.utf8.allSatisfy({ (0x61...0x7A).contains($0) })
+            {
+                throw ConfigurationError(
+                    key: key, problem: "'\(name)' is not a country code",
+                    remedy: "name each endpoint by the seller's country in two lower-case letters, e.g. sg or th")
+            }
             if prefix == "apps" {
                 if let problem = AppName.problem(with: name) {
                     throw ConfigurationError(
@@ -193,7 +244,7 @@ public struct ConfigurationLoader: Sendable {
                         ?? "see config/config.example.yaml for the keys")
             }
             if valueNode.null != nil { continue }
-            if listKeys.contains(key), let items = valueNode.sequence {
+            if listKeys.contains(template), let items = valueNode.sequence {
                 var list: [String] = []
                 for item in items {
                     guard let scalar = item.scalar else {
@@ -340,6 +391,7 @@ public struct ConfigurationLoader: Sendable {
         try range(refresh.massRejectionHoldHours, 0...720, "refresh.mass_rejection.hold_hours")
         try range(configuration.storage.eventRetentionDays, 1...36_500, "storage.event_retention_days")
         try validateOperations(configuration)
+        try validateProxy(configuration)
         try require(!configuration.storage.directory.isEmpty, "storage.directory", "must not be empty")
         try validatePostgres(configuration.storage)
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -393,6 +445,7 @@ private struct ValueReader {
         configuration.app.key = string("app.key") ?? ""
         configuration.app.secretFile = string("app.secret_file")
         configuration.app.redirectURI = string("app.redirect_uri")
+        configuration.app.apiURL = string("app.api_url")
         configuration.storage.directory = string("storage.directory") ?? configuration.storage.directory
         if let backend = string("storage.backend") {
             guard let known = TokenKeeperConfiguration.Storage.Backend(rawValue: backend.lowercased()) else {
@@ -457,11 +510,14 @@ private struct ValueReader {
     /// The `apps:` map (`names` as the file lists them). A configuration has
     /// either the one `app:` or `apps:`, not both: which app `app.key` would
     /// then mean is anybody's guess.
-    mutating func readApps(_ names: [String], into configuration: inout TokenKeeperConfiguration)
-        throws(ConfigurationError)
-    {
+    mutating func readApps(
+        _ names: [String], fileValues: [String: String], into configuration: inout TokenKeeperConfiguration
+    ) throws(ConfigurationError) {
+        configuration.app.apiURLs = apiURLs(under: "app.api_urls", fileValues: fileValues)
         guard !names.isEmpty else { return }
-        if let set = ["app.key", "app.secret_file", "app.redirect_uri"].first(where: { string($0) != nil }) {
+        if let set = ["app.key", "app.secret_file", "app.redirect_uri", "app.api_url"].first(where: {
+            string($0) != nil
+        }) {
             throw ConfigurationError(
                 key: source(set), problem: "app: and apps: are both set",
                 remedy: "move the app: section into apps: as one entry (docs/OPERATIONS.md, \"Moving to apps:\")")
@@ -475,6 +531,8 @@ private struct ValueReader {
             app.secretFile = string("\(prefix).secret_file")
             app.redirectURI = string("\(prefix).redirect_uri")
             app.maxCallsPerSecond = try double("\(prefix).max_calls_per_second")
+            app.apiURL = string("\(prefix).api_url")
+            app.apiURLs = apiURLs(under: "\(prefix).api_urls", fileValues: fileValues)
             var gateway = app.gateway
             gateway.url = string("\(prefix).gateway.url") ?? gateway.url
             gateway.timeoutSeconds = try double("\(prefix).gateway.timeout_seconds") ?? gateway.timeoutSeconds
@@ -491,6 +549,63 @@ private struct ValueReader {
             apps.append(app)
         }
         configuration.declaredApps = apps
+    }
+
+    /// `…api_urls.<country>` as the file names them (lower-case country codes).
+    func apiURLs(under prefix: String, fileValues: [String: String]) -> [String: String] {
+        var urls: [String: String] = [:]
+        for country in ConfigurationLoader.names(under: prefix, in: fileValues) {
+            if let url = string("\(prefix).\(country)") { urls[country] = url }
+        }
+        return urls
+    }
+
+    /// `proxy.*`, its clients (`names` as the file lists them) and daily caps.
+    mutating func readProxy(fileValues: [String: String], into configuration: inout TokenKeeperConfiguration)
+        throws(ConfigurationError)
+    {
+        var proxy = configuration.proxy
+        proxy.listen = string("proxy.listen")
+        if let mode = string("proxy.socket_mode") {
+            guard let value = UInt16(mode, radix: 8), value <= 0o777 else {
+                throw ConfigurationError(
+                    key: source("proxy.socket_mode"), problem: "'\(mode)' is not a file mode in octal",
+                    remedy: "write e.g. \"0660\" (owner and group read and write)")
+            }
+            proxy.socketMode = value
+        }
+        proxy.socketGroup = string("proxy.socket_group")
+        proxy.timeoutSeconds = try double("proxy.timeout_seconds") ?? proxy.timeoutSeconds
+        proxy.refreshShare = try double("proxy.refresh_share") ?? proxy.refreshShare
+        proxy.maxRequestBytes = try int("proxy.max_request_bytes") ?? proxy.maxRequestBytes
+        proxy.appDailyCalls = try double("proxy.app_daily_calls")
+        for name in ConfigurationLoader.names(under: "proxy.app_daily_calls", in: fileValues) {
+            guard let app = AppName(rawValue: name) else { continue }  // refused by name when the file was read
+            proxy.appDailyCallsByApp[app] = try double("proxy.app_daily_calls.\(name)")
+        }
+        proxy.clients = []
+        for name in ConfigurationLoader.names(under: "proxy.clients", in: fileValues) {
+            let prefix = "proxy.clients.\(name)"
+            var client = TokenKeeperConfiguration.ProxyClient(name: name)
+            client.key = string("\(prefix).key") ?? ""
+            client.secretFile = string("\(prefix).secret_file")
+            if let apps = try list("\(prefix).apps") {
+                var names: [AppName] = []
+                for text in apps {
+                    guard let app = AppName(rawValue: text) else {
+                        throw ConfigurationError(
+                            key: source("\(prefix).apps"), problem: "'\(text)' is not an app name",
+                            remedy: "list the names of apps: (or default for a single app:)")
+                    }
+                    names.append(app)
+                }
+                client.apps = names
+            }
+            client.sellers = try list("\(prefix).sellers")
+            client.maxCallsPerSecond = try double("\(prefix).max_calls_per_second")
+            proxy.clients.append(client)
+        }
+        configuration.proxy = proxy
     }
 
     func string(_ key: String) -> String? {

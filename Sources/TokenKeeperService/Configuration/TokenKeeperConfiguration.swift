@@ -27,6 +27,10 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
         public var secretFile: String?
         /// `app.redirect_uri`: the OAuth callback registered with the app.
         public var redirectURI: String?
+        /// `app.api_url` and `app.api_urls.<country>`: where the signing
+        /// proxy forwards business calls (``AppSettings/apiURL``).
+        public var apiURL: String?
+        public var apiURLs: [String: String] = [:]
     }
 
     /// One app whose sellers the daemon keeps: an entry of `apps:`, or the
@@ -46,6 +50,23 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
         /// `apps.<name>.gateway.*` over the top-level `gateway:` key by key;
         /// `apps.<name>.authorize_url` is its `authorizeURL`.
         public var gateway: Gateway
+        /// `apps.<name>.api_url`: where the signing proxy forwards this app's
+        /// business calls (the REST endpoint, ending in `/rest`; `/sync` is
+        /// its sibling); nil means the gateway's URL.
+        public var apiURL: String?
+        /// `apps.<name>.api_urls.<country>`: Lazada's endpoint per country,
+        /// chosen by the seller's country (``apiURL`` for a country not listed).
+        public var apiURLs: [String: String] = [:]
+
+        /// The REST endpoint for a seller of `country` (lower-case ISO code):
+        /// its country's, else ``apiURL``, else the gateway's when no country
+        /// list is given; nil when a list is given and neither it nor
+        /// ``apiURL`` serves the country.
+        public func apiURL(country: String?) -> String? {
+            if let country, let url = apiURLs[country.lowercased()] { return url }
+            if let apiURL { return apiURL }
+            return apiURLs.isEmpty ? gateway.url : nil
+        }
 
         public init(name: AppName, gateway: Gateway) {
             self.name = name
@@ -186,6 +207,54 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
         public var listen: String?
     }
 
+    /// `proxy.*`: the signing proxy for readers' business calls (docs/PROXY.md).
+    public struct Proxy: Sendable, Equatable {
+        /// `proxy.listen`: a loopback `HOST:PORT`, or `unix:/path` for a Unix
+        /// socket; off when unset.
+        public var listen: String?
+        /// `proxy.socket_mode` and `proxy.socket_group`: the Unix socket's
+        /// mode (octal) and group, so that only readers in the group connect.
+        public var socketMode: UInt16 = 0o660
+        public var socketGroup: String?
+        /// `proxy.timeout_seconds`: one forwarded call, connect included.
+        public var timeoutSeconds: Double = 30
+        /// `proxy.refresh_share`: the share of each app's call rate proxied
+        /// calls leave to refreshes (and the callback) however busy they are.
+        public var refreshShare: Double = 0.2
+        /// `proxy.app_daily_calls` (every app) or `proxy.app_daily_calls.<app>`:
+        /// proxied calls an app may make per marketplace day; nil: no count.
+        public var appDailyCalls: Double?
+        public var appDailyCallsByApp: [AppName: Double] = [:]
+        /// `proxy.max_request_bytes`: the largest request (file uploads included).
+        public var maxRequestBytes: Int = 16 << 20
+        /// `proxy.clients.<name>`, by name.
+        public var clients: [ProxyClient] = []
+
+        /// The daily cap of `app`'s proxied calls, if any.
+        public func dailyCalls(for app: AppName) -> Double? {
+            appDailyCallsByApp[app] ?? appDailyCalls
+        }
+    }
+
+    /// `proxy.clients.<name>`: one reader of the proxy, with its own key and secret.
+    public struct ProxyClient: Sendable, Equatable {
+        public var name: String
+        /// `proxy.clients.<name>.key`: the key the reader signs with (its SDK's app key).
+        public var key: String = ""
+        /// `proxy.clients.<name>.secret_file` (else the credential `proxy_<name>`).
+        public var secretFile: String?
+        /// `proxy.clients.<name>.apps`: the apps it may call for; nil: every app.
+        public var apps: [AppName]?
+        /// `proxy.clients.<name>.sellers`: the seller ids it may call for; nil: every seller.
+        public var sellers: [String]?
+        /// `proxy.clients.<name>.max_calls_per_second`: its own cap; nil: none but the app's.
+        public var maxCallsPerSecond: Double?
+
+        public init(name: String) {
+            self.name = name
+        }
+    }
+
     public struct Log: Sendable, Equatable {
         /// `log.level`: trace, debug, info, notice, warning, error, critical.
         public var level: String = "info"
@@ -200,6 +269,7 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
     public var notify = Notify()
     public var callback = Callback()
     public var metrics = Metrics()
+    public var proxy = Proxy()
     public var log = Log()
     /// Where the configuration was read from (nil: environment only).
     public var sourcePath: String?
@@ -214,6 +284,8 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
         single.key = app.key
         single.secretFile = app.secretFile
         single.redirectURI = app.redirectURI
+        single.apiURL = app.apiURL
+        single.apiURLs = app.apiURLs
         return [single]
     }
 

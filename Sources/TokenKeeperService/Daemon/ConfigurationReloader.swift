@@ -26,6 +26,8 @@ struct ConfigurationReloader: Service {
     /// Turns the reloaded scheduler settings into this node's (on
     /// PostgreSQL: its share of the call rate).
     var adjust: @Sendable (RefreshSchedulerConfiguration) -> RefreshSchedulerConfiguration = { $0 }
+    /// The signing proxy, whose clients and apps a reload replaces.
+    var proxy: ProxySetup?
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
@@ -58,8 +60,13 @@ struct ConfigurationReloader: Service {
                             "app_key": "\(configuration.appKey)",
                         ])
                 }
+                let proxyClients = try proxy?.reload(context)
                 await scheduler.update(gateways: clients.instrumented(metrics: metrics))
                 let reloaded = context.configuration
+                if let proxyClients {
+                    logger.notice(
+                        "reloaded the proxy's clients", metadata: ["clients": "\(proxyClients.joined(separator: ","))"])
+                }
                 await scheduler.update(
                     configuration: adjust(
                         reloaded.schedulerConfiguration(leaseOwner: leaseOwner, environment: environment)))
@@ -70,6 +77,14 @@ struct ConfigurationReloader: Service {
                     ("notify.*", reloaded.notify != running.notify),
                     ("callback.*", reloaded.callback != running.callback),
                     ("metrics.*", reloaded.metrics != running.metrics),
+                    ("proxy.listen", reloaded.proxy.listen != running.proxy.listen),
+                    (
+                        "proxy.socket_*",
+                        [
+                            reloaded.proxy.socketMode != running.proxy.socketMode,
+                            reloaded.proxy.socketGroup != running.proxy.socketGroup,
+                        ].contains(true)
+                    ),
                     (
                         "redirect_uri",
                         reloaded.apps.map { [$0.name.rawValue, $0.redirectURI ?? ""] }

@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import Logging
 import ServiceLifecycle
 import TokenKeeperCore
@@ -143,14 +144,36 @@ extension Daemon {
         }
     }
 
+    /// The signing proxy's listener (`proxy.listen`).
+    func proxyListener(_ setup: ProxySetup) -> ServiceGroupConfiguration.ServiceConfiguration {
+        let settings = context.configuration.proxy
+        let address: HTTPListener.Address =
+            switch setup.address {
+            case .tcp(let tcp): .tcp(host: tcp.host, port: tcp.port)
+            case .unix(let path): .unix(path: path, mode: settings.socketMode, group: settings.socketGroup)
+            }
+        let router = HTTPListener.forwardingRouter(
+            maxBodyBytes: settings.maxRequestBytes,
+            tooLarge: { setup.proxy.refuseTooLarge(path: $0) },
+            handle: { await setup.proxy.handle($0) })
+        return listener("proxy", address, router: router)
+    }
+
     /// A listener whose failure (a port in use) is logged and leaves
     /// refreshing running: tokens matter more than a page.
     private func listener(_ name: String, _ address: ListenAddress, _ routes: [HTTPRoute])
         -> ServiceGroupConfiguration.ServiceConfiguration
     {
+        listener(name, .tcp(host: address.host, port: address.port), router: HTTPListener.router(routes))
+    }
+
+    private func listener(_ name: String, _ address: HTTPListener.Address, router: Router<BasicRequestContext>)
+        -> ServiceGroupConfiguration.ServiceConfiguration
+    {
         let logger = Logger(label: "tokenkeeper.\(name)")
         let configuration = context.configuration
-        let listeners = [configuration.callback.listen, configuration.metrics.listen].compactMap { $0 }.count
+        let listeners = [configuration.callback.listen, configuration.metrics.listen, configuration.proxy.listen]
+            .compactMap { $0 }.count
         let softLimit = OpenFileLimit.raise()
         let limits = HTTPListener.Limits(
             maxConnections: OpenFileLimit.connectionCap(softLimit: softLimit, listeners: listeners))
@@ -160,8 +183,7 @@ extension Daemon {
                 "max_connections": "\(limits.maxConnections)", "open_files": "\(softLimit)",
                 "request_deadline": "\(limits.requestDeadline)",
             ])
-        let service = HTTPListener.make(
-            name: name, host: address.host, port: address.port, routes: routes, limits: limits, logger: logger)
+        let service = HTTPListener.make(name: name, address: address, router: router, limits: limits, logger: logger)
         return .init(
             service: GuardedService(name: "\(name) listener on \(address)", service: service, logger: logger),
             successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore, serviceName: name)

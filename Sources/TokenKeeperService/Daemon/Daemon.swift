@@ -95,6 +95,7 @@ struct Daemon {
         let observer = self.observer
         let scheduler = RefreshScheduler(
             store: store, gateways: gateways, clock: clock, configuration: schedulerSettings,
+            callBudgets: CallBudgets(proxyShare: 1 - configuration.proxy.refreshShare),
             logger: Logger(label: "tokenkeeper.scheduler"),
             onEvent: { [logger = self.logger] event in
                 status.handle(event)
@@ -112,11 +113,15 @@ struct Daemon {
                 }
                 observer(event)
             })
+        let proxy = try ProxySetup.make(
+            context: context, store: store, scheduler: scheduler, metrics: metrics, liveNodes: { share.liveNodes },
+            rate: { share.current.maxCallsPerSecond(for: $0) })
         var reloader = ConfigurationReloader(
             running: configuration, leaseOwner: leaseOwner, configPath: configPath,
             environment: context.environment, clients: clients, store: store, metrics: metrics, scheduler: scheduler,
             notifier: notifier, logger: logger)
         reloader.adjust = { share.adjusted(base: $0) }
+        reloader.proxy = proxy
         var services = coreServices(scheduler: scheduler, notifier: notifier, reloader: reloader, pruning: store)
         services.append(.init(service: events.notifier, successTerminationBehavior: .ignore, serviceName: "notifier"))
         services += opened.backgroundServices(
@@ -136,9 +141,13 @@ struct Daemon {
         services += try listeners(
             store: store, gateways: gateways, links: links, clock: clock, metrics: metrics, status: status,
             exchangeRate: { share.callbackRate(for: $0) }, onStored: { _ in events.notifier.nudge() })
+        if let proxy { services.append(proxyListener(proxy)) }
         services += extraServices(store)
-        return await runGroup(
+        let outcome = await runGroup(
             services, shutdownGrace: schedulerSettings.shutdownGracePeriod, storage: opened.startingMetadata)
+        proxy?.daily?.flush()
+        await proxy?.forwarder.shutdown()
+        return outcome
     }
 
     /// The services every daemon runs, whatever the backend: the scheduler

@@ -25,6 +25,9 @@ final class RateShare: Sendable {
         state.withLock { share(of: $0.base, liveNodes: $0.liveNodes) }
     }
 
+    /// The live nodes sharing the rate, this one included.
+    var liveNodes: Int { state.withLock { $0.liveNodes } }
+
     /// The callback's code exchanges a second for `app` on this node now;
     /// nil when the app's rate is unlimited.
     func callbackRate(for app: AppName) -> Double? {

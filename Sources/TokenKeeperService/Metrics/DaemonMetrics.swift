@@ -50,6 +50,12 @@ final class DaemonMetrics: Sendable {
         "tokenkeeper_notifications_pending": "Deliveries not yet made nor given up, by channel.",
         "tokenkeeper_notifications_failed": "Deliveries given up after notify.retry_hours, by channel.",
         "tokenkeeper_live_nodes": "PostgreSQL: the live nodes sharing the sellers, this one included.",
+        "tokenkeeper_proxy_calls_total":
+            "Calls to the signing proxy by client, app and outcome (forwarded, or why it was refused).",
+        "tokenkeeper_proxy_call_duration_seconds":
+            "Signing proxy calls forwarded to the gateway, by client and app: from arrival to answer.",
+        "tokenkeeper_proxy_token_retries_total":
+            "Proxied calls the gateway refused for the access token, retried after a refresh, by app and result.",
     ]
 
     static func descriptor(_ name: String) -> MetricNameDescriptor {
@@ -148,6 +154,30 @@ final class DaemonMetrics: Sendable {
         let result = succeeded ? "ok" : "error"
         let timer = gatewayTimers["\(app)/\(api)/\(result)"] ?? Self.timer(registry, app: app, api: api, result: result)
         timer.record(duration)
+    }
+
+    /// One call to the signing proxy: its outcome (`forwarded` or the
+    /// refusal's code) and, when forwarded, how long it took.
+    func proxyCall(client: String, app: AppName?, outcome: String, duration: Duration?) {
+        let app = app?.rawValue ?? ""
+        registry.makeCounter(
+            descriptor: Self.descriptor("tokenkeeper_proxy_calls_total"),
+            labels: [("client", client), ("app", app), ("outcome", outcome)]
+        ).increment()
+        guard let duration else { return }
+        registry.makeDurationHistogram(
+            descriptor: Self.descriptor("tokenkeeper_proxy_call_duration_seconds"),
+            labels: [("client", client), ("app", app)], buckets: Self.durationBuckets
+        ).record(duration)
+    }
+
+    /// A proxied call retried after a refresh: `ok` when the retry was made
+    /// with a new token, `unchanged` when the refresh brought none.
+    func proxyTokenRetry(app: AppName, result: String) {
+        registry.makeCounter(
+            descriptor: Self.descriptor("tokenkeeper_proxy_token_retries_total"),
+            labels: [("app", app.rawValue), ("result", result)]
+        ).increment()
     }
 
     /// One delivery attempt on a notification channel.

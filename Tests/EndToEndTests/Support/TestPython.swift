@@ -15,15 +15,30 @@ enum TestPython {
         return root.appendingPathComponent(".build/test-python/bin/python3").path
     }
 
+    /// ``run(_:input:environment:)`` on a thread of its own: it waits for a
+    /// process, which on one of Swift's few cooperative threads would stall
+    /// every other test's tasks (the scheduler tests' ten-second bounds
+    /// among them) for as long as Python runs.
+    static func runDetached(_ script: String, input: Data, environment: [String: String] = [:]) async throws -> Data {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try run(script, input: input, environment: environment) })
+            }
+        }
+    }
+
     /// Runs `script` with `input` on its stdin; its stdout, or a failure
     /// with its stderr.
-    static func run(_ script: String, input: Data) throws -> Data {
+    static func run(_ script: String, input: Data, environment: [String: String] = [:]) throws -> Data {
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw Failure(description: "\(path) is missing: run scripts/test (the README's test command) once")
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = ["-c", script]
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         let stdin = Pipe()
         let stdout = Pipe()
         let stderrPath = FileManager.default.temporaryDirectory.appendingPathComponent("python-\(UUID().uuidString)")

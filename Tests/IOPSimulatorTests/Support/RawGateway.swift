@@ -137,7 +137,7 @@ struct RawGateway: Sendable {
         try await call("/auth/token/create", ["code": code])
     }
 
-    private func send(_ request: HTTPClientRequest) async throws -> RawAnswer {
+    func send(_ request: HTTPClientRequest) async throws -> RawAnswer {
         let response = try await HTTPClient.shared.execute(request, timeout: TimeAmount(timeout))
         let body = try await response.body.collect(upTo: 1 << 20)
         return RawAnswer(

@@ -1,0 +1,107 @@
+import Synchronization
+public import TokenKeeperCore
+
+/// Each app's call budget at the gateway, shared by the scheduler's
+/// refreshes and the calls the signing proxy forwards for readers.
+///
+/// The gateway counts every call of an app key, whoever makes it, and bans
+/// the key when the count is over (AliExpress until midnight, Beijing time):
+/// refreshes and proxied calls must fit in one budget together. Refreshes
+/// come first: proxied calls may take at most `proxyShare` of the rate
+/// (their own bucket), and only while the shared bucket has a call to give,
+/// so that however busy the readers are, the rest of the rate stays with
+/// the refreshes.
+public final class CallBudgets: Sendable {
+    /// One app's buckets.
+    final class Budget: Sendable {
+        private struct State {
+            var shared: TokenBucket
+            var proxied: TokenBucket
+        }
+        private let state: Mutex<State>
+
+        init(ratePerSecond: Double, proxyShare: Double) {
+            state = Mutex(
+                State(
+                    shared: TokenBucket(ratePerSecond: ratePerSecond),
+                    proxied: TokenBucket(ratePerSecond: ratePerSecond * proxyShare)))
+        }
+
+        var ratePerSecond: Double { state.withLock { $0.shared.ratePerSecond } }
+
+        /// When the scheduler's next call may start.
+        func nextAvailable(_ now: Timestamp) -> Timestamp {
+            state.withLock { $0.shared.nextAvailable(now) }
+        }
+
+        /// Spends a call the scheduler decided to make: it was available when
+        /// it looked, though a proxied call may have taken it since (then the
+        /// debt delays the next call instead).
+        func take(_ now: Timestamp) {
+            state.withLock { $0.shared.take(now) }
+        }
+
+        func tryTakeProxied(_ now: Timestamp) -> Timestamp? {
+            state.withLock { state in
+                let proxiedAt = state.proxied.nextAvailable(now)
+                let sharedAt = state.shared.nextAvailable(now)
+                guard proxiedAt <= now, sharedAt <= now else { return max(proxiedAt, sharedAt) }
+                state.proxied.take(now)
+                state.shared.take(now)
+                return nil
+            }
+        }
+    }
+
+    private struct State {
+        var budgets: [AppName: Budget] = [:]
+        var proxyShare: Double
+    }
+    private let state: Mutex<State>
+
+    /// - Parameter proxyShare: The most of an app's rate proxied calls may
+    ///   take (`1 - proxy.refresh_share`).
+    public init(proxyShare: Double = 0.8) {
+        state = Mutex(State(proxyShare: min(max(proxyShare, 0.01), 0.99)))
+    }
+
+    /// `app`'s budget at `rate` calls a second, made or re-rated (its calls
+    /// spent so far are forgotten when the rate changes); nil, and no
+    /// budget, when the rate is unlimited.
+    func budget(for app: AppName, rate: Double?) -> Budget? {
+        state.withLock { state in
+            guard let rate, rate > 0 else {
+                state.budgets[app] = nil
+                return nil
+            }
+            if let budget = state.budgets[app], budget.ratePerSecond == rate { return budget }
+            let budget = Budget(ratePerSecond: rate, proxyShare: state.proxyShare)
+            state.budgets[app] = budget
+            return budget
+        }
+    }
+
+    /// What the proxy may do about one call of `app` now.
+    public enum ProxiedCall: Sendable, Equatable {
+        /// Made: one call of the budget is spent.
+        case granted
+        /// Not before this moment.
+        case notBefore(Timestamp)
+    }
+
+    /// Takes one call of `app`'s budget for a proxied call, if its share
+    /// and the shared bucket both have one now. `rate` is the app's rate on
+    /// this node, which makes the budget when the scheduler has not yet
+    /// (its lane is made when the app's first seller comes due); an app
+    /// without a rate always grants.
+    public func tryTakeProxied(_ app: AppName, rate: Double?, now: Timestamp) -> ProxiedCall {
+        guard let rate, rate > 0 else { return .granted }
+        let budget = state.withLock { state in
+            if let budget = state.budgets[app] { return budget }
+            let budget = Budget(ratePerSecond: rate, proxyShare: state.proxyShare)
+            state.budgets[app] = budget
+            return budget
+        }
+        return budget.tryTakeProxied(now).map { .notBefore($0) } ?? .granted
+    }
+}

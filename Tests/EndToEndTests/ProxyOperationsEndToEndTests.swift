@@ -1,0 +1,354 @@
+import AsyncHTTPClient
+import Foundation
+import IOPSimulator
+import NIOCore
+import NIOHTTP1
+import Testing
+import TokenKeeperCore
+import TokenKeeperTesting
+
+/// The signing proxy as an operator runs it (issue 18): reloads that add
+/// and revoke clients, a Unix socket, `/sync`, the day's budget across a
+/// restart, Lazada's endpoint per country, and what /metrics says.
+@Suite("Signing proxy operations end to end", .serialized)
+struct ProxyOperationsEndToEndTests {
+    typealias Scene = ProxyEndToEndTests.Scene
+
+    static func waitUntilListening(_ daemon: TokenKeeperProcess) async -> Bool {
+        await eventually(timeout: .seconds(20)) { daemon.stderr.text.contains("proxy listener ready") }
+    }
+
+    @Test("a reload revokes a client and adds another; a call in flight as the reload lands is answered")
+    func reloadRevokesAndAdds() async throws {
+        let scene = try await Scene()
+        defer { Task { await scene.tearDown() } }
+        let world = scene.world
+        try await scene.importSellers(["1001"])
+        let daemon = try await scene.startDaemon()
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { Task { try? await client.shutdown() } }
+        let orders = SignedCall(
+            url: scene.proxyURL + "/orders/get", key: ProxyEndToEndTests.clientKey, secret: scene.clientSecret,
+            signedPath: "/orders/get", parameters: ["access_token": "1001"])
+        #expect(try await orders.send(with: client).code == "0")
+
+        // The gateway answers slowly; a call goes out, and the reload removes its client meanwhile.
+        world.simulator.updateBehavior { $0.responseLatency = .seconds(2) }
+        let inFlight = Task { try await orders.send(with: client) }
+        #expect(await eventually(timeout: .seconds(5)) { world.simulator.counters.businessCalls >= 2 })
+        let newSecret = "audit-" + UUID().uuidString
+        let newPath = world.root.appendingPathComponent("proxy-audit.secret").path
+        _ = FileManager.default.createFile(
+            atPath: newPath, contents: Data(newSecret.utf8), attributes: [.posixPermissions: 0o600])
+        try world.writeConfig(
+            ["proxy.clients.audit.key": "audit-key", "proxy.clients.audit.secret_file": newPath],
+            removing: ["proxy.clients.orders."])
+        daemon.signal(SIGHUP)
+        #expect(await eventually(timeout: .seconds(10)) { daemon.stderr.text.contains("reloaded the proxy's clients") })
+        let answered = try await inFlight.value
+        #expect(
+            answered.code == "0", "the call in flight is answered: \(String(decoding: answered.body, as: UTF8.self))")
+        world.simulator.updateBehavior { $0.responseLatency = .zero }
+
+        let revoked = try await orders.send(with: client)
+        #expect(revoked.code == "InvalidAppKey", "\(String(decoding: revoked.body, as: UTF8.self))")
+        #expect(revoked.headers["x-tokenkeeper-refused"] == "InvalidAppKey")
+        var audit = orders
+        audit.key = "audit-key"
+        audit.secret = newSecret
+        #expect(try await audit.send(with: client).code == "0", "the client added by the reload")
+        await world.stop(daemon)
+        world.expectNoSecretsLeaked(extraSecrets: [scene.clientSecret, scene.otherSecret, newSecret])
+    }
+
+    @Test(
+        "a Unix socket with its mode; /sync calls; and /metrics counts calls by client, app and outcome as Prometheus parses them"
+    )
+    func unixSocketSyncAndMetrics() async throws {
+        let scene = try await Scene()
+        defer { Task { await scene.tearDown() } }
+        let world = scene.world
+        let socket = world.root.appendingPathComponent("proxy.sock").path
+        let metricsPort = try freePort()
+        try world.writeConfig([
+            "proxy.listen": "unix:\(socket)", "proxy.socket_mode": "0600",
+            "metrics.listen": "127.0.0.1:\(metricsPort)",
+        ])
+        try await scene.importSellers(["1001"])
+        // A socket left by an earlier run is replaced.
+        let stale = try UnixListeningSocket(path: socket)
+        stale.close()
+        let daemon = try world.startDaemon()
+        #expect(await Self.waitUntilListening(daemon), "\(daemon.stderr.text.suffix(2000))")
+        var info = stat()
+        #expect(
+            stat(socket, &info) == 0 && info.st_mode & 0o777 == 0o600, "mode \(String(info.st_mode & 0o777, radix: 8))")
+
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { Task { try? await client.shutdown() } }
+        let encoded = socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? socket
+        let sync = SignedCall(
+            url: "http+unix://\(encoded)/default/sync", key: ProxyEndToEndTests.clientKey,
+            secret: scene.clientSecret, signedPath: "",
+            parameters: ["session": "1001", "method": "aliexpress.solution.order.get", "order_id": "9"])
+        let answer = try await sync.send(with: client)
+        #expect(answer.code == "0", "\(String(decoding: answer.body, as: UTF8.self))")
+        let data = answer.json?["data"] as? [String: any Sendable]
+        #expect(data?["api"] as? String == "aliexpress.solution.order.get")
+        #expect(data?["seller_id"] as? String == "1001")
+        var bad = sync
+        bad.secret = "a-secret-that-is-wrong"
+        #expect(try await bad.send(with: client).code == "IncompleteSignature")
+
+        let page = try await Browser.get("http://127.0.0.1:\(metricsPort)/metrics")
+        #expect(
+            page.body.contains(
+                "tokenkeeper_proxy_calls_total{client=\"orders\",app=\"default\",outcome=\"forwarded\"} 1"),
+            "\(page.body.split(separator: "\n").filter { $0.contains("proxy") })")
+        #expect(
+            page.body.contains("tokenkeeper_proxy_calls_total{client=\"orders\",app=\"\",outcome=\"bad_signature\"} 1")
+                || page.body.contains("outcome=\"bad_signature\"} 1"))
+        #expect(
+            page.body.contains("tokenkeeper_proxy_call_duration_seconds_count{client=\"orders\",app=\"default\"} 1"))
+        #expect(try await PromTool.checkMetrics(page.body) == "", "promtool check metrics")
+        await world.stop(daemon)
+        world.expectNoSecretsLeaked(extraSecrets: [scene.clientSecret, scene.otherSecret])
+    }
+
+    @Test(
+        "two apps through one proxy: a Lazada cross-border account's sellers each reach their country's endpoint, found by any of their seller ids"
+    )
+    func lazadaCountries() async throws {
+        let scene = try await SeveralAppsEndToEndTests.Scene()
+        defer { Task { await scene.tearDown() } }
+        let world = scene.world
+        let port = try freePort()
+        let secret = "orders-" + UUID().uuidString
+        let secretPath = world.root.appendingPathComponent("proxy-orders.secret").path
+        _ = FileManager.default.createFile(
+            atPath: secretPath, contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600])
+        let lazadaURL = try #require(world.configValues["apps.lazada_sg.gateway.url"])
+        try world.writeConfig([
+            "proxy.listen": "127.0.0.1:\(port)", "proxy.clients.orders.key": "orders-key",
+            "proxy.clients.orders.secret_file": secretPath,
+            "apps.lazada_sg.api_urls.sg": lazadaURL,
+            // Nothing listens there: a call routed to Thailand's endpoint fails to connect.
+            "apps.lazada_sg.api_urls.th": "http://127.0.0.1:\(try freePort())/rest",
+        ])
+        let ventures = SeveralAppsEndToEndTests.crossBorder
+        scene.lazada.addSeller(.crossBorderAccount(ventures: ventures, accessTokenLifetime: .seconds(3600)))
+        world.simulator.addSeller(sellerID: "1001", accessTokenLifetime: .seconds(3600))
+        let lines = [
+            try scene.importLine("lazada_sg", ventures[0].sellerID, on: scene.lazada),
+            try scene.importLine("ae", "1001", on: world.simulator),
+        ]
+        #expect(
+            try await world.run(["import", "--file", "-"], stdin: lines.joined(separator: "\n") + "\n").exitCode == 0)
+        // An import carries no countries: the account's sellers are learned at its first refresh.
+        #expect(try await world.run(["refresh", "--app", "lazada_sg", ventures[0].sellerID]).exitCode == 0)
+        let daemon = try world.startDaemon()
+        #expect(await Self.waitUntilListening(daemon))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { Task { try? await client.shutdown() } }
+        func call(_ app: String, _ seller: String) async throws -> SignedCall.Answer {
+            try await SignedCall(
+                url: "http://127.0.0.1:\(port)/\(app)/rest/orders/get", key: "orders-key", secret: secret,
+                signedPath: "/orders/get", parameters: ["access_token": seller]
+            ).send(with: client)
+        }
+        let singapore = try await call("lazada_sg", ventures[0].sellerID)
+        #expect(singapore.code == "0", "\(String(decoding: singapore.body, as: UTF8.self))")
+        #expect(scene.lazada.counters.businessCallsServed == 1)
+        let thailand = try await call("lazada_sg", ventures[1].sellerID)
+        #expect(
+            thailand.code == "GatewayUnavailable", "routed to th: \(String(decoding: thailand.body, as: UTF8.self))")
+        let malaysia = try await call("lazada_sg", ventures[2].sellerID)
+        #expect(malaysia.code == "NoApiUrl", "\(String(decoding: malaysia.body, as: UTF8.self))")
+        let aliexpress = try await call("ae", "1001")
+        #expect(aliexpress.code == "0" && world.simulator.counters.businessCallsServed == 1)
+        let plain = try await SignedCall(
+            url: "http://127.0.0.1:\(port)/rest/orders/get", key: "orders-key", secret: secret,
+            signedPath: "/orders/get",
+            parameters: ["access_token": "1001"]
+        ).send(with: client)
+        #expect(plain.code == "InvalidApiPath", "a client of two apps names the app")
+        await world.stop(daemon)
+        world.expectNoSecretsLeaked(in: [], extraSecrets: scene.secrets + [secret])
+    }
+
+    @Test(
+        "as an attacker would: a body over the limit, a malformed multipart body, a path with control characters, a key of no client; each refused in the gateway's shape, none reaching the gateway, the log escaped"
+    )
+    func strangersAreRefused() async throws {
+        let scene = try await Scene(settings: ["proxy.max_request_bytes": "4096"])
+        defer { Task { await scene.tearDown() } }
+        let world = scene.world
+        try await scene.importSellers(["1001"])
+        let daemon = try await scene.startDaemon()
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { Task { try? await client.shutdown() } }
+        func post(_ path: String, contentType: String, body: [UInt8]) async throws -> (Int, String?, String) {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(scene.port)\(path)")
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: contentType)
+            request.body = .bytes(ByteBuffer(bytes: body))
+            let response = try await client.execute(request, timeout: .seconds(10))
+            let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            return (Int(response.status.code), response.headers.first(name: "X-Tokenkeeper-Refused"), text)
+        }
+        let huge = try await post(
+            "/default/rest/orders/get", contentType: "application/x-www-form-urlencoded",
+            body: Array(repeating: UInt8(ascii: "a"), count: 100_000))
+        #expect(huge.0 == 413 && huge.1 == "RequestTooLarge", "\(huge)")
+        let multipart = try await post(
+            "/default/rest/orders/get", contentType: "multipart/form-data; boundary=XYZ",
+            body: Array("--XYZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated".utf8))
+        #expect(
+            multipart.1 == "InvalidParameter" && multipart.2.contains("\"code\":\"InvalidParameter\""), "\(multipart)")
+        let controls = try await post(
+            "/default/rest/a%0Aforged%20line%1B[31m", contentType: "application/x-www-form-urlencoded", body: [])
+        #expect(controls.0 == 404 && controls.1 == "InvalidApiPath", "\(controls)")
+        let stranger = try await post(
+            "/default/rest/orders/get", contentType: "application/x-www-form-urlencoded",
+            body: Array("app_key=who%0Ais&sign=x&sign_method=sha256&timestamp=1&access_token=1001".utf8))
+        #expect(stranger.1 == "InvalidAppKey", "\(stranger)")
+        #expect(world.simulator.counters.businessCalls == 0, "nothing reached the gateway")
+        let result = await world.stop(daemon)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.filter { $0.contains("proxy refused a call") }.count == 4, "\(lines.suffix(10))")
+        #expect(
+            !lines.contains { $0.hasPrefix("forged") } && !result.stderr.contains("\u{1B}"),
+            "no forged line, no raw escape")
+    }
+
+    @Test(
+        "proxy-client new: a key and a secret that check-config and the proxy take as printed; a bad name is a usage error, an existing secret file is never overwritten"
+    )
+    func newClientAsPrinted() async throws {
+        let scene = try await Scene()
+        defer { Task { await scene.tearDown() } }
+        let world = scene.world
+        #expect(try await TokenKeeperProcess.run(["proxy-client", "new", "Bad Name"]).exitCode == 64)
+        let path = world.root.appendingPathComponent("proxy-billing.secret").path
+        let made = try await TokenKeeperProcess.run(["proxy-client", "new", "billing", "--secret-file", path])
+        #expect(made.exitCode == 0, "\(made.stderr)")
+        let secret = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(secret.count >= 32 && !made.stdout.contains(secret), "the secret is in the file only")
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let again = try await TokenKeeperProcess.run(["proxy-client", "new", "billing", "--secret-file", path])
+        #expect(again.exitCode == 1 && again.stderr.contains("never overwritten"), "\(again.stderr)")
+        #expect(try String(contentsOfFile: path, encoding: .utf8).contains(secret))
+        let keyLine = try #require(made.stdout.split(separator: "\n").first { $0.contains("key: billing-") })
+        let key = String(keyLine.split(separator: ":").last!.trimmingCharacters(in: .whitespaces))
+        try world.writeConfig(["proxy.clients.billing.key": key, "proxy.clients.billing.secret_file": path])
+        let check = try await world.run(["check-config"])
+        #expect(check.exitCode == 0, "\(check.stderr)")
+        #expect(
+            check.stdout.contains("client billing: key \(key), secret fingerprint \(Secret(secret).fingerprint)"),
+            "\(check.stdout)")
+        try await scene.importSellers(["1001"])
+        let daemon = try await scene.startDaemon()
+        let answer = try await scene.sdk(key: key, secret: secret, calls: [["api": "/orders/get", "seller": "1001"]])
+        #expect(answer.first?["code"] as? String == "0", "\(answer)")
+        await world.stop(daemon)
+        world.expectNoSecretsLeaked(extraSecrets: [scene.clientSecret, scene.otherSecret, secret])
+    }
+
+    @Test(
+        "proxy.app_daily_calls: calls past the day's count are refused, and a restart does not give the day's calls again"
+    )
+    func dailyCallsSurviveARestart() async throws {
+        let scene = try await Scene(settings: ["proxy.app_daily_calls": "3"])
+        defer { Task { await scene.tearDown() } }
+        let world = scene.world
+        try await scene.importSellers(["1001"])
+        let call: [String: Any] = ["api": "/orders/get", "seller": "1001"]
+        var daemon = try await scene.startDaemon()
+        let first = try await scene.sdk(calls: [call, call])
+        #expect(first.map { $0["code"] as? String } == ["0", "0"])
+        await world.stop(daemon)
+        daemon = try await scene.startDaemon()
+        let after = try await scene.sdk(calls: [call, call])
+        #expect(after.map { $0["code"] as? String } == ["0", "AppCallLimit"], "\(after)")
+        #expect(world.simulator.counters.businessCallsServed == 3)
+        await world.stop(daemon)
+    }
+}
+
+/// A listening Unix socket, as a crashed daemon leaves one behind.
+struct UnixListeningSocket {
+    let descriptor: Int32
+
+    init(path: String) throws {
+        descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { bytes in
+            for (index, byte) in path.utf8.enumerated() where index < bytes.count - 1 { bytes[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard bound == 0, listen(descriptor, 1) == 0 else { throw CocoaError(.fileWriteUnknown) }
+    }
+
+    func close() {
+        _ = Glibc.close(descriptor)
+    }
+}
+
+/// Several daemons on one PostgreSQL (issue 18): any node's proxy serves
+/// any seller, and a refused token is refreshed once whichever node holds it.
+@Suite("Signing proxy on PostgreSQL", .enabled(if: PostgresServer.isAvailable), .serialized)
+struct ProxyPostgresEndToEndTests {
+    @Test(
+        "two nodes: each node's proxy serves every seller; a token the gateway refuses through one node is refreshed once and the call retried"
+    )
+    func anyNodeServesAnySeller() async throws {
+        try await PostgresEndToEndTests.withCluster(settings: PostgresEndToEndTests.settings) { cluster in
+            let world = cluster.world
+            let secret = "orders-" + UUID().uuidString
+            let secretPath = world.root.appendingPathComponent("proxy-orders.secret").path
+            _ = FileManager.default.createFile(
+                atPath: secretPath, contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600])
+            let ports = [try freePort(), try freePort()]
+            try world.writeConfig([
+                "proxy.listen": "127.0.0.1:\(ports[0])", "proxy.clients.orders.key": "orders-key",
+                "proxy.clients.orders.secret_file": secretPath,
+            ])
+            let (ids, jsonl) = try world.seedSellers(4, accessTokenLifetime: .seconds(3600))
+            #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
+            let daemons = try ports.map {
+                try world.startDaemon(environment: ["TOKENKEEPER_PROXY_LISTEN": "127.0.0.1:\($0)"])
+            }
+            for daemon in daemons {
+                #expect(await ProxyOperationsEndToEndTests.waitUntilListening(daemon))
+            }
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            func call(_ port: Int, _ seller: String) async throws -> String? {
+                try await SignedCall(
+                    url: "http://127.0.0.1:\(port)/rest/orders/get", key: "orders-key", secret: secret,
+                    signedPath: "/orders/get", parameters: ["access_token": seller]
+                ).send(with: client).code
+            }
+            for port in ports {
+                for id in ids {
+                    #expect(try await call(port, id) == "0", "node on \(port), seller \(id)")
+                }
+            }
+            let before = world.simulator.rotationsHandedOut(for: ids[0]).count
+            try world.simulator.invalidateAccessToken(for: ids[0])
+            #expect(try await call(ports[1], ids[0]) == "0", "retried after a refresh")
+            #expect(try await call(ports[0], ids[0]) == "0", "the other node reads the new token")
+            #expect(world.simulator.rotationsHandedOut(for: ids[0]).count == before + 1)
+            let counters = world.simulator.counters
+            #expect(counters.refreshTokenReuses == 0 && counters.overlappingRefreshes == 0)
+            try await client.shutdown()
+            for daemon in daemons { await world.stop(daemon) }
+            world.expectNoSecretsLeaked(extraSecrets: [secret])
+        }
+    }
+}
