@@ -76,6 +76,7 @@ struct Benchmark {
         case .scale: try await measureScale()
         case .rate: try await measureRateAwareScheduling()
         case .precision: try await measurePrecision()
+        case .proxy: try await measureProxy()
         }
     }
 
@@ -138,6 +139,7 @@ extension Section {
         case .scale: "4. A million sellers"
         case .rate: "5. Rate-aware scheduling"
         case .precision: "6. Precision of start times"
+        case .proxy: "7. Signing proxy overhead"
         }
     }
 }

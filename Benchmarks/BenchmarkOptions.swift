@@ -2,7 +2,7 @@ import Foundation
 
 /// The benchmark's parts, each selectable with `--only`.
 enum Section: String, CaseIterable {
-    case disk, concurrency, throughput, scale, rate, precision
+    case disk, concurrency, throughput, scale, rate, precision, proxy
 }
 
 struct BenchmarkOptions {
@@ -20,16 +20,20 @@ struct BenchmarkOptions {
     var concurrency = 64
     var rateMinutes = 11.0
     var precisionSeconds = 60
+    /// Sequential calls each way in the proxy section.
+    var proxyCalls = 2_000
     /// Where the scratch directories go: the disk measured is this one's.
     var directory = NSTemporaryDirectory()
 
     static let usage = """
-        usage: Benchmarks [--only disk,concurrency,throughput,scale,rate,precision]
+        usage: Benchmarks [--only disk,concurrency,throughput,scale,rate,precision,proxy]
                           [--accounts 1000000] [--growth 10000,100000] [--idle-seconds 60]
                           [--drain 100000] [--due 30000] [--concurrency 64]
-                          [--rate-minutes 11] [--precision-seconds 60] [--dir PATH]
+                          [--rate-minutes 11] [--precision-seconds 60] [--proxy-calls 2000] [--dir PATH]
         Runs the release tokenkeeper beside this binary against an in-process IOPSimulator.
         Every section runs unless --only names some; --growth "" skips the smaller fleets.
+        The proxy section drives the vendor's SDK (lazop-sdk) with .build/test-python
+        (scripts/test makes it) or $TOKENKEEPER_TEST_PYTHON, and is skipped without it.
         """
 
     init(_ arguments: [String]) throws(OptionError) {
@@ -71,6 +75,7 @@ struct BenchmarkOptions {
                 }
                 rateMinutes = minutes
             case "--precision-seconds": precisionSeconds = try number()
+            case "--proxy-calls": proxyCalls = try number()
             case "--dir": directory = value
             default: throw .invalid("unknown option \(flag)")
             }
