@@ -308,6 +308,9 @@ struct ProxyEndToEndTests {
         let counters = world.simulator.counters
         let requests = counters.requests - startRequests
         let refreshed = zip(sellers, startRotations).map { world.simulator.rotationsHandedOut(for: $0).count - $1 }
+        print(
+            "proxy flood: \(outcomes); the gateway saw \(requests) calls in all (app rate \(rate)/s); "
+                + "refreshes per seller \(refreshed); refreshes after expiry \(counters.refreshesAfterAccessExpiry)")
         #expect(outcomes.sent >= Int(rate * 10 * 55), "the flood ran: \(outcomes)")
         #expect(outcomes.forwarded > 0 && outcomes.refusedForRate > outcomes.forwarded, "\(outcomes)")
         #expect(counters.refreshesAfterAccessExpiry == 0, "no seller's token expired before its refresh")

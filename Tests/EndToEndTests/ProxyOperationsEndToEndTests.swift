@@ -70,8 +70,9 @@ struct ProxyOperationsEndToEndTests {
         let world = scene.world
         let socket = world.root.appendingPathComponent("proxy.sock").path
         let metricsPort = try freePort()
+        let group = try #require(getgrgid(getgid())).pointee.gr_name.map { String(cString: $0) } ?? ""
         try world.writeConfig([
-            "proxy.listen": "unix:\(socket)", "proxy.socket_mode": "0600",
+            "proxy.listen": "unix:\(socket)", "proxy.socket_mode": "0600", "proxy.socket_group": group,
             "metrics.listen": "127.0.0.1:\(metricsPort)",
         ])
         try await scene.importSellers(["1001"])
@@ -80,9 +81,11 @@ struct ProxyOperationsEndToEndTests {
         stale.close()
         let daemon = try world.startDaemon()
         #expect(await Self.waitUntilListening(daemon), "\(daemon.stderr.text.suffix(2000))")
-        var info = stat()
+        let socketAttributes = try FileManager.default.attributesOfItem(atPath: socket)
+        let mode = (socketAttributes[.posixPermissions] as? NSNumber)?.intValue ?? 0
+        #expect(mode == 0o600, "mode \(String(mode, radix: 8))")
         #expect(
-            stat(socket, &info) == 0 && info.st_mode & 0o777 == 0o600, "mode \(String(info.st_mode & 0o777, radix: 8))")
+            (socketAttributes[.groupOwnerAccountID] as? NSNumber)?.uint32Value == getgid(), "the socket's group")
 
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         defer { Task { try? await client.shutdown() } }
@@ -253,6 +256,56 @@ struct ProxyOperationsEndToEndTests {
         #expect(answer.first?["code"] as? String == "0", "\(answer)")
         await world.stop(daemon)
         world.expectNoSecretsLeaked(extraSecrets: [scene.clientSecret, scene.otherSecret, secret])
+    }
+
+    @Test(
+        "a throttling answer pauses the app's proxied calls and goes back as it came; a client over its own rate is refused; a gateway slower than proxy.timeout_seconds is GatewayUnavailable"
+    )
+    func throttlingRatesAndTimeouts() async throws {
+        let scene = try await Scene(settings: [
+            "proxy.timeout_seconds": "1", "proxy.clients.reports.max_calls_per_second": "1",
+        ])
+        defer { Task { await scene.tearDown() } }
+        let world = scene.world
+        world.simulator.updateBehavior { $0.throttleBanSeconds = 3 }
+        try await scene.importSellers(["1001"])
+        let daemon = try await scene.startDaemon()
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { Task { try? await client.shutdown() } }
+        let orders = SignedCall(
+            url: scene.proxyURL + "/orders/get", key: ProxyEndToEndTests.clientKey, secret: scene.clientSecret,
+            signedPath: "/orders/get", parameters: ["access_token": "1001"])
+        #expect(try await orders.send(with: client).code == "0")
+
+        world.simulator.injectFaults(.throttled)
+        let throttled = try await orders.send(with: client)
+        #expect(
+            throttled.code == "ApiCallLimit" && throttled.headers["x-tokenkeeper-refused"] == nil, "the gateway's own")
+        let arrived = world.simulator.counters.requests
+        let paused = try await orders.send(with: client)
+        #expect(paused.code == "ApiCallLimit" && paused.headers["x-tokenkeeper-refused"] == "ApiCallLimit")
+        #expect(world.simulator.counters.requests == arrived, "the pause holds the call back")
+        #expect(
+            await eventually(timeout: .seconds(10)) { (try? await orders.send(with: client).code) == "0" },
+            "calls pass again once the ban is over")
+
+        var reports = orders
+        reports.key = ProxyEndToEndTests.otherKey
+        reports.secret = scene.otherSecret
+        let first = try await reports.send(with: client)
+        let second = try await reports.send(with: client)
+        #expect(first.code == "0" && second.code == "ApiCallLimit", "\(String(decoding: second.body, as: UTF8.self))")
+        #expect(String(decoding: second.body, as: UTF8.self).contains("max_calls_per_second"))
+
+        world.simulator.updateBehavior { $0.responseLatency = .seconds(3) }
+        let started = ContinuousClock.now
+        let slow = try await orders.send(with: client)
+        #expect(
+            slow.code == "GatewayUnavailable" && slow.status == 502, "\(String(decoding: slow.body, as: UTF8.self))")
+        #expect(ContinuousClock.now - started < .seconds(3), "answered at the proxy's timeout, not the gateway's pace")
+        world.simulator.updateBehavior { $0.responseLatency = .zero }
+        let result = await world.stop(daemon)
+        #expect(result.stderr.contains("the gateway throttles this app: proxied calls paused"))
     }
 
     @Test(

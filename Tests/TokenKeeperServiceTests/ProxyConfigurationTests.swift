@@ -126,4 +126,34 @@ import TokenKeeperTesting
             #expect(ProxyRoute(path: bad) == nil, "\(bad)")
         }
     }
+
+    @Test func aClientsSecretComesFromItsCredentialFirstAndMustBeLongEnough() throws {
+        let scratch = try ScratchDirectory()
+        var client = TokenKeeperConfiguration.ProxyClient(name: "orders")
+        client.secretFile = scratch.write("orders.secret", "a-secret-from-the-file-0123456789\n", mode: 0o600)
+        let credentials = scratch.path + "/credentials"
+        try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true)
+        let fromFile = try AppSecretLoader(environment: [:]).proxyClientSecret(for: client)
+        #expect(fromFile.exposedValue == "a-secret-from-the-file-0123456789")
+        _ = FileManager.default.createFile(
+            atPath: credentials + "/proxy_orders", contents: Data("a-secret-from-systemd-0123456789".utf8))
+        let fromCredential = try AppSecretLoader(environment: ["CREDENTIALS_DIRECTORY": credentials])
+            .proxyClientSecret(for: client)
+        #expect(fromCredential.exposedValue == "a-secret-from-systemd-0123456789")
+        client.secretFile = scratch.write("short.secret", "short\n", mode: 0o600)
+        #expect(throws: ConfigurationError.self) {
+            try AppSecretLoader(environment: [:]).proxyClientSecret(for: client)
+        }
+        client.secretFile = scratch.write("open.secret", "an-open-secret-0123456789abcdef\n", mode: 0o644)
+        #expect(throws: ConfigurationError.self) {
+            try AppSecretLoader(environment: [:]).proxyClientSecret(for: client)
+        }
+        client.secretFile = nil
+        do {
+            _ = try AppSecretLoader(environment: [:]).proxyClientSecret(for: client)
+            Issue.record("a client without a secret was accepted")
+        } catch {
+            #expect(error.description.contains("proxy-client new orders"), "\(error.description)")
+        }
+    }
 }

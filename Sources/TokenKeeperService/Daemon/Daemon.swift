@@ -52,13 +52,41 @@ struct Daemon {
         do {
             outcome = try await run(opened, clients: clients)
         } catch {
-            await opened.close()
-            await clients.shutdown()
+            await finish(opened, clients: clients)
             throw error
         }
-        await opened.close()
-        await clients.shutdown()
+        await finish(opened, clients: clients)
         return outcome
+    }
+
+    /// The last steps of a stop, each logged: what is stored is already
+    /// durable, so an HTTP client that does not close in time is left to the
+    /// process's exit rather than holding the stop (systemd's stop timeout).
+    private func finish(_ opened: OpenedStore, clients: GatewayClients) async {
+        logger.info("the services have stopped; closing the store")
+        await opened.close()
+        logger.info("the store is closed; closing the gateway connections")
+        let closed = await Self.within(.seconds(5)) { await clients.shutdown() }
+        if !closed { logger.warning("the gateway connections did not close within 5 s; exiting without them") }
+        logger.notice("tokenkeeper stopped")
+    }
+
+    /// Runs `work`, waiting for it at most `limit`; false when it did not
+    /// end in time (it is then left running: a task group would wait for it).
+    static func within(_ limit: Duration, _ work: @escaping @Sendable () async -> Void) async -> Bool {
+        let first = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+        return await withCheckedContinuation { continuation in
+            first.withLock { $0 = continuation }
+            let resume: @Sendable (Bool) -> Void = { value in first.withLock { $0.take() }?.resume(returning: value) }
+            Task {
+                await work()
+                resume(true)
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                resume(false)
+            }
+        }
     }
 
     private func run(_ opened: OpenedStore, clients: GatewayClients) async throws(CommandFailure) -> CommandOutcome {
@@ -146,7 +174,9 @@ struct Daemon {
         let outcome = await runGroup(
             services, shutdownGrace: schedulerSettings.shutdownGracePeriod, storage: opened.startingMetadata)
         proxy?.daily?.flush()
-        await proxy?.forwarder.shutdown()
+        if let proxy, !(await Self.within(.seconds(5), { await proxy.forwarder.shutdown() })) {
+            logger.warning("the proxy's gateway connections did not close within 5 s; exiting without them")
+        }
         return outcome
     }
 

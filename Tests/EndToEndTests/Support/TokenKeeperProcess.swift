@@ -107,6 +107,26 @@ final class TokenKeeperProcess: @unchecked Sendable {
 
     var pid: Int32 { process.processIdentifier }
 
+    /// The process's state as the kernel tells it (`/proc`): its state
+    /// letter (Z: it has exited and was not reaped), and for each thread
+    /// its name, state and what it waits in.
+    static func kernelState(of pid: Int32) -> String {
+        func read(_ path: String) -> String {
+            ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "?").trimmingCharacters(
+                in: .whitespacesAndNewlines)
+        }
+        let stat = read("/proc/\(pid)/stat")
+        let state = stat.split(separator: ")").last?.split(separator: " ").first.map(String.init) ?? "?"
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        let threads = tasks.sorted().prefix(40).map { task -> String in
+            let taskState =
+                read("/proc/\(pid)/task/\(task)/stat").split(separator: ")").last?.split(separator: " ")
+                .first.map(String.init) ?? "?"
+            return "\(read("/proc/\(pid)/task/\(task)/comm")) \(taskState) \(read("/proc/\(pid)/task/\(task)/wchan"))"
+        }
+        return "kernel state \(state), threads: [\(threads.joined(separator: "; "))]"
+    }
+
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 
     /// Waits for the process to exit, at most `timeout`; kills it after that.
@@ -114,11 +134,14 @@ final class TokenKeeperProcess: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > deadline {
-                // What it was doing when it did not stop (seen once in a full
-                // run, not reproduced: the last lines say where it hung).
+                // What it was doing when it did not stop (seen twice in full
+                // runs, not reproduced alone): its last lines, and whether it
+                // still runs (and in what) or has exited unnoticed (a zombie:
+                // Foundation's Process missed its end).
                 let lastLines = String(stderr.text.suffix(3000))
+                let state = Self.kernelState(of: process.processIdentifier)
                 Issue.record(
-                    "tokenkeeper \(process.arguments ?? []) did not exit within \(timeout); its last lines: \(lastLines)"
+                    "tokenkeeper \(process.arguments ?? []) did not exit within \(timeout); \(state); its last lines: \(lastLines)"
                 )
                 process.terminate()
                 break
