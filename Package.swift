@@ -256,7 +256,7 @@ let package = Package(
         .testTarget(
             name: "TokenKeeperServiceTests",
             dependencies: [
-                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "SQLiteStore", "PostgresStore",
+                "TokenKeeperService", "TokenKeeperCore", "IOPSimulator", "IOPGateway", "SQLiteStore", "PostgresStore",
                 "RefreshScheduler",
                 "TokenKeeperTesting", "TokenKeeperHTTP",
                 .product(name: "Logging", package: "swift-log"),

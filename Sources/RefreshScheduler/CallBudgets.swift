@@ -56,6 +56,8 @@ public final class CallBudgets: Sendable {
     private struct State {
         var budgets: [AppName: Budget] = [:]
         var proxyShare: Double
+        /// Apps whose proxied calls wait after a throttling answer, until when.
+        var pauses: [AppName: Timestamp] = [:]
     }
     private let state: Mutex<State>
 
@@ -78,6 +80,24 @@ public final class CallBudgets: Sendable {
             let budget = Budget(ratePerSecond: rate, proxyShare: state.proxyShare)
             state.budgets[app] = budget
             return budget
+        }
+    }
+
+    /// Holds `app`'s proxied calls until `end`: the gateway throttled the
+    /// app (its answer to a refresh or to a proxied call); a later end wins.
+    public func pauseProxied(_ app: AppName, until end: Timestamp) {
+        state.withLock { state in state.pauses[app] = max(state.pauses[app] ?? end, end) }
+    }
+
+    /// When `app`'s proxied calls may go again, if they are paused at `now`.
+    public func proxiedPause(_ app: AppName, now: Timestamp) -> Timestamp? {
+        state.withLock { state in
+            guard let end = state.pauses[app] else { return nil }
+            guard end > now else {
+                state.pauses[app] = nil
+                return nil
+            }
+            return end
         }
     }
 

@@ -215,6 +215,8 @@ extension RefreshScheduler {
     /// Pauses the app's calls until `end` (its gateway throttles it); other
     /// apps' calls go on.
     func pause(_ app: AppName, until end: Timestamp, failure: GatewayFailure) {
+        // The gateway throttles the app's key, whoever calls: readers' proxied calls wait too.
+        callBudgets.pauseProxied(app, until: end)
         guard lanes[app, default: newLane(for: app)].pause(until: end, now: clock.now()) else { return }
         logger.warning(
             "the gateway throttles this app; its calls pause",

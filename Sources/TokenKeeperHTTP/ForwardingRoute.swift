@@ -1,6 +1,7 @@
 import HTTPTypes
 public import Hummingbird
 import NIOCore
+import Synchronization
 
 /// One request as a forwarding handler (the signing proxy) sees it: every
 /// path, `GET` or `POST`, with its body read whole (up to a limit).
@@ -45,25 +46,49 @@ public struct ForwardedReply: Sendable, Equatable {
     }
 }
 
+/// Why the listener refused a request before its handler saw it.
+public enum ForwardingRefusal: Sendable, Equatable {
+    /// The body is over the limit (by its length, or as it arrived).
+    case bodyTooLarge
+    /// The URL is over the limit.
+    case urlTooLong
+    /// As many requests as allowed are being answered.
+    case busy
+}
+
 extension HTTPListener {
-    /// A router handing every `GET` and `POST` to `handle`; a body over
-    /// `maxBodyBytes` is answered by `tooLarge` without being read further.
+    /// A router handing every `GET` and `POST` to `handle`. At most
+    /// `maxConcurrent` requests are read and answered at once (the rest are
+    /// refused before their body is read: what a stranger can make the
+    /// process hold is bounded by `maxConcurrent × maxBodyBytes`), and a body
+    /// over `maxBodyBytes` is refused without being read further; `refuse`
+    /// answers those, given the path.
     public static func forwardingRouter(
-        maxBodyBytes: Int, maxURLLength: Int = 8192,
-        tooLarge: @escaping @Sendable (_ path: String) -> ForwardedReply,
+        maxBodyBytes: Int, maxConcurrent: Int, maxURLLength: Int = 8192,
+        refuse: @escaping @Sendable (ForwardingRefusal, _ path: String) -> ForwardedReply,
         handle: @escaping @Sendable (ForwardedRequest) async -> ForwardedReply
     ) -> Router<BasicRequestContext> {
         let router = Router()
+        let inFlight = Mutex(0)
         let responder: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, _ in
-            guard request.uri.string.utf8.count <= maxURLLength else { return response(tooLarge("(too long)")) }
+            guard request.uri.string.utf8.count <= maxURLLength else {
+                return response(refuse(.urlTooLong, "(too long)"))
+            }
+            let admitted = inFlight.withLock { count in
+                guard count < maxConcurrent else { return false }
+                count += 1
+                return true
+            }
+            guard admitted else { return response(refuse(.busy, request.uri.path)) }
+            defer { inFlight.withLock { $0 -= 1 } }
             if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
-                return response(tooLarge(request.uri.path))
+                return response(refuse(.bodyTooLarge, request.uri.path))
             }
             let body: ByteBuffer
             do {
                 body = try await request.body.collect(upTo: maxBodyBytes)
             } catch {
-                return response(tooLarge(request.uri.path))
+                return response(refuse(.bodyTooLarge, request.uri.path))
             }
             let forwarded = ForwardedRequest(
                 method: request.method.rawValue, path: request.uri.path, query: request.uri.query ?? "",

@@ -64,6 +64,20 @@ public final class PostgresServer: Sendable {
     ///   is missing, ``PostgresServerError/commandFailed(command:status:standardError:serverLog:)``
     ///   when `initdb` or `pg_ctl` fails.
     public static func start() throws -> PostgresServer {
+        try startBlocking()
+    }
+
+    /// ``start()`` on a thread of its own: `initdb` and `pg_ctl start` take
+    /// seconds, which on one of Swift's few cooperative threads would stall
+    /// every other test's tasks meanwhile (a scheduler test's ten-second
+    /// bound among them). Async callers use this one.
+    public static func started() async throws -> PostgresServer {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try startBlocking() }) }
+        }
+    }
+
+    private static func startBlocking() throws -> PostgresServer {
         let toolchain = try Toolchain.locate()
         let directory = try makeScratchDirectory(owner: toolchain.serverUser)
         var started = false

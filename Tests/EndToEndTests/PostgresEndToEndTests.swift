@@ -20,7 +20,7 @@ struct PostgresEndToEndTests {
         let schema = "tokenkeeper"
 
         init(settings: [String: String] = [:]) async throws {
-            server = try PostgresServer.start()
+            server = try await PostgresServer.started()
             let password = "keeper-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
             try server.createRole("keeper", password: password)
             try server.createDatabase(database, owner: "keeper")

@@ -1057,7 +1057,7 @@ struct SharedPostgres: SuiteTrait, TestScoping {
     func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
-        let database = try Database(server: PostgresServer.start())
+        let database = try Database(server: await PostgresServer.started())
         // Released (the server stopped, its directory removed) on the way out.
         defer { withExtendedLifetime(database) {} }
         try await Self.$reference.withValue(Reference(database)) {

@@ -68,6 +68,9 @@ struct SeveralAppsTests {
         let snapshot = await harness.scheduler.snapshot()
         #expect(snapshot.pausedApps == ["ae": start + .seconds(30)])
         #expect(snapshot.pausedUntil == start + .seconds(30))
+        // The signing proxy's calls of ae wait too (the gateway bans the key, whoever calls).
+        #expect(harness.scheduler.callBudgets.proxiedPause("ae", now: start) == start + .seconds(30))
+        #expect(harness.scheduler.callBudgets.proxiedPause("lazada", now: start) == nil)
 
         await harness.advance(to: start + .milliseconds(29_999))
         #expect(await harness.gateway("ae").calls.count == 1, "ae waits out its pause")
@@ -430,5 +433,16 @@ struct SeveralAppsTests {
         // The scheduler's lane then shares the same budget.
         var lane = AppLane(app: "ae", budgets: budgets, callsPerSecond: 2, massRejection: MassRejectionPolicy())
         #expect(lane.nextCallAt(now).map { $0 > now } == true, "the proxy's call is spent from the lane's budget")
+    }
+
+    @Test func aThrottlingPauseHoldsProxiedCallsUntilItsEnd() {
+        let budgets = CallBudgets()
+        let now = Timestamp(millisecondsSince1970: 10_000)
+        #expect(budgets.proxiedPause("ae", now: now) == nil)
+        budgets.pauseProxied("ae", until: now + .seconds(3))
+        budgets.pauseProxied("ae", until: now + .seconds(1))
+        #expect(budgets.proxiedPause("ae", now: now) == now + .seconds(3), "the later end wins")
+        #expect(budgets.proxiedPause("lazada", now: now) == nil, "another app's calls go on")
+        #expect(budgets.proxiedPause("ae", now: now + .seconds(3)) == nil)
     }
 }

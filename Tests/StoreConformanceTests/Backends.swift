@@ -259,7 +259,7 @@ struct ConformancePostgres: SuiteTrait, TestScoping {
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
         guard PostgresServer.isAvailable else { return try await function() }
-        let database = try Database(server: PostgresServer.start())
+        let database = try Database(server: await PostgresServer.started())
         defer { withExtendedLifetime(database) {} }
         try await Self.$reference.withValue(Reference(database)) {
             try await function()

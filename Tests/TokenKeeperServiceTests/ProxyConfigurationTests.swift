@@ -1,4 +1,5 @@
 import Foundation
+import IOPGateway
 import RefreshScheduler
 import Testing
 import TokenKeeperCore
@@ -154,6 +155,25 @@ import TokenKeeperTesting
             Issue.record("a client without a secret was accepted")
         } catch {
             #expect(error.description.contains("proxy-client new orders"), "\(error.description)")
+        }
+    }
+
+    @Test func theGatewaysErrorIsReadInEitherShape() {
+        let plain = Array(#"{"type":"ISV","code":"IllegalAccessToken","message":"expired","request_id":"1"}"#.utf8)
+        #expect(ProxyForwarder.errorCode(in: plain, contentType: nil) == ("IllegalAccessToken", "expired"))
+        let wrapped = Array(#"{"error_response":{"code":"ApiCallLimit","msg":"ban will last 3 seconds"}}"#.utf8)
+        #expect(ProxyForwarder.errorCode(in: wrapped, contentType: nil) == ("ApiCallLimit", "ban will last 3 seconds"))
+        let success = Array(#"{"code":"0","data":{"note":"IllegalAccessToken in a product title"}}"#.utf8)
+        #expect(ProxyForwarder.errorCode(in: success, contentType: nil) == (nil, nil))
+        #expect(ProxyForwarder.errorCode(in: Array("<html>CallLimit</html>".utf8), contentType: nil) == (nil, nil))
+    }
+
+    @Test func theTokenAPIsAreKnownByPathAndByMethod() {
+        for name in ["/auth/token/refresh", "/auth/token/create", "/AUTH/token/security/create", "auth.token.create"] {
+            #expect(IOPAPIName.isTokenAPI(name), "\(name)")
+        }
+        for name in ["/aliexpress/solution/order/get", "/orders/get", "aliexpress.solution.order.get", "/author/get"] {
+            #expect(!IOPAPIName.isTokenAPI(name), "\(name)")
         }
     }
 }

@@ -13,7 +13,7 @@ extension SimulatedGateway {
     /// namespace (`/auth/…`) is closed, so a mistyped token path stays
     /// `InvalidApiPath` (a configuration error) rather than asking for a token.
     static func isBusinessAPI(_ api: String) -> Bool {
-        api != "/" && !api.hasPrefix("/auth/")
+        api != "/" && !IOPAPIName.isTokenAPI(api)
     }
 
     /// Answers a business call once any fault that precedes it has been drawn.

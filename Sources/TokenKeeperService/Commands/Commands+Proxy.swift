@@ -48,7 +48,8 @@ extension Commands {
             "      # sellers: [\"1001\", \"1002\"]  # the sellers it may call for (default: every seller)",
             "      # max_calls_per_second: 5    # its own cap (default: the app's budget only)",
             "",
-            "3. Reload: systemctl reload tokenkeeper (the proxy needs proxy.listen, set once with a restart).",
+            "3. Reload: systemctl reload tokenkeeper (a restart instead the first time: proxy.listen,",
+            "   and a new LoadCredential=, are read at start).",
             "4. The reader's SDK: server URL \(url)/<app>/rest, app key \(key), app secret the secret above,",
             "   and the seller id where the access token would go (docs/PROXY.md).",
         ]

@@ -58,7 +58,8 @@ extension ConfigurationLoader {
         let proxy = configuration.proxy
         try range(proxy.timeoutSeconds, 1...300, "proxy.timeout_seconds")
         try range(proxy.refreshShare, 0.05...0.9, "proxy.refresh_share")
-        try range(Double(proxy.maxRequestBytes), 1024...1_073_741_824, "proxy.max_request_bytes")
+        try range(Double(proxy.maxRequestBytes), 1024...67_108_864, "proxy.max_request_bytes")
+        try range(Double(proxy.maxConcurrentCalls), 1...4096, "proxy.max_concurrent_calls")
         if let daily = proxy.appDailyCalls { try range(daily, 1...1e12, "proxy.app_daily_calls") }
         for (app, daily) in proxy.appDailyCallsByApp.sorted(by: { $0.key < $1.key }) {
             try require(

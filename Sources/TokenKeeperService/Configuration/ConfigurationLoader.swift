@@ -43,6 +43,7 @@ public struct ConfigurationLoader: Sendable {
         "metrics.listen",
         "proxy.listen", "proxy.socket_mode", "proxy.socket_group", "proxy.timeout_seconds", "proxy.refresh_share",
         "proxy.app_daily_calls", "proxy.app_daily_calls.*", "proxy.max_request_bytes",
+        "proxy.max_concurrent_calls",
         "proxy.clients.*.key", "proxy.clients.*.secret_file", "proxy.clients.*.apps", "proxy.clients.*.sellers",
         "proxy.clients.*.max_calls_per_second",
         "log.level",
@@ -578,6 +579,7 @@ private struct ValueReader {
         proxy.timeoutSeconds = try double("proxy.timeout_seconds") ?? proxy.timeoutSeconds
         proxy.refreshShare = try double("proxy.refresh_share") ?? proxy.refreshShare
         proxy.maxRequestBytes = try int("proxy.max_request_bytes") ?? proxy.maxRequestBytes
+        proxy.maxConcurrentCalls = try int("proxy.max_concurrent_calls") ?? proxy.maxConcurrentCalls
         proxy.appDailyCalls = try double("proxy.app_daily_calls")
         for name in ConfigurationLoader.names(under: "proxy.app_daily_calls", in: fileValues) {
             guard let app = AppName(rawValue: name) else { continue }  // refused by name when the file was read

@@ -227,6 +227,9 @@ public struct TokenKeeperConfiguration: Sendable, Equatable {
         public var appDailyCallsByApp: [AppName: Double] = [:]
         /// `proxy.max_request_bytes`: the largest request (file uploads included).
         public var maxRequestBytes: Int = 16 << 20
+        /// `proxy.max_concurrent_calls`: calls read and answered at once; more
+        /// are refused at once (503), before their body is read.
+        public var maxConcurrentCalls: Int = 64
         /// `proxy.clients.<name>`, by name.
         public var clients: [ProxyClient] = []
 

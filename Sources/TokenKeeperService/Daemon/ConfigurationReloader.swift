@@ -47,6 +47,7 @@ struct ConfigurationReloader: Service {
             do throws(CommandFailure) {
                 let settings = try context.gatewayConfigurations()
                 try await refuseRemovingAppsWithSellers(keeping: Set(settings.keys))
+                let preparedProxy = try proxy?.prepare(context)
                 clients.update(settings) { configuration in
                     var logger = Logger(label: "tokenkeeper.gateway")
                     logger[metadataKey: "app_key"] = "\(configuration.appKey)"
@@ -60,7 +61,7 @@ struct ConfigurationReloader: Service {
                             "app_key": "\(configuration.appKey)",
                         ])
                 }
-                let proxyClients = try proxy?.reload(context)
+                let proxyClients = preparedProxy.flatMap { proxy?.apply($0) }
                 await scheduler.update(gateways: clients.instrumented(metrics: metrics))
                 let reloaded = context.configuration
                 if let proxyClients {

@@ -153,8 +153,14 @@ extension Daemon {
             case .unix(let path): .unix(path: path, mode: settings.socketMode, group: settings.socketGroup)
             }
         let router = HTTPListener.forwardingRouter(
-            maxBodyBytes: settings.maxRequestBytes,
-            tooLarge: { setup.proxy.refuseTooLarge(path: $0) },
+            maxBodyBytes: settings.maxRequestBytes, maxConcurrent: settings.maxConcurrentCalls,
+            refuse: { kind, path in
+                switch kind {
+                case .bodyTooLarge: setup.proxy.refuseBeforeReading(.tooLarge, path: path)
+                case .urlTooLong: setup.proxy.refuseBeforeReading(.uriTooLong, path: path)
+                case .busy: setup.proxy.refuseBeforeReading(.busy, path: path)
+                }
+            },
             handle: { await setup.proxy.handle($0) })
         return listener("proxy", address, router: router)
     }

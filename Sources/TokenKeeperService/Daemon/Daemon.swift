@@ -66,27 +66,9 @@ struct Daemon {
         logger.info("the services have stopped; closing the store")
         await opened.close()
         logger.info("the store is closed; closing the gateway connections")
-        let closed = await Self.within(.seconds(5)) { await clients.shutdown() }
+        let closed = await Bounded.within(.seconds(5)) { await clients.shutdown() }
         if !closed { logger.warning("the gateway connections did not close within 5 s; exiting without them") }
         logger.notice("tokenkeeper stopped")
-    }
-
-    /// Runs `work`, waiting for it at most `limit`; false when it did not
-    /// end in time (it is then left running: a task group would wait for it).
-    static func within(_ limit: Duration, _ work: @escaping @Sendable () async -> Void) async -> Bool {
-        let first = Mutex<CheckedContinuation<Bool, Never>?>(nil)
-        return await withCheckedContinuation { continuation in
-            first.withLock { $0 = continuation }
-            let resume: @Sendable (Bool) -> Void = { value in first.withLock { $0.take() }?.resume(returning: value) }
-            Task {
-                await work()
-                resume(true)
-            }
-            Task {
-                try? await Task.sleep(for: limit)
-                resume(false)
-            }
-        }
     }
 
     private func run(_ opened: OpenedStore, clients: GatewayClients) async throws(CommandFailure) -> CommandOutcome {
@@ -174,7 +156,7 @@ struct Daemon {
         let outcome = await runGroup(
             services, shutdownGrace: schedulerSettings.shutdownGracePeriod, storage: opened.startingMetadata)
         proxy?.daily?.flush()
-        if let proxy, !(await Self.within(.seconds(5), { await proxy.forwarder.shutdown() })) {
+        if let proxy, !(await Bounded.within(.seconds(5), { await proxy.forwarder.shutdown() })) {
             logger.warning("the proxy's gateway connections did not close within 5 s; exiting without them")
         }
         return outcome

@@ -56,6 +56,14 @@ final class ProxyDailyCalls: Sendable {
         return shifted >= 0 ? shifted / 86_400_000 : (shifted - 86_399_999) / 86_400_000
     }
 
+    /// Whether the day's limit leaves room for a call of `app` (nothing counted).
+    func hasRoom(_ app: AppName, now: Timestamp) -> Bool {
+        guard let limit = limit(app) else { return true }
+        return state.withLock { state in
+            state.day != Self.day(of: now) || Double(state.counts[app, default: 0]) < limit
+        }
+    }
+
     /// Counts one call of `app` if the day's limit allows it.
     func admit(_ app: AppName, now: Timestamp) -> Bool {
         let limit = limit(app)

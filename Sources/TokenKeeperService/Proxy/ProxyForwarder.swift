@@ -25,13 +25,15 @@ final class ProxyForwarder: Sendable {
     static let maxAnswerBytes = 64 << 20
 
     private let client: HTTPClient
-    private let timeout: Duration
+    /// `proxy.timeout_seconds`: a call's whole time, the answer's body and a
+    /// retry after a refresh included.
+    let timeout: Duration
 
     init(timeout: Duration, connectTimeout: Duration) {
         var configuration = HTTPClient.Configuration(
             // A redirect would carry an access token somewhere else.
             redirectConfiguration: .disallow,
-            timeout: HTTPClient.Configuration.Timeout(connect: TimeAmount(connectTimeout)))
+            timeout: HTTPClient.Configuration.Timeout(connect: TimeAmount(connectTimeout), read: TimeAmount(timeout)))
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
         // A refused connection is answered at once (GatewayUnavailable); the
         // reader's SDK decides whether to try again.
@@ -44,9 +46,34 @@ final class ProxyForwarder: Sendable {
         try? await client.shutdown()
     }
 
-    /// Sends `form` to `url`: GET with the form in the query, POST with it as
-    /// the body (multipart when it carries files).
-    func send(_ form: IOPForm, to url: String, method: String) async throws(ForwardingError) -> Answer {
+    /// Sends `form` to `url` and reads the answer whole by `deadline`: GET
+    /// with the form in the query, POST with it as the body (multipart when
+    /// it carries files). A gateway that has not answered whole by then
+    /// (a body that trickles in included) is given up, the call cancelled.
+    func send(_ form: IOPForm, to url: String, method: String, deadline: ContinuousClock.Instant)
+        async throws(ForwardingError) -> Answer
+    {
+        let result = await withTaskGroup(of: Result<Answer, ForwardingError>?.self) { group in
+            group.addTask {
+                do throws(ForwardingError) {
+                    return .success(try await self.send(form, to: url, method: method))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(until: deadline)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let result else { throw ForwardingError(description: "the call timed out (proxy.timeout_seconds)") }
+        return try result.get()
+    }
+
+    private func send(_ form: IOPForm, to url: String, method: String) async throws(ForwardingError) -> Answer {
         var request: HTTPClientRequest
         if method == "GET" && form.files.isEmpty {
             let (_, body) = form.encoded(boundary: "")
@@ -62,6 +89,7 @@ final class ProxyForwarder: Sendable {
         request.headers.add(name: "User-Agent", value: "tokenkeeper-proxy/\(TokenKeeperVersion.current)")
         do {
             let response = try await client.execute(request, timeout: TimeAmount(timeout))
+            try Task.checkCancellation()
             let body = try await response.body.collect(upTo: Self.maxAnswerBytes)
             var headers: [ForwardedReply.Header] = []
             for header in response.headers where Self.passedHeaders.contains(header.name.lowercased()) {
@@ -87,8 +115,13 @@ final class ProxyForwarder: Sendable {
     /// other answers pass unparsed.
     static func errorCode(in body: [UInt8], contentType: String?) -> (String?, String?) {
         guard body.count <= 64 << 10, watchedWords.contains(where: { contains(body, $0) }) else { return (nil, nil) }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+        guard var object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
             return (nil, nil)
+        }
+        // AliExpress's /sync answers wrap their errors: {"error_response": {"code", "msg"}}.
+        if object["code"] == nil, let wrapped = object["error_response"] as? [String: Any] {
+            object = wrapped
+            if object["message"] == nil { object["message"] = object["msg"] }
         }
         let code: String? =
             switch object["code"] {

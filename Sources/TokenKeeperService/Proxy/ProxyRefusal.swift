@@ -38,6 +38,16 @@ struct ProxyRefusal: Error, Sendable, Equatable {
     static let tooLarge = ProxyRefusal(
         code: "RequestTooLarge", message: "The request is larger than proxy.max_request_bytes allows", status: 413,
         outcome: "too_large")
+    static let tokenAPI = ProxyRefusal(
+        code: "ApiNotAllowed",
+        message: "The token APIs (/auth/…) are tokenkeeper's own: readers never call them through the proxy",
+        outcome: "token_api")
+    static let busy = ProxyRefusal(
+        type: "ISP", code: "ServiceUnavailable",
+        message: "The proxy is answering as many calls as proxy.max_concurrent_calls allows; try again", status: 503,
+        outcome: "busy")
+    static let uriTooLong = ProxyRefusal(
+        code: "RequestTooLarge", message: "The request's URL is longer than 8 KiB", status: 414, outcome: "too_large")
     static let badForm = ProxyRefusal(
         code: "InvalidParameter", message: "The request's parameters cannot be read (a malformed form body)",
         status: 400, outcome: "malformed")

@@ -50,14 +50,24 @@ struct ProxySetup: Sendable {
             proxy: proxy, clients: clients, apps: apps, daily: daily, forwarder: forwarder, address: address)
     }
 
-    /// Takes the reloaded configuration's clients and apps: a client
-    /// removed is refused from its next call; calls under way go on.
-    func reload(_ context: CommandContext) throws(CommandFailure) -> [String] {
-        let clients = try Self.clients(of: context)
-        let apps = try Self.apps(of: context)
-        self.clients.replace(with: clients)
-        self.apps.replace(with: apps)
-        return clients.map(\.name).sorted()
+    /// The reloaded configuration's clients and apps, their secrets read,
+    /// before anything running changes (a reload refused for one of them
+    /// changes nothing).
+    struct Prepared: Sendable {
+        var clients: [ProxyClients.Client]
+        var apps: [ProxyApp]
+    }
+
+    func prepare(_ context: CommandContext) throws(CommandFailure) -> Prepared {
+        Prepared(clients: try Self.clients(of: context), apps: try Self.apps(of: context))
+    }
+
+    /// Takes the prepared clients and apps: a client removed is refused from
+    /// its next call; calls under way go on. Returns the clients' names.
+    func apply(_ prepared: Prepared) -> [String] {
+        clients.replace(with: prepared.clients)
+        apps.replace(with: prepared.apps)
+        return prepared.clients.map(\.name).sorted()
     }
 
     static func clients(of context: CommandContext) throws(CommandFailure) -> [ProxyClients.Client] {

@@ -46,10 +46,14 @@ final class SigningProxy: Sendable {
     }
 
     private let dependencies: Dependencies
-    /// When each seller was last refreshed for a refused call.
-    private let forcedRefreshes = Mutex<[AccountKey: Timestamp]>([:])
-    /// Each app's proxied calls are paused until then after a throttling answer.
-    private let pauses = Mutex<[AppName: Timestamp]>([:])
+    /// The refresh each seller was last given for a refused token.
+    private struct ForcedRefresh {
+        /// The refused access token's fingerprint.
+        var token: String
+        var at: Timestamp
+        var task: Task<Void, Never>
+    }
+    private let forcedRefreshes = Mutex<[AccountKey: ForcedRefresh]>([:])
 
     init(_ dependencies: Dependencies) {
         self.dependencies = dependencies
@@ -62,9 +66,11 @@ final class SigningProxy: Sendable {
         var context = CallContext()
         let reply: ForwardedReply
         do {
-            reply = try await forward(request, requestID: requestID, context: &context)
+            let answer = try await forward(request, requestID: requestID, context: &context)
+            reply = answer.reply
             dependencies.metrics?.proxyCall(
-                client: context.client ?? "", app: context.app, outcome: "forwarded",
+                client: context.client ?? "", app: context.app,
+                outcome: answer.code == nil ? "forwarded" : "gateway_error",
                 duration: ContinuousClock.now - started)
         } catch {
             reply = error.reply(requestID: requestID)
@@ -82,7 +88,10 @@ final class SigningProxy: Sendable {
         return reply
     }
 
-    /// What is known of a call so far, for its metric and log line.
+    /// What is known of a call so far, for its metric and log line. The
+    /// seller is named only once tokenkeeper has found it: what a client
+    /// puts where the seller id goes may be an access token (a reader
+    /// half-way moved to the proxy), and is never logged before.
     private struct CallContext {
         var client: String?
         var app: AppName?
@@ -90,8 +99,10 @@ final class SigningProxy: Sendable {
     }
 
     private func forward(_ request: ForwardedRequest, requestID: String, context: inout CallContext)
-        async throws(ProxyRefusal) -> ForwardedReply
+        async throws(ProxyRefusal) -> ProxyForwarder.Answer
     {
+        // One deadline for the whole call, the retry after a refresh included.
+        let deadline = ContinuousClock.now + dependencies.forwarder.timeout
         guard let route = ProxyRoute(path: request.path) else { throw .notFound }
         guard request.method == "GET" || request.method == "POST" else { throw .notFound }
         let form: IOPForm
@@ -106,6 +117,11 @@ final class SigningProxy: Sendable {
         context.client = client.name
         let now = dependencies.clock.now()
         try Self.checkSignature(parameters, route: route, secret: client.secret, now: now)
+        // The token APIs hand out tokens: never through the proxy.
+        switch route.style {
+        case .rest(let api): if IOPAPIName.isTokenAPI(api) { throw .tokenAPI }
+        case .sync: if IOPAPIName.isTokenAPI(parameters["method"] ?? "") { throw .tokenAPI }
+        }
         let app = try client.app(named: route.app, configured: dependencies.apps.names).get()
         context.app = app
         let sellerParameter =
@@ -113,52 +129,55 @@ final class SigningProxy: Sendable {
         guard let sellerID = parameters[sellerParameter], !sellerID.isEmpty else {
             throw .missingSeller(sellerParameter)
         }
-        context.seller = sellerID
         guard client.sellers?.contains(sellerID) ?? true else { throw .sellerNotAllowed }
         guard let target = dependencies.apps.app(app) else { throw .unknownApp(app.rawValue) }
+        // What costs nothing first: the client's own rate and the day's
+        // count before the store is read and the app's budget is spent.
+        if let rate = client.rate, !rate.tryTake() { throw .clientRate }
+        if let daily = dependencies.daily, !daily.hasRoom(app, now: now) { throw .dailyCalls }
         var account = try await readAccount(AccountKey(app: app, sellerID: sellerID))
+        context.seller = sellerID
         let country = Self.country(of: account, sellerID: sellerID)
         guard let base = target.settings.apiURL(country: country) else { throw .noAPIURL(country: country) }
-        if let rate = client.rate, !rate.tryTake() { throw .clientRate }
-        try await takeBudget(app)
+        try await takeBudget(app, deadline: deadline)
         if let daily = dependencies.daily, !daily.admit(app, now: dependencies.clock.now()) { throw .dailyCalls }
 
         let call = Call(
             form: form, route: route, target: target, base: base, tokenParameter: sellerParameter,
             method: request.method)
-        var answer = try await send(call, account: account)
+        var answer = try await send(call, account: account, deadline: deadline)
         guard answer.code == "IllegalAccessToken" else {
             noteThrottling(answer, app: app)
-            return answer.reply
+            return answer
         }
         // The gateway refused the token before the call ran: have the seller
         // refreshed (or take the token another refresh brought meanwhile) and
-        // retry once.
-        guard let renewed = await renewedAccount(after: account) else {
+        // retry once, within the call's deadline.
+        guard let renewed = await renewedAccount(after: account, deadline: deadline) else {
             dependencies.metrics?.proxyTokenRetry(app: app, result: "unchanged")
-            return answer.reply
+            return answer
         }
         account = renewed
-        try await takeBudget(app)
-        answer = try await send(call, account: account)
+        try await takeBudget(app, deadline: deadline)
+        answer = try await send(call, account: account, deadline: deadline)
         dependencies.metrics?.proxyTokenRetry(
             app: app, result: answer.code == "IllegalAccessToken" ? "refused_again" : "ok")
         noteThrottling(answer, app: app)
-        return answer.reply
+        return answer
     }
 
-    /// A request over `proxy.max_request_bytes`, refused by the listener
-    /// before it is read: counted and logged like the other refusals.
-    func refuseTooLarge(path: String) -> ForwardedReply {
+    /// A request the listener refused before reading it (too large, too
+    /// many at once): counted and logged like the other refusals.
+    func refuseBeforeReading(_ refusal: ProxyRefusal, path: String) -> ForwardedReply {
         let requestID = Self.newRequestID()
-        dependencies.metrics?.proxyCall(client: "", app: nil, outcome: ProxyRefusal.tooLarge.outcome, duration: nil)
+        dependencies.metrics?.proxyCall(client: "", app: nil, outcome: refusal.outcome, duration: nil)
         dependencies.logger.notice(
             "proxy refused a call",
             metadata: [
-                "reason": "\(ProxyRefusal.tooLarge.outcome)", "code": "\(ProxyRefusal.tooLarge.code)",
-                "request_id": "\(requestID)", "path": "\(Self.shown(path))",
+                "reason": "\(refusal.outcome)", "code": "\(refusal.code)", "request_id": "\(requestID)",
+                "path": "\(Self.shown(path))",
             ])
-        return ProxyRefusal.tooLarge.reply(requestID: requestID)
+        return refusal.reply(requestID: requestID)
     }
 
     // MARK: - Checks
@@ -218,32 +237,36 @@ final class SigningProxy: Sendable {
         return ventures.first { $0.sellerID == sellerID }?.country ?? account.profile.country ?? ventures.first?.country
     }
 
-    /// Waits up to ``budgetWait`` for one call of the app's budget (and its
-    /// throttling pause to end); refused when it would take longer.
-    private func takeBudget(_ app: AppName) async throws(ProxyRefusal) {
-        let deadline = dependencies.clock.now() + Self.budgetWait
+    /// Waits up to ``budgetWait`` (and no later than the call's deadline)
+    /// for one call of the app's budget; refused when it would take longer,
+    /// or while the gateway throttles the app.
+    private func takeBudget(_ app: AppName, deadline: ContinuousClock.Instant) async throws(ProxyRefusal) {
+        let waitUntil = dependencies.clock.now() + min(Self.budgetWait, max(deadline - .now, .zero))
         while true {
             let now = dependencies.clock.now()
-            if let pausedUntil = pauses.withLock({ $0[app] }), pausedUntil > now {
+            if let pausedUntil = dependencies.budgets.proxiedPause(app, now: now) {
                 throw .appRate(seconds: (pausedUntil - now).components.seconds + 1)
             }
             switch dependencies.budgets.tryTakeProxied(app, rate: dependencies.rate(app), now: now) {
             case .granted:
                 return
             case .notBefore(let moment):
-                guard moment <= deadline else { throw .appRate(seconds: (moment - now).components.seconds + 1) }
+                guard moment <= waitUntil else { throw .appRate(seconds: (moment - now).components.seconds + 1) }
                 try? await Task.sleep(for: max(moment - now, .milliseconds(1)))
             }
         }
     }
 
-    /// A throttling answer to any proxied call pauses the app's proxied calls.
+    /// A throttling answer to any proxied call pauses the app's proxied
+    /// calls for the ban it names (a 429's `Retry-After`), at least a second.
     private func noteThrottling(_ answer: ProxyForwarder.Answer, app: AppName) {
         let code = answer.code ?? "HTTP\(answer.status)"
         guard IOPFailureClassifier.throttlingCodes.contains(code) || answer.status == 429 else { return }
-        let ban = max(IOPFailureClassifier.banDuration(in: answer.message ?? ""), IOPFailureClassifier.defaultBan)
-        let until = dependencies.clock.now() + ban
-        pauses.withLock { $0[app] = max($0[app] ?? until, until) }
+        let retryAfter = answer.reply.headers.first { $0.name.lowercased() == "retry-after" }
+            .flatMap { Int64($0.value.trimmingCharacters(in: .whitespaces)) }.map { Duration.seconds(min($0, 86_400)) }
+        let ban = max(
+            retryAfter ?? IOPFailureClassifier.banDuration(in: answer.message ?? ""), IOPFailureClassifier.defaultBan)
+        dependencies.budgets.pauseProxied(app, until: dependencies.clock.now() + ban)
         dependencies.logger.warning(
             "the gateway throttles this app: proxied calls paused",
             metadata: ["app": "\(app)", "code": "\(code)", "seconds": "\(ban.components.seconds)"])
@@ -253,27 +276,37 @@ final class SigningProxy: Sendable {
 
     /// The account with an access token other than the one the gateway just
     /// refused: one another refresh stored meanwhile, or one refreshed now
-    /// through the scheduler (at most once per ``forcedRefreshInterval``
-    /// per seller); nil when there is none.
-    private func renewedAccount(after refused: Account) async -> Account? {
+    /// through the scheduler. Every call refused with the same token waits
+    /// for the one refresh it started (for ``forcedRefreshInterval``: a
+    /// refresh that brought no working token is not asked for again and
+    /// again); nil when no new token comes by the call's deadline.
+    private func renewedAccount(after refused: Account, deadline: ContinuousClock.Instant) async -> Account? {
         let key = refused.key
-        if let current = try? await dependencies.store.account(key), current.accessToken != refused.accessToken,
-            current.hasUsableAccessToken(at: dependencies.clock.now())
-        {
-            return current
-        }
+        if let current = await currentAccount(key, other: refused.accessToken) { return current }
         let now = dependencies.clock.now()
-        let mayRefresh = forcedRefreshes.withLock { last -> Bool in
-            if let at = last[key], now - at < Self.forcedRefreshInterval, now >= at { return false }
-            last[key] = now
-            return true
+        let token = refused.accessToken?.fingerprint ?? ""
+        let refresh = dependencies.refresh
+        let logger = dependencies.logger
+        let task = forcedRefreshes.withLock { started -> Task<Void, Never> in
+            if let entry = started[key], entry.token == token, now - entry.at < Self.forcedRefreshInterval,
+                now >= entry.at
+            {
+                return entry.task
+            }
+            logger.notice(
+                "the gateway refused a seller's access token for a proxied call: refreshing it",
+                metadata: ["app": "\(key.app)", "seller": "\(key.sellerID)"])
+            let task = Task { _ = await refresh(key) }
+            started[key] = ForcedRefresh(token: token, at: now, task: task)
+            return task
         }
-        guard mayRefresh else { return nil }
-        dependencies.logger.notice(
-            "the gateway refused a seller's access token for a proxied call: refreshing it",
-            metadata: ["app": "\(key.app)", "seller": "\(key.sellerID)"])
-        _ = await dependencies.refresh(key)
-        guard let current = try? await dependencies.store.account(key), current.accessToken != refused.accessToken,
+        guard await Bounded.within(max(deadline - .now, .zero), { await task.value }) else { return nil }
+        return await currentAccount(key, other: refused.accessToken)
+    }
+
+    /// The stored account if its access token is usable and not `other`.
+    private func currentAccount(_ key: AccountKey, other: Secret?) async -> Account? {
+        guard let current = try? await dependencies.store.account(key), current.accessToken != other,
             current.hasUsableAccessToken(at: dependencies.clock.now())
         else { return nil }
         return current
@@ -293,7 +326,9 @@ final class SigningProxy: Sendable {
         var method: String
     }
 
-    private func send(_ call: Call, account: Account) async throws(ProxyRefusal) -> ProxyForwarder.Answer {
+    private func send(_ call: Call, account: Account, deadline: ContinuousClock.Instant) async throws(ProxyRefusal)
+        -> ProxyForwarder.Answer
+    {
         guard let token = account.accessToken else { throw .noAccessToken }
         let (route, target, base, tokenParameter) = (call.route, call.target, call.base, call.tokenParameter)
         var outgoing = call.form
@@ -314,7 +349,7 @@ final class SigningProxy: Sendable {
         case .sync: url = (base.hasSuffix("/rest") ? String(base.dropLast(5)) : base) + "/sync"
         }
         do {
-            return try await dependencies.forwarder.send(outgoing, to: url, method: call.method)
+            return try await dependencies.forwarder.send(outgoing, to: url, method: call.method, deadline: deadline)
         } catch {
             throw .gatewayUnreachable(error.description)
         }
