@@ -29,6 +29,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(
+            name: "FuzzIOPForm",
+            dependencies: [.product(name: "IOPGateway", package: "tokenkeeper")],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
             name: "FuzzConfigurationLoader",
             dependencies: [.product(name: "TokenKeeperService", package: "tokenkeeper")],
             swiftSettings: strictSettings
