@@ -135,8 +135,7 @@ final class SigningProxy: Sendable {
         // count before the store is read and the app's budget is spent.
         if let rate = client.rate, !rate.tryTake() { throw .clientRate }
         if let daily = dependencies.daily, !daily.hasRoom(app, now: now) { throw .dailyCalls }
-        var account = try await readAccount(AccountKey(app: app, sellerID: sellerID))
-        context.seller = sellerID
+        var account = try await readAccount(AccountKey(app: app, sellerID: sellerID), context: &context)
         let country = Self.country(of: account, sellerID: sellerID)
         guard let base = target.settings.apiURL(country: country) else { throw .noAPIURL(country: country) }
         try await takeBudget(app, deadline: deadline)
@@ -207,7 +206,7 @@ final class SigningProxy: Sendable {
 
     /// The account serving `key`'s seller: keyed by it, or (one of a Lazada
     /// account's sellers by country) listing it.
-    private func readAccount(_ key: AccountKey) async throws(ProxyRefusal) -> Account {
+    private func readAccount(_ key: AccountKey, context: inout CallContext) async throws(ProxyRefusal) -> Account {
         let account: Account?
         do {
             if let keyed = try await dependencies.store.account(key) {
@@ -222,6 +221,7 @@ final class SigningProxy: Sendable {
             throw .storeUnavailable
         }
         guard let account else { throw .sellerNotFound }
+        context.seller = key.sellerID
         guard account.status == .active else {
             throw .sellerNotActive(status: account.status.rawValue, reason: account.statusReason)
         }
