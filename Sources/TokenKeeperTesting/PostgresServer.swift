@@ -67,14 +67,10 @@ public final class PostgresServer: Sendable {
         try startBlocking()
     }
 
-    /// ``start()`` on a thread of its own: `initdb` and `pg_ctl start` take
-    /// seconds, which on one of Swift's few cooperative threads would stall
-    /// every other test's tasks meanwhile (a scheduler test's ten-second
-    /// bound among them). Async callers use this one.
+    /// ``start()`` on a thread of its own (``OwnThread``): `initdb` and
+    /// `pg_ctl start` take seconds. Async callers use this one.
     public static func started() async throws -> PostgresServer {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try startBlocking() }) }
-        }
+        try await OwnThread.run { try startBlocking() }
     }
 
     private static func startBlocking() throws -> PostgresServer {

@@ -143,4 +143,17 @@ import TokenKeeperTesting
         reloaded.maxCallsPerSecond = nil
         #expect(share.adjusted(base: reloaded).maxCallsPerSecond == nil)
     }
+
+    @Test func anAppsRateIsReadAsTheSchedulersWithoutCopyingIt() {
+        var base = TokenKeeperConfiguration().schedulerConfiguration(leaseOwner: "node-a")
+        base.maxCallsPerSecond = 40
+        base.maxCallsPerSecondByApp = ["ae": 12, "free": 0]
+        let share = RateShare(base: base, reservedForCallback: 0.05)
+        _ = share.set(liveNodes: 2)
+        for app: AppName in ["ae", "free", "other"] {
+            #expect(share.callsPerSecond(for: app) == share.current.maxCallsPerSecond(for: app), "\(app)")
+        }
+        #expect(share.callsPerSecond(for: "ae") == 12 / 2 * 0.95)
+        #expect(share.callsPerSecond(for: "free") == nil, "0: no limit")
+    }
 }

@@ -160,12 +160,12 @@ import TokenKeeperTesting
 
     @Test func theGatewaysErrorIsReadInEitherShape() {
         let plain = Array(#"{"type":"ISV","code":"IllegalAccessToken","message":"expired","request_id":"1"}"#.utf8)
-        #expect(ProxyForwarder.errorCode(in: plain, contentType: nil) == ("IllegalAccessToken", "expired"))
+        #expect(ProxyForwarder.errorCode(in: plain) == ("IllegalAccessToken", "expired"))
         let wrapped = Array(#"{"error_response":{"code":"ApiCallLimit","msg":"ban will last 3 seconds"}}"#.utf8)
-        #expect(ProxyForwarder.errorCode(in: wrapped, contentType: nil) == ("ApiCallLimit", "ban will last 3 seconds"))
+        #expect(ProxyForwarder.errorCode(in: wrapped) == ("ApiCallLimit", "ban will last 3 seconds"))
         let success = Array(#"{"code":"0","data":{"note":"IllegalAccessToken in a product title"}}"#.utf8)
-        #expect(ProxyForwarder.errorCode(in: success, contentType: nil) == (nil, nil))
-        #expect(ProxyForwarder.errorCode(in: Array("<html>CallLimit</html>".utf8), contentType: nil) == (nil, nil))
+        #expect(ProxyForwarder.errorCode(in: success) == (nil, nil))
+        #expect(ProxyForwarder.errorCode(in: Array("<html>CallLimit</html>".utf8)) == (nil, nil))
     }
 
     @Test func theTokenAPIsAreKnownByPathAndByMethod() {

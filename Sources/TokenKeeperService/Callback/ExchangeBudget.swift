@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Spaces the callback's code exchanges (`/auth/token/create`): they count
 /// against the app's call rate, at a share of it (``RateShare/callbackRate``),
 /// with a burst of a few (sellers follow their links one by one). When the
@@ -9,25 +7,14 @@ final class ExchangeBudget: Sendable {
     static let burst = 3.0
     /// The share of a node's call rate kept for code exchanges.
     static let share = 0.05
-    private let rate: @Sendable () -> Double?
-    private let state = Mutex<(tokens: Double, at: ContinuousClock.Instant?)>((burst, nil))
+    private let gate: RateGate
 
     init(rate: @escaping @Sendable () -> Double?) {
-        self.rate = rate
+        gate = RateGate(burst: Self.burst) { max(rate() ?? 1, 0.01) }
     }
 
     /// Takes one exchange's worth if there is one.
     func tryTake(now: ContinuousClock.Instant = .now) -> Bool {
-        let perSecond = max(rate() ?? 1, 0.01)
-        return state.withLock { state in
-            if let at = state.at, now > at {
-                let elapsed = Double((now - at).components.seconds) + Double((now - at).components.attoseconds) / 1e18
-                state.tokens = min(Self.burst, state.tokens + elapsed * perSecond)
-            }
-            state.at = now
-            guard state.tokens >= 1 else { return false }
-            state.tokens -= 1
-            return true
-        }
+        gate.tryTake(now: now)
     }
 }

@@ -125,7 +125,7 @@ struct Daemon {
             })
         let proxy = try ProxySetup.make(
             context: context, store: store, scheduler: scheduler, metrics: metrics, liveNodes: { share.liveNodes },
-            rate: { share.current.maxCallsPerSecond(for: $0) })
+            rate: { share.callsPerSecond(for: $0) })
         var reloader = ConfigurationReloader(
             running: configuration, leaseOwner: leaseOwner, configPath: configPath,
             environment: context.environment, clients: clients, store: store, metrics: metrics, scheduler: scheduler,

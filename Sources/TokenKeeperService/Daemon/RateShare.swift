@@ -28,6 +28,14 @@ final class RateShare: Sendable {
     /// The live nodes sharing the rate, this one included.
     var liveNodes: Int { state.withLock { $0.liveNodes } }
 
+    /// `app`'s calls a second on this node now (refreshes and proxied calls
+    /// together), nil when unlimited: ``current``'s, without copying it.
+    func callsPerSecond(for app: AppName) -> Double? {
+        state.withLock { state in
+            state.base.maxCallsPerSecond(for: app).map { $0 / Double(max(1, state.liveNodes)) * (1 - reserved) }
+        }
+    }
+
     /// The callback's code exchanges a second for `app` on this node now;
     /// nil when the app's rate is unlimited.
     func callbackRate(for app: AppName) -> Double? {

@@ -14,7 +14,8 @@ final class ProxyClients: Sendable {
         var apps: Set<AppName>?
         /// Nil: every seller.
         var sellers: Set<String>?
-        /// Its own calls a second; nil: none but the app's budget.
+        /// Its own calls a second (`max_calls_per_second`); nil: none but the app's budget.
+        var ratePerSecond: Double?
         var rate: RateGate?
 
         /// The app a call is for: the one its path names, else the client's
@@ -48,38 +49,12 @@ final class ProxyClients: Sendable {
         byKey.withLock { current in
             var next: [String: Client] = [:]
             for var client in clients {
-                if let old = current[client.key], old.name == client.name, old.rate?.rate == client.rate?.rate {
+                if let old = current[client.key], old.name == client.name, old.ratePerSecond == client.ratePerSecond {
                     client.rate = old.rate
                 }
                 next[client.key] = client
             }
             current = next
-        }
-    }
-
-    var names: [String] { byKey.withLock { $0.values.map(\.name).sorted() } }
-}
-
-/// A client's own call rate: a token bucket holding one second's calls.
-final class RateGate: Sendable {
-    let rate: Double
-    private let state: Mutex<(tokens: Double, at: ContinuousClock.Instant?)>
-
-    init(rate: Double) {
-        self.rate = rate
-        state = Mutex((max(1, rate), nil))
-    }
-
-    func tryTake(now: ContinuousClock.Instant = .now) -> Bool {
-        state.withLock { state in
-            if let at = state.at, now > at {
-                let elapsed = Double((now - at).components.seconds) + Double((now - at).components.attoseconds) / 1e18
-                state.tokens = min(max(1, rate), state.tokens + elapsed * rate)
-            }
-            state.at = now
-            guard state.tokens >= 1 else { return false }
-            state.tokens -= 1
-            return true
         }
     }
 }

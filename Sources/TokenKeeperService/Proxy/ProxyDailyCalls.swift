@@ -86,9 +86,6 @@ final class ProxyDailyCalls: Sendable {
         return admitted
     }
 
-    /// Today's count of `app`.
-    func count(_ app: AppName) -> Int64 { state.withLock { $0.counts[app, default: 0] } }
-
     /// Writes what is not yet written (at a stop).
     func flush() {
         let snapshot = state.withLock { state -> Saved? in

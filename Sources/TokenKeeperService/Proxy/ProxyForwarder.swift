@@ -80,7 +80,7 @@ final class ProxyForwarder: Sendable {
             request = HTTPClientRequest(url: url + "?" + String(decoding: body, as: UTF8.self))
             request.method = .GET
         } else {
-            let (contentType, body) = form.encoded(boundary: "tokenkeeper-" + UUID().uuidString)
+            let (contentType, body) = form.encoded(boundary: IOPForm.makeBoundary())
             request = HTTPClientRequest(url: url)
             request.method = .POST
             request.headers.add(name: "Content-Type", value: contentType)
@@ -96,7 +96,7 @@ final class ProxyForwarder: Sendable {
                 headers.append(.init(header.name, header.value))
             }
             let bytes = Array(buffer: body)
-            let (code, message) = Self.errorCode(in: bytes, contentType: response.headers.first(name: "content-type"))
+            let (code, message) = Self.errorCode(in: bytes)
             return Answer(
                 status: Int(response.status.code),
                 reply: ForwardedReply(status: Int(response.status.code), headers: headers, body: bytes), code: code,
@@ -113,7 +113,7 @@ final class ProxyForwarder: Sendable {
     /// The IOP error code and message of a JSON answer, read only when the
     /// body can be an error the proxy acts on (small, and naming one): the
     /// other answers pass unparsed.
-    static func errorCode(in body: [UInt8], contentType: String?) -> (String?, String?) {
+    static func errorCode(in body: [UInt8]) -> (String?, String?) {
         guard body.count <= 64 << 10, watchedWords.contains(where: { contains(body, $0) }) else { return (nil, nil) }
         guard var object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
             return (nil, nil)

@@ -83,7 +83,8 @@ struct ProxySetup: Sendable {
             clients.append(
                 ProxyClients.Client(
                     name: client.name, key: client.key, secret: secret, apps: client.apps.map(Set.init),
-                    sellers: client.sellers.map(Set.init), rate: client.maxCallsPerSecond.map { RateGate(rate: $0) }))
+                    sellers: client.sellers.map(Set.init), ratePerSecond: client.maxCallsPerSecond,
+                    rate: client.maxCallsPerSecond.map { RateGate(perSecond: $0) }))
         }
         return clients
     }

@@ -297,6 +297,8 @@ final class SigningProxy: Sendable {
                 "the gateway refused a seller's access token for a proxied call: refreshing it",
                 metadata: ["app": "\(key.app)", "seller": "\(key.sellerID)"])
             let task = Task { _ = await refresh(key) }
+            // Entries whose interval is over matter no more: the map holds only recent ones.
+            started = started.filter { now - $0.value.at < Self.forcedRefreshInterval && now >= $0.value.at }
             started[key] = ForcedRefresh(token: token, at: now, task: task)
             return task
         }

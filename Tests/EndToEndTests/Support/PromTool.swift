@@ -1,4 +1,5 @@
 import Foundation
+import TokenKeeperTesting
 
 /// Prometheus's own command-line tool (`/usr/bin/promtool`, Debian's
 /// `prometheus` package, which scripts/test installs) as the judge of the
@@ -8,14 +9,8 @@ enum PromTool {
 
     /// What `promtool check metrics` says of `exposition` (empty: nothing).
     static func checkMetrics(_ exposition: String) async throws -> String {
-        // On a thread of its own: waiting for the process on a cooperative
-        // thread would stall the other tests' tasks.
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(
-                    with: Result { try run(["check", "metrics"], input: Data(exposition.utf8)).output })
-            }
-        }
+        // On a thread of its own: it waits for the process.
+        try await OwnThread.run { try run(["check", "metrics"], input: Data(exposition.utf8)).output }
     }
 
     /// Runs promtool; its exit status and everything it printed.

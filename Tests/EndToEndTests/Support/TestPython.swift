@@ -1,4 +1,5 @@
 import Foundation
+import TokenKeeperTesting
 
 /// The tests' own Python for what only PyPI has (the Standard Webhooks
 /// reference library): `.build/test-python`, a virtual environment over
@@ -15,16 +16,10 @@ enum TestPython {
         return root.appendingPathComponent(".build/test-python/bin/python3").path
     }
 
-    /// ``run(_:input:environment:)`` on a thread of its own: it waits for a
-    /// process, which on one of Swift's few cooperative threads would stall
-    /// every other test's tasks (the scheduler tests' ten-second bounds
-    /// among them) for as long as Python runs.
+    /// ``run(_:input:environment:)`` on a thread of its own (``OwnThread``):
+    /// it waits for Python.
     static func runDetached(_ script: String, input: Data, environment: [String: String] = [:]) async throws -> Data {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try run(script, input: input, environment: environment) })
-            }
-        }
+        try await OwnThread.run { try run(script, input: input, environment: environment) }
     }
 
     /// Runs `script` with `input` on its stdin; its stdout, or a failure
