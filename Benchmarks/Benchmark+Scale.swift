@@ -137,7 +137,7 @@ extension Benchmark {
                 target: .atMost(15)),
             Figure(
                 name: "start to READY=1, \(size) sellers", value: largest.startToReady, unit: " s", decimals: 3,
-                target: .atMost(1.5)),
+                target: .atMost(1.0)),
             Figure(
                 name: "resident at READY, \(size) sellers", value: megabytes(kibibytes: largest.residentKiB),
                 unit: " MB", decimals: 1, target: .atMost(150)),

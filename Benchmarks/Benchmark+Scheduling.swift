@@ -27,7 +27,12 @@ extension Benchmark {
                 return (expired, await metrics.startDelays())
             }
             let counters = rig.simulator.counters
+            let needed = rig.loggedNumber("needed_calls_per_second")
             report.record([
+                Figure(
+                    name: "start-up warning: calls a second the sellers need", value: needed, unit: "/s",
+                    decimals: 1, target: .atLeast(10),
+                    detail: needed == nil ? "(no warning in the daemon's log)" : "(max_calls_per_second 10)"),
                 Figure(
                     name: "starts later than planned (> \(Self.punctualText))",
                     value: delays.map { $0.count - $0.started(within: Self.punctual) }, target: .equal(0),

@@ -229,6 +229,15 @@ final class Rig {
         return nil
     }
 
+    /// The first number the daemon's log gives for the metadata key `key`
+    /// (`key=12.5`), if any line has it.
+    func loggedNumber(_ key: String) -> Double? {
+        let text = (try? String(contentsOfFile: directory + "/daemon.log", encoding: .utf8)) ?? ""
+        guard let found = text.range(of: key + "=") else { return nil }
+        let digits = text[found.upperBound...].prefix { $0.isNumber || $0 == "." }
+        return Double(digits)
+    }
+
     func logTail(_ name: String) -> String {
         let text = (try? String(contentsOfFile: directory + "/\(name).log", encoding: .utf8)) ?? ""
         return text.split(separator: "\n").suffix(5).joined(separator: "\n")

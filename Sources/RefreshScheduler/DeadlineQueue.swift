@@ -191,36 +191,59 @@ struct DeadlineQueue {
     /// max over i > j of ((i - j) / rate - (d[i] - d[j])) over the sorted
     /// deadlines. Zero when the calls fit. O(n log n).
     func requiredLead(callsPerSecond: Double) -> Duration {
-        Self.requiredLead(deadlines: Array(current.values), callsPerSecond: callsPerSecond)
+        guard callsPerSecond > 0 else { return .zero }
+        return Self.callDemand(deadlines: current.values.sorted(), now: 0, callsPerSecond: callsPerSecond).lead
     }
 
     /// ``requiredLead(callsPerSecond:)`` for each app over its own accounts
     /// at its own rate (nil: no limit, no lead); apps that need none are left out.
     func requiredLeads(callsPerSecond rate: (AppName) -> Double?) -> [AppName: Duration] {
-        var byApp: [AppName: [Int64]] = [:]
-        for (key, due) in current { byApp[key.app, default: []].append(due) }
-        var leads: [AppName: Duration] = [:]
-        for (app, deadlines) in byApp {
-            guard let callsPerSecond = rate(app) else { continue }
-            let lead = Self.requiredLead(deadlines: deadlines, callsPerSecond: callsPerSecond)
-            if lead > .zero { leads[app] = lead }
+        callDemand(now: Timestamp(millisecondsSince1970: 0), callsPerSecond: rate).compactMapValues {
+            $0.lead > .zero ? $0.lead : nil
         }
-        return leads
     }
 
-    private static func requiredLead(deadlines unsorted: [Int64], callsPerSecond: Double) -> Duration {
-        guard unsorted.count > 1, callsPerSecond > 0 else { return .zero }
-        let deadlines = unsorted.sorted()
+    /// What one app's schedule asks of its call rate.
+    struct CallDemand: Equatable {
+        /// ``requiredLead(callsPerSecond:)``.
+        var lead: Duration
+        /// The calls a second that would start every account by its deadline
+        /// from `now` on: the most accounts due by any deadline at least
+        /// ``demandWindow`` away, per second until it. (Nearer crowds are
+        /// what the lead is for.)
+        var needed: Double
+    }
+
+    /// Deadlines nearer than this do not make a need of their own (see ``CallDemand/needed``).
+    static let demandWindow: Int64 = 60_000
+
+    /// Each rate-limited app's ``CallDemand`` over its own accounts at its own rate.
+    func callDemand(now: Timestamp, callsPerSecond rate: (AppName) -> Double?) -> [AppName: CallDemand] {
+        var byApp: [AppName: [Int64]] = [:]
+        for (key, due) in current { byApp[key.app, default: []].append(due) }
+        var demand: [AppName: CallDemand] = [:]
+        for (app, deadlines) in byApp {
+            guard let callsPerSecond = rate(app), callsPerSecond > 0 else { continue }
+            demand[app] = Self.callDemand(
+                deadlines: deadlines.sorted(), now: now.millisecondsSince1970, callsPerSecond: callsPerSecond)
+        }
+        return demand
+    }
+
+    private static func callDemand(deadlines: [Int64], now: Int64, callsPerSecond: Double) -> CallDemand {
         let spacingMs = 1000 / callsPerSecond
         var lowest = Double.infinity
         var leadMs = 0.0
+        var needed = 0.0
         for (index, deadline) in deadlines.enumerated() {
             // x[i] = i * spacing - d[i]; the lead is the largest rise of x.
             let x = Double(index) * spacingMs - Double(deadline)
             lowest = min(lowest, x)
             leadMs = max(leadMs, x - lowest)
+            let ahead = deadline - now
+            if ahead >= demandWindow { needed = max(needed, Double(index + 1) * 1000 / Double(ahead)) }
         }
-        return .milliseconds(Int64(leadMs.rounded(.up)))
+        return CallDemand(lead: .milliseconds(Int64(leadMs.rounded(.up))), needed: needed)
     }
 
     private mutating func compactIfNeeded() {

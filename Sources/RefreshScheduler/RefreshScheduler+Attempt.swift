@@ -66,28 +66,35 @@ extension RefreshScheduler {
                 return AttemptResult(outcome: .skipped(.notDue, nextDue: stored))
             }
         }
-        if phase == .stopping || phase == .stopped {
+        guard await takeCallSlot(planned: job.planned) else {
             await releaseLease(key)
             return AttemptResult(outcome: .notAttempted)
         }
-        // Trouble that began while the lease was being taken holds this call too.
-        if let resumeAt = holdBack(job, now: now) {
-            await releaseLease(key)
-            return AttemptResult(outcome: .skipped(.heldBack, nextDue: resumeAt))
-        }
-        // Read at the call: a reload may have replaced the app's client (a
-        // new secret) or removed the app meanwhile.
-        guard let gateway = gateways[key.app] else {
-            await releaseLease(key)
-            noteMissingGateway(key.app)
-            return AttemptResult(outcome: .configurationRejected(Self.appNotConfigured(key.app)))
-        }
-
         let answer: Result<TokenGrant, GatewayFailure>
         do {
-            answer = .success(try await gateway.refresh(refreshToken: account.refreshToken))
-        } catch {
-            answer = .failure(error)
+            defer { releaseCallSlot() }
+            if phase == .stopping || phase == .stopped {
+                await releaseLease(key)
+                return AttemptResult(outcome: .notAttempted)
+            }
+            // Trouble that began while the lease was taken, or while the
+            // attempt waited for its slot, holds this call too.
+            if let resumeAt = holdBack(job, now: clock.now()) {
+                await releaseLease(key)
+                return AttemptResult(outcome: .skipped(.heldBack, nextDue: resumeAt))
+            }
+            // Read at the call: a reload may have replaced the app's client (a
+            // new secret) or removed the app meanwhile.
+            guard let gateway = gateways[key.app] else {
+                await releaseLease(key)
+                noteMissingGateway(key.app)
+                return AttemptResult(outcome: .configurationRejected(Self.appNotConfigured(key.app)))
+            }
+            do {
+                answer = .success(try await gateway.refresh(refreshToken: account.refreshToken))
+            } catch {
+                answer = .failure(error)
+            }
         }
         switch answer {
         case .success(let grant):

@@ -170,18 +170,20 @@ extension RefreshScheduler {
     func planLead(now: Timestamp? = nil) {
         let limited =
             configuration.maxCallsPerSecond != nil || configuration.maxCallsPerSecondByApp.values.contains { $0 > 0 }
-        guard leadIsStale, limited || lead > .zero else { return }
+        guard leadIsStale, limited || lead > .zero || !callRateShort.isEmpty else { return }
         // Planned at most once a tick, and at a million sellers no more than
         // every 20 s: a sort of every deadline (about 0.1 s at a million).
         let interval = max(configuration.tickInterval, .milliseconds(Int64(queue.count / 50)))
         if let now, let lastLeadPlan, now < lastLeadPlan + interval { return }
         lastLeadPlan = now
         leadIsStale = false
-        leads = queue.requiredLeads { [configuration] app in configuration.maxCallsPerSecond(for: app) }
+        let moment = now ?? clock.now()
+        let demand = queue.callDemand(now: moment) { [configuration] app in configuration.maxCallsPerSecond(for: app) }
+        leads = demand.compactMapValues { $0.lead > .zero ? $0.lead : nil }
         lead = leads.values.max() ?? .zero
+        noteCallRates(demand)
         // Once an hour at most: a fleet that needs more than the rate keeps
         // crossing the line.
-        let moment = now ?? clock.now()
         if lead > .seconds(1), leadReportedAt.map({ moment - $0 >= .seconds(3600) }) ?? true {
             leadReportedAt = moment
             let app = leads.max { $0.value < $1.value }?.key ?? .default
@@ -192,6 +194,46 @@ extension RefreshScheduler {
                 """,
                 metadata: ["app": "\(app)", "lead_seconds": "\(lead.seconds)", "accounts": "\(queue.count)"])
         }
+    }
+
+    /// Tells when an app's sellers need more calls a second than its rate
+    /// allows, and when they no longer do (below nine tenths of it, so that
+    /// a fleet at the line is not told every tick).
+    private func noteCallRates(_ demand: [AppName: DeadlineQueue.CallDemand]) {
+        for app in Array(callRateShort.keys) where demand[app] == nil {
+            recoverCallRate(app)
+        }
+        for (app, demand) in demand {
+            guard let allowed = configuration.maxCallsPerSecond(for: app) else { continue }
+            if demand.needed > allowed, callRateShort[app] == nil {
+                callRateShort[app] = demand.needed
+                logger.warning(
+                    """
+                    the sellers need more calls a second than max_calls_per_second allows to be refreshed on \
+                    time: the earliest start early and some start late; raise max_calls_per_second if the \
+                    gateway's quota allows
+                    """,
+                    metadata: [
+                        "app": "\(app)", "needed_calls_per_second": "\((demand.needed * 10).rounded(.up) / 10)",
+                        "max_calls_per_second": "\(allowed)",
+                    ])
+                emit(.degraded(.callRate(app: app, needed: demand.needed, allowed: allowed)))
+            } else if callRateShort[app] != nil {
+                if demand.needed <= allowed * 0.9 {
+                    recoverCallRate(app)
+                } else {
+                    callRateShort[app] = max(callRateShort[app]!, demand.needed)
+                }
+            }
+        }
+    }
+
+    private func recoverCallRate(_ app: AppName) {
+        guard let needed = callRateShort.removeValue(forKey: app) else { return }
+        let allowed = configuration.maxCallsPerSecond(for: app) ?? 0
+        logger.notice(
+            "the sellers' calls fit max_calls_per_second again", metadata: ["app": "\(app)"])
+        emit(.recovered(.callRate(app: app, needed: needed, allowed: allowed)))
     }
 
     /// How long before its deadline an account of `app` may start.
@@ -211,11 +253,11 @@ extension RefreshScheduler {
         checkIdle()
     }
 
-    /// What holds every app back: the phase, the concurrency slots, a rotated
+    /// What holds every app back: the phase, the attempts under way, a rotated
     /// pair the store has not taken, a clock step not yet applied to the store.
     private func mayStartAttempt(_ now: Timestamp) -> Bool {
         guard phase == .idle || phase == .running else { return false }
-        return inFlight.count < configuration.concurrency && undurable.isEmpty && pendingClockShift == nil
+        return inFlight.count < attemptsAllowed && undurable.isEmpty && pendingClockShift == nil
     }
 
     /// Takes off the queue the earliest due account whose app may call now,

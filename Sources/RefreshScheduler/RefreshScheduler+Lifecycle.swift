@@ -76,6 +76,7 @@ extension RefreshScheduler {
 
     private func drainAndStop() async {
         phase = .stopping
+        dismissCallWaiters()
         let now = clock.now()
         shutdownDeadline = now + configuration.shutdownGracePeriod
         logger.notice(

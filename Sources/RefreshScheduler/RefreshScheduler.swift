@@ -53,11 +53,18 @@ public actor RefreshScheduler {
     var leadIsStale = false
     var lastLeadPlan: Timestamp?
     var leadReportedAt: Timestamp?
+    /// The apps whose sellers need more calls a second than they may make,
+    /// with the most they were seen to need (``DegradedReason/callRate(app:needed:allowed:)``).
+    var callRateShort: [AppName: Double] = [:]
     /// Accounts asked for by ``refreshNow(_:)``: refreshed even if the store
     /// says they are not due yet.
     var forced: Set<AccountKey> = []
     /// Accounts with an attempt under way; never two at once for one account.
     var inFlight: Set<AccountKey> = []
+    /// Calls at the gateway now: at most `refresh.concurrency`.
+    var callsInFlight = 0
+    /// Attempts holding their lease, waiting for a call slot, in deadline order.
+    var callWaiters: [CallWaiter] = []
 
     // What holds calls back.
     /// Each app's own pace and trouble (created when its first account comes up).
@@ -311,6 +318,7 @@ public actor RefreshScheduler {
             self.nextTickAt = min(nextTickAt, clock.now() + applied.tickInterval)
         }
         configuration = applied
+        handOverCallSlots()
         planLead()
         var details: Logger.Metadata = [
             "concurrency": "\(applied.concurrency)",
@@ -386,6 +394,7 @@ public actor RefreshScheduler {
             // for everything not yet sent.
             phase = .stopped
             queue = DeadlineQueue()
+            dismissCallWaiters()
             answerBatches(for: batchesByAccount.keys.filter { !inFlight.contains($0) }, with: .notAttempted)
             // Store retries waiting make one last attempt now, and hand over
             // what still cannot be stored.
@@ -406,6 +415,10 @@ public actor RefreshScheduler {
             if let failure = lanes[app]!.configurationFailure { degraded.append(.configuration(app: app, failure)) }
         }
         if let message = undurable.values.first { degraded.append(.storage(message: message)) }
+        for app in callRateShort.keys.sorted() {
+            let allowed = configuration.maxCallsPerSecond(for: app) ?? 0
+            degraded.append(.callRate(app: app, needed: callRateShort[app]!, allowed: allowed))
+        }
         for app in apps {
             let lane = lanes[app]!
             if lane.breaker.isTripped, let failure = lane.heldByBreaker.values.first {
@@ -415,7 +428,7 @@ public actor RefreshScheduler {
         let now = clock.now()
         let paused = lanes.compactMapValues { lane in lane.pausedUntil.flatMap { $0 > now ? $0 : nil } }
         return SchedulerSnapshot(
-            scheduled: queue.count, inFlight: inFlight.count, nextDue: nextDue, degraded: degraded,
+            scheduled: queue.count, inFlight: callsInFlight, nextDue: nextDue, degraded: degraded,
             pausedApps: paused, refreshed: refreshedCount, failed: failedCount,
             reauthRequired: reauthRequiredCount, isStopping: phase == .stopping || phase == .stopped,
             pairsRefused: refusedPairs.count,

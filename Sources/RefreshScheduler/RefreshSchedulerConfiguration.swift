@@ -4,7 +4,8 @@ public import TokenKeeperCore
 public struct RefreshSchedulerConfiguration: Sendable, Equatable {
     /// When to refresh and how long to back off.
     public var policy: RefreshPolicy
-    /// Refreshes in flight at once (`refresh.concurrency`); at least 1.
+    /// Refresh calls at the gateway at once (`refresh.concurrency`); at
+    /// least 1. As many attempts again may hold their lease, ready to call.
     public var concurrency: Int
     /// Gateway calls started per second by each app that
     /// ``maxCallsPerSecondByApp`` does not list (`refresh.max_calls_per_second`);

@@ -50,13 +50,28 @@ public enum DegradedReason: Sendable, Equatable {
     /// once: none of them is marked while the hold lasts; one probe per
     /// interval tells whether it was a glitch. Other apps go on.
     case massRejection(app: AppName, code: String, held: Int)
+    /// The sellers of `app` need more calls a second than its
+    /// `max_calls_per_second` allows (`allowed`) to start on time: `needed`,
+    /// the most calls a second any stretch of the schedule from now asks
+    /// for. Nothing is held back: the earliest start early, and some start
+    /// later than planned; tokens stay valid while each is refreshed before
+    /// it expires. Told at start and whenever it begins, so that the
+    /// operator raises the rate (the gateway's quota allowing).
+    case callRate(app: AppName, needed: Double, allowed: Double)
 
     /// The app it concerns; nil for the store's trouble, which holds every app.
     public var app: AppName? {
         switch self {
-        case .configuration(let app, _), .massRejection(let app, _, _): app
+        case .configuration(let app, _), .massRejection(let app, _, _), .callRate(let app, _, _): app
         case .storage: nil
         }
+    }
+
+    /// False for a reason that holds nothing back (``callRate(app:needed:allowed:)``):
+    /// the daemon is still ready.
+    public var holdsRefreshing: Bool {
+        if case .callRate = self { return false }
+        return true
     }
 }
 
@@ -64,7 +79,7 @@ public enum DegradedReason: Sendable, Equatable {
 public struct SchedulerSnapshot: Sendable, Equatable {
     /// Accounts with a deadline in the heap.
     public var scheduled: Int
-    /// Refreshes in flight.
+    /// Refresh calls at the gateway now (at most `refresh.concurrency`).
     public var inFlight: Int
     /// The earliest deadline.
     public var nextDue: Timestamp?

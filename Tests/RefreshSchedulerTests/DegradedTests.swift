@@ -8,6 +8,41 @@ import TokenKeeperTesting
 
 @Suite(.timeLimit(.minutes(1)))
 struct DegradedTests {
+    /// 5,000 sellers due in 8 minutes need 10.4 calls a second: more than
+    /// the 10 allowed. Told at start (a warning, a degraded reason that holds
+    /// nothing back), and over once the rate is raised.
+    @Test func sellersNeedingMoreCallsThanTheRateAllowsAreToldAtStart() async throws {
+        let harness = SchedulerHarness(concurrency: 4, maxCallsPerSecond: 10)
+        for index in 0..<5_000 { await harness.addAccount("s\(index)", due: .seconds(480)) }
+        let run = try await harness.start()
+        await harness.settle()
+
+        let told = try #require(harness.events.degraded.first)
+        guard case .callRate(let app, let needed, let allowed) = told else {
+            Issue.record("expected a call rate reason, got \(told)")
+            return
+        }
+        #expect(app == .default)
+        #expect(allowed == 10)
+        #expect(abs(needed - 5_000 / 480) < 0.01)
+        #expect(harness.events.degraded.count == 1)
+        #expect(await harness.scheduler.snapshot().degraded.count == 1)
+        let warnings = harness.logs.lines(atLeast: .warning).filter { $0.message.contains("max_calls_per_second") }
+        #expect(warnings.count == 1)
+        #expect(warnings.first?.metadata["needed_calls_per_second"] == "10.5")
+        // The lead starts the earliest at once: nothing is held back for it.
+        #expect(await harness.gateway.calls.count > 0)
+
+        var raised = harness.configuration
+        raised.maxCallsPerSecond = 20
+        await harness.scheduler.update(configuration: raised)
+        await harness.settle()
+        #expect(harness.events.recovered.count == 1)
+        #expect(await harness.scheduler.snapshot().degraded.isEmpty)
+        run.cancel()
+        try await run.value
+    }
+
     @Test func configurationFailureDegradesOnceAndProbesOneAccountPerMinute() async throws {
         let harness = SchedulerHarness(concurrency: 4)
         for index in 0..<10 { await harness.addAccount("s\(index)") }

@@ -39,6 +39,31 @@ struct LifecycleTests {
         #expect(harness.timer.isCancelled)
     }
 
+    /// An attempt that holds its lease and waits for a call slot gives the
+    /// lease back at a stop without calling.
+    @Test func anAttemptWaitingForACallSlotGivesUpItsLeaseAtAStop() async throws {
+        let harness = SchedulerHarness(concurrency: 1)
+        await harness.addAccount("busy", due: .seconds(-10))
+        await harness.addAccount("waiting", due: .zero)
+        await harness.gateway.script("busy", .hold)
+        let run = try await harness.start()
+        await harness.fireIfDue()
+        try await waitUntil("the call is in flight") { await harness.gateway.heldCount == 1 }
+        try await waitUntil("the next attempt holds its lease") {
+            await harness.store.account("waiting")?.lease?.owner == SchedulerHarness.owner
+        }
+
+        run.cancel()
+        try await waitUntil("the waiting attempt gave its lease back") {
+            await harness.store.account("waiting")?.lease == nil
+        }
+        await harness.gateway.release("busy")
+        try await run.value
+        #expect(await harness.gateway.calls(for: "waiting") == 0)
+        #expect(await harness.store.account("waiting")?.refreshToken == Secret("rt-waiting-initial"))
+        #expect(harness.events.refreshed("busy").count == 1)
+    }
+
     @Test func stopGivesUpWaitingAfterTheGracePeriod() async throws {
         let harness = SchedulerHarness(shutdownGracePeriod: .seconds(8))
         await harness.addAccount("stuck", due: .zero)

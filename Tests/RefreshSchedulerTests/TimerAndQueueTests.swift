@@ -166,6 +166,22 @@ struct DispatchWakeupTimerTests {
         #expect(queue.requiredLead(callsPerSecond: 100) == .milliseconds(490))
     }
 
+    /// The need is the most accounts due by a deadline a minute or more
+    /// away, per second until it; nearer crowds make a lead, not a need.
+    @Test func theCallsNeededAreTheBusiestStretchFromNow() {
+        var queue = DeadlineQueue()
+        // A crowd of 100 due in 10 s, then 900 spaced 100 ms apart from 60 s.
+        for index in 0..<100 { queue.schedule("near\(index)", at: t0 + .seconds(10)) }
+        for index in 0..<900 {
+            queue.schedule("far\(index)", at: t0 + .seconds(60) + .milliseconds(100 * Int64(index)))
+        }
+        let demand = queue.callDemand(now: t0) { _ in 10 }[.default]
+        // By 60 s: 101 due (1.7/s); by 149.9 s, the busiest: all 1,000, 6.67/s.
+        #expect(demand?.needed == 1_000 / 149.9)
+        #expect(queue.callDemand(now: t0) { _ in nil }.isEmpty, "no rate, no need")
+        #expect(queue.callDemand(now: t0 + .seconds(100)) { _ in 10 }[.default]!.needed == 0, "none a minute away")
+    }
+
     @Test func deadlinesSpacedByTheRateNeedNone() {
         var queue = DeadlineQueue()
         for index in 0..<50 { queue.schedule("b\(index)", at: t0 + .milliseconds(100 * Int64(index))) }

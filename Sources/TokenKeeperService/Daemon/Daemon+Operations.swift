@@ -127,8 +127,8 @@ extension Daemon {
             HTTPRoute(path: "/readyz") { _ in
                 let health = status.health
                 if !health.isReady { return .page(503, "not ready: the schedule is not loaded") }
-                if !health.degraded.isEmpty {
-                    return .page(503, "degraded: " + health.degraded.values.sorted().joined(separator: "; "))
+                if !health.holdingBack.isEmpty {
+                    return .page(503, "degraded: " + health.holdingBack.values.sorted().joined(separator: "; "))
                 }
                 return .page(200, "ready")
             },

@@ -136,6 +136,13 @@ final class DaemonStatus: Sendable {
         app == .default ? "" : "app \(app): "
     }
 
+    /// A rate as a person reads it: one decimal below 100.
+    static func rate(_ value: Double) -> String {
+        guard value < 100 else { return String(Int(value.rounded(.up))) }
+        let tenths = Int((value * 10).rounded(.up))
+        return "\(tenths / 10).\(tenths % 10)"
+    }
+
     static func describe(_ reason: DegradedReason) -> String {
         switch reason {
         case .configuration(let app, let failure):
@@ -148,6 +155,11 @@ final class DaemonStatus: Sendable {
             Self.appPrefix(app)
                 + "the gateway rejects many sellers' refresh tokens at once (\(code)); \(held) held, not marked, while "
                 + "one is retried per probe interval"
+        case .callRate(let app, let needed, let allowed):
+            Self.appPrefix(app)
+                + "the sellers need \(Self.rate(needed)) calls a second to be refreshed on time, more than "
+                + "max_calls_per_second (\(Self.rate(allowed))): the earliest start early and some start late; raise "
+                + "max_calls_per_second to at least \(Self.rate(needed)) if the gateway's quota allows"
         }
     }
 }

@@ -241,11 +241,16 @@ final class DaemonMetrics: Sendable {
 /// What `/readyz` and the metrics say of the daemon itself.
 struct DaemonHealth: Sendable, Equatable {
     /// The degraded reasons' names, as labels.
-    static let reasons = ["configuration", "storage", "mass_rejection"]
+    static let reasons = ["configuration", "storage", "mass_rejection", "call_rate"]
     /// The schedule is loaded (READY=1 was sent) and the daemon is not stopping.
     var isReady = false
     /// ``key(of:)`` → what is wrong.
     var degraded: [String: String] = [:]
+    /// The reasons in ``degraded`` that hold refreshing back (all but
+    /// `call_rate`, which tells of late starts): while one holds, `/readyz` says 503.
+    var holdingBack: [String: String] {
+        degraded.filter { !$0.key.hasPrefix(Self.key("call_rate", app: nil)) }
+    }
     var inFlight = 0
     /// The notification channels configured.
     var channels: [String] = []
@@ -255,6 +260,7 @@ struct DaemonHealth: Sendable, Equatable {
         case .configuration: "configuration"
         case .storage: "storage"
         case .massRejection: "mass_rejection"
+        case .callRate: "call_rate"
         }
     }
 
