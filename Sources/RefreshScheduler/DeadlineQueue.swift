@@ -20,16 +20,49 @@ import TokenKeeperCore
 /// back onto the heap at every wake-up (which, for a crowd waiting for the
 /// rate limit, would cost a push per account per call).
 ///
-/// Memory counts at a million accounts: an entry is a deadline and a key
-/// (40 bytes), `current` maps the key to a deadline (40 bytes a slot).
+/// Memory counts at a million accounts: inside, an account is its seller id
+/// and its app's number in a table of the apps seen (``Key``, 24 bytes, not
+/// the 32 of an ``AccountKey`` with the app's name); an entry is a deadline
+/// and a key (32 bytes), `current` maps the key to a deadline (32 bytes a slot).
 struct DeadlineQueue {
+    /// An ``AccountKey`` with its app as a number in ``apps``.
+    private struct Key: Hashable {
+        var app: UInt32
+        var sellerID: String
+    }
+
     private struct Entry: Comparable {
         var due: Int64
-        var key: AccountKey
+        var key: Key
 
+        /// Ties of one deadline go by seller id, then by app.
         static func < (lhs: Entry, rhs: Entry) -> Bool {
-            lhs.due != rhs.due ? lhs.due < rhs.due : lhs.key < rhs.key
+            if lhs.due != rhs.due { return lhs.due < rhs.due }
+            if lhs.key.sellerID == rhs.key.sellerID { return lhs.key.app < rhs.key.app }
+            return lhs.key.sellerID.utf8.lexicographicallyPrecedes(rhs.key.sellerID.utf8)
         }
+    }
+
+    /// The apps seen, in the order first seen: a ``Key``'s `app` is an index here.
+    private var apps: [AppName] = []
+    private var appNumbers: [AppName: UInt32] = [:]
+
+    /// The key of `account`, giving its app a number if it is new.
+    private mutating func intern(_ account: AccountKey) -> Key {
+        if let number = appNumbers[account.app] { return Key(app: number, sellerID: account.sellerID) }
+        let number = UInt32(apps.count)
+        apps.append(account.app)
+        appNumbers[account.app] = number
+        return Key(app: number, sellerID: account.sellerID)
+    }
+
+    /// The key of `account` if its app was seen (else it has no deadline).
+    private func lookUp(_ account: AccountKey) -> Key? {
+        appNumbers[account.app].map { Key(app: $0, sellerID: account.sellerID) }
+    }
+
+    private func accountKey(_ key: Key) -> AccountKey {
+        AccountKey(app: apps[Int(key.app)], sellerID: key.sellerID)
     }
 
     /// One app's accounts set aside, earliest deadline first (an array read
@@ -71,7 +104,7 @@ struct DeadlineQueue {
 
     private var heap = Heap<Entry>()
     /// The live deadline of each account, in milliseconds (set-aside ones included).
-    private var current: [AccountKey: Int64] = [:]
+    private var current: [Key: Int64] = [:]
     private var setAside: [AppName: Line] = [:]
 
     /// Accounts with a deadline (set-aside ones included).
@@ -80,12 +113,12 @@ struct DeadlineQueue {
     /// Heap entries, live and stale (for tests of compaction).
     var storedEntries: Int { heap.count }
 
-    func due(of key: AccountKey) -> Timestamp? {
-        current[key].map(Timestamp.init(millisecondsSince1970:))
+    func due(of account: AccountKey) -> Timestamp? {
+        lookUp(account).flatMap { current[$0] }.map(Timestamp.init(millisecondsSince1970:))
     }
 
-    func contains(_ key: AccountKey) -> Bool {
-        current[key] != nil
+    func contains(_ account: AccountKey) -> Bool {
+        lookUp(account).map { current[$0] != nil } ?? false
     }
 
     /// Replaces the whole schedule in O(n).
@@ -98,15 +131,17 @@ struct DeadlineQueue {
         entries.reserveCapacity(accounts.underestimatedCount)
         for account in accounts {
             guard let due = account.due?.millisecondsSince1970 else { continue }
-            if let existing = current[account.key], existing <= due { continue }
-            current[account.key] = due
-            entries.append(Entry(due: due, key: account.key))
+            let key = intern(account.key)
+            if let existing = current[key], existing <= due { continue }
+            current[key] = due
+            entries.append(Entry(due: due, key: key))
         }
         heap = Heap(entries)
     }
 
     /// Sets the account's deadline, replacing the one it had.
-    mutating func schedule(_ key: AccountKey, at due: Timestamp) {
+    mutating func schedule(_ account: AccountKey, at due: Timestamp) {
+        let key = intern(account)
         let milliseconds = due.millisecondsSince1970
         if current[key] == milliseconds { return }
         current[key] = milliseconds
@@ -115,8 +150,8 @@ struct DeadlineQueue {
     }
 
     /// Removes the account's deadline; its heap or set-aside entry is discarded later.
-    mutating func remove(_ key: AccountKey) {
-        current.removeValue(forKey: key)
+    mutating func remove(_ account: AccountKey) {
+        if let key = lookUp(account) { current.removeValue(forKey: key) }
     }
 
     /// The earliest live deadline on the heap (set-aside accounts are not on
@@ -126,7 +161,7 @@ struct DeadlineQueue {
     mutating func peek() -> (key: AccountKey, due: Timestamp)? {
         while let top = heap.min {
             if current[top.key] == top.due {
-                return (top.key, Timestamp(millisecondsSince1970: top.due))
+                return (accountKey(top.key), Timestamp(millisecondsSince1970: top.due))
             }
             _ = heap.popMin()
         }
@@ -136,16 +171,16 @@ struct DeadlineQueue {
     /// Removes and returns the earliest deadline on the heap if it is at or before `now`.
     mutating func popDue(notAfter now: Timestamp) -> (key: AccountKey, due: Timestamp)? {
         guard let top = peek(), top.due <= now else { return nil }
-        _ = heap.popMin()
-        current.removeValue(forKey: top.key)
+        let entry = heap.popMin()!
+        current.removeValue(forKey: entry.key)
         return top
     }
 
     /// Takes the earliest deadline off the heap and sets it aside in its
     /// app's line; the account stays scheduled.
     mutating func setAsideEarliest() {
-        guard peek() != nil, let top = heap.popMin() else { return }
-        setAside[top.key.app, default: Line()].insert(top)
+        guard let account = peek(), let top = heap.popMin() else { return }
+        setAside[account.key.app, default: Line()].insert(top)
     }
 
     /// The apps with accounts set aside (some may have gone stale since).
@@ -155,7 +190,7 @@ struct DeadlineQueue {
     mutating func firstSetAside(of app: AppName) -> (key: AccountKey, due: Timestamp)? {
         while let entry = setAside[app]?.first {
             if current[entry.key] == entry.due {
-                return (entry.key, Timestamp(millisecondsSince1970: entry.due))
+                return (accountKey(entry.key), Timestamp(millisecondsSince1970: entry.due))
             }
             setAside[app]!.removeFirst()
         }
@@ -165,9 +200,9 @@ struct DeadlineQueue {
 
     /// Removes and returns the first live account set aside for `app`.
     mutating func popSetAside(of app: AppName) -> (key: AccountKey, due: Timestamp)? {
-        guard let first = firstSetAside(of: app) else { return nil }
+        guard let first = firstSetAside(of: app), let entry = setAside[app]?.first else { return nil }
         setAside[app]!.removeFirst()
-        current.removeValue(forKey: first.key)
+        current.removeValue(forKey: entry.key)
         return first
     }
 
@@ -220,7 +255,7 @@ struct DeadlineQueue {
     /// Each rate-limited app's ``CallDemand`` over its own accounts at its own rate.
     func callDemand(now: Timestamp, callsPerSecond rate: (AppName) -> Double?) -> [AppName: CallDemand] {
         var byApp: [AppName: [Int64]] = [:]
-        for (key, due) in current { byApp[key.app, default: []].append(due) }
+        for (key, due) in current { byApp[apps[Int(key.app)], default: []].append(due) }
         var demand: [AppName: CallDemand] = [:]
         for (app, deadlines) in byApp {
             guard let callsPerSecond = rate(app), callsPerSecond > 0 else { continue }
