@@ -217,16 +217,21 @@ final class Rig {
         }
     }
 
-    /// Waits until the daemon's log holds `line` (bounded by `timeout`);
+    /// Waits until more than `seen` lines of the daemon's log hold `line` (bounded by `timeout`);
     /// returns how long that took, or nil if it never came.
-    func waitForDaemonLog(_ line: String, timeout: Duration) async throws -> Duration? {
+    func waitForDaemonLog(_ line: String, timeout: Duration, after seen: Int = 0) async throws -> Duration? {
         let start = ContinuousClock.now
         while ContinuousClock.now - start < timeout {
-            let text = (try? String(contentsOfFile: directory + "/daemon.log", encoding: .utf8)) ?? ""
-            if text.contains(line) { return ContinuousClock.now - start }
+            if daemonLogCount(line) > seen { return ContinuousClock.now - start }
             try await Task.sleep(for: .milliseconds(100))
         }
         return nil
+    }
+
+    /// How many lines of the daemon's log contain `text`.
+    func daemonLogCount(_ text: String) -> Int {
+        let log = (try? String(contentsOfFile: directory + "/daemon.log", encoding: .utf8)) ?? ""
+        return log.split(separator: "\n").count { $0.contains(text) }
     }
 
     /// The first number the daemon's log gives for the metadata key `key`
@@ -258,10 +263,13 @@ final class Rig {
 enum BenchmarkError: Error, CustomStringConvertible {
     /// A tokenkeeper command's name, exit status and last lines of stderr.
     case commandFailed(String, Int32, String)
+    /// The daemon did not log what a step waits for.
+    case daemonSilent(String)
 
     var description: String {
         switch self {
         case .commandFailed(let name, let status, let log): "tokenkeeper \(name) exited with \(status):\n\(log)"
+        case .daemonSilent(let what): "the daemon did not log \(what) in time"
         }
     }
 }

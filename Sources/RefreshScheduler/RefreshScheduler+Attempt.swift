@@ -131,9 +131,7 @@ extension RefreshScheduler {
             noteGatewayClock(grant)
             noteAnomalies(grant, account: key)
         }
-        let nextDue =
-            planned
-            ?? (grant.isFinalGrant ? grant.expireTime : configuration.policy.nextRefresh(after: grant, using: &random))
+        let nextDue = planned ?? plannedRefresh(after: grant, app: key.app)
         var delay = configuration.storeRetryInitial
         var failures = 0
         var stopping = false
@@ -201,6 +199,17 @@ extension RefreshScheduler {
                     account: key, owner: configuration.leaseOwner, until: now + configuration.leaseDuration, now: now)
             }
         }
+    }
+
+    /// The next refresh after a grant: the policy's time, or, while the app's
+    /// sellers need more calls a second than its rate allows, the latest the
+    /// policy lets it be (``RefreshPolicy/latestRefresh(after:planned:)``),
+    /// so that the fleet's calls fit the rate and each start is on time.
+    private func plannedRefresh(after grant: TokenGrant, app: AppName) -> Timestamp {
+        if grant.isFinalGrant { return grant.expireTime }
+        let planned = configuration.policy.nextRefresh(after: grant, using: &random)
+        guard callRateShort[app] != nil else { return planned }
+        return configuration.policy.latestRefresh(after: grant, planned: planned)
     }
 
     /// The stored refresh token was replaced during the call (a

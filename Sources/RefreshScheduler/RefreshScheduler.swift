@@ -52,6 +52,8 @@ public actor RefreshScheduler {
     /// picked up, a new rate).
     var leadIsStale = false
     var lastLeadPlan: Timestamp?
+    /// ``DeadlineQueue/revision`` when the lead was last planned.
+    var leadPlanRevision: UInt64?
     var leadReportedAt: Timestamp?
     /// The apps whose sellers need more calls a second than they may make,
     /// with the most they were seen to need (``DegradedReason/callRate(app:needed:allowed:)``).

@@ -53,9 +53,10 @@ public enum DegradedReason: Sendable, Equatable {
     /// The sellers of `app` need more calls a second than its
     /// `max_calls_per_second` allows (`allowed`) to start on time: `needed`,
     /// the most calls a second any stretch of the schedule from now asks
-    /// for. Nothing is held back: the earliest start early, and some start
-    /// later than planned; tokens stay valid while each is refreshed before
-    /// it expires. Told at start and whenever it begins, so that the
+    /// for. Nothing is held back: the earliest start early, and meanwhile
+    /// each refresh is planned at the latest the policy allows
+    /// (``TokenKeeperCore/RefreshPolicy/latestRefresh(after:planned:)``), which asks
+    /// fewer calls. Told at start and whenever it begins, so that the
     /// operator raises the rate (the gateway's quota allowing).
     case callRate(app: AppName, needed: Double, allowed: Double)
 

@@ -52,6 +52,34 @@ public struct RefreshPolicy: Sendable, Equatable {
         return max(due, grant.receivedAt + minimumInterval)
     }
 
+    /// The latest the next refresh after a grant may be planned when the
+    /// app's call rate cannot serve ``nextRefresh(after:using:)``'s times:
+    /// when half of ``remainingFraction`` of the lifetime is left (a tenth by
+    /// default), never past the last refresh the refresh token allows, and
+    /// never before the policy's own time. Planned there, each seller is
+    /// refreshed less often (every 90 % of its lifetime, not every 75–80 %), so
+    /// that a fleet whose calls do not fit the rate at the policy's times
+    /// fits it without a token expiring; a tenth of the life is left for
+    /// retries.
+    public func latestRefresh(after grant: TokenGrant, planned: Timestamp) -> Timestamp {
+        let lifetime = effectiveLifetime(of: grant)
+        guard !grant.isFinalGrant, lifetime > minimumInterval else { return planned }
+        let lifetimeMs = Double(lifetime.wholeMilliseconds)
+        var latest = grant.receivedAt + .milliseconds(Int64(lifetimeMs * (1 - remainingFraction / 2)))
+        if let refreshTokenLeft = grant.refreshTokenLifetime, refreshTokenLeft > .zero {
+            latest = min(latest, grant.receivedAt + refreshTokenLeft - finalRefreshMargin)
+        }
+        return max(latest, planned)
+    }
+
+    /// How many times fewer calls a fleet makes planned at
+    /// ``latestRefresh(after:planned:)`` than at the policy's times (on
+    /// average: the policy plans at 1 − ``remainingFraction`` − half the
+    /// jitter of the life); about 1.16 by default.
+    public var latestRefreshRelief: Double {
+        (1 - remainingFraction / 2) / max(1 - remainingFraction - jitterFraction / 2, 0.01)
+    }
+
     /// The access token's lifetime as far as the answer tells: `expires_in`,
     /// else the distance to `expire_time`; zero when neither says anything.
     public func effectiveLifetime(of grant: TokenGrant) -> Duration {

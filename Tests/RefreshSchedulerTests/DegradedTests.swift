@@ -32,13 +32,33 @@ struct DegradedTests {
         #expect(warnings.first?.metadata["needed_calls_per_second"] == "10.5")
         // The lead starts the earliest at once: nothing is held back for it.
         #expect(await harness.gateway.calls.count > 0)
+        // Refreshed meanwhile, each is planned at the latest the policy
+        // allows, a tenth of its hour left (the policy's own: 45 to 48 min).
+        let refreshed = harness.events.all.compactMap { entry -> Duration? in
+            guard case .refreshed(_, _, let nextDue, _) = entry.event else { return nil }
+            return nextDue - entry.at
+        }
+        #expect(!refreshed.isEmpty)
+        #expect(refreshed.allSatisfy { $0 == .seconds(3240) }, "\(refreshed.prefix(3))")
 
         var raised = harness.configuration
-        raised.maxCallsPerSecond = 20
+        raised.maxCallsPerSecond = 40
         await harness.scheduler.update(configuration: raised)
         await harness.settle()
         #expect(harness.events.recovered.count == 1)
         #expect(await harness.scheduler.snapshot().degraded.isEmpty)
+        // Over: the policy's times again, once the lead at 40 calls a second
+        // (the rest in 125 s, due at 480 s) starts them.
+        let before = harness.events.all.count
+        await harness.advance(by: .seconds(400))
+        let later = harness.events.all.dropFirst(before).compactMap { entry -> Duration? in
+            guard case .refreshed(_, _, let nextDue, _) = entry.event else { return nil }
+            return nextDue - entry.at
+        }
+        #expect(!later.isEmpty)
+        #expect(later.allSatisfy { $0 >= .seconds(2700) && $0 <= .seconds(2880) }, 
+            "\(later.filter { $0 < .seconds(2700) || $0 > .seconds(2880) }.prefix(3)) of \(later.count)")
+        #expect(harness.events.degraded.count == 1, "not told again")
         run.cancel()
         try await run.value
     }

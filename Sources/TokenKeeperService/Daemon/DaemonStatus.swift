@@ -157,9 +157,10 @@ final class DaemonStatus: Sendable {
                 + "one is retried per probe interval"
         case .callRate(let app, let needed, let allowed):
             Self.appPrefix(app)
-                + "the sellers need \(Self.rate(needed)) calls a second to be refreshed on time, more than "
-                + "max_calls_per_second (\(Self.rate(allowed))): the earliest start early and some start late; raise "
-                + "max_calls_per_second to at least \(Self.rate(needed)) if the gateway's quota allows"
+                + "the sellers need \(Self.rate(needed)) calls a second to be refreshed at the policy's times, more "
+                + "than max_calls_per_second (\(Self.rate(allowed))): refreshes are planned later in the tokens' lives "
+                + "(a tenth left) so that the calls fit; raise max_calls_per_second to at least "
+                + "\(Self.rate(needed)) if the gateway's quota allows"
         }
     }
 }
