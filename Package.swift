@@ -185,6 +185,8 @@ let package = Package(
                 "IOPGateway",
                 "SQLiteStore",
                 "IOPSimulator",
+                // A PostgreSQL server of its own for the postgres section.
+                "TokenKeeperTesting",
                 // Scrapes the daemon's /metrics.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

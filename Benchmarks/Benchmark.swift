@@ -77,6 +77,7 @@ struct Benchmark {
         case .rate: try await measureRateAwareScheduling()
         case .precision: try await measurePrecision()
         case .proxy: try await measureProxy()
+        case .postgres: try await measurePostgres()
         }
     }
 
@@ -140,6 +141,7 @@ extension Section {
         case .rate: "5. Rate-aware scheduling"
         case .precision: "6. Precision of start times"
         case .proxy: "7. Signing proxy overhead"
+        case .postgres: "8. PostgreSQL: refreshes with one node and two, a million at start"
         }
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 
 /// The benchmark's parts, each selectable with `--only`.
 enum Section: String, CaseIterable {
-    case disk, concurrency, throughput, scale, rate, precision, proxy
+    case disk, concurrency, throughput, scale, rate, precision, proxy, postgres
 }
 
 struct BenchmarkOptions {
@@ -22,17 +22,21 @@ struct BenchmarkOptions {
     var precisionSeconds = 60
     /// Sequential calls each way in the proxy section.
     var proxyCalls = 2_000
+    /// The fleet the PostgreSQL section starts with.
+    var postgresAccounts = 1_000_000
     /// Where the scratch directories go: the disk measured is this one's.
     var directory = NSTemporaryDirectory()
 
     static let usage = """
-        usage: Benchmarks [--only disk,concurrency,throughput,scale,rate,precision,proxy]
+        usage: Benchmarks [--only disk,concurrency,throughput,scale,rate,precision,proxy,postgres]
                           [--accounts 1000000] [--growth 10000,100000] [--idle-seconds 60]
                           [--drain 100000] [--due 30000] [--concurrency 64]
-                          [--rate-minutes 11] [--precision-seconds 60] [--proxy-calls 2000] [--dir PATH]
+                          [--rate-minutes 11] [--precision-seconds 60] [--proxy-calls 2000]
+                          [--pg-accounts 1000000] [--dir PATH]
         Runs the release tokenkeeper beside this binary against an in-process IOPSimulator.
         Every section runs unless --only names some; --growth "" skips the smaller fleets.
-        The proxy section drives the vendor's SDK (lazop-sdk) with .build/test-python
+        The postgres section starts a PostgreSQL server of its own (Debian's postgresql),
+        and is skipped without one. The proxy section drives the vendor's SDK (lazop-sdk) with .build/test-python
         (scripts/test makes it) or $TOKENKEEPER_TEST_PYTHON, and is skipped without it.
         """
 
@@ -76,6 +80,7 @@ struct BenchmarkOptions {
                 rateMinutes = minutes
             case "--precision-seconds": precisionSeconds = try number()
             case "--proxy-calls": proxyCalls = try number()
+            case "--pg-accounts": postgresAccounts = try number()
             case "--dir": directory = value
             default: throw .invalid("unknown option \(flag)")
             }

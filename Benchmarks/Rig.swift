@@ -11,6 +11,8 @@ struct DaemonSettings {
     /// back past the token's expiry.
     var minIntervalSeconds: Int?
     var metricsPort: Int?
+    /// Keeps the accounts in this PostgreSQL database rather than SQLite.
+    var postgres: PostgresTarget?
 }
 
 /// The sellers of one import file: how they are seeded at the simulator and
@@ -93,7 +95,7 @@ final class Rig {
               key: "\(Self.appKey)"
             storage:
               directory: "\(storage)"
-            refresh:
+            \(settings.postgres.map(Self.postgresKeys) ?? "")refresh:
             \(refresh.map { "  " + $0 }.joined(separator: "\n"))
             log:
               level: notice
@@ -101,6 +103,17 @@ final class Rig {
             """
         if let port = settings.metricsPort { yaml += "metrics:\n  listen: \"127.0.0.1:\(port)\"\n" }
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    private static func postgresKeys(_ target: PostgresTarget) -> String {
+        """
+          backend: postgres
+          postgres:
+            url: "\(target.url)"
+            password_file: "\(target.passwordFile)"
+            tls: disable
+
+        """
     }
 
     // MARK: - Sellers
@@ -205,13 +218,15 @@ final class Rig {
 
     /// Starts `tokenkeeper run` and waits for READY=1 on a notify socket.
     /// - Returns: The daemon and the time from its start to READY=1.
-    func startDaemon() async throws -> (daemon: ChildProcess, startToReady: Duration) {
-        let listener = try NotifySocket(path: directory + "/notify.sock")
-        let daemon = try spawn(["run"], log: "daemon", environment: ["NOTIFY_SOCKET": listener.path])
+    /// - Parameter name: Its log's name (`NAME.log`), and its notify socket's;
+    ///   daemons beside each other (several nodes on PostgreSQL) each have one.
+    func startDaemon(name: String = "daemon") async throws -> (daemon: ChildProcess, startToReady: Duration) {
+        let listener = try NotifySocket(path: directory + "/\(name).sock")
+        let daemon = try spawn(["run"], log: name, environment: ["NOTIFY_SOCKET": listener.path])
         while true {
             if let ready = listener.firstArrival(of: "READY=1") { return (daemon, ready - daemon.started) }
             guard daemon.isRunning else {
-                throw BenchmarkError.commandFailed("run", daemon.exit!.status, logTail("daemon"))
+                throw BenchmarkError.commandFailed("run", daemon.exit!.status, logTail(name))
             }
             try await Task.sleep(for: .milliseconds(2))
         }

@@ -49,6 +49,8 @@ struct DeadlineQueue {
 
     /// The key of `account`, giving its app a number if it is new.
     private mutating func intern(_ account: AccountKey) -> Key {
+        // Most fleets have one app: its name is compared, not hashed.
+        if apps.count == 1, apps[0] == account.app { return Key(app: 0, sellerID: account.sellerID) }
         if let number = appNumbers[account.app] { return Key(app: number, sellerID: account.sellerID) }
         let number = UInt32(apps.count)
         apps.append(account.app)
@@ -137,8 +139,12 @@ struct DeadlineQueue {
         for account in accounts {
             guard let due = account.due?.millisecondsSince1970 else { continue }
             let key = intern(account.key)
-            if let existing = current[key], existing <= due { continue }
-            current[key] = due
+            // One hash of the seller id for each: a store lists each account
+            // once, so the put-back below is for a store that did not.
+            if let existing = current.updateValue(due, forKey: key), existing <= due {
+                current[key] = existing
+                continue
+            }
             entries.append(Entry(due: due, key: key))
         }
         heap = Heap(entries)

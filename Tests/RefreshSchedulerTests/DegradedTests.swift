@@ -56,7 +56,8 @@ struct DegradedTests {
             return nextDue - entry.at
         }
         #expect(!later.isEmpty)
-        #expect(later.allSatisfy { $0 >= .seconds(2700) && $0 <= .seconds(2880) }, 
+        #expect(
+            later.allSatisfy { $0 >= .seconds(2700) && $0 <= .seconds(2880) },
             "\(later.filter { $0 < .seconds(2700) || $0 > .seconds(2880) }.prefix(3)) of \(later.count)")
         #expect(harness.events.degraded.count == 1, "not told again")
         run.cancel()
