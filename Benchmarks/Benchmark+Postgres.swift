@@ -52,7 +52,7 @@ extension Benchmark {
                 report.record(
                     integrity(rig.simulator.counters).map { figure in
                         var named = figure
-                        named.name = "\(nodes == 1 ? "one node" : "\(nodes) nodes"): " + figure.name
+                        named.name = (nodes == 1 ? "one node: " : "two nodes: ") + figure.name
                         return named
                     })
                 return drain

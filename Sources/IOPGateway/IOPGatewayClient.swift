@@ -141,33 +141,23 @@ public final class IOPGatewayClient: TokenGateway {
         let limit = configuration.maxResponseBytes
         let connections = self.connections
         do {
-            // AsyncHTTPClient's deadline ends when the head arrives; the race with
-            // a timer bounds the body too, so a trickling answer cannot hold a
+            // AsyncHTTPClient's deadline ends when the head arrives; the
+            // timeout bounds the body too, so a trickling answer cannot hold a
             // refresh (and its lease) forever.
-            return try await withThrowingTaskGroup(of: RawResponse.self) { group in
-                group.addTask {
-                    try await connections.withClient { client in
-                        let response = try await client.execute(
-                            httpRequest, deadline: .now() + TimeAmount(timeout))
-                        let status = Int(response.status.code)
-                        let body: ByteBuffer
-                        do {
-                            body = try await response.body.collect(upTo: limit)
-                        } catch is NIOTooManyBytesError {
-                            throw IOPResponseDecoder.responseTooLarge(status: status, limit: limit)
-                        }
-                        return RawResponse(
-                            status: status, headers: response.headers.map { (name: $0.name, value: $0.value) },
-                            body: body)
+            return try await withTimeout(timeout, timedOut: { HTTPClientError.deadlineExceeded }) {
+                try await connections.withClient { client in
+                    let response = try await client.execute(httpRequest, deadline: .now() + TimeAmount(timeout))
+                    let status = Int(response.status.code)
+                    let body: ByteBuffer
+                    do {
+                        body = try await response.body.collect(upTo: limit)
+                    } catch is NIOTooManyBytesError {
+                        throw IOPResponseDecoder.responseTooLarge(status: status, limit: limit)
                     }
+                    return RawResponse(
+                        status: status, headers: response.headers.map { (name: $0.name, value: $0.value) },
+                        body: body)
                 }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    throw HTTPClientError.deadlineExceeded
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next() else { throw HTTPClientError.cancelled }
-                return first
             }
         } catch {
             throw Self.failure(for: error)

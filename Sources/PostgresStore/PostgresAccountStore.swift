@@ -117,15 +117,8 @@ public final class PostgresAccountStore: AccountStore, Sendable {
     /// `body`'s result, or a connection failure once `timeout` has passed.
     func bounded<T: Sendable>(by timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T
     {
-        try await withThrowingTaskGroup(of: T.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                throw PostgresStoreError.connection("no answer within \(timeout)")
-            }
-            defer { group.cancelAll() }
-            guard let value = try await group.next() else { throw CancellationError() }
-            return value
+        try await withTimeout(timeout, timedOut: { PostgresStoreError.connection("no answer within \(timeout)") }) {
+            try await body()
         }
     }
 

@@ -275,11 +275,14 @@ struct DeadlineQueue {
         if apps.count == 1 { byApp[0].reserveCapacity(current.count) }
         for (key, due) in current { byApp[Int(key.app)].append(due) }
         var demand: [AppName: CallDemand] = [:]
-        for (number, deadlines) in byApp.enumerated() where !deadlines.isEmpty {
+        for number in byApp.indices where !byApp[number].isEmpty {
             let app = apps[number]
             guard let callsPerSecond = rate(app), callsPerSecond > 0 else { continue }
+            // Sorted in place: a second array of a million deadlines is 8 MB
+            // the allocator keeps once freed.
+            byApp[number].sort()
             demand[app] = Self.callDemand(
-                deadlines: deadlines.sorted(), now: now.millisecondsSince1970, callsPerSecond: callsPerSecond)
+                deadlines: byApp[number], now: now.millisecondsSince1970, callsPerSecond: callsPerSecond)
         }
         return demand
     }

@@ -1,4 +1,5 @@
 import Synchronization
+import TokenKeeperCore
 
 /// Waiting for work that may not end in time.
 enum Bounded {
@@ -9,13 +10,12 @@ enum Bounded {
         return await withCheckedContinuation { continuation in
             first.withLock { $0 = continuation }
             let resume: @Sendable (Bool) -> Void = { value in first.withLock { $0.take() }?.resume(returning: value) }
+            // Not a sleeping task: a cancelled one is kept until its deadline.
+            let timer = OneShotTimer(after: limit) { resume(false) }
             Task {
                 await work()
+                timer.cancel()
                 resume(true)
-            }
-            Task {
-                try? await Task.sleep(for: limit)
-                resume(false)
             }
         }
     }

@@ -21,6 +21,8 @@ struct ReadersCheck: Service {
             do {
                 let started = ContinuousClock.now
                 let repaired = try await cancelWhenGracefulShutdown { try await check() }
+                // The check's pages and buffers, a burst after READY.
+                ProcessMemory.returnFreedMemory()
                 logger.notice(
                     "tokens.db checked against keeper.db",
                     metadata: ["rewritten": "\(repaired)", "seconds": "\((ContinuousClock.now - started).seconds)"])
