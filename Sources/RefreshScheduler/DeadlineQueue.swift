@@ -134,8 +134,11 @@ struct DeadlineQueue {
         setAside.removeAll()
         // Sized once: growing a million-slot dictionary rehashes it ~20 times.
         current.reserveCapacity(accounts.underestimatedCount)
-        var entries: [Entry] = []
-        entries.reserveCapacity(accounts.underestimatedCount)
+        // An eighth to spare (4 MB at a million): the heap grows by the
+        // sellers added while the daemon runs, and its first insert past the
+        // capacity would copy it into twice the room (64 MB at a million).
+        var entries = ContiguousArray<Entry>()
+        entries.reserveCapacity(accounts.underestimatedCount + accounts.underestimatedCount / 8)
         for account in accounts {
             guard let due = account.due?.millisecondsSince1970 else { continue }
             let key = intern(account.key)
