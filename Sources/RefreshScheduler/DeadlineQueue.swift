@@ -38,7 +38,8 @@ struct DeadlineQueue {
         /// Ties of one deadline go by seller id, then by app.
         static func < (lhs: Entry, rhs: Entry) -> Bool {
             if lhs.due != rhs.due { return lhs.due < rhs.due }
-            if lhs.key.sellerID == rhs.key.sellerID { return lhs.key.app < rhs.key.app }
+            // Bytes, not characters, for equality too: one strict order.
+            if lhs.key.sellerID.utf8.elementsEqual(rhs.key.sellerID.utf8) { return lhs.key.app < rhs.key.app }
             return lhs.key.sellerID.utf8.lexicographicallyPrecedes(rhs.key.sellerID.utf8)
         }
     }
@@ -262,8 +263,8 @@ struct DeadlineQueue {
         var lead: Duration
         /// The calls a second that would start every account by its deadline
         /// from `now` on: the most accounts due by any deadline at least
-        /// ``demandWindow`` away, per second until it. (Nearer crowds are
-        /// what the lead is for.)
+        /// ``demandWindow`` away (not counting those due sooner), per second
+        /// until it. Nearer crowds and backlogs are what the lead is for.
         var needed: Double
     }
 
@@ -295,13 +296,20 @@ struct DeadlineQueue {
         var lowest = Double.infinity
         var leadMs = 0.0
         var needed = 0.0
+        var near = 0
         for (index, deadline) in deadlines.enumerated() {
             // x[i] = i * spacing - d[i]; the lead is the largest rise of x.
             let x = Double(index) * spacingMs - Double(deadline)
             lowest = min(lowest, x)
             leadMs = max(leadMs, x - lowest)
             let ahead = deadline - now
-            if ahead >= demandWindow { needed = max(needed, Double(index + 1) * 1000 / Double(ahead)) }
+            if ahead < demandWindow {
+                // Overdue or near: a backlog (a restart, a pause) the lead
+                // drains, not a need the rate must meet from now on.
+                near = index + 1
+            } else {
+                needed = max(needed, Double(index + 1 - near) * 1000 / Double(ahead))
+            }
         }
         return CallDemand(lead: .milliseconds(Int64(leadMs.rounded(.up))), needed: needed)
     }

@@ -70,37 +70,68 @@ extension RefreshScheduler {
             await releaseLease(key)
             return AttemptResult(outcome: .notAttempted)
         }
+        let gateway: any TokenGateway
+        switch await readyToCall(job, account: account, leaseTakenAt: leaseTakenAt) {
+        case .call(let ready):
+            gateway = ready
+        case .giveUp(let outcome, let releasingLease):
+            // The slot first: a store write never holds one.
+            releaseCallSlot()
+            if releasingLease { await releaseLease(key) }
+            return AttemptResult(outcome: outcome)
+        }
         let answer: Result<TokenGrant, GatewayFailure>
         do {
-            defer { releaseCallSlot() }
-            if phase == .stopping || phase == .stopped {
-                await releaseLease(key)
-                return AttemptResult(outcome: .notAttempted)
-            }
-            // Trouble that began while the lease was taken, or while the
-            // attempt waited for its slot, holds this call too.
-            if let resumeAt = holdBack(job, now: clock.now()) {
-                await releaseLease(key)
-                return AttemptResult(outcome: .skipped(.heldBack, nextDue: resumeAt))
-            }
-            // Read at the call: a reload may have replaced the app's client (a
-            // new secret) or removed the app meanwhile.
-            guard let gateway = gateways[key.app] else {
-                await releaseLease(key)
-                noteMissingGateway(key.app)
-                return AttemptResult(outcome: .configurationRejected(Self.appNotConfigured(key.app)))
-            }
-            do {
-                answer = .success(try await gateway.refresh(refreshToken: account.refreshToken))
-            } catch {
-                answer = .failure(error)
-            }
+            answer = .success(try await gateway.refresh(refreshToken: account.refreshToken))
+        } catch {
+            answer = .failure(error)
         }
+        releaseCallSlot()
         switch answer {
         case .success(let grant):
             return AttemptResult(outcome: await commit(grant, for: account), calledGateway: true)
         case .failure(let failure):
             return AttemptResult(outcome: await handle(failure, for: account), calledGateway: true)
+        }
+    }
+
+    private enum CallReadiness {
+        case call(any TokenGateway)
+        /// Not called: the outcome, and whether the lease is still ours to release.
+        case giveUp(RefreshOutcome, releasingLease: Bool)
+    }
+
+    /// What decides, once the attempt has its call slot, whether it calls:
+    /// the stop, trouble that began while it waited, its app's gateway (a
+    /// reload may have replaced or removed it), and its lease, renewed when
+    /// the wait took a third of it, so that the call never outlives it.
+    private func readyToCall(_ job: Job, account: Account, leaseTakenAt: Timestamp) async -> CallReadiness {
+        let key = job.account
+        if phase == .stopping || phase == .stopped { return .giveUp(.notAttempted, releasingLease: true) }
+        let now = clock.now()
+        if let resumeAt = holdBack(job, now: now) {
+            return .giveUp(.skipped(.heldBack, nextDue: resumeAt), releasingLease: true)
+        }
+        guard let gateway = gateways[key.app] else {
+            noteMissingGateway(key.app)
+            return .giveUp(.configurationRejected(Self.appNotConfigured(key.app)), releasingLease: true)
+        }
+        guard now - leaseTakenAt > configuration.leaseDuration / 3 else { return .call(gateway) }
+        let renewed: LeaseResult
+        do {
+            renewed = try await store.acquireLease(
+                account: key, owner: configuration.leaseOwner, until: now + configuration.leaseDuration, now: now)
+            storeWorked()
+        } catch {
+            let retryAt = storeFailed("renew the lease", error, account: key)
+            return .giveUp(.storeFailed(message: "\(error)", retryAt: retryAt), releasingLease: true)
+        }
+        switch renewed {
+        case .notFound: return .giveUp(.notFound, releasingLease: false)
+        case .busy(let other): return .giveUp(.busy(until: other.expiresAt), releasingLease: false)
+        case .acquired(let stored) where stored.refreshToken != account.refreshToken:
+            return .giveUp(.skipped(.tokenChanged, nextDue: clock.now()), releasingLease: true)
+        case .acquired: return .call(gateway)
         }
     }
 

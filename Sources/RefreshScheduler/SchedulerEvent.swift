@@ -67,13 +67,6 @@ public enum DegradedReason: Sendable, Equatable {
         case .storage: nil
         }
     }
-
-    /// False for a reason that holds nothing back (``callRate(app:needed:allowed:)``):
-    /// the daemon is still ready.
-    public var holdsRefreshing: Bool {
-        if case .callRate = self { return false }
-        return true
-    }
 }
 
 /// The scheduler's state at a glance, for `STATUS=` lines and `status`.

@@ -128,6 +128,29 @@ struct SchedulingTests {
         try await run.value
     }
 
+    /// An attempt that waited for its slot longer than a third of its lease
+    /// renews the lease before it calls: the call never outlives it.
+    @Test func aLeaseAgedWhileWaitingForASlotIsRenewedBeforeTheCall() async throws {
+        let harness = SchedulerHarness(concurrency: 1)
+        await harness.addAccount("first", due: .seconds(-10))
+        await harness.addAccount("second", due: .zero)
+        await harness.gateway.script("first", .hold)
+        let run = try await harness.start()
+        await harness.fireIfDue()
+        try await waitUntil("the first call is held") { await harness.gateway.heldCount == 1 }
+        try await waitUntil("the second holds its lease") { await harness.store.count(.acquireLease) == 2 }
+        let firstLease = try #require(await harness.store.account("second")?.lease)
+
+        await harness.advanceWithoutWaiting(by: .seconds(40))
+        await harness.gateway.release("first")
+        try await waitUntil("the second is refreshed") { await harness.scheduler.snapshot().refreshed == 2 }
+        #expect(await harness.store.count(.acquireLease) == 3, "renewed once, before its call")
+        let calledAt = try #require(await harness.gateway.calls.last { $0.sellerID == "second" }?.at)
+        #expect(calledAt >= firstLease.expiresAt - .seconds(50), "called 40 s into a 90 s lease, after renewing it")
+        run.cancel()
+        try await run.value
+    }
+
     @Test func raisingConcurrencyAtRunTimeStartsMoreCallsAtOnce() async throws {
         let harness = SchedulerHarness(concurrency: 1)
         for index in 0..<6 { await harness.addAccount("s\(index)") }
