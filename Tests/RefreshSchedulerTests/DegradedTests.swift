@@ -34,10 +34,14 @@ struct DegradedTests {
         #expect(await harness.gateway.calls.count > 0)
         // Refreshed meanwhile, each is planned at the latest the policy
         // allows, a tenth of its hour left (the policy's own: 45 to 48 min).
-        let refreshed = harness.events.all.compactMap { entry -> Duration? in
-            guard case .refreshed(_, _, let nextDue, _) = entry.event else { return nil }
-            return nextDue - entry.at
+        /// How far ahead each refresh from event number `first` on planned the next.
+        func plannedAhead(from first: Int = 0) -> [Duration] {
+            harness.events.all.dropFirst(first).compactMap { entry in
+                guard case .refreshed(_, _, let nextDue, _) = entry.event else { return nil }
+                return nextDue - entry.at
+            }
         }
+        let refreshed = plannedAhead()
         #expect(!refreshed.isEmpty)
         #expect(refreshed.allSatisfy { $0 == .seconds(3240) }, "\(refreshed.prefix(3))")
 
@@ -51,10 +55,7 @@ struct DegradedTests {
         // (the rest in 125 s, due at 480 s) starts them.
         let before = harness.events.all.count
         await harness.advance(by: .seconds(400))
-        let later = harness.events.all.dropFirst(before).compactMap { entry -> Duration? in
-            guard case .refreshed(_, _, let nextDue, _) = entry.event else { return nil }
-            return nextDue - entry.at
-        }
+        let later = plannedAhead(from: before)
         #expect(!later.isEmpty)
         #expect(
             later.allSatisfy { $0 >= .seconds(2700) && $0 <= .seconds(2880) },
