@@ -105,6 +105,32 @@ import TokenKeeperTesting
         try await store.close()
     }
 
+    /// Each batch is copied to tokens.db on a thread of its own while the
+    /// next is written to keeper.db; a copy that fails (another writer holds
+    /// tokens.db) loses nothing: every seller is in keeper.db, the import
+    /// succeeds, and the next write brings tokens.db in line.
+    @Test func anImportWhileTokensDatabaseIsLockedStoresEverySellerAndTheNextWriteRepairs() async throws {
+        let store = try await scratch.open(options: .init(busyTimeout: .milliseconds(50)))
+        let blocker = try SQLiteConnection(path: scratch.tokensPath)
+        try blocker.setPersistentWAL(true)
+        try blocker.execute("BEGIN IMMEDIATE")
+        let records = (0..<12).map { index in
+            ImportRecord(
+                sellerID: "s\(index + 10)", refreshToken: Tokens.refresh(), accessToken: Tokens.access(),
+                expireTime: Moments.farFuture, refreshTokenValidTime: Moments.farFuture)
+        }
+        let summary = try await store.importAccounts(records, batchSize: 4, now: Moments.now)
+        try blocker.execute("ROLLBACK")
+        try blocker.close()
+        #expect(summary.imported == 12)
+        #expect(try await store.allAccounts().count == 12)
+        #expect(try ReaderView.rows(scratch).isEmpty)
+
+        _ = try await store.enroll(grant: makeGrant(seller: "1001"), nextRefreshAt: Moments.now, now: Moments.now)
+        #expect(try ReaderView.rows(scratch).map(\.sellerID).sorted() == (["1001"] + records.map(\.sellerID)).sorted())
+        try await store.close()
+    }
+
     @Test func batchThatCannotGetTheWriteLockStopsTheImportAndKeepsEarlierBatches() async throws {
         let store = try await scratch.open(options: .init(busyTimeout: .milliseconds(50)))
         _ = try await store.importAccounts(

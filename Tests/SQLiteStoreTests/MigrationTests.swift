@@ -91,6 +91,59 @@ import TokenKeeperTesting
             ])
     }
 
+    /// keeper.db version 7 rebuilds `accounts` with its CHECKs written as
+    /// comparisons: `status IN (...)` made SQLite build a temporary index of
+    /// the list for every row written. The rows, the rules, the indexes and
+    /// the reactivation trigger are all still there.
+    @Test func theAccountsChecksNoLongerBuildATemporaryIndexForEveryRowWritten() async throws {
+        let scratch = try ScratchDirectory()
+        let old = DatabaseSchema(
+            fileName: "keeper.db", applicationID: DatabaseSchema.keeper.applicationID,
+            migrations: DatabaseSchema.keeper.migrations.filter { $0.version <= 6 })
+        let connection = try SQLiteConnection(path: scratch.keeperPath, flags: [.readWrite, .create])
+        try old.migrate(connection)
+        let insert = "INSERT INTO accounts (seller_id, refresh_token, status, created_at, updated_at, change_seq)"
+        func temporaryIndexes(_ connection: SQLiteConnection) throws -> Int {
+            let explain = try connection.prepare("EXPLAIN \(insert) VALUES ('x', 'RT', 'active', 0, 0, 1)")
+            defer { explain.finalize() }
+            return try explain.rows { $0.string(1) }.filter { $0 == "OpenEphemeral" }.count
+        }
+        #expect(try temporaryIndexes(connection) == 1, "version 6 builds one per row written")
+        try connection.execute(
+            """
+            \(insert.dropLast()), access_token, expire_time, status_reason, user_nick, country)
+            VALUES ('1001', 'RT-old', 'reauth_required', 0, 0, 1, 'AT-old', 4102444800000, 'RotationLost', 'shop', 'sg')
+            """)
+        try connection.close()
+
+        let store = try await scratch.open()
+        let account = try #require(try await store.account("1001"))
+        #expect(account.status == .reauthRequired && account.statusReason == "RotationLost")
+        #expect(account.refreshToken == Secret("RT-old") && account.profile.userNick == "shop")
+        #expect(account.profile.country == "sg")
+        _ = try await store.enroll(grant: makeGrant(seller: "1001"), nextRefreshAt: Moments.now, now: Moments.now)
+        #expect(try await store.events(EventQuery(kind: .reactivated)).map(\.detail) == ["was RotationLost"])
+        try await store.close()
+
+        let keeper = try SQLiteConnection(path: scratch.keeperPath)
+        defer { try? keeper.close() }
+        #expect(try keeper.userVersion() == DatabaseSchema.keeper.latestVersion)
+        #expect(try temporaryIndexes(keeper) == 0)
+        // The same rules: an unknown status, a refreshable flag other than 0 or 1.
+        #expect(throws: SQLiteError.self) { try keeper.execute("\(insert) VALUES ('bad', 'RT', 'bogus', 0, 0, 2)") }
+        #expect(throws: SQLiteError.self) {
+            try keeper.execute("UPDATE accounts SET refreshable = 2 WHERE seller_id = '1001'")
+        }
+        let indexes = try keeper.prepare(
+            "SELECT name FROM sqlite_schema WHERE tbl_name = 'accounts' AND sql IS NOT NULL ORDER BY name")
+        defer { indexes.finalize() }
+        #expect(
+            try indexes.rows { $0.string(0) } == [
+                "accounts", "accounts_by_change", "accounts_by_reauth", "accounts_by_seller", "accounts_disabled",
+                "accounts_reactivated", "accounts_reauth_required", "accounts_schedule",
+            ])
+    }
+
     /// `tokenkeeper token SELLER` run by a reader (who reads tokens.db only)
     /// with this release's binary before the daemon migrated the file.
     @Test func aReaderOfASingleAppTokensDatabaseFindsTheSellerInTheAppDefault() throws {

@@ -16,6 +16,36 @@ import TokenKeeperTesting
             "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE, score REAL, flag INTEGER, note TEXT)")
     }
 
+    @Test func aBinderBindsEachValueAsItsOwnTypeAndCountsThem() throws {
+        let insert = try connection.prepare("INSERT INTO items (id, name, score, flag, note) VALUES (?, ?, ?, ?, ?)")
+        defer { insert.finalize() }
+        try insert.run { bind throws(SQLiteError) in
+            try bind(Int64(7))
+            try bind("seven")
+            try bind(7.5)
+            try bind(false)
+            try bind(String?.none)
+        }
+        let row = try connection.cachedStatement("SELECT id, name, score, flag, note IS NULL FROM items").firstRow {
+            ($0.int64(0), $0.string(1), $0.double(2), $0.bool(3), $0.bool(4))
+        }
+        let (id, name, score, flag, noteIsNull) = try #require(row)
+        #expect(id == 7 && name == "seven" && score == 7.5 && !flag && noteIsNull)
+
+        // One value short: refused before the statement runs, naming the counts.
+        let error = #expect(throws: SQLiteError.self) {
+            try insert.run { bind throws(SQLiteError) in
+                try bind(Int64(8))
+                try bind("eight")
+                try bind(8.5)
+                try bind(true)
+            }
+        }
+        #expect(error?.primaryCode == SQLITE_RANGE)
+        #expect(error?.description.contains("4 values bound to 5 parameters") == true)
+        #expect(try connection.cachedStatement("SELECT count(*) FROM items").firstRow { $0.int64(0) } == 1)
+    }
+
     @Test func bindsAndReadsEveryType() throws {
         try connection.execute(
             "INSERT INTO items (id, name, score, flag, note) VALUES (?, ?, ?, ?, ?)",

@@ -123,6 +123,41 @@ public final class SQLiteStatement {
         while try step() {}
     }
 
+    /// Binds the values `body` hands to its binder, in parameter order, and
+    /// runs the statement to completion, ignoring rows. Each value is bound
+    /// as its own type: no array of existentials is built (for a row written
+    /// a million times, an import's, that cost an eighth of the writing).
+    ///
+    /// - Throws: ``SQLiteError`` when the number of values bound differs
+    ///   from ``parameterCount``.
+    public func run(binding body: (inout Binder) throws(SQLiteError) -> Void) throws(SQLiteError) {
+        let handle = try liveHandle()
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+        var binder = Binder(statement: self)
+        try body(&binder)
+        let expected = Int(sqlite3_bind_parameter_count(handle))
+        guard binder.count == expected else {
+            throw SQLiteError(
+                code: SQLITE_RANGE, message: "\(binder.count) values bound to \(expected) parameters", sql: sql)
+        }
+        defer { reset() }
+        while try step() {}
+    }
+
+    /// Binds values to a statement's parameters one after another (``run(binding:)``).
+    public struct Binder {
+        let statement: SQLiteStatement
+        /// How many values were bound.
+        private(set) var count = 0
+
+        /// Binds `value` (nil: NULL) to the next parameter.
+        public mutating func callAsFunction(_ value: (some SQLiteBindable)?) throws(SQLiteError) {
+            count += 1
+            try statement.bind(value?.sqliteValue ?? .null, at: count)
+        }
+    }
+
     /// Binds `values` and decodes every row with `decode`.
     public func rows<T>(
         _ values: [(any SQLiteBindable)?] = [], _ decode: (SQLiteRow) throws -> T

@@ -142,7 +142,11 @@ extension AccountVault {
         // the import's length, both caches hold a whole batch.
         try keeper.setPragma("cache_size", to: .integer(-Self.importCacheKiB))
         try tokens.setPragma("cache_size", to: .integer(-Self.importCacheKiB))
+        try keeper.setPragma("temp_store", to: .keyword("MEMORY"))
+        try tokens.setPragma("temp_store", to: .keyword("MEMORY"))
         defer {
+            _ = try? keeper.setPragma("temp_store", to: .keyword("DEFAULT"))
+            _ = try? tokens.setPragma("temp_store", to: .keyword("DEFAULT"))
             _ = try? keeper.setPragma("cache_size", to: .integer(-2000))
             _ = try? tokens.setPragma("cache_size", to: .integer(-2000))
         }
@@ -156,6 +160,8 @@ extension AccountVault {
                 valid.append((index, record))
             }
         }
+        let readersCopy = ImportReadersCopy(vault: self)
+        defer { readersCopy.wait() }
         var start = 0
         let size = max(1, batchSize)
         while start < valid.count {
@@ -181,14 +187,32 @@ extension AccountVault {
                         }
                         let record = valid[end].record
                         end += 1
-                        try upsert.run(
-                            record.key.bound + [
-                                record.refreshToken.exposedValue, record.accessToken?.exposedValue,
-                                record.accessToken == nil ? nil : record.expireTime?.stored,
-                                record.accessToken == nil ? nil : record.accessTokenLifetime?.wholeMilliseconds,
-                                record.refreshTokenValidTime?.stored, true, (record.nextRefreshAt ?? now).stored, nil,
-                                record.accessToken == nil ? nil : now.stored,
-                            ] + Self.profileValues(record.profile) + [now.stored, now.stored, sequence, replace])
+                        try upsert.run { bind throws(SQLiteError) in
+                            let hasAccessToken = record.accessToken != nil
+                            try bind(record.key.app.rawValue)
+                            try bind(record.key.sellerID)
+                            try bind(record.refreshToken.exposedValue)
+                            try bind(record.accessToken?.exposedValue)
+                            try bind(hasAccessToken ? record.expireTime?.stored : nil)
+                            try bind(hasAccessToken ? record.accessTokenLifetime?.wholeMilliseconds : nil)
+                            try bind(record.refreshTokenValidTime?.stored)
+                            try bind(true)
+                            try bind((record.nextRefreshAt ?? now).stored)
+                            try bind(String?.none)  // last_request_id
+                            try bind(hasAccessToken ? now.stored : nil)
+                            let profile = record.profile
+                            try bind(profile.userID)
+                            try bind(profile.userNick)
+                            try bind(profile.account)
+                            try bind(profile.accountPlatform)
+                            try bind(profile.sp)
+                            try bind(profile.locale)
+                            try bind(profile.country)
+                            try bind(now.stored)
+                            try bind(now.stored)
+                            try bind(sequence)
+                            try bind(replace)
+                        }
                         if keeper.changes == 0 {
                             skipped.append(record.key)
                         } else {
@@ -210,7 +234,7 @@ extension AccountVault {
             } catch let error as SQLiteError {
                 throw SQLiteStoreError.importInterrupted(imported: summary.imported, error: error)
             }
-            updateReaders(writtenWith: sequence, count: end - start - skipped.count)
+            readersCopy.start(writtenWith: sequence, count: end - start - skipped.count)
             summary.imported += end - start - skipped.count
             summary.alreadyManaged += skipped
             start = end

@@ -60,17 +60,16 @@ extension AccountVault {
         updateReaders(keys.count) { try copyToReaders(keys) }
     }
 
-    /// As ``updateReaders(_:)`` for every seller written by the keeper.db
-    /// transaction that took `changeSequence` (an import batch): one set-wise
-    /// statement instead of a read and a write per seller.
-    func updateReaders(writtenWith changeSequence: Int64, count: Int) {
-        updateReaders(count) { try copyToReaders(writtenWith: changeSequence) }
+    private func updateReaders(_ count: Int, _ copy: () throws -> Void) {
+        readersCopied(count, Result { try copy() })
     }
 
-    private func updateReaders(_ count: Int, _ copy: () throws -> Void) {
+    /// What ``updateReaders(_:)`` does once the copy of `count` sellers'
+    /// rows ended with `outcome` (made here, or on an import's second thread).
+    func readersCopied(_ count: Int, _ outcome: Result<Void, any Error>) {
         let repairPending = readersNeedRepair
         do {
-            try copy()
+            try outcome.get()
         } catch {
             readersNeedRepair = true
             logger.critical(

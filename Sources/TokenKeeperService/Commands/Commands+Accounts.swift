@@ -140,7 +140,7 @@ extension Commands {
     /// Lines parsed together by `import --file`, while the chunk before is
     /// being stored. The store writes a chunk in transactions of about
     /// 100 ms at most: a daemon writing meanwhile waits about that long.
-    static let importChunkLines = 10_000
+    static let importChunkLines = 25_000
 
     /// `tokenkeeper import --file F.jsonl` ('-' for stdin): bad lines are
     /// reported by number and not stored, the good ones are; exit 1 if any
@@ -197,7 +197,7 @@ extension Commands {
         of data: Data, into store: any ManagedAccountStore, apps: ImportApps, replace: Bool, policy: RefreshPolicy,
         now: Timestamp, totals: inout ImportTotals
     ) async throws {
-        var random = SystemRandomNumberGenerator()
+        var random = SplitMix64()
         var storing: (task: Task<ImportSummary, any Error>, lines: [Int])?
         var chunk = ImportChunk()
         var number = 0
@@ -229,7 +229,7 @@ extension Commands {
         for error in lineErrors { Console.error("refused \(error)") }
         let now = SystemWallClock().now()
         let policy = context.configuration.refreshPolicy
-        var random = SystemRandomNumberGenerator()
+        var random = SplitMix64()
         let records = sellers.map { entry in
             var record = entry.seller
             record.nextRefreshAt = firstRefresh(of: record, policy: policy, now: now, random: &random)

@@ -32,15 +32,27 @@ struct ImportChunk {
     /// Calls `body` with each line of `data` (split on newline bytes, not on
     /// characters: a million lines split by grapheme would cost seconds), and
     /// `whenFull` after each line for which `body` says the chunk is full.
+    /// The bytes are read in place and searched with `memchr`: indexing
+    /// `Data` a byte at a time cost half of an import's parsing.
     static func forEachLine(
         in data: Data, _ body: (Substring) -> Bool, whenFull: () async throws -> Void
     ) async throws {
-        var start = data.startIndex
-        while start < data.endIndex {
-            let end = data[start...].firstIndex(of: 0x0A) ?? data.endIndex
-            let line = String(decoding: data[start..<end], as: UTF8.self)
-            start = end == data.endIndex ? end : end + 1
-            if body(line[...]) { try await whenFull() }
+        var offset = 0
+        while offset < data.count {
+            var full = false
+            offset = data.withUnsafeBytes { bytes in
+                var start = offset
+                while start < bytes.count, !full {
+                    let rest = UnsafeRawBufferPointer(rebasing: bytes[start...])
+                    let end = memchr(rest.baseAddress!, 0x0A, rest.count).map { bytes.baseAddress!.distance(to: $0) }
+                    let line = String(
+                        decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<(end ?? bytes.count)]), as: UTF8.self)
+                    start = end.map { $0 + 1 } ?? bytes.count
+                    full = body(line[...])
+                }
+                return start
+            }
+            if full { try await whenFull() }
         }
     }
 }
