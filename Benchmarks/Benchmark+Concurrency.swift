@@ -50,7 +50,7 @@ extension Benchmark {
 
     /// Calls per second of one ``IOPGatewayClient`` whose `workers` tasks each
     /// refresh their share of `calls` freshly seeded sellers, one after another.
-    private func clientRate(_ rig: Rig, calls: Int, workers: Int) async throws -> Double {
+    func clientRate(_ rig: Rig, calls: Int, workers: Int) async throws -> Double {
         let refreshTokens = try rig.seedRefreshTokens(calls, accessTokenLifetime: .seconds(600))
         let client = IOPGatewayClient(
             configuration: GatewayConfiguration(

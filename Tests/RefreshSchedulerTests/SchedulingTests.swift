@@ -100,30 +100,32 @@ struct SchedulingTests {
         try await run.value
     }
 
-    /// `refresh.concurrency` counts calls at the gateway: the next attempt
-    /// takes its lease while the calls are in flight, and calls the moment
-    /// a slot frees, earliest deadline first.
+    /// `refresh.concurrency` counts calls at the gateway: the next attempts
+    /// (three for each slot) take their lease while the calls are in flight,
+    /// and call the moment a slot frees, earliest deadline first.
     @Test func theNextAttemptsLeaseIsTakenWhileTheCallIsInFlight() async throws {
         let harness = SchedulerHarness(concurrency: 1)
-        for index in 0..<4 { await harness.addAccount("s\(index)", due: .seconds(-60 * Int64(4 - index))) }
+        for index in 0..<6 { await harness.addAccount("s\(index)", due: .seconds(-60 * Int64(6 - index))) }
         await harness.gateway.setDefault(.hold)
         let run = try await harness.start()
         await harness.fireIfDue()
         try await waitUntil("one call is held") { await harness.gateway.heldCount == 1 }
-        try await waitUntil("the next attempt holds its lease") { await harness.store.count(.acquireLease) == 2 }
-        #expect(await harness.store.account("s1")?.lease?.owner == SchedulerHarness.owner)
-        #expect(await harness.store.account("s2")?.lease == nil)
+        try await waitUntil("the next attempts hold their lease") { await harness.store.count(.acquireLease) == 4 }
+        for waiting: AccountKey in ["s1", "s2", "s3"] {
+            #expect(await harness.store.account(waiting)?.lease?.owner == SchedulerHarness.owner)
+        }
+        #expect(await harness.store.account("s4")?.lease == nil)
         #expect(await harness.scheduler.snapshot().inFlight == 1)
 
-        for released in 0..<4 {
+        for released in 0..<6 {
             try await waitUntil("a call is held") { await harness.gateway.heldCount == 1 }
             #expect(await harness.gateway.calls.count == released + 1)
             await harness.gateway.release()
         }
-        try await waitUntil("all are refreshed") { await harness.scheduler.snapshot().refreshed == 4 }
+        try await waitUntil("all are refreshed") { await harness.scheduler.snapshot().refreshed == 6 }
         #expect(await harness.gateway.maxInFlight == 1)
-        #expect(await harness.gateway.calls.map(\.sellerID) == ["s0", "s1", "s2", "s3"])
-        #expect(await harness.store.count(.acquireLease) == 4)
+        #expect(await harness.gateway.calls.map(\.sellerID) == ["s0", "s1", "s2", "s3", "s4", "s5"])
+        #expect(await harness.store.count(.acquireLease) == 6)
         run.cancel()
         try await run.value
     }

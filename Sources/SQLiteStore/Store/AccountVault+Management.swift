@@ -142,11 +142,7 @@ extension AccountVault {
         // the import's length, both caches hold a whole batch.
         try keeper.setPragma("cache_size", to: .integer(-Self.importCacheKiB))
         try tokens.setPragma("cache_size", to: .integer(-Self.importCacheKiB))
-        try keeper.setPragma("temp_store", to: .keyword("MEMORY"))
-        try tokens.setPragma("temp_store", to: .keyword("MEMORY"))
         defer {
-            _ = try? keeper.setPragma("temp_store", to: .keyword("DEFAULT"))
-            _ = try? tokens.setPragma("temp_store", to: .keyword("DEFAULT"))
             _ = try? keeper.setPragma("cache_size", to: .integer(-2000))
             _ = try? tokens.setPragma("cache_size", to: .integer(-2000))
         }
