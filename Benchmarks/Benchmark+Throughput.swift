@@ -31,7 +31,9 @@ extension Benchmark {
                 // two cores run; the 5,000/s is about 200 µs.
                 Figure(
                     name: "daemon CPU per refresh", value: cpu / Double(sellers) * 1e6, unit: " µs",
-                    detail: "(\(Figure.format(cpu, decimals: 2)) s of the daemon's CPU for \(Figure.format(sellers)) refreshes)"),
+                    detail:
+                        "(\(Figure.format(cpu, decimals: 2)) s of the daemon's CPU for \(Figure.format(sellers)) refreshes)"
+                ),
             ])
             // The gateway's side of the ceiling: the same simulator answering
             // a plain client (no store, no scheduler) as many at a time.
