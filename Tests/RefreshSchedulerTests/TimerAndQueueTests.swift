@@ -34,6 +34,46 @@ struct DeadlineQueueTests {
         #expect(queue.peek()?.key == "c")
     }
 
+    /// Thousands of accounts of two apps (one seller id in both), added in
+    /// a shuffled order with many equal deadlines: each is found by its own
+    /// key, and they come off in deadline order, ties by seller id (bytes),
+    /// then by app in the order the apps were first seen.
+    @Test func accountsOfSeveralAppsAreFoundByTheirKeyAndPoppedInOneStrictOrder() {
+        var queue = DeadlineQueue()
+        var random = SeededRandom(seed: 19)
+        var keys: [AccountKey] = []
+        for index in 0..<3000 {
+            keys.append(AccountKey(app: "ae", sellerID: "s\(index)"))
+            keys.append(AccountKey(app: "lazada", sellerID: "s\(index)"))
+        }
+        let due = { (key: AccountKey) in Timestamp(millisecondsSince1970: Int64(key.sellerID.utf8.count * 7 % 5)) }
+        queue.schedule(keys[0], at: due(keys[0]))  // "ae" is seen first
+        for key in keys.shuffled(using: &random) { queue.schedule(key, at: due(key)) }
+        queue.remove(AccountKey(app: "lazada", sellerID: "s7"))
+        queue.remove(AccountKey(app: "nowhere", sellerID: "s8"))
+
+        #expect(queue.count == 5999)
+        #expect(queue.due(of: AccountKey(app: "ae", sellerID: "s7")) == due(keys[14]))
+        #expect(!queue.contains(AccountKey(app: "lazada", sellerID: "s7")))
+        #expect(!queue.contains(AccountKey(app: "ae", sellerID: "s3000")))
+        let expected = keys.filter { $0 != AccountKey(app: "lazada", sellerID: "s7") }.sorted {
+            let (left, right) = (due($0), due($1))
+            if left != right { return left < right }
+            if $0.sellerID != $1.sellerID { return $0.sellerID.utf8.lexicographicallyPrecedes($1.sellerID.utf8) }
+            return $0.app == "ae" && $1.app == "lazada"
+        }
+        var popped: [AccountKey] = []
+        while let next = queue.popDue(notAfter: Timestamp(millisecondsSince1970: 10)) { popped.append(next.key) }
+        #expect(popped == expected)
+        #expect(queue.count == 0)
+
+        // Scheduled again (their slots kept), and replaced by a load.
+        queue.schedule(keys[1], at: Timestamp(millisecondsSince1970: 50))
+        #expect(queue.peek()?.key == keys[1])
+        queue.load([ScheduledAccount(keys[2], due: Timestamp(millisecondsSince1970: 60))])
+        #expect(queue.count == 1 && !queue.contains(keys[1]) && queue.peek()?.key == keys[2])
+    }
+
     @Test func staleEntriesAreCompactedAway() {
         var queue = DeadlineQueue()
         for round in 0..<50 {
