@@ -438,7 +438,7 @@ struct DeadlineQueue {
         return demand
     }
 
-    private static func callDemand(deadlines: [Int64], now: Int64, callsPerSecond: Double) -> CallDemand {
+    static func callDemand(deadlines: [Int64], now: Int64, callsPerSecond: Double) -> CallDemand {
         let spacingMs = 1000 / callsPerSecond
         var lowest = Double.infinity
         var leadMs = 0.0

@@ -15,11 +15,12 @@ extension RefreshScheduler {
     public func run() async throws {
         guard phase == .idle else { throw RefreshSchedulerError.alreadyStarted }
         phase = .running
+        var schedule: [ScheduledAccount] = []
         do {
             // The cursor first: a change made while the schedule loads is
             // then seen again at the first tick rather than missed.
             cursor = try await store.changes(since: nil).cursor
-            let schedule = try await store.loadSchedule()
+            schedule = try await store.loadSchedule()
             let now = clock.now()
             queue.load(schedule)
             var apps: Set<AppName> = []
@@ -58,7 +59,10 @@ extension RefreshScheduler {
                 "apps": "\(gateways.keys.sorted().map(\.rawValue).joined(separator: ","))",
             ])
         emit(.ready(ready))
+        // The need at the stored times first: a shortage is told as it is.
         planLead()
+        planStartsTheRateAllows(schedule, now: clock.now())
+        schedule = []
         pump()
 
         await withTaskCancellationHandler {

@@ -101,7 +101,10 @@ actor FakeAccountStore: AccountStore {
         // As the real store: capped by the gateway's expiry (RefreshPolicy.effectiveDeadline).
         return accounts.values.compactMap { account in
             due(of: account).map { due in
-                ScheduledAccount(account.key, due: min(due, RefreshPolicy.effectiveDeadline(of: account) ?? due))
+                let capped = min(due, RefreshPolicy.effectiveDeadline(of: account) ?? due)
+                // As the real store: the expiry of a token due within the hour before it.
+                let expiry = account.expireTime.flatMap { $0 < capped + .seconds(3600) ? $0 : nil }
+                return ScheduledAccount(account.key, due: capped, expireTime: expiry)
             }
         }
     }
