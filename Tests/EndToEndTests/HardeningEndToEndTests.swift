@@ -333,9 +333,16 @@ struct DiskFullEndToEndTests {
 
         let keeper = try KeeperRow.all(in: world.storage)
         for sellerID in ids {
+            let last = world.lastRotation(of: sellerID) ?? keeper[sellerID]?.refreshToken
             expectSameToken(
-                keeper[sellerID]?.refreshToken, world.lastRotation(of: sellerID) ?? keeper[sellerID]?.refreshToken,
-                "\(sellerID): the last rotation the gateway made is stored")
+                keeper[sellerID]?.refreshToken, last, "\(sellerID): the last rotation the gateway made is stored")
+            if keeper[sellerID]?.refreshToken != last {
+                // How the gateway's answers of the seller's rotations went, and
+                // what the daemon said: a diagnosis, should this ever be seen again.
+                let rotations = world.simulator.issuedTokens(for: sellerID).filter { $0.origin == .rotation }
+                let told = rotations.map { "\($0.refreshToken) \($0.delivery) at \($0.issuedAt)" }
+                Issue.record("\(sellerID): rotations \(told); daemon: \(daemon.stderr.text.suffix(6000))")
+            }
             #expect(keeper[sellerID]?.status == "active")
         }
         #expect(world.simulator.counters.refreshTokenReuses == 0)
