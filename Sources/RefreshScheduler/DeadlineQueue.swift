@@ -381,6 +381,55 @@ struct DeadlineQueue {
         setAside.removeAll()
     }
 
+    /// The apps seen, in the order first seen.
+    var appNames: [AppName] { apps }
+
+    /// The accounts of `app` that, started in the queue's order at
+    /// `callsPerSecond` from `now` (each no sooner than its deadline less
+    /// the lead the app's schedule needs, as the scheduler starts them),
+    /// would start after their deadline, with the time each would start.
+    /// Accounts already overdue at `now` are left out. O(n log n) in the
+    /// app's accounts, 16 bytes each meanwhile.
+    func lateStarts(of app: AppName, now: Timestamp, callsPerSecond: Double) -> [(
+        key: AccountKey, due: Timestamp, start: Timestamp
+    )] {
+        guard callsPerSecond > 0, let number = apps.firstIndex(of: app).map(UInt32.init) else { return [] }
+        var entries: [Entry] = []
+        for slot in dues.indices where dues[slot] != Self.noDeadline && appOfSlot[slot] == number {
+            entries.append(Entry(due: dues[slot], slot: UInt32(slot)))
+        }
+        let spacing = 1000 / callsPerSecond
+        let nowMs = Double(now.millisecondsSince1970)
+        // None can be late when even the last, started at the rate from now,
+        // would start before the earliest deadline.
+        guard let earliest = entries.lazy.map(\.due).min(),
+            nowMs + Double(entries.count - 1) * spacing > Double(earliest)
+        else { return [] }
+        entries.sort(by: precedes)
+        // The lead, as ``callDemand(deadlines:now:callsPerSecond:)`` works it out.
+        var lowest = Double.infinity
+        var leadMs = 0.0
+        for (index, entry) in entries.enumerated() {
+            let x = Double(index) * spacing - Double(entry.due)
+            lowest = min(lowest, x)
+            leadMs = max(leadMs, x - lowest)
+        }
+        leadMs = leadMs.rounded(.up)
+        var late: [(key: AccountKey, due: Timestamp, start: Timestamp)] = []
+        var previous = -Double.infinity
+        for entry in entries {
+            let start = max(nowMs, Double(entry.due) - leadMs, previous + spacing)
+            previous = start
+            guard start > Double(entry.due), Double(entry.due) > nowMs else { continue }
+            late.append(
+                (
+                    accountKey(entry.slot), Timestamp(millisecondsSince1970: entry.due),
+                    Timestamp(millisecondsSince1970: Int64(start.rounded(.up)))
+                ))
+        }
+        return late
+    }
+
     /// The live deadlines, in no order.
     private var liveDeadlines: some Sequence<Int64> {
         dues.lazy.filter { $0 != Self.noDeadline }
@@ -438,7 +487,7 @@ struct DeadlineQueue {
         return demand
     }
 
-    static func callDemand(deadlines: [Int64], now: Int64, callsPerSecond: Double) -> CallDemand {
+    private static func callDemand(deadlines: [Int64], now: Int64, callsPerSecond: Double) -> CallDemand {
         let spacingMs = 1000 / callsPerSecond
         var lowest = Double.infinity
         var leadMs = 0.0

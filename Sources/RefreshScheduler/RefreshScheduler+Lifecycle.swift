@@ -15,19 +15,23 @@ extension RefreshScheduler {
     public func run() async throws {
         guard phase == .idle else { throw RefreshSchedulerError.alreadyStarted }
         phase = .running
-        var schedule: [ScheduledAccount] = []
+        // The expiries the store listed (those within the hour after the
+        // deadline), for planning the starts the rate allows after READY=1;
+        // the schedule itself (48 bytes an account) is gone by then.
+        var expiries: [AccountKey: Timestamp] = [:]
         do {
             // The cursor first: a change made while the schedule loads is
             // then seen again at the first tick rather than missed.
             cursor = try await store.changes(since: nil).cursor
-            schedule = try await store.loadSchedule()
+            let schedule = try await store.loadSchedule()
             let now = clock.now()
             queue.load(schedule)
             var apps: Set<AppName> = []
             var lastApp: AppName?
             for account in schedule {
-                if let due = account.due, let expiry = account.expireTime, expiry - due < expiryWatchWindow {
-                    nearExpiry[account.key] = expiry
+                if let due = account.due, let expiry = account.expireTime {
+                    expiries[account.key] = expiry
+                    if expiry - due < expiryWatchWindow { nearExpiry[account.key] = expiry }
                 }
                 // A store lists an app's accounts together: one set insert per run of them.
                 if account.key.app != lastApp {
@@ -61,8 +65,8 @@ extension RefreshScheduler {
         emit(.ready(ready))
         // The need at the stored times first: a shortage is told as it is.
         planLead()
-        planStartsTheRateAllows(schedule, now: clock.now())
-        schedule = []
+        planStartsTheRateAllows(expiries: expiries, now: clock.now())
+        expiries = [:]
         pump()
 
         await withTaskCancellationHandler {

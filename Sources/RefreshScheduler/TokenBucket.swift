@@ -1,12 +1,17 @@
 import TokenKeeperCore
 
 /// Spaces gateway calls to at most `ratePerSecond`, driven by the injected wall
-/// clock. The bucket holds one call, so calls are evenly spaced rather than
-/// bursty: over any span of `t` seconds at most `1 + rate × t` calls start.
+/// clock. The bucket holds a call and a half, so calls are evenly spaced
+/// rather than bursty (over any span of `t` seconds at most `1.5 + rate × t`
+/// calls start), and a call that starts a little after its turn (a timer's
+/// wake-up, a busy core) does not push every later one back: with room for
+/// one call only, each such lag was lost for good, and 5,000 calls at 10 a
+/// second fell 2.5 s behind their plan (`Benchmarks --only rate`).
 struct TokenBucket {
     let ratePerSecond: Double
     private var tokens: Double
     private var updatedAt: Timestamp?
+    static let capacity = 1.5
 
     init(ratePerSecond: Double) {
         precondition(ratePerSecond > 0)
@@ -20,7 +25,7 @@ struct TokenBucket {
         // calls for as long as the jump.
         guard let updatedAt, now > updatedAt else { return }
         let elapsedMs = Double((now - updatedAt).wholeMilliseconds)
-        tokens = min(1, tokens + elapsedMs * ratePerSecond / 1000)
+        tokens = min(Self.capacity, tokens + elapsedMs * ratePerSecond / 1000)
     }
 
     /// Takes one call's worth if available.
@@ -43,7 +48,8 @@ struct TokenBucket {
     mutating func nextAvailable(_ now: Timestamp) -> Timestamp {
         refill(now)
         guard tokens < 1 - 1e-9 else { return now }
-        let waitMs = ((1 - tokens) * 1000 / ratePerSecond).rounded(.up)
+        // Less the same dust: 60 ms left must not round up to 61.
+        let waitMs = ((1 - tokens) * 1000 / ratePerSecond - 1e-6).rounded(.up)
         return now + .milliseconds(Int64(waitMs))
     }
 }

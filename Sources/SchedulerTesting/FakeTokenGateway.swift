@@ -81,6 +81,11 @@ public actor FakeTokenGateway: TokenGateway {
         scripts[account, default: []].append(contentsOf: steps)
     }
 
+    /// The life of the access tokens it grants from now on.
+    public func setAccessTokenLifetime(_ lifetime: Duration) {
+        accessTokenLifetime = lifetime
+    }
+
     public func setGatewayClockOffset(_ offset: Duration?) {
         gatewayClockOffset = offset
     }

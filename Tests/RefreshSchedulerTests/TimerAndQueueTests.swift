@@ -88,6 +88,25 @@ struct DeadlineQueueTests {
 
 @Suite(.timeLimit(.minutes(1)))
 struct TokenBucketTests {
+    /// A call that starts after its turn does not push the next one back:
+    /// at 10 a second, a call 40 ms late is followed by the next on its own
+    /// turn, 60 ms later, not 100; after a pause, no more than one call
+    /// and a half are saved up.
+    @Test func aLateCallDoesNotPushTheNextBack() {
+        var bucket = TokenBucket(ratePerSecond: 10)
+        let start = ManualWallClock.start
+        let first = bucket.tryTake(start)
+        let late = bucket.tryTake(start + .milliseconds(140))
+        let next = bucket.nextAvailable(start + .milliseconds(140))
+        let onItsTurn = bucket.tryTake(start + .milliseconds(200))
+        #expect(first && late && onItsTurn)
+        #expect(next == start + .milliseconds(200))
+        // Ten seconds idle: two calls 50 ms apart, then the rate's spacing.
+        let later = start + .seconds(10)
+        let taken = [0, 49, 50, 149, 150].map { bucket.tryTake(later + .milliseconds($0)) }
+        #expect(taken == [true, false, true, false, true])
+    }
+
     @Test func callsAreSpacedByTheRate() {
         var bucket = TokenBucket(ratePerSecond: 4)
         let start = ManualWallClock.start
