@@ -24,7 +24,11 @@ public final class CallBudgets: Sendable {
             state = Mutex(
                 State(
                     shared: TokenBucket(ratePerSecond: ratePerSecond),
-                    proxied: TokenBucket(ratePerSecond: ratePerSecond * proxyShare)))
+                    // Its share is a ceiling, not a quota: a turn it missed
+                    // while the shared bucket was empty is not made up later
+                    // (with a call and a half of room it was, and refreshes
+                    // under a flood of proxied calls fell behind).
+                    proxied: TokenBucket(ratePerSecond: ratePerSecond * proxyShare, capacity: 1)))
         }
 
         var ratePerSecond: Double { state.withLock { $0.shared.ratePerSecond } }

@@ -11,11 +11,14 @@ struct TokenBucket {
     let ratePerSecond: Double
     private var tokens: Double
     private var updatedAt: Timestamp?
-    static let capacity = 1.5
+    /// The calls it holds: 1.5 by default; 1 for a share that must not
+    /// make up the turns it missed (the proxy's, ``CallBudgets``).
+    let capacity: Double
 
-    init(ratePerSecond: Double) {
-        precondition(ratePerSecond > 0)
+    init(ratePerSecond: Double, capacity: Double = 1.5) {
+        precondition(ratePerSecond > 0 && capacity >= 1)
         self.ratePerSecond = ratePerSecond
+        self.capacity = capacity
         tokens = 1
     }
 
@@ -25,7 +28,7 @@ struct TokenBucket {
         // calls for as long as the jump.
         guard let updatedAt, now > updatedAt else { return }
         let elapsedMs = Double((now - updatedAt).wholeMilliseconds)
-        tokens = min(Self.capacity, tokens + elapsedMs * ratePerSecond / 1000)
+        tokens = min(capacity, tokens + elapsedMs * ratePerSecond / 1000)
     }
 
     /// Takes one call's worth if available.

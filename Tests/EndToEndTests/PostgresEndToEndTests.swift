@@ -479,6 +479,14 @@ struct PostgresEndToEndTests {
             #expect(ContinuousClock.now - restartedAt < .seconds(45))
             // No access token expired: the outage was shorter than the margin.
             #expect(world.simulator.counters.refreshesAfterAccessExpiry == 0)
+            // The sellers may all rotate again before a node's next heartbeat
+            // says it works again: waited for, not raced.
+            for daemon in daemons {
+                #expect(
+                    await eventually(timeout: .seconds(30)) {
+                        daemon.stderr.text.contains("PostgreSQL heartbeat works again")
+                    }, "\(daemon.stderr.text.suffix(2000))")
+            }
             var results: [CommandResult] = []
             for daemon in daemons {
                 #expect(daemon.process.isRunning, "a daemon exited on the restart: \(daemon.stderr.text.suffix(2000))")
