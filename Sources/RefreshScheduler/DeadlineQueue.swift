@@ -406,15 +406,10 @@ struct DeadlineQueue {
             nowMs + Double(entries.count - 1) * spacing > Double(earliest)
         else { return [] }
         entries.sort(by: precedes)
-        // The lead, as ``callDemand(deadlines:now:callsPerSecond:)`` works it out.
-        var lowest = Double.infinity
-        var leadMs = 0.0
-        for (index, entry) in entries.enumerated() {
-            let x = Double(index) * spacing - Double(entry.due)
-            lowest = min(lowest, x)
-            leadMs = max(leadMs, x - lowest)
-        }
-        leadMs = leadMs.rounded(.up)
+        let lead = Self.callDemand(
+            deadlines: entries.map(\.due), now: now.millisecondsSince1970, callsPerSecond: callsPerSecond
+        ).lead
+        let leadMs = Double(lead.wholeMilliseconds)
         var late: [(key: AccountKey, due: Timestamp, start: Timestamp)] = []
         var previous = -Double.infinity
         for entry in entries {
