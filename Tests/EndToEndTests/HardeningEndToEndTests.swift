@@ -2,6 +2,7 @@ import Foundation
 import IOPSimulator
 import Testing
 import TokenKeeperCore
+import TokenKeeperTesting
 
 /// The issue-6 scenes, with the real binary against IOPSimulator over HTTP and
 /// the real SQLite files: odd answers, a slow gateway at a stop, an import run
@@ -251,48 +252,9 @@ struct MassRejectionEndToEndTests {
 
 @Suite("Disk full end to end")
 struct DiskFullEndToEndTests {
-    /// Mounts a small tmpfs (root only, as in CI); nil where that is not allowed.
-    static func mountTmpfs(at path: String, bytes: Int) -> Bool {
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        let mount = Process()
-        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
-        mount.arguments = ["-t", "tmpfs", "-o", "size=\(bytes),mode=0750", "tmpfs", path]
-        guard (try? mount.run()) != nil else { return false }
-        mount.waitUntilExit()
-        return mount.terminationStatus == 0
-    }
-
-    static func unmount(_ path: String) {
-        let umount = Process()
-        umount.executableURL = URL(fileURLWithPath: "/bin/umount")
-        umount.arguments = ["-l", path]
-        try? umount.run()
-        umount.waitUntilExit()
-    }
-
-    static var canMount: Bool { getuid() == 0 }
-
-    /// Fills the file system at `path` to the last byte with a file of its
-    /// own. Called while calls are in flight on a daemon whose write-ahead
-    /// log is still growing (it started after the import closed keeper.db),
-    /// so the commits of their answers are the next writes that need room:
-    /// they fail, deterministically. (Leaving "a little" room before the
-    /// start let the race decide: when a lease write hit the limit first, no
-    /// call started, no pair went unstored, and the test waited in vain.)
-    static func fill(_ path: String) -> String {
-        let ballast = path + "/ballast"
-        let descriptor = open(ballast, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        defer { close(descriptor) }
-        let block = [UInt8](repeating: 0x5A, count: 16 * 1024)
-        while block.withUnsafeBytes({ write(descriptor, $0.baseAddress, $0.count) }) > 0 {}
-        let byte: [UInt8] = [0x5A]
-        while byte.withUnsafeBytes({ write(descriptor, $0.baseAddress, 1) }) > 0 {}
-        return ballast
-    }
-
     @Test(
         "the disk fills while refreshing: degraded, nothing lost, everything stored once space returns",
-        .enabled(if: canMount, "mounting a tmpfs needs root (CI runs as root)"))
+        .enabled(if: SmallDisk.canMount, "mounting a tmpfs needs root (CI runs as root)"))
     func diskFills() async throws {
         // The seeded refresh tokens end within the default 7-day warning window:
         // no reauth_due burst may eat the little space left before the first rotation.
@@ -304,8 +266,8 @@ struct DiskFullEndToEndTests {
             $0.responseLatency = .seconds(2)
         }
         defer { Task { await world.tearDown() } }
-        #expect(Self.mountTmpfs(at: world.storage, bytes: 2 << 20), "mount a 2 MiB tmpfs")
-        defer { Self.unmount(world.storage) }
+        #expect(SmallDisk.mount(at: world.storage, bytes: 2 << 20), "mount a 2 MiB tmpfs")
+        defer { SmallDisk.unmount(world.storage) }
         let (ids, jsonl) = try world.seedSellers(30, accessTokenLifetime: .seconds(10))
         #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
 
@@ -313,7 +275,13 @@ struct DiskFullEndToEndTests {
         #expect(
             await eventually { daemon.stderr.text.contains("schedule loaded") }, "\(daemon.stderr.text.suffix(1000))")
         #expect(await eventually { ids.contains { world.simulator.inFlightRefreshes(for: $0) > 0 } })
-        let ballast = Self.fill(world.storage)
+        // Filled while calls are in flight on a daemon whose write-ahead log
+        // is still growing (it started after the import closed keeper.db), so
+        // the commits of their answers are the next writes that need room:
+        // they fail, deterministically. (Leaving "a little" room before the
+        // start let the race decide: when a lease write hit the limit first,
+        // no call started, no pair went unstored, and the test waited in vain.)
+        let ballast = SmallDisk.fill(world.storage)
         #expect(
             await eventually(timeout: .seconds(60)) { daemon.stderr.text.contains("could not be stored") },
             "the disk filled: \(daemon.stderr.text.suffix(2000))")
@@ -354,7 +322,7 @@ struct DiskFullEndToEndTests {
     // them), survive the stop, and the next start stores them.
     @Test(
         "the disk fills, the daemon is stopped, the disk returns, the daemon starts: every rotation handed out is in keeper.db",
-        .enabled(if: canMount, "mounting a tmpfs needs root (CI runs as root)"))
+        .enabled(if: SmallDisk.canMount, "mounting a tmpfs needs root (CI runs as root)"))
     func diskFullStopAndRestart() async throws {
         let world = try await EndToEndWorld(settings: [
             "refresh.max_calls_per_second": "20", "refresh.concurrency": "4", "notify.reauth_warning_days": "0",
@@ -363,8 +331,8 @@ struct DiskFullEndToEndTests {
             $0.responseLatency = .seconds(2)
         }
         defer { Task { await world.tearDown() } }
-        #expect(Self.mountTmpfs(at: world.storage, bytes: 3 << 20), "mount a 3 MiB tmpfs")
-        defer { Self.unmount(world.storage) }
+        #expect(SmallDisk.mount(at: world.storage, bytes: 3 << 20), "mount a 3 MiB tmpfs")
+        defer { SmallDisk.unmount(world.storage) }
         let (ids, jsonl) = try world.seedSellers(30, accessTokenLifetime: .seconds(10))
         #expect(try await world.run(["import", "--file", "-"], stdin: jsonl).exitCode == 0)
 
@@ -372,7 +340,7 @@ struct DiskFullEndToEndTests {
         #expect(await eventually { first.stderr.text.contains("schedule loaded") }, "\(first.stderr.text.suffix(1000))")
         #expect(FileManager.default.fileExists(atPath: world.storage + "/salvage.reserve"), "space kept for salvage")
         #expect(await eventually { ids.contains { world.simulator.inFlightRefreshes(for: $0) > 0 } })
-        let ballast = Self.fill(world.storage)
+        let ballast = SmallDisk.fill(world.storage)
         #expect(
             await eventually(timeout: .seconds(60)) { first.stderr.text.contains("could not be stored") },
             "the disk filled: \(first.stderr.text.suffix(2000))")

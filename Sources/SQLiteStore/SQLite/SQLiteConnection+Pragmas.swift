@@ -89,6 +89,15 @@ extension SQLiteConnection {
         guard code == SQLITE_OK else { throw SQLiteError(code: code, connection: handle(), sql: nil) }
     }
 
+    /// Copies what it can of the write-ahead log into the database file
+    /// without waiting for readers or writers (a PASSIVE checkpoint). Once
+    /// all of it is copied, the next write starts the log over from its
+    /// first frame, cutting its file to `journal_size_limit`.
+    public func checkpoint() throws(SQLiteError) {
+        let code = sqlite3_wal_checkpoint_v2(try liveHandle(), nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+        guard code == SQLITE_OK else { throw SQLiteError(code: code, connection: handle(), sql: "checkpoint") }
+    }
+
     /// `SQLITE_DBCONFIG_DEFENSIVE`: forbids writes that can corrupt the file
     /// (writable_schema, direct shadow-table writes).
     public func setDefensive(_ on: Bool) throws(SQLiteError) {

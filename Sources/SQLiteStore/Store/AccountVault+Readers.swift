@@ -70,6 +70,7 @@ extension AccountVault {
         let repairPending = readersNeedRepair
         do {
             try outcome.get()
+            keepLogSmallWhileLowOnSpace(tokens)
         } catch {
             readersNeedRepair = true
             logger.critical(

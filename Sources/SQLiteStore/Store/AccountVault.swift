@@ -39,6 +39,10 @@ final class AccountVault {
     var readersNeedRepair = false
     /// After a failed repair, the next is not tried before this.
     var nextRepairAttempt: ContinuousClock.Instant?
+    /// The store's file system has had less than ``lowSpaceBytes`` free since
+    /// the last commit (see ``keepLogSmallWhileLowOnSpace(_:)``).
+    var lowOnSpace = false
+    let directory: String
 
     /// Opens (creating if needed) `keeper.db` and `tokens.db` in `directory`,
     /// migrates them, and rebuilds tokens.db rows that disagree with keeper.db.
@@ -46,6 +50,7 @@ final class AccountVault {
         self.logger = logger
         self.clock = clock
         let base = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
+        self.directory = base
         keeperPath = base + "/" + Self.keeperFileName
         tokensPath = base + "/" + Self.tokensFileName
         let readersGroup = try FilePermissions.prepareDirectory(base, logger: logger)
@@ -162,7 +167,7 @@ final class AccountVault {
             // WAL's own, with an open and unlink per commit.
             try connection.setPragma("temp_store", to: .keyword("MEMORY"))
             // With a persistent WAL the file would otherwise keep its largest size.
-            try connection.setPragma("journal_size_limit", to: .integer(32 << 20))
+            try connection.setPragma("journal_size_limit", to: .integer(Self.journalSizeLimit))
             try schema.migrate(connection)
             // A read opens the WAL: -wal and -shm exist from here on.
             _ = try connection.cachedStatement("SELECT count(*) FROM sqlite_master").firstRow { $0.int64(0) }
@@ -254,6 +259,7 @@ final class AccountVault {
         try ensureOpen()
         let write = KeeperWrite(connection: keeper)
         let result = try keeper.transaction(.immediate) { try body(write) }
+        keepLogSmallWhileLowOnSpace(keeper)
         if let sequence = write.sequence {
             lastOwnSequence = max(lastOwnSequence, sequence)
         }
@@ -297,6 +303,7 @@ final class AccountVault {
         } catch {
             return Array(repeating: error, count: items.count)
         }
+        keepLogSmallWhileLowOnSpace(keeper)
         if let sequence = write.sequence {
             lastOwnSequence = max(lastOwnSequence, sequence)
         }
