@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Builds a Debian package of tokenkeeper, OUT/tokenkeeper_<version>_<arch>.deb:
 #   /usr/bin/tokenkeeper                      (the Swift runtime and Foundation linked in statically)
+#   /usr/share/man/man1/tokenkeeper.1.gz      (generated from the argument parser, as --help)
+#   bash, zsh and fish completions            (generated the same way)
 #   /lib/systemd/system/tokenkeeper.service
 #   /usr/lib/sysusers.d/tokenkeeper.conf
 #   /usr/lib/tmpfiles.d/tokenkeeper.conf
 #   /etc/tokenkeeper/config.yaml              (a conffile: an upgrade keeps local edits)
-#   /usr/share/doc/tokenkeeper/               (README.md, docs/*.md, copyright: one folder)
-# The maintainer scripts create the tokenkeeper user and group and the
-# directories, and reload systemd; they never enable or start the service.
+#   /usr/share/doc/tokenkeeper/               (README.md, docs/*.md, copyright, changelog.gz)
+#   /usr/share/lintian/overrides/tokenkeeper  (each override with its reason)
+# The maintainer scripts (packaging/debian/) create the tokenkeeper user and
+# group and the directories and tell systemd; they never enable or start the
+# service. `lintian` accepts the package and `piuparts` installs, upgrades and
+# purges it: packaging/check-deb.sh runs both.
 #
 # Usage: packaging/build-deb.sh [--out DIR]    (default: dist/)
-# Environment: SCRATCH, the build folder (default .build-deb); TOKENKEEPER_BINARY,
-# an already built binary, which skips the build (it must be built with
-# --static-swift-stdlib); DEBFULLNAME and DEBEMAIL, the Maintainer field.
+# Environment: DEBFULLNAME and DEBEMAIL, the Maintainer field (else git's
+# user.name and user.email; one of the two is required); SCRATCH, the build
+# folder (default .build-deb); TOKENKEEPER_BINARY, an already built binary,
+# which skips the build (it must be built with --static-swift-stdlib).
 set -euo pipefail
 caller="$PWD"
 cd "$(dirname "$0")/.."
@@ -23,7 +29,7 @@ while [ $# -gt 0 ]; do
         --out) [ $# -ge 2 ] || { echo "build-deb.sh: --out needs a directory" >&2; exit 64; }
                out="$2"; shift 2 ;;
         --out=*) out="${1#--out=}"; shift ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "build-deb.sh: unknown argument $1 (usage: build-deb.sh [--out DIR])" >&2; exit 64 ;;
     esac
 done
@@ -31,21 +37,42 @@ done
 # A relative --out or TOKENKEEPER_BINARY is relative to where the script was run.
 case "$out" in dist|/*) ;; *) out="$caller/$out" ;; esac
 fail() { echo "build-deb.sh: $*" >&2; exit 1; }
-for tool in dpkg-deb dpkg ldd strip; do
+for tool in dpkg-deb dpkg ldd strip gzip; do
     command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install dpkg-dev binutils)"
 done
+
+# Who answers for the package: Debian's tools refuse root@localhost and the like.
+maintainer_name="${DEBFULLNAME:-$(git config user.name 2>/dev/null || true)}"
+maintainer_email="${DEBEMAIL:-$(git config user.email 2>/dev/null || true)}"
+if [ -z "$maintainer_name" ] || [ -z "$maintainer_email" ]; then
+    echo "build-deb.sh: no Maintainer: set DEBFULLNAME and DEBEMAIL (or git's user.name and user.email)," >&2
+    echo "  e.g. DEBFULLNAME='Jane Doe' DEBEMAIL=jane@example.com packaging/build-deb.sh" >&2
+    exit 78
+fi
+[[ "$maintainer_email" =~ ^[^@[:space:]\<\>]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$ ]] \
+    || { echo "build-deb.sh: DEBEMAIL '$maintainer_email' is not an address at a domain (user@host.tld)" >&2; exit 78; }
+case "${maintainer_email%%@*} ${maintainer_email#*@}" in
+    "root "*|*" localhost"|*" localhost."*|*.localdomain)
+        echo "build-deb.sh: DEBEMAIL '$maintainer_email' is no one's address: name a person or a team" >&2; exit 78 ;;
+esac
+[ "$maintainer_name" != root ] || { echo "build-deb.sh: DEBFULLNAME 'root' names no one: name a person or a team" >&2; exit 78; }
+maintainer="$maintainer_name <$maintainer_email>"
 
 version="$(sed -n '/enum TokenKeeperVersion/,/^}/s/.*static let current = "\([^"]*\)".*/\1/p' \
     Sources/TokenKeeperService/Commands/CommandOutcome.swift)"
 [[ "$version" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] \
     || fail "cannot read TokenKeeperVersion.current from Sources/TokenKeeperService/Commands/CommandOutcome.swift"
+# CHANGELOG.md is kept with every version: its newest must be this one.
+changelog_version="$(sed -n 's/^## \([^ ]*\) — [0-9-]*$/\1/p' CHANGELOG.md | head -1)"
+[ "$changelog_version" = "$version" ] \
+    || fail "CHANGELOG.md's newest version is '$changelog_version', the source says $version: add a '## $version — YYYY-MM-DD' section"
 arch="$(dpkg --print-architecture)"
 
+scratch="${SCRATCH:-.build-deb}"
 if [ -n "${TOKENKEEPER_BINARY:-}" ]; then
     binary="$TOKENKEEPER_BINARY"
     case "$binary" in /*) ;; *) binary="$caller/$binary" ;; esac
 else
-    scratch="${SCRATCH:-.build-deb}"
     # --static-swift-stdlib links the Swift runtime, Foundation and Dispatch into
     # the binary: the host needs no Swift toolchain, only the C libraries in Depends.
     swift build -c release --product tokenkeeper --static-swift-stdlib --scratch-path "$scratch"
@@ -68,11 +95,20 @@ trap 'rm -rf "$stage"' EXIT
 root="$stage/tokenkeeper_${version}_${arch}"
 doc="$root/usr/share/doc/tokenkeeper"
 install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" \
-    "$root/usr/lib/tmpfiles.d" "$doc"
+    "$root/usr/lib/tmpfiles.d" "$doc" "$root/usr/share/man/man1" "$root/usr/share/bash-completion/completions" \
+    "$root/usr/share/zsh/vendor-completions" "$root/usr/share/fish/vendor_completions.d" \
+    "$root/usr/share/lintian/overrides"
 install -d -m 0750 "$root/etc/tokenkeeper"
 
 install -m 0755 "$binary" "$root/usr/bin/tokenkeeper"
-strip "$root/usr/bin/tokenkeeper"
+strip --remove-section=.comment --remove-section=.note "$root/usr/bin/tokenkeeper"
+# The manual page and completions, from the packaged binary's own definitions.
+packaging/manual-and-completions.sh "$root/usr/bin/tokenkeeper" "$stage/generated" "$scratch"
+install -m 0644 "$stage/generated/man1/tokenkeeper.1" "$root/usr/share/man/man1/tokenkeeper.1"
+gzip -9n "$root/usr/share/man/man1/tokenkeeper.1"
+install -m 0644 "$stage/generated/bash/tokenkeeper" "$root/usr/share/bash-completion/completions/tokenkeeper"
+install -m 0644 "$stage/generated/zsh/_tokenkeeper" "$root/usr/share/zsh/vendor-completions/_tokenkeeper"
+install -m 0644 "$stage/generated/fish/tokenkeeper.fish" "$root/usr/share/fish/vendor_completions.d/tokenkeeper.fish"
 sed 's|/usr/local/bin/tokenkeeper|/usr/bin/tokenkeeper|g; s|/usr/local/share/doc|/usr/share/doc|g' \
     systemd/tokenkeeper.service > "$root/lib/systemd/system/tokenkeeper.service"
 chmod 0644 "$root/lib/systemd/system/tokenkeeper.service"
@@ -85,25 +121,8 @@ install -m 0644 systemd/tokenkeeper.tmpfiles "$root/usr/lib/tmpfiles.d/tokenkeep
 install -m 0640 config/config.example.yaml "$root/etc/tokenkeeper/config.yaml"
 # Flat, as install.sh lays them: the unit's Documentation= names OPERATIONS.md there.
 install -m 0644 README.md docs/*.md "$doc/"
-cat > "$doc/copyright" <<'EOF'
-tokenkeeper
-Copyright: the tokenkeeper authors. License: see the project's repository.
-
-/usr/bin/tokenkeeper is linked statically with parts that keep their own
-licenses:
-- the Swift runtime, Foundation and Dispatch (swift.org): Apache License 2.0
-  with the Runtime Library Exception (https://swift.org/LICENSE.txt);
-- the Swift packages named in Package.swift: swift-nio, swift-nio-ssl,
-  swift-nio-extras, swift-nio-http2, swift-crypto, async-http-client,
-  swift-log, swift-argument-parser, swift-collections, swift-configuration,
-  swift-service-lifecycle, swift-metrics, swift-prometheus, swift-http-types,
-  hummingbird and their dependencies: Apache License 2.0;
-- BoringSSL, inside swift-nio-ssl and swift-crypto: ISC and OpenSSL licenses;
-- Yams, with libyaml: MIT license.
-On Debian systems the Apache License 2.0 is in
-/usr/share/common-licenses/Apache-2.0.
-EOF
-chmod 0644 "$doc/copyright"
+install -m 0644 packaging/copyright "$doc/copyright"
+install -m 0644 packaging/debian/lintian-overrides "$root/usr/share/lintian/overrides/tokenkeeper"
 
 echo /etc/tokenkeeper/config.yaml > "$root/DEBIAN/conffiles"
 
@@ -135,8 +154,55 @@ fi
 # The unit's ExecReload= runs /bin/kill, which Debian ships in procps.
 depends+=", procps"
 
-maintainer="tokenkeeper maintainers <root@localhost>"
-if [ -n "${DEBFULLNAME:-}" ] && [ -n "${DEBEMAIL:-}" ]; then maintainer="$DEBFULLNAME <$DEBEMAIL>"; fi
+# The maintainer scripts create the user with adduser where systemd-sysusers is missing.
+depends+=", adduser"
+
+# The Debian changelog of a native package, made from CHANGELOG.md: each
+# "## VERSION — DATE" section an entry, its "- " items the entry's lines.
+awk -v maintainer="$maintainer" '
+    function flush() {
+        if (item != "") { items[n++] = item; item = "" }
+    }
+    function close_entry(   i, cmd, stamp) {
+        flush()
+        if (version == "") return
+        printf "tokenkeeper (%s) unstable; urgency=medium\n\n", version
+        for (i = 0; i < n; i++) print wrap(items[i])
+        cmd = "date -u -R -d " day
+        cmd | getline stamp
+        close(cmd)
+        printf "\n -- %s  %s\n\n", maintainer, stamp
+        n = 0
+    }
+    function wrap(text,   words, count, i, line, out) {
+        count = split(text, words, " ")
+        line = "  *"
+        out = ""
+        for (i = 1; i <= count; i++) {
+            if (length(line) + 1 + length(words[i]) > 78 && line != "  *" && line != "   ") {
+                out = out line "\n"
+                line = "   "
+            }
+            line = line " " words[i]
+        }
+        return out line
+    }
+    /^## / {
+        close_entry()
+        version = $2
+        day = $4
+        next
+    }
+    version == "" { next }
+    /^- / { flush(); item = substr($0, 3); next }
+    /^  [^ ]/ && item != "" { sub(/^ +/, ""); item = item " " $0; next }
+    /^$/ { flush(); next }
+    END { close_entry() }
+' CHANGELOG.md > "$stage/changelog"
+head -1 "$stage/changelog" | grep -q "^tokenkeeper ($version) " || fail "could not make the Debian changelog from CHANGELOG.md"
+gzip -9n < "$stage/changelog" > "$doc/changelog.gz"
+chmod 0644 "$doc/changelog.gz"
+
 cat > "$root/DEBIAN/control" <<EOF
 Package: tokenkeeper
 Version: $version
@@ -159,87 +225,11 @@ Description: keeps AliExpress Open Platform seller tokens alive
  /etc/tokenkeeper/config.yaml and the app secret first.
 EOF
 
-cat > "$root/DEBIAN/postinst" <<'EOF'
-#!/bin/sh
-# Creates the tokenkeeper user and group, /etc/tokenkeeper and
-# /var/lib/tokenkeeper, and reloads systemd. It never enables or starts the
-# service: app.key and the app secret must be set first.
-set -e
-
-if [ "$1" = configure ]; then
-    # The same user and group as the sysusers file describes, by whichever
-    # tool the host has (a container or a minimal system may lack systemd).
-    if command -v systemd-sysusers >/dev/null 2>&1; then
-        systemd-sysusers /usr/lib/sysusers.d/tokenkeeper.conf
-    elif getent passwd tokenkeeper >/dev/null; then
-        :
-    elif command -v adduser >/dev/null 2>&1; then
-        adduser --system --group --home /var/lib/tokenkeeper tokenkeeper
-    else
-        getent group tokenkeeper >/dev/null || groupadd --system tokenkeeper
-        useradd --system --gid tokenkeeper --home-dir /var/lib/tokenkeeper --no-create-home \
-            --shell /usr/sbin/nologin --comment "tokenkeeper daemon" tokenkeeper
-    fi
-    if command -v systemd-tmpfiles >/dev/null 2>&1; then
-        systemd-tmpfiles --create /usr/lib/tmpfiles.d/tokenkeeper.conf
-    else
-        install -d -m 0750 -o tokenkeeper -g tokenkeeper /var/lib/tokenkeeper
-    fi
-    # The daemon reads its configuration as the tokenkeeper user.
-    chgrp tokenkeeper /etc/tokenkeeper
-    chmod 0750 /etc/tokenkeeper
-    if [ -e /etc/tokenkeeper/config.yaml ]; then chgrp tokenkeeper /etc/tokenkeeper/config.yaml; fi
-    if [ -d /run/systemd/system ]; then
-        systemctl daemon-reload || true
-        # An upgrade does not restart a running daemon (a stop waits for
-        # refreshes in flight); the administrator chooses when.
-        if [ -n "$2" ] && systemctl is-active --quiet tokenkeeper.service; then
-            echo "tokenkeeper: the running daemon is still version $2 until it is restarted (systemctl restart tokenkeeper)"
-        fi
-    fi
-    if [ -z "$2" ]; then
-        echo "tokenkeeper: set app.key in /etc/tokenkeeper/config.yaml and the app secret in /etc/tokenkeeper/app_secret"
-        echo "tokenkeeper: (mode 0600) before enabling the service: see /usr/share/doc/tokenkeeper/README.md"
-    fi
-fi
-exit 0
-EOF
-
-cat > "$root/DEBIAN/prerm" <<'EOF'
-#!/bin/sh
-# On removal (not on upgrade) stops the daemon, which would otherwise go on
-# running a deleted binary without a unit. A stop waits for refreshes in
-# flight to be stored (TimeoutStopSec=90s in the unit).
-set -e
-if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-    systemctl stop tokenkeeper.service || true
-fi
-exit 0
-EOF
-
-cat > "$root/DEBIAN/postrm" <<'EOF'
-#!/bin/sh
-# Reloads systemd after the unit is gone. Neither remove nor purge ever deletes
-# /var/lib/tokenkeeper: keeper.db holds the only copy of each seller's current
-# refresh token, and losing it means every seller must authorize the app again.
-# The tokenkeeper user and group stay too, so those files keep their owner.
-# Purge removes config.yaml (a conffile) but not an app_secret put beside it.
-set -e
-case "$1" in
-    remove|purge)
-        if [ "$1" = purge ]; then
-            # Left by `systemctl enable`; the unit it points to is gone.
-            rm -f /etc/systemd/system/multi-user.target.wants/tokenkeeper.service
-        fi
-        if [ -d /run/systemd/system ]; then
-            systemctl daemon-reload || true
-        fi
-        ;;
-esac
-exit 0
-EOF
-chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
+install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
 chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/conffiles"
+(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) \
+    > "$root/DEBIAN/md5sums"
+chmod 0644 "$root/DEBIAN/md5sums"
 
 mkdir -p "$out"
 deb="$out/tokenkeeper_${version}_${arch}.deb"

@@ -5,7 +5,10 @@
 #   $DESTDIR/usr/lib/sysusers.d/tokenkeeper.conf
 #   $DESTDIR/usr/lib/tmpfiles.d/tokenkeeper.conf
 #   $DESTDIR/etc/tokenkeeper/config.yaml            (only if none exists)
-#   $DESTDIR$PREFIX/share/doc/tokenkeeper/           (README, DATABASE, OPERATIONS)
+#   $DESTDIR$PREFIX/share/doc/tokenkeeper/           (README, DATABASE, OPERATIONS, CHANGELOG)
+#   $DESTDIR$PREFIX/share/man/man1/tokenkeeper.1     (generated from the argument parser, as --help)
+#   $DESTDIR$PREFIX/share/bash-completion/completions/tokenkeeper, zsh/site-functions/_tokenkeeper,
+#   fish/vendor_completions.d/tokenkeeper.fish      (generated the same way)
 # Environment: DESTDIR (default empty), PREFIX (default /usr/local),
 # TOKENKEEPER_BINARY (an already built binary: skips the build).
 # With an empty DESTDIR it also creates the user (systemd-sysusers) and the
@@ -18,21 +21,33 @@ PREFIX="${PREFIX:-/usr/local}"
 
 if [ -n "${TOKENKEEPER_BINARY:-}" ]; then
     binary="$TOKENKEEPER_BINARY"
+    case "$binary" in /*) ;; *) binary="$OLDPWD/$binary" ;; esac
 else
     swift build -c release --product tokenkeeper
     binary="$(swift build -c release --show-bin-path)/tokenkeeper"
 fi
 [ -x "$binary" ] || { echo "install.sh: $binary is not an executable" >&2; exit 1; }
 
+share="$DESTDIR$PREFIX/share"
 install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR/etc/systemd/system" \
-    "$DESTDIR/usr/lib/sysusers.d" "$DESTDIR/usr/lib/tmpfiles.d" "$DESTDIR$PREFIX/share/doc/tokenkeeper"
+    "$DESTDIR/usr/lib/sysusers.d" "$DESTDIR/usr/lib/tmpfiles.d" "$share/doc/tokenkeeper" "$share/man/man1" \
+    "$share/bash-completion/completions" "$share/zsh/site-functions" "$share/fish/vendor_completions.d"
 install -m 0755 "$binary" "$DESTDIR$PREFIX/bin/tokenkeeper"
+
+# The manual page and completions, from the installed binary's own definitions.
+generated="$(mktemp -d "${TMPDIR:-/tmp}/tokenkeeper-install.XXXXXX")"
+trap 'rm -rf "$generated"' EXIT
+packaging/manual-and-completions.sh "$binary" "$generated" >/dev/null
+install -m 0644 "$generated/man1/tokenkeeper.1" "$share/man/man1/tokenkeeper.1"
+install -m 0644 "$generated/bash/tokenkeeper" "$share/bash-completion/completions/tokenkeeper"
+install -m 0644 "$generated/zsh/_tokenkeeper" "$share/zsh/site-functions/_tokenkeeper"
+install -m 0644 "$generated/fish/tokenkeeper.fish" "$share/fish/vendor_completions.d/tokenkeeper.fish"
 sed "s|/usr/local/bin/tokenkeeper|$PREFIX/bin/tokenkeeper|g; s|/usr/local/share/doc|$PREFIX/share/doc|g" \
     systemd/tokenkeeper.service > "$DESTDIR/etc/systemd/system/tokenkeeper.service"
 chmod 0644 "$DESTDIR/etc/systemd/system/tokenkeeper.service"
 install -m 0644 systemd/tokenkeeper.sysusers "$DESTDIR/usr/lib/sysusers.d/tokenkeeper.conf"
 install -m 0644 systemd/tokenkeeper.tmpfiles "$DESTDIR/usr/lib/tmpfiles.d/tokenkeeper.conf"
-for doc in README.md docs/DATABASE.md docs/OPERATIONS.md; do
+for doc in README.md CHANGELOG.md docs/DATABASE.md docs/OPERATIONS.md; do
     if [ -f "$doc" ]; then install -m 0644 "$doc" "$DESTDIR$PREFIX/share/doc/tokenkeeper/"; fi
 done
 

@@ -18,7 +18,7 @@ public struct CommandOutcome: Sendable, Equatable {
 
 /// The version printed by `tokenkeeper --version`.
 public enum TokenKeeperVersion {
-    public static let current = "0.1.0"
+    public static let current = "0.2.0"
 }
 
 /// One seller given on the command line to `tokenkeeper import`.
