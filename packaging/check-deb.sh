@@ -63,9 +63,16 @@ TOKENKEEPER_BINARY="$work/new/usr/bin/tokenkeeper" bash "$work/previous/packagin
 # The chroot comes from the archive this machine's apt uses for its release.
 . /etc/os-release
 codename="${VERSION_CODENAME:?}"
-mirror="$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null \
-    | awk -v release="$codename" '$2 == release { print $1; exit }')"
-[ -n "$mirror" ] || fail "apt has no archive for $codename (apt-get update first)"
+archive_of() {
+    apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null \
+        | awk -v release="$codename" '$2 == release { print $1; exit }'
+}
+mirror="$(archive_of)"
+if [ -z "$mirror" ]; then
+    apt-get update -q >/dev/null
+    mirror="$(archive_of)"
+fi
+[ -n "$mirror" ] || fail "apt has no archive for $codename in its sources"
 
 echo "== piuparts: install, purge; upgrade from $previous_version, purge ($codename)"
 if ! piuparts --distribution="$codename" --mirror="$mirror main" \

@@ -19,7 +19,13 @@ struct PackageTests {
         "./usr/lib/tmpfiles.d/tokenkeeper.conf", "./etc/tokenkeeper/config.yaml",
         "./usr/share/doc/tokenkeeper/README.md", "./usr/share/doc/tokenkeeper/OPERATIONS.md",
         "./usr/share/doc/tokenkeeper/DATABASE.md", "./usr/share/doc/tokenkeeper/copyright",
+        "./usr/share/doc/tokenkeeper/changelog.gz", "./usr/share/man/man1/tokenkeeper.1.gz",
+        "./usr/share/bash-completion/completions/tokenkeeper", "./usr/share/zsh/vendor-completions/_tokenkeeper",
+        "./usr/share/fish/vendor_completions.d/tokenkeeper.fish", "./usr/share/lintian/overrides/tokenkeeper",
     ]
+
+    /// Who the test's packages say answers for them.
+    static let maintainer = (name: "tokenkeeper package test", email: "package-test@example.com")
 
     /// Runs a command in the package root to completion. It waits by polling
     /// rather than blocking: the release build takes tens of minutes, and a
@@ -69,7 +75,9 @@ struct PackageTests {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
 
-        let build = try await Self.run(["bash", "packaging/build-deb.sh", "--out", out])
+        let build = try await Self.run(
+            ["bash", "packaging/build-deb.sh", "--out", out],
+            environment: ["DEBFULLNAME": Self.maintainer.name, "DEBEMAIL": Self.maintainer.email])
         try #require(build.exitCode == 0, "\(String(describing: build).suffix(4000))")
         let debs = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasSuffix(".deb") }
         let name = try #require(debs.count == 1 ? debs.first : nil, "expected one .deb in \(out): \(debs)")
@@ -88,6 +96,8 @@ struct PackageTests {
         #expect(fields.contains("Package: tokenkeeper"))
         #expect(fields.contains("Version: \(version)"))
         #expect(fields.contains("Architecture: \(nameParts[2])"))
+        #expect(fields.contains("Maintainer: \(Self.maintainer.name) <\(Self.maintainer.email)>"), "\(info.stdout)")
+        #expect(depends.contains("adduser"), "postinst calls adduser where systemd-sysusers is missing: \(depends)")
 
         let contents = try await Self.run([dpkgDeb, "--contents", deb])
         #expect(contents.exitCode == 0, "\(contents)")
@@ -103,8 +113,18 @@ struct PackageTests {
         let conffiles = try String(contentsOfFile: control + "/conffiles", encoding: .utf8)
         #expect(conffiles.split(separator: "\n").contains("/etc/tokenkeeper/config.yaml"), "\(conffiles)")
         let postinst = try String(contentsOfFile: control + "/postinst", encoding: .utf8)
-        for forbidden in ["systemctl start", "systemctl enable", "--now"] {
+        for forbidden in ["systemctl start", "systemctl enable", "--now", "deb-systemd-invoke start"] {
             #expect(!postinst.contains(forbidden), "postinst must never start or enable the service: \(forbidden)")
+        }
+        // Debian's way: deb-systemd-helper and deb-systemd-invoke; systemctl
+        // only to reload systemd.
+        for script in ["postinst", "prerm", "postrm"] {
+            let text = try String(contentsOfFile: control + "/" + script, encoding: .utf8)
+            let call = /(^|[;&|]|\bif|\bthen)\s*systemctl\s/
+            for line in text.split(separator: "\n") where line.contains(call) {
+                #expect(line.contains("daemon-reload"), "\(script) calls systemctl: \(line)")
+            }
+            #expect(text.contains("deb-systemd-"), "\(script) uses neither deb-systemd-helper nor deb-systemd-invoke")
         }
 
         let root = scratch + "/root"
@@ -117,6 +137,12 @@ struct PackageTests {
             try String(contentsOfFile: root + "/etc/tokenkeeper/config.yaml", encoding: .utf8)
                 == String(
                     contentsOfFile: InstallTests.packageRoot.path + "/config/config.example.yaml", encoding: .utf8))
+
+        let copyright = try String(contentsOfFile: root + "/usr/share/doc/tokenkeeper/copyright", encoding: .utf8)
+        #expect(copyright.hasPrefix("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"))
+        let changelog = try await Self.run(["gzip", "-dc", root + "/usr/share/doc/tokenkeeper/changelog.gz"])
+        #expect(changelog.stdout.hasPrefix("tokenkeeper (\(version)) unstable; urgency=medium\n"), "\(changelog)")
+        #expect(changelog.stdout.contains(" -- \(Self.maintainer.name) <\(Self.maintainer.email)>  "))
 
         let binary = root + "/usr/bin/tokenkeeper"
         let ldd = try await Self.run(["ldd", binary])
@@ -141,5 +167,42 @@ struct PackageTests {
         #expect(check.exitCode == 0, "\(check)")
         #expect(check.stdout.contains("TOKENKEEPER_APP_SECRET"), "\(check.stdout)")
         #expect(!(check.stdout + check.stderr).contains(secret))
+
+        // Debian's own tools: lintian, and piuparts installing, upgrading
+        // from the previous release's package and purging in a chroot, where
+        // the manual and bash's completion are checked on the installed package.
+        let debianCheck = try await Self.run(["bash", "packaging/check-deb.sh", deb])
+        print(debianCheck.stdout)
+        #expect(debianCheck.exitCode == 0, "\(String(describing: debianCheck).suffix(8000))")
+        for line in [
+            "lintian: no error, no warning that is not overridden", "Setting up tokenkeeper (\(version))",
+            "PASS: Installation and purging test.", "PASS: Installation, upgrade and purging tests.",
+            "man tokenkeeper: ", "tokenkeeper <TAB> in bash: ",
+        ] {
+            #expect(debianCheck.stdout.contains(line), "check-deb.sh did not say \(line)")
+        }
+    }
+
+    @Test(
+        "build-deb.sh names a real Maintainer or refuses to build (exit 78), before building anything",
+        .enabled(if: dpkgDeb != nil, "build-deb.sh first checks that dpkg-deb is there"))
+    func refusesWithoutARealMaintainer() async throws {
+        let out = NSTemporaryDirectory() + "tokenkeeper-deb-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        // No DEBFULLNAME/DEBEMAIL and no git configuration to fall back on.
+        let missing = try await Self.run([
+            "env", "-u", "DEBFULLNAME", "-u", "DEBEMAIL", "GIT_DIR=/nonexistent", "GIT_CONFIG_GLOBAL=/dev/null",
+            "GIT_CONFIG_NOSYSTEM=1", "bash", "packaging/build-deb.sh", "--out", out,
+        ])
+        #expect(missing.exitCode == 78, "\(missing)")
+        #expect(missing.stderr.contains("set DEBFULLNAME and DEBEMAIL"), "\(missing.stderr)")
+        for (name, email) in [("Jane", "root@localhost"), ("Jane", "jane@localhost"), ("root", "jane@example.com")] {
+            let refused = try await Self.run(
+                ["bash", "packaging/build-deb.sh", "--out", out], environment: ["DEBFULLNAME": name, "DEBEMAIL": email])
+            #expect(refused.exitCode == 78, "\(name) <\(email)>: \(refused)")
+            let named = name == "root" ? "DEBFULLNAME 'root'" : "DEBEMAIL '\(email)'"
+            #expect(refused.stderr.contains(named), "\(refused.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out), "nothing was built")
     }
 }
