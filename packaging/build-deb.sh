@@ -7,7 +7,7 @@
 #   /usr/lib/sysusers.d/tokenkeeper.conf
 #   /usr/lib/tmpfiles.d/tokenkeeper.conf
 #   /etc/tokenkeeper/config.yaml              (a conffile: an upgrade keeps local edits)
-#   /usr/share/doc/tokenkeeper/               (README.md, docs/*.md, copyright, changelog.gz)
+#   /usr/share/doc/tokenkeeper/               (README.md, docs/*.md, copyright, NOTICE, changelog.gz)
 #   /usr/share/lintian/overrides/tokenkeeper  (each override with its reason)
 # The maintainer scripts (packaging/debian/) create the tokenkeeper user and
 # group and the directories and tell systemd; they never enable or start the
@@ -102,8 +102,16 @@ install -d -m 0750 "$root/etc/tokenkeeper"
 
 install -m 0755 "$binary" "$root/usr/bin/tokenkeeper"
 strip --remove-section=.comment --remove-section=.note "$root/usr/bin/tokenkeeper"
+# The dependencies' checkouts: the manual's generator is built from one, and
+# their NOTICE files go into the package. With TOKENKEEPER_BINARY there may be
+# no $scratch: a plain `swift build`'s will do, else they are resolved.
+checkouts_of="$scratch"
+if [ ! -d "$scratch/checkouts/swift-argument-parser" ] && [ -d .build/checkouts/swift-argument-parser ]; then
+    checkouts_of=.build
+fi
+[ -d "$checkouts_of/checkouts/swift-argument-parser" ] || swift package resolve --scratch-path "$checkouts_of" >&2
 # The manual page and completions, from the packaged binary's own definitions.
-packaging/manual-and-completions.sh "$root/usr/bin/tokenkeeper" "$stage/generated" "$scratch"
+packaging/manual-and-completions.sh "$root/usr/bin/tokenkeeper" "$stage/generated" "$checkouts_of"
 install -m 0644 "$stage/generated/man1/tokenkeeper.1" "$root/usr/share/man/man1/tokenkeeper.1"
 gzip -9n "$root/usr/share/man/man1/tokenkeeper.1"
 install -m 0644 "$stage/generated/bash/tokenkeeper" "$root/usr/share/bash-completion/completions/tokenkeeper"
@@ -122,6 +130,14 @@ install -m 0640 config/config.example.yaml "$root/etc/tokenkeeper/config.yaml"
 # Flat, as install.sh lays them: the unit's Documentation= names OPERATIONS.md there.
 install -m 0644 README.md docs/*.md "$doc/"
 install -m 0644 packaging/copyright "$doc/copyright"
+# The Apache-2.0 packages' attribution notices (their section 4(d)).
+for notice in "$checkouts_of"/checkouts/*/NOTICE.txt; do
+    printf '== %s ==\n\n' "$(basename "$(dirname "$notice")")"
+    cat "$notice"
+    printf '\n'
+done > "$doc/NOTICE"
+[ -s "$doc/NOTICE" ] || fail "no NOTICE.txt in $checkouts_of/checkouts"
+chmod 0644 "$doc/NOTICE"
 install -m 0644 packaging/debian/lintian-overrides "$root/usr/share/lintian/overrides/tokenkeeper"
 
 echo /etc/tokenkeeper/config.yaml > "$root/DEBIAN/conffiles"

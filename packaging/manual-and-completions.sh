@@ -27,6 +27,7 @@ date="$(sed -n 's/^## [^ ]* — \([0-9]\{4\}-[0-9]\{2\}-[0-9]\{2\}\)$/\1/p' CHAN
 
 parser="$scratch/checkouts/swift-argument-parser"
 if [ ! -f "$parser/Package.swift" ]; then
+    echo "manual-and-completions.sh: resolving the dependencies into $scratch (once)" >&2
     swift package resolve --scratch-path "$scratch" >&2
 fi
 [ -f "$parser/Package.swift" ] || fail "no swift-argument-parser checkout in $scratch/checkouts"

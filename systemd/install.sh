@@ -10,7 +10,8 @@
 #   $DESTDIR$PREFIX/share/bash-completion/completions/tokenkeeper, zsh/site-functions/_tokenkeeper,
 #   fish/vendor_completions.d/tokenkeeper.fish      (generated the same way)
 # Environment: DESTDIR (default empty), PREFIX (default /usr/local),
-# TOKENKEEPER_BINARY (an already built binary: skips the build).
+# TOKENKEEPER_BINARY (an already built binary: skips its build; the manual's
+# generator is still built, in seconds, from .build's checkouts).
 # With an empty DESTDIR it also creates the user (systemd-sysusers) and the
 # directories (systemd-tmpfiles) and reloads systemd; it never starts the service.
 set -euo pipefail

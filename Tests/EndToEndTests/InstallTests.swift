@@ -77,7 +77,10 @@ struct InstallTests {
         }
         #expect(!manual.contains("\n\n"), "an empty line in mdoc (a paragraph is .Pp)")
         for (path, marker) in [
-            ("/opt/tk/share/bash-completion/completions/tokenkeeper", "complete -o filenames -F _tokenkeeper"),
+            (
+                "/opt/tk/share/bash-completion/completions/tokenkeeper",
+                "complete -o filenames -F _tokenkeeper tokenkeeper"
+            ),
             ("/opt/tk/share/zsh/site-functions/_tokenkeeper", "#compdef tokenkeeper"),
             ("/opt/tk/share/fish/vendor_completions.d/tokenkeeper.fish", "complete -c 'tokenkeeper'"),
         ] {
