@@ -185,6 +185,25 @@ struct PackageTests {
         }
     }
 
+    @Test("packaging/copyright has a stanza for every package that Package.resolved pins")
+    func copyrightNamesEveryDependency() throws {
+        let root = InstallTests.packageRoot.path
+        let resolved = try Data(contentsOf: URL(fileURLWithPath: root + "/Package.resolved"))
+        struct Resolved: Decodable {
+            struct Pin: Decodable { var location: String }
+            var pins: [Pin]
+        }
+        let pins = try JSONDecoder().decode(Resolved.self, from: resolved).pins
+        #expect(pins.count > 10, "\(pins.count) pins")
+        let copyright = try String(contentsOfFile: root + "/packaging/copyright", encoding: .utf8)
+        for pin in pins {
+            // SwiftPM checks a package out under the last part of its URL.
+            var name = URL(string: pin.location)?.lastPathComponent ?? pin.location
+            if name.hasSuffix(".git") { name.removeLast(4) }
+            #expect(copyright.contains(".build/checkouts/\(name)/"), "packaging/copyright does not name \(name)")
+        }
+    }
+
     @Test(
         "build-deb.sh names a real Maintainer or refuses to build (exit 78), before building anything",
         .enabled(if: dpkgDeb != nil, "build-deb.sh first checks that dpkg-deb is there"))
