@@ -11,7 +11,9 @@
 #   fish/vendor_completions.d/tokenkeeper.fish      (generated the same way)
 # Environment: DESTDIR (default empty), PREFIX (default /usr/local),
 # TOKENKEEPER_BINARY (an already built binary: skips its build; the manual's
-# generator is still built, in seconds, from .build's checkouts).
+# generator is still built, in seconds, from .build's checkouts),
+# TOKENKEEPER_GENERATED (the manual page and completions already made by
+# packaging/manual-and-completions.sh for that binary: skips making them).
 # With an empty DESTDIR it also creates the user (systemd-sysusers) and the
 # directories (systemd-tmpfiles) and reloads systemd; it never starts the service.
 set -euo pipefail
@@ -36,9 +38,13 @@ install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR/etc/systemd/system" \
 install -m 0755 "$binary" "$DESTDIR$PREFIX/bin/tokenkeeper"
 
 # The manual page and completions, from the installed binary's own definitions.
-generated="$(mktemp -d "${TMPDIR:-/tmp}/tokenkeeper-install.XXXXXX")"
-trap 'rm -rf "$generated"' EXIT
-packaging/manual-and-completions.sh "$binary" "$generated" >/dev/null
+if [ -n "${TOKENKEEPER_GENERATED:-}" ]; then
+    generated="$TOKENKEEPER_GENERATED"
+else
+    generated="$(mktemp -d "${TMPDIR:-/tmp}/tokenkeeper-install.XXXXXX")"
+    trap 'rm -rf "$generated"' EXIT
+    packaging/manual-and-completions.sh "$binary" "$generated" >/dev/null
+fi
 install -m 0644 "$generated/man1/tokenkeeper.1" "$share/man/man1/tokenkeeper.1"
 install -m 0644 "$generated/bash/tokenkeeper" "$share/bash-completion/completions/tokenkeeper"
 install -m 0644 "$generated/zsh/_tokenkeeper" "$share/zsh/site-functions/_tokenkeeper"

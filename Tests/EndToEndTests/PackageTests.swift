@@ -169,6 +169,33 @@ struct PackageTests {
         #expect(check.stdout.contains("TOKENKEEPER_APP_SECRET"), "\(check.stdout)")
         #expect(!(check.stdout + check.stderr).contains(secret))
 
+        // systemd/install.sh makes the same manual page and completions from
+        // the same binary (its own run of packaging/manual-and-completions.sh).
+        let destdir = scratch + "/install"
+        let install = try await Self.run(
+            ["bash", "systemd/install.sh"],
+            environment: ["DESTDIR": destdir, "PREFIX": "/usr", "TOKENKEEPER_BINARY": binary])
+        #expect(install.exitCode == 0, "\(install)")
+        let packagedPage = try await Self.run(["gzip", "-dc", root + "/usr/share/man/man1/tokenkeeper.1.gz"])
+        let installedPage = try? String(contentsOfFile: destdir + "/usr/share/man/man1/tokenkeeper.1", encoding: .utf8)
+        #expect(packagedPage.stdout.contains(".It Em check-config"), "\(packagedPage.stdout.prefix(300))")
+        #expect(installedPage == packagedPage.stdout, "install.sh's manual page differs from the package's")
+        for (installed, packaged) in [
+            (
+                "/usr/share/bash-completion/completions/tokenkeeper",
+                "/usr/share/bash-completion/completions/tokenkeeper"
+            ),
+            ("/usr/share/zsh/site-functions/_tokenkeeper", "/usr/share/zsh/vendor-completions/_tokenkeeper"),
+            (
+                "/usr/share/fish/vendor_completions.d/tokenkeeper.fish",
+                "/usr/share/fish/vendor_completions.d/tokenkeeper.fish"
+            ),
+        ] {
+            let ours = try? String(contentsOfFile: destdir + installed, encoding: .utf8)
+            #expect(
+                ours != nil && ours == (try? String(contentsOfFile: root + packaged, encoding: .utf8)), "\(installed)")
+        }
+
         // Debian's own tools: lintian, and piuparts installing, upgrading
         // from the previous release's package and purging in a chroot, where
         // the manual and bash's completion are checked on the installed package.
