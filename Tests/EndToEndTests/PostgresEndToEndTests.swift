@@ -489,7 +489,7 @@ struct PostgresEndToEndTests {
             }
             var results: [CommandResult] = []
             for daemon in daemons {
-                #expect(daemon.process.isRunning, "a daemon exited on the restart: \(daemon.stderr.text.suffix(2000))")
+                #expect(daemon.isRunning, "a daemon exited on the restart: \(daemon.stderr.text.suffix(2000))")
                 results.append(await world.stop(daemon))
             }
             // Each noticed, said so, and said when it was over.

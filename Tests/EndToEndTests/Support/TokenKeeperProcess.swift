@@ -100,12 +100,33 @@ final class TokenKeeperProcess: @unchecked Sendable {
     /// A test that fails, throws or returns early never leaves a daemon
     /// running after it: the process goes with the last reference to it.
     deinit {
-        guard process.isRunning else { return }
+        guard process.isRunning, Self.exitStatus(of: process.processIdentifier) == nil else { return }
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        while process.isRunning && Self.exitStatus(of: process.processIdentifier) == nil {
+            usleep(10_000)
+        }
     }
 
     var pid: Int32 { process.processIdentifier }
+
+    /// The child's exit as the kernel tells it, without reaping it
+    /// (Foundation's Process does that): nil while it runs. Foundation on
+    /// Linux learns of an exit when a socket the child inherited closes, and
+    /// a process that another test spawns at the same moment can inherit that
+    /// socket too (swiftlang/swift-corelibs-foundation#4795): its end then
+    /// waits for that one's. Seen three times in full runs: the daemon had
+    /// stopped, "kernel state Z", and `isRunning` stayed true for 15 s.
+    /// The status is what Foundation would give: the exit code, or the signal.
+    static func exitStatus(of pid: Int32) -> Int32? {
+        var info = siginfo_t()
+        guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0,
+            info._sifields._sigchld.si_pid == pid
+        else { return nil }
+        return info._sifields._sigchld.si_status
+    }
+
+    /// True while the process runs, as Foundation or the kernel knows first.
+    var isRunning: Bool { process.isRunning && Self.exitStatus(of: process.processIdentifier) == nil }
 
     /// The process's state as the kernel tells it (`/proc`): its state
     /// letter (Z: it has exited and was not reaped), and for each thread
@@ -132,12 +153,11 @@ final class TokenKeeperProcess: @unchecked Sendable {
     /// Waits for the process to exit, at most `timeout`; kills it after that.
     func wait(timeout: Duration = .seconds(60)) async -> CommandResult {
         let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
+        while isRunning {
             if ContinuousClock.now > deadline {
-                // What it was doing when it did not stop (seen twice in full
-                // runs, not reproduced alone): its last lines, and whether it
-                // still runs (and in what) or has exited unnoticed (a zombie:
-                // Foundation's Process missed its end).
+                // What it was doing when it did not stop: its last lines,
+                // and whether it still runs (and in what) or has exited
+                // (then its end is seen through the kernel, exitStatus(of:)).
                 let lastLines = String(stderr.text.suffix(3000))
                 let state = Self.kernelState(of: process.processIdentifier)
                 Issue.record(
@@ -148,12 +168,21 @@ final class TokenKeeperProcess: @unchecked Sendable {
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        process.waitUntilExit()
+        // Foundation may not have noticed yet (see exitStatus(of:)): the
+        // kernel's word is enough, and waiting for Foundation could last as
+        // long as another test's process.
+        var exitStatus = Self.exitStatus(of: process.processIdentifier)
+        while exitStatus == nil && process.isRunning {
+            try? await Task.sleep(for: .milliseconds(5))
+            exitStatus = Self.exitStatus(of: process.processIdentifier)
+        }
+        // Nil: Foundation reaped it, and says how it ended.
+        let exitCode = exitStatus ?? process.terminationStatus
         let outputDeadline = ContinuousClock.now + .seconds(5)
         while !(stdout.isFinished && stderr.isFinished) && ContinuousClock.now < outputDeadline {
             try? await Task.sleep(for: .milliseconds(5))
         }
-        return CommandResult(exitCode: process.terminationStatus, stdout: stdout.text, stderr: stderr.text)
+        return CommandResult(exitCode: exitCode, stdout: stdout.text, stderr: stderr.text)
     }
 
     /// Runs a command to completion.
