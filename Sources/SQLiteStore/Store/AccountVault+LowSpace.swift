@@ -27,12 +27,18 @@ extension AccountVault {
         guard let free = freeBytes() else { return }
         // Back to normal only well above the mark: no switching at every commit.
         let low = lowOnSpace ? free < 2 * Self.lowSpaceBytes : free < Self.lowSpaceBytes
+        // Only the connection that just committed, on the thread that owns
+        // it: an import copies into tokens.db on a thread of its own.
+        if low != logsCutBack.contains(ObjectIdentifier(connection)) {
+            _ = try? connection.setPragma("journal_size_limit", to: .integer(low ? 0 : Self.journalSizeLimit))
+            if low {
+                logsCutBack.insert(ObjectIdentifier(connection))
+            } else {
+                logsCutBack.remove(ObjectIdentifier(connection))
+            }
+        }
         if low != lowOnSpace {
             lowOnSpace = low
-            let limit = low ? 0 : Self.journalSizeLimit
-            for file in [keeper, tokens] {
-                _ = try? file.setPragma("journal_size_limit", to: .integer(limit))
-            }
             let metadata: Logger.Metadata = ["directory": "\(directory)", "free_bytes": "\(free)"]
             if low {
                 logger.warning(

@@ -42,6 +42,8 @@ final class AccountVault {
     /// The store's file system has had less than ``lowSpaceBytes`` free since
     /// the last commit (see ``keepLogSmallWhileLowOnSpace(_:)``).
     var lowOnSpace = false
+    /// The connections whose `journal_size_limit` is 0 for it.
+    var logsCutBack: Set<ObjectIdentifier> = []
     let directory: String
 
     /// Opens (creating if needed) `keeper.db` and `tokens.db` in `directory`,
